@@ -1,0 +1,424 @@
+//! Node identities: the ed25519 identity key, the node id (its public key), the X25519 key that
+//! receives group keys, and the signed node descriptor.
+//!
+//! Secrets are zeroized on drop and their `Debug` prints only the public half, in short form.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use hpke::{Deserializable, Kem as _, Serializable};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::codec::{self, MAX_DESCRIPTOR_LEN};
+use crate::error::{DecodeError, ParseError, Rejection, UsageError};
+
+/// The HPKE KEM used to wrap epoch keys.
+pub(crate) type Kem = hpke::kem::X25519HkdfSha256;
+
+/// Milliseconds since the Unix epoch, as carried on the wire. Time is always an input.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// This time plus `ms` milliseconds, saturating.
+    pub fn plus_millis(self, ms: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+/// Writes `bytes` as lowercase hex.
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+/// Parses exactly `N` bytes of hex.
+pub(crate) fn parse_hex<const N: usize>(
+    s: &str,
+    what: &'static str,
+) -> Result<[u8; N], ParseError> {
+    let mut out = [0u8; N];
+    if s.len() != N * 2 {
+        return Err(ParseError {
+            what,
+            reason: "wrong length",
+        });
+    }
+    hex::decode_to_slice(s, &mut out).map_err(|_| ParseError {
+        what,
+        reason: "not hexadecimal",
+    })?;
+    Ok(out)
+}
+
+/// Defines a fixed-size identifier with hex `Display`/`FromStr` and a short form for logs.
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident, $len:expr, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        pub struct $name(pub(crate) [u8; $len]);
+
+        impl $name {
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+            /// The first 8 hex characters, for logs.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..4])
+            }
+        }
+
+        impl From<[u8; $len]> for $name {
+            fn from(bytes: [u8; $len]) -> Self {
+                $name(bytes)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                $crate::identity::write_hex_pub(f, &self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::error::ParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $crate::identity::parse_hex::<$len>(s, $what).map($name)
+            }
+        }
+    };
+}
+pub(crate) use hex_id;
+
+#[doc(hidden)]
+pub fn write_hex_pub(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    write_hex(f, bytes)
+}
+
+/// A node's id: its ed25519 public identity key, always a valid curve point.
+///
+/// Text form: 64 lowercase hex characters; [`NodeId::short`] gives the first 8 for logs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NodeId([u8; 32]);
+
+impl NodeId {
+    /// Checks that `bytes` is a valid ed25519 public key.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<NodeId, DecodeError> {
+        VerifyingKey::from_bytes(&bytes).map_err(|_| DecodeError::InvalidField {
+            field: "node id",
+            reason: "not an ed25519 public key",
+        })?;
+        Ok(NodeId(bytes))
+    }
+
+    /// The raw public key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 8 hex characters, for logs.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// The ed25519 verifying key.
+    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, Rejection> {
+        VerifyingKey::from_bytes(&self.0).map_err(|_| Rejection::BadSignature("node id"))
+    }
+
+    /// Verifies `signature` over `domain || message` with `verify_strict`.
+    pub(crate) fn verify(
+        &self,
+        domain: &[u8],
+        message: &[u8],
+        signature: &[u8; 64],
+        what: &'static str,
+    ) -> Result<(), Rejection> {
+        let key = self.verifying_key()?;
+        let sig = ed25519_dalek::Signature::from_bytes(signature);
+        let mut input = Vec::with_capacity(domain.len() + message.len());
+        input.extend_from_slice(domain);
+        input.extend_from_slice(message);
+        key.verify_strict(&input, &sig)
+            .map_err(|_| Rejection::BadSignature(what))
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = <[u8; 32]>::deserialize(d)?;
+        NodeId::from_bytes(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.short())
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = parse_hex::<32>(s, "node id")?;
+        NodeId::from_bytes(bytes).map_err(|_| ParseError {
+            what: "node id",
+            reason: "not an ed25519 public key",
+        })
+    }
+}
+
+/// A node's ed25519 identity key. Zeroized on drop; `Debug` shows only the node id.
+pub struct IdentityKey(SigningKey);
+
+impl IdentityKey {
+    /// Makes the key from a 32-byte secret seed (from a CSPRNG, or a test's fixed seed).
+    pub fn from_seed(seed: &[u8; 32]) -> IdentityKey {
+        IdentityKey(SigningKey::from_bytes(seed))
+    }
+
+    /// Makes a fresh key from `rng`.
+    pub fn generate<R: rand_core::CryptoRng + rand_core::RngCore>(rng: &mut R) -> IdentityKey {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        IdentityKey::from_seed(&seed)
+    }
+
+    /// The 32-byte secret seed, for storing the key. Handle with care.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        NodeId(self.0.verifying_key().to_bytes())
+    }
+
+    /// The underlying ed25519 key, for the TLS layer.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.0
+    }
+
+    /// Signs `domain || message`.
+    pub(crate) fn sign(&self, domain: &[u8], message: &[u8]) -> [u8; 64] {
+        let mut input = Vec::with_capacity(domain.len() + message.len());
+        input.extend_from_slice(domain);
+        input.extend_from_slice(message);
+        self.0.sign(&input).to_bytes()
+    }
+}
+
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityKey({})", self.node_id().short())
+    }
+}
+
+/// A node's X25519 public key, to which epoch keys are wrapped.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExchangeKey(pub(crate) [u8; 32]);
+
+impl ExchangeKey {
+    /// The raw key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub(crate) fn hpke(&self) -> Result<<Kem as hpke::Kem>::PublicKey, UsageError> {
+        <Kem as hpke::Kem>::PublicKey::from_bytes(&self.0)
+            .map_err(|e| UsageError::Wrap(e.to_string()))
+    }
+}
+
+impl From<[u8; 32]> for ExchangeKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        ExchangeKey(bytes)
+    }
+}
+
+impl fmt::Debug for ExchangeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExchangeKey({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// A node's X25519 secret key. Zeroized on drop; `Debug` shows only the public key.
+pub struct ExchangeSecret {
+    secret: Zeroizing<[u8; 32]>,
+    public: ExchangeKey,
+}
+
+impl ExchangeSecret {
+    /// Derives the key pair deterministically from a 32-byte seed (RFC 9180 DeriveKeyPair).
+    pub fn from_seed(seed: &[u8; 32]) -> ExchangeSecret {
+        let (sk, pk) = Kem::derive_keypair(seed);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        secret.copy_from_slice(&sk.to_bytes());
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&pk.to_bytes());
+        ExchangeSecret {
+            secret,
+            public: ExchangeKey(public),
+        }
+    }
+
+    /// Makes a fresh key from `rng`.
+    pub fn generate<R: rand_core::CryptoRng + rand_core::RngCore>(rng: &mut R) -> ExchangeSecret {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        ExchangeSecret::from_seed(&seed)
+    }
+
+    /// Restores the key from the secret scalar bytes written by [`ExchangeSecret::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<ExchangeSecret, DecodeError> {
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(bytes).map_err(|_| {
+            DecodeError::InvalidField {
+                field: "exchange secret",
+                reason: "not an X25519 secret key",
+            }
+        })?;
+        let pk = <Kem as hpke::Kem>::sk_to_pk(&sk);
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&pk.to_bytes());
+        Ok(ExchangeSecret {
+            secret: Zeroizing::new(*bytes),
+            public: ExchangeKey(public),
+        })
+    }
+
+    /// The secret scalar bytes, for storing the key. Handle with care.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        self.secret.clone()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> ExchangeKey {
+        self.public
+    }
+
+    pub(crate) fn hpke(&self) -> Result<<Kem as hpke::Kem>::PrivateKey, Rejection> {
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(self.secret.as_ref())
+            .map_err(|_| Rejection::DecryptFailed)
+    }
+}
+
+impl fmt::Debug for ExchangeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExchangeSecret(public {:?})", self.public)
+    }
+}
+
+/// The longest node name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// The most addresses a descriptor lists.
+pub const MAX_ADDRESSES: usize = 8;
+/// The longest address, in bytes.
+pub const MAX_ADDRESS_LEN: usize = 256;
+
+/// What a node publishes about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The node this describes.
+    pub node: NodeId,
+    /// A human-readable name (at most [`MAX_NAME_LEN`] bytes).
+    pub name: String,
+    /// Addresses the node listens on, as `HOST:PORT` text.
+    pub addresses: Vec<String>,
+    /// The X25519 key to wrap group keys to.
+    pub exchange_key: ExchangeKey,
+    /// Not valid before this time.
+    pub valid_from: Timestamp,
+    /// Not valid after this time.
+    pub valid_until: Timestamp,
+}
+
+/// A descriptor with its signature, kept as the exact bytes that were signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedDescriptor {
+    /// The descriptor, encoded without the version byte.
+    #[serde(with = "crate::codec::bytes")]
+    pub body: Vec<u8>,
+    /// ed25519 signature by `node` over [`DESCRIPTOR_DOMAIN`] `||` body.
+    #[serde(with = "crate::codec::bytes64")]
+    pub signature: [u8; 64],
+}
+
+/// Domain-separation prefix of descriptor signatures.
+pub const DESCRIPTOR_DOMAIN: &[u8] = b"liaison/v1/descriptor\0";
+
+impl Descriptor {
+    fn check(&self) -> Result<(), &'static str> {
+        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
+            return Err("name must be 1 to 64 bytes");
+        }
+        if self.addresses.len() > MAX_ADDRESSES
+            || self.addresses.iter().any(|a| a.len() > MAX_ADDRESS_LEN)
+        {
+            return Err("too many or too long addresses");
+        }
+        if self.valid_until < self.valid_from {
+            return Err("validity ends before it starts");
+        }
+        Ok(())
+    }
+
+    /// Signs this descriptor with `key`, which must be the key of `self.node`.
+    pub fn sign(&self, key: &IdentityKey) -> Result<SignedDescriptor, UsageError> {
+        if key.node_id() != self.node {
+            return Err(UsageError::Invalid {
+                field: "descriptor",
+                reason: "signing key is not the described node's".into(),
+            });
+        }
+        self.check().map_err(|r| UsageError::Invalid {
+            field: "descriptor",
+            reason: r.into(),
+        })?;
+        let body = codec::encode_bare(self)?;
+        let signature = key.sign(DESCRIPTOR_DOMAIN, &body);
+        Ok(SignedDescriptor { body, signature })
+    }
+}
+
+impl SignedDescriptor {
+    /// Encodes for the wire.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, UsageError> {
+        codec::encode(self)
+    }
+
+    /// Decodes, checks limits and verifies the signature; `now` checks validity.
+    pub fn verify(bytes: &[u8], now: Timestamp) -> Result<Descriptor, Rejection> {
+        let signed: SignedDescriptor = codec::decode(bytes, MAX_DESCRIPTOR_LEN)?;
+        let desc: Descriptor = codec::decode_bare(&signed.body, MAX_DESCRIPTOR_LEN)?;
+        desc.node.verify(
+            DESCRIPTOR_DOMAIN,
+            &signed.body,
+            &signed.signature,
+            "descriptor",
+        )?;
+        desc.check().map_err(Rejection::InvalidDescriptor)?;
+        if now < desc.valid_from || now > desc.valid_until {
+            return Err(Rejection::InvalidDescriptor("not valid at this time"));
+        }
+        Ok(desc)
+    }
+}

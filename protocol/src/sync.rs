@@ -1,0 +1,1060 @@
+//! The sync engine: a sans-IO state machine that decides what a node sends its peers.
+//!
+//! The engine keeps, per group, the group state and the control events (to serve them), and per
+//! author and epoch which sequence numbers this node holds: the highest contiguous one plus any
+//! held above a gap. Messages themselves live in the node's store and are read back through
+//! [`Archive`] when a peer asks for them.
+//!
+//! # Call order
+//!
+//! ```text
+//! Engine::new → restore_group / restore_held (from the store, at start-up)
+//! loop:
+//!   handle_connected(now, peer) | handle_disconnected(peer)
+//!   handle_frame(now, peer, bytes, archive)          ← bytes from the transport
+//!   handle_durable(now, ids) | handle_store_failed(ids)   ← after the store's flush
+//!   handle_timeout(now)                              ← when poll_timeout() is reached
+//!   propose_* / commit_local_control / seal / commit_local_message   ← local actions
+//!   then drain: poll_event() (store accepted messages and control events, log rejections,
+//!               drop peers), poll_transmit() (send frames), poll_timeout() (arm the timer)
+//! ```
+//!
+//! # Rules
+//!
+//! - A peer receives a group's control events and messages only while it is a member of the
+//!   group's current epoch, and only messages of epochs in which it was a member.
+//! - A message is acknowledged (an `Ack` frame to the sender, a signed receipt towards the
+//!   author) only after the node reports it durable with [`Engine::handle_durable`].
+//! - Every rejected input raises [`Event::Rejected`] and a strike against the sending peer;
+//!   after [`Config::max_strikes`] the engine asks the node to drop the connection.
+//! - Queues are bounded: at most [`Config::max_queued_frames`] frames wait per peer and at most
+//!   [`Config::max_in_flight`] messages wait for the store; beyond that, input is dropped
+//!   unacknowledged, and the periodic sync recovers it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use crate::error::{Rejection, UsageError};
+use crate::frame::{vector_high, Frame, SyncRequest, SyncResponse, VectorEntry};
+use crate::group::{Applied, Change, GroupId, GroupState, LocalKeys};
+use crate::identity::{
+    Descriptor, ExchangeSecret, IdentityKey, NodeId, SignedDescriptor, Timestamp,
+};
+use crate::message::{self, Draft, MessageId, Sealed};
+use crate::receipt::Receipt;
+
+/// Read access to the envelopes a node has stored, implemented by the node over its store.
+pub trait Archive {
+    /// Envelopes of `group` by `author` in `epoch` with a sequence number above `after`, in
+    /// ascending order, stopping once their total size would exceed `max_bytes` (but returning
+    /// at least one if any exists).
+    fn envelopes(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        after: u64,
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>>;
+
+    /// The group and author of a stored message.
+    fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)>;
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How often to exchange version vectors with each connected peer, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// Rejected inputs tolerated from one peer before the engine asks to drop it.
+    pub max_strikes: u32,
+    /// Frames that may wait to be sent to one peer.
+    pub max_queued_frames: usize,
+    /// Messages that may wait for the store at once.
+    pub max_in_flight: usize,
+    /// Envelope bytes in one sync response.
+    pub response_budget: usize,
+    /// Forward messages received from their author to the other connected members at once.
+    /// Group owners always do; other nodes rely on the periodic sync unless this is set.
+    pub relay: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sync_interval_ms: 5_000,
+            max_strikes: 16,
+            max_queued_frames: 1024,
+            max_in_flight: 16_384,
+            response_budget: 1024 * 1024,
+            relay: false,
+        }
+    }
+}
+
+/// Something the node must act on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A valid new message: store `envelope` durably, then call [`Engine::handle_durable`].
+    MessageAccepted {
+        /// The peer it came from.
+        from: NodeId,
+        /// Its id.
+        id: MessageId,
+        /// Its header.
+        header: Box<message::Header>,
+        /// The exact envelope bytes received.
+        envelope: Vec<u8>,
+    },
+    /// A control event was applied: store it (keyed by group and seq).
+    ControlApplied {
+        /// The group.
+        group: GroupId,
+        /// Its seq (= the epoch it opened).
+        seq: u64,
+        /// The exact event bytes.
+        event: Vec<u8>,
+    },
+    /// A peer presented a valid descriptor.
+    PeerDescriptor {
+        /// The peer.
+        peer: NodeId,
+        /// Its descriptor.
+        descriptor: Box<Descriptor>,
+        /// The exact signed bytes.
+        bytes: Vec<u8>,
+    },
+    /// A valid delivery receipt arrived: store it if the message is held.
+    Receipt {
+        /// The message.
+        message: MessageId,
+        /// The node that stored it.
+        receiver: NodeId,
+        /// The exact signed bytes.
+        bytes: Vec<u8>,
+    },
+    /// A peer acknowledged durable storage of messages.
+    Acked {
+        /// The peer.
+        peer: NodeId,
+        /// The messages.
+        ids: Vec<MessageId>,
+    },
+    /// Input from a peer was refused.
+    Rejected {
+        /// The peer that sent it.
+        peer: NodeId,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A peer misbehaved too often: close its connection.
+    Disconnect {
+        /// The peer.
+        peer: NodeId,
+    },
+}
+
+/// A frame to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// The peer to send it to.
+    pub peer: NodeId,
+    /// The encoded frame.
+    pub frame: Vec<u8>,
+}
+
+/// Sequence numbers held for one author in one epoch.
+#[derive(Debug, Clone, Default)]
+struct Held {
+    high: u64,
+    above: BTreeSet<u64>,
+}
+
+impl Held {
+    fn contains(&self, seq: u64) -> bool {
+        seq <= self.high || self.above.contains(&seq)
+    }
+    fn insert(&mut self, seq: u64) {
+        if seq <= self.high {
+            return;
+        }
+        self.above.insert(seq);
+        while self.above.remove(&(self.high + 1)) {
+            self.high += 1;
+        }
+    }
+    fn remove(&mut self, seq: u64) {
+        self.above.remove(&seq);
+    }
+    fn max(&self) -> u64 {
+        self.above.last().copied().unwrap_or(0).max(self.high)
+    }
+}
+
+#[derive(Debug)]
+struct Replica {
+    state: GroupState,
+    controls: Vec<Vec<u8>>,
+    held: BTreeMap<(NodeId, u64), Held>,
+}
+
+impl Replica {
+    fn vector(&self) -> Vec<VectorEntry> {
+        self.held
+            .iter()
+            .filter(|(_, h)| h.high > 0)
+            .map(|((author, epoch), h)| VectorEntry {
+                author: *author,
+                epoch: *epoch,
+                high: h.high,
+            })
+            .collect()
+    }
+    fn is_current_member(&self, node: &NodeId) -> bool {
+        self.state.role(node).is_some()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    connected: bool,
+    strikes: u32,
+    next_sync: Timestamp,
+    queued: usize,
+    /// Last time a sync was requested from this peer per group outside the schedule.
+    last_extra_request: HashMap<GroupId, Timestamp>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    group: GroupId,
+    author: NodeId,
+    epoch: u64,
+    seq: u64,
+    from: Vec<NodeId>,
+    envelope: Vec<u8>,
+}
+
+/// The sync engine of one node. See the module documentation for the call order.
+#[derive(Debug)]
+pub struct Engine {
+    identity: IdentityKey,
+    exchange: ExchangeSecret,
+    descriptor: Vec<u8>,
+    config: Config,
+    groups: BTreeMap<GroupId, Replica>,
+    peers: BTreeMap<NodeId, Peer>,
+    in_flight: HashMap<MessageId, InFlight>,
+    next_seq: BTreeMap<(GroupId, u64), u64>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Engine {
+    /// Makes an engine for the node with these keys; `descriptor` is its encoded
+    /// [`SignedDescriptor`], sent in every `Hello`.
+    pub fn new(
+        identity: IdentityKey,
+        exchange: ExchangeSecret,
+        descriptor: Vec<u8>,
+        config: Config,
+    ) -> Engine {
+        Engine {
+            identity,
+            exchange,
+            descriptor,
+            config,
+            groups: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            next_seq: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    /// This node's identity key.
+    pub fn identity(&self) -> &IdentityKey {
+        &self.identity
+    }
+
+    // ----- start-up -----------------------------------------------------------------------
+
+    /// Rebuilds a group from its stored control events (in order). No events are raised.
+    pub fn restore_group(&mut self, controls: Vec<Vec<u8>>) -> Result<GroupId, Rejection> {
+        let local = Some(LocalKeys {
+            node: self.identity.node_id(),
+            exchange: &self.exchange,
+        });
+        let first = controls
+            .first()
+            .ok_or(Rejection::InvalidControl("no events"))?;
+        let mut state = GroupState::from_genesis(first, local)?;
+        for event in &controls[1..] {
+            state.apply(event, local)?;
+        }
+        let id = state.id();
+        self.groups.insert(
+            id,
+            Replica {
+                state,
+                controls,
+                held: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Records that the store holds these sequence numbers of `author` in `epoch` of `group`.
+    pub fn restore_held(
+        &mut self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        seqs: impl IntoIterator<Item = u64>,
+    ) {
+        if let Some(replica) = self.groups.get_mut(group) {
+            let held = replica.held.entry((*author, epoch)).or_default();
+            for seq in seqs {
+                held.insert(seq);
+            }
+        }
+    }
+
+    // ----- queries ------------------------------------------------------------------------
+
+    /// The state of a group this node holds.
+    pub fn group(&self, id: &GroupId) -> Option<&GroupState> {
+        self.groups.get(id).map(|r| &r.state)
+    }
+
+    /// Every group this node holds.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupState> {
+        self.groups.values().map(|r| &r.state)
+    }
+
+    /// The version vector of a group.
+    pub fn vector(&self, id: &GroupId) -> Vec<VectorEntry> {
+        self.groups.get(id).map(Replica::vector).unwrap_or_default()
+    }
+
+    /// Whether this node holds (or is storing) a message of `author` in `epoch` at `seq`.
+    pub fn holds(&self, group: &GroupId, author: &NodeId, epoch: u64, seq: u64) -> bool {
+        self.groups
+            .get(group)
+            .and_then(|r| r.held.get(&(*author, epoch)))
+            .is_some_and(|h| h.contains(seq))
+    }
+
+    /// Whether `peer` is connected.
+    pub fn is_connected(&self, peer: &NodeId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.connected)
+    }
+
+    /// Messages waiting for the store.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    // ----- local actions ------------------------------------------------------------------
+
+    /// Makes event 1 of a new group owned by this node. Store it durably, then pass it to
+    /// [`Engine::commit_local_control`].
+    pub fn propose_create<R: rand_core::CryptoRng + rand_core::RngCore>(
+        &self,
+        name: &str,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(GroupId, Vec<u8>), UsageError> {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let id = GroupId::from(id);
+        let bytes = GroupState::create(&self.identity, self.exchange.public(), id, name, now, rng)?;
+        Ok((id, bytes))
+    }
+
+    /// Makes the next control event of a group this node owns. Store it durably, then pass
+    /// it to [`Engine::commit_local_control`].
+    pub fn propose<R: rand_core::CryptoRng + rand_core::RngCore>(
+        &self,
+        group: &GroupId,
+        change: Change,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, UsageError> {
+        let replica = self
+            .groups
+            .get(group)
+            .ok_or(UsageError::NotAMember(*group))?;
+        replica.state.propose(&self.identity, change, now, rng)
+    }
+
+    /// Applies a control event this node made (after storing it) and sends it to the group's
+    /// connected members.
+    pub fn commit_local_control(
+        &mut self,
+        now: Timestamp,
+        event: &[u8],
+    ) -> Result<GroupId, UsageError> {
+        let (_, parsed) = crate::group::decode_control(event).map_err(|e| UsageError::Invalid {
+            field: "control event",
+            reason: e.to_string(),
+        })?;
+        let group = parsed.group;
+        self.apply_controls(now, None, group, std::slice::from_ref(&event.to_vec()))
+            .map_err(|e| UsageError::Invalid {
+                field: "control event",
+                reason: e.to_string(),
+            })?;
+        Ok(group)
+    }
+
+    /// Seals a message from this node into `group`'s current epoch with the next sequence
+    /// number. Store the result durably, then pass it to [`Engine::commit_local_message`].
+    pub fn seal<R: rand_core::CryptoRng + rand_core::RngCore>(
+        &mut self,
+        group: &GroupId,
+        draft: LocalDraft<'_>,
+        rng: &mut R,
+    ) -> Result<Sealed, UsageError> {
+        let me = self.identity.node_id();
+        let replica = self
+            .groups
+            .get(group)
+            .ok_or(UsageError::NotAMember(*group))?;
+        let epoch = replica.state.epoch();
+        let held_max = replica.held.get(&(me, epoch)).map_or(0, Held::max);
+        let next = self
+            .next_seq
+            .get(&(*group, epoch))
+            .copied()
+            .unwrap_or(1)
+            .max(held_max + 1);
+        let sealed = message::seal(
+            &replica.state,
+            &self.identity,
+            Draft {
+                seq: next,
+                now: draft.now,
+                handling: draft.handling,
+                expires_at: draft.expires_at,
+                content: draft.content,
+            },
+            rng,
+        )?;
+        self.next_seq.insert((*group, epoch), next + 1);
+        Ok(sealed)
+    }
+
+    /// Records a message this node sealed and stored durably, and pushes it to the connected
+    /// members of its epoch.
+    pub fn commit_local_message(&mut self, sealed: &Sealed) {
+        let h = &sealed.header;
+        if let Some(replica) = self.groups.get_mut(&h.group) {
+            replica
+                .held
+                .entry((h.author, h.epoch))
+                .or_default()
+                .insert(h.seq);
+        }
+        let me = self.identity.node_id();
+        self.push_to_members(&h.group, h.epoch, &[me], &sealed.bytes);
+    }
+
+    // ----- peers --------------------------------------------------------------------------
+
+    /// A connection to `peer` is up: greet it and exchange vectors for shared groups.
+    pub fn handle_connected(&mut self, now: Timestamp, peer: NodeId) {
+        let p = self.peers.entry(peer).or_default();
+        p.connected = true;
+        p.strikes = 0;
+        p.next_sync = now.plus_millis(self.config.sync_interval_ms);
+        let hello = Frame::Hello {
+            descriptor: self.descriptor.clone(),
+        };
+        self.send(peer, &hello);
+        self.sync_with(peer);
+    }
+
+    /// The connection to `peer` is gone.
+    pub fn handle_disconnected(&mut self, peer: &NodeId) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.connected = false;
+        }
+        self.transmits.retain(|t| t.peer != *peer);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.queued = 0;
+        }
+    }
+
+    /// The next time [`Engine::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.peers
+            .values()
+            .filter(|p| p.connected)
+            .map(|p| p.next_sync)
+            .min()
+    }
+
+    /// Runs the periodic sync with every peer that is due.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let due: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.next_sync <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in due {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.next_sync = now.plus_millis(self.config.sync_interval_ms);
+            }
+            self.sync_with(peer);
+        }
+    }
+
+    fn sync_with(&mut self, peer: NodeId) {
+        let requests: Vec<Frame> = self
+            .groups
+            .values()
+            .filter(|r| r.is_current_member(&peer))
+            .map(|r| {
+                Frame::SyncRequest(SyncRequest {
+                    group: r.state.id(),
+                    control_seq: r.state.seq(),
+                    vector: r.vector(),
+                })
+            })
+            .collect();
+        for frame in requests {
+            self.send(peer, &frame);
+        }
+    }
+
+    fn request_sync(&mut self, now: Timestamp, peer: NodeId, group: GroupId) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let min_gap = (self.config.sync_interval_ms / 10).max(1);
+        if let Some(last) = p.last_extra_request.get(&group) {
+            if now < last.plus_millis(min_gap) {
+                return;
+            }
+        }
+        if p.last_extra_request.len() > 4096 {
+            p.last_extra_request.clear();
+        }
+        p.last_extra_request.insert(group, now);
+        let frame = match self.groups.get(&group) {
+            Some(r) => SyncRequest {
+                group,
+                control_seq: r.state.seq(),
+                vector: r.vector(),
+            },
+            None => SyncRequest {
+                group,
+                control_seq: 0,
+                vector: Vec::new(),
+            },
+        };
+        self.send(peer, &Frame::SyncRequest(frame));
+    }
+
+    // ----- input --------------------------------------------------------------------------
+
+    /// Handles one frame received from `peer` (whose key the transport authenticated).
+    pub fn handle_frame(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        bytes: &[u8],
+        archive: &dyn Archive,
+    ) {
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => return self.reject(peer, e.into()),
+        };
+        match frame {
+            Frame::Hello { descriptor } => match SignedDescriptor::verify(&descriptor, now) {
+                Ok(d) if d.node == peer => self.events.push_back(Event::PeerDescriptor {
+                    peer,
+                    descriptor: Box::new(d),
+                    bytes: descriptor,
+                }),
+                Ok(_) => self.reject(peer, Rejection::InvalidDescriptor("describes another node")),
+                Err(e) => self.reject(peer, e),
+            },
+            Frame::Push { envelopes } => {
+                for envelope in envelopes {
+                    self.accept_envelope(now, peer, envelope);
+                }
+            }
+            Frame::Ack { ids } => self.events.push_back(Event::Acked { peer, ids }),
+            Frame::SyncRequest(req) => self.answer(now, peer, req, archive),
+            Frame::SyncResponse(resp) => self.take_response(now, peer, resp),
+            Frame::Receipts { receipts } => {
+                for bytes in receipts {
+                    self.take_receipt(peer, bytes, archive);
+                }
+            }
+            Frame::Control { group, events } => {
+                if let Err(e) = self.apply_controls(now, Some(peer), group, &events) {
+                    self.reject(peer, e);
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, peer: NodeId, reason: Rejection) {
+        self.events.push_back(Event::Rejected { peer, reason });
+        let p = self.peers.entry(peer).or_default();
+        p.strikes += 1;
+        if p.strikes == self.config.max_strikes {
+            self.events.push_back(Event::Disconnect { peer });
+        }
+    }
+
+    /// Applies control events received from `from` (or made locally when `None`).
+    fn apply_controls(
+        &mut self,
+        now: Timestamp,
+        from: Option<NodeId>,
+        group: GroupId,
+        events: &[Vec<u8>],
+    ) -> Result<(), Rejection> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let me = self.identity.node_id();
+        let local = LocalKeys {
+            node: me,
+            exchange: &self.exchange,
+        };
+        let mut applied = Vec::new();
+        if let Some(replica) = self.groups.get_mut(&group) {
+            for event in events {
+                match replica.state.apply(event, Some(local)) {
+                    Ok(Applied::New { epoch, .. }) => {
+                        replica.controls.push(event.clone());
+                        applied.push((epoch, event.clone()));
+                    }
+                    Ok(_) => {}
+                    Err(Rejection::OutOfOrder { .. }) if from.is_some() => {
+                        if let Some(peer) = from {
+                            self.request_sync(now, peer, group);
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        self.note_applied(from, group, applied);
+                        return Err(e);
+                    }
+                }
+            }
+        } else {
+            // An unknown group: adopt it only from its first event, and only if this node is a
+            // member of the resulting current epoch.
+            let genesis = match GroupState::from_genesis(first, Some(local)) {
+                Ok(state) => state,
+                Err(Rejection::InvalidControl(_) | Rejection::OutOfOrder { .. })
+                    if from.is_some() =>
+                {
+                    if let Some(peer) = from {
+                        self.request_sync(now, peer, group);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if genesis.id() != group {
+                return Err(Rejection::InvalidControl("event for another group"));
+            }
+            let mut state = genesis;
+            applied.push((1, first.clone()));
+            for event in &events[1..] {
+                if let Applied::New { epoch, .. } = state.apply(event, Some(local))? {
+                    applied.push((epoch, event.clone()));
+                }
+            }
+            if from.is_some() && state.role(&me).is_none() {
+                return Err(Rejection::InvalidControl(
+                    "a group this node is not a member of",
+                ));
+            }
+            self.groups.insert(
+                group,
+                Replica {
+                    state,
+                    controls: applied.iter().map(|(_, e)| e.clone()).collect(),
+                    held: BTreeMap::new(),
+                },
+            );
+        }
+        self.note_applied(from, group, applied);
+        Ok(())
+    }
+
+    fn note_applied(&mut self, from: Option<NodeId>, group: GroupId, applied: Vec<(u64, Vec<u8>)>) {
+        if applied.is_empty() {
+            return;
+        }
+        let events: Vec<Vec<u8>> = applied.iter().map(|(_, e)| e.clone()).collect();
+        for (seq, event) in applied {
+            self.events
+                .push_back(Event::ControlApplied { group, seq, event });
+        }
+        // Forward new events to connected members (the new member among them), except the
+        // sender.
+        let targets: Vec<NodeId> = match self.groups.get(&group) {
+            Some(r) => self
+                .peers
+                .iter()
+                .filter(|(id, p)| p.connected && Some(**id) != from && r.is_current_member(id))
+                .map(|(id, _)| *id)
+                .collect(),
+            None => Vec::new(),
+        };
+        let frame = Frame::Control { group, events };
+        for peer in targets {
+            self.send(peer, &frame);
+        }
+    }
+
+    fn accept_envelope(&mut self, now: Timestamp, peer: NodeId, envelope: Vec<u8>) {
+        let (_, header, id) = match message::decode(&envelope) {
+            Ok(d) => d,
+            Err(e) => return self.reject(peer, e),
+        };
+        if let Some(flight) = self.in_flight.get_mut(&id) {
+            if !flight.from.contains(&peer) && flight.from.len() < 16 {
+                flight.from.push(peer);
+            }
+            return;
+        }
+        let Some(replica) = self.groups.get(&header.group) else {
+            // Possibly a race with the control event that adds this node: ask, do not punish.
+            return self.request_sync(now, peer, header.group);
+        };
+        if replica.state.role_at(&peer, header.epoch).is_none()
+            && replica.state.role(&peer).is_none()
+        {
+            return self.reject(
+                peer,
+                Rejection::PeerNotAMember {
+                    group: header.group,
+                    peer,
+                },
+            );
+        }
+        if header.epoch > replica.state.epoch() {
+            // This node lags behind on control events.
+            return self.request_sync(now, peer, header.group);
+        }
+        let verified = match message::verify_and_open(&envelope, &replica.state) {
+            Ok((v, _content)) => v,
+            Err(e) => return self.reject(peer, e),
+        };
+        let h = verified.header;
+        if replica
+            .held
+            .get(&(h.author, h.epoch))
+            .is_some_and(|held| held.contains(h.seq))
+        {
+            // Already durable here: acknowledge again, store nothing.
+            self.send(peer, &Frame::Ack { ids: vec![id] });
+            return;
+        }
+        if self.in_flight.len() >= self.config.max_in_flight {
+            return; // Dropped unacknowledged; the periodic sync brings it back.
+        }
+        let gap = replica
+            .held
+            .get(&(h.author, h.epoch))
+            .map_or(h.seq > 1, |held| h.seq > held.max() + 1);
+        if let Some(replica) = self.groups.get_mut(&h.group) {
+            replica
+                .held
+                .entry((h.author, h.epoch))
+                .or_default()
+                .insert(h.seq);
+        }
+        self.in_flight.insert(
+            id,
+            InFlight {
+                group: h.group,
+                author: h.author,
+                epoch: h.epoch,
+                seq: h.seq,
+                from: vec![peer],
+                envelope: envelope.clone(),
+            },
+        );
+        self.events.push_back(Event::MessageAccepted {
+            from: peer,
+            id,
+            header: Box::new(h.clone()),
+            envelope,
+        });
+        if gap {
+            self.request_sync(now, peer, h.group);
+        }
+    }
+
+    fn answer(&mut self, now: Timestamp, peer: NodeId, req: SyncRequest, archive: &dyn Archive) {
+        let Some(replica) = self.groups.get(&req.group) else {
+            if req.control_seq > 0 {
+                // The peer knows a group this node lacks: ask for it.
+                self.request_sync(now, peer, req.group);
+            }
+            return;
+        };
+        if !replica.is_current_member(&peer) {
+            // Not (or no longer) a member: it gets nothing of this group.
+            return;
+        }
+        let behind = req.control_seq > replica.state.seq();
+        let start = usize::try_from(req.control_seq).unwrap_or(usize::MAX);
+        let controls: Vec<Vec<u8>> = replica
+            .controls
+            .get(start..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let mut budget = self.config.response_budget;
+        let mut envelopes = Vec::new();
+        let mut more = false;
+        for ((author, epoch), held) in &replica.held {
+            if replica.state.role_at(&peer, *epoch).is_none() {
+                continue;
+            }
+            let theirs = vector_high(&req.vector, author, *epoch);
+            if held.max() <= theirs {
+                continue;
+            }
+            if budget == 0 {
+                more = true;
+                break;
+            }
+            let batch = archive.envelopes(&req.group, author, *epoch, theirs, budget);
+            for e in batch {
+                budget = budget.saturating_sub(e.len());
+                envelopes.push(e);
+            }
+            if budget == 0 {
+                more = true;
+            }
+        }
+        if behind {
+            self.request_sync(now, peer, req.group);
+        }
+        if controls.is_empty() && envelopes.is_empty() {
+            return;
+        }
+        let frame = Frame::SyncResponse(SyncResponse {
+            group: req.group,
+            controls,
+            envelopes,
+            more,
+        });
+        self.send(peer, &frame);
+    }
+
+    fn take_response(&mut self, now: Timestamp, peer: NodeId, resp: SyncResponse) {
+        if !resp.controls.is_empty() {
+            if let Err(e) = self.apply_controls(now, Some(peer), resp.group, &resp.controls) {
+                return self.reject(peer, e);
+            }
+        }
+        for envelope in resp.envelopes {
+            self.accept_envelope(now, peer, envelope);
+        }
+        if resp.more {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.last_extra_request.remove(&resp.group);
+            }
+            self.request_sync(now, peer, resp.group);
+        }
+    }
+
+    fn take_receipt(&mut self, peer: NodeId, bytes: Vec<u8>, archive: &dyn Archive) {
+        let receipt = match Receipt::verify(&bytes) {
+            Ok(r) => r,
+            Err(e) => return self.reject(peer, e),
+        };
+        let Some((group, author)) = archive.message_origin(&receipt.message) else {
+            return; // Not held here: nothing to record or forward.
+        };
+        let member = self
+            .groups
+            .get(&group)
+            .is_some_and(|r| r.state.epochs_of(&receipt.receiver).next().is_some());
+        if !member {
+            return self.reject(
+                peer,
+                Rejection::PeerNotAMember {
+                    group,
+                    peer: receipt.receiver,
+                },
+            );
+        }
+        if author != self.identity.node_id() && author != peer && self.is_connected(&author) {
+            self.send(
+                author,
+                &Frame::Receipts {
+                    receipts: vec![bytes.clone()],
+                },
+            );
+        }
+        self.events.push_back(Event::Receipt {
+            message: receipt.message,
+            receiver: receipt.receiver,
+            bytes,
+        });
+    }
+
+    // ----- store results ------------------------------------------------------------------
+
+    /// The store durably holds these messages: acknowledge them, send receipts towards their
+    /// authors, and relay them where this node relays.
+    pub fn handle_durable(&mut self, now: Timestamp, ids: &[MessageId]) {
+        let me = self.identity.node_id();
+        let mut acks: BTreeMap<NodeId, Vec<MessageId>> = BTreeMap::new();
+        let mut receipts: BTreeMap<NodeId, Vec<Vec<u8>>> = BTreeMap::new();
+        for id in ids {
+            let Some(flight) = self.in_flight.remove(id) else {
+                continue;
+            };
+            for peer in &flight.from {
+                acks.entry(*peer).or_default().push(*id);
+            }
+            if let Ok(receipt) = Receipt::sign(&self.identity, *id, now) {
+                let to = if self.is_connected(&flight.author) {
+                    flight.author
+                } else {
+                    flight.from[0]
+                };
+                receipts.entry(to).or_default().push(receipt.clone());
+                self.events.push_back(Event::Receipt {
+                    message: *id,
+                    receiver: me,
+                    bytes: receipt,
+                });
+            }
+            let relays = self.config.relay
+                || self
+                    .groups
+                    .get(&flight.group)
+                    .is_some_and(|r| r.state.owner() == me);
+            if relays && flight.from.contains(&flight.author) {
+                let mut skip = flight.from.clone();
+                skip.push(flight.author);
+                self.push_to_members(&flight.group, flight.epoch, &skip, &flight.envelope);
+            }
+        }
+        for (peer, ids) in acks {
+            for chunk in ids.chunks(4096) {
+                self.send(
+                    peer,
+                    &Frame::Ack {
+                        ids: chunk.to_vec(),
+                    },
+                );
+            }
+        }
+        for (peer, receipts) in receipts {
+            for chunk in receipts.chunks(1024) {
+                self.send(
+                    peer,
+                    &Frame::Receipts {
+                        receipts: chunk.to_vec(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The store could not write these messages: forget them so that they are fetched again.
+    pub fn handle_store_failed(&mut self, ids: &[MessageId]) {
+        for id in ids {
+            if let Some(f) = self.in_flight.remove(id) {
+                if let Some(r) = self.groups.get_mut(&f.group) {
+                    if let Some(h) = r.held.get_mut(&(f.author, f.epoch)) {
+                        h.remove(f.seq);
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- output -------------------------------------------------------------------------
+
+    fn push_to_members(&mut self, group: &GroupId, epoch: u64, skip: &[NodeId], envelope: &[u8]) {
+        let Some(replica) = self.groups.get(group) else {
+            return;
+        };
+        let me = self.identity.node_id();
+        let targets: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| {
+                p.connected
+                    && **id != me
+                    && !skip.contains(id)
+                    && replica.state.role_at(id, epoch).is_some()
+                    && replica.is_current_member(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let frame = Frame::Push {
+            envelopes: vec![envelope.to_vec()],
+        };
+        for peer in targets {
+            self.send(peer, &frame);
+        }
+    }
+
+    fn send(&mut self, peer: NodeId, frame: &Frame) {
+        let max = self.config.max_queued_frames;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !p.connected || p.queued >= max {
+            return;
+        }
+        let Ok(bytes) = frame.encode() else {
+            return;
+        };
+        p.queued += 1;
+        self.transmits.push_back(Transmit { peer, frame: bytes });
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        if let Some(p) = self.peers.get_mut(&t.peer) {
+            p.queued = p.queued.saturating_sub(1);
+        }
+        Some(t)
+    }
+
+    /// The next event for the node.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// What the local node posts, for [`Engine::seal`].
+#[derive(Debug, Clone)]
+pub struct LocalDraft<'a> {
+    /// Creation time.
+    pub now: Timestamp,
+    /// Handling code.
+    pub handling: message::Handling,
+    /// Expiry, if any.
+    pub expires_at: Option<Timestamp>,
+    /// The content.
+    pub content: &'a message::Content,
+}
