@@ -84,6 +84,8 @@ pub enum Change {
         name: String,
         /// The owner, who signs every event of the group.
         owner: NodeId,
+        /// The owner node's name.
+        owner_name: String,
         /// The owner's X25519 key.
         owner_key: ExchangeKey,
     },
@@ -91,6 +93,8 @@ pub enum Change {
     Add {
         /// The node added.
         member: NodeId,
+        /// Its name, as the owner knows it from its descriptor.
+        name: String,
         /// Its role.
         role: Role,
         /// Its X25519 key, to which later epoch keys are wrapped.
@@ -162,8 +166,10 @@ impl fmt::Debug for EpochKey {
 }
 
 /// A member's entry in an epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// Its node name, as the owner stated it.
+    pub name: String,
     /// Its role.
     pub role: Role,
     /// Its X25519 key.
@@ -232,6 +238,7 @@ impl GroupState {
     /// [`GroupState::from_genesis`] to get the state.
     pub fn create<R: rand_core::CryptoRng + rand_core::RngCore>(
         owner: &IdentityKey,
+        owner_name: &str,
         owner_key: ExchangeKey,
         id: GroupId,
         name: &str,
@@ -245,10 +252,12 @@ impl GroupState {
                 reason: format!("must be 1 to {MAX_GROUP_NAME_LEN} bytes of printable text"),
             });
         }
+        check_node_name(owner_name)?;
         let mut members = BTreeMap::new();
         members.insert(
             owner.node_id(),
             Member {
+                name: owner_name.to_owned(),
                 role: Role::Member,
                 exchange_key: owner_key,
             },
@@ -256,6 +265,7 @@ impl GroupState {
         let change = Change::Create {
             name: name.to_owned(),
             owner: owner.node_id(),
+            owner_name: owner_name.to_owned(),
             owner_key,
         };
         make_event(owner, id, 1, [0; 32], now, change, &members, rng)
@@ -270,6 +280,7 @@ impl GroupState {
         let Change::Create {
             name,
             owner,
+            owner_name,
             owner_key,
         } = &event.change
         else {
@@ -298,10 +309,14 @@ impl GroupState {
                 "control event",
             )
             .map_err(|_| Rejection::NotOwner(event.group))?;
+        if check_node_name(owner_name).is_err() {
+            return Err(Rejection::InvalidControl("owner name length"));
+        }
         let mut members = BTreeMap::new();
         members.insert(
             *owner,
             Member {
+                name: owner_name.clone(),
                 role: Role::Member,
                 exchange_key: *owner_key,
             },
@@ -366,6 +381,7 @@ impl GroupState {
             UsageError::AlreadyMember(_) => Rejection::InvalidControl("adds an existing member"),
             UsageError::NoSuchMember(_) => Rejection::InvalidControl("removes a non-member"),
             UsageError::RemoveOwner => Rejection::InvalidControl("removes the owner"),
+            UsageError::Invalid { .. } => Rejection::InvalidControl("member name length"),
             _ => Rejection::InvalidControl("invalid change"),
         })?;
         let have_key = self.commit(bytes, &event, members, local)?;
@@ -419,15 +435,18 @@ impl GroupState {
             }
             Change::Add {
                 member,
+                name,
                 role,
                 exchange_key,
             } => {
                 if members.contains_key(member) {
                     return Err(UsageError::AlreadyMember(*member));
                 }
+                check_node_name(name)?;
                 members.insert(
                     *member,
                     Member {
+                        name: name.clone(),
                         role: *role,
                         exchange_key: *exchange_key,
                     },
@@ -546,6 +565,22 @@ impl GroupState {
             .filter(move |(_, m)| m.contains_key(&node))
             .map(|(i, _)| i as u64 + 1)
     }
+}
+
+fn check_node_name(name: &str) -> Result<(), UsageError> {
+    if name.is_empty()
+        || name.len() > crate::identity::MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
+        return Err(UsageError::Invalid {
+            field: "node name",
+            reason: format!(
+                "must be 1 to {} bytes of printable text",
+                crate::identity::MAX_NAME_LEN
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn idx(seq: u64) -> usize {

@@ -367,6 +367,7 @@ impl Engine {
     /// [`Engine::commit_local_control`].
     pub fn propose_create<R: rand_core::CryptoRng + rand_core::RngCore>(
         &self,
+        own_name: &str,
         name: &str,
         now: Timestamp,
         rng: &mut R,
@@ -374,7 +375,15 @@ impl Engine {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
         let id = GroupId::from(id);
-        let bytes = GroupState::create(&self.identity, self.exchange.public(), id, name, now, rng)?;
+        let bytes = GroupState::create(
+            &self.identity,
+            own_name,
+            self.exchange.public(),
+            id,
+            name,
+            now,
+            rng,
+        )?;
         Ok((id, bytes))
     }
 
