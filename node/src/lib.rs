@@ -1,1 +1,21 @@
-//! placeholder
+//! # liaison-node
+//!
+//! The Liaison daemon and the `liaison` command-line tool: configuration, the sled store, the
+//! QUIC transport with raw-public-key TLS, the node actor that drives the protocol's sync
+//! engine, the local HTTP API, and the CLI that talks to it. `main.rs` only parses arguments,
+//! sets up logging and calls [`cli::run`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod datadir;
+pub mod demo;
+pub mod error;
+pub mod node;
+pub mod store;
+pub mod transport;
+pub mod views;
+
+pub use error::{Error, Result};

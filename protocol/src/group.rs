@@ -381,7 +381,12 @@ impl GroupState {
             UsageError::AlreadyMember(_) => Rejection::InvalidControl("adds an existing member"),
             UsageError::NoSuchMember(_) => Rejection::InvalidControl("removes a non-member"),
             UsageError::RemoveOwner => Rejection::InvalidControl("removes the owner"),
-            UsageError::Invalid { .. } => Rejection::InvalidControl("member name length"),
+            UsageError::Invalid {
+                field: "node name", ..
+            } => Rejection::InvalidControl("member name length"),
+            UsageError::Invalid {
+                field: "change", ..
+            } => Rejection::InvalidControl("create only as event 1"),
             _ => Rejection::InvalidControl("invalid change"),
         })?;
         let have_key = self.commit(bytes, &event, members, local)?;

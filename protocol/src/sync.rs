@@ -184,7 +184,14 @@ impl Held {
         }
     }
     fn remove(&mut self, seq: u64) {
-        self.above.remove(&seq);
+        if seq == 0 || seq > self.high {
+            self.above.remove(&seq);
+            return;
+        }
+        // `seq` was counted in the contiguous run: the run now ends below it, and what was
+        // held above it stays held, above a gap.
+        self.above.extend(seq + 1..=self.high);
+        self.high = seq - 1;
     }
     fn max(&self) -> u64 {
         self.above.last().copied().unwrap_or(0).max(self.high)

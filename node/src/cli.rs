@@ -1,0 +1,486 @@
+//! The `liaison` command line: `init`, `id`, `run` and `demo` work directly; every other
+//! command drives a running node through its local API.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::client::{segment, Client};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::views::{self, Created, GroupView, MessageView, PeerView, ReceiptView, Status};
+
+/// Liaison: a federated node for exchanging enforcement intelligence in closed user groups.
+#[derive(Debug, Parser)]
+#[command(name = "liaison", version, about, long_about = None)]
+pub struct Cli {
+    /// The node's data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "LIAISON_DATA",
+        default_value = "./liaison-data"
+    )]
+    pub data: PathBuf,
+    /// Bearer token for the API (default: the admin token in the data directory).
+    #[arg(long, global = true, env = "LIAISON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a new node: data directory, keys, admin token, config and store.
+    Init {
+        /// The node's name, shown to peers (e.g. "customs-nl").
+        #[arg(long)]
+        name: String,
+        /// UDP address for QUIC (port 0: pick a free port at each start).
+        #[arg(long, default_value = crate::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// TCP address of the local HTTP API (port 0: pick a free port at each start).
+        #[arg(long, default_value = crate::config::DEFAULT_API)]
+        api: SocketAddr,
+    },
+    /// Print `NAME NODE_ID HOST:PORT`, the line another node's `peer add` takes.
+    Id,
+    /// Run the node in the foreground until SIGINT or SIGTERM.
+    Run,
+    /// Pinned peers.
+    #[command(subcommand)]
+    Peer(PeerCmd),
+    /// Closed user groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Post a message to a group; prints its id once it is durably stored.
+    Send {
+        /// Group id or name.
+        group: String,
+        /// Subject line.
+        #[arg(long, default_value = "")]
+        subject: String,
+        /// TLP 2.0 handling code: clear, green, amber, amber+strict, red.
+        #[arg(long, default_value = "green")]
+        handling: String,
+        /// Read the body from this file.
+        #[arg(long, conflicts_with = "body")]
+        file: Option<PathBuf>,
+        /// The body; `-` reads standard input.
+        body: Option<String>,
+    },
+    /// List messages, oldest first.
+    Inbox {
+        /// Only this group (id or name).
+        group: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message with its body.
+    Read {
+        /// Message id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delivery receipts of a message.
+    Receipts {
+        /// Message id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Node status.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a demo federation of four nodes on loopback.
+    Demo {
+        /// Stop after the transcript; exit non-zero if any step failed.
+        #[arg(long)]
+        exit: bool,
+    },
+}
+
+/// `liaison peer ...`.
+#[derive(Debug, Subcommand)]
+pub enum PeerCmd {
+    /// Pin a peer: `liaison peer add $(liaison --data OTHER id)`.
+    Add {
+        /// A name for the peer.
+        name: String,
+        /// Its node id.
+        node_id: String,
+        /// Its QUIC address.
+        address: String,
+    },
+    /// List pinned peers with their connection state.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpin a peer and drop its connection.
+    Remove {
+        /// Peer name or node id.
+        peer: String,
+    },
+}
+
+/// `liaison group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a group owned by this node; prints its id.
+    Create {
+        /// The group's name.
+        name: String,
+    },
+    /// Add a peer to a group this node owns.
+    Add {
+        /// Group id or name.
+        group: String,
+        /// Peer name or node id.
+        peer: String,
+        /// member (posts and reads) or reader (reads only).
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove a member from a group this node owns.
+    Remove {
+        /// Group id or name.
+        group: String,
+        /// Peer name or node id.
+        peer: String,
+    },
+    /// List groups.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a group and its members.
+    Show {
+        /// Group id or name.
+        group: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let dir = DataDir::new(&cli.data);
+    let token = cli.token.clone();
+    let client = || Client::for_data_dir(&dir, token.clone());
+    match cli.command {
+        Cmd::Init { name, listen, api } => {
+            let config = Config::new(&name, listen, api);
+            // Check the values as a loaded file would be checked.
+            Config::parse(&config.to_toml(), &dir.config_path())?;
+            let identity = dir.init(&config, &mut rand_core::OsRng)?;
+            drop(crate::store::Store::open(&dir.store_path())?);
+            println!(
+                "initialised node {name} ({}) in {}",
+                identity.node_id(),
+                dir.root().display()
+            );
+            println!("admin token: {}", dir.token_path().display());
+            Ok(())
+        }
+        Cmd::Id => {
+            let config = dir.config()?;
+            let (identity, _) = dir.keys()?;
+            let bound = dir
+                .runtime()
+                .map(|r| r.quic)
+                .filter(|_| config.listen.port() == 0)
+                .unwrap_or(config.listen);
+            println!(
+                "{} {} {}",
+                config.name,
+                identity.node_id(),
+                crate::node::advertised_address(&config, bound)
+            );
+            Ok(())
+        }
+        Cmd::Run => run_daemon(&dir).await,
+        Cmd::Demo { exit } => crate::demo::run(exit).await,
+        Cmd::Peer(cmd) => peer(&client()?, cmd).await,
+        Cmd::Group(cmd) => group(&client()?, cmd).await,
+        Cmd::Send {
+            group,
+            subject,
+            handling,
+            file,
+            body,
+        } => {
+            let body = match (file, body.as_deref()) {
+                (Some(path), _) => std::fs::read_to_string(&path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?,
+                (None, Some("-")) => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| Error::io("cannot read standard input", e))?;
+                    s
+                }
+                (None, Some(b)) => b.to_owned(),
+                (None, None) => {
+                    return Err(Error::Invalid(
+                        "no message body: give BODY, --file PATH, or - for standard input".into(),
+                    ))
+                }
+            };
+            let created: Created = client()?
+                .post(
+                    &format!("/v1/groups/{}/messages", segment(&group)),
+                    &views::PostMessage {
+                        subject,
+                        body,
+                        handling: Some(handling),
+                        reply_to: None,
+                    },
+                )
+                .await?;
+            println!("{}", created.id);
+            Ok(())
+        }
+        Cmd::Inbox { group, json } => {
+            let path = match &group {
+                Some(g) => format!("/v1/messages?group={}", segment(g)),
+                None => "/v1/messages".to_owned(),
+            };
+            let messages: Vec<MessageView> = client()?.get(&path).await?;
+            if json {
+                return print_json(&messages);
+            }
+            if messages.is_empty() {
+                println!("no messages");
+            }
+            for m in &messages {
+                println!(
+                    "{}  {}  {:<12} {:<20} {} [{}] {}",
+                    &m.id[..16],
+                    m.created_at,
+                    m.handling.to_uppercase(),
+                    m.group_name,
+                    m.author_name,
+                    m.officer,
+                    m.subject
+                );
+            }
+            Ok(())
+        }
+        Cmd::Read { id, json } => {
+            let m: MessageView = client()?
+                .get(&format!("/v1/messages/{}", segment(&id)))
+                .await?;
+            if json {
+                return print_json(&m);
+            }
+            println!("Message:  {}", m.id);
+            println!("Group:    {} ({})", m.group_name, m.group_id);
+            println!(
+                "From:     {} [{}] ({})",
+                m.author_name, m.officer, m.author_id
+            );
+            println!("Date:     {}", m.created_at);
+            println!("Handling: TLP:{}", m.handling.to_uppercase());
+            println!("Subject:  {}", m.subject);
+            println!();
+            println!("{}", m.body.unwrap_or_default());
+            Ok(())
+        }
+        Cmd::Receipts { id, json } => {
+            let r: Vec<ReceiptView> = client()?
+                .get(&format!("/v1/messages/{}/receipts", segment(&id)))
+                .await?;
+            if json {
+                return print_json(&r);
+            }
+            if r.is_empty() {
+                println!("no receipts yet");
+            }
+            for x in &r {
+                println!("{:<20} {}  {}", x.receiver_name, x.stored_at, x.receiver_id);
+            }
+            Ok(())
+        }
+        Cmd::Status { json } => {
+            let s: Status = client()?.get("/v1/status").await?;
+            if json {
+                return print_json(&s);
+            }
+            println!("node      {} ({})", s.name, s.node_id);
+            println!("quic      {}", s.quic_addr);
+            println!("api       {}", s.api_addr);
+            println!("peers     {} pinned, {} connected", s.peers, s.connected);
+            println!("groups    {}", s.groups);
+            println!("messages  {}", s.messages);
+            Ok(())
+        }
+    }
+}
+
+async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
+    match cmd {
+        PeerCmd::Add {
+            name,
+            node_id,
+            address,
+        } => {
+            let p: PeerView = client
+                .post(
+                    "/v1/peers",
+                    &views::AddPeer {
+                        name,
+                        node_id,
+                        address,
+                    },
+                )
+                .await?;
+            println!("pinned {} ({}) at {}", p.name, p.node_id, p.address);
+            Ok(())
+        }
+        PeerCmd::List { json } => {
+            let peers: Vec<PeerView> = client.get("/v1/peers").await?;
+            if json {
+                return print_json(&peers);
+            }
+            if peers.is_empty() {
+                println!("no peers: pin one with `liaison peer add NAME NODE_ID HOST:PORT`");
+            }
+            for p in &peers {
+                println!(
+                    "{:<20} {:<12} {:<22} {}{}",
+                    p.name,
+                    p.state,
+                    p.address,
+                    p.node_id,
+                    p.last_error
+                        .as_deref()
+                        .map(|e| format!("  ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        PeerCmd::Remove { peer } => {
+            let _: serde_json::Value = client
+                .delete(&format!("/v1/peers/{}", segment(&peer)))
+                .await?;
+            println!("removed {peer}");
+            Ok(())
+        }
+    }
+}
+
+async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
+    match cmd {
+        GroupCmd::Create { name } => {
+            let c: Created = client
+                .post("/v1/groups", &views::CreateGroup { name })
+                .await?;
+            println!("{}", c.id);
+            Ok(())
+        }
+        GroupCmd::Add { group, peer, role } => {
+            let g: GroupView = client
+                .post(
+                    &format!("/v1/groups/{}/members", segment(&group)),
+                    &views::AddMember {
+                        peer: peer.clone(),
+                        role: Some(role.clone()),
+                    },
+                )
+                .await?;
+            println!("added {peer} to {} as {role} (epoch {})", g.name, g.epoch);
+            Ok(())
+        }
+        GroupCmd::Remove { group, peer } => {
+            let g: GroupView = client
+                .delete(&format!(
+                    "/v1/groups/{}/members/{}",
+                    segment(&group),
+                    segment(&peer)
+                ))
+                .await?;
+            println!("removed {peer} from {} (epoch {})", g.name, g.epoch);
+            Ok(())
+        }
+        GroupCmd::List { json } => {
+            let groups: Vec<GroupView> = client.get("/v1/groups").await?;
+            if json {
+                return print_json(&groups);
+            }
+            if groups.is_empty() {
+                println!("no groups");
+            }
+            for g in &groups {
+                println!(
+                    "{}  {:<30} owner {:<16} {:<8} {} members, epoch {}",
+                    g.id,
+                    g.name,
+                    g.owner_name,
+                    g.role,
+                    g.members.len(),
+                    g.epoch
+                );
+            }
+            Ok(())
+        }
+        GroupCmd::Show { group, json } => {
+            let g: GroupView = client
+                .get(&format!("/v1/groups/{}", segment(&group)))
+                .await?;
+            if json {
+                return print_json(&g);
+            }
+            println!("group   {} ({})", g.name, g.id);
+            println!("owner   {} ({})", g.owner_name, g.owner_id);
+            println!("epoch   {}", g.epoch);
+            println!("you     {}", g.role);
+            for m in &g.members {
+                println!("  {:<20} {:<7} {}", m.name, m.role, m.node_id);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Invalid(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Runs the node in the foreground until SIGINT or SIGTERM.
+async fn run_daemon(dir: &DataDir) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let node = crate::node::start(dir).await?;
+    println!(
+        "{} running: node {} quic {} api {}",
+        node.name, node.node_id, node.quic_addr, node.api_addr
+    );
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", e))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot watch SIGINT", e))?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    node.shutdown().await
+}

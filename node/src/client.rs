@@ -1,0 +1,108 @@
+//! The CLI's HTTP client for a running node's API.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::views::ErrorBody;
+
+/// A client bound to one node's API address and token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the node in `dir`: the API address from the running node's runtime file
+    /// (or the config), the token from `token` or the data dir's admin token.
+    pub fn for_data_dir(dir: &DataDir, token: Option<String>) -> Result<Client> {
+        let config = dir.config()?;
+        let api = dir.runtime().map_or(config.api, |r| r.api);
+        let token = match token {
+            Some(t) => t,
+            None => dir.admin_token()?.to_string(),
+        };
+        Client::new(&format!("http://{api}"), token)
+    }
+
+    /// A client for the API at `base` (`http://HOST:PORT`).
+    pub fn new(base: &str, token: String) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            if e.is_connect() {
+                Error::NotFound(format!(
+                    "the node is not running (nothing answers at {}): start it with `liaison run`",
+                    self.base
+                ))
+            } else {
+                Error::Invalid(format!("request to the node failed: {e}"))
+            }
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::Invalid(format!("reading the node's answer failed: {e}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(match status.as_u16() {
+                404 => Error::NotFound(message),
+                401 | 403 => Error::Forbidden(message),
+                409 => Error::Conflict(message),
+                _ => Error::Invalid(message),
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Invalid(format!("unexpected answer from the node: {e}")))
+    }
+}
+
+/// Percent-encodes a path segment (group and peer names may hold spaces).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,265 @@
+//! The node's configuration: `node.toml` in the data directory.
+//!
+//! Every field has a default except `name`; unknown fields are errors, so a typo is caught
+//! rather than silently ignored. Anything that weakens security is named `danger_*`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The default QUIC listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7400";
+/// The default HTTP API address.
+pub const DEFAULT_API: &str = "127.0.0.1:7480";
+
+/// The contents of `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name, shown to peers and officers.
+    pub name: String,
+    /// UDP address of the QUIC endpoint. Port 0 picks a free port at start-up.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Address (`HOST:PORT`) that `liaison id` prints for peers to dial. Defaults to the
+    /// listen address, with an unspecified IP shown as 127.0.0.1.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// TCP address of the local HTTP API. Port 0 picks a free port at start-up.
+    #[serde(default = "default_api")]
+    pub api: SocketAddr,
+    /// Serve the API on a non-loopback address. The API carries bearer tokens in clear text.
+    #[serde(default)]
+    pub danger_api_non_loopback: bool,
+    /// Exchange with peers.
+    #[serde(default)]
+    pub sync: SyncConfig,
+    /// The QUIC transport.
+    #[serde(default)]
+    pub transport: TransportSection,
+}
+
+/// The `[sync]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// How often to exchange version vectors with each connected peer, in milliseconds.
+    pub interval_ms: u64,
+    /// Forward messages received from their author to other connected members at once, as a
+    /// group owner always does.
+    pub relay: bool,
+    /// Rejected inputs tolerated from a peer before its connection is dropped.
+    pub max_strikes: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_ms: 5_000,
+            relay: false,
+            max_strikes: 16,
+        }
+    }
+}
+
+/// The `[transport]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSection {
+    /// QUIC keep-alive interval, in milliseconds.
+    pub keep_alive_ms: u64,
+    /// Idle timeout after which a silent connection is closed, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// First redial delay after a failed connection attempt, in milliseconds (doubles up to
+    /// `redial_max_ms`).
+    pub redial_min_ms: u64,
+    /// Longest redial delay, in milliseconds.
+    pub redial_max_ms: u64,
+}
+
+impl Default for TransportSection {
+    fn default() -> Self {
+        TransportSection {
+            keep_alive_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            redial_min_ms: 500,
+            redial_max_ms: 30_000,
+        }
+    }
+}
+
+impl TransportSection {
+    /// The keep-alive interval.
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms)
+    }
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7400))
+}
+
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7480))
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the expected fields.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, naming the line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// A fresh config with defaults.
+    pub fn new(name: &str, listen: SocketAddr, api: SocketAddr) -> Config {
+        Config {
+            name: name.to_owned(),
+            listen,
+            advertise: None,
+            api,
+            danger_api_non_loopback: false,
+            sync: SyncConfig::default(),
+            transport: TransportSection::default(),
+        }
+    }
+
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.name.is_empty()
+            || self.name.len() > liaison_protocol::identity::MAX_NAME_LEN
+            || self.name.chars().any(char::is_control)
+        {
+            return Err("name must be 1 to 64 bytes of printable text".into());
+        }
+        if !self.api.ip().is_loopback() && !self.danger_api_non_loopback {
+            return Err(format!(
+                "api address {} is not loopback; set danger_api_non_loopback = true to allow it",
+                self.api
+            ));
+        }
+        if self.sync.interval_ms < 10 {
+            return Err("sync.interval_ms must be at least 10".into());
+        }
+        if self.transport.idle_timeout_ms <= self.transport.keep_alive_ms {
+            return Err("transport.idle_timeout_ms must exceed transport.keep_alive_ms".into());
+        }
+        if self.transport.redial_min_ms == 0
+            || self.transport.redial_max_ms < self.transport.redial_min_ms
+        {
+            return Err(
+                "transport.redial_min_ms must be positive and at most redial_max_ms".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Renders the config as commented TOML, as `init` writes it.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).unwrap_or_default();
+        format!(
+            "# Liaison node configuration. Reference: config/node.example.toml.\n\
+             # Changes take effect when the node is restarted.\n\n{body}"
+        )
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip() {
+        let c = Config::new("rilo", default_listen(), default_api());
+        let back = Config::parse(&c.to_toml(), Path::new("node.toml")).expect("parses");
+        assert_eq!(back.name, "rilo");
+        assert_eq!(back.listen, default_listen());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let err = Config::parse("name = \"x\"\nlisten = 12\n", Path::new("/d/node.toml"))
+            .expect_err("bad type");
+        let msg = err.to_string();
+        assert!(msg.contains("/d/node.toml"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn example_configs_parse() {
+        for (name, text) in [
+            (
+                "node.example.toml",
+                include_str!("../../config/node.example.toml"),
+            ),
+            ("demo.toml", include_str!("../../config/demo.toml")),
+        ] {
+            Config::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_remote_api_refused() {
+        assert!(Config::parse("name = \"x\"\nlisen = \"1.2.3.4:5\"\n", Path::new("n")).is_err());
+        let err = Config::parse("name = \"x\"\napi = \"0.0.0.0:7480\"\n", Path::new("n"))
+            .expect_err("remote api");
+        assert!(err.to_string().contains("danger_api_non_loopback"));
+    }
+}

@@ -1,0 +1,186 @@
+//! The data directory: configuration, keys, the admin token, the store and the runtime file.
+//!
+//! ```text
+//! DATA/node.toml       configuration (see config/node.example.toml)
+//! DATA/identity.key    ed25519 identity seed, hex, mode 0600
+//! DATA/exchange.key    X25519 secret, hex, mode 0600
+//! DATA/admin.token     admin bearer token, mode 0600
+//! DATA/store/          the sled database
+//! DATA/runtime.json    addresses actually bound by the running node (removed at shutdown)
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use liaison_protocol::{ExchangeSecret, IdentityKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Paths inside one node's data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// What the running node writes so that the CLI and `liaison id` find it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Runtime {
+    /// The bound QUIC address.
+    pub quic: SocketAddr,
+    /// The bound API address.
+    pub api: SocketAddr,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `node.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("node.toml")
+    }
+    fn identity_path(&self) -> PathBuf {
+        self.root.join("identity.key")
+    }
+    fn exchange_path(&self) -> PathBuf {
+        self.root.join("exchange.key")
+    }
+    /// `admin.token`.
+    pub fn token_path(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+    /// The sled database directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    fn runtime_path(&self) -> PathBuf {
+        self.root.join("runtime.json")
+    }
+
+    /// Creates a new node: directory, keys, admin token, config. Refuses to touch an existing
+    /// node.
+    pub fn init<R: rand_core::CryptoRng + rand_core::RngCore>(
+        &self,
+        config: &Config,
+        rng: &mut R,
+    ) -> Result<IdentityKey> {
+        if self.config_path().exists() || self.identity_path().exists() {
+            return Err(Error::Conflict(format!(
+                "a node already exists in {}; choose another --data directory",
+                self.root.display()
+            )));
+        }
+        fs::create_dir_all(&self.root)
+            .map_err(|e| Error::io(format!("cannot create {}", self.root.display()), e))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("cannot restrict {}", self.root.display()), e))?;
+        let identity = IdentityKey::generate(rng);
+        let exchange = ExchangeSecret::generate(rng);
+        write_secret(&self.identity_path(), &hex::encode(*identity.seed()))?;
+        write_secret(&self.exchange_path(), &hex::encode(*exchange.to_bytes()))?;
+        let mut token = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(token.as_mut());
+        write_secret(
+            &self.token_path(),
+            &format!("lsn_admin_{}", hex::encode(*token)),
+        )?;
+        write_new(&self.config_path(), config.to_toml().as_bytes(), 0o600)?;
+        Ok(identity)
+    }
+
+    /// Reads `node.toml`.
+    pub fn config(&self) -> Result<Config> {
+        let path = self.config_path();
+        if !path.exists() {
+            return Err(Error::NotFound(format!(
+                "no node in {}: run `liaison init --name NAME` first, or pass --data",
+                self.root.display()
+            )));
+        }
+        Ok(Config::load(&path)?)
+    }
+
+    /// Reads the node's keys.
+    pub fn keys(&self) -> Result<(IdentityKey, ExchangeSecret)> {
+        let seed = read_hex32(&self.identity_path())?;
+        let exchange = read_hex32(&self.exchange_path())?;
+        let exchange = ExchangeSecret::from_bytes(&exchange)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", self.exchange_path().display())))?;
+        Ok((IdentityKey::from_seed(&seed), exchange))
+    }
+
+    /// Reads the admin token.
+    pub fn admin_token(&self) -> Result<Zeroizing<String>> {
+        let path = self.token_path();
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("cannot read the admin token {}", path.display()), e))?;
+        Ok(Zeroizing::new(text.trim().to_owned()))
+    }
+
+    /// Writes the runtime file.
+    pub fn write_runtime(&self, runtime: &Runtime) -> Result<()> {
+        let path = self.runtime_path();
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(runtime).map_err(|e| Error::Invalid(e.to_string()))?;
+        fs::write(&tmp, text)
+            .map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
+        fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    }
+
+    /// Reads the runtime file, if the node is (or was last) running.
+    pub fn runtime(&self) -> Option<Runtime> {
+        let text = fs::read(self.runtime_path()).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Removes the runtime file.
+    pub fn clear_runtime(&self) {
+        let _ = fs::remove_file(self.runtime_path());
+    }
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    write_new(path, text.as_bytes(), 0o600)
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+fn read_hex32(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
+    let text = Zeroizing::new(
+        fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read key file {}", path.display()), e))?,
+    );
+    let mut out = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), out.as_mut()).map_err(|_| {
+        Error::Corrupt(format!(
+            "{} does not hold a 32-byte hex key",
+            path.display()
+        ))
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,75 @@
+//! The node's error type: what went wrong, with context an operator can act on.
+
+use liaison_protocol::{Rejection, UsageError};
+
+/// An error of the node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    /// A file or socket operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Something named does not exist (or the caller may not know it exists).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller is not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Stored data could not be read back.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        match e {
+            UsageError::NotAMember(_)
+            | UsageError::ReaderMayNotPost(_)
+            | UsageError::NotOwner(_) => Error::Forbidden(e.to_string()),
+            UsageError::AlreadyMember(_) => Error::Conflict(e.to_string()),
+            UsageError::NoSuchMember(_) => Error::NotFound(e.to_string()),
+            _ => Error::Invalid(e.to_string()),
+        }
+    }
+}
+
+impl From<Rejection> for Error {
+    fn from(e: Rejection) -> Self {
+        Error::Corrupt(e.to_string())
+    }
+}
+
+/// The node's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1486 @@
+//! The running node: one actor task that owns the sync engine and the store handle, plus the
+//! tasks around it.
+//!
+//! ```text
+//!  accept loop ──ConnUp──┐                         ┌──▶ connection writer (per peer, bounded)
+//!  dialer (per peer) ────┤                         │
+//!  connection readers ───┼──▶ Actor::run ──────────┤──▶ store writes (group commit) ──Durable──┐
+//!  API handlers ─Command─┘    (Engine, Store)      └──▶ timer (engine.poll_timeout)           │
+//!                  ▲                                                                         │
+//!                  └─────────────────────────────── Internal ◀───────────────────────────────┘
+//! ```
+//!
+//! Every channel is bounded. Nothing is acknowledged — to a peer or an API caller — before the
+//! store reports the write durable (flushed); one flush covers a whole batch of writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use liaison_protocol::group::Change;
+use liaison_protocol::identity::{Descriptor, SignedDescriptor};
+use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Sealed};
+use liaison_protocol::receipt::Receipt;
+use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
+use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp};
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::Config;
+use crate::datadir::{DataDir, Runtime};
+use crate::error::{Error, Result};
+use crate::store::{NewMessageOwned, Store};
+use crate::transport::{self, AllowList, Transport, TransportConfig};
+use crate::views::{GroupView, MemberView, MessageView, PeerView, ReceiptView, Status};
+
+/// Capacity of the command channel from the API.
+const COMMAND_QUEUE: usize = 256;
+/// Capacity of the inbound frame channel from all connections.
+const INBOUND_QUEUE: usize = 1024;
+/// Capacity of each connection's outbound frame channel.
+const OUTBOUND_QUEUE: usize = 1024;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Timestamp(ms)
+}
+
+/// A request from the API to the actor.
+#[derive(Debug)]
+pub enum Command {
+    /// Node status.
+    Status(oneshot::Sender<Status>),
+    /// Pinned peers.
+    Peers(oneshot::Sender<Vec<PeerView>>),
+    /// Pin a peer.
+    AddPeer {
+        /// Name.
+        name: String,
+        /// Node id.
+        node: NodeId,
+        /// Address.
+        address: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<PeerView>>,
+    },
+    /// Unpin a peer and drop its connection.
+    RemovePeer {
+        /// Peer name or node id.
+        peer: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Groups.
+    Groups(oneshot::Sender<Vec<GroupView>>),
+    /// One group.
+    Group {
+        /// Group id or name.
+        group: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<GroupView>>,
+    },
+    /// Create a group owned by this node.
+    CreateGroup {
+        /// Name.
+        name: String,
+        /// Reply with the group id.
+        reply: oneshot::Sender<Result<GroupId>>,
+    },
+    /// Add a member (owner only).
+    AddMember {
+        /// Group id or name.
+        group: String,
+        /// Peer name or node id.
+        peer: String,
+        /// Role.
+        role: Role,
+        /// Reply.
+        reply: oneshot::Sender<Result<GroupView>>,
+    },
+    /// Remove a member (owner only).
+    RemoveMember {
+        /// Group id or name.
+        group: String,
+        /// Peer name or node id.
+        peer: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<GroupView>>,
+    },
+    /// Post a message.
+    Post {
+        /// Group id or name.
+        group: String,
+        /// What to post.
+        post: Post,
+        /// Reply with the message id once durable.
+        reply: oneshot::Sender<Result<MessageId>>,
+    },
+    /// List messages (newest last).
+    Inbox {
+        /// Group id or name, or all groups.
+        group: Option<String>,
+        /// Reply.
+        reply: oneshot::Sender<Result<Vec<MessageView>>>,
+    },
+    /// Read one message.
+    Read {
+        /// Message id.
+        id: MessageId,
+        /// Reply.
+        reply: oneshot::Sender<Result<MessageView>>,
+    },
+    /// Receipts of one message.
+    Receipts {
+        /// Message id.
+        id: MessageId,
+        /// Reply.
+        reply: oneshot::Sender<Result<Vec<ReceiptView>>>,
+    },
+}
+
+/// A message to post.
+#[derive(Debug, Clone)]
+pub struct Post {
+    /// Posting officer.
+    pub officer: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Handling code.
+    pub handling: Handling,
+    /// Reply-to.
+    pub reply_to: Option<MessageId>,
+}
+
+/// A cheap handle to send commands to a running node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    /// Sends a command built around a reply channel and waits for the answer.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)
+    }
+}
+
+/// A node started by [`start`].
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Commands to the node.
+    pub handle: NodeHandle,
+    /// This node's id.
+    pub node_id: NodeId,
+    /// This node's name.
+    pub name: String,
+    /// The bound QUIC address.
+    pub quic_addr: SocketAddr,
+    /// The bound API address.
+    pub api_addr: SocketAddr,
+    /// The store (for tests and the benchmark; the node owns it).
+    pub store: Store,
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+    dir: DataDir,
+}
+
+impl RunningNode {
+    /// Stops the node: stops accepting, finishes in-flight writes, flushes, closes connections.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.store.flush().await?;
+        self.dir.clear_runtime();
+        info!(node = %self.node_id.short(), "stopped");
+        Ok(())
+    }
+
+    /// A token that is cancelled when the node shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// A pinned peer as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PeerRecord {
+    name: String,
+    node_id: String,
+    address: String,
+    /// Hex of the peer's last signed descriptor.
+    #[serde(default)]
+    descriptor: Option<String>,
+}
+
+/// A peer as the actor tracks it.
+#[derive(Debug)]
+struct PeerEntry {
+    record: PeerRecord,
+    node: NodeId,
+    descriptor: Option<Descriptor>,
+    connected: watch::Sender<bool>,
+    last_error: Option<String>,
+    dialer: CancellationToken,
+}
+
+/// A live connection.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    initiator: NodeId,
+    conn: quinn::Connection,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Messages to the actor from its own helper tasks.
+#[derive(Debug)]
+enum Internal {
+    ConnUp {
+        peer: NodeId,
+        conn: quinn::Connection,
+        initiator: NodeId,
+    },
+    ConnDown {
+        peer: NodeId,
+        id: u64,
+    },
+    DialFailed {
+        peer: NodeId,
+        error: String,
+    },
+    Durable {
+        ids: Vec<MessageId>,
+        failed: Vec<MessageId>,
+    },
+    LocalStored {
+        sealed: Box<Sealed>,
+        result: Result<()>,
+        reply: oneshot::Sender<Result<MessageId>>,
+    },
+    ControlStored {
+        event: Vec<u8>,
+        result: Result<()>,
+        reply: ControlReply,
+    },
+}
+
+#[derive(Debug)]
+enum ControlReply {
+    Created(oneshot::Sender<Result<GroupId>>),
+    Changed(oneshot::Sender<Result<GroupView>>),
+}
+
+/// Opens the store, binds the endpoints and starts every task of the node in `dir`.
+pub async fn start(dir: &DataDir) -> Result<RunningNode> {
+    let config = dir.config()?;
+    let (identity, exchange) = dir.keys()?;
+    let store = Store::open(&dir.store_path())?;
+    let node_id = identity.node_id();
+    let allow = AllowList::new();
+    let transport_config = TransportConfig {
+        keep_alive: config.transport.keep_alive(),
+        idle_timeout: config.transport.idle_timeout(),
+        ..TransportConfig::default()
+    };
+    let transport = Arc::new(Transport::bind(
+        config.listen,
+        identity.signing_key(),
+        allow.clone(),
+        transport_config,
+    )?);
+    let quic_addr = transport.local_addr()?;
+    let api_listener = tokio::net::TcpListener::bind(config.api)
+        .await
+        .map_err(|e| Error::io(format!("cannot bind the API on {}", config.api), e))?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the API address", e))?;
+
+    let advertised = advertised_address(&config, quic_addr);
+    let descriptor = Descriptor {
+        node: node_id,
+        name: config.name.clone(),
+        addresses: vec![advertised],
+        exchange_key: exchange.public(),
+        valid_from: now(),
+        valid_until: now().plus_millis(365 * 24 * 3600 * 1000),
+    }
+    .sign(&identity)?
+    .to_bytes()?;
+    let engine_config = sync::Config {
+        sync_interval_ms: config.sync.interval_ms,
+        max_strikes: config.sync.max_strikes,
+        relay: config.sync.relay,
+        ..sync::Config::default()
+    };
+    let mut engine = Engine::new(
+        IdentityKey::from_seed(&identity.seed()),
+        exchange,
+        descriptor,
+        engine_config,
+    );
+    restore(&mut engine, &store)?;
+
+    let shutdown = CancellationToken::new();
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let handle = NodeHandle { tx: cmd_tx };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut actor = Actor {
+        name: config.name.clone(),
+        me: node_id,
+        engine,
+        store: store.clone(),
+        transport: transport.clone(),
+        allow,
+        peers: BTreeMap::new(),
+        conns: HashMap::new(),
+        next_conn: Arc::new(AtomicU64::new(1)),
+        internal_tx: internal_tx.clone(),
+        inbound_tx,
+        shutdown: shutdown.clone(),
+        config: config.clone(),
+        quic_addr,
+        api_addr,
+        pending_writes: 0,
+    };
+    actor.load_peers()?;
+
+    let span = info_span!("node", node = %node_id.short(), name = %config.name);
+    tasks.spawn(
+        accept_loop(transport.clone(), internal_tx.clone(), shutdown.clone())
+            .instrument(span.clone()),
+    );
+    tasks.spawn(
+        actor
+            .run(cmd_rx, internal_rx, inbound_rx)
+            .instrument(span.clone()),
+    );
+    tasks.spawn(
+        crate::api::serve(
+            api_listener,
+            handle.clone(),
+            dir.admin_token()?,
+            shutdown.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    dir.write_runtime(&Runtime {
+        quic: quic_addr,
+        api: api_addr,
+        pid: std::process::id(),
+    })?;
+    info!(parent: &span, %quic_addr, %api_addr, "node started");
+    Ok(RunningNode {
+        handle,
+        node_id,
+        name: config.name,
+        quic_addr,
+        api_addr,
+        store,
+        shutdown,
+        tasks,
+        dir: dir.clone(),
+    })
+}
+
+/// The address shown to peers: `advertise`, or the bound address with an unspecified IP
+/// shown as loopback.
+pub fn advertised_address(config: &Config, bound: SocketAddr) -> String {
+    if let Some(a) = &config.advertise {
+        return a.clone();
+    }
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr.to_string()
+}
+
+/// Rebuilds the engine's groups and version vectors from the store.
+fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
+    for group in store.groups()? {
+        let events = store.control_events(&group)?;
+        // Apply the contiguous prefix; anything after a gap is fetched again from peers.
+        let mut chain = Vec::new();
+        for (i, (seq, bytes)) in events.into_iter().enumerate() {
+            if seq != i as u64 + 1 {
+                break;
+            }
+            chain.push(bytes);
+        }
+        let gid = GroupId::from(group);
+        while !chain.is_empty() {
+            match engine.restore_group(chain.clone()) {
+                Ok(_) => break,
+                Err(e) => {
+                    warn!(group = %gid.short(), error = %e, "stored control event unusable; refetching");
+                    chain.pop();
+                }
+            }
+        }
+        for (author, epoch, seq) in store.held(&group)? {
+            let Ok(author) = NodeId::from_bytes(author) else {
+                continue;
+            };
+            engine.restore_held(&gid, &author, epoch, [seq]);
+        }
+    }
+    Ok(())
+}
+
+/// Reads envelopes back from the store for the engine.
+struct StoreArchive<'a>(&'a Store);
+
+impl Archive for StoreArchive<'_> {
+    fn envelopes(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        after: u64,
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
+        self.0
+            .envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, max_bytes)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read envelopes for a sync response");
+                Vec::new()
+            })
+    }
+
+    fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+        let bytes = self.0.message(id.as_bytes()).ok()??;
+        let (_, header, _) = message::decode(&bytes).ok()?;
+        Some((header.group, header.author))
+    }
+}
+
+struct Actor {
+    name: String,
+    me: NodeId,
+    engine: Engine,
+    store: Store,
+    transport: Arc<Transport>,
+    allow: AllowList,
+    peers: BTreeMap<NodeId, PeerEntry>,
+    conns: HashMap<NodeId, Conn>,
+    next_conn: Arc<AtomicU64>,
+    internal_tx: mpsc::Sender<Internal>,
+    inbound_tx: mpsc::Sender<(NodeId, u64, Vec<u8>)>,
+    shutdown: CancellationToken,
+    config: Config,
+    quic_addr: SocketAddr,
+    api_addr: SocketAddr,
+    pending_writes: usize,
+}
+
+impl Actor {
+    fn load_peers(&mut self) -> Result<()> {
+        for (node, bytes) in self.store.peers()? {
+            let record: PeerRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("peer record: {e}")))?;
+            let Ok(node) = NodeId::from_bytes(node) else {
+                continue;
+            };
+            self.insert_peer(node, record);
+        }
+        Ok(())
+    }
+
+    fn insert_peer(&mut self, node: NodeId, record: PeerRecord) {
+        let descriptor = record
+            .descriptor
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| SignedDescriptor::verify(&b, now()).ok())
+            .filter(|d| d.node == node);
+        let (connected, _) = watch::channel(false);
+        let dialer = self.shutdown.child_token();
+        self.allow.insert(*node.as_bytes());
+        let entry = PeerEntry {
+            record,
+            node,
+            descriptor,
+            connected,
+            last_error: None,
+            dialer: dialer.clone(),
+        };
+        tokio::spawn(
+            dial_loop(
+                self.transport.clone(),
+                self.me,
+                node,
+                entry.record.address.clone(),
+                entry.connected.subscribe(),
+                self.internal_tx.clone(),
+                dialer,
+                self.config.transport.redial_min_ms,
+                self.config.transport.redial_max_ms,
+            )
+            .instrument(info_span!("dial", peer = %node.short())),
+        );
+        self.peers.insert(node, entry);
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut internal: mpsc::Receiver<Internal>,
+        mut inbound: mpsc::Receiver<(NodeId, u64, Vec<u8>)>,
+    ) {
+        loop {
+            let deadline = self.engine.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => {
+                        let wait = t.0.saturating_sub(now().0);
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                Some(msg) = internal.recv() => self.on_internal(msg),
+                Some((peer, conn, bytes)) = inbound.recv() => {
+                    if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
+                        let archive = StoreArchive(&self.store);
+                        self.engine.handle_frame(now(), peer, &bytes, &archive);
+                    }
+                }
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                () = sleep => self.engine.handle_timeout(now()),
+            }
+            self.drain();
+        }
+        // Shutdown: let in-flight store writes finish, then close connections.
+        while self.pending_writes > 0 {
+            let Some(msg) = internal.recv().await else {
+                break;
+            };
+            self.on_internal(msg);
+            self.drain();
+        }
+        for (_, c) in self.conns.drain() {
+            c.conn.close(0u32.into(), b"shutting down");
+        }
+        self.transport.close();
+        // Give peers a moment to receive the close; the draining period itself is not needed.
+        let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
+    }
+
+    // ----- engine output -----------------------------------------------------------------
+
+    fn drain(&mut self) {
+        let mut batch: Vec<NewMessageOwned> = Vec::new();
+        let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::MessageAccepted {
+                    from,
+                    id,
+                    header,
+                    envelope,
+                } => {
+                    debug!(peer = %from.short(), id = %id.short(), "message accepted");
+                    batch.push(NewMessageOwned {
+                        id: *id.as_bytes(),
+                        group: *header.group.as_bytes(),
+                        author: *header.author.as_bytes(),
+                        epoch: header.epoch,
+                        seq: header.seq,
+                        envelope,
+                        meta: now().0.to_be_bytes().to_vec(),
+                    });
+                }
+                Event::ControlApplied { group, seq, event } => {
+                    info!(group = %group.short(), seq, "control event applied");
+                    controls.push((group, seq, event));
+                }
+                Event::PeerDescriptor {
+                    peer,
+                    descriptor,
+                    bytes,
+                } => self.on_descriptor(peer, *descriptor, &bytes),
+                Event::Receipt {
+                    message,
+                    receiver,
+                    bytes,
+                } if self.store.has_message(message.as_bytes()).unwrap_or(false) => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store
+                            .insert_receipt(message.as_bytes(), receiver.as_bytes(), &bytes)
+                            .await
+                        {
+                            warn!(error = %e, "cannot store a receipt");
+                        }
+                    });
+                }
+                Event::Acked { peer, ids } => {
+                    debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
+                }
+                Event::Rejected { peer, reason } => {
+                    warn!(peer = %peer.short(), %reason, "rejected input from peer");
+                }
+                Event::Disconnect { peer } => {
+                    warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
+                    if let Some(c) = self.conns.remove(&peer) {
+                        c.conn.close(1u32.into(), b"too many invalid frames");
+                        self.engine.handle_disconnected(&peer);
+                        self.set_connected(&peer, false);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !controls.is_empty() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                for (group, seq, event) in controls {
+                    if let Err(e) = store.insert_control(group.as_bytes(), seq, &event).await {
+                        warn!(group = %group.short(), seq, error = %e, "cannot store a control event");
+                    }
+                }
+            });
+        }
+        if !batch.is_empty() {
+            self.pending_writes += 1;
+            let store = self.store.clone();
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                let ids: Vec<MessageId> = batch.iter().map(|m| MessageId::from(m.id)).collect();
+                let (durable, failed) = match store.insert_messages(batch).await {
+                    Ok(outcomes) => {
+                        let mut durable = Vec::new();
+                        let mut failed = Vec::new();
+                        for (id, outcome) in ids.into_iter().zip(outcomes) {
+                            if outcome == crate::store::Inserted::Conflict {
+                                warn!(id = %id.short(), "an author used one sequence number twice; keeping the first");
+                                failed.push(id);
+                            } else {
+                                durable.push(id);
+                            }
+                        }
+                        (durable, failed)
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot store received messages");
+                        (Vec::new(), ids)
+                    }
+                };
+                let _ = tx
+                    .send(Internal::Durable {
+                        ids: durable,
+                        failed,
+                    })
+                    .await;
+            });
+        }
+        while let Some(t) = self.engine.poll_transmit() {
+            if let Some(conn) = self.conns.get(&t.peer) {
+                if conn.tx.try_send(t.frame).is_err() {
+                    debug!(peer = %t.peer.short(), "outbound queue full; frame dropped");
+                }
+            }
+        }
+    }
+
+    fn on_descriptor(&mut self, peer: NodeId, descriptor: Descriptor, bytes: &[u8]) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        debug!(peer = %peer.short(), name = %descriptor.name, "descriptor received");
+        let changed = entry.record.descriptor.as_deref() != Some(&hex::encode(bytes));
+        entry.descriptor = Some(descriptor);
+        if changed {
+            entry.record.descriptor = Some(hex::encode(bytes));
+            self.persist_peer(peer);
+        }
+    }
+
+    fn persist_peer(&self, peer: NodeId) {
+        let Some(entry) = self.peers.get(&peer) else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&entry.record) else {
+            return;
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_peer(peer.as_bytes(), &bytes).await {
+                warn!(error = %e, "cannot store a peer record");
+            }
+        });
+    }
+
+    fn set_connected(&mut self, peer: &NodeId, up: bool) {
+        if let Some(entry) = self.peers.get(peer) {
+            entry.connected.send_replace(up);
+        }
+    }
+
+    // ----- internal messages -------------------------------------------------------------
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::ConnUp {
+                peer,
+                conn,
+                initiator,
+            } => self.on_conn_up(peer, conn, initiator),
+            Internal::ConnDown { peer, id } => {
+                if self.conns.get(&peer).is_some_and(|c| c.id == id) {
+                    self.conns.remove(&peer);
+                    self.engine.handle_disconnected(&peer);
+                    self.set_connected(&peer, false);
+                    info!(peer = %peer.short(), "peer disconnected");
+                }
+            }
+            Internal::DialFailed { peer, error } => {
+                if let Some(entry) = self.peers.get_mut(&peer) {
+                    entry.last_error = Some(error);
+                }
+            }
+            Internal::Durable { ids, failed } => {
+                self.pending_writes = self.pending_writes.saturating_sub(1);
+                if !failed.is_empty() {
+                    self.engine.handle_store_failed(&failed);
+                }
+                self.engine.handle_durable(now(), &ids);
+            }
+            Internal::LocalStored {
+                sealed,
+                result,
+                reply,
+            } => {
+                self.pending_writes = self.pending_writes.saturating_sub(1);
+                match result {
+                    Ok(()) => {
+                        self.engine.commit_local_message(&sealed);
+                        let _ = reply.send(Ok(sealed.id));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Internal::ControlStored {
+                event,
+                result,
+                reply,
+            } => {
+                self.pending_writes = self.pending_writes.saturating_sub(1);
+                let outcome = result.and_then(|()| {
+                    self.engine
+                        .commit_local_control(now(), &event)
+                        .map_err(Error::from)
+                });
+                match (reply, outcome) {
+                    (ControlReply::Created(r), o) => {
+                        let _ = r.send(o);
+                    }
+                    (ControlReply::Changed(r), Ok(gid)) => {
+                        let _ = r.send(self.group_view(&gid));
+                    }
+                    (ControlReply::Changed(r), Err(e)) => {
+                        let _ = r.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_conn_up(&mut self, peer: NodeId, conn: quinn::Connection, initiator: NodeId) {
+        if !self.peers.contains_key(&peer) {
+            conn.close(2u32.into(), b"not a pinned peer");
+            return;
+        }
+        let preferred = |init: NodeId| init == peer.min(self.me);
+        if let Some(existing) = self.conns.get(&peer) {
+            let keep_existing = existing.conn.close_reason().is_none()
+                && (preferred(existing.initiator) || !preferred(initiator));
+            if keep_existing {
+                conn.close(3u32.into(), b"duplicate connection");
+                return;
+            }
+            existing.conn.close(3u32.into(), b"duplicate connection");
+            self.engine.handle_disconnected(&peer);
+        }
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        tokio::spawn(
+            connection_task(
+                conn.clone(),
+                peer,
+                id,
+                rx,
+                self.inbound_tx.clone(),
+                self.internal_tx.clone(),
+                self.shutdown.clone(),
+            )
+            .instrument(info_span!("conn", peer = %peer.short(), id)),
+        );
+        info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
+        self.conns.insert(
+            peer,
+            Conn {
+                id,
+                initiator,
+                conn,
+                tx,
+            },
+        );
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.last_error = None;
+        }
+        self.set_connected(&peer, true);
+        self.engine.handle_connected(now(), peer);
+    }
+
+    // ----- commands ----------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peers.values().map(|p| self.peer_view(p)).collect());
+            }
+            Command::AddPeer {
+                name,
+                node,
+                address,
+                reply,
+            } => {
+                let _ = reply.send(self.add_peer(name, node, address));
+            }
+            Command::RemovePeer { peer, reply } => {
+                let _ = reply.send(self.remove_peer(&peer));
+            }
+            Command::Groups(reply) => {
+                let groups: Vec<GroupId> = self.engine.groups().map(|g| g.id()).collect();
+                let _ = reply.send(
+                    groups
+                        .iter()
+                        .filter_map(|g| self.group_view(g).ok())
+                        .collect(),
+                );
+            }
+            Command::Group { group, reply } => {
+                let _ = reply.send(self.resolve_group(&group).and_then(|g| self.group_view(&g)));
+            }
+            Command::CreateGroup { name, reply } => self.create_group(name, reply),
+            Command::AddMember {
+                group,
+                peer,
+                role,
+                reply,
+            } => self.change_member(&group, &peer, Some(role), reply),
+            Command::RemoveMember { group, peer, reply } => {
+                self.change_member(&group, &peer, None, reply);
+            }
+            Command::Post { group, post, reply } => self.post(&group, post, reply),
+            Command::Inbox { group, reply } => {
+                let _ = reply.send(self.inbox(group.as_deref()));
+            }
+            Command::Read { id, reply } => {
+                let _ = reply.send(self.read(&id, true));
+            }
+            Command::Receipts { id, reply } => {
+                let _ = reply.send(self.receipts(&id));
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            node_id: self.me.to_string(),
+            name: self.name.clone(),
+            quic_addr: self.quic_addr.to_string(),
+            api_addr: self.api_addr.to_string(),
+            peers: self.peers.len(),
+            connected: self.conns.len(),
+            groups: self.engine.groups().count(),
+            messages: self.store.message_count(),
+            in_flight: self.engine.in_flight(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    fn peer_view(&self, p: &PeerEntry) -> PeerView {
+        let state = if self.conns.contains_key(&p.node) {
+            "connected"
+        } else if p.last_error.is_some() {
+            "disconnected"
+        } else {
+            "connecting"
+        };
+        PeerView {
+            name: p.record.name.clone(),
+            node_id: p.record.node_id.clone(),
+            address: p.record.address.clone(),
+            state: state.to_owned(),
+            descriptor_name: p.descriptor.as_ref().map(|d| d.name.clone()),
+            last_error: p.last_error.clone(),
+        }
+    }
+
+    fn add_peer(&mut self, name: String, node: NodeId, address: String) -> Result<PeerView> {
+        if node == self.me {
+            return Err(Error::Invalid("that node id is this node's own".into()));
+        }
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
+            return Err(Error::Invalid(
+                "a peer name must be 1 to 64 characters without spaces".into(),
+            ));
+        }
+        if address.parse::<SocketAddr>().is_err() {
+            return Err(Error::Invalid(format!(
+                "address {address:?} is not IP:PORT (as `liaison id` prints it)"
+            )));
+        }
+        if let Some(existing) = self
+            .peers
+            .values()
+            .find(|p| p.record.name == name && p.node != node)
+        {
+            return Err(Error::Conflict(format!(
+                "another peer is already named {name:?} ({})",
+                existing.node.short()
+            )));
+        }
+        if let Some(old) = self.peers.remove(&node) {
+            old.dialer.cancel();
+        }
+        let record = PeerRecord {
+            name,
+            node_id: node.to_string(),
+            address,
+            descriptor: None,
+        };
+        self.insert_peer(node, record);
+        self.persist_peer(node);
+        info!(peer = %node.short(), "peer pinned");
+        let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
+        Ok(self.peer_view(entry))
+    }
+
+    fn remove_peer(&mut self, sel: &str) -> Result<()> {
+        let node = self.resolve_peer(sel)?;
+        if let Some(entry) = self.peers.remove(&node) {
+            entry.dialer.cancel();
+        }
+        self.allow.remove(node.as_bytes());
+        if let Some(c) = self.conns.remove(&node) {
+            c.conn.close(4u32.into(), b"peer removed");
+            self.engine.handle_disconnected(&node);
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.remove_peer(node.as_bytes()).await {
+                warn!(error = %e, "cannot remove a peer record");
+            }
+        });
+        info!(peer = %node.short(), "peer removed");
+        Ok(())
+    }
+
+    fn resolve_peer(&self, sel: &str) -> Result<NodeId> {
+        if let Ok(id) = sel.parse::<NodeId>() {
+            if self.peers.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        self.peers
+            .values()
+            .find(|p| p.record.name == sel)
+            .map(|p| p.node)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "unknown peer {sel:?}: `liaison peer list` shows the pinned peers"
+                ))
+            })
+    }
+
+    fn resolve_group(&self, sel: &str) -> Result<GroupId> {
+        if let Ok(id) = sel.parse::<GroupId>() {
+            if self.engine.group(&id).is_some() {
+                return Ok(id);
+            }
+        }
+        let matches: Vec<GroupId> = self
+            .engine
+            .groups()
+            .filter(|g| g.name() == sel)
+            .map(|g| g.id())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::NotFound(format!(
+                "unknown group {sel:?}: `liaison group list` shows the groups"
+            ))),
+            many => Err(Error::Invalid(format!(
+                "group name {sel:?} is ambiguous; use one of the ids {}",
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn node_name(&self, node: &NodeId, group: Option<&GroupId>) -> String {
+        if *node == self.me {
+            return self.name.clone();
+        }
+        if let Some(p) = self.peers.get(node) {
+            return p.record.name.clone();
+        }
+        if let Some(state) = group.and_then(|g| self.engine.group(g)) {
+            for epoch in (1..=state.epoch()).rev() {
+                if let Some(m) = state.members_at(epoch).and_then(|m| m.get(node)) {
+                    return m.name.clone();
+                }
+            }
+        }
+        node.short()
+    }
+
+    fn group_view(&self, id: &GroupId) -> Result<GroupView> {
+        let g = self
+            .engine
+            .group(id)
+            .ok_or_else(|| Error::NotFound(format!("unknown group {id}")))?;
+        let role = g
+            .role(&self.me)
+            .map_or("removed".to_owned(), |r| r.to_string());
+        Ok(GroupView {
+            id: id.to_string(),
+            name: g.name().to_owned(),
+            owner_id: g.owner().to_string(),
+            owner_name: g
+                .members_at(1)
+                .and_then(|m| m.get(&g.owner()))
+                .map_or_else(|| g.owner().short(), |m| m.name.clone()),
+            epoch: g.epoch(),
+            role,
+            members: g
+                .members()
+                .iter()
+                .map(|(node, m)| MemberView {
+                    node_id: node.to_string(),
+                    name: m.name.clone(),
+                    role: m.role.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    fn create_group(&mut self, name: String, reply: oneshot::Sender<Result<GroupId>>) {
+        let proposed = self
+            .engine
+            .propose_create(&self.name, &name, now(), &mut OsRng);
+        match proposed {
+            Ok((gid, event)) => self.store_control(gid, 1, event, ControlReply::Created(reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    fn change_member(
+        &mut self,
+        group: &str,
+        peer: &str,
+        role: Option<Role>,
+        reply: oneshot::Sender<Result<GroupView>>,
+    ) {
+        let result = (|| {
+            let gid = self.resolve_group(group)?;
+            let node = match self.resolve_peer(peer) {
+                Ok(n) => n,
+                Err(e) => match (role, peer.parse::<NodeId>()) {
+                    // A member can be removed by id even if it is no longer pinned.
+                    (None, Ok(n)) => n,
+                    _ => return Err(e),
+                },
+            };
+            let change = match role {
+                Some(role) => {
+                    let entry = self
+                        .peers
+                        .get(&node)
+                        .ok_or_else(|| Error::NotFound(format!("unknown peer {peer:?}")))?;
+                    let descriptor = entry.descriptor.as_ref().ok_or_else(|| {
+                        Error::Conflict(format!(
+                            "peer {:?} has not connected yet, so its key for receiving group keys is unknown; wait until `liaison peer list` shows it connected",
+                            entry.record.name
+                        ))
+                    })?;
+                    Change::Add {
+                        member: node,
+                        name: descriptor.name.clone(),
+                        role,
+                        exchange_key: descriptor.exchange_key,
+                    }
+                }
+                None => Change::Remove { member: node },
+            };
+            let event = self.engine.propose(&gid, change, now(), &mut OsRng)?;
+            let seq = self.engine.group(&gid).map_or(0, |g| g.seq()) + 1;
+            Ok((gid, seq, event))
+        })();
+        match result {
+            Ok((gid, seq, event)) => {
+                self.store_control(gid, seq, event, ControlReply::Changed(reply))
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn store_control(&mut self, gid: GroupId, seq: u64, event: Vec<u8>, reply: ControlReply) {
+        self.pending_writes += 1;
+        let store = self.store.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = store
+                .insert_control(gid.as_bytes(), seq, &event)
+                .await
+                .map(|_| ())
+                .map_err(Error::from);
+            let _ = tx
+                .send(Internal::ControlStored {
+                    event,
+                    result,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    fn post(&mut self, group: &str, post: Post, reply: oneshot::Sender<Result<MessageId>>) {
+        let result = (|| {
+            let gid = self.resolve_group(group)?;
+            let content = Content {
+                officer: post.officer,
+                recipients: Vec::new(),
+                reply_to: post.reply_to,
+                payload: Payload::Text {
+                    subject: post.subject,
+                    body: post.body,
+                },
+            };
+            let sealed = self.engine.seal(
+                &gid,
+                LocalDraft {
+                    now: now(),
+                    handling: post.handling,
+                    expires_at: None,
+                    content: &content,
+                },
+                &mut OsRng,
+            )?;
+            Ok(sealed)
+        })();
+        let sealed = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        self.pending_writes += 1;
+        let store = self.store.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let h = &sealed.header;
+            let result = store
+                .insert_messages(vec![NewMessageOwned {
+                    id: *sealed.id.as_bytes(),
+                    group: *h.group.as_bytes(),
+                    author: *h.author.as_bytes(),
+                    epoch: h.epoch,
+                    seq: h.seq,
+                    envelope: sealed.bytes.clone(),
+                    meta: now().0.to_be_bytes().to_vec(),
+                }])
+                .await
+                .map(|_| ())
+                .map_err(Error::from);
+            let _ = tx
+                .send(Internal::LocalStored {
+                    sealed: Box::new(sealed),
+                    result,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    fn inbox(&self, group: Option<&str>) -> Result<Vec<MessageView>> {
+        let groups: Vec<GroupId> = match group {
+            Some(sel) => vec![self.resolve_group(sel)?],
+            None => self.engine.groups().map(|g| g.id()).collect(),
+        };
+        let mut out = Vec::new();
+        for gid in groups {
+            for (_, id) in self
+                .store
+                .group_messages(gid.as_bytes(), None, usize::MAX)?
+            {
+                match self.read(&MessageId::from(id), false) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        warn!(id = %MessageId::from(id).short(), error = %e, "cannot show a stored message")
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|m| m.created_at_ms);
+        Ok(out)
+    }
+
+    fn read(&self, id: &MessageId, with_body: bool) -> Result<MessageView> {
+        let not_found = || Error::NotFound(format!("no message {id} on this node"));
+        let bytes = self.store.message(id.as_bytes())?.ok_or_else(not_found)?;
+        let (_, header, _) = message::decode(&bytes)?;
+        let state = self.engine.group(&header.group).ok_or_else(not_found)?;
+        let (verified, content) = message::verify_and_open(&bytes, state)?;
+        let h = verified.header;
+        let (subject, body) = match content.payload {
+            Payload::Text { subject, body } => (subject, body),
+        };
+        Ok(MessageView {
+            id: id.to_string(),
+            group_id: h.group.to_string(),
+            group_name: state.name().to_owned(),
+            author_id: h.author.to_string(),
+            author_name: self.node_name(&h.author, Some(&h.group)),
+            officer: content.officer,
+            created_at: crate::views::rfc3339(h.created_at.0),
+            created_at_ms: h.created_at.0,
+            subject,
+            handling: h.handling.to_string(),
+            expires_at: h.expires_at.map(|t| crate::views::rfc3339(t.0)),
+            reply_to: content.reply_to.map(|r| r.to_string()),
+            epoch: h.epoch,
+            seq: h.seq,
+            body: with_body.then_some(body),
+        })
+    }
+
+    fn receipts(&self, id: &MessageId) -> Result<Vec<ReceiptView>> {
+        if !self.store.has_message(id.as_bytes())? {
+            return Err(Error::NotFound(format!("no message {id} on this node")));
+        }
+        let group = self
+            .store
+            .message(id.as_bytes())?
+            .and_then(|b| message::decode(&b).ok().map(|(_, h, _)| h.group));
+        let mut out = Vec::new();
+        for (_, bytes) in self.store.receipts(id.as_bytes())? {
+            let Ok(r) = Receipt::verify(&bytes) else {
+                continue;
+            };
+            out.push(ReceiptView {
+                receiver_id: r.receiver.to_string(),
+                receiver_name: self.node_name(&r.receiver, group.as_ref()),
+                stored_at: crate::views::rfc3339(r.stored_at.0),
+            });
+        }
+        Ok(out)
+    }
+}
+
+// ----- helper tasks ----------------------------------------------------------------------
+
+async fn accept_loop(
+    transport: Arc<Transport>,
+    tx: mpsc::Sender<Internal>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = transport.accept() => next,
+        };
+        let Some((conn, key)) = next else {
+            return;
+        };
+        let Ok(peer) = NodeId::from_bytes(key) else {
+            conn.close(5u32.into(), b"invalid key");
+            continue;
+        };
+        info!(peer = %peer.short(), remote = %conn.remote_address(), "incoming connection");
+        if tx
+            .send(Internal::ConnUp {
+                peer,
+                conn,
+                initiator: peer,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dial_loop(
+    transport: Arc<Transport>,
+    me: NodeId,
+    peer: NodeId,
+    address: String,
+    mut connected: watch::Receiver<bool>,
+    tx: mpsc::Sender<Internal>,
+    cancel: CancellationToken,
+    min_ms: u64,
+    max_ms: u64,
+) {
+    let Ok(addr) = address.parse::<SocketAddr>() else {
+        warn!(%address, "peer address is not IP:PORT; not dialling");
+        return;
+    };
+    let mut backoff = min_ms;
+    loop {
+        // Wait while connected.
+        while *connected.borrow_and_update() {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = connected.changed() => if changed.is_err() { return },
+            }
+        }
+        let dialled = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = transport.connect(addr, *peer.as_bytes()) => r,
+        };
+        match dialled {
+            Ok(conn) => {
+                backoff = min_ms;
+                if tx
+                    .send(Internal::ConnUp {
+                        peer,
+                        conn,
+                        initiator: me,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                // Give the actor a moment to register the connection before checking again.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(min_ms), connected.changed()).await;
+            }
+            Err(e) => {
+                debug!(%addr, error = %e, "dial failed");
+                let _ = tx
+                    .send(Internal::DialFailed {
+                        peer,
+                        error: e.to_string(),
+                    })
+                    .await;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(backoff)) => {}
+                    _ = connected.changed() => {}
+                }
+                backoff = (backoff * 2).min(max_ms);
+            }
+        }
+    }
+}
+
+async fn connection_task(
+    conn: quinn::Connection,
+    peer: NodeId,
+    id: u64,
+    mut outbound: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Sender<(NodeId, u64, Vec<u8>)>,
+    internal: mpsc::Sender<Internal>,
+    shutdown: CancellationToken,
+) {
+    let max = liaison_protocol::codec::MAX_FRAME_LEN;
+    let writer = {
+        let conn = conn.clone();
+        async move {
+            let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+            while let Some(frame) = outbound.recv().await {
+                transport::write_frame(&mut send, &frame)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        }
+    };
+    let reader = {
+        let conn = conn.clone();
+        async move {
+            let mut streams = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = conn.accept_uni() => {
+                        let mut recv = accepted.map_err(|e| e.to_string())?;
+                        let inbound = inbound.clone();
+                        streams.spawn(async move {
+                            loop {
+                                match transport::read_frame(&mut recv, max).await {
+                                    Ok(Some(frame)) => {
+                                        if inbound.send((peer, id, frame)).await.is_err() {
+                                            return Ok(());
+                                        }
+                                    }
+                                    Ok(None) => return Ok(()),
+                                    Err(e) => return Err(e.to_string()),
+                                }
+                            }
+                        });
+                    }
+                    Some(done) = streams.join_next() => {
+                        if let Ok(Err(e)) = done {
+                            return Err::<(), String>(e);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        () = shutdown.cancelled() => Ok(()),
+        r = writer => r,
+        r = reader => r,
+        e = conn.closed() => Err(e.to_string()),
+    };
+    match outcome {
+        Ok(()) => debug!("connection finished"),
+        Err(e) => {
+            info!(reason = %e, "connection closed");
+            conn.close(6u32.into(), b"stream error");
+        }
+    }
+    let _ = internal.send(Internal::ConnDown { peer, id }).await;
+}

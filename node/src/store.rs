@@ -1,0 +1,1229 @@
+//! Durable storage for the node: a narrow interface over an embedded
+//! key-value engine (sled 0.34), so the engine can be swapped later.
+//!
+//! The store keeps opaque byte blobs indexed by fixed-size ids. It knows
+//! nothing about cryptography or the wire format: envelopes, metadata,
+//! control events, receipts and peer records are stored exactly as the
+//! caller hands them over.
+//!
+//! # Durability
+//!
+//! Every `async` write method returns only after the write has been flushed
+//! to disk (`fsync`). Writes are applied atomically first (one sled
+//! transaction, so a message and all of its indexes land together) and then
+//! wait for a flush that *started after* the write completed. A dedicated
+//! flusher task runs one flush at a time; all writers that completed while a
+//! flush was running are covered together by the next flush (group commit),
+//! so durability costs one `fsync` per batch of concurrent writes, not one per
+//! message.
+//!
+//! A failed flush is fatal for the store: every writer waiting for it, and
+//! every later write, gets [`StoreError::FlushFailed`]. (After a failed
+//! `fsync` the kernel may have dropped dirty pages, so retrying cannot prove
+//! anything is on disk.) Restart the process to recover.
+//!
+//! Reads are synchronous and may observe writes whose durability wait has
+//! not finished yet.
+//!
+//! If a write future is dropped after the write was applied but before the
+//! durability wait finished, the write stays applied (and is flushed by a
+//! later flush) but was never acknowledged.
+//!
+//! # Layout
+//!
+//! Tree names carry a format version; numeric key parts are big-endian so
+//! that ranges sort numerically.
+//!
+//! | tree           | key                                   | value                |
+//! |----------------|---------------------------------------|----------------------|
+//! | `messages-v1`  | message_id(32)                        | envelope bytes       |
+//! | `msg-meta-v1`  | message_id(32)                        | caller metadata      |
+//! | `by-author-v1` | group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | message_id(32)  |
+//! | `by-group-v1`  | group(16) ‖ local_order(8)            | message_id(32)       |
+//! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
+//! | `receipts-v1`  | message_id(32) ‖ receiver(32)         | receipt bytes        |
+//! | `peers-v1`     | node_id(32)                           | peer record bytes    |
+//! | `meta-v1`      | UTF-8 key                             | bytes                |
+//! | `audit-v1`     | reserved for later use                |                      |
+//!
+//! Keys in `meta-v1` starting with [`RESERVED_META_PREFIX`] are used by the
+//! store itself (the local-order counter and the message count).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+use tokio::sync::{mpsc, watch};
+
+/// Identifier of a group (16 bytes).
+pub type GroupId = [u8; 16];
+/// Identifier of a node (32 bytes).
+pub type NodeId = [u8; 32];
+/// Identifier of a message (32 bytes).
+pub type MessageId = [u8; 32];
+
+/// Prefix of `meta-v1` keys that belong to the store itself;
+/// [`Store::put_meta`] refuses them.
+pub const RESERVED_META_PREFIX: &str = "store/";
+
+const TREE_MESSAGES: &str = "messages-v1";
+const TREE_MSG_META: &str = "msg-meta-v1";
+const TREE_BY_AUTHOR: &str = "by-author-v1";
+const TREE_BY_GROUP: &str = "by-group-v1";
+const TREE_CONTROL: &str = "control-v1";
+const TREE_RECEIPTS: &str = "receipts-v1";
+const TREE_PEERS: &str = "peers-v1";
+const TREE_META: &str = "meta-v1";
+/// Reserved for an audit log; not opened yet.
+#[allow(dead_code)]
+const TREE_AUDIT: &str = "audit-v1";
+
+/// Next local arrival order to hand out (u64 big-endian).
+const KEY_NEXT_ORDER: &str = "store/next-local-order";
+/// Number of entries in `messages-v1` (u64 big-endian).
+const KEY_MESSAGE_COUNT: &str = "store/message-count";
+
+const GROUP_LEN: usize = 16;
+const ID_LEN: usize = 32;
+const SEQ_LEN: usize = 8;
+const EPOCH_LEN: usize = 8;
+/// group ‖ author ‖ epoch: the prefix of one author's sequence space.
+const SEQ_SPACE_LEN: usize = GROUP_LEN + ID_LEN + EPOCH_LEN;
+const BY_AUTHOR_KEY_LEN: usize = SEQ_SPACE_LEN + SEQ_LEN;
+const BY_GROUP_KEY_LEN: usize = GROUP_LEN + SEQ_LEN;
+const CONTROL_KEY_LEN: usize = GROUP_LEN + SEQ_LEN;
+const RECEIPT_KEY_LEN: usize = ID_LEN + ID_LEN;
+
+/// Errors returned by the [`Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (or another `Store` in this process) holds the
+    /// store's lock.
+    #[error(
+        "store at {} is in use by another process (or already open in this one); \
+         stop the other instance or use a different data directory",
+        path.display()
+    )]
+    InUse {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The store could not be opened.
+    #[error("cannot open store at {}: {source}", path.display())]
+    Open {
+        /// Directory of the store.
+        path: PathBuf,
+        /// Underlying engine error.
+        #[source]
+        source: sled::Error,
+    },
+    /// [`Store::open`] was called outside a tokio runtime; the store needs one
+    /// for its flusher task.
+    #[error("cannot open store at {}: Store::open must be called from within a tokio runtime", path.display())]
+    NoRuntime {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The storage engine failed while reading or writing.
+    #[error("storage error while {op} (store at {}): {source}", path.display())]
+    Engine {
+        /// What the store was doing.
+        op: &'static str,
+        /// Directory of the store.
+        path: PathBuf,
+        /// Underlying engine error.
+        #[source]
+        source: sled::Error,
+    },
+    /// Data read from disk does not have the expected shape.
+    #[error(
+        "corrupt entry in tree `{tree}` of store at {}: {detail}; \
+         restore the store from a backup or re-sync it from peers",
+        path.display()
+    )]
+    Corrupt {
+        /// Name of the tree holding the bad entry.
+        tree: &'static str,
+        /// Directory of the store.
+        path: PathBuf,
+        /// What is wrong with the entry.
+        detail: String,
+    },
+    /// Flushing to disk failed. Writes since the last successful flush are
+    /// not known to be durable and the store refuses further writes.
+    #[error(
+        "flushing store at {} to disk failed: {source}; recent writes may be lost and \
+         the store refuses further writes; check the disk and restart the node",
+        path.display()
+    )]
+    FlushFailed {
+        /// Directory of the store.
+        path: PathBuf,
+        /// Underlying engine error.
+        #[source]
+        source: sled::Error,
+    },
+    /// The background flusher is gone (the tokio runtime that opened the
+    /// store has shut down), so durability cannot be confirmed.
+    #[error(
+        "the flusher of the store at {} has stopped (its tokio runtime shut down); \
+         durability cannot be confirmed",
+        path.display()
+    )]
+    FlusherStopped {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The caller used a `meta-v1` key reserved for the store itself.
+    #[error("meta key {key:?} is reserved for the store (prefix {RESERVED_META_PREFIX:?})")]
+    ReservedKey {
+        /// The refused key.
+        key: String,
+    },
+}
+
+/// A message to insert, borrowing its byte blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewMessage<'a> {
+    /// Message id.
+    pub id: MessageId,
+    /// Group the message belongs to.
+    pub group: GroupId,
+    /// Author node.
+    pub author: NodeId,
+    /// Epoch of the group the message was sealed in.
+    pub epoch: u64,
+    /// Author's sequence number within the group and epoch (from 1).
+    pub seq: u64,
+    /// The envelope, exactly as received.
+    pub envelope: &'a [u8],
+    /// Small opaque metadata blob (e.g. group, author, seq, received_at).
+    pub meta: &'a [u8],
+}
+
+/// A message to insert, owning its byte blobs (for batches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessageOwned {
+    /// Message id.
+    pub id: MessageId,
+    /// Group the message belongs to.
+    pub group: GroupId,
+    /// Author node.
+    pub author: NodeId,
+    /// Epoch of the group the message was sealed in.
+    pub epoch: u64,
+    /// Author's sequence number within the group and epoch (from 1).
+    pub seq: u64,
+    /// The envelope, exactly as received.
+    pub envelope: Vec<u8>,
+    /// Small opaque metadata blob.
+    pub meta: Vec<u8>,
+}
+
+impl NewMessageOwned {
+    /// Borrows this message as a [`NewMessage`].
+    pub fn borrowed(&self) -> NewMessage<'_> {
+        NewMessage {
+            id: self.id,
+            group: self.group,
+            author: self.author,
+            epoch: self.epoch,
+            seq: self.seq,
+            envelope: &self.envelope,
+            meta: &self.meta,
+        }
+    }
+}
+
+impl From<NewMessage<'_>> for NewMessageOwned {
+    fn from(m: NewMessage<'_>) -> Self {
+        NewMessageOwned {
+            id: m.id,
+            group: m.group,
+            author: m.author,
+            epoch: m.epoch,
+            seq: m.seq,
+            envelope: m.envelope.to_vec(),
+            meta: m.meta.to_vec(),
+        }
+    }
+}
+
+/// Outcome of inserting one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The message was new and has been stored (durably, once the insert
+    /// call returned).
+    New,
+    /// A message with this id is already stored; nothing was written.
+    Duplicate,
+    /// `(group, author, epoch, seq)` is already taken by a different message id;
+    /// nothing was written. The author equivocated (or the sender lies);
+    /// the existing id is available via [`Store::message_by_seq`].
+    Conflict,
+}
+
+/// Outcome of inserting a control event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlInserted {
+    /// The event was new and has been stored.
+    New,
+    /// The identical event was already stored at this `(group, seq)`.
+    Duplicate,
+    /// A different event is already stored at this `(group, seq)`;
+    /// nothing was written.
+    Conflict,
+}
+
+/// Flush progress published by the flusher task.
+#[derive(Debug, Clone, Default)]
+struct FlushState {
+    /// Every write ticket `<= flushed` is durable.
+    flushed: u64,
+    /// Number of successful flushes run by the flusher.
+    flushes: u64,
+    /// Set once a flush failed; the store is then unusable for writes.
+    failed: Option<sled::Error>,
+}
+
+/// State shared with the flusher task that does not keep the database open.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Write tickets handed out; bumped after each applied write.
+    written: AtomicU64,
+    /// Test hook: make the next flush fail.
+    #[cfg(test)]
+    fail_next_flush: std::sync::atomic::AtomicBool,
+    /// Test hook: simulate a slow disk by sleeping this long in each flush.
+    #[cfg(test)]
+    flush_delay_ms: AtomicU64,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    messages: sled::Tree,
+    msg_meta: sled::Tree,
+    by_author: sled::Tree,
+    by_group: sled::Tree,
+    control: sled::Tree,
+    receipts: sled::Tree,
+    peers: sled::Tree,
+    meta: sled::Tree,
+    shared: Arc<Shared>,
+    /// Wakes the flusher (capacity 1: a pending wake-up covers all writes).
+    /// Dropping it (with the last `Store`) stops the flusher.
+    wake: mpsc::Sender<()>,
+    state: watch::Receiver<FlushState>,
+    message_count: AtomicU64,
+}
+
+/// Handle to the node's durable storage. Cheap to clone; open one per
+/// process (a second open of the same directory fails with
+/// [`StoreError::InUse`]).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in directory `path`.
+    ///
+    /// Must be called from within a tokio runtime: the store spawns its
+    /// flusher task on it, and durability waits fail with
+    /// [`StoreError::FlusherStopped`] once that runtime shuts down.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let path_buf = path.to_path_buf();
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime {
+            path: path_buf.clone(),
+        })?;
+        let db = sled::Config::new().path(path).open().map_err(|e| {
+            if is_lock_error(&e) {
+                StoreError::InUse {
+                    path: path_buf.clone(),
+                }
+            } else {
+                StoreError::Open {
+                    path: path_buf.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let open_tree = |name: &str| {
+            db.open_tree(name).map_err(|e| StoreError::Open {
+                path: path_buf.clone(),
+                source: e,
+            })
+        };
+        let messages = open_tree(TREE_MESSAGES)?;
+        let msg_meta = open_tree(TREE_MSG_META)?;
+        let by_author = open_tree(TREE_BY_AUTHOR)?;
+        let by_group = open_tree(TREE_BY_GROUP)?;
+        let control = open_tree(TREE_CONTROL)?;
+        let receipts = open_tree(TREE_RECEIPTS)?;
+        let peers = open_tree(TREE_PEERS)?;
+        let meta = open_tree(TREE_META)?;
+
+        let count = match meta.get(KEY_MESSAGE_COUNT) {
+            Ok(Some(v)) => decode_u64(&v).ok_or_else(|| StoreError::Corrupt {
+                tree: TREE_META,
+                path: path_buf.clone(),
+                detail: format!("{KEY_MESSAGE_COUNT} has {} bytes, expected 8", v.len()),
+            })?,
+            // Only possible for an empty store (the count is written with
+            // the first message), but count to be safe.
+            Ok(None) => messages.len() as u64,
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: path_buf,
+                    source: e,
+                })
+            }
+        };
+
+        let shared = Arc::new(Shared::default());
+        let (wake_tx, wake_rx) = mpsc::channel(1);
+        let (state_tx, state_rx) = watch::channel(FlushState::default());
+        let inner = Arc::new(Inner {
+            path: path_buf,
+            db,
+            messages,
+            msg_meta,
+            by_author,
+            by_group,
+            control,
+            receipts,
+            peers,
+            meta,
+            shared: shared.clone(),
+            wake: wake_tx,
+            state: state_rx,
+            message_count: AtomicU64::new(count),
+        });
+        runtime.spawn(run_flusher(
+            Arc::downgrade(&inner),
+            shared,
+            wake_rx,
+            state_tx,
+        ));
+        Ok(Store { inner })
+    }
+
+    /// Directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    // ----- messages -----------------------------------------------------
+
+    /// Inserts a message with its indexes atomically and waits until it is
+    /// durable.
+    ///
+    /// Idempotent: if the id is already stored, returns
+    /// [`Inserted::Duplicate`] and writes nothing. If `(group, author, epoch, seq)`
+    /// is held by a different id, returns [`Inserted::Conflict`] and writes
+    /// nothing. In both cases the call still waits until the stored
+    /// original is durable, so any outcome may be acknowledged.
+    pub async fn insert_message(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
+        self.check_writable()?;
+        let outcome = self.apply_messages(|ctx| ctx.insert(&m))?;
+        self.wait_durable(self.note_written()).await?;
+        Ok(outcome)
+    }
+
+    /// Inserts several messages in one transaction and waits once until all
+    /// are durable. Returns one outcome per input, in order (a later copy
+    /// of an id earlier in the same batch is a [`Inserted::Duplicate`]).
+    pub async fn insert_messages(
+        &self,
+        batch: Vec<NewMessageOwned>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_writable()?;
+        let outcomes = self.apply_messages(|ctx| {
+            batch
+                .iter()
+                .map(|m| ctx.insert(&m.borrowed()))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        self.wait_durable(self.note_written()).await?;
+        Ok(outcomes)
+    }
+
+    /// Runs `body` in one transaction over the message trees, then persists
+    /// the counters it advanced. Does not wait for durability.
+    fn apply_messages<T>(
+        &self,
+        body: impl Fn(&mut MsgTxn<'_>) -> Result<T, ConflictableTransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
+        let i = &*self.inner;
+        // Tree order matters for readers (reads are not isolated from a
+        // committing transaction): the message is committed before its
+        // indexes, so an index entry never points to a missing message.
+        let trees = (&i.messages, &i.msg_meta, &i.by_author, &i.by_group, &i.meta);
+        let result = trees.transaction(|(messages, msg_meta, by_author, by_group, meta)| {
+            let mut ctx = MsgTxn {
+                store: self,
+                messages,
+                msg_meta,
+                by_author,
+                by_group,
+                next_order: self.txn_read_u64(meta, KEY_NEXT_ORDER)?.unwrap_or(1),
+                added: 0,
+            };
+            let out = body(&mut ctx)?;
+            if ctx.added > 0 {
+                let count = self.txn_read_u64(meta, KEY_MESSAGE_COUNT)?.unwrap_or(0);
+                meta.insert(KEY_NEXT_ORDER, ctx.next_order.to_be_bytes().as_slice())?;
+                meta.insert(
+                    KEY_MESSAGE_COUNT,
+                    count.saturating_add(ctx.added).to_be_bytes().as_slice(),
+                )?;
+            }
+            Ok((out, ctx.added))
+        });
+        let (out, added) = self.map_txn(result, "inserting messages")?;
+        self.inner.message_count.fetch_add(added, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// The stored envelope of a message.
+    pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&self.inner.messages, id, "reading a message")
+    }
+
+    /// The metadata blob stored with a message.
+    pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&self.inner.msg_meta, id, "reading message metadata")
+    }
+
+    /// Whether a message with this id is stored.
+    pub fn has_message(&self, id: &MessageId) -> Result<bool, StoreError> {
+        self.inner
+            .messages
+            .contains_key(id)
+            .map_err(|e| self.engine("reading a message", e))
+    }
+
+    /// The id of the message `(group, author, epoch, seq)`, if held.
+    pub fn message_by_seq(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        seq: u64,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let key = by_author_key(group, author, epoch, seq);
+        match self.inner.by_author.get(key) {
+            Ok(Some(v)) => self.id_value(TREE_BY_AUTHOR, &v).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.engine("reading the author index", e)),
+        }
+    }
+
+    /// Up to `limit` held `(seq, id)` pairs of `author` in `epoch` of
+    /// `group` with `seq >= from_seq`, ascending by seq.
+    pub fn author_seqs(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, MessageId)>, StoreError> {
+        let start = by_author_key(group, author, epoch, from_seq);
+        let end = by_author_key(group, author, epoch, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.inner.by_author.range(start..=end).take(limit) {
+            let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
+            let seq = self.parse_by_author_key(&k)?.3;
+            out.push((seq, self.id_value(TREE_BY_AUTHOR, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Envelopes of `author` in `epoch` of `group` with seq above `after`,
+    /// ascending by seq, stopping before their total size would exceed
+    /// `max_bytes` (but returning at least one if any exists). Serves
+    /// `liaison_protocol::sync::Archive::envelopes`.
+    pub fn envelopes_after(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = by_author_key(group, author, epoch, first);
+        let end = by_author_key(group, author, epoch, u64::MAX);
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for item in self.inner.by_author.range(start..=end) {
+            let (_, v) = item.map_err(|e| self.engine("reading the author index", e))?;
+            let id = self.id_value(TREE_BY_AUTHOR, &v)?;
+            let envelope = self.message(&id)?.ok_or_else(|| {
+                self.corrupt(
+                    TREE_MESSAGES,
+                    format!("indexed message {} is missing", hex::encode(id)),
+                )
+            })?;
+            total = total.saturating_add(envelope.len());
+            if total > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(envelope);
+        }
+        Ok(out)
+    }
+
+    /// All sequence numbers held for `author` in `epoch` of `group`,
+    /// ascending.
+    pub fn held_seqs(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let prefix = seq_space_prefix(group, author, epoch);
+        let mut out = Vec::new();
+        for item in self.inner.by_author.scan_prefix(prefix) {
+            let (k, _) = item.map_err(|e| self.engine("reading the author index", e))?;
+            out.push(self.parse_by_author_key(&k)?.3);
+        }
+        Ok(out)
+    }
+
+    /// Every held message of `group` as `(author, epoch, seq)`, ascending.
+    /// Used at start-up to rebuild the sync engine's version vectors.
+    pub fn held(&self, group: &GroupId) -> Result<Vec<(NodeId, u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.by_author.scan_prefix(group) {
+            let (k, _) = item.map_err(|e| self.engine("reading the author index", e))?;
+            let (_, author, epoch, seq) = self.parse_by_author_key(&k)?;
+            out.push((author, epoch, seq));
+        }
+        Ok(out)
+    }
+
+    /// Every `(author, epoch)` with at least one message in `group`, with
+    /// the highest seq `n` such that seqs `1..=n` are all held (0 if seq 1
+    /// is missing), as `(author, epoch, n)`. Ascending by author, then
+    /// epoch. Skips over held seqs beyond the contiguous prefix; use
+    /// [`Store::held_seqs`] or [`Store::held`] for those.
+    pub fn authors(&self, group: &GroupId) -> Result<Vec<(NodeId, u64, u64)>, StoreError> {
+        let tree = &self.inner.by_author;
+        let mut out = Vec::new();
+        let mut cursor: Vec<u8> = group.to_vec();
+        loop {
+            let first = match tree.range(cursor.as_slice()..).next() {
+                None => break,
+                Some(item) => item.map_err(|e| self.engine("reading the author index", e))?,
+            };
+            if !first.0.starts_with(group) {
+                break;
+            }
+            let (_, author, epoch, _) = self.parse_by_author_key(&first.0)?;
+            let mut contiguous = 0u64;
+            let start = by_author_key(group, &author, epoch, 1);
+            let end = by_author_key(group, &author, epoch, u64::MAX);
+            for item in tree.range(start..=end) {
+                let (k, _) = item.map_err(|e| self.engine("reading the author index", e))?;
+                let seq = self.parse_by_author_key(&k)?.3;
+                if Some(seq) == contiguous.checked_add(1) {
+                    contiguous = seq;
+                } else {
+                    break;
+                }
+            }
+            out.push((author, epoch, contiguous));
+            match successor(&start[..SEQ_SPACE_LEN]) {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` messages of `group` in local arrival order, as
+    /// `(local_order, id)`, starting after `after_order` (from the
+    /// beginning if `None`). Pass the last returned order to page on.
+    pub fn group_messages(
+        &self,
+        group: &GroupId,
+        after_order: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, MessageId)>, StoreError> {
+        let start = match after_order {
+            None => 0,
+            Some(o) => match o.checked_add(1) {
+                Some(s) => s,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let range = by_group_key(group, start)..=by_group_key(group, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.inner.by_group.range(range).take(limit) {
+            let (k, v) = item.map_err(|e| self.engine("reading the group index", e))?;
+            let order = self.parse_group_seq_key(TREE_BY_GROUP, &k)?.1;
+            out.push((order, self.id_value(TREE_BY_GROUP, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Number of stored messages (kept as a counter; O(1)).
+    pub fn message_count(&self) -> usize {
+        usize::try_from(self.inner.message_count.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    // ----- control events ----------------------------------------------
+
+    /// Stores control event `seq` of `group` unless that slot is taken, and
+    /// waits until it is durable.
+    pub async fn insert_control(
+        &self,
+        group: &GroupId,
+        seq: u64,
+        bytes: &[u8],
+    ) -> Result<ControlInserted, StoreError> {
+        self.check_writable()?;
+        let key = group_seq_key(group, seq);
+        let cas = self
+            .inner
+            .control
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes))
+            .map_err(|e| self.engine("writing a control event", e))?;
+        let outcome = match cas {
+            Ok(()) => ControlInserted::New,
+            Err(e) if e.current.as_deref() == Some(bytes) => ControlInserted::Duplicate,
+            Err(_) => ControlInserted::Conflict,
+        };
+        self.wait_durable(self.note_written()).await?;
+        Ok(outcome)
+    }
+
+    /// All control events of `group` as `(seq, bytes)`, ascending by seq.
+    pub fn control_events(&self, group: &GroupId) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.control.scan_prefix(group) {
+            let (k, v) = item.map_err(|e| self.engine("reading control events", e))?;
+            let seq = self.parse_group_seq_key(TREE_CONTROL, &k)?.1;
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Groups that have at least one control event, ascending.
+    pub fn groups(&self) -> Result<Vec<GroupId>, StoreError> {
+        let tree = &self.inner.control;
+        let mut out = Vec::new();
+        let mut cursor: Vec<u8> = Vec::new();
+        loop {
+            let key = match tree.range(cursor.as_slice()..).next() {
+                None => break,
+                Some(item) => {
+                    item.map_err(|e| self.engine("reading control events", e))?
+                        .0
+                }
+            };
+            let group = self.parse_group_seq_key(TREE_CONTROL, &key)?.0;
+            out.push(group);
+            match successor(&group) {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- receipts ------------------------------------------------------
+
+    /// Stores (or replaces) the receipt of `receiver` for message `msg` and
+    /// waits until it is durable.
+    pub async fn insert_receipt(
+        &self,
+        msg: &MessageId,
+        receiver: &NodeId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut key = [0u8; RECEIPT_KEY_LEN];
+        key[..ID_LEN].copy_from_slice(msg);
+        key[ID_LEN..].copy_from_slice(receiver);
+        self.inner
+            .receipts
+            .insert(key, bytes)
+            .map_err(|e| self.engine("writing a receipt", e))?;
+        self.wait_durable(self.note_written()).await
+    }
+
+    /// All receipts for message `msg` as `(receiver, bytes)`, ascending by
+    /// receiver.
+    pub fn receipts(&self, msg: &MessageId) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.receipts.scan_prefix(msg) {
+            let (k, v) = item.map_err(|e| self.engine("reading receipts", e))?;
+            if k.len() != RECEIPT_KEY_LEN {
+                return Err(self.bad_key_len(TREE_RECEIPTS, k.len(), RECEIPT_KEY_LEN));
+            }
+            out.push((self.array(TREE_RECEIPTS, &k[ID_LEN..])?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    // ----- peers ---------------------------------------------------------
+
+    /// Stores (or replaces) the record of peer `node` and waits until it is
+    /// durable.
+    pub async fn put_peer(&self, node: &NodeId, record: &[u8]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        self.inner
+            .peers
+            .insert(node, record)
+            .map_err(|e| self.engine("writing a peer record", e))?;
+        self.wait_durable(self.note_written()).await
+    }
+
+    /// The record of peer `node`.
+    pub fn peer(&self, node: &NodeId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&self.inner.peers, node, "reading a peer record")
+    }
+
+    /// All peer records as `(node, record)`, ascending by node id.
+    pub fn peers(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.peers.iter() {
+            let (k, v) = item.map_err(|e| self.engine("reading peer records", e))?;
+            out.push((self.array(TREE_PEERS, &k)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes peer `node` and waits until the removal is durable. Returns
+    /// whether the peer was present.
+    pub async fn remove_peer(&self, node: &NodeId) -> Result<bool, StoreError> {
+        self.check_writable()?;
+        let old = self
+            .inner
+            .peers
+            .remove(node)
+            .map_err(|e| self.engine("removing a peer record", e))?;
+        self.wait_durable(self.note_written()).await?;
+        Ok(old.is_some())
+    }
+
+    // ----- node-level values -------------------------------------------
+
+    /// Stores (or replaces) a small node-level value and waits until it is
+    /// durable. Keys starting with [`RESERVED_META_PREFIX`] are refused.
+    pub async fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if key.starts_with(RESERVED_META_PREFIX) {
+            return Err(StoreError::ReservedKey {
+                key: key.to_owned(),
+            });
+        }
+        self.check_writable()?;
+        self.inner
+            .meta
+            .insert(key.as_bytes(), value)
+            .map_err(|e| self.engine("writing a meta value", e))?;
+        self.wait_durable(self.note_written()).await
+    }
+
+    /// A node-level value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&self.inner.meta, key.as_bytes(), "reading a meta value")
+    }
+
+    // ----- maintenance ---------------------------------------------------
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner
+            .db
+            .size_on_disk()
+            .map_err(|e| self.engine("measuring size on disk", e))
+    }
+
+    /// Waits until every write applied before this call is durable (joins
+    /// the next group flush). Call at shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        self.wait_durable(self.note_written()).await
+    }
+
+    /// Number of successful flushes the flusher has completed since open.
+    pub fn flush_count(&self) -> u64 {
+        self.inner.state.borrow().flushes
+    }
+
+    // ----- durability internals ----------------------------------------
+
+    /// Refuses writes once a flush has failed.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.inner.state.borrow().failed {
+            Some(e) => Err(self.flush_failed(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that a write has been applied; returns its ticket. Any flush
+    /// that starts after this call covers the write.
+    fn note_written(&self) -> u64 {
+        self.inner.shared.written.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Waits until a flush covering `ticket` (i.e. started after the ticket
+    /// was taken) has completed.
+    async fn wait_durable(&self, ticket: u64) -> Result<(), StoreError> {
+        let mut rx = self.inner.state.clone();
+        // Full: a wake-up is already pending. Closed: the flusher has
+        // stopped, which `changed()` reports below.
+        let _ = self.inner.wake.try_send(());
+        loop {
+            if let Some(res) = self.durable_status(&rx.borrow_and_update(), ticket) {
+                return res;
+            }
+            if rx.changed().await.is_err() {
+                return self
+                    .durable_status(&rx.borrow(), ticket)
+                    .unwrap_or_else(|| {
+                        Err(StoreError::FlusherStopped {
+                            path: self.inner.path.clone(),
+                        })
+                    });
+            }
+        }
+    }
+
+    fn durable_status(&self, s: &FlushState, ticket: u64) -> Option<Result<(), StoreError>> {
+        if s.flushed >= ticket {
+            Some(Ok(()))
+        } else {
+            s.failed.as_ref().map(|e| Err(self.flush_failed(e.clone())))
+        }
+    }
+
+    // ----- helpers --------------------------------------------------------
+
+    fn get(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        op: &'static str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        tree.get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.engine(op, e))
+    }
+
+    fn txn_read_u64(
+        &self,
+        tree: &TransactionalTree,
+        key: &str,
+    ) -> Result<Option<u64>, ConflictableTransactionError<StoreError>> {
+        match tree.get(key)? {
+            None => Ok(None),
+            Some(v) => decode_u64(&v).map(Some).ok_or_else(|| {
+                ConflictableTransactionError::Abort(self.corrupt(
+                    TREE_META,
+                    format!("{key} has {} bytes, expected 8", v.len()),
+                ))
+            }),
+        }
+    }
+
+    fn map_txn<T>(
+        &self,
+        r: Result<T, TransactionError<StoreError>>,
+        op: &'static str,
+    ) -> Result<T, StoreError> {
+        r.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => self.engine(op, e),
+        })
+    }
+
+    fn parse_by_author_key(&self, k: &[u8]) -> Result<(GroupId, NodeId, u64, u64), StoreError> {
+        if k.len() != BY_AUTHOR_KEY_LEN {
+            return Err(self.bad_key_len(TREE_BY_AUTHOR, k.len(), BY_AUTHOR_KEY_LEN));
+        }
+        let group = self.array(TREE_BY_AUTHOR, &k[..GROUP_LEN])?;
+        let author = self.array(TREE_BY_AUTHOR, &k[GROUP_LEN..GROUP_LEN + ID_LEN])?;
+        let epoch =
+            u64::from_be_bytes(self.array(TREE_BY_AUTHOR, &k[GROUP_LEN + ID_LEN..SEQ_SPACE_LEN])?);
+        let seq = u64::from_be_bytes(self.array(TREE_BY_AUTHOR, &k[SEQ_SPACE_LEN..])?);
+        Ok((group, author, epoch, seq))
+    }
+
+    fn parse_group_seq_key(
+        &self,
+        tree: &'static str,
+        k: &[u8],
+    ) -> Result<(GroupId, u64), StoreError> {
+        if k.len() != BY_GROUP_KEY_LEN {
+            return Err(self.bad_key_len(tree, k.len(), BY_GROUP_KEY_LEN));
+        }
+        let group = self.array(tree, &k[..GROUP_LEN])?;
+        let seq = u64::from_be_bytes(self.array(tree, &k[GROUP_LEN..])?);
+        Ok((group, seq))
+    }
+
+    fn id_value(&self, tree: &'static str, v: &[u8]) -> Result<MessageId, StoreError> {
+        if v.len() != ID_LEN {
+            return Err(self.corrupt(
+                tree,
+                format!(
+                    "value has {} bytes, expected a {ID_LEN}-byte message id",
+                    v.len()
+                ),
+            ));
+        }
+        self.array(tree, v)
+    }
+
+    fn array<const N: usize>(
+        &self,
+        tree: &'static str,
+        bytes: &[u8],
+    ) -> Result<[u8; N], StoreError> {
+        bytes.try_into().map_err(|_| {
+            self.corrupt(
+                tree,
+                format!("field has {} bytes, expected {N}", bytes.len()),
+            )
+        })
+    }
+
+    fn bad_key_len(&self, tree: &'static str, got: usize, want: usize) -> StoreError {
+        self.corrupt(tree, format!("key has {got} bytes, expected {want}"))
+    }
+
+    fn corrupt(&self, tree: &'static str, detail: String) -> StoreError {
+        StoreError::Corrupt {
+            tree,
+            path: self.inner.path.clone(),
+            detail,
+        }
+    }
+
+    fn engine(&self, op: &'static str, source: sled::Error) -> StoreError {
+        StoreError::Engine {
+            op,
+            path: self.inner.path.clone(),
+            source,
+        }
+    }
+
+    fn flush_failed(&self, source: sled::Error) -> StoreError {
+        StoreError::FlushFailed {
+            path: self.inner.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Views of the message trees inside one transaction.
+struct MsgTxn<'a> {
+    store: &'a Store,
+    messages: &'a TransactionalTree,
+    msg_meta: &'a TransactionalTree,
+    by_author: &'a TransactionalTree,
+    by_group: &'a TransactionalTree,
+    next_order: u64,
+    added: u64,
+}
+
+impl MsgTxn<'_> {
+    /// Inserts one message and its indexes unless it is a duplicate or
+    /// conflicts with a stored message.
+    fn insert(
+        &mut self,
+        m: &NewMessage<'_>,
+    ) -> Result<Inserted, ConflictableTransactionError<StoreError>> {
+        if self.messages.get(m.id)?.is_some() {
+            return Ok(Inserted::Duplicate);
+        }
+        let author_key = by_author_key(&m.group, &m.author, m.epoch, m.seq);
+        if let Some(existing) = self.by_author.get(author_key)? {
+            if existing.as_ref() != m.id.as_slice() {
+                return Ok(Inserted::Conflict);
+            }
+            // Index points at this id but the message is missing: cannot
+            // happen with atomic commits; heal by rewriting everything.
+            tracing::warn!(
+                tree = TREE_BY_AUTHOR,
+                "index entry without message; rewriting it"
+            );
+        }
+        let order = self.next_order;
+        self.next_order = order.checked_add(1).ok_or_else(|| {
+            ConflictableTransactionError::Abort(
+                self.store
+                    .corrupt(TREE_META, format!("{KEY_NEXT_ORDER} is exhausted")),
+            )
+        })?;
+        self.messages.insert(m.id.as_slice(), m.envelope)?;
+        self.msg_meta.insert(m.id.as_slice(), m.meta)?;
+        self.by_author
+            .insert(author_key.as_slice(), m.id.as_slice())?;
+        self.by_group
+            .insert(by_group_key(&m.group, order).as_slice(), m.id.as_slice())?;
+        self.added += 1;
+        Ok(Inserted::New)
+    }
+}
+
+/// The flusher: waits for a wake-up, then flushes until every ticket
+/// handed out so far is covered, publishing progress on `state`.
+///
+/// It holds the database only through `weak` (and only while flushing), so
+/// dropping the last [`Store`] closes the database and stops the flusher.
+async fn run_flusher(
+    weak: Weak<Inner>,
+    shared: Arc<Shared>,
+    mut wake: mpsc::Receiver<()>,
+    state: watch::Sender<FlushState>,
+) {
+    let mut flushed = 0u64;
+    while wake.recv().await.is_some() {
+        loop {
+            // Let writers that are about to finish join this flush.
+            tokio::task::yield_now().await;
+            // Every write that took a ticket <= target completed before
+            // this load, hence before the flush below starts.
+            let target = shared.written.load(Ordering::Acquire);
+            if target <= flushed {
+                break;
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let started = Instant::now();
+            let result = flush_once(&inner, &shared).await;
+            if let Err(e) = &result {
+                tracing::error!(
+                    path = %inner.path.display(),
+                    error = %e,
+                    "store flush failed; refusing further writes"
+                );
+            }
+            // Release the database before waking waiters, so a caller that
+            // drops its Store right after a write really closes it.
+            drop(inner);
+            match result {
+                Ok(bytes) => {
+                    flushed = target;
+                    tracing::trace!(
+                        covered = target,
+                        bytes,
+                        elapsed = ?started.elapsed(),
+                        "store flushed"
+                    );
+                    state.send_modify(|s| {
+                        s.flushed = target;
+                        s.flushes += 1;
+                    });
+                }
+                Err(e) => {
+                    state.send_modify(|s| s.failed = Some(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn flush_once(inner: &Inner, shared: &Shared) -> Result<usize, sled::Error> {
+    #[cfg(test)]
+    if shared.fail_next_flush.swap(false, Ordering::AcqRel) {
+        return Err(sled::Error::Io(std::io::Error::other(
+            "injected flush failure",
+        )));
+    }
+    #[cfg(test)]
+    match shared.flush_delay_ms.load(Ordering::Acquire) {
+        0 => {}
+        ms => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+    }
+    #[cfg(not(test))]
+    let _ = shared;
+    inner.db.flush_async().await
+}
+
+/// sled reports a held lock as an `Io` error of kind `Other` with this text.
+fn is_lock_error(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => io.to_string().contains("could not acquire lock"),
+        _ => false,
+    }
+}
+
+fn decode_u64(v: &[u8]) -> Option<u64> {
+    v.try_into().ok().map(u64::from_be_bytes)
+}
+
+fn seq_space_prefix(group: &GroupId, author: &NodeId, epoch: u64) -> [u8; SEQ_SPACE_LEN] {
+    let mut k = [0u8; SEQ_SPACE_LEN];
+    k[..GROUP_LEN].copy_from_slice(group);
+    k[GROUP_LEN..GROUP_LEN + ID_LEN].copy_from_slice(author);
+    k[GROUP_LEN + ID_LEN..].copy_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+fn by_author_key(
+    group: &GroupId,
+    author: &NodeId,
+    epoch: u64,
+    seq: u64,
+) -> [u8; BY_AUTHOR_KEY_LEN] {
+    let mut k = [0u8; BY_AUTHOR_KEY_LEN];
+    k[..SEQ_SPACE_LEN].copy_from_slice(&seq_space_prefix(group, author, epoch));
+    k[SEQ_SPACE_LEN..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn group_seq_key(group: &GroupId, n: u64) -> [u8; CONTROL_KEY_LEN] {
+    let mut k = [0u8; CONTROL_KEY_LEN];
+    k[..GROUP_LEN].copy_from_slice(group);
+    k[GROUP_LEN..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn by_group_key(group: &GroupId, order: u64) -> [u8; BY_GROUP_KEY_LEN] {
+    group_seq_key(group, order)
+}
+
+/// The smallest key greater than every key starting with `prefix`, or
+/// `None` if there is none (prefix is all `0xff`).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.last_mut() {
+        if *last == u8::MAX {
+            next.pop();
+        } else {
+            *last += 1;
+            return Some(next);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

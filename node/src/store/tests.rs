@@ -1,0 +1,639 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+const G1: GroupId = [1; 16];
+const G2: GroupId = [2; 16];
+const A1: NodeId = [0xa1; 32];
+const A2: NodeId = [0xa2; 32];
+
+fn id(n: u64) -> MessageId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    id[31] = 0x55;
+    id
+}
+
+fn msg(n: u64, group: GroupId, author: NodeId, seq: u64) -> NewMessageOwned {
+    msg_in(n, group, author, 1, seq)
+}
+
+fn msg_in(n: u64, group: GroupId, author: NodeId, epoch: u64, seq: u64) -> NewMessageOwned {
+    NewMessageOwned {
+        id: id(n),
+        group,
+        author,
+        epoch,
+        seq,
+        envelope: format!("envelope {n}").into_bytes(),
+        meta: format!("meta {n}").into_bytes(),
+    }
+}
+
+fn open_tmp() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_insert_is_idempotent_and_detects_conflicts() {
+    let (_dir, store) = open_tmp();
+    let m = msg(1, G1, A1, 1);
+    assert_eq!(
+        store.insert_message(m.borrowed()).await.unwrap(),
+        Inserted::New
+    );
+    assert_eq!(
+        store.insert_message(m.borrowed()).await.unwrap(),
+        Inserted::Duplicate
+    );
+
+    // Same (group, author, seq), different id: conflict, nothing written.
+    let other = msg(2, G1, A1, 1);
+    assert_eq!(
+        store.insert_message(other.borrowed()).await.unwrap(),
+        Inserted::Conflict
+    );
+    assert_eq!(store.message(&id(2)).unwrap(), None);
+    assert_eq!(store.message_meta(&id(2)).unwrap(), None);
+
+    assert_eq!(store.message(&id(1)).unwrap(), Some(m.envelope.clone()));
+    assert_eq!(store.message_meta(&id(1)).unwrap(), Some(m.meta.clone()));
+    assert!(store.has_message(&id(1)).unwrap());
+    assert_eq!(store.message_by_seq(&G1, &A1, 1, 1).unwrap(), Some(id(1)));
+    assert_eq!(store.message_by_seq(&G1, &A1, 1, 2).unwrap(), None);
+    assert_eq!(store.message_count(), 1);
+    assert_eq!(store.group_messages(&G1, None, 10).unwrap().len(), 1);
+
+    // Same seq in another group or by another author is fine.
+    assert_eq!(
+        store
+            .insert_message(msg(3, G2, A1, 1).borrowed())
+            .await
+            .unwrap(),
+        Inserted::New
+    );
+    assert_eq!(
+        store
+            .insert_message(msg(4, G1, A2, 1).borrowed())
+            .await
+            .unwrap(),
+        Inserted::New
+    );
+    assert_eq!(store.message_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_batch_insert_reports_each_message() {
+    let (_dir, store) = open_tmp();
+    store
+        .insert_message(msg(1, G1, A1, 1).borrowed())
+        .await
+        .unwrap();
+    let flushes = store.flush_count();
+    let out = store
+        .insert_messages(vec![
+            msg(1, G1, A1, 1), // already stored
+            msg(2, G1, A1, 2),
+            msg(3, G1, A1, 2), // conflicts with 2 in the same batch
+            msg(2, G1, A1, 2), // duplicate of 2 in the same batch
+            msg(4, G1, A1, 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Inserted::Duplicate,
+            Inserted::New,
+            Inserted::Conflict,
+            Inserted::Duplicate,
+            Inserted::New
+        ]
+    );
+    assert!(store.flush_count() > flushes);
+    assert_eq!(store.message_count(), 3);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3]);
+    assert_eq!(store.insert_messages(Vec::new()).await.unwrap(), Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_ranges_sort_numerically() {
+    let (_dir, store) = open_tmp();
+    // Insert seqs 1..=300 of A1 in a scrambled order, plus a gap for A2.
+    let mut seqs: Vec<u64> = (1..=300).collect();
+    seqs.reverse();
+    seqs.swap(0, 150);
+    let batch: Vec<_> = seqs.iter().map(|&s| msg(s, G1, A1, s)).collect();
+    store.insert_messages(batch).await.unwrap();
+    for s in [1, 2, 4, 256] {
+        store
+            .insert_message(msg(1000 + s, G1, A2, s).borrowed())
+            .await
+            .unwrap();
+    }
+    // A message in another group must not leak into G1's ranges.
+    store
+        .insert_message(msg(5000, G2, A1, 7).borrowed())
+        .await
+        .unwrap();
+
+    let got = store.author_seqs(&G1, &A1, 1, 250, 10).unwrap();
+    let got_seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(got_seqs, (250..260).collect::<Vec<_>>());
+    assert!(got.iter().all(|(s, i)| *i == id(*s)));
+    let all = store.author_seqs(&G1, &A1, 1, 0, usize::MAX).unwrap();
+    assert_eq!(all.len(), 300);
+    assert!(all.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+    assert_eq!(store.author_seqs(&G1, &A1, 1, 301, 10).unwrap(), vec![]);
+
+    assert_eq!(store.held_seqs(&G1, &A2, 1).unwrap(), vec![1, 2, 4, 256]);
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 300), (A2, 1, 2)]);
+    assert_eq!(store.authors(&G2).unwrap(), vec![(A1, 1, 0)]);
+    assert_eq!(store.authors(&[9; 16]).unwrap(), vec![]);
+
+    // Arrival order: the batch first (in batch order), then A2's messages.
+    let inbox = store.group_messages(&G1, None, usize::MAX).unwrap();
+    assert_eq!(inbox.len(), 304);
+    assert!(inbox.windows(2).all(|w| w[0].0 < w[1].0));
+    let ids: Vec<MessageId> = inbox.iter().map(|(_, i)| *i).collect();
+    let mut expected: Vec<MessageId> = seqs.iter().map(|&s| id(s)).collect();
+    expected.extend([1, 2, 4, 256].map(|s| id(1000 + s)));
+    assert_eq!(ids, expected);
+    // Paging with after_order.
+    let page1 = store.group_messages(&G1, None, 100).unwrap();
+    let page2 = store
+        .group_messages(&G1, page1.last().map(|(o, _)| *o), 1000)
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), 304);
+    assert_eq!(page2.first(), inbox.get(100));
+    assert_eq!(
+        store.group_messages(&G1, Some(u64::MAX), 10).unwrap(),
+        vec![]
+    );
+
+    // Control events: 255 < 256 < 65536.
+    for seq in [65536u64, 256, 1, 255] {
+        store
+            .insert_control(&G1, seq, &seq.to_le_bytes())
+            .await
+            .unwrap();
+    }
+    let events = store.control_events(&G1).unwrap();
+    let ev_seqs: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
+    assert_eq!(ev_seqs, vec![1, 255, 256, 65536]);
+    assert_eq!(events[2].1, 256u64.to_le_bytes().to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_control_events_and_groups() {
+    let (_dir, store) = open_tmp();
+    assert_eq!(store.groups().unwrap(), Vec::<GroupId>::new());
+    let g_max: GroupId = [0xff; 16];
+    assert_eq!(
+        store.insert_control(&G2, 1, b"a").await.unwrap(),
+        ControlInserted::New
+    );
+    assert_eq!(
+        store.insert_control(&G2, 1, b"a").await.unwrap(),
+        ControlInserted::Duplicate
+    );
+    assert_eq!(
+        store.insert_control(&G2, 1, b"b").await.unwrap(),
+        ControlInserted::Conflict
+    );
+    store.insert_control(&G2, 2, b"c").await.unwrap();
+    store.insert_control(&G1, 7, b"d").await.unwrap();
+    store.insert_control(&g_max, u64::MAX, b"e").await.unwrap();
+    assert_eq!(store.groups().unwrap(), vec![G1, G2, g_max]);
+    assert_eq!(
+        store.control_events(&G2).unwrap(),
+        vec![(1, b"a".to_vec()), (2, b"c".to_vec())]
+    );
+    assert_eq!(store.control_events(&[3; 16]).unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_receipts_peers_and_meta() {
+    let (_dir, store) = open_tmp();
+    store.insert_receipt(&id(1), &A2, b"r2").await.unwrap();
+    store.insert_receipt(&id(1), &A1, b"r1").await.unwrap();
+    store.insert_receipt(&id(2), &A1, b"other").await.unwrap();
+    store.insert_receipt(&id(1), &A2, b"r2-read").await.unwrap();
+    assert_eq!(
+        store.receipts(&id(1)).unwrap(),
+        vec![(A1, b"r1".to_vec()), (A2, b"r2-read".to_vec())]
+    );
+
+    store.put_peer(&A2, b"peer2").await.unwrap();
+    store.put_peer(&A1, b"peer1").await.unwrap();
+    assert_eq!(
+        store.peers().unwrap(),
+        vec![(A1, b"peer1".to_vec()), (A2, b"peer2".to_vec())]
+    );
+    assert_eq!(store.peer(&A1).unwrap(), Some(b"peer1".to_vec()));
+    assert!(store.remove_peer(&A1).await.unwrap());
+    assert!(!store.remove_peer(&A1).await.unwrap());
+    assert_eq!(store.peers().unwrap(), vec![(A2, b"peer2".to_vec())]);
+
+    store.put_meta("node.name", b"alpha").await.unwrap();
+    assert_eq!(store.meta("node.name").unwrap(), Some(b"alpha".to_vec()));
+    assert_eq!(store.meta("missing").unwrap(), None);
+    let err = store
+        .put_meta("store/next-local-order", b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ReservedKey { .. }), "{err}");
+    assert!(store.size_on_disk().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_order;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .insert_message(msg(1, G1, A1, 1).borrowed())
+            .await
+            .unwrap();
+        store
+            .insert_messages(vec![msg(2, G1, A1, 2), msg(3, G2, A2, 5)])
+            .await
+            .unwrap();
+        store.insert_control(&G1, 1, b"create").await.unwrap();
+        store.insert_receipt(&id(1), &A2, b"ack").await.unwrap();
+        store.put_peer(&A2, b"peer").await.unwrap();
+        store.put_meta("k", b"v").await.unwrap();
+        store.flush().await.unwrap();
+        first_order = store.group_messages(&G1, None, 10).unwrap();
+        assert_eq!(first_order.len(), 2);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message_count(), 3);
+    assert_eq!(store.message(&id(3)).unwrap(), Some(b"envelope 3".to_vec()));
+    assert_eq!(
+        store.message_meta(&id(2)).unwrap(),
+        Some(b"meta 2".to_vec())
+    );
+    assert_eq!(store.message_by_seq(&G2, &A2, 1, 5).unwrap(), Some(id(3)));
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 2)]);
+    assert_eq!(store.group_messages(&G1, None, 10).unwrap(), first_order);
+    assert_eq!(
+        store.control_events(&G1).unwrap(),
+        vec![(1, b"create".to_vec())]
+    );
+    assert_eq!(store.groups().unwrap(), vec![G1]);
+    assert_eq!(store.receipts(&id(1)).unwrap(), vec![(A2, b"ack".to_vec())]);
+    assert_eq!(store.peers().unwrap(), vec![(A2, b"peer".to_vec())]);
+    assert_eq!(store.meta("k").unwrap(), Some(b"v".to_vec()));
+    // Idempotence holds across restarts, and arrival order keeps growing.
+    assert_eq!(
+        store
+            .insert_message(msg(1, G1, A1, 1).borrowed())
+            .await
+            .unwrap(),
+        Inserted::Duplicate
+    );
+    store
+        .insert_message(msg(4, G1, A1, 3).borrowed())
+        .await
+        .unwrap();
+    let inbox = store.group_messages(&G1, None, 10).unwrap();
+    assert_eq!(inbox.len(), 3);
+    assert!(inbox[2].0 > first_order[1].0);
+    assert_eq!(inbox[2].1, id(4));
+    assert_eq!(store.message_count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_second_open_reports_in_use() {
+    let (dir, store) = open_tmp();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("in use by another process"), "{text}");
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    // A clone does not release the lock; dropping every handle does.
+    let clone = store.clone();
+    drop(store);
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::InUse { .. })
+    ));
+    drop(clone);
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn store_open_outside_runtime_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::NoRuntime { .. }), "{err:?}");
+}
+
+/// Runs `n` concurrent single-message inserts released together and returns
+/// how many flushes they used. Checks that each insert returned only after a
+/// flush that completed after the insert started.
+async fn concurrent_inserts(store: &Store, n: u64) -> u64 {
+    let start_flushes = store.flush_count();
+    let barrier = Arc::new(tokio::sync::Barrier::new(n as usize));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let before = store.flush_count();
+            let outcome = store
+                .insert_message(msg(i, G1, A1, i + 1).borrowed())
+                .await
+                .unwrap();
+            // The flush covering this insert started after the write, so it
+            // cannot be counted in `before`; it must have completed by now.
+            let after = store.flush_count();
+            assert!(
+                after > before,
+                "insert {i} returned before a covering flush ({before} -> {after})"
+            );
+            outcome
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Inserted::New);
+    }
+    assert_eq!(store.message_count(), n as usize);
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, n)]);
+    store.flush_count() - start_flushes
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_group_commit_batches_flushes() {
+    const N: u64 = 200;
+    let (_dir, store) = open_tmp();
+    let flushes = concurrent_inserts(&store, N).await;
+    eprintln!("{N} concurrent inserts used {flushes} flushes");
+    assert!(flushes >= 1);
+    assert!(
+        flushes <= N / 4,
+        "{flushes} flushes for {N} inserts: group commit is not batching"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_group_commit_batches_flushes_on_slow_disk() {
+    const N: u64 = 200;
+    let (_dir, store) = open_tmp();
+    store
+        .inner
+        .shared
+        .flush_delay_ms
+        .store(20, Ordering::Release);
+    let flushes = concurrent_inserts(&store, N).await;
+    eprintln!("{N} concurrent inserts on a slow disk used {flushes} flushes");
+    assert!(flushes >= 1);
+    assert!(
+        flushes <= N / 10,
+        "{flushes} flushes for {N} inserts: group commit is not batching"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_durable_wait_requires_flush_started_after_write() {
+    let (_dir, store) = open_tmp();
+    store
+        .insert_message(msg(1, G1, A1, 1).borrowed())
+        .await
+        .unwrap();
+    // Take tickets by hand: each wait returns only once the published
+    // durable mark (the `written` snapshot taken when a flush started)
+    // reaches the ticket.
+    for _ in 0..20 {
+        let ticket = store.note_written();
+        store.wait_durable(ticket).await.unwrap();
+        assert!(store.inner.state.borrow().flushed >= ticket);
+    }
+    // Concurrent waiters share flushes.
+    let before = store.flush_count();
+    let waits: Vec<_> = (0..50)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let t = s.note_written();
+                s.wait_durable(t).await.unwrap();
+                assert!(s.inner.state.borrow().flushed >= t);
+            })
+        })
+        .collect();
+    for w in waits {
+        w.await.unwrap();
+    }
+    assert!(store.flush_count() - before <= 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_flush_failure_reaches_waiters_and_blocks_writes() {
+    let (_dir, store) = open_tmp();
+    store
+        .insert_message(msg(1, G1, A1, 1).borrowed())
+        .await
+        .unwrap();
+    store
+        .inner
+        .shared
+        .fail_next_flush
+        .store(true, Ordering::SeqCst);
+    let err = store
+        .insert_message(msg(2, G1, A1, 2).borrowed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("injected flush failure"), "{err}");
+    // The store stays failed: later writes and flushes are refused.
+    let err = store.put_meta("k", b"v").await.unwrap_err();
+    assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
+    assert!(matches!(
+        store.flush().await,
+        Err(StoreError::FlushFailed { .. })
+    ));
+    assert_eq!(store.meta("k").unwrap(), None);
+    // Reads still work.
+    assert!(store.message(&id(1)).unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_corrupt_entries_are_errors_not_panics() {
+    let (_dir, store) = open_tmp();
+    store
+        .insert_message(msg(1, G1, A1, 1).borrowed())
+        .await
+        .unwrap();
+    // A short key under G1's prefix in the author index.
+    store
+        .inner
+        .by_author
+        .insert([&G1[..], &[0xa1; 3]].concat(), &id(9)[..])
+        .unwrap();
+    let err = store.authors(&G1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                tree: TREE_BY_AUTHOR,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(TREE_BY_AUTHOR), "{err}");
+
+    // A value that is not a message id.
+    store
+        .inner
+        .by_group
+        .insert(by_group_key(&G2, 1), &b"short"[..])
+        .unwrap();
+    let err = store.group_messages(&G2, None, 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                tree: TREE_BY_GROUP,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Malformed keys in control, receipts and peers.
+    store.inner.control.insert(&b"bad"[..], &b"x"[..]).unwrap();
+    assert!(matches!(
+        store.groups(),
+        Err(StoreError::Corrupt {
+            tree: TREE_CONTROL,
+            ..
+        })
+    ));
+    store.inner.receipts.insert(&id(1)[..], &b"x"[..]).unwrap();
+    assert!(matches!(
+        store.receipts(&id(1)),
+        Err(StoreError::Corrupt {
+            tree: TREE_RECEIPTS,
+            ..
+        })
+    ));
+    store.inner.peers.insert(&b"p"[..], &b"x"[..]).unwrap();
+    assert!(matches!(
+        store.peers(),
+        Err(StoreError::Corrupt {
+            tree: TREE_PEERS,
+            ..
+        })
+    ));
+
+    // A corrupt counter aborts the insert transaction cleanly.
+    store
+        .inner
+        .meta
+        .insert(KEY_NEXT_ORDER, &b"xyz"[..])
+        .unwrap();
+    let err = store
+        .insert_message(msg(2, G1, A1, 2).borrowed())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                tree: TREE_META,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.message(&id(2)).unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_sequence_space_is_per_epoch() {
+    let (_dir, store) = open_tmp();
+    // Seq 1 in epoch 2 is a different slot from seq 1 in epoch 1.
+    let out = store
+        .insert_messages(vec![
+            msg_in(1, G1, A1, 1, 1),
+            msg_in(2, G1, A1, 1, 2),
+            msg_in(3, G1, A1, 2, 1),
+            msg_in(4, G1, A1, 2, 3),
+            msg_in(5, G1, A1, 256, 1),
+            msg_in(6, G1, A1, 2, 1), // conflicts with 3
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[..5], [Inserted::New; 5]);
+    assert_eq!(out[5], Inserted::Conflict);
+    assert_eq!(store.message_by_seq(&G1, &A1, 2, 1).unwrap(), Some(id(3)));
+    assert_eq!(
+        store.authors(&G1).unwrap(),
+        vec![(A1, 1, 2), (A1, 2, 1), (A1, 256, 1)]
+    );
+    assert_eq!(
+        store.held(&G1).unwrap(),
+        vec![(A1, 1, 1), (A1, 1, 2), (A1, 2, 1), (A1, 2, 3), (A1, 256, 1)]
+    );
+    assert_eq!(store.held_seqs(&G1, &A1, 2).unwrap(), vec![1, 3]);
+    assert_eq!(
+        store.author_seqs(&G1, &A1, 2, 2, 10).unwrap(),
+        vec![(3, id(4))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_envelopes_after_respects_budget() {
+    let (_dir, store) = open_tmp();
+    let batch: Vec<_> = (1..=5).map(|s| msg(s, G1, A1, s)).collect();
+    store.insert_messages(batch).await.unwrap();
+    store
+        .insert_message(msg_in(9, G1, A1, 2, 1).borrowed())
+        .await
+        .unwrap();
+    let len = b"envelope 1".len();
+    let all = store.envelopes_after(&G1, &A1, 1, 0, usize::MAX).unwrap();
+    assert_eq!(
+        all,
+        (1..=5)
+            .map(|s| format!("envelope {s}").into_bytes())
+            .collect::<Vec<_>>()
+    );
+    let two = store.envelopes_after(&G1, &A1, 1, 2, 2 * len + 1).unwrap();
+    assert_eq!(two, vec![b"envelope 3".to_vec(), b"envelope 4".to_vec()]);
+    // At least one envelope even if it alone exceeds the budget.
+    assert_eq!(
+        store.envelopes_after(&G1, &A1, 1, 0, 1).unwrap(),
+        vec![b"envelope 1".to_vec()]
+    );
+    assert_eq!(
+        store.envelopes_after(&G1, &A1, 1, 5, usize::MAX).unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+    assert_eq!(
+        store.envelopes_after(&G1, &A1, 1, u64::MAX, 100).unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+    assert_eq!(
+        store.envelopes_after(&G1, &A1, 2, 0, 100).unwrap(),
+        vec![b"envelope 9".to_vec()]
+    );
+    assert_eq!(
+        store.envelopes_after(&G1, &A2, 1, 0, 100).unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+}
+
+#[test]
+fn store_successor_handles_carries() {
+    assert_eq!(successor(&[1, 2]), Some(vec![1, 3]));
+    assert_eq!(successor(&[1, 0xff]), Some(vec![2]));
+    assert_eq!(successor(&[0xff, 0xff]), None);
+    assert_eq!(successor(&[]), None);
+}

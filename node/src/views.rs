@@ -1,0 +1,186 @@
+//! What the node shows about itself: the JSON documents of the API and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's id.
+    pub node_id: String,
+    /// This node's name.
+    pub name: String,
+    /// The bound QUIC address.
+    pub quic_addr: String,
+    /// The bound API address.
+    pub api_addr: String,
+    /// Pinned peers.
+    pub peers: usize,
+    /// Peers connected now.
+    pub connected: usize,
+    /// Groups this node holds.
+    pub groups: usize,
+    /// Messages in the store.
+    pub messages: usize,
+    /// Messages received but not yet durable.
+    pub in_flight: usize,
+    /// The software version.
+    pub version: String,
+}
+
+/// One pinned peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The operator's name for it.
+    pub name: String,
+    /// Its node id.
+    pub node_id: String,
+    /// The address dialled.
+    pub address: String,
+    /// `connected`, `connecting` or `disconnected`.
+    pub state: String,
+    /// The name in its own signed descriptor, once it connected.
+    pub descriptor_name: Option<String>,
+    /// The last connection error.
+    pub last_error: Option<String>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Its node id.
+    pub node_id: String,
+    /// Its name, as the owner stated it.
+    pub name: String,
+    /// `member` or `reader`.
+    pub role: String,
+}
+
+/// One group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupView {
+    /// The group id.
+    pub id: String,
+    /// The group name.
+    pub name: String,
+    /// The owner's node id.
+    pub owner_id: String,
+    /// The owner's name.
+    pub owner_name: String,
+    /// The current epoch.
+    pub epoch: u64,
+    /// This node's role (`member`, `reader`), or `removed`.
+    pub role: String,
+    /// Members of the current epoch.
+    pub members: Vec<MemberView>,
+}
+
+/// One message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageView {
+    /// The message id.
+    pub id: String,
+    /// The group id.
+    pub group_id: String,
+    /// The group name.
+    pub group_name: String,
+    /// The author node's id.
+    pub author_id: String,
+    /// The author node's name.
+    pub author_name: String,
+    /// The posting officer.
+    pub officer: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The subject.
+    pub subject: String,
+    /// The TLP handling code.
+    pub handling: String,
+    /// Expiry, RFC 3339 UTC.
+    pub expires_at: Option<String>,
+    /// The message replied to.
+    pub reply_to: Option<String>,
+    /// The epoch.
+    pub epoch: u64,
+    /// The author's sequence number in the epoch.
+    pub seq: u64,
+    /// The body (only when reading one message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// One delivery receipt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptView {
+    /// The receiving node's id.
+    pub receiver_id: String,
+    /// Its name, if known.
+    pub receiver_name: String,
+    /// When it stored the message, RFC 3339 UTC.
+    pub stored_at: String,
+}
+
+/// `POST /v1/peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddPeer {
+    /// A name for the peer.
+    pub name: String,
+    /// Its node id.
+    pub node_id: String,
+    /// Its QUIC address, `HOST:PORT`.
+    pub address: String,
+}
+
+/// `POST /v1/groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateGroup {
+    /// The group name.
+    pub name: String,
+}
+
+/// `POST /v1/groups/{group}/members`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddMember {
+    /// A peer name or node id.
+    pub peer: String,
+    /// `member` (default) or `reader`.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// `POST /v1/groups/{group}/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostMessage {
+    /// Subject line.
+    #[serde(default)]
+    pub subject: String,
+    /// Body text.
+    pub body: String,
+    /// TLP code: `clear`, `green` (default), `amber`, `amber+strict`, `red`.
+    #[serde(default)]
+    pub handling: Option<String>,
+    /// Message replied to.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// An id returned by a create or post.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Created {
+    /// The new id.
+    pub id: String,
+}
+
+/// An error body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC.
+pub fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,245 @@
+//! The `liaison` binary end to end: two daemons as real processes, driven by the CLI.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_liaison");
+
+fn liaison(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("LIAISON_DATA")
+        .env_remove("LIAISON_TOKEN")
+        .output()
+        .expect("run liaison")
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = liaison(data, args);
+    assert!(
+        out.status.success(),
+        "liaison {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+fn json(data: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(data, args)).expect("json output")
+}
+
+/// Retries `f` until it returns Some, for at most 30 s.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(data: &Path) -> Daemon {
+        let child = Command::new(BIN)
+            .arg("--data")
+            .arg(data)
+            .arg("run")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn daemon");
+        eventually("daemon API", || {
+            liaison(data, &["status"]).status.success().then_some(())
+        });
+        Daemon(child)
+    }
+
+    fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let code = self.0.wait().expect("wait");
+        assert!(code.success(), "daemon exited with {code:?} after SIGTERM");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cli_end_to_end() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (dir, name) in [(&a, "rilo"), (&b, "customs")] {
+        ok(
+            dir,
+            &[
+                "init",
+                "--name",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+        );
+    }
+    // init refuses to overwrite an existing node.
+    let again = liaison(&a, &["init", "--name", "x"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    // The token file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(a.join("admin.token"))
+        .expect("token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A command against a node that is not running says so.
+    let down = liaison(&a, &["status"]);
+    assert!(!down.status.success());
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert!(err.contains("not running"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+
+    let da = Daemon::start(&a);
+    let db = Daemon::start(&b);
+    let id_a = ok(&a, &["id"]);
+    let id_b = ok(&b, &["id"]);
+    assert_eq!(
+        id_a.split_whitespace().count(),
+        3,
+        "id prints NAME NODE_ID HOST:PORT: {id_a}"
+    );
+    let args_b: Vec<&str> = id_b.split_whitespace().collect();
+    let args_a: Vec<&str> = id_a.split_whitespace().collect();
+    ok(&a, &["peer", "add", args_b[0], args_b[1], args_b[2]]);
+    ok(&b, &["peer", "add", args_a[0], args_a[1], args_a[2]]);
+    eventually("peers connect", || {
+        let peers = json(&a, &["peer", "list", "--json"]);
+        (peers[0]["state"] == "connected" && !peers[0]["descriptor_name"].is_null()).then_some(())
+    });
+
+    let group = ok(&a, &["group", "create", "Operation Heritage 2026"]);
+    assert_eq!(group.len(), 32, "group id: {group}");
+    ok(
+        &a,
+        &[
+            "group",
+            "add",
+            "Operation Heritage 2026",
+            "customs",
+            "--role",
+            "member",
+        ],
+    );
+    let shown = json(&a, &["group", "show", &group, "--json"]);
+    assert_eq!(shown["members"].as_array().map(Vec::len), Some(2));
+    eventually("group reaches b", || {
+        let groups = json(&b, &["group", "list", "--json"]);
+        (groups.as_array().map(Vec::len) == Some(1)).then_some(())
+    });
+
+    let id = ok(
+        &a,
+        &[
+            "send",
+            "Operation Heritage 2026",
+            "--subject",
+            "Seizure",
+            "--handling",
+            "amber",
+            "Bronze statuette held at Rotterdam",
+        ],
+    );
+    assert_eq!(id.len(), 64, "message id: {id}");
+    let from_b = ok(&b, &["send", &group, "--subject", "Reply", "Noted"]);
+    eventually("b receives", || {
+        let inbox = json(&b, &["inbox", "--json"]);
+        inbox
+            .as_array()?
+            .iter()
+            .any(|m| m["id"] == id.as_str())
+            .then_some(())
+    });
+    let read = json(&b, &["read", &id, "--json"]);
+    for key in [
+        "id",
+        "group_id",
+        "author_id",
+        "author_name",
+        "created_at",
+        "subject",
+        "handling",
+        "body",
+    ] {
+        assert!(!read[key].is_null(), "read --json lacks {key}: {read}");
+    }
+    assert_eq!(read["body"], "Bronze statuette held at Rotterdam");
+    assert_eq!(read["author_name"], "rilo");
+    assert_eq!(read["handling"], "amber");
+    let text = ok(&b, &["read", &id]);
+    assert!(text.contains("Bronze statuette"));
+    eventually("a receives b's reply", || {
+        let inbox = json(&a, &["inbox", &group, "--json"]);
+        inbox
+            .as_array()?
+            .iter()
+            .any(|m| m["id"] == from_b.as_str())
+            .then_some(())
+    });
+    eventually("receipt from b", || {
+        let r = json(&a, &["receipts", &id, "--json"]);
+        r.as_array()?
+            .iter()
+            .any(|x| x["receiver_name"] == "customs")
+            .then_some(())
+    });
+    let status = json(&a, &["status", "--json"]);
+    assert_eq!(status["connected"], 1);
+
+    // Errors: unknown group, unknown message, wrong token.
+    let bad = liaison(&a, &["send", "no-such-group", "x"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown group"));
+    let bad = liaison(&a, &["read", &"0".repeat(64)]);
+    assert!(!bad.status.success());
+    let bad = Command::new(BIN)
+        .arg("--data")
+        .arg(&a)
+        .args(["--token", "wrong", "status"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("token"));
+
+    da.stop();
+    db.stop();
+    // After a clean stop the data survives a restart.
+    let da = Daemon::start(&a);
+    let inbox = json(&a, &["inbox", "--json"]);
+    assert_eq!(inbox.as_array().map(Vec::len), Some(2));
+    da.stop();
+}

@@ -1,0 +1,928 @@
+//! A deterministic simulation of several sync engines on a lossy network.
+//!
+//! Like quinn-proto's test `Pair`, but for N nodes: every node is a [`sync::Engine`] with an
+//! in-memory [`Archive`] (a `BTreeMap` filled from [`Event::MessageAccepted`], reported durable
+//! later and in batches, sometimes failing), joined by links between chosen pairs only. A
+//! seeded ChaCha20 RNG drops, duplicates, delays (and so reorders) frames, takes links down and
+//! up, and crashes and restarts one node, losing what it had not yet made durable. Time is a
+//! virtual clock: the harness advances it in ticks and calls `handle_timeout` whenever
+//! `poll_timeout` is due.
+//!
+//! Topology (a star around the owner, a chain behind D, and two cross links):
+//!
+//! ```text
+//!        C        B
+//!         \      / \
+//!          O ── A   |
+//!         / \   \___/ (A–B)
+//!        D   \______ A–F
+//!        |          \
+//!        E ──────── F
+//! ```
+//!
+//! Links: O–A, O–B, O–C, O–D, A–B, D–E, E–F, A–F. E reaches the owner only through D.
+//!
+//! Scenario: O creates G1 (members A, B, D, E; reader C) and G2 (member A, C; reader D), so
+//! B, E and F never belong to G2. Members post throughout. B is removed from G1 mid-way; F is
+//! added to G1 later (it hears of it through E or A); G2's key rotates; A crashes and restarts.
+//! After a quiet period without loss, the checks at the end of [`run`] hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use liaison_protocol::group::Change;
+use liaison_protocol::identity::{Descriptor, SignedDescriptor};
+use liaison_protocol::message::{self, Handling};
+use liaison_protocol::receipt::Receipt;
+use liaison_protocol::sync::{Archive, Config, Engine, Event, LocalDraft};
+use liaison_protocol::{
+    Content, ExchangeSecret, GroupId, GroupState, IdentityKey, MessageId, NodeId, Payload,
+    Rejection, Role, Timestamp, UsageError,
+};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+const T0: Timestamp = Timestamp(1_767_225_600_000);
+const NAMES: [&str; 7] = ["O", "A", "B", "C", "D", "E", "F"];
+const O: usize = 0;
+const A: usize = 1;
+const B: usize = 2;
+const C: usize = 3;
+const D: usize = 4;
+const E: usize = 5;
+const F: usize = 6;
+const LINKS: [(usize, usize); 8] = [
+    (O, A),
+    (O, B),
+    (O, C),
+    (O, D),
+    (A, B),
+    (D, E),
+    (E, F),
+    (A, F),
+];
+const TICK_MS: u64 = 10;
+const SYNC_MS: u64 = 1_000;
+
+// ----- the in-memory store ------------------------------------------------------------------
+
+type MsgKey = (GroupId, NodeId, u64, u64);
+
+#[derive(Default)]
+struct MemArchive {
+    messages: BTreeMap<MsgKey, (MessageId, Vec<u8>)>,
+    origin: BTreeMap<MessageId, MsgKey>,
+    /// Messages whose write reached "disk" (`handle_durable` was called for them).
+    durable: BTreeSet<MessageId>,
+    controls: BTreeMap<(GroupId, u64), Vec<u8>>,
+    receipts: BTreeMap<(MessageId, NodeId), Vec<u8>>,
+}
+
+impl MemArchive {
+    fn insert(&mut self, key: MsgKey, id: MessageId, envelope: Vec<u8>) {
+        if let Some((old, bytes)) = self.messages.get(&key) {
+            assert_eq!((old, bytes), (&id, &envelope), "two messages at one seq");
+        }
+        self.messages.insert(key, (id, envelope));
+        self.origin.insert(id, key);
+    }
+    fn remove(&mut self, id: &MessageId) {
+        if let Some(key) = self.origin.remove(id) {
+            self.messages.remove(&key);
+        }
+        self.durable.remove(id);
+    }
+}
+
+impl Archive for MemArchive {
+    fn envelopes(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        after: u64,
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let Some(from) = after.checked_add(1) else {
+            return out;
+        };
+        for (_, (_, bytes)) in self
+            .messages
+            .range((*group, *author, epoch, from)..=(*group, *author, epoch, u64::MAX))
+        {
+            if !out.is_empty() && total + bytes.len() > max_bytes {
+                break;
+            }
+            total += bytes.len();
+            out.push(bytes.clone());
+        }
+        out
+    }
+
+    fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+        self.origin.get(id).map(|(g, a, _, _)| (*g, *a))
+    }
+}
+
+// ----- nodes and the network ----------------------------------------------------------------
+
+struct SimNode {
+    name: &'static str,
+    seed: u8,
+    engine: Engine,
+    archive: MemArchive,
+    /// Accepted, written, not yet reported durable.
+    pending: Vec<MessageId>,
+    rng: ChaCha20Rng,
+    rejected: Vec<(NodeId, Rejection)>,
+    disconnects: Vec<NodeId>,
+    descriptors: BTreeSet<NodeId>,
+    acked: Vec<(NodeId, MessageId)>,
+    receipts: usize,
+}
+
+fn keys(seed: u8) -> (IdentityKey, ExchangeSecret) {
+    (
+        IdentityKey::from_seed(&[seed; 32]),
+        ExchangeSecret::from_seed(&[seed ^ 0xa5; 32]),
+    )
+}
+
+fn config(i: usize) -> Config {
+    Config {
+        sync_interval_ms: SYNC_MS,
+        // D also forwards what it receives from authors at once; the others wait for sync.
+        relay: i == D,
+        ..Config::default()
+    }
+}
+
+fn engine(i: usize, seed: u8) -> Engine {
+    let (identity, exchange) = keys(seed);
+    let descriptor = Descriptor {
+        node: identity.node_id(),
+        name: format!("node-{}", NAMES[i]),
+        addresses: vec![format!("127.0.0.{}:4433", i + 1)],
+        exchange_key: exchange.public(),
+        valid_from: T0,
+        valid_until: T0.plus_millis(86_400_000),
+    }
+    .sign(&identity)
+    .expect("signs")
+    .to_bytes()
+    .expect("encodes");
+    Engine::new(identity, exchange, descriptor, config(i))
+}
+
+struct Packet {
+    at: Timestamp,
+    order: u64,
+    from: usize,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct Faults {
+    drop_per_mille: u32,
+    dup_per_mille: u32,
+    max_delay_ms: u64,
+}
+
+const CHAOS: Faults = Faults {
+    drop_per_mille: 150,
+    dup_per_mille: 50,
+    max_delay_ms: 250,
+};
+const QUIET: Faults = Faults {
+    drop_per_mille: 0,
+    dup_per_mille: 0,
+    max_delay_ms: 20,
+};
+
+/// A message some node posted, as the ledger of truth.
+#[derive(Clone)]
+struct Posted {
+    group: GroupId,
+    author: usize,
+    epoch: u64,
+    seq: u64,
+    id: MessageId,
+    bytes: Vec<u8>,
+}
+
+struct Sim {
+    seed: u64,
+    now: Timestamp,
+    rng: ChaCha20Rng,
+    nodes: Vec<SimNode>,
+    ids: Vec<NodeId>,
+    /// Up links, and when a down link comes back.
+    links: BTreeMap<(usize, usize), Option<Timestamp>>,
+    queue: Vec<Packet>,
+    next_order: u64,
+    faults: Faults,
+    store_failures: bool,
+    ledger: Vec<Posted>,
+    stats: Stats,
+}
+
+#[derive(Default, Debug)]
+struct Stats {
+    sent: u64,
+    dropped: u64,
+    duplicated: u64,
+    store_failed: u64,
+    posts: u64,
+    flaps: u64,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let mut nodes = Vec::new();
+        let mut ids = Vec::new();
+        for (i, name) in NAMES.iter().enumerate() {
+            let key_seed = 0x10 + i as u8;
+            let engine = engine(i, key_seed);
+            ids.push(engine.node_id());
+            let mut rng_seed = [0u8; 32];
+            rng_seed[..8].copy_from_slice(&seed.to_be_bytes());
+            rng_seed[8] = i as u8;
+            nodes.push(SimNode {
+                name,
+                seed: key_seed,
+                engine,
+                archive: MemArchive::default(),
+                pending: Vec::new(),
+                rng: ChaCha20Rng::from_seed(rng_seed),
+                rejected: Vec::new(),
+                disconnects: Vec::new(),
+                descriptors: BTreeSet::new(),
+                acked: Vec::new(),
+                receipts: 0,
+            });
+        }
+        let mut net_seed = [0xeeu8; 32];
+        net_seed[..8].copy_from_slice(&seed.to_be_bytes());
+        let mut sim = Sim {
+            seed,
+            now: T0,
+            rng: ChaCha20Rng::from_seed(net_seed),
+            nodes,
+            ids,
+            links: BTreeMap::new(),
+            queue: Vec::new(),
+            next_order: 0,
+            faults: CHAOS,
+            store_failures: true,
+            ledger: Vec::new(),
+            stats: Stats::default(),
+        };
+        for (a, b) in LINKS {
+            sim.link_up(a, b);
+        }
+        sim
+    }
+
+    fn index(&self, id: &NodeId) -> usize {
+        self.ids.iter().position(|x| x == id).expect("a known node")
+    }
+
+    fn chance(&mut self, per_mille: u32) -> bool {
+        self.rng.next_u32() % 1000 < per_mille
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.rng.next_u64() % n.max(1)
+    }
+
+    // ----- links ----------------------------------------------------------------------------
+
+    fn link_up(&mut self, a: usize, b: usize) {
+        self.links.insert((a, b), None);
+        let now = self.now;
+        let (ia, ib) = (self.ids[a], self.ids[b]);
+        self.nodes[a].engine.handle_connected(now, ib);
+        self.nodes[b].engine.handle_connected(now, ia);
+        self.drain(a);
+        self.drain(b);
+    }
+
+    fn link_down(&mut self, a: usize, b: usize, until: Timestamp) {
+        self.links.insert((a, b), Some(until));
+        let (ia, ib) = (self.ids[a], self.ids[b]);
+        self.nodes[a].engine.handle_disconnected(&ib);
+        self.nodes[b].engine.handle_disconnected(&ia);
+        self.queue
+            .retain(|p| !((p.from == a && p.to == b) || (p.from == b && p.to == a)));
+        self.stats.flaps += 1;
+    }
+
+    fn is_up(&self, a: usize, b: usize) -> bool {
+        matches!(
+            self.links.get(&(a, b)).or_else(|| self.links.get(&(b, a))),
+            Some(None)
+        )
+    }
+
+    // ----- moving output ----------------------------------------------------------------------
+
+    /// Takes everything node `i` wants done: events (store, record) and frames (the network).
+    fn drain(&mut self, i: usize) {
+        while let Some(event) = self.nodes[i].engine.poll_event() {
+            self.on_event(i, event);
+        }
+        while let Some(t) = self.nodes[i].engine.poll_transmit() {
+            let to = self.index(&t.peer);
+            assert!(
+                self.is_up(i, to),
+                "{} sent to {} without a link",
+                NAMES[i],
+                NAMES[to]
+            );
+            self.stats.sent += 1;
+            if self.chance(self.faults.drop_per_mille) {
+                self.stats.dropped += 1;
+                continue;
+            }
+            let copies = if self.chance(self.faults.dup_per_mille) {
+                self.stats.duplicated += 1;
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let delay = 1 + self.below(self.faults.max_delay_ms);
+                self.queue.push(Packet {
+                    at: self.now.plus_millis(delay),
+                    order: self.next_order,
+                    from: i,
+                    to,
+                    bytes: t.frame.clone(),
+                });
+                self.next_order += 1;
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, event: Event) {
+        let node = &mut self.nodes[i];
+        match event {
+            Event::MessageAccepted {
+                from,
+                id,
+                header,
+                envelope,
+            } => {
+                assert_ne!(from, self.ids[i]);
+                let posted = self
+                    .ledger
+                    .iter()
+                    .find(|p| p.id == id)
+                    .unwrap_or_else(|| panic!("{} accepted an unknown message", node.name));
+                assert_eq!(posted.bytes, envelope, "relayed bytes changed");
+                assert_eq!(
+                    (posted.group, posted.epoch, posted.seq),
+                    (header.group, header.epoch, header.seq)
+                );
+                let key = (header.group, header.author, header.epoch, header.seq);
+                node.archive.insert(key, id, envelope);
+                node.pending.push(id);
+            }
+            Event::ControlApplied { group, seq, event } => {
+                if let Some(old) = node.archive.controls.get(&(group, seq)) {
+                    assert_eq!(old, &event, "two control events at one seq");
+                }
+                node.archive.controls.insert((group, seq), event);
+            }
+            Event::PeerDescriptor {
+                peer,
+                descriptor,
+                bytes,
+            } => {
+                assert_eq!(descriptor.node, peer);
+                assert_eq!(
+                    SignedDescriptor::verify(&bytes, self.now).as_ref(),
+                    Ok(&*descriptor)
+                );
+                node.descriptors.insert(peer);
+            }
+            Event::Receipt {
+                message,
+                receiver,
+                bytes,
+            } => {
+                let r = Receipt::verify(&bytes).expect("a valid receipt");
+                assert_eq!((r.message, r.receiver), (message, receiver));
+                node.archive.receipts.insert((message, receiver), bytes);
+                node.receipts += 1;
+            }
+            Event::Acked { peer, ids } => {
+                for id in ids {
+                    node.acked.push((peer, id));
+                }
+            }
+            Event::Rejected { peer, reason } => node.rejected.push((peer, reason)),
+            Event::Disconnect { peer } => node.disconnects.push(peer),
+            _ => {}
+        }
+    }
+
+    // ----- time ---------------------------------------------------------------------------------
+
+    /// One tick: deliver due frames, flush stores, fire timers, bring links back, advance time.
+    fn tick(&mut self) {
+        let now = self.now;
+        let mut due: Vec<Packet> = Vec::new();
+        let mut rest = Vec::new();
+        for p in self.queue.drain(..) {
+            if p.at <= now {
+                due.push(p);
+            } else {
+                rest.push(p);
+            }
+        }
+        self.queue = rest;
+        due.sort_by_key(|p| (p.at, p.order));
+        for p in due {
+            if !self.is_up(p.from, p.to) {
+                continue;
+            }
+            let from = self.ids[p.from];
+            let node = &mut self.nodes[p.to];
+            node.engine.handle_frame(now, from, &p.bytes, &node.archive);
+            self.drain(p.to);
+        }
+
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].pending.is_empty() && self.chance(300) {
+                self.flush(i);
+            }
+            if self.nodes[i]
+                .engine
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                self.nodes[i].engine.handle_timeout(now);
+                self.drain(i);
+            }
+        }
+
+        let back: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(_, until)| until.is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for (a, b) in back {
+            self.link_up(a, b);
+        }
+        self.now = now.plus_millis(TICK_MS);
+    }
+
+    /// The store reports its batch: most writes durable, some (in chaos) failed.
+    fn flush(&mut self, i: usize) {
+        let pending = std::mem::take(&mut self.nodes[i].pending);
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for id in pending {
+            if self.store_failures && self.chance(20) {
+                failed.push(id);
+            } else {
+                ok.push(id);
+            }
+        }
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        for id in &failed {
+            node.archive.remove(id);
+        }
+        self.stats.store_failed += failed.len() as u64;
+        node.engine.handle_store_failed(&failed);
+        node.archive.durable.extend(ok.iter().copied());
+        node.engine.handle_durable(now, &ok);
+        self.drain(i);
+    }
+
+    fn run_until(&mut self, end: Timestamp, mut each: impl FnMut(&mut Sim)) {
+        while self.now < end {
+            each(self);
+            self.tick();
+        }
+    }
+
+    // ----- local actions ------------------------------------------------------------------------
+
+    fn create(&mut self, name: &str) -> GroupId {
+        let now = self.now;
+        let node = &mut self.nodes[O];
+        let (gid, event) = node
+            .engine
+            .propose_create("node-O", name, now, &mut node.rng)
+            .expect("creates");
+        node.archive.controls.insert((gid, 1), event.clone());
+        node.engine
+            .commit_local_control(now, &event)
+            .expect("commits");
+        self.drain(O);
+        gid
+    }
+
+    fn change(&mut self, gid: GroupId, change: Change) {
+        let now = self.now;
+        let node = &mut self.nodes[O];
+        let event = node
+            .engine
+            .propose(&gid, change, now, &mut node.rng)
+            .expect("proposes");
+        let seq = node.engine.group(&gid).expect("own group").seq() + 1;
+        node.archive.controls.insert((gid, seq), event.clone());
+        node.engine
+            .commit_local_control(now, &event)
+            .expect("commits");
+        self.drain(O);
+    }
+
+    fn add(&mut self, gid: GroupId, who: usize, role: Role) {
+        let (_, exchange) = keys(self.nodes[who].seed);
+        self.change(
+            gid,
+            Change::Add {
+                member: self.ids[who],
+                name: format!("node-{}", NAMES[who]),
+                role,
+                exchange_key: exchange.public(),
+            },
+        );
+    }
+
+    /// Node `i` posts to `gid` if its own view lets it.
+    fn post(&mut self, i: usize, gid: GroupId) {
+        let now = self.now;
+        let n = self.stats.posts;
+        let content = Content {
+            officer: format!("officer-{}", NAMES[i]),
+            recipients: vec![],
+            reply_to: None,
+            payload: Payload::Text {
+                subject: format!("report {n}"),
+                body: format!("seed {} post {n} from {}", self.seed, NAMES[i]),
+            },
+        };
+        let node = &mut self.nodes[i];
+        let draft = LocalDraft {
+            now,
+            handling: Handling::Amber,
+            expires_at: None,
+            content: &content,
+        };
+        let sealed = match node.engine.seal(&gid, draft, &mut node.rng) {
+            Ok(s) => s,
+            Err(
+                UsageError::NotAMember(_)
+                | UsageError::ReaderMayNotPost(_)
+                | UsageError::NoEpochKey(_),
+            ) => return,
+            Err(e) => panic!("seal: {e}"),
+        };
+        let h = &sealed.header;
+        // Stored durably first, then committed.
+        node.archive.insert(
+            (h.group, h.author, h.epoch, h.seq),
+            sealed.id,
+            sealed.bytes.clone(),
+        );
+        node.archive.durable.insert(sealed.id);
+        node.engine.commit_local_message(&sealed);
+        self.ledger.push(Posted {
+            group: h.group,
+            author: i,
+            epoch: h.epoch,
+            seq: h.seq,
+            id: sealed.id,
+            bytes: sealed.bytes.clone(),
+        });
+        self.stats.posts += 1;
+        self.drain(i);
+    }
+
+    /// Node `i` crashes: what was not durable is lost, and it restarts from its store.
+    fn crash(&mut self, i: usize) {
+        let peers: Vec<usize> = LINKS
+            .iter()
+            .filter_map(|&(a, b)| match (a == i, b == i) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .collect();
+        for &p in &peers {
+            let id = self.ids[i];
+            self.nodes[p].engine.handle_disconnected(&id);
+        }
+        self.queue.retain(|p| p.from != i && p.to != i);
+        let node = &mut self.nodes[i];
+        for id in std::mem::take(&mut node.pending) {
+            node.archive.remove(&id);
+        }
+        let lost: Vec<MessageId> = node
+            .archive
+            .origin
+            .keys()
+            .filter(|id| !node.archive.durable.contains(id))
+            .copied()
+            .collect();
+        assert!(lost.is_empty(), "only pending writes are lost");
+        let mut engine = engine(i, node.seed);
+        let mut groups: BTreeMap<GroupId, Vec<Vec<u8>>> = BTreeMap::new();
+        for ((g, _), e) in &node.archive.controls {
+            groups.entry(*g).or_default().push(e.clone());
+        }
+        for (_, events) in groups {
+            engine.restore_group(events).expect("restores");
+        }
+        for (g, a, e, s) in node.archive.messages.keys() {
+            engine.restore_held(g, a, *e, [*s]);
+        }
+        node.engine = engine;
+        for p in peers {
+            if self.is_up(i, p) {
+                let now = self.now;
+                let (ii, ip) = (self.ids[i], self.ids[p]);
+                self.nodes[i].engine.handle_connected(now, ip);
+                self.nodes[p].engine.handle_connected(now, ii);
+                self.drain(i);
+                self.drain(p);
+            }
+        }
+    }
+
+    fn random_fault(&mut self) {
+        if self.chance(3) {
+            let (a, b) = LINKS[self.below(LINKS.len() as u64) as usize];
+            if self.is_up(a, b) {
+                let until = self.now.plus_millis(500 + self.below(2_500));
+                self.link_down(a, b, until);
+            }
+        }
+    }
+
+    /// Ends the chaos: no more loss, and every link is re-established.
+    fn calm(&mut self) {
+        self.faults = QUIET;
+        self.store_failures = false;
+        let until = self.now;
+        for (a, b) in LINKS {
+            if self.is_up(a, b) {
+                self.link_down(a, b, until);
+            }
+            self.link_up(a, b);
+        }
+    }
+}
+
+// ----- the scenario and its checks ----------------------------------------------------------
+
+struct Outcome {
+    g1: GroupId,
+    g2: GroupId,
+    removal_epoch: u64,
+}
+
+fn scenario(sim: &mut Sim) -> Outcome {
+    let g1 = sim.create("Operation Heritage 2026");
+    let g2 = sim.create("Standing regional group");
+    let secs = |s: u64| T0.plus_millis(s * 1_000);
+
+    // Members join one by one while the first posts go out.
+    let joins = [
+        (g1, A, Role::Member),
+        (g2, A, Role::Member),
+        (g1, B, Role::Member),
+        (g1, C, Role::Reader),
+        (g2, C, Role::Member),
+        (g1, D, Role::Member),
+        (g2, D, Role::Reader),
+        (g1, E, Role::Member),
+    ];
+    let mut b_removed = false;
+    for (gid, who, role) in joins {
+        let end = sim.now.plus_millis(300);
+        sim.run_until(end, |s| chatter(s, g1, g2, b_removed));
+        sim.add(gid, who, role);
+    }
+    sim.run_until(secs(6), |s| chatter(s, g1, g2, b_removed));
+    // B is removed from G1.
+    sim.change(g1, Change::Remove { member: sim.ids[B] });
+    b_removed = true;
+    let removal_epoch = sim.nodes[O].engine.group(&g1).expect("g1").epoch();
+    sim.run_until(secs(9), |s| chatter(s, g1, g2, b_removed));
+    sim.crash(A);
+    sim.run_until(secs(11), |s| chatter(s, g1, g2, b_removed));
+    // F joins G1: it is linked only to E and A.
+    sim.add(g1, F, Role::Member);
+    sim.run_until(secs(13), |s| chatter(s, g1, g2, b_removed));
+    sim.change(g2, Change::Rotate);
+    sim.run_until(secs(18), |s| chatter(s, g1, g2, b_removed));
+    sim.change(g1, Change::Rotate);
+    sim.run_until(secs(20), |s| chatter(s, g1, g2, b_removed));
+
+    // Quiet: no loss, no new posts, every link fresh; several sync rounds.
+    sim.calm();
+    sim.run_until(secs(32), |_| {});
+    Outcome {
+        g1,
+        g2,
+        removal_epoch,
+    }
+}
+
+/// Random posts and link failures.
+fn chatter(sim: &mut Sim, g1: GroupId, g2: GroupId, b_removed: bool) {
+    sim.random_fault();
+    if sim.chance(60) {
+        let i = sim.below(NAMES.len() as u64) as usize;
+        let gid = if sim.chance(600) { g1 } else { g2 };
+        if !(i == B && b_removed) {
+            sim.post(i, gid);
+        }
+    }
+}
+
+fn check(sim: &Sim, out: &Outcome) {
+    let name = |id: &NodeId| NAMES[sim.index(id)];
+    for node in &sim.nodes {
+        let rejected: Vec<String> = node
+            .rejected
+            .iter()
+            .map(|(p, r)| format!("{} from {}: {r}", node.name, name(p)))
+            .collect();
+        assert!(rejected.is_empty(), "honest peers rejected: {rejected:#?}");
+        assert!(node.disconnects.is_empty(), "{} dropped a peer", node.name);
+        assert_eq!(node.engine.in_flight(), 0, "{} still storing", node.name);
+        assert!(node.pending.is_empty() || node.engine.in_flight() == 0);
+    }
+    for (a, b) in LINKS {
+        assert!(sim.nodes[a].descriptors.contains(&sim.ids[b]));
+        assert!(sim.nodes[b].descriptors.contains(&sim.ids[a]));
+    }
+
+    for gid in [out.g1, out.g2] {
+        let truth: &GroupState = sim.nodes[O].engine.group(&gid).expect("the owner's group");
+        let owner_controls: Vec<&Vec<u8>> = sim.nodes[O]
+            .archive
+            .controls
+            .range((gid, 0)..=(gid, u64::MAX))
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(owner_controls.len() as u64, truth.seq());
+
+        for (i, node) in sim.nodes.iter().enumerate() {
+            let id = sim.ids[i];
+            let epochs: BTreeSet<u64> = truth.epochs_of(&id).collect();
+            let controls: Vec<&Vec<u8>> = node
+                .archive
+                .controls
+                .range((gid, 0)..=(gid, u64::MAX))
+                .map(|(_, e)| e)
+                .collect();
+            let view = node.engine.group(&gid);
+            if truth.role(&id).is_some() {
+                // A current member holds the whole chain.
+                assert_eq!(
+                    view.map(GroupState::seq),
+                    Some(truth.seq()),
+                    "{}",
+                    node.name
+                );
+                assert_eq!(controls, owner_controls, "{}", node.name);
+            } else if epochs.is_empty() {
+                // Never a member: nothing of the group at all.
+                assert!(view.is_none(), "{} knows a group it is not in", node.name);
+                assert!(controls.is_empty(), "{} stored control events", node.name);
+            } else {
+                // Removed: nothing from its removal on.
+                let seq = view.map_or(0, GroupState::seq);
+                assert!(seq < out.removal_epoch, "{} saw its removal", node.name);
+                assert_eq!(controls, owner_controls[..controls.len()], "{}", node.name);
+            }
+            // Nothing stored from an epoch it was not in.
+            for (g, _, e, _) in node.archive.messages.keys() {
+                if *g == gid {
+                    assert!(epochs.contains(e), "{} holds epoch {e}", node.name);
+                }
+            }
+        }
+
+        // Every message that survived (all but a removed author's unsent ones) is held by
+        // every current member that belongs to its epoch, with the exact bytes; nobody else
+        // holds it.
+        for p in sim.ledger.iter().filter(|p| p.group == gid) {
+            let author = sim.ids[p.author];
+            let removed_author = truth.role(&author).is_none();
+            let survived = !removed_author
+                || sim
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .any(|(i, n)| i != p.author && n.archive.origin.contains_key(&p.id));
+            for (i, node) in sim.nodes.iter().enumerate() {
+                let id = sim.ids[i];
+                let holds = node.engine.holds(&gid, &author, p.epoch, p.seq);
+                let stored = node.archive.messages.get(&(gid, author, p.epoch, p.seq));
+                assert_eq!(
+                    holds,
+                    stored.is_some(),
+                    "{}: engine and store disagree on {} {}/{}",
+                    node.name,
+                    NAMES[p.author],
+                    p.epoch,
+                    p.seq
+                );
+                if truth.role_at(&id, p.epoch).is_none() {
+                    assert!(!holds, "{} holds a message of epoch {}", node.name, p.epoch);
+                } else if truth.role(&id).is_some() && survived {
+                    assert!(
+                        holds,
+                        "seed {}: {} lacks {}'s message {}/{} of {}",
+                        sim.seed,
+                        node.name,
+                        NAMES[p.author],
+                        p.epoch,
+                        p.seq,
+                        truth.name()
+                    );
+                    assert_eq!(stored.map(|(_, b)| b), Some(&p.bytes));
+                    let (_, content) =
+                        message::verify_and_open(&p.bytes, node.engine.group(&gid).expect("g"))
+                            .expect("a member opens it");
+                    assert_eq!(content.officer, format!("officer-{}", NAMES[p.author]));
+                }
+            }
+        }
+    }
+
+    // Nothing anyone acknowledged or signed a receipt for was lost.
+    for node in &sim.nodes {
+        for (peer, id) in &node.acked {
+            let p = &sim.nodes[sim.index(peer)];
+            assert!(
+                p.archive.durable.contains(id),
+                "{} lost an acked message",
+                p.name
+            );
+        }
+        for (id, receiver) in node.archive.receipts.keys() {
+            let r = &sim.nodes[sim.index(receiver)];
+            assert!(
+                r.archive.durable.contains(id),
+                "{} lost a receipted message",
+                r.name
+            );
+        }
+        // And nobody stored a message that was never posted.
+        for (id, _) in node.archive.messages.values() {
+            assert!(sim.ledger.iter().any(|p| p.id == *id));
+        }
+    }
+    let receipts: usize = sim.nodes.iter().map(|n| n.receipts).sum();
+    assert!(receipts > 0);
+}
+
+fn run(seed: u64) -> Stats {
+    let mut sim = Sim::new(seed);
+    let out = scenario(&mut sim);
+    check(&sim, &out);
+    // The scenario did what it says.
+    let truth = sim.nodes[O].engine.group(&out.g1).expect("g1");
+    assert!(truth.role(&sim.ids[B]).is_none() && truth.epochs_of(&sim.ids[B]).count() > 0);
+    assert_eq!(truth.role(&sim.ids[F]), Some(Role::Member));
+    assert_eq!(truth.role(&sim.ids[C]), Some(Role::Reader));
+    let g2 = sim.nodes[O].engine.group(&out.g2).expect("g2");
+    for outsider in [B, E, F] {
+        assert!(g2.epochs_of(&sim.ids[outsider]).next().is_none());
+    }
+    std::mem::take(&mut sim.stats)
+}
+
+#[test]
+fn sync_converges_under_loss_reordering_and_churn() {
+    // SIM_SEEDS=N runs more seeds (e.g. when changing the engine); 20 by default.
+    let seeds: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut total = Stats::default();
+    for seed in 0..seeds {
+        let s = run(seed);
+        assert!(s.dropped > 0 && s.duplicated > 0 && s.flaps > 0 && s.posts > 20);
+        total.sent += s.sent;
+        total.dropped += s.dropped;
+        total.duplicated += s.duplicated;
+        total.store_failed += s.store_failed;
+        total.posts += s.posts;
+        total.flaps += s.flaps;
+    }
+    println!("{total:?}");
+}
