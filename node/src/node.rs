@@ -360,8 +360,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         quic_addr,
         api_addr,
         pending_writes: 0,
+        directory: BTreeMap::new(),
     };
     actor.load_peers()?;
+    actor.load_directory()?;
 
     let span = info_span!("node", node = %node_id.short(), name = %config.name);
     tasks.spawn(
@@ -490,7 +492,12 @@ struct Actor {
     quic_addr: SocketAddr,
     api_addr: SocketAddr,
     pending_writes: usize,
+    /// Descriptors of nodes learned through peers (not pinned).
+    directory: BTreeMap<NodeId, Descriptor>,
 }
+
+/// Meta key prefix of directory entries in the store.
+const DIRECTORY_PREFIX: &str = "directory/";
 
 impl Actor {
     fn load_peers(&mut self) -> Result<()> {
@@ -501,6 +508,27 @@ impl Actor {
                 continue;
             };
             self.insert_peer(node, record);
+        }
+        Ok(())
+    }
+
+    fn load_directory(&mut self) -> Result<()> {
+        let now = now();
+        for (_, bytes) in self.store.meta_prefix(DIRECTORY_PREFIX)? {
+            if let Ok(d) = SignedDescriptor::verify(&bytes, now) {
+                self.directory.insert(d.node, d);
+                self.engine.restore_descriptor(now, bytes);
+            }
+        }
+        for entry in self.peers.values() {
+            if let Some(bytes) = entry
+                .record
+                .descriptor
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+            {
+                self.engine.restore_descriptor(now, bytes);
+            }
         }
         Ok(())
     }
@@ -633,6 +661,21 @@ impl Actor {
                             .await
                         {
                             warn!(error = %e, "cannot store a receipt");
+                        }
+                    });
+                }
+                Event::Directory {
+                    node,
+                    descriptor,
+                    bytes,
+                } => {
+                    debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
+                    self.directory.insert(node, *descriptor);
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        let key = format!("{DIRECTORY_PREFIX}{node}");
+                        if let Err(e) = store.put_meta(&key, &bytes).await {
+                            warn!(error = %e, "cannot store a directory entry");
                         }
                     });
                 }
@@ -1023,6 +1066,56 @@ impl Actor {
             })
     }
 
+    /// The descriptor of a node to admit: a pinned peer (by name or id) that has connected, or
+    /// a node learned through peers (by id, or by its unambiguous descriptor name).
+    fn resolve_candidate(&self, sel: &str) -> Result<&Descriptor> {
+        if let Ok(node) = self.resolve_peer(sel) {
+            let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
+            return entry.descriptor.as_ref().or_else(|| self.directory.get(&node)).ok_or_else(|| {
+                Error::Conflict(format!(
+                    "peer {:?} has not connected yet, so its key for receiving group keys is unknown; wait until `liaison peer list` shows it connected",
+                    entry.record.name
+                ))
+            });
+        }
+        if let Ok(node) = sel.parse::<NodeId>() {
+            return self.directory.get(&node).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "node {} is neither a pinned peer nor known through one: pin it with `liaison peer add`, or wait until a peer that knows it connects",
+                    node.short()
+                ))
+            });
+        }
+        let named: Vec<&Descriptor> = self.directory.values().filter(|d| d.name == sel).collect();
+        match named.as_slice() {
+            [one] => Ok(one),
+            [] => Err(Error::NotFound(format!(
+                "unknown peer {sel:?}: `liaison peer list` shows the pinned peers"
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "several nodes known through peers are named {sel:?}; give the node id"
+            ))),
+        }
+    }
+
+    /// A current member of `group` by node id or member name.
+    fn resolve_member(&self, group: &GroupId, sel: &str) -> Option<NodeId> {
+        let state = self.engine.group(group)?;
+        if let Ok(node) = sel.parse::<NodeId>() {
+            return state.members().contains_key(&node).then_some(node);
+        }
+        let named: Vec<NodeId> = state
+            .members()
+            .iter()
+            .filter(|(_, m)| m.name == sel)
+            .map(|(n, _)| *n)
+            .collect();
+        match named.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
     fn resolve_group(&self, sel: &str) -> Result<GroupId> {
         if let Ok(id) = sel.parse::<GroupId>() {
             if self.engine.group(&id).is_some() {
@@ -1118,34 +1211,23 @@ impl Actor {
     ) {
         let result = (|| {
             let gid = self.resolve_group(group)?;
-            let node = match self.resolve_peer(peer) {
-                Ok(n) => n,
-                Err(e) => match (role, peer.parse::<NodeId>()) {
-                    // A member can be removed by id even if it is no longer pinned.
-                    (None, Ok(n)) => n,
-                    _ => return Err(e),
-                },
-            };
             let change = match role {
                 Some(role) => {
-                    let entry = self
-                        .peers
-                        .get(&node)
-                        .ok_or_else(|| Error::NotFound(format!("unknown peer {peer:?}")))?;
-                    let descriptor = entry.descriptor.as_ref().ok_or_else(|| {
-                        Error::Conflict(format!(
-                            "peer {:?} has not connected yet, so its key for receiving group keys is unknown; wait until `liaison peer list` shows it connected",
-                            entry.record.name
-                        ))
-                    })?;
+                    let descriptor = self.resolve_candidate(peer)?;
                     Change::Add {
-                        member: node,
+                        member: descriptor.node,
                         name: descriptor.name.clone(),
                         role,
                         exchange_key: descriptor.exchange_key,
                     }
                 }
-                None => Change::Remove { member: node },
+                None => {
+                    let member = match self.resolve_peer(peer) {
+                        Ok(n) => n,
+                        Err(e) => self.resolve_member(&gid, peer).ok_or(e)?,
+                    };
+                    Change::Remove { member }
+                }
             };
             let event = self.engine.propose(&gid, change, now(), &mut OsRng)?;
             let seq = self.engine.group(&gid).map_or(0, |g| g.seq()) + 1;

@@ -853,6 +853,21 @@ impl Store {
         self.get(&self.inner.meta, key.as_bytes(), "reading a meta value")
     }
 
+    /// Every meta value whose key starts with `prefix`, in key order.
+    pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.meta.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item.map_err(|e| self.engine("reading meta values", e))?;
+            let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                tree: TREE_META,
+                path: self.inner.path.clone(),
+                detail: "meta key is not UTF-8".into(),
+            })?;
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     // ----- maintenance ---------------------------------------------------
 
     /// Bytes the store occupies on disk.

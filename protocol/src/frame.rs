@@ -88,6 +88,13 @@ pub enum Frame {
         #[serde(with = "crate::codec::bytes::list")]
         events: Vec<Vec<u8>>,
     },
+    /// Signed descriptors of other nodes the sender knows, so that a group owner can admit a
+    /// node it reaches only through others.
+    Directory {
+        /// Encoded [`crate::identity::SignedDescriptor`]s.
+        #[serde(with = "crate::codec::bytes::list")]
+        descriptors: Vec<Vec<u8>>,
+    },
 }
 
 impl Frame {
@@ -118,6 +125,7 @@ impl Frame {
             Frame::SyncResponse(_) => "sync-response",
             Frame::Receipts { .. } => "receipts",
             Frame::Control { .. } => "control",
+            Frame::Directory { .. } => "directory",
         }
     }
 }

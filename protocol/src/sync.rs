@@ -115,6 +115,15 @@ pub enum Event {
         /// The exact event bytes.
         event: Vec<u8>,
     },
+    /// A valid descriptor of another node, learned from a peer's directory.
+    Directory {
+        /// The node described.
+        node: NodeId,
+        /// Its descriptor.
+        descriptor: Box<Descriptor>,
+        /// The exact signed bytes.
+        bytes: Vec<u8>,
+    },
     /// A peer presented a valid descriptor.
     PeerDescriptor {
         /// The peer.
@@ -255,7 +264,12 @@ pub struct Engine {
     next_seq: BTreeMap<(GroupId, u64), u64>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Signed descriptors of known nodes (this one included), shared with peers.
+    directory: BTreeMap<NodeId, Vec<u8>>,
 }
+
+/// The most descriptors a node keeps in its directory.
+pub const MAX_DIRECTORY: usize = 4096;
 
 impl Engine {
     /// Makes an engine for the node with these keys; `descriptor` is its encoded
@@ -277,6 +291,7 @@ impl Engine {
             next_seq: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            directory: BTreeMap::new(),
         }
     }
 
@@ -494,7 +509,57 @@ impl Engine {
             descriptor: self.descriptor.clone(),
         };
         self.send(peer, &hello);
+        let known: Vec<Vec<u8>> = self
+            .directory
+            .iter()
+            .filter(|(node, _)| **node != peer)
+            .map(|(_, d)| d.clone())
+            .collect();
+        for chunk in known.chunks(256) {
+            self.send(
+                peer,
+                &Frame::Directory {
+                    descriptors: chunk.to_vec(),
+                },
+            );
+        }
         self.sync_with(peer);
+    }
+
+    /// Adds a signed descriptor (from the store, at start-up) to the directory shared with
+    /// peers. Invalid or expired descriptors are ignored.
+    pub fn restore_descriptor(&mut self, now: Timestamp, bytes: Vec<u8>) {
+        if let Ok(d) = SignedDescriptor::verify(&bytes, now) {
+            if self.directory.len() < MAX_DIRECTORY || self.directory.contains_key(&d.node) {
+                self.directory.insert(d.node, bytes);
+            }
+        }
+    }
+
+    /// Records a verified descriptor; if it is new, shares it with connected peers.
+    fn learn_descriptor(&mut self, node: NodeId, bytes: &[u8]) -> bool {
+        if node == self.identity.node_id()
+            || self.directory.get(&node).map(Vec::as_slice) == Some(bytes)
+        {
+            return false;
+        }
+        if self.directory.len() >= MAX_DIRECTORY && !self.directory.contains_key(&node) {
+            return false;
+        }
+        self.directory.insert(node, bytes.to_vec());
+        let targets: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| p.connected && **id != node)
+            .map(|(id, _)| *id)
+            .collect();
+        let frame = Frame::Directory {
+            descriptors: vec![bytes.to_vec()],
+        };
+        for peer in targets {
+            self.send(peer, &frame);
+        }
+        true
     }
 
     /// The connection to `peer` is gone.
@@ -596,11 +661,14 @@ impl Engine {
         };
         match frame {
             Frame::Hello { descriptor } => match SignedDescriptor::verify(&descriptor, now) {
-                Ok(d) if d.node == peer => self.events.push_back(Event::PeerDescriptor {
-                    peer,
-                    descriptor: Box::new(d),
-                    bytes: descriptor,
-                }),
+                Ok(d) if d.node == peer => {
+                    self.learn_descriptor(peer, &descriptor);
+                    self.events.push_back(Event::PeerDescriptor {
+                        peer,
+                        descriptor: Box::new(d),
+                        bytes: descriptor,
+                    });
+                }
                 Ok(_) => self.reject(peer, Rejection::InvalidDescriptor("describes another node")),
                 Err(e) => self.reject(peer, e),
             },
@@ -615,6 +683,22 @@ impl Engine {
             Frame::Receipts { receipts } => {
                 for bytes in receipts {
                     self.take_receipt(peer, bytes, archive);
+                }
+            }
+            Frame::Directory { descriptors } => {
+                for bytes in descriptors {
+                    match SignedDescriptor::verify(&bytes, now) {
+                        Ok(d) => {
+                            if self.learn_descriptor(d.node, &bytes) {
+                                self.events.push_back(Event::Directory {
+                                    node: d.node,
+                                    descriptor: Box::new(d),
+                                    bytes,
+                                });
+                            }
+                        }
+                        Err(e) => self.reject(peer, e),
+                    }
                 }
             }
             Frame::Control { group, events } => {
@@ -734,6 +818,24 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
+        // A member removed by one of these events learns of its removal (and nothing after).
+        let mut removed: Vec<(NodeId, usize)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            if let Ok((_, e)) = crate::group::decode_control(event) {
+                if let Change::Remove { member } = e.change {
+                    if Some(member) != from && self.is_connected(&member) {
+                        removed.push((member, i + 1));
+                    }
+                }
+            }
+        }
+        for (member, upto) in removed {
+            let frame = Frame::Control {
+                group,
+                events: events[..upto].to_vec(),
+            };
+            self.send(member, &frame);
+        }
         let frame = Frame::Control { group, events };
         for peer in targets {
             self.send(peer, &frame);
@@ -755,6 +857,15 @@ impl Engine {
             // Possibly a race with the control event that adds this node: ask, do not punish.
             return self.request_sync(now, peer, header.group);
         };
+        if header.epoch > replica.state.epoch() {
+            // This node lags behind on control events, so it cannot judge the peer yet: the
+            // peer may be a member added in an epoch not applied here. Blame nobody; ask the
+            // peer if it is known to be a member (else the periodic sync catches up).
+            if replica.state.role(&peer).is_some() {
+                self.request_sync(now, peer, header.group);
+            }
+            return;
+        }
         if replica.state.role_at(&peer, header.epoch).is_none()
             && replica.state.role(&peer).is_none()
         {
@@ -765,10 +876,6 @@ impl Engine {
                     peer,
                 },
             );
-        }
-        if header.epoch > replica.state.epoch() {
-            // This node lags behind on control events.
-            return self.request_sync(now, peer, header.group);
         }
         let verified = match message::verify_and_open(&envelope, &replica.state) {
             Ok((v, _content)) => v,
@@ -829,7 +936,21 @@ impl Engine {
             return;
         };
         if !replica.is_current_member(&peer) {
-            // Not (or no longer) a member: it gets nothing of this group.
+            // No longer a member: it gets the control events up to its removal, so that it
+            // learns of it, and nothing else of this group. Never a member: nothing at all.
+            if let Some(last) = replica.state.epochs_of(&peer).last() {
+                let start = usize::try_from(req.control_seq).unwrap_or(usize::MAX);
+                let end = usize::try_from(last + 1).unwrap_or(usize::MAX);
+                if let Some(controls) = replica.controls.get(start..end).filter(|c| !c.is_empty()) {
+                    let frame = Frame::SyncResponse(SyncResponse {
+                        group: req.group,
+                        controls: controls.to_vec(),
+                        envelopes: Vec::new(),
+                        more: false,
+                    });
+                    self.send(peer, &frame);
+                }
+            }
             return;
         }
         let behind = req.control_seq > replica.state.seq();

@@ -1,5 +1,6 @@
 //! Messages travel between real nodes: delivery, encryption at rest, catch-up, relaying.
 
+use liaison_node::node::Command;
 use liaison_protocol::Role;
 use liaison_tests::{create_group, knows_group, wait_until, Cluster};
 
@@ -124,13 +125,29 @@ async fn node_reachable_only_through_a_third_receives_everything() {
     let c = Cluster::start(&["owner", "hub", "leaf"]).await;
     c.link(0, 1).await;
     c.link(1, 2).await;
-    let g = create_group(
-        c.node(0),
-        "ops",
-        &[(c.node(1), Role::Member), (c.node(2), Role::Member)],
-    )
+    // The owner knows the leaf only from the hub's directory of signed descriptors.
+    let g = create_group(c.node(0), "ops", &[(c.node(1), Role::Member)])
+        .await
+        .expect("group");
+    let owner = c.node(0);
+    let leaf_id = c.node(2).node_id.to_string();
+    wait_until("the owner to admit the leaf", || async {
+        let (group, peer) = (g.to_string(), leaf_id.clone());
+        matches!(
+            owner
+                .handle
+                .ask(|reply| Command::AddMember {
+                    group,
+                    peer,
+                    role: Role::Member,
+                    reply
+                })
+                .await,
+            Ok(Ok(_))
+        )
+    })
     .await
-    .expect("group");
+    .expect("the owner admits a node it knows through the hub");
     let leaf = c.node(2);
     wait_until("group reaches the leaf", || knows_group(&leaf.handle, g))
         .await
