@@ -1,37 +1,56 @@
 //! The local HTTP JSON API (axum), served on loopback by default.
 //!
-//! Every request needs `Authorization: Bearer TOKEN` with the admin token from `init`
-//! (compared in constant time). Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
+//! Every request needs `Authorization: Bearer TOKEN`: the admin token from `init`, or an
+//! officer's token from `liaison user add`. An officer sees only the groups granted to it; any
+//! other group, and any message in one, answers 404 exactly as if it did not exist. Every
+//! request that reads, posts, lists, changes membership or accounts, exports, or is refused is
+//! appended to the audit log before the answer is sent. Errors are JSON `{"error": "..."}`.
 //!
-//! | method and path                              | does                                  |
-//! |----------------------------------------------|---------------------------------------|
-//! | `GET /v1/status`                             | node status                           |
-//! | `GET /v1/peers`, `POST /v1/peers`            | list, pin a peer                      |
-//! | `DELETE /v1/peers/{peer}`                    | unpin a peer and drop its connection  |
-//! | `GET /v1/groups`, `POST /v1/groups`          | list, create a group                  |
-//! | `GET /v1/groups/{group}`                     | one group with its members            |
-//! | `POST /v1/groups/{group}/members`            | add a member (owner only)             |
-//! | `DELETE /v1/groups/{group}/members/{peer}`   | remove a member (owner only)          |
-//! | `POST /v1/groups/{group}/messages`           | post; answers once durably stored     |
-//! | `GET /v1/messages[?group=G]`                 | list messages (no bodies)             |
-//! | `GET /v1/messages/{id}`                      | read one message                      |
-//! | `GET /v1/messages/{id}/receipts`             | delivery receipts of a message        |
+//! | method and path                              | who     | does                              |
+//! |----------------------------------------------|---------|-----------------------------------|
+//! | `GET /v1/status`                             | admin   | node status                       |
+//! | `GET /v1/peers`, `POST /v1/peers`            | admin   | list, pin a peer                  |
+//! | `DELETE /v1/peers/{peer}`                    | admin   | unpin a peer, drop its connection |
+//! | `GET /v1/groups`                             | any     | groups visible to the caller      |
+//! | `POST /v1/groups`                            | admin   | create a group                    |
+//! | `GET /v1/groups/{group}`                     | any     | one group with its members        |
+//! | `POST /v1/groups/{group}/members`            | admin   | add a member (owner node only)    |
+//! | `DELETE /v1/groups/{group}/members/{peer}`   | admin   | remove a member                   |
+//! | `POST /v1/groups/{group}/messages`           | any     | post; answers once durable        |
+//! | `GET /v1/groups/{group}/export`              | any     | messages that may leave, and why others may not |
+//! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
+//! | `GET /v1/messages/{id}`                      | any     | read one message                  |
+//! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
+//! | `GET /v1/events[?group=G]`                   | any     | server-sent events: new messages  |
+//! | `GET /v1/users`, `POST /v1/users`            | admin   | list, add an officer              |
+//! | `DELETE /v1/users/{name}`                    | admin   | remove an officer                 |
+//! | `POST /v1/users/{name}/grants`               | admin   | grant `GROUP[:read\|:post]`       |
+//! | `DELETE /v1/users/{name}/grants/{group}`     | admin   | revoke a grant                    |
+//! | `GET /v1/audit[?since_ms=T]`                 | admin   | the audit log                     |
+//! | `GET /v1/audit/verify`                       | admin   | check the audit chain             |
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use liaison_protocol::message::MessageId;
-use liaison_protocol::{Handling, NodeId, Role};
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
+use liaison_protocol::{GroupId, Handling, NodeId, Role};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use zeroize::Zeroizing;
 
+use crate::accounts::{Access, Account, Accounts, Principal};
+use crate::audit::{AuditLog, AuditRecord, Verification};
 use crate::error::Error;
 use crate::node::{Command, NodeHandle, Post};
 use crate::views::{self, Created, ErrorBody};
@@ -42,19 +61,22 @@ pub const MAX_BODY: usize = 1024 * 1024;
 #[derive(Clone)]
 struct AppState {
     node: NodeHandle,
-    token_hash: [u8; 32],
+    accounts: Arc<Accounts>,
+    audit: Arc<AuditLog>,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: NodeHandle,
-    admin_token: Zeroizing<String>,
+    accounts: Arc<Accounts>,
+    audit: Arc<AuditLog>,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
         node,
-        token_hash: *blake3::hash(admin_token.as_bytes()).as_bytes(),
+        accounts,
+        audit,
     };
     let app = router(state);
     let result = axum::serve(listener, app)
@@ -76,9 +98,17 @@ fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/members", post(add_member))
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
         .route("/v1/groups/{group}/messages", post(post_message))
+        .route("/v1/groups/{group}/export", get(export))
         .route("/v1/messages", get(inbox))
         .route("/v1/messages/{id}", get(read))
         .route("/v1/messages/{id}/receipts", get(receipts))
+        .route("/v1/events", get(events))
+        .route("/v1/users", get(users).post(add_user))
+        .route("/v1/users/{name}", delete(remove_user))
+        .route("/v1/users/{name}/grants", post(grant))
+        .route("/v1/users/{name}/grants/{group}", delete(revoke))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/audit/verify", get(audit_verify))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -120,203 +150,614 @@ impl From<JsonRejection> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let target = req.uri().path().to_owned();
     let Some(presented) = presented else {
+        let _ = state
+            .audit
+            .append("unknown", "auth", &target, "denied: no token")
+            .await;
         return ApiError(
             StatusCode::UNAUTHORIZED,
             "missing bearer token: send `Authorization: Bearer TOKEN` (the admin token is in DATA/admin.token)".into(),
         )
         .into_response();
     };
-    let hash = blake3::hash(presented.as_bytes());
-    if !bool::from(hash.as_bytes().ct_eq(&state.token_hash)) {
-        warn!("API request with a wrong token refused");
+    let Some(who) = state.accounts.authenticate(presented) else {
+        warn!(%target, "API request with a wrong token refused");
+        let _ = state
+            .audit
+            .append("unknown", "auth", &target, "denied: wrong token")
+            .await;
         return ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response();
-    }
+    };
+    req.extensions_mut().insert(who);
     next.run(req).await
 }
 
-async fn status(State(s): State<AppState>) -> ApiResult<views::Status> {
+impl AppState {
+    /// Appends the audit record of a request and passes its result on. A request whose audit
+    /// record cannot be written fails.
+    async fn audited<T>(
+        &self,
+        who: &Principal,
+        action: &str,
+        target: &str,
+        result: Result<T, Error>,
+    ) -> Result<T, ApiError> {
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(Error::Forbidden(m)) => format!("denied: {m}"),
+            Err(Error::NotFound(m)) if *who != Principal::Admin => format!("denied: {m}"),
+            Err(e) => format!("error: {e}"),
+        };
+        self.audit
+            .append(&who.audit_name(), action, target, &outcome)
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("audit log: {e}")))?;
+        result.map_err(ApiError::from)
+    }
+
+    /// Refuses officers on admin-only endpoints (audited).
+    async fn admin_only(
+        &self,
+        who: &Principal,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
+        if *who == Principal::Admin {
+            return Ok(());
+        }
+        self.audited::<()>(
+            who,
+            action,
+            target,
+            Err(Error::Forbidden("this needs the node's admin token".into())),
+        )
+        .await
+    }
+
+    /// Runs `make(reply)` as `who`.
+    async fn ask<T>(
+        &self,
+        who: &Principal,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
+        match who {
+            Principal::Admin => self.node.ask(make).await,
+            other => {
+                let who = other.clone();
+                self.node
+                    .ask(|reply| Command::As(who, Box::new(make(reply))))
+                    .await
+            }
+        }
+    }
+}
+
+async fn status(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<views::Status> {
+    s.admin_only(&who, "status", "node").await?;
     Ok(Json(s.node.ask(Command::Status).await?))
 }
 
-async fn peers(State(s): State<AppState>) -> ApiResult<Vec<views::PeerView>> {
+async fn peers(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<views::PeerView>> {
+    s.admin_only(&who, "peer.list", "peers").await?;
     Ok(Json(s.node.ask(Command::Peers).await?))
 }
 
 async fn add_peer(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     body: Result<Json<views::AddPeer>, JsonRejection>,
 ) -> ApiResult<views::PeerView> {
     let Json(body) = body?;
-    let node: NodeId = body
-        .node_id
-        .parse()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
-    let view = s
-        .node
-        .ask(|reply| Command::AddPeer {
-            name: body.name,
-            node,
-            address: body.address,
-            reply,
-        })
-        .await??;
-    Ok(Json(view))
+    s.admin_only(&who, "peer.add", &body.node_id).await?;
+    let target = format!("{} {}", body.name, body.node_id);
+    let result = async {
+        let node: NodeId = body
+            .node_id
+            .parse()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        s.node
+            .ask(|reply| Command::AddPeer {
+                name: body.name,
+                node,
+                address: body.address,
+                reply,
+            })
+            .await?
+    }
+    .await;
+    Ok(Json(s.audited(&who, "peer.add", &target, result).await?))
 }
 
 async fn remove_peer(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(peer): Path<String>,
 ) -> ApiResult<serde_json::Value> {
-    s.node
-        .ask(|reply| Command::RemovePeer { peer, reply })
-        .await??;
+    s.admin_only(&who, "peer.remove", &peer).await?;
+    let target = peer.clone();
+    let result = async {
+        s.node
+            .ask(|reply| Command::RemovePeer { peer, reply })
+            .await?
+    }
+    .await;
+    s.audited(&who, "peer.remove", &target, result).await?;
     Ok(Json(serde_json::json!({"removed": true})))
 }
 
-async fn groups(State(s): State<AppState>) -> ApiResult<Vec<views::GroupView>> {
-    Ok(Json(s.node.ask(Command::Groups).await?))
+async fn groups(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<views::GroupView>> {
+    let result = s.ask(&who, Command::Groups).await;
+    Ok(Json(s.audited(&who, "group.list", "all", result).await?))
 }
 
 async fn group(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(group): Path<String>,
 ) -> ApiResult<views::GroupView> {
-    Ok(Json(
-        s.node
-            .ask(|reply| Command::Group { group, reply })
-            .await??,
-    ))
+    let target = group.clone();
+    let result = async { s.ask(&who, |reply| Command::Group { group, reply }).await? }.await;
+    Ok(Json(s.audited(&who, "group.show", &target, result).await?))
 }
 
 async fn create_group(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     body: Result<Json<views::CreateGroup>, JsonRejection>,
 ) -> ApiResult<Created> {
     let Json(body) = body?;
+    s.admin_only(&who, "group.create", &body.name).await?;
+    let name = body.name.clone();
+    let result = async {
+        s.node
+            .ask(|reply| Command::CreateGroup { name, reply })
+            .await?
+    }
+    .await;
     let id = s
-        .node
-        .ask(|reply| Command::CreateGroup {
-            name: body.name,
-            reply,
-        })
-        .await??;
+        .audited(
+            &who,
+            "group.create",
+            &body.name,
+            result.as_ref().map(|_| ()).map_err(clone_err),
+        )
+        .await
+        .and(result.map_err(ApiError::from))?;
     Ok(Json(Created { id: id.to_string() }))
+}
+
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::NotFound(m) => Error::NotFound(m.clone()),
+        Error::Forbidden(m) => Error::Forbidden(m.clone()),
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        other => Error::Invalid(other.to_string()),
+    }
 }
 
 async fn add_member(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(group): Path<String>,
     body: Result<Json<views::AddMember>, JsonRejection>,
 ) -> ApiResult<views::GroupView> {
     let Json(body) = body?;
-    let role: Role = body
-        .role
-        .as_deref()
-        .unwrap_or("member")
-        .parse()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
-    let view = s
-        .node
-        .ask(|reply| Command::AddMember {
-            group,
-            peer: body.peer,
-            role,
-            reply,
-        })
-        .await??;
-    Ok(Json(view))
+    let target = format!("{group} {}", body.peer);
+    s.admin_only(&who, "group.add", &target).await?;
+    let result = async {
+        let role: Role = body
+            .role
+            .as_deref()
+            .unwrap_or("member")
+            .parse()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        s.node
+            .ask(|reply| Command::AddMember {
+                group,
+                peer: body.peer,
+                role,
+                reply,
+            })
+            .await?
+    }
+    .await;
+    Ok(Json(s.audited(&who, "group.add", &target, result).await?))
 }
 
 async fn remove_member(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path((group, peer)): Path<(String, String)>,
 ) -> ApiResult<views::GroupView> {
-    Ok(Json(
+    let target = format!("{group} {peer}");
+    s.admin_only(&who, "group.remove", &target).await?;
+    let result = async {
         s.node
             .ask(|reply| Command::RemoveMember { group, peer, reply })
-            .await??,
+            .await?
+    }
+    .await;
+    Ok(Json(
+        s.audited(&who, "group.remove", &target, result).await?,
     ))
 }
 
 async fn post_message(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(group): Path<String>,
     body: Result<Json<views::PostMessage>, JsonRejection>,
 ) -> ApiResult<Created> {
     let Json(body) = body?;
-    let handling: Handling = body
-        .handling
-        .as_deref()
-        .unwrap_or("green")
-        .parse()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
-    let reply_to = body
-        .reply_to
-        .as_deref()
-        .map(str::parse::<MessageId>)
-        .transpose()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
-    let post = Post {
-        officer: "admin".into(),
-        subject: body.subject,
-        body: body.body,
-        handling,
-        reply_to,
+    let target = group.clone();
+    let result = async {
+        let handling: Handling = body
+            .handling
+            .as_deref()
+            .unwrap_or("green")
+            .parse()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        let reply_to = body
+            .reply_to
+            .as_deref()
+            .map(str::parse::<MessageId>)
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        let post = Post {
+            officer: who.name().to_owned(),
+            recipients: body.to,
+            subject: body.subject,
+            body: body.body,
+            handling,
+            reply_to,
+        };
+        s.ask(&who, |reply| Command::Post { group, post, reply })
+            .await?
+    }
+    .await;
+    let target = match &result {
+        Ok(id) => format!("{target} {id}"),
+        Err(_) => target,
     };
-    let id = s
-        .node
-        .ask(|reply| Command::Post { group, post, reply })
-        .await??;
+    let id = s.audited(&who, "post", &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 
+async fn export(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(group): Path<String>,
+) -> ApiResult<views::ExportView> {
+    let target = group.clone();
+    let result = async {
+        s.ask(&who, |reply| Command::Export { group, reply })
+            .await?
+    }
+    .await;
+    let outcome_target = match &result {
+        Ok(v) => format!(
+            "{target} ({} exported, {} refused: {})",
+            v.exported.len(),
+            v.refused.len(),
+            v.refused
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Err(_) => target,
+    };
+    Ok(Json(
+        s.audited(&who, "export", &outcome_target, result).await?,
+    ))
+}
+
 #[derive(Deserialize)]
-struct InboxQuery {
+struct GroupQuery {
     group: Option<String>,
 }
 
 async fn inbox(
     State(s): State<AppState>,
-    Query(q): Query<InboxQuery>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<GroupQuery>,
 ) -> ApiResult<Vec<views::MessageView>> {
-    Ok(Json(
-        s.node
-            .ask(|reply| Command::Inbox {
-                group: q.group,
-                reply,
-            })
-            .await??,
-    ))
+    let target = q.group.clone().unwrap_or_else(|| "all".into());
+    let result = async {
+        s.ask(&who, |reply| Command::Inbox {
+            group: q.group,
+            reply,
+        })
+        .await?
+    }
+    .await;
+    Ok(Json(s.audited(&who, "list", &target, result).await?))
 }
 
-fn message_id(text: &str) -> Result<MessageId, ApiError> {
-    text.parse()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))
+fn message_id(text: &str) -> Result<MessageId, Error> {
+    text.parse().map_err(|e| Error::Invalid(format!("{e}")))
 }
 
-async fn read(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<views::MessageView> {
-    let id = message_id(&id)?;
-    Ok(Json(
-        s.node.ask(|reply| Command::Read { id, reply }).await??,
-    ))
+async fn read(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<views::MessageView> {
+    let target = id.clone();
+    let result = async {
+        let id = message_id(&id)?;
+        s.ask(&who, |reply| Command::Read { id, reply }).await?
+    }
+    .await;
+    Ok(Json(s.audited(&who, "read", &target, result).await?))
 }
 
 async fn receipts(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Vec<views::ReceiptView>> {
-    let id = message_id(&id)?;
+    let target = id.clone();
+    let result = async {
+        let id = message_id(&id)?;
+        s.ask(&who, |reply| Command::Receipts { id, reply }).await?
+    }
+    .await;
+    Ok(Json(s.audited(&who, "receipts", &target, result).await?))
+}
+
+/// Server-sent events: one `message` event (a message view without body) per new message the
+/// caller may see, optionally only of one group.
+async fn events(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<GroupQuery>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let target = q.group.clone().unwrap_or_else(|| "all".into());
+    let result = async {
+        let group = match &q.group {
+            Some(g) => {
+                let g = g.clone();
+                let view = s
+                    .ask(&who, |reply| Command::Group { group: g, reply })
+                    .await??;
+                Some(view.id)
+            }
+            None => None,
+        };
+        let feed = s.node.ask(Command::Subscribe).await?;
+        Ok::<_, Error>((group, feed))
+    }
+    .await;
+    let (group, feed) = s.audited(&who, "watch", &target, result).await?;
+    let state = (s, who, group, feed);
+    let stream = futures_util::stream::unfold(state, |(s, who, group, mut feed)| async move {
+        loop {
+            let id = match feed.recv().await {
+                Ok(id) => id,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let event = SseEvent::default().event("lagged").data(format!(
+                        "{n} messages were skipped; list the inbox to catch up"
+                    ));
+                    return Some((Ok(event), (s, who, group, feed)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let Ok(Ok(mut view)) = s.ask(&who, |reply| Command::Read { id, reply }).await else {
+                continue;
+            };
+            if group.as_ref().is_some_and(|g| *g != view.group_id) {
+                continue;
+            }
+            view.body = None;
+            let Ok(data) = serde_json::to_string(&view) else {
+                continue;
+            };
+            let event = SseEvent::default().event("message").data(data);
+            return Some((Ok(event), (s, who, group, feed)));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+// ----- accounts -------------------------------------------------------------------------
+
+/// An account as the API shows it (no token hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    /// The officer's name.
+    pub name: String,
+    /// Grants: group id → `read` or `post`.
+    pub grants: BTreeMap<String, Access>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+impl From<Account> for UserView {
+    fn from(a: Account) -> Self {
+        UserView {
+            name: a.name,
+            grants: a.grants,
+            created_at: views::rfc3339(a.created_at_ms),
+        }
+    }
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddUser {
+    /// The officer's name.
+    pub name: String,
+    /// Grants as `GROUP[:read|:post]` (default access: `read`).
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+/// The answer to `POST /v1/users`: the token, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewUser {
+    /// The account.
+    pub user: UserView,
+    /// The officer's bearer token. Only its hash is kept.
+    pub token: String,
+}
+
+/// `POST /v1/users/{name}/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantBody {
+    /// `GROUP[:read|:post]`.
+    pub grant: String,
+}
+
+impl AppState {
+    async fn resolve_grant(&self, spec: &str) -> Result<(GroupId, Access), Error> {
+        let (group, access) = match spec.rsplit_once(':') {
+            Some((g, a)) if a == "read" || a == "post" => (g, a.parse()?),
+            _ => (spec, Access::Read),
+        };
+        let g = group.to_owned();
+        let view = self
+            .node
+            .ask(|reply| Command::Group { group: g, reply })
+            .await??;
+        let id = view
+            .id
+            .parse::<GroupId>()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        Ok((id, access))
+    }
+}
+
+async fn users(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<UserView>> {
+    s.admin_only(&who, "user.list", "users").await?;
+    let list = s.accounts.list().into_iter().map(UserView::from).collect();
+    Ok(Json(s.audited(&who, "user.list", "users", Ok(list)).await?))
+}
+
+async fn add_user(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<AddUser>, JsonRejection>,
+) -> ApiResult<NewUser> {
+    let Json(body) = body?;
+    s.admin_only(&who, "user.add", &body.name).await?;
+    let target = format!("{} {}", body.name, body.grants.join(" "));
+    let result = async {
+        let mut grants = BTreeMap::new();
+        for spec in &body.grants {
+            let (g, a) = s.resolve_grant(spec).await?;
+            grants.insert(g, a);
+        }
+        let token = s.accounts.add(&body.name, grants).await?;
+        let user = s
+            .accounts
+            .list()
+            .into_iter()
+            .find(|a| a.name == body.name)
+            .map(UserView::from)
+            .ok_or_else(|| Error::Invalid("account vanished".into()))?;
+        Ok(NewUser {
+            user,
+            token: token.to_string(),
+        })
+    }
+    .await;
+    Ok(Json(s.audited(&who, "user.add", &target, result).await?))
+}
+
+async fn remove_user(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    s.admin_only(&who, "user.remove", &name).await?;
+    let result = s.accounts.remove(&name).await;
+    s.audited(&who, "user.remove", &name, result).await?;
+    Ok(Json(serde_json::json!({"removed": true})))
+}
+
+async fn grant(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Result<Json<GrantBody>, JsonRejection>,
+) -> ApiResult<UserView> {
+    let Json(body) = body?;
+    let target = format!("{name} {}", body.grant);
+    s.admin_only(&who, "user.grant", &target).await?;
+    let result = async {
+        let (g, a) = s.resolve_grant(&body.grant).await?;
+        s.accounts
+            .set_grant(&name, g, Some(a))
+            .await
+            .map(UserView::from)
+    }
+    .await;
+    Ok(Json(s.audited(&who, "user.grant", &target, result).await?))
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((name, group)): Path<(String, String)>,
+) -> ApiResult<UserView> {
+    let target = format!("{name} {group}");
+    s.admin_only(&who, "user.revoke", &target).await?;
+    let result = async {
+        let (g, _) = s.resolve_grant(&group).await?;
+        s.accounts
+            .set_grant(&name, g, None)
+            .await
+            .map(UserView::from)
+    }
+    .await;
+    Ok(Json(s.audited(&who, "user.revoke", &target, result).await?))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    since_ms: Option<u64>,
+}
+
+async fn audit_log(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Vec<AuditRecord>> {
+    s.admin_only(&who, "audit.read", "audit").await?;
+    // The reading itself is recorded first, so that it appears in what is returned.
+    s.audited(&who, "audit.read", "audit", Ok(())).await?;
+    Ok(Json(s.audit.records(q.since_ms.unwrap_or(0))?))
+}
+
+async fn audit_verify(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Verification> {
+    s.admin_only(&who, "audit.verify", "audit").await?;
+    let result = s.audit.verify();
     Ok(Json(
-        s.node
-            .ask(|reply| Command::Receipts { id, reply })
-            .await??,
+        s.audited(&who, "audit.verify", "audit", result).await?,
     ))
 }

@@ -69,6 +69,9 @@ pub enum Cmd {
         /// TLP 2.0 handling code: clear, green, amber, amber+strict, red.
         #[arg(long, default_value = "green")]
         handling: String,
+        /// A named recipient `OFFICER@NODE` (repeatable; required for red).
+        #[arg(long = "to", value_name = "OFFICER@NODE")]
+        to: Vec<String>,
         /// Read the body from this file.
         #[arg(long, conflicts_with = "body")]
         file: Option<PathBuf>,
@@ -105,6 +108,38 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Officer accounts (admin token needed).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Export a group's messages as JSON lines, leaving out what a handling code keeps in.
+    Export {
+        /// Group id or name.
+        group: String,
+        /// Output format.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+    },
+    /// The audit log (admin token needed).
+    Audit {
+        /// Only records at or after this time (RFC 3339, e.g. 2026-11-22T10:00:00Z) or this
+        /// long ago (e.g. 2h, 30min).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// `verify`: check the hash chain and name the first broken record.
+        #[arg(value_parser = ["verify"])]
+        action: Option<String>,
+    },
+    /// Stream new messages as they arrive (Ctrl-C stops).
+    Watch {
+        /// Only this group (id or name).
+        group: Option<String>,
+        /// Print one JSON document per message.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a demo federation of four nodes on loopback.
     Demo {
         /// Stop after the transcript; exit non-zero if any step failed.
@@ -135,6 +170,44 @@ pub enum PeerCmd {
     Remove {
         /// Peer name or node id.
         peer: String,
+    },
+}
+
+/// `liaison user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Make an officer account; prints its token once (only a hash is kept).
+    Add {
+        /// The officer's name (letters, digits, '.', '-', '_').
+        name: String,
+        /// Grant a group: `GROUP[:read|:post]` (repeatable; default access read).
+        #[arg(long = "grant", value_name = "GROUP[:read|:post]")]
+        grants: Vec<String>,
+    },
+    /// Grant an officer a group: `GROUP[:read|:post]`.
+    Grant {
+        /// The officer.
+        name: String,
+        /// `GROUP[:read|:post]`.
+        grant: String,
+    },
+    /// Revoke an officer's grant of a group.
+    Revoke {
+        /// The officer.
+        name: String,
+        /// Group id or name.
+        group: String,
+    },
+    /// List officer accounts and their grants.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an officer account.
+    Remove {
+        /// The officer.
+        name: String,
     },
 }
 
@@ -223,6 +296,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             group,
             subject,
             handling,
+            to,
             file,
             body,
         } => {
@@ -250,6 +324,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                         subject,
                         body,
                         handling: Some(handling),
+                        to,
                         reply_to: None,
                     },
                 )
@@ -318,6 +393,38 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::User(cmd) => user(&client()?, cmd).await,
+        Cmd::Export { group, format: _ } => {
+            let v: views::ExportView = client()?
+                .get(&format!("/v1/groups/{}/export", segment(&group)))
+                .await?;
+            for m in &v.exported {
+                let line = serde_json::to_string(m).map_err(|e| Error::Invalid(e.to_string()))?;
+                println!("{line}");
+            }
+            for r in &v.refused {
+                eprintln!(
+                    "not exported: {} (TLP:{}): {}",
+                    r.id,
+                    r.handling.to_uppercase(),
+                    r.reason
+                );
+            }
+            if !v.refused.is_empty() {
+                eprintln!(
+                    "{} message(s) exported, {} kept in by their handling code",
+                    v.exported.len(),
+                    v.refused.len()
+                );
+            }
+            Ok(())
+        }
+        Cmd::Audit {
+            since,
+            json,
+            action,
+        } => audit(&client()?, since, json, action.is_some()).await,
+        Cmd::Watch { group, json } => watch(&client()?, group, json).await,
         Cmd::Status { json } => {
             let s: Status = client()?.get("/v1/status").await?;
             if json {
@@ -458,6 +565,163 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn user(client: &Client, cmd: UserCmd) -> Result<()> {
+    use crate::api::{AddUser, GrantBody, NewUser, UserView};
+    match cmd {
+        UserCmd::Add { name, grants } => {
+            let u: NewUser = client.post("/v1/users", &AddUser { name, grants }).await?;
+            eprintln!(
+                "officer {} created; give them this token (it is not shown again):",
+                u.user.name
+            );
+            println!("{}", u.token);
+            Ok(())
+        }
+        UserCmd::Grant { name, grant } => {
+            let u: UserView = client
+                .post(
+                    &format!("/v1/users/{}/grants", segment(&name)),
+                    &GrantBody { grant },
+                )
+                .await?;
+            println!("{}: {}", u.name, format_grants(&u));
+            Ok(())
+        }
+        UserCmd::Revoke { name, group } => {
+            let u: UserView = client
+                .delete(&format!(
+                    "/v1/users/{}/grants/{}",
+                    segment(&name),
+                    segment(&group)
+                ))
+                .await?;
+            println!("{}: {}", u.name, format_grants(&u));
+            Ok(())
+        }
+        UserCmd::List { json } => {
+            let users: Vec<UserView> = client.get("/v1/users").await?;
+            if json {
+                return print_json(&users);
+            }
+            if users.is_empty() {
+                println!("no officers: add one with `liaison user add NAME --grant GROUP:post`");
+            }
+            for u in &users {
+                println!("{:<20} {}", u.name, format_grants(u));
+            }
+            Ok(())
+        }
+        UserCmd::Remove { name } => {
+            let _: serde_json::Value = client
+                .delete(&format!("/v1/users/{}", segment(&name)))
+                .await?;
+            println!("removed {name}");
+            Ok(())
+        }
+    }
+}
+
+fn format_grants(u: &crate::api::UserView) -> String {
+    if u.grants.is_empty() {
+        return "no grants".to_owned();
+    }
+    u.grants
+        .iter()
+        .map(|(g, a)| format!("{g}:{a}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool) -> Result<()> {
+    use crate::audit::{AuditRecord, Verification};
+    if verify {
+        let v: Verification = client.get("/v1/audit/verify").await?;
+        if json {
+            return print_json(&v);
+        }
+        return match v.first_broken {
+            None => {
+                println!("audit log intact: {} records", v.records);
+                Ok(())
+            }
+            Some(seq) => Err(Error::Corrupt(format!(
+                "audit log broken at record {seq} of {}: {}",
+                v.records,
+                v.reason.unwrap_or_default()
+            ))),
+        };
+    }
+    let since_ms = match since {
+        None => 0,
+        Some(text) => parse_since(&text)?,
+    };
+    let records: Vec<AuditRecord> = client
+        .get(&format!("/v1/audit?since_ms={since_ms}"))
+        .await?;
+    if json {
+        return print_json(&records);
+    }
+    for r in &records {
+        println!(
+            "{:>6} {} {:<20} {:<14} {:<12} {}",
+            r.seq,
+            views::rfc3339(r.at_ms),
+            r.actor,
+            r.action,
+            r.outcome,
+            r.target
+        );
+    }
+    Ok(())
+}
+
+fn parse_since(text: &str) -> Result<u64> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        let d = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| Error::Invalid("--since is before 1970".into()))?;
+        return Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+        return Ok(crate::node::now().0.saturating_sub(ago));
+    }
+    Err(Error::Invalid(format!(
+        "--since {text:?} is neither a time (2026-11-22T10:00:00Z) nor a duration (2h)"
+    )))
+}
+
+async fn watch(client: &Client, group: Option<String>, json: bool) -> Result<()> {
+    let path = match &group {
+        Some(g) => format!("/v1/events?group={}", segment(g)),
+        None => "/v1/events".to_owned(),
+    };
+    let mut events = client.events(&path).await?;
+    while let Some(data) = events.next().await? {
+        let Ok(m) = serde_json::from_str::<MessageView>(&data) else {
+            continue;
+        };
+        if json {
+            let line = serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?;
+            println!("{line}");
+        } else {
+            println!(
+                "{}  {}  {:<12} {:<20} {} [{}] {}",
+                &m.id[..16],
+                m.created_at,
+                m.handling.to_uppercase(),
+                m.group_name,
+                m.author_name,
+                m.officer,
+                m.subject
+            );
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {

@@ -94,6 +94,88 @@ impl Client {
     }
 }
 
+/// A stream of server-sent events (only `message` events are passed on).
+#[derive(Debug)]
+pub struct Events {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Events {
+    /// The data of the next `message` event; `None` when the node closes the stream.
+    pub async fn next(&mut self) -> Result<Option<String>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let mut event = "message";
+                let mut data = String::new();
+                for line in text.lines() {
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = if e.trim() == "message" {
+                            "message"
+                        } else {
+                            "other"
+                        };
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if event == "message" && !data.is_empty() {
+                    return Ok(Some(data));
+                }
+                continue;
+            }
+            match self
+                .resp
+                .chunk()
+                .await
+                .map_err(|e| Error::Invalid(format!("the event stream broke: {e}")))?
+            {
+                Some(chunk) => {
+                    if self.buf.len() + chunk.len() > 4 * 1024 * 1024 {
+                        return Err(Error::Invalid("event larger than 4 MiB".into()));
+                    }
+                    self.buf.extend_from_slice(&chunk);
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Opens a server-sent event stream at `path`.
+    pub async fn events(&self, path: &str) -> Result<Events> {
+        let resp = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot build the HTTP client: {e}")))?
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::NotFound(format!("the node is not running ({}): {e}", self.base))
+            })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(match status.as_u16() {
+                404 => Error::NotFound(message),
+                401 | 403 => Error::Forbidden(message),
+                _ => Error::Invalid(message),
+            });
+        }
+        Ok(Events {
+            resp,
+            buf: Vec::new(),
+        })
+    }
+}
+
 /// Percent-encodes a path segment (group and peer names may hold spaces).
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

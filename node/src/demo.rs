@@ -143,6 +143,7 @@ pub async fn post(
 ) -> Result<MessageId> {
     let post = Post {
         officer: officer.to_owned(),
+        recipients: Vec::new(),
         subject: subject.to_owned(),
         body: body.to_owned(),
         handling,

@@ -6,7 +6,9 @@
 //! sets up logging and calls [`cli::run`].
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -27,16 +27,19 @@ use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
 use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::accounts::{Access, Principal};
 use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
 use crate::store::{NewMessageOwned, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
-use crate::views::{GroupView, MemberView, MessageView, PeerView, ReceiptView, Status};
+use crate::views::{
+    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, Status,
+};
 
 /// Capacity of the command channel from the API.
 const COMMAND_QUEUE: usize = 256;
@@ -144,13 +147,27 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<Vec<ReceiptView>>>,
     },
+    /// The messages of a group that may be exported, and those a handling code keeps in.
+    Export {
+        /// Group id or name.
+        group: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<ExportView>>,
+    },
+    /// A feed of the ids of messages as they are durably stored.
+    Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
+    /// Run the inner command as `who` instead of as the admin: only granted groups are
+    /// visible, and TLP:RED messages only to their named recipients.
+    As(Principal, Box<Command>),
 }
 
 /// A message to post.
 #[derive(Debug, Clone)]
 pub struct Post {
-    /// Posting officer.
+    /// Posting officer (replaced by the requesting officer's name under [`Command::As`]).
     pub officer: String,
+    /// Named recipients `OFFICER@NODE`; required for TLP:RED.
+    pub recipients: Vec<String>,
     /// Subject.
     pub subject: String,
     /// Body.
@@ -336,6 +353,11 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     );
     restore(&mut engine, &store)?;
 
+    let accounts = Arc::new(crate::accounts::Accounts::load(
+        store.clone(),
+        &dir.admin_token()?,
+    )?);
+    let audit = Arc::new(crate::audit::AuditLog::open(store.clone())?);
     let shutdown = CancellationToken::new();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -361,6 +383,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         api_addr,
         pending_writes: 0,
         directory: BTreeMap::new(),
+        new_messages: broadcast::channel(1024).0,
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -379,7 +402,8 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         crate::api::serve(
             api_listener,
             handle.clone(),
-            dir.admin_token()?,
+            accounts,
+            audit,
             shutdown.clone(),
         )
         .instrument(span.clone()),
@@ -494,6 +518,8 @@ struct Actor {
     pending_writes: usize,
     /// Descriptors of nodes learned through peers (not pinned).
     directory: BTreeMap<NodeId, Descriptor>,
+    /// Ids of messages as they become durable, for live feeds.
+    new_messages: broadcast::Sender<MessageId>,
 }
 
 /// Meta key prefix of directory entries in the store.
@@ -810,6 +836,9 @@ impl Actor {
                     self.engine.handle_store_failed(&failed);
                 }
                 self.engine.handle_durable(now(), &ids);
+                for id in &ids {
+                    let _ = self.new_messages.send(*id);
+                }
             }
             Internal::LocalStored {
                 sealed,
@@ -820,6 +849,7 @@ impl Actor {
                 match result {
                     Ok(()) => {
                         self.engine.commit_local_message(&sealed);
+                        let _ = self.new_messages.send(sealed.id);
                         let _ = reply.send(Ok(sealed.id));
                     }
                     Err(e) => {
@@ -903,6 +933,10 @@ impl Actor {
     // ----- commands ----------------------------------------------------------------------
 
     fn on_command(&mut self, cmd: Command) {
+        self.on_command_as(&Principal::Admin, cmd);
+    }
+
+    fn on_command_as(&mut self, who: &Principal, cmd: Command) {
         match cmd {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -922,7 +956,12 @@ impl Actor {
                 let _ = reply.send(self.remove_peer(&peer));
             }
             Command::Groups(reply) => {
-                let groups: Vec<GroupId> = self.engine.groups().map(|g| g.id()).collect();
+                let groups: Vec<GroupId> = self
+                    .engine
+                    .groups()
+                    .map(|g| g.id())
+                    .filter(|g| who.access(g).is_some())
+                    .collect();
                 let _ = reply.send(
                     groups
                         .iter()
@@ -931,7 +970,10 @@ impl Actor {
                 );
             }
             Command::Group { group, reply } => {
-                let _ = reply.send(self.resolve_group(&group).and_then(|g| self.group_view(&g)));
+                let _ = reply.send(
+                    self.resolve_visible_group(who, &group)
+                        .and_then(|g| self.group_view(&g)),
+                );
             }
             Command::CreateGroup { name, reply } => self.create_group(name, reply),
             Command::AddMember {
@@ -943,16 +985,32 @@ impl Actor {
             Command::RemoveMember { group, peer, reply } => {
                 self.change_member(&group, &peer, None, reply);
             }
-            Command::Post { group, post, reply } => self.post(&group, post, reply),
+            Command::Post {
+                group,
+                mut post,
+                reply,
+            } => {
+                if *who != Principal::Admin {
+                    who.name().clone_into(&mut post.officer);
+                }
+                self.post(who, &group, post, reply);
+            }
             Command::Inbox { group, reply } => {
-                let _ = reply.send(self.inbox(group.as_deref()));
+                let _ = reply.send(self.inbox(who, group.as_deref()));
             }
             Command::Read { id, reply } => {
-                let _ = reply.send(self.read(&id, true));
+                let _ = reply.send(self.read(who, &id, true));
             }
             Command::Receipts { id, reply } => {
-                let _ = reply.send(self.receipts(&id));
+                let _ = reply.send(self.receipts(who, &id));
             }
+            Command::Export { group, reply } => {
+                let _ = reply.send(self.export(who, &group));
+            }
+            Command::Subscribe(reply) => {
+                let _ = reply.send(self.new_messages.subscribe());
+            }
+            Command::As(inner_who, inner) => self.on_command_as(&inner_who, *inner),
         }
     }
 
@@ -1116,6 +1174,55 @@ impl Actor {
         }
     }
 
+    /// A group `who` may see; any other group answers exactly like a group that does not
+    /// exist, so that its existence is not revealed.
+    fn resolve_visible_group(&self, who: &Principal, sel: &str) -> Result<GroupId> {
+        match self.resolve_group(sel) {
+            Ok(g) if who.access(&g).is_some() => Ok(g),
+            Ok(_) => Err(Error::NotFound(format!(
+                "unknown group {sel:?}: `liaison group list` shows the groups"
+            ))),
+            Err(Error::Invalid(_)) if *who != Principal::Admin => Err(Error::NotFound(format!(
+                "unknown group {sel:?}: `liaison group list` shows the groups"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn export(&self, who: &Principal, group: &str) -> Result<ExportView> {
+        let gid = self.resolve_visible_group(who, group)?;
+        let mut exported = Vec::new();
+        let mut refused = Vec::new();
+        for (_, id) in self
+            .store
+            .group_messages(gid.as_bytes(), None, usize::MAX)?
+        {
+            let view = match self.read(who, &MessageId::from(id), true) {
+                Ok(v) => v,
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let reason = match view.handling.as_str() {
+                "red" => Some("TLP:RED is for its named recipients only and is never exported"),
+                "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
+                _ => None,
+            };
+            match reason {
+                Some(r) => refused.push(Refused {
+                    id: view.id,
+                    handling: view.handling,
+                    reason: r.to_owned(),
+                }),
+                None => exported.push(view),
+            }
+        }
+        Ok(ExportView {
+            group_id: gid.to_string(),
+            exported,
+            refused,
+        })
+    }
+
     fn resolve_group(&self, sel: &str) -> Result<GroupId> {
         if let Ok(id) = sel.parse::<GroupId>() {
             if self.engine.group(&id).is_some() {
@@ -1263,12 +1370,38 @@ impl Actor {
         });
     }
 
-    fn post(&mut self, group: &str, post: Post, reply: oneshot::Sender<Result<MessageId>>) {
+    fn post(
+        &mut self,
+        who: &Principal,
+        group: &str,
+        post: Post,
+        reply: oneshot::Sender<Result<MessageId>>,
+    ) {
         let result = (|| {
-            let gid = self.resolve_group(group)?;
+            let gid = self.resolve_visible_group(who, group)?;
+            if who.access(&gid) != Some(Access::Post) {
+                return Err(Error::Forbidden(format!(
+                    "officer {} may only read group {}",
+                    who.name(),
+                    self.engine.group(&gid).map_or("", |g| g.name())
+                )));
+            }
+            if post.handling == Handling::Red && post.recipients.is_empty() {
+                return Err(Error::Invalid(
+                    "a TLP:RED message needs its recipients: --to OFFICER@NODE (repeatable)".into(),
+                ));
+            }
+            if let Some(bad) = post.recipients.iter().find(|r| {
+                let mut parts = r.splitn(2, '@');
+                !matches!((parts.next(), parts.next()), (Some(o), Some(n)) if !o.is_empty() && !n.is_empty())
+            }) {
+                return Err(Error::Invalid(format!(
+                    "recipient {bad:?} is not OFFICER@NODE"
+                )));
+            }
             let content = Content {
                 officer: post.officer,
-                recipients: Vec::new(),
+                recipients: post.recipients,
                 reply_to: post.reply_to,
                 payload: Payload::Text {
                     subject: post.subject,
@@ -1322,10 +1455,15 @@ impl Actor {
         });
     }
 
-    fn inbox(&self, group: Option<&str>) -> Result<Vec<MessageView>> {
+    fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {
         let groups: Vec<GroupId> = match group {
-            Some(sel) => vec![self.resolve_group(sel)?],
-            None => self.engine.groups().map(|g| g.id()).collect(),
+            Some(sel) => vec![self.resolve_visible_group(who, sel)?],
+            None => self
+                .engine
+                .groups()
+                .map(|g| g.id())
+                .filter(|g| who.access(g).is_some())
+                .collect(),
         };
         let mut out = Vec::new();
         for gid in groups {
@@ -1333,8 +1471,9 @@ impl Actor {
                 .store
                 .group_messages(gid.as_bytes(), None, usize::MAX)?
             {
-                match self.read(&MessageId::from(id), false) {
+                match self.read(who, &MessageId::from(id), false) {
                     Ok(v) => out.push(v),
+                    Err(Error::NotFound(_)) => {}
                     Err(e) => {
                         warn!(id = %MessageId::from(id).short(), error = %e, "cannot show a stored message")
                     }
@@ -1345,13 +1484,24 @@ impl Actor {
         Ok(out)
     }
 
-    fn read(&self, id: &MessageId, with_body: bool) -> Result<MessageView> {
+    fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
         let bytes = self.store.message(id.as_bytes())?.ok_or_else(not_found)?;
         let (_, header, _) = message::decode(&bytes)?;
+        if who.access(&header.group).is_none() {
+            return Err(not_found());
+        }
         let state = self.engine.group(&header.group).ok_or_else(not_found)?;
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
+        if h.handling == Handling::Red {
+            let me = format!("{}@{}", who.name(), self.name);
+            let own = h.author == self.me && content.officer == who.name();
+            if !own && !content.recipients.contains(&me) {
+                return Err(not_found());
+            }
+        }
+        let recipients = content.recipients.clone();
         let (subject, body) = match content.payload {
             Payload::Text { subject, body } => (subject, body),
         };
@@ -1368,16 +1518,16 @@ impl Actor {
             handling: h.handling.to_string(),
             expires_at: h.expires_at.map(|t| crate::views::rfc3339(t.0)),
             reply_to: content.reply_to.map(|r| r.to_string()),
+            recipients,
             epoch: h.epoch,
             seq: h.seq,
             body: with_body.then_some(body),
         })
     }
 
-    fn receipts(&self, id: &MessageId) -> Result<Vec<ReceiptView>> {
-        if !self.store.has_message(id.as_bytes())? {
-            return Err(Error::NotFound(format!("no message {id} on this node")));
-        }
+    fn receipts(&self, who: &Principal, id: &MessageId) -> Result<Vec<ReceiptView>> {
+        // Only whoever may read the message sees its receipts.
+        self.read(who, id, false)?;
         let group = self
             .store
             .message(id.as_bytes())?

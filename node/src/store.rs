@@ -82,6 +82,8 @@ const TREE_META: &str = "meta-v1";
 /// Reserved for an audit log; not opened yet.
 #[allow(dead_code)]
 const TREE_AUDIT: &str = "audit-v1";
+/// Officer accounts: name -> record.
+const TREE_USERS: &str = "users-v1";
 
 /// Next local arrival order to hand out (u64 big-endian).
 const KEY_NEXT_ORDER: &str = "store/next-local-order";
@@ -255,6 +257,11 @@ impl From<NewMessage<'_>> for NewMessageOwned {
     }
 }
 
+/// A write that has been applied but may not be on disk yet; see [`Store::wait_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct DurableTicket(u64);
+
 /// Outcome of inserting one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -316,6 +323,8 @@ struct Inner {
     receipts: sled::Tree,
     peers: sled::Tree,
     meta: sled::Tree,
+    audit: sled::Tree,
+    users: sled::Tree,
     shared: Arc<Shared>,
     /// Wakes the flusher (capacity 1: a pending wake-up covers all writes).
     /// Dropping it (with the last `Store`) stops the flusher.
@@ -377,6 +386,8 @@ impl Store {
         let receipts = open_tree(TREE_RECEIPTS)?;
         let peers = open_tree(TREE_PEERS)?;
         let meta = open_tree(TREE_META)?;
+        let audit = open_tree(TREE_AUDIT)?;
+        let users = open_tree(TREE_USERS)?;
 
         let count = match meta.get(KEY_MESSAGE_COUNT) {
             Ok(Some(v)) => decode_u64(&v).ok_or_else(|| StoreError::Corrupt {
@@ -409,6 +420,8 @@ impl Store {
             receipts,
             peers,
             meta,
+            audit,
+            users,
             shared: shared.clone(),
             wake: wake_tx,
             state: state_rx,
@@ -851,6 +864,104 @@ impl Store {
     /// A node-level value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(&self.inner.meta, key.as_bytes(), "reading a meta value")
+    }
+
+    // ----- audit log and officer accounts --------------------------------
+
+    /// Writes audit record `seq` (big-endian key) unless one exists, and returns a ticket to
+    /// wait on with [`Store::wait_for`]. Records are write-once: an existing `seq` is an error.
+    pub fn append_audit(&self, seq: u64, record: &[u8]) -> Result<DurableTicket, StoreError> {
+        self.check_writable()?;
+        let swapped = self
+            .inner
+            .audit
+            .compare_and_swap(seq.to_be_bytes(), None as Option<&[u8]>, Some(record))
+            .map_err(|e| self.engine("appending an audit record", e))?;
+        if swapped.is_err() {
+            return Err(StoreError::Corrupt {
+                tree: TREE_AUDIT,
+                path: self.inner.path.clone(),
+                detail: format!("audit record {seq} already exists"),
+            });
+        }
+        Ok(DurableTicket(self.note_written()))
+    }
+
+    /// Waits until the write behind `ticket` is flushed to disk.
+    pub async fn wait_for(&self, ticket: DurableTicket) -> Result<(), StoreError> {
+        self.wait_durable(ticket.0).await
+    }
+
+    /// Audit records with `seq >= from`, in order.
+    pub fn audit_records(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.audit.range(from.to_be_bytes()..) {
+            let (k, v) = item.map_err(|e| self.engine("reading the audit log", e))?;
+            let key: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                tree: TREE_AUDIT,
+                path: self.inner.path.clone(),
+                detail: "audit key is not 8 bytes".into(),
+            })?;
+            out.push((u64::from_be_bytes(key), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last audit record.
+    pub fn last_audit(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        match self
+            .inner
+            .audit
+            .last()
+            .map_err(|e| self.engine("reading the audit log", e))?
+        {
+            None => Ok(None),
+            Some((k, v)) => {
+                let key: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: TREE_AUDIT,
+                    path: self.inner.path.clone(),
+                    detail: "audit key is not 8 bytes".into(),
+                })?;
+                Ok(Some((u64::from_be_bytes(key), v.to_vec())))
+            }
+        }
+    }
+
+    /// Stores (or replaces) the account `name` and waits until it is durable.
+    pub async fn put_user(&self, name: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        self.inner
+            .users
+            .insert(name.as_bytes(), record)
+            .map_err(|e| self.engine("writing an account", e))?;
+        self.wait_durable(self.note_written()).await
+    }
+
+    /// Removes the account `name`; whether it existed.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.check_writable()?;
+        let old = self
+            .inner
+            .users
+            .remove(name.as_bytes())
+            .map_err(|e| self.engine("removing an account", e))?;
+        self.wait_durable(self.note_written()).await?;
+        Ok(old.is_some())
+    }
+
+    /// Every account, by name.
+    pub fn users(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.users.iter() {
+            let (k, v) = item.map_err(|e| self.engine("reading accounts", e))?;
+            let name = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                tree: TREE_USERS,
+                path: self.inner.path.clone(),
+                detail: "account name is not UTF-8".into(),
+            })?;
+            out.push((name, v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Every meta value whose key starts with `prefix`, in key order.

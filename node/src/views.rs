@@ -101,6 +101,9 @@ pub struct MessageView {
     pub expires_at: Option<String>,
     /// The message replied to.
     pub reply_to: Option<String>,
+    /// Named recipients (`OFFICER@NODE`), for TLP:RED.
+    #[serde(default)]
+    pub recipients: Vec<String>,
     /// The epoch.
     pub epoch: u64,
     /// The author's sequence number in the epoch.
@@ -108,6 +111,28 @@ pub struct MessageView {
     /// The body (only when reading one message).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+}
+
+/// A message an export left out, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refused {
+    /// The message id.
+    pub id: String,
+    /// Its handling code.
+    pub handling: String,
+    /// Why it was not exported.
+    pub reason: String,
+}
+
+/// `GET /v1/groups/{group}/export`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportView {
+    /// The group.
+    pub group_id: String,
+    /// Messages exported, with bodies.
+    pub exported: Vec<MessageView>,
+    /// Messages a handling code keeps in.
+    pub refused: Vec<Refused>,
 }
 
 /// One delivery receipt.
@@ -160,6 +185,9 @@ pub struct PostMessage {
     /// TLP code: `clear`, `green` (default), `amber`, `amber+strict`, `red`.
     #[serde(default)]
     pub handling: Option<String>,
+    /// Named recipients `OFFICER@NODE` (required for `red`).
+    #[serde(default)]
+    pub to: Vec<String>,
     /// Message replied to.
     #[serde(default)]
     pub reply_to: Option<String>,

@@ -1,91 +1,10 @@
 //! The `liaison` binary end to end: two daemons as real processes, driven by the CLI.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_liaison");
+use std::process::Command;
 
-fn liaison(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("LIAISON_DATA")
-        .env_remove("LIAISON_TOKEN")
-        .output()
-        .expect("run liaison")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = liaison(data, args);
-    assert!(
-        out.status.success(),
-        "liaison {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-fn json(data: &Path, args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&ok(data, args)).expect("json output")
-}
-
-/// Retries `f` until it returns Some, for at most 30 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(data: &Path) -> Daemon {
-        let child = Command::new(BIN)
-            .arg("--data")
-            .arg(data)
-            .arg("run")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn daemon");
-        eventually("daemon API", || {
-            liaison(data, &["status"]).status.success().then_some(())
-        });
-        Daemon(child)
-    }
-
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let code = self.0.wait().expect("wait");
-        assert!(code.success(), "daemon exited with {code:?} after SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{eventually, json, liaison, ok, Daemon, BIN};
 
 #[test]
 fn cli_end_to_end() {

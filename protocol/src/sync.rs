@@ -781,6 +781,11 @@ impl Engine {
                 }
             }
             if from.is_some() && state.role(&me).is_none() {
+                if state.epochs_of(&me).next().is_some() {
+                    // Added and removed again before this node adopted the group: the peer
+                    // told it of its removal. Nothing to adopt, nobody to blame.
+                    return Ok(());
+                }
                 return Err(Rejection::InvalidControl(
                     "a group this node is not a member of",
                 ));
