@@ -949,12 +949,40 @@ impl Actor {
                 node,
                 address,
                 reply,
-            } => {
-                let _ = reply.send(self.add_peer(name, node, address));
-            }
-            Command::RemovePeer { peer, reply } => {
-                let _ = reply.send(self.remove_peer(&peer));
-            }
+            } => match self.add_peer(name, node, address) {
+                // Answer once the peer record is on disk.
+                Ok((view, record)) => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        let result = store
+                            .put_peer(node.as_bytes(), &record)
+                            .await
+                            .map(|()| view)
+                            .map_err(Error::from);
+                        let _ = reply.send(result);
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::RemovePeer { peer, reply } => match self.remove_peer(&peer) {
+                // Answer once the removal is on disk.
+                Ok(node) => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        let result = store
+                            .remove_peer(node.as_bytes())
+                            .await
+                            .map(|_| ())
+                            .map_err(Error::from);
+                        let _ = reply.send(result);
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Groups(reply) => {
                 let groups: Vec<GroupId> = self
                     .engine
@@ -1047,7 +1075,13 @@ impl Actor {
         }
     }
 
-    fn add_peer(&mut self, name: String, node: NodeId, address: String) -> Result<PeerView> {
+    /// Pins a peer; returns its view and the record to store.
+    fn add_peer(
+        &mut self,
+        name: String,
+        node: NodeId,
+        address: String,
+    ) -> Result<(PeerView, Vec<u8>)> {
         if node == self.me {
             return Err(Error::Invalid("that node id is this node's own".into()));
         }
@@ -1081,13 +1115,15 @@ impl Actor {
             descriptor: None,
         };
         self.insert_peer(node, record);
-        self.persist_peer(node);
         info!(peer = %node.short(), "peer pinned");
         let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
-        Ok(self.peer_view(entry))
+        let record =
+            serde_json::to_vec(&entry.record).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok((self.peer_view(entry), record))
     }
 
-    fn remove_peer(&mut self, sel: &str) -> Result<()> {
+    /// Unpins a peer and drops its connection; returns its id for the store update.
+    fn remove_peer(&mut self, sel: &str) -> Result<NodeId> {
         let node = self.resolve_peer(sel)?;
         if let Some(entry) = self.peers.remove(&node) {
             entry.dialer.cancel();
@@ -1097,14 +1133,8 @@ impl Actor {
             c.conn.close(4u32.into(), b"peer removed");
             self.engine.handle_disconnected(&node);
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.remove_peer(node.as_bytes()).await {
-                warn!(error = %e, "cannot remove a peer record");
-            }
-        });
         info!(peer = %node.short(), "peer removed");
-        Ok(())
+        Ok(node)
     }
 
     fn resolve_peer(&self, sel: &str) -> Result<NodeId> {
