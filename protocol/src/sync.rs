@@ -674,12 +674,12 @@ impl Engine {
             },
             Frame::Push { envelopes } => {
                 for envelope in envelopes {
-                    self.accept_envelope(now, peer, envelope);
+                    self.accept_envelope(now, peer, envelope, archive);
                 }
             }
             Frame::Ack { ids } => self.events.push_back(Event::Acked { peer, ids }),
             Frame::SyncRequest(req) => self.answer(now, peer, req, archive),
-            Frame::SyncResponse(resp) => self.take_response(now, peer, resp),
+            Frame::SyncResponse(resp) => self.take_response(now, peer, resp, archive),
             Frame::Receipts { receipts } => {
                 for bytes in receipts {
                     self.take_receipt(peer, bytes, archive);
@@ -847,7 +847,13 @@ impl Engine {
         }
     }
 
-    fn accept_envelope(&mut self, now: Timestamp, peer: NodeId, envelope: Vec<u8>) {
+    fn accept_envelope(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        envelope: Vec<u8>,
+        archive: &dyn Archive,
+    ) {
         let (_, header, id) = match message::decode(&envelope) {
             Ok(d) => d,
             Err(e) => return self.reject(peer, e),
@@ -892,6 +898,14 @@ impl Engine {
             .get(&(h.author, h.epoch))
             .is_some_and(|held| held.contains(h.seq))
         {
+            if archive.message_origin(&id).is_none() {
+                // Another message holds this seq: the author used it twice. Never acknowledge
+                // what is not stored.
+                return self.reject(
+                    peer,
+                    Rejection::InvalidHeader("sequence number already used by another message"),
+                );
+            }
             // Already durable here: acknowledge again, store nothing.
             self.send(peer, &Frame::Ack { ids: vec![id] });
             return;
@@ -1004,14 +1018,20 @@ impl Engine {
         self.send(peer, &frame);
     }
 
-    fn take_response(&mut self, now: Timestamp, peer: NodeId, resp: SyncResponse) {
+    fn take_response(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        resp: SyncResponse,
+        archive: &dyn Archive,
+    ) {
         if !resp.controls.is_empty() {
             if let Err(e) = self.apply_controls(now, Some(peer), resp.group, &resp.controls) {
                 return self.reject(peer, e);
             }
         }
         for envelope in resp.envelopes {
-            self.accept_envelope(now, peer, envelope);
+            self.accept_envelope(now, peer, envelope, archive);
         }
         if resp.more {
             if let Some(p) = self.peers.get_mut(&peer) {

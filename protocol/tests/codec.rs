@@ -275,6 +275,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         sync_response().prop_map(Frame::SyncResponse),
         byte_list().prop_map(|receipts| Frame::Receipts { receipts }),
         (group_id(), byte_list()).prop_map(|(group, events)| Frame::Control { group, events }),
+        byte_list().prop_map(|descriptors| Frame::Directory { descriptors }),
     ]
 }
 
@@ -578,7 +579,7 @@ fn frame_limit_is_inclusive() {
 /// Length prefixes that claim more than the input holds are errors, not allocations or panics.
 #[test]
 fn huge_length_prefixes_are_refused() {
-    for variant in 0u32..7 {
+    for variant in 0u32..8 {
         for len in [u64::MAX, u64::MAX / 2, 1 << 40, MAX_FRAME_LEN as u64, 100] {
             let mut bytes = vec![WIRE_VERSION];
             bytes.extend_from_slice(&variant.to_be_bytes());
@@ -601,11 +602,13 @@ fn huge_length_prefixes_are_refused() {
 /// Unknown enum variants and invalid tags are refused.
 #[test]
 fn unknown_variants_and_tags_are_refused() {
-    // A frame variant beyond the last one.
-    let mut bytes = vec![WIRE_VERSION];
-    bytes.extend_from_slice(&7u32.to_be_bytes());
-    bytes.extend_from_slice(&0u64.to_be_bytes());
-    assert!(Frame::decode(&bytes).is_err());
+    // Frame variants beyond the last one (7, Directory).
+    for variant in [8u32, 9, 1000, u32::MAX] {
+        let mut bytes = vec![WIRE_VERSION];
+        bytes.extend_from_slice(&variant.to_be_bytes());
+        bytes.extend_from_slice(&0u64.to_be_bytes());
+        assert!(Frame::decode(&bytes).is_err(), "variant {variant}");
+    }
     // A bool other than 0 or 1 in SyncResponse::more.
     let resp = Frame::SyncResponse(SyncResponse {
         group: GroupId::from([1; 16]),
