@@ -916,7 +916,7 @@ impl Engine {
         let gap = replica
             .held
             .get(&(h.author, h.epoch))
-            .map_or(h.seq > 1, |held| h.seq > held.max() + 1);
+            .map_or(h.seq > 1, |held| h.seq > held.max().saturating_add(1));
         if let Some(replica) = self.groups.get_mut(&h.group) {
             replica
                 .held
