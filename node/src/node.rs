@@ -47,6 +47,10 @@ const COMMAND_QUEUE: usize = 256;
 const INBOUND_QUEUE: usize = 1024;
 /// Capacity of each connection's outbound frame channel.
 const OUTBOUND_QUEUE: usize = 1024;
+/// A second connection from a peer within this time of the first is a simultaneous dial, settled
+/// by the node-id rule; a later one means the peer lost the first (it dials only while it has
+/// none), so it replaces the first, which may be a dead connection to an old address.
+const DIAL_RACE: Duration = Duration::from_secs(2);
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now() -> Timestamp {
@@ -262,6 +266,7 @@ struct Conn {
     initiator: NodeId,
     conn: quinn::Connection,
     tx: mpsc::Sender<Vec<u8>>,
+    since: std::time::Instant,
 }
 
 /// Messages to the actor from its own helper tasks.
@@ -891,6 +896,7 @@ impl Actor {
         let preferred = |init: NodeId| init == peer.min(self.me);
         if let Some(existing) = self.conns.get(&peer) {
             let keep_existing = existing.conn.close_reason().is_none()
+                && existing.since.elapsed() < DIAL_RACE
                 && (preferred(existing.initiator) || !preferred(initiator));
             if keep_existing {
                 conn.close(3u32.into(), b"duplicate connection");
@@ -921,6 +927,7 @@ impl Actor {
                 initiator,
                 conn,
                 tx,
+                since: std::time::Instant::now(),
             },
         );
         if let Some(entry) = self.peers.get_mut(&peer) {

@@ -2,6 +2,11 @@
 //! temporary data directory, sled store, QUIC endpoint on 127.0.0.1 port 0 and API.
 #![allow(missing_docs)]
 
+pub mod hostile;
+pub mod logs;
+pub mod nodes;
+pub mod relay;
+
 use std::path::PathBuf;
 
 use liaison_node::datadir::DataDir;
