@@ -146,6 +146,15 @@ pub enum Cmd {
         #[arg(long)]
         exit: bool,
     },
+    /// Measure what a node sustains against this machine's limits (real nodes on loopback).
+    Bench {
+        /// Smaller counts: finishes within a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Also write every figure as one JSON object to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// `liaison peer ...`.
@@ -290,6 +299,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Run => run_daemon(&dir).await,
         Cmd::Demo { exit } => crate::demo::run(exit).await,
+        Cmd::Bench { quick, json } => crate::bench::run(crate::bench::Options { quick, json })
+            .await
+            .map(drop),
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

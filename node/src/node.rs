@@ -45,6 +45,16 @@ use crate::views::{
 const COMMAND_QUEUE: usize = 256;
 /// Capacity of the inbound frame channel from all connections.
 const INBOUND_QUEUE: usize = 1024;
+/// Inputs the actor takes from its queues, when they are already waiting, before it drains the
+/// engine once: one drain then stores many messages with one write and sends one frame per peer
+/// for all of them.
+const MAX_BATCH_INPUTS: usize = 64;
+/// Fewest signed items checked per task on the blocking pool (see [`check_frame`]).
+const CHECK_CHUNK_MIN: usize = 8;
+/// Message batches of each kind (received, posted here) being written at once. What arrives
+/// meanwhile waits and goes into the next batch: under load, batches grow instead of writes
+/// queueing up, so one transaction and one flush cover many messages.
+const MAX_WRITES_IN_FLIGHT: usize = 2;
 /// Capacity of each connection's outbound frame channel.
 const OUTBOUND_QUEUE: usize = 1024;
 /// A second connection from a peer within this time of the first is a simultaneous dial, settled
@@ -200,6 +210,29 @@ impl NodeHandle {
     }
 }
 
+/// What a node reports to observers (the benchmark, tests): ids only, in batches, never needed
+/// to run a node. Sent on a bounded broadcast channel only while someone subscribes; a slow
+/// subscriber loses events (`RecvError::Lagged`), the node never waits for it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// Messages received from peers are durably stored here (flushed); their `Ack`s are queued.
+    Durable {
+        /// The messages.
+        ids: Arc<[MessageId]>,
+    },
+    /// A peer acknowledged that it durably stored these messages.
+    Acked {
+        /// The peer.
+        peer: NodeId,
+        /// The messages.
+        ids: Arc<[MessageId]>,
+    },
+}
+
+/// Batches of [`NodeEvent`]s buffered per subscriber.
+const EVENT_QUEUE: usize = 4096;
+
 /// A node started by [`start`].
 #[derive(Debug)]
 pub struct RunningNode {
@@ -218,6 +251,7 @@ pub struct RunningNode {
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
     dir: DataDir,
+    events: broadcast::Sender<NodeEvent>,
 }
 
 impl RunningNode {
@@ -234,6 +268,11 @@ impl RunningNode {
     /// A token that is cancelled when the node shuts down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Reports of durable storage and acknowledgements from now on (see [`NodeEvent`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
     }
 }
 
@@ -294,6 +333,8 @@ enum Internal {
         result: Result<()>,
         reply: oneshot::Sender<Result<MessageId>>,
     },
+    /// A batch of local posts was written (after its `LocalStored`s).
+    PostsWritten,
     ControlStored {
         event: Vec<u8>,
         result: Result<()>,
@@ -368,6 +409,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let handle = NodeHandle { tx: cmd_tx };
+    let (events, _) = broadcast::channel(EVENT_QUEUE);
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut actor = Actor {
@@ -389,6 +431,12 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         pending_writes: 0,
         directory: BTreeMap::new(),
         new_messages: broadcast::channel(1024).0,
+        events: events.clone(),
+        local_posts: Vec::new(),
+        post_writes: 0,
+        received: Vec::new(),
+        received_writes: 0,
+        origins: HashMap::new(),
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -429,6 +477,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         shutdown,
         tasks,
         dir: dir.clone(),
+        events,
     })
 }
 
@@ -478,7 +527,7 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
 }
 
 /// Reads envelopes back from the store for the engine.
-struct StoreArchive<'a>(&'a Store);
+struct StoreArchive<'a>(&'a Store, &'a Origins);
 
 impl Archive for StoreArchive<'_> {
     fn envelopes(
@@ -498,11 +547,22 @@ impl Archive for StoreArchive<'_> {
     }
 
     fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+        if let Some(origin) = self.1.get(id) {
+            return Some(*origin);
+        }
         let bytes = self.0.message(id.as_bytes()).ok()??;
         let (_, header, _) = message::decode(&bytes).ok()?;
         Some((header.group, header.author))
     }
 }
+
+/// Group and author of recently stored messages, so that a receipt for one (the usual case)
+/// needs no store read and no decoding of the envelope. Cleared when it reaches
+/// [`MAX_ORIGINS`]; the store answers the rest.
+type Origins = HashMap<MessageId, (GroupId, NodeId)>;
+
+/// Most entries in [`Origins`].
+const MAX_ORIGINS: usize = 65_536;
 
 struct Actor {
     name: String,
@@ -515,7 +575,7 @@ struct Actor {
     conns: HashMap<NodeId, Conn>,
     next_conn: Arc<AtomicU64>,
     internal_tx: mpsc::Sender<Internal>,
-    inbound_tx: mpsc::Sender<(NodeId, u64, Vec<u8>)>,
+    inbound_tx: mpsc::Sender<InboundFrame>,
     shutdown: CancellationToken,
     config: Config,
     quic_addr: SocketAddr,
@@ -525,6 +585,18 @@ struct Actor {
     directory: BTreeMap<NodeId, Descriptor>,
     /// Ids of messages as they become durable, for live feeds.
     new_messages: broadcast::Sender<MessageId>,
+    /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
+    events: broadcast::Sender<NodeEvent>,
+    /// Posts sealed and waiting for the store, written together by `store_local_posts`.
+    local_posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
+    /// Batches of local posts being written.
+    post_writes: usize,
+    /// Messages accepted from peers and waiting for the store, written by `store_received`.
+    received: Vec<NewMessageOwned>,
+    /// Batches of received messages being written.
+    received_writes: usize,
+    /// See [`Origins`].
+    origins: Origins,
 }
 
 /// Meta key prefix of directory entries in the store.
@@ -603,7 +675,7 @@ impl Actor {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut internal: mpsc::Receiver<Internal>,
-        mut inbound: mpsc::Receiver<(NodeId, u64, Vec<u8>)>,
+        mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
         loop {
             let deadline = self.engine.poll_timeout();
@@ -620,14 +692,21 @@ impl Actor {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 Some(msg) = internal.recv() => self.on_internal(msg),
-                Some((peer, conn, bytes)) = inbound.recv() => {
-                    if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
-                        let archive = StoreArchive(&self.store);
-                        self.engine.handle_frame(now(), peer, &bytes, &archive);
-                    }
-                }
+                Some(frame) = inbound.recv() => self.on_inbound(frame),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 () = sleep => self.engine.handle_timeout(now()),
+            }
+            // Take what else is already waiting, in the same priority, before draining once.
+            for _ in 0..MAX_BATCH_INPUTS {
+                if let Ok(msg) = internal.try_recv() {
+                    self.on_internal(msg);
+                } else if let Ok(frame) = inbound.try_recv() {
+                    self.on_inbound(frame);
+                } else if let Ok(cmd) = commands.try_recv() {
+                    self.on_command(cmd);
+                } else {
+                    break;
+                }
             }
             self.drain();
         }
@@ -647,9 +726,118 @@ impl Actor {
         let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
     }
 
+    /// Remembers the group and author of a message being stored (see [`Origins`]).
+    fn note_origin(&mut self, id: MessageId, group: GroupId, author: NodeId) {
+        if self.origins.len() >= MAX_ORIGINS {
+            self.origins.clear();
+        }
+        self.origins.insert(id, (group, author));
+    }
+
+    /// A frame from a live connection: to the engine, its signatures already checked.
+    fn on_inbound(&mut self, (peer, conn, frame): InboundFrame) {
+        if self.conns.get(&peer).is_none_or(|c| c.id != conn) {
+            return;
+        }
+        let archive = StoreArchive(&self.store, &self.origins);
+        match frame {
+            Inbound::Raw(bytes) => self.engine.handle_frame(now(), peer, &bytes, &archive),
+            Inbound::Split(split, checked) => {
+                self.engine
+                    .handle_split(now(), peer, split, checked, &archive);
+            }
+        }
+    }
+
+    /// Writes the posts sealed since the last drain as one store batch (one transaction, one
+    /// flush); each is answered, and pushed to peers, once that write is durable.
+    fn store_local_posts(&mut self) {
+        if self.local_posts.is_empty() || self.post_writes >= MAX_WRITES_IN_FLIGHT {
+            return;
+        }
+        self.post_writes += 1;
+        let posts = std::mem::take(&mut self.local_posts);
+        let store = self.store.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let batch = posts
+                .iter()
+                .map(|(sealed, _)| NewMessageOwned {
+                    id: *sealed.id.as_bytes(),
+                    group: *sealed.header.group.as_bytes(),
+                    author: *sealed.header.author.as_bytes(),
+                    epoch: sealed.header.epoch,
+                    seq: sealed.header.seq,
+                    envelope: sealed.bytes.clone(),
+                    meta: now().0.to_be_bytes().to_vec(),
+                })
+                .collect();
+            let result = store
+                .insert_messages(batch)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            for (sealed, reply) in posts {
+                let result = result
+                    .clone()
+                    .map_err(|e| Error::io("cannot store the message", std::io::Error::other(e)));
+                let _ = tx
+                    .send(Internal::LocalStored {
+                        sealed: Box::new(sealed),
+                        result,
+                        reply,
+                    })
+                    .await;
+            }
+            let _ = tx.send(Internal::PostsWritten).await;
+        });
+    }
+
+    /// Writes the messages accepted from peers that wait for the store as one batch, unless
+    /// [`MAX_WRITES_IN_FLIGHT`] batches are being written already.
+    fn store_received(&mut self) {
+        if self.received.is_empty() || self.received_writes >= MAX_WRITES_IN_FLIGHT {
+            return;
+        }
+        self.received_writes += 1;
+        let batch = std::mem::take(&mut self.received);
+        self.pending_writes += 1;
+        let store = self.store.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let ids: Vec<MessageId> = batch.iter().map(|m| MessageId::from(m.id)).collect();
+            let (durable, failed) = match store.insert_messages(batch).await {
+                Ok(outcomes) => {
+                    let mut durable = Vec::new();
+                    let mut failed = Vec::new();
+                    for (id, outcome) in ids.into_iter().zip(outcomes) {
+                        if outcome == crate::store::Inserted::Conflict {
+                            warn!(id = %id.short(), "an author used one sequence number twice; keeping the first");
+                            failed.push(id);
+                        } else {
+                            durable.push(id);
+                        }
+                    }
+                    (durable, failed)
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store received messages");
+                    (Vec::new(), ids)
+                }
+            };
+            let _ = tx
+                .send(Internal::Durable {
+                    ids: durable,
+                    failed,
+                })
+                .await;
+        });
+    }
+
     // ----- engine output -----------------------------------------------------------------
 
     fn drain(&mut self) {
+        self.store_local_posts();
         let mut batch: Vec<NewMessageOwned> = Vec::new();
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
@@ -661,6 +849,7 @@ impl Actor {
                     envelope,
                 } => {
                     debug!(peer = %from.short(), id = %id.short(), "message accepted");
+                    self.note_origin(id, header.group, header.author);
                     batch.push(NewMessageOwned {
                         id: *id.as_bytes(),
                         group: *header.group.as_bytes(),
@@ -680,11 +869,14 @@ impl Actor {
                     descriptor,
                     bytes,
                 } => self.on_descriptor(peer, *descriptor, &bytes),
+                // This node's own receipts come only once the message is durable here.
                 Event::Receipt {
                     message,
                     receiver,
                     bytes,
-                } if self.store.has_message(message.as_bytes()).unwrap_or(false) => {
+                } if receiver == self.me
+                    || self.store.has_message(message.as_bytes()).unwrap_or(false) =>
+                {
                     let store = self.store.clone();
                     tokio::spawn(async move {
                         if let Err(e) = store
@@ -712,6 +904,10 @@ impl Actor {
                 }
                 Event::Acked { peer, ids } => {
                     debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
+                    if self.events.receiver_count() > 0 {
+                        let ids = ids.into();
+                        let _ = self.events.send(NodeEvent::Acked { peer, ids });
+                    }
                 }
                 Event::Rejected { peer, reason } => {
                     warn!(peer = %peer.short(), %reason, "rejected input from peer");
@@ -737,39 +933,8 @@ impl Actor {
                 }
             });
         }
-        if !batch.is_empty() {
-            self.pending_writes += 1;
-            let store = self.store.clone();
-            let tx = self.internal_tx.clone();
-            tokio::spawn(async move {
-                let ids: Vec<MessageId> = batch.iter().map(|m| MessageId::from(m.id)).collect();
-                let (durable, failed) = match store.insert_messages(batch).await {
-                    Ok(outcomes) => {
-                        let mut durable = Vec::new();
-                        let mut failed = Vec::new();
-                        for (id, outcome) in ids.into_iter().zip(outcomes) {
-                            if outcome == crate::store::Inserted::Conflict {
-                                warn!(id = %id.short(), "an author used one sequence number twice; keeping the first");
-                                failed.push(id);
-                            } else {
-                                durable.push(id);
-                            }
-                        }
-                        (durable, failed)
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot store received messages");
-                        (Vec::new(), ids)
-                    }
-                };
-                let _ = tx
-                    .send(Internal::Durable {
-                        ids: durable,
-                        failed,
-                    })
-                    .await;
-            });
-        }
+        self.received.extend(batch);
+        self.store_received();
         while let Some(t) = self.engine.poll_transmit() {
             if let Some(conn) = self.conns.get(&t.peer) {
                 if conn.tx.try_send(t.frame).is_err() {
@@ -837,13 +1002,25 @@ impl Actor {
             }
             Internal::Durable { ids, failed } => {
                 self.pending_writes = self.pending_writes.saturating_sub(1);
+                self.received_writes = self.received_writes.saturating_sub(1);
                 if !failed.is_empty() {
                     self.engine.handle_store_failed(&failed);
+                    for id in &failed {
+                        self.origins.remove(id);
+                    }
                 }
                 self.engine.handle_durable(now(), &ids);
+                if self.events.receiver_count() > 0 && !ids.is_empty() {
+                    let _ = self.events.send(NodeEvent::Durable {
+                        ids: ids.as_slice().into(),
+                    });
+                }
                 for id in &ids {
                     let _ = self.new_messages.send(*id);
                 }
+            }
+            Internal::PostsWritten => {
+                self.post_writes = self.post_writes.saturating_sub(1);
             }
             Internal::LocalStored {
                 sealed,
@@ -854,6 +1031,7 @@ impl Actor {
                 match result {
                     Ok(()) => {
                         self.engine.commit_local_message(&sealed);
+                        self.note_origin(sealed.id, sealed.header.group, sealed.header.author);
                         let _ = self.new_messages.send(sealed.id);
                         let _ = reply.send(Ok(sealed.id));
                     }
@@ -1464,32 +1642,9 @@ impl Actor {
                 return;
             }
         };
+        // Stored with the other posts of this round in one write; see `store_local_posts`.
         self.pending_writes += 1;
-        let store = self.store.clone();
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let h = &sealed.header;
-            let result = store
-                .insert_messages(vec![NewMessageOwned {
-                    id: *sealed.id.as_bytes(),
-                    group: *h.group.as_bytes(),
-                    author: *h.author.as_bytes(),
-                    epoch: h.epoch,
-                    seq: h.seq,
-                    envelope: sealed.bytes.clone(),
-                    meta: now().0.to_be_bytes().to_vec(),
-                }])
-                .await
-                .map(|_| ())
-                .map_err(Error::from);
-            let _ = tx
-                .send(Internal::LocalStored {
-                    sealed: Box::new(sealed),
-                    result,
-                    reply,
-                })
-                .await;
-        });
+        self.local_posts.push((sealed, reply));
     }
 
     fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {
@@ -1684,16 +1839,69 @@ async fn dial_loop(
     }
 }
 
+/// A frame from a connection on its way to the actor.
+#[derive(Debug)]
+enum Inbound {
+    /// Bytes that do not decode: the engine rejects them (a strike against the peer).
+    Raw(Vec<u8>),
+    /// A decoded frame with the signatures of what it carries already checked.
+    Split(sync::SplitFrame, Vec<sync::Checked>),
+}
+
+/// A frame, the peer it came from and the id of its connection.
+type InboundFrame = (NodeId, u64, Inbound);
+
+/// Decodes a frame and checks the signatures of the envelopes or receipts it carries on tokio's
+/// blocking pool, spread over up to `cores` tasks, so that the actor only finishes the checks
+/// that need its state (membership, decryption). Frames keep their order: the connection's
+/// reader waits for these checks before it reads the next frame, while the actor works on the
+/// previous one.
+async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
+    let Ok((split, items)) = sync::SplitFrame::decode(&bytes) else {
+        return Inbound::Raw(bytes);
+    };
+    if items.is_empty() {
+        return Inbound::Split(split, Vec::new());
+    }
+    let carried = split.carried();
+    let per_task = items.len().div_ceil(cores.max(1)).max(CHECK_CHUNK_MIN);
+    let count = items.len();
+    let mut items = items.into_iter();
+    let mut tasks = Vec::new();
+    loop {
+        let chunk: Vec<Vec<u8>> = items.by_ref().take(per_task).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|item| carried.check(item))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut checked = Vec::with_capacity(count);
+    for task in tasks {
+        match task.await {
+            Ok(part) => checked.extend(part),
+            // A check task failed (the runtime is shutting down): let the engine do it all.
+            Err(_) => return Inbound::Raw(bytes),
+        }
+    }
+    Inbound::Split(split, checked)
+}
+
 async fn connection_task(
     conn: quinn::Connection,
     peer: NodeId,
     id: u64,
     mut outbound: mpsc::Receiver<Vec<u8>>,
-    inbound: mpsc::Sender<(NodeId, u64, Vec<u8>)>,
+    inbound: mpsc::Sender<InboundFrame>,
     internal: mpsc::Sender<Internal>,
     shutdown: CancellationToken,
 ) {
     let max = liaison_protocol::codec::MAX_FRAME_LEN;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let writer = {
         let conn = conn.clone();
         async move {
@@ -1719,6 +1927,7 @@ async fn connection_task(
                             loop {
                                 match transport::read_frame(&mut recv, max).await {
                                     Ok(Some(frame)) => {
+                                        let frame = check_frame(frame, cores).await;
                                         if inbound.send((peer, id, frame)).await.is_err() {
                                             return Ok(());
                                         }

@@ -469,12 +469,23 @@ impl Store {
             return Ok(Vec::new());
         }
         self.check_writable()?;
-        let outcomes = self.apply_messages(|ctx| {
-            batch
-                .iter()
-                .map(|m| ctx.insert(&m.borrowed()))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
+        // The transaction runs on tokio's blocking pool: a batch takes sled milliseconds (and
+        // may wait on sled's log buffers), which would stall every task of a runtime worker.
+        let store = self.clone();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            store.apply_messages(|ctx| {
+                batch
+                    .iter()
+                    .map(|m| ctx.insert(&m.borrowed()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Engine {
+            op: "inserting messages",
+            path: self.inner.path.clone(),
+            source: sled::Error::Io(std::io::Error::other(e.to_string())),
+        })??;
         self.wait_durable(self.note_written()).await?;
         Ok(outcomes)
     }
@@ -1290,7 +1301,14 @@ async fn flush_once(inner: &Inner, shared: &Shared) -> Result<usize, sled::Error
     }
     #[cfg(not(test))]
     let _ = shared;
-    inner.db.flush_async().await
+    // Not `flush_async`: that runs the flush on sled's own small IO thread pool, where it
+    // blocks until buffer writes queued on the same pool are done; with seven or more stores
+    // flushing at once in one process (tests, the benchmark's fan-out) every pool thread waits
+    // and nothing writes. tokio's blocking pool has no such ceiling.
+    let db = inner.db.clone();
+    tokio::task::spawn_blocking(move || db.flush())
+        .await
+        .unwrap_or_else(|e| Err(sled::Error::Io(std::io::Error::other(e.to_string()))))
 }
 
 /// sled reports a held lock as an `Io` error of kind `Other` with this text.

@@ -358,12 +358,31 @@ pub fn decode(bytes: &[u8]) -> Result<(Envelope, Header, MessageId), Rejection> 
 /// author may post in the header's epoch, and the ciphertext hash. Needs no epoch key.
 pub fn verify(bytes: &[u8], group: &GroupState) -> Result<Verified, Rejection> {
     let (envelope, header, id) = decode(bytes)?;
+    check_signature(&envelope, &header)?;
+    let verified = Verified {
+        id,
+        header,
+        envelope,
+    };
+    check_author(&verified, group)?;
+    Ok(verified)
+}
+
+/// The author's signature over a decoded envelope's header (`verify_strict`): the part of
+/// [`verify`] that needs no group state, so that it can run on any thread.
+pub fn check_signature(envelope: &Envelope, header: &Header) -> Result<(), Rejection> {
     header.author.verify(
         ENVELOPE_DOMAIN,
         &envelope.header,
         &envelope.signature,
         "envelope",
-    )?;
+    )
+}
+
+/// The rest of [`verify`], after [`check_signature`]: that the author may post in the header's
+/// epoch of `group`, and the ciphertext hash.
+pub fn check_author(verified: &Verified, group: &GroupState) -> Result<(), Rejection> {
+    let (header, envelope) = (&verified.header, &verified.envelope);
     if header.group != group.id() {
         return Err(Rejection::UnknownGroup(header.group));
     }
@@ -393,11 +412,7 @@ pub fn verify(bytes: &[u8], group: &GroupState) -> Result<Verified, Rejection> {
     if derive(CIPHERTEXT_CONTEXT, &[&envelope.ciphertext]) != header.ciphertext_hash {
         return Err(Rejection::CiphertextMismatch);
     }
-    Ok(Verified {
-        id,
-        header,
-        envelope,
-    })
+    Ok(())
 }
 
 /// Decrypts a verified envelope with the epoch key this node holds, checking the key

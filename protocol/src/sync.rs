@@ -11,7 +11,9 @@
 //! Engine::new → restore_group / restore_held (from the store, at start-up)
 //! loop:
 //!   handle_connected(now, peer) | handle_disconnected(peer)
-//!   handle_frame(now, peer, bytes, archive)          ← bytes from the transport
+//!   handle_frame(now, peer, bytes, archive)          ← bytes from the transport, or
+//!   SplitFrame::decode → Carried::check (any thread) → handle_split   ← the same, with the
+//!                                                       signatures checked off the engine
 //!   handle_durable(now, ids) | handle_store_failed(ids)   ← after the store's flush
 //!   handle_timeout(now)                              ← when poll_timeout() is reached
 //!   propose_* / commit_local_control / seal / commit_local_message   ← local actions
@@ -30,6 +32,10 @@
 //! - Queues are bounded: at most [`Config::max_queued_frames`] frames wait per peer and at most
 //!   [`Config::max_in_flight`] messages wait for the store; beyond that, input is dropped
 //!   unacknowledged, and the periodic sync recovers it.
+//! - Pushes, acknowledgements and receipts for one peer are coalesced until the node next calls
+//!   [`Engine::poll_transmit`] (or another frame goes to that peer first, which keeps the order):
+//!   a drain that handled many messages sends one `Push`, one `Ack` and one `Receipts` frame per
+//!   peer, not one of each per message.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -248,7 +254,8 @@ struct InFlight {
     epoch: u64,
     seq: u64,
     from: Vec<NodeId>,
-    envelope: Vec<u8>,
+    /// Kept only where this node relays (see [`Engine::handle_durable`]); the store has it.
+    envelope: Option<Vec<u8>>,
 }
 
 /// The sync engine of one node. See the module documentation for the call order.
@@ -263,10 +270,26 @@ pub struct Engine {
     in_flight: HashMap<MessageId, InFlight>,
     next_seq: BTreeMap<(GroupId, u64), u64>,
     transmits: VecDeque<Transmit>,
+    /// Pushes, acks and receipts waiting to be coalesced into frames, per peer.
+    outbox: BTreeMap<NodeId, Outbox>,
     events: VecDeque<Event>,
     /// Signed descriptors of known nodes (this one included), shared with peers.
     directory: BTreeMap<NodeId, Vec<u8>>,
 }
+
+/// What waits for one peer until the next [`Engine::poll_transmit`].
+#[derive(Debug, Default)]
+struct Outbox {
+    push: Vec<Vec<u8>>,
+    push_bytes: usize,
+    acks: Vec<MessageId>,
+    receipts: Vec<Vec<u8>>,
+}
+
+/// Most message ids in one `Ack` frame.
+const MAX_ACKS_PER_FRAME: usize = 4096;
+/// Most receipts in one `Receipts` frame.
+const MAX_RECEIPTS_PER_FRAME: usize = 1024;
 
 /// The most descriptors a node keeps in its directory.
 pub const MAX_DIRECTORY: usize = 4096;
@@ -290,6 +313,7 @@ impl Engine {
             in_flight: HashMap::new(),
             next_seq: BTreeMap::new(),
             transmits: VecDeque::new(),
+            outbox: BTreeMap::new(),
             events: VecDeque::new(),
             directory: BTreeMap::new(),
         }
@@ -568,6 +592,7 @@ impl Engine {
             p.connected = false;
         }
         self.transmits.retain(|t| t.peer != *peer);
+        self.outbox.remove(peer);
         if let Some(p) = self.peers.get_mut(peer) {
             p.queued = 0;
         }
@@ -655,11 +680,27 @@ impl Engine {
         bytes: &[u8],
         archive: &dyn Archive,
     ) {
-        let frame = match Frame::decode(bytes) {
-            Ok(f) => f,
+        let (split, items) = match SplitFrame::decode(bytes) {
+            Ok(s) => s,
             Err(e) => return self.reject(peer, e.into()),
         };
-        match frame {
+        let carried = split.carried();
+        let checked = items.into_iter().map(|b| carried.check(b)).collect();
+        self.handle_split(now, peer, split, checked, archive);
+    }
+
+    /// Handles a frame from `peer` split with [`SplitFrame::decode`], with the items it carried
+    /// checked by [`Carried::check`], in order. [`Engine::handle_frame`] is exactly this with
+    /// the checks done inline; the node may instead run them on other cores.
+    pub fn handle_split(
+        &mut self,
+        now: Timestamp,
+        peer: NodeId,
+        split: SplitFrame,
+        checked: Vec<Checked>,
+        archive: &dyn Archive,
+    ) {
+        match split.frame {
             Frame::Hello { descriptor } => match SignedDescriptor::verify(&descriptor, now) {
                 Ok(d) if d.node == peer => {
                     self.learn_descriptor(peer, &descriptor);
@@ -672,17 +713,18 @@ impl Engine {
                 Ok(_) => self.reject(peer, Rejection::InvalidDescriptor("describes another node")),
                 Err(e) => self.reject(peer, e),
             },
-            Frame::Push { envelopes } => {
-                for envelope in envelopes {
-                    self.accept_envelope(now, peer, envelope, archive);
+            Frame::Push { .. } => {
+                for item in checked {
+                    self.accept_envelope(now, peer, item.into_envelope(), archive);
                 }
             }
             Frame::Ack { ids } => self.events.push_back(Event::Acked { peer, ids }),
             Frame::SyncRequest(req) => self.answer(now, peer, req, archive),
-            Frame::SyncResponse(resp) => self.take_response(now, peer, resp, archive),
-            Frame::Receipts { receipts } => {
-                for bytes in receipts {
-                    self.take_receipt(peer, bytes, archive);
+            Frame::SyncResponse(resp) => self.take_response(now, peer, resp, checked, archive),
+            Frame::Receipts { .. } => {
+                for item in checked {
+                    let (bytes, receipt) = item.into_receipt();
+                    self.take_receipt(peer, bytes, receipt, archive);
                 }
             }
             Frame::Directory { descriptors } => {
@@ -851,10 +893,15 @@ impl Engine {
         &mut self,
         now: Timestamp,
         peer: NodeId,
-        envelope: Vec<u8>,
+        checked: CheckedEnvelope,
         archive: &dyn Archive,
     ) {
-        let (_, header, id) = match message::decode(&envelope) {
+        let CheckedEnvelope {
+            bytes: envelope,
+            decoded,
+            signature,
+        } = checked;
+        let (decoded_envelope, header, id) = match decoded {
             Ok(d) => d,
             Err(e) => return self.reject(peer, e),
         };
@@ -888,16 +935,30 @@ impl Engine {
                 },
             );
         }
-        let verified = match message::verify_and_open(&envelope, &replica.state) {
-            Ok((v, _content)) => v,
-            Err(e) => return self.reject(peer, e),
+        // The checks of `message::verify_and_open`, in its order; the signature was checked
+        // when the envelope was (see `Carried::check`).
+        if let Err(e) = signature {
+            return self.reject(peer, e);
+        }
+        let verified = message::Verified {
+            id,
+            header,
+            envelope: decoded_envelope,
         };
-        let h = verified.header;
-        if replica
+        if let Err(e) = message::check_author(&verified, &replica.state) {
+            return self.reject(peer, e);
+        }
+        let held_here = replica
             .held
-            .get(&(h.author, h.epoch))
-            .is_some_and(|held| held.contains(h.seq))
-        {
+            .get(&(verified.header.author, verified.header.epoch))
+            .is_some_and(|held| held.contains(verified.header.seq));
+        if !held_here {
+            if let Err(e) = message::open(&verified, &replica.state) {
+                return self.reject(peer, e);
+            }
+        }
+        let h = verified.header;
+        if held_here {
             if archive.message_origin(&id).is_none() {
                 // Another message holds this seq: the author used it twice. Never acknowledge
                 // what is not stored.
@@ -906,8 +967,9 @@ impl Engine {
                     Rejection::InvalidHeader("sequence number already used by another message"),
                 );
             }
-            // Already durable here: acknowledge again, store nothing.
-            self.send(peer, &Frame::Ack { ids: vec![id] });
+            // Already durable here (the first copy was opened then): acknowledge again, store
+            // nothing.
+            self.queue_ack(peer, id);
             return;
         }
         if self.in_flight.len() >= self.config.max_in_flight {
@@ -924,6 +986,12 @@ impl Engine {
                 .or_default()
                 .insert(h.seq);
         }
+        let me = self.identity.node_id();
+        let relays = self.config.relay
+            || self
+                .groups
+                .get(&h.group)
+                .is_some_and(|r| r.state.owner() == me);
         self.in_flight.insert(
             id,
             InFlight {
@@ -932,7 +1000,7 @@ impl Engine {
                 epoch: h.epoch,
                 seq: h.seq,
                 from: vec![peer],
-                envelope: envelope.clone(),
+                envelope: relays.then(|| envelope.clone()),
             },
         );
         self.events.push_back(Event::MessageAccepted {
@@ -995,11 +1063,17 @@ impl Engine {
                 break;
             }
             let batch = archive.envelopes(&req.group, author, *epoch, theirs, budget);
+            // The archive stops *before* the budget is exceeded, so a spent budget is not the
+            // only sign that more is held: compare the last seq sent with the highest held.
+            let last_sent = batch
+                .last()
+                .and_then(|e| message::decode(e).ok())
+                .map(|(_, h, _)| h.seq);
             for e in batch {
                 budget = budget.saturating_sub(e.len());
                 envelopes.push(e);
             }
-            if budget == 0 {
+            if budget == 0 || last_sent.is_some_and(|seq| seq < held.max()) {
                 more = true;
             }
         }
@@ -1023,6 +1097,7 @@ impl Engine {
         now: Timestamp,
         peer: NodeId,
         resp: SyncResponse,
+        envelopes: Vec<Checked>,
         archive: &dyn Archive,
     ) {
         if !resp.controls.is_empty() {
@@ -1030,8 +1105,8 @@ impl Engine {
                 return self.reject(peer, e);
             }
         }
-        for envelope in resp.envelopes {
-            self.accept_envelope(now, peer, envelope, archive);
+        for item in envelopes {
+            self.accept_envelope(now, peer, item.into_envelope(), archive);
         }
         if resp.more {
             if let Some(p) = self.peers.get_mut(&peer) {
@@ -1041,8 +1116,14 @@ impl Engine {
         }
     }
 
-    fn take_receipt(&mut self, peer: NodeId, bytes: Vec<u8>, archive: &dyn Archive) {
-        let receipt = match Receipt::verify(&bytes) {
+    fn take_receipt(
+        &mut self,
+        peer: NodeId,
+        bytes: Vec<u8>,
+        receipt: Result<Receipt, Rejection>,
+        archive: &dyn Archive,
+    ) {
+        let receipt = match receipt {
             Ok(r) => r,
             Err(e) => return self.reject(peer, e),
         };
@@ -1063,12 +1144,7 @@ impl Engine {
             );
         }
         if author != self.identity.node_id() && author != peer && self.is_connected(&author) {
-            self.send(
-                author,
-                &Frame::Receipts {
-                    receipts: vec![bytes.clone()],
-                },
-            );
+            self.queue_receipt(author, bytes.clone());
         }
         self.events.push_back(Event::Receipt {
             message: receipt.message,
@@ -1083,14 +1159,12 @@ impl Engine {
     /// authors, and relay them where this node relays.
     pub fn handle_durable(&mut self, now: Timestamp, ids: &[MessageId]) {
         let me = self.identity.node_id();
-        let mut acks: BTreeMap<NodeId, Vec<MessageId>> = BTreeMap::new();
-        let mut receipts: BTreeMap<NodeId, Vec<Vec<u8>>> = BTreeMap::new();
         for id in ids {
             let Some(flight) = self.in_flight.remove(id) else {
                 continue;
             };
             for peer in &flight.from {
-                acks.entry(*peer).or_default().push(*id);
+                self.queue_ack(*peer, *id);
             }
             if let Ok(receipt) = Receipt::sign(&self.identity, *id, now) {
                 let to = if self.is_connected(&flight.author) {
@@ -1098,7 +1172,7 @@ impl Engine {
                 } else {
                     flight.from[0]
                 };
-                receipts.entry(to).or_default().push(receipt.clone());
+                self.queue_receipt(to, receipt.clone());
                 self.events.push_back(Event::Receipt {
                     message: *id,
                     receiver: me,
@@ -1110,30 +1184,12 @@ impl Engine {
                     .groups
                     .get(&flight.group)
                     .is_some_and(|r| r.state.owner() == me);
-            if relays && flight.from.contains(&flight.author) {
-                let mut skip = flight.from.clone();
-                skip.push(flight.author);
-                self.push_to_members(&flight.group, flight.epoch, &skip, &flight.envelope);
-            }
-        }
-        for (peer, ids) in acks {
-            for chunk in ids.chunks(4096) {
-                self.send(
-                    peer,
-                    &Frame::Ack {
-                        ids: chunk.to_vec(),
-                    },
-                );
-            }
-        }
-        for (peer, receipts) in receipts {
-            for chunk in receipts.chunks(1024) {
-                self.send(
-                    peer,
-                    &Frame::Receipts {
-                        receipts: chunk.to_vec(),
-                    },
-                );
+            if let Some(envelope) = flight.envelope.as_deref() {
+                if relays && flight.from.contains(&flight.author) {
+                    let mut skip = flight.from.clone();
+                    skip.push(flight.author);
+                    self.push_to_members(&flight.group, flight.epoch, &skip, envelope);
+                }
             }
         }
     }
@@ -1170,15 +1226,70 @@ impl Engine {
             })
             .map(|(id, _)| *id)
             .collect();
-        let frame = Frame::Push {
-            envelopes: vec![envelope.to_vec()],
-        };
         for peer in targets {
-            self.send(peer, &frame);
+            self.queue_push(peer, envelope.to_vec());
         }
     }
 
+    /// Queues an envelope for the next `Push` frame to `peer`.
+    fn queue_push(&mut self, peer: NodeId, envelope: Vec<u8>) {
+        if !self.is_connected(&peer) {
+            return;
+        }
+        let budget = self.config.response_budget;
+        let full = self
+            .outbox
+            .get(&peer)
+            .is_some_and(|o| !o.push.is_empty() && o.push_bytes + envelope.len() > budget);
+        if full {
+            self.flush_outbox(peer);
+        }
+        let o = self.outbox.entry(peer).or_default();
+        o.push_bytes += envelope.len();
+        o.push.push(envelope);
+    }
+
+    /// Queues an acknowledgement for the next `Ack` frame to `peer`.
+    fn queue_ack(&mut self, peer: NodeId, id: MessageId) {
+        if self.is_connected(&peer) {
+            self.outbox.entry(peer).or_default().acks.push(id);
+        }
+    }
+
+    /// Queues a receipt for the next `Receipts` frame to `peer`.
+    fn queue_receipt(&mut self, peer: NodeId, receipt: Vec<u8>) {
+        if self.is_connected(&peer) {
+            self.outbox.entry(peer).or_default().receipts.push(receipt);
+        }
+    }
+
+    /// Turns what waits for `peer` into frames: pushes, then acks, then receipts.
+    fn flush_outbox(&mut self, peer: NodeId) {
+        let Some(o) = self.outbox.remove(&peer) else {
+            return;
+        };
+        if !o.push.is_empty() {
+            self.send_now(peer, &Frame::Push { envelopes: o.push });
+        }
+        for chunk in o.acks.chunks(MAX_ACKS_PER_FRAME) {
+            let ids = chunk.to_vec();
+            self.send_now(peer, &Frame::Ack { ids });
+        }
+        for chunk in o.receipts.chunks(MAX_RECEIPTS_PER_FRAME) {
+            let receipts = chunk.to_vec();
+            self.send_now(peer, &Frame::Receipts { receipts });
+        }
+    }
+
+    /// Sends `frame` after whatever waits in `peer`'s outbox, so that frames keep their order.
     fn send(&mut self, peer: NodeId, frame: &Frame) {
+        if self.outbox.contains_key(&peer) {
+            self.flush_outbox(peer);
+        }
+        self.send_now(peer, frame);
+    }
+
+    fn send_now(&mut self, peer: NodeId, frame: &Frame) {
         let max = self.config.max_queued_frames;
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -1195,6 +1306,9 @@ impl Engine {
 
     /// The next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        while let Some(peer) = self.outbox.keys().next().copied() {
+            self.flush_outbox(peer);
+        }
         let t = self.transmits.pop_front()?;
         if let Some(p) = self.peers.get_mut(&t.peer) {
             p.queued = p.queued.saturating_sub(1);
@@ -1205,6 +1319,122 @@ impl Engine {
     /// The next event for the node.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+/// A frame decoded apart from the engine, with the signed items it carries (the envelopes of a
+/// `Push` or `SyncResponse`, the receipts of a `Receipts` frame) taken out, so that the node can
+/// check their signatures elsewhere — on other cores — with [`Carried::check`] and then hand
+/// everything to [`Engine::handle_split`]. Checking needs no engine state.
+#[derive(Debug)]
+pub struct SplitFrame {
+    frame: Frame,
+}
+
+impl SplitFrame {
+    /// Decodes a frame (bounded, as [`Frame::decode`]); returns it and the signed items it
+    /// carries, in order (empty for frames that carry none).
+    pub fn decode(bytes: &[u8]) -> Result<(SplitFrame, Vec<Vec<u8>>), crate::DecodeError> {
+        let mut frame = Frame::decode(bytes)?;
+        let items = match &mut frame {
+            Frame::Push { envelopes } => std::mem::take(envelopes),
+            Frame::SyncResponse(resp) => std::mem::take(&mut resp.envelopes),
+            Frame::Receipts { receipts } => std::mem::take(receipts),
+            _ => Vec::new(),
+        };
+        Ok((SplitFrame { frame }, items))
+    }
+
+    /// What the frame's items are, and so how to check them.
+    pub fn carried(&self) -> Carried {
+        match self.frame {
+            Frame::Receipts { .. } => Carried::Receipts,
+            _ => Carried::Envelopes,
+        }
+    }
+}
+
+/// The kind of signed items a [`SplitFrame`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// Message envelopes.
+    Envelopes,
+    /// Delivery receipts.
+    Receipts,
+}
+
+impl Carried {
+    /// Runs the checks of one item that need no engine state — decoding and limits, then the
+    /// signature (`verify_strict`) — on any thread. The engine runs the rest in
+    /// [`Engine::handle_split`], in the order of [`message::verify_and_open`].
+    pub fn check(self, bytes: Vec<u8>) -> Checked {
+        match self {
+            Carried::Envelopes => {
+                Checked(CheckedItem::Envelope(Box::new(CheckedEnvelope::new(bytes))))
+            }
+            Carried::Receipts => {
+                let receipt = Receipt::verify(&bytes);
+                Checked(CheckedItem::Receipt { bytes, receipt })
+            }
+        }
+    }
+}
+
+/// One item checked by [`Carried::check`]: the exact bytes with the outcome of the checks, so
+/// an outcome never travels without the bytes it belongs to.
+#[derive(Debug)]
+pub struct Checked(CheckedItem);
+
+#[derive(Debug)]
+enum CheckedItem {
+    Envelope(Box<CheckedEnvelope>),
+    Receipt {
+        bytes: Vec<u8>,
+        receipt: Result<Receipt, Rejection>,
+    },
+}
+
+impl Checked {
+    /// As an envelope (checked again if it was checked as something else).
+    fn into_envelope(self) -> CheckedEnvelope {
+        match self.0 {
+            CheckedItem::Envelope(e) => *e,
+            CheckedItem::Receipt { bytes, .. } => CheckedEnvelope::new(bytes),
+        }
+    }
+
+    /// As a receipt (checked again if it was checked as something else).
+    fn into_receipt(self) -> (Vec<u8>, Result<Receipt, Rejection>) {
+        match self.0 {
+            CheckedItem::Receipt { bytes, receipt } => (bytes, receipt),
+            CheckedItem::Envelope(e) => {
+                let receipt = Receipt::verify(&e.bytes);
+                (e.bytes, receipt)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CheckedEnvelope {
+    bytes: Vec<u8>,
+    decoded: Result<(message::Envelope, message::Header, MessageId), Rejection>,
+    /// Meaningful only when `decoded` is `Ok`.
+    signature: Result<(), Rejection>,
+}
+
+impl CheckedEnvelope {
+    fn new(bytes: Vec<u8>) -> CheckedEnvelope {
+        let decoded = message::decode(&bytes);
+        let signature = match &decoded {
+            Ok((envelope, header, _)) => message::check_signature(envelope, header),
+            Err(_) => Ok(()),
+        };
+        CheckedEnvelope {
+            bytes,
+            decoded,
+            signature,
+        }
     }
 }
 

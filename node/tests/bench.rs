@@ -1,0 +1,68 @@
+//! `liaison bench --quick --json PATH` runs end to end and reports every figure the operators
+//! and the README rely on. Nothing here judges a figure or times anything: the machine running
+//! the tests is not the machine the figures describe.
+
+use std::process::Command;
+
+/// Every key the benchmark promises, as `section.key`; each must be a positive number.
+const KEYS: &[&str] = &[
+    "limits.verify_per_s",
+    "limits.sign_per_s",
+    "limits.seal_1k_per_s",
+    "limits.open_1k_per_s",
+    "limits.aead_bytes_per_s",
+    "limits.quinn_roundtrips_per_s",
+    "limits.sled_flushes_per_s",
+    "e2e.msgs_per_s_1k",
+    "e2e.msgs_per_s_64k",
+    "e2e.p50_ms",
+    "e2e.p99_ms",
+    "fanout.p50_ms",
+    "fanout.p99_ms",
+    "catchup.msgs_per_s",
+    "resources.peak_rss_bytes",
+    "resources.store_bytes_per_msg",
+    "ratios.e2e_over_verify",
+    "ratios.catchup_over_verify",
+    "ratios.e2e_over_quinn",
+];
+
+#[test]
+fn quick_bench_reports_every_figure() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_liaison"))
+        .args(["bench", "--quick", "--json"])
+        .arg(&json)
+        .env_remove("LIAISON_BENCH_PHASES")
+        .output()
+        .expect("run liaison bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "liaison bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("e2e_over_verify"),
+        "the table is missing from stdout:\n{stdout}"
+    );
+
+    let text = std::fs::read_to_string(&json).expect("the JSON file was written");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    for key in KEYS {
+        let (section, name) = key.split_once('.').expect("section.key");
+        let value = report
+            .get(section)
+            .and_then(|s| s.get(name))
+            .unwrap_or_else(|| panic!("{key} is missing from {text}"));
+        let number = value
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is not a number: {value}"));
+        assert!(
+            number > 0.0,
+            "{key} is {number}, expected a positive figure"
+        );
+    }
+    assert_eq!(report["machine"]["quick"], serde_json::Value::Bool(true));
+}
