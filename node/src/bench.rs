@@ -148,6 +148,11 @@ pub struct Machine {
     pub version: String,
     /// Wall-clock seconds of the whole run.
     pub run_seconds: f64,
+    /// The system's one-minute load average when the run started (`/proc/loadavg`): other
+    /// work on the machine competes with the nodes for the cores.
+    pub load_1m_start: f64,
+    /// The same when the run ended.
+    pub load_1m_end: f64,
 }
 
 /// The machine's limits.
@@ -282,6 +287,8 @@ pub async fn run(options: Options) -> Result<Report> {
             quick: options.quick,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             run_seconds: 0.0,
+            load_1m_start: load_average(),
+            load_1m_end: 0.0,
         },
         ..Report::default()
     };
@@ -335,6 +342,7 @@ pub async fn run(options: Options) -> Result<Report> {
         ),
     };
     report.machine.run_seconds = started.elapsed().as_secs_f64();
+    report.machine.load_1m_end = load_average();
 
     print_table(&report);
     if let Some(path) = &options.json {
@@ -1072,6 +1080,14 @@ fn dir_size(dir: &Path) -> u64 {
     total
 }
 
+/// The one-minute load average, from `/proc/loadavg`; 0 where unavailable.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`; 0 where
 /// unavailable. Assumes the usual 100 clock ticks per second.
 fn cpu_seconds() -> f64 {
@@ -1137,11 +1153,13 @@ fn print_table(r: &Report) {
     };
     println!();
     println!(
-        "Liaison {} bench{} on {} cores, {:.0} s",
+        "Liaison {} bench{} on {} cores, {:.0} s, load average {:.2} at the start, {:.2} at the end",
         r.machine.version,
         if r.machine.quick { " --quick" } else { "" },
         r.machine.cores,
-        r.machine.run_seconds
+        r.machine.run_seconds,
+        r.machine.load_1m_start,
+        r.machine.load_1m_end
     );
     let l = &r.limits;
     row("limits", "sign_per_s", l.sign_per_s, "/s  (one core)");
@@ -1199,6 +1217,12 @@ fn print_table(r: &Report) {
         "ms  (sustained 1 KiB run)",
     );
     row("", "loaded_p99_ms", e.loaded_p99_ms, "ms");
+    row(
+        "",
+        "cores_busy_1k",
+        e.cores_busy_1k,
+        "cores (whole process)",
+    );
     let f = &r.fanout;
     row(
         "fanout",
@@ -1215,6 +1239,7 @@ fn print_table(r: &Report) {
         &format!("/s  ({} messages)", c.messages),
     );
     row("", "seconds", c.seconds, "s");
+    row("", "cores_busy", c.cores_busy, "cores (whole process)");
     let s = &r.resources;
     row(
         "resources",
