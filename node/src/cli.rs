@@ -357,16 +357,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("no messages");
             }
             for m in &messages {
-                println!(
-                    "{}  {}  {:<12} {:<20} {} [{}] {}",
-                    &m.id[..16],
-                    m.created_at,
-                    m.handling.to_uppercase(),
-                    m.group_name,
-                    m.author_name,
-                    m.officer,
-                    m.subject
-                );
+                println!("{}", message_line(m));
             }
             Ok(())
         }
@@ -719,21 +710,26 @@ async fn watch(client: &Client, group: Option<String>, json: bool) -> Result<()>
             let line = serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?;
             println!("{line}");
         } else {
-            println!(
-                "{}  {}  {:<12} {:<20} {} [{}] {}",
-                &m.id[..16],
-                m.created_at,
-                m.handling.to_uppercase(),
-                m.group_name,
-                m.author_name,
-                m.officer,
-                m.subject
-            );
+            println!("{}", message_line(&m));
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
     Ok(())
+}
+
+/// One line per message, as `inbox` and `watch` print them.
+fn message_line(m: &MessageView) -> String {
+    format!(
+        "{}  {}  {:<12} {:<20} {} [{}] {}",
+        m.id.get(..16).unwrap_or(&m.id),
+        m.created_at,
+        m.handling.to_uppercase(),
+        m.group_name,
+        m.author_name,
+        m.officer,
+        m.subject
+    )
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
