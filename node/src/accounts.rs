@@ -119,6 +119,9 @@ pub struct Accounts {
     store: Store,
     admin_hash: [u8; 32],
     accounts: Mutex<Table>,
+    /// Serialises account changes, so that a check and the write that follows it cannot
+    /// interleave with another change (two `add`s of one name).
+    changes: tokio::sync::Mutex<()>,
 }
 
 /// Accounts by name, with their token hashes.
@@ -144,6 +147,7 @@ impl Accounts {
             store,
             admin_hash: token_hash(admin_token),
             accounts: Mutex::new(accounts),
+            changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -203,6 +207,7 @@ impl Accounts {
             grants: grants.iter().map(|(g, a)| (g.to_string(), *a)).collect(),
             created_at_ms: crate::node::now().0,
         };
+        let _change = self.changes.lock().await;
         if self.exists(name) {
             return Err(Error::Conflict(format!(
                 "an officer named {name:?} already exists"
@@ -220,6 +225,7 @@ impl Accounts {
         group: GroupId,
         access: Option<Access>,
     ) -> Result<Account> {
+        let _change = self.changes.lock().await;
         let (mut account, hash) = self.lock()?.get(name).cloned().ok_or_else(|| {
             Error::NotFound(format!(
                 "no officer named {name:?}: `liaison user list` shows them"
@@ -245,6 +251,7 @@ impl Accounts {
 
     /// Removes an account.
     pub async fn remove(&self, name: &str) -> Result<()> {
+        let _change = self.changes.lock().await;
         if !self.exists(name) {
             return Err(Error::NotFound(format!("no officer named {name:?}")));
         }

@@ -332,25 +332,8 @@ async fn create_group(
             .await?
     }
     .await;
-    let id = s
-        .audited(
-            &who,
-            "group.create",
-            &body.name,
-            result.as_ref().map(|_| ()).map_err(clone_err),
-        )
-        .await
-        .and(result.map_err(ApiError::from))?;
+    let id = s.audited(&who, "group.create", &body.name, result).await?;
     Ok(Json(Created { id: id.to_string() }))
-}
-
-fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::NotFound(m) => Error::NotFound(m.clone()),
-        Error::Forbidden(m) => Error::Forbidden(m.clone()),
-        Error::Conflict(m) => Error::Conflict(m.clone()),
-        other => Error::Invalid(other.to_string()),
-    }
 }
 
 async fn add_member(
