@@ -840,6 +840,7 @@ impl Actor {
         self.store_local_posts();
         let mut batch: Vec<NewMessageOwned> = Vec::new();
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
+        let mut receipts: Vec<crate::store::NewReceipt> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::MessageAccepted {
@@ -869,23 +870,28 @@ impl Actor {
                     descriptor,
                     bytes,
                 } => self.on_descriptor(peer, *descriptor, &bytes),
-                // This node's own receipts come only once the message is durable here.
+                // This node's own receipts come only once the messages are durable here; a
+                // peer's may name messages still being written, which are left out.
                 Event::Receipt {
-                    message,
                     receiver,
+                    messages,
                     bytes,
-                } if receiver == self.me
-                    || self.store.has_message(message.as_bytes()).unwrap_or(false) =>
-                {
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = store
-                            .insert_receipt(message.as_bytes(), receiver.as_bytes(), &bytes)
-                            .await
-                        {
-                            warn!(error = %e, "cannot store a receipt");
-                        }
-                    });
+                    ..
+                } => {
+                    let messages: Vec<[u8; 32]> = messages
+                        .iter()
+                        .map(|m| *m.as_bytes())
+                        .filter(|m| {
+                            receiver == self.me || self.store.has_message(m).unwrap_or(false)
+                        })
+                        .collect();
+                    if !messages.is_empty() {
+                        receipts.push(crate::store::NewReceipt {
+                            receiver: *receiver.as_bytes(),
+                            messages,
+                            bytes,
+                        });
+                    }
                 }
                 Event::Directory {
                     node,
@@ -930,6 +936,14 @@ impl Actor {
                     if let Err(e) = store.insert_control(group.as_bytes(), seq, &event).await {
                         warn!(group = %group.short(), seq, error = %e, "cannot store a control event");
                     }
+                }
+            });
+        }
+        if !receipts.is_empty() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.insert_receipts(receipts).await {
+                    warn!(error = %e, "cannot store receipts");
                 }
             });
         }
@@ -1725,6 +1739,9 @@ impl Actor {
             let Ok(r) = Receipt::verify(&bytes) else {
                 continue;
             };
+            if !r.covers(id) {
+                continue;
+            }
             out.push(ReceiptView {
                 receiver_id: r.receiver.to_string(),
                 receiver_name: self.node_name(&r.receiver, group.as_ref()),

@@ -41,7 +41,8 @@
 //! | `by-author-v1` | group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | message_id(32)  |
 //! | `by-group-v1`  | group(16) ‖ local_order(8)            | message_id(32)       |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
-//! | `receipts-v1`  | message_id(32) ‖ receiver(32)         | receipt bytes        |
+//! | `receipts-v2`  | message_id(32) ‖ receiver(32)         | receipt key(32)      |
+//! | `receipt-blobs-v2` | receipt key(32) = BLAKE3(receipt bytes) | receipt bytes  |
 //! | `peers-v1`     | node_id(32)                           | peer record bytes    |
 //! | `meta-v1`      | UTF-8 key                             | bytes                |
 //! | `audit-v1`     | reserved for later use                |                      |
@@ -76,7 +77,10 @@ const TREE_MSG_META: &str = "msg-meta-v1";
 const TREE_BY_AUTHOR: &str = "by-author-v1";
 const TREE_BY_GROUP: &str = "by-group-v1";
 const TREE_CONTROL: &str = "control-v1";
-const TREE_RECEIPTS: &str = "receipts-v1";
+/// Per message and receiver, the key of the receipt blob that names the message (one receipt
+/// covers many messages, so it is stored once).
+const TREE_RECEIPTS: &str = "receipts-v2";
+const TREE_RECEIPT_BLOBS: &str = "receipt-blobs-v2";
 const TREE_PEERS: &str = "peers-v1";
 const TREE_META: &str = "meta-v1";
 /// Reserved for an audit log; not opened yet.
@@ -209,6 +213,17 @@ pub struct NewMessage<'a> {
     pub meta: &'a [u8],
 }
 
+/// A receipt to store with [`Store::insert_receipts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReceipt {
+    /// The node that signed it.
+    pub receiver: NodeId,
+    /// The messages it names that this node holds (index entries are written for these).
+    pub messages: Vec<MessageId>,
+    /// The exact receipt bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// A message to insert, owning its byte blobs (for batches).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessageOwned {
@@ -321,6 +336,7 @@ struct Inner {
     by_group: sled::Tree,
     control: sled::Tree,
     receipts: sled::Tree,
+    receipt_blobs: sled::Tree,
     peers: sled::Tree,
     meta: sled::Tree,
     audit: sled::Tree,
@@ -384,6 +400,7 @@ impl Store {
         let by_group = open_tree(TREE_BY_GROUP)?;
         let control = open_tree(TREE_CONTROL)?;
         let receipts = open_tree(TREE_RECEIPTS)?;
+        let receipt_blobs = open_tree(TREE_RECEIPT_BLOBS)?;
         let peers = open_tree(TREE_PEERS)?;
         let meta = open_tree(TREE_META)?;
         let audit = open_tree(TREE_AUDIT)?;
@@ -418,6 +435,7 @@ impl Store {
             by_group,
             control,
             receipts,
+            receipt_blobs,
             peers,
             meta,
             audit,
@@ -780,27 +798,39 @@ impl Store {
 
     // ----- receipts ------------------------------------------------------
 
-    /// Stores (or replaces) the receipt of `receiver` for message `msg` and
-    /// waits until it is durable.
-    pub async fn insert_receipt(
-        &self,
-        msg: &MessageId,
-        receiver: &NodeId,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
+    /// Stores receipts — each once, however many messages it names — and, per message named
+    /// and receiver, which receipt that is (replacing an earlier one); waits until all of it
+    /// is durable. The blobs are written before the index, so an index entry never points to
+    /// a missing blob.
+    pub async fn insert_receipts(&self, receipts: Vec<NewReceipt>) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
         self.check_writable()?;
-        let mut key = [0u8; RECEIPT_KEY_LEN];
-        key[..ID_LEN].copy_from_slice(msg);
-        key[ID_LEN..].copy_from_slice(receiver);
+        let mut blobs = sled::Batch::default();
+        let mut index = sled::Batch::default();
+        for r in &receipts {
+            let key = blake3::hash(&r.bytes);
+            blobs.insert(key.as_bytes(), r.bytes.as_slice());
+            for msg in &r.messages {
+                let mut k = [0u8; RECEIPT_KEY_LEN];
+                k[..ID_LEN].copy_from_slice(msg);
+                k[ID_LEN..].copy_from_slice(&r.receiver);
+                index.insert(&k[..], key.as_bytes());
+            }
+        }
+        self.inner
+            .receipt_blobs
+            .apply_batch(blobs)
+            .map_err(|e| self.engine("writing receipts", e))?;
         self.inner
             .receipts
-            .insert(key, bytes)
-            .map_err(|e| self.engine("writing a receipt", e))?;
+            .apply_batch(index)
+            .map_err(|e| self.engine("writing receipts", e))?;
         self.wait_durable(self.note_written()).await
     }
 
-    /// All receipts for message `msg` as `(receiver, bytes)`, ascending by
-    /// receiver.
+    /// All receipts naming message `msg` as `(receiver, bytes)`, ascending by receiver.
     pub fn receipts(&self, msg: &MessageId) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.inner.receipts.scan_prefix(msg) {
@@ -808,7 +838,16 @@ impl Store {
             if k.len() != RECEIPT_KEY_LEN {
                 return Err(self.bad_key_len(TREE_RECEIPTS, k.len(), RECEIPT_KEY_LEN));
             }
-            out.push((self.array(TREE_RECEIPTS, &k[ID_LEN..])?, v.to_vec()));
+            let blob: [u8; ID_LEN] = self.array(TREE_RECEIPTS, &v)?;
+            let bytes = self
+                .get(&self.inner.receipt_blobs, &blob, "reading receipts")?
+                .ok_or_else(|| {
+                    self.corrupt(
+                        TREE_RECEIPT_BLOBS,
+                        format!("indexed receipt {} is missing", hex::encode(blob)),
+                    )
+                })?;
+            out.push((self.array(TREE_RECEIPTS, &k[ID_LEN..])?, bytes));
         }
         Ok(out)
     }

@@ -27,8 +27,8 @@ pub const MAX_CONTROL_LEN: usize = 256 * 1024;
 /// The largest encoded node descriptor, in bytes.
 pub const MAX_DESCRIPTOR_LEN: usize = 4 * 1024;
 
-/// The largest encoded delivery receipt, in bytes.
-pub const MAX_RECEIPT_LEN: usize = 1024;
+/// The largest encoded delivery receipt, in bytes (room for [`crate::receipt::MAX_RECEIPT_MESSAGES`] ids).
+pub const MAX_RECEIPT_LEN: usize = 33 * 1024;
 
 type Config = bincode::config::Configuration<
     bincode::config::BigEndian,

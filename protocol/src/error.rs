@@ -145,6 +145,9 @@ pub enum Rejection {
     /// The frame is not expected in this state.
     #[error("unexpected frame: {0}")]
     UnexpectedFrame(&'static str),
+    /// A receipt contradicts what this node holds (it names a message of another group).
+    #[error("invalid receipt: {0}")]
+    InvalidReceipt(&'static str),
 }
 
 /// The caller asked for something this crate cannot do. Nothing was produced.

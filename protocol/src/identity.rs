@@ -3,8 +3,10 @@
 //!
 //! Secrets are zeroized on drop and their `Debug` prints only the public half, in short form.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hpke::{Deserializable, Kem as _, Serializable};
@@ -117,7 +119,7 @@ pub struct NodeId([u8; 32]);
 impl NodeId {
     /// Checks that `bytes` is a valid ed25519 public key.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<NodeId, DecodeError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| DecodeError::InvalidField {
+        cached_verifying_key(&bytes).map_err(|_| DecodeError::InvalidField {
             field: "node id",
             reason: "not an ed25519 public key",
         })?;
@@ -136,7 +138,7 @@ impl NodeId {
 
     /// The ed25519 verifying key.
     pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, Rejection> {
-        VerifyingKey::from_bytes(&self.0).map_err(|_| Rejection::BadSignature("node id"))
+        cached_verifying_key(&self.0).map_err(|_| Rejection::BadSignature("node id"))
     }
 
     /// Verifies `signature` over `domain || message` with `verify_strict`.
@@ -155,6 +157,33 @@ impl NodeId {
         key.verify_strict(&input, &sig)
             .map_err(|_| Rejection::BadSignature(what))
     }
+}
+
+/// Most public keys kept decompressed by [`cached_verifying_key`].
+const MAX_CACHED_KEYS: usize = 4096;
+
+/// `VerifyingKey::from_bytes`, remembered: decompressing the curve point costs about a fifth of
+/// a signature check, and a node decodes and checks the same few authors' keys over and over
+/// (every header and receipt names one). Process-wide, bounded by [`MAX_CACHED_KEYS`] and
+/// emptied when full, so keys from hostile input cost memory only up to that bound. Only valid
+/// keys are kept; an invalid one is decompressed (and refused) every time.
+fn cached_verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, ed25519_dalek::SignatureError> {
+    static CACHE: OnceLock<RwLock<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| RwLock::new(HashMap::new()));
+    if let Some(key) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(bytes)
+    {
+        return Ok(*key);
+    }
+    let key = VerifyingKey::from_bytes(bytes)?;
+    let mut keys = cache.write().unwrap_or_else(PoisonError::into_inner);
+    if keys.len() >= MAX_CACHED_KEYS {
+        keys.clear();
+    }
+    keys.insert(*bytes, key);
+    Ok(key)
 }
 
 impl<'de> Deserialize<'de> for NodeId {

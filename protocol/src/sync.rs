@@ -46,7 +46,7 @@ use crate::identity::{
     Descriptor, ExchangeSecret, IdentityKey, NodeId, SignedDescriptor, Timestamp,
 };
 use crate::message::{self, Draft, MessageId, Sealed};
-use crate::receipt::Receipt;
+use crate::receipt::{Receipt, MAX_RECEIPT_MESSAGES};
 
 /// Read access to the envelopes a node has stored, implemented by the node over its store.
 pub trait Archive {
@@ -139,12 +139,15 @@ pub enum Event {
         /// The exact signed bytes.
         bytes: Vec<u8>,
     },
-    /// A valid delivery receipt arrived: store it if the message is held.
+    /// A valid delivery receipt arrived (or this node signed one): store it for the messages
+    /// named that are held here.
     Receipt {
-        /// The message.
-        message: MessageId,
-        /// The node that stored it.
+        /// The group of the messages.
+        group: GroupId,
+        /// The node that stored them.
         receiver: NodeId,
+        /// The messages the receipt names that this node holds (or is storing).
+        messages: Vec<MessageId>,
         /// The exact signed bytes.
         bytes: Vec<u8>,
     },
@@ -288,8 +291,9 @@ struct Outbox {
 
 /// Most message ids in one `Ack` frame.
 const MAX_ACKS_PER_FRAME: usize = 4096;
-/// Most receipts in one `Receipts` frame.
-const MAX_RECEIPTS_PER_FRAME: usize = 1024;
+/// Most receipts in one `Receipts` frame (each up to `MAX_RECEIPT_LEN`, so a frame stays far
+/// below `MAX_FRAME_LEN`).
+const MAX_RECEIPTS_PER_FRAME: usize = 64;
 
 /// The most descriptors a node keeps in its directory.
 pub const MAX_DIRECTORY: usize = 4096;
@@ -1127,28 +1131,48 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return self.reject(peer, e),
         };
-        let Some((group, author)) = archive.message_origin(&receipt.message) else {
-            return; // Not held here: nothing to record or forward.
+        let Some(replica) = self.groups.get(&receipt.group) else {
+            return; // Not a group held here: nothing to record or forward.
         };
-        let member = self
-            .groups
-            .get(&group)
-            .is_some_and(|r| r.state.epochs_of(&receipt.receiver).next().is_some());
-        if !member {
+        if replica.state.epochs_of(&receipt.receiver).next().is_none() {
             return self.reject(
                 peer,
                 Rejection::PeerNotAMember {
-                    group,
+                    group: receipt.group,
                     peer: receipt.receiver,
                 },
             );
         }
-        if author != self.identity.node_id() && author != peer && self.is_connected(&author) {
-            self.queue_receipt(author, bytes.clone());
+        let mut held = Vec::with_capacity(receipt.messages.len());
+        let mut authors: Vec<NodeId> = Vec::new();
+        for id in &receipt.messages {
+            let Some((group, author)) = archive.message_origin(id) else {
+                continue; // Not held here.
+            };
+            if group != receipt.group {
+                return self.reject(
+                    peer,
+                    Rejection::InvalidReceipt("it names a message of another group"),
+                );
+            }
+            held.push(*id);
+            if !authors.contains(&author) {
+                authors.push(author);
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        let me = self.identity.node_id();
+        for author in authors {
+            if author != me && author != peer && self.is_connected(&author) {
+                self.queue_receipt(author, bytes.clone());
+            }
         }
         self.events.push_back(Event::Receipt {
-            message: receipt.message,
+            group: receipt.group,
             receiver: receipt.receiver,
+            messages: held,
             bytes,
         });
     }
@@ -1159,6 +1183,8 @@ impl Engine {
     /// authors, and relay them where this node relays.
     pub fn handle_durable(&mut self, now: Timestamp, ids: &[MessageId]) {
         let me = self.identity.node_id();
+        // One receipt per group and destination for the whole write: (group, to, ids).
+        let mut receipts: Vec<(GroupId, NodeId, Vec<MessageId>)> = Vec::new();
         for id in ids {
             let Some(flight) = self.in_flight.remove(id) else {
                 continue;
@@ -1166,18 +1192,17 @@ impl Engine {
             for peer in &flight.from {
                 self.queue_ack(*peer, *id);
             }
-            if let Ok(receipt) = Receipt::sign(&self.identity, *id, now) {
-                let to = if self.is_connected(&flight.author) {
-                    flight.author
-                } else {
-                    flight.from[0]
-                };
-                self.queue_receipt(to, receipt.clone());
-                self.events.push_back(Event::Receipt {
-                    message: *id,
-                    receiver: me,
-                    bytes: receipt,
-                });
+            let to = if self.is_connected(&flight.author) {
+                flight.author
+            } else {
+                flight.from[0]
+            };
+            match receipts
+                .iter_mut()
+                .find(|(g, t, _)| *g == flight.group && *t == to)
+            {
+                Some((_, _, ids)) => ids.push(*id),
+                None => receipts.push((flight.group, to, vec![*id])),
             }
             let relays = self.config.relay
                 || self
@@ -1190,6 +1215,20 @@ impl Engine {
                     skip.push(flight.author);
                     self.push_to_members(&flight.group, flight.epoch, &skip, envelope);
                 }
+            }
+        }
+        for (group, to, ids) in receipts {
+            for chunk in ids.chunks(MAX_RECEIPT_MESSAGES) {
+                let Ok(receipt) = Receipt::sign(&self.identity, group, chunk, now) else {
+                    continue;
+                };
+                self.queue_receipt(to, receipt.clone());
+                self.events.push_back(Event::Receipt {
+                    group,
+                    receiver: me,
+                    messages: chunk.to_vec(),
+                    bytes: receipt,
+                });
             }
         }
     }

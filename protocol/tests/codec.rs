@@ -226,11 +226,14 @@ fn content() -> impl Strategy<Value = Content> {
 }
 
 fn receipt() -> impl Strategy<Value = Receipt> {
-    (message_id(), node_id(), timestamp()).prop_map(|(message, receiver, stored_at)| Receipt {
-        message,
-        receiver,
-        stored_at,
-    })
+    (group_id(), node_id(), timestamp(), vec(message_id(), 0..4)).prop_map(
+        |(group, receiver, stored_at, messages)| Receipt {
+            group,
+            receiver,
+            stored_at,
+            messages,
+        },
+    )
 }
 
 fn signed_receipt() -> impl Strategy<Value = SignedReceipt> {
@@ -510,10 +513,67 @@ fn signed_bodies_are_bare_encodings() {
     assert_eq!(signed.body, encode(&desc).expect("encodes")[1..]);
     let bytes = signed.to_bytes().expect("encodes");
     assert_eq!(SignedDescriptor::verify(&bytes, Timestamp(1)), Ok(desc));
-    let receipt = Receipt::sign(&key, MessageId::from([3; 32]), Timestamp(5)).expect("signs");
+    let group = GroupId::from([7; 16]);
+    let receipt =
+        Receipt::sign(&key, group, &[MessageId::from([3; 32])], Timestamp(5)).expect("signs");
     let verified = Receipt::verify(&receipt).expect("verifies");
     let signed: SignedReceipt = decode(&receipt, MAX_RECEIPT_LEN).expect("decodes");
     assert_eq!(signed.body, encode(&verified).expect("encodes")[1..]);
+}
+
+/// A receipt names 1 to `MAX_RECEIPT_MESSAGES` ids, each once, in ascending order: signing
+/// sorts and deduplicates, the largest one fits `MAX_RECEIPT_LEN`, and a receiver refuses any
+/// other shape even when the signature over it is valid.
+#[test]
+fn receipts_name_sorted_distinct_ids() {
+    use liaison_protocol::receipt::{MAX_RECEIPT_MESSAGES, RECEIPT_DOMAIN};
+
+    let key = IdentityKey::from_seed(&[4; 32]);
+    let group = GroupId::from([7; 16]);
+    let id = |n: u16| {
+        let mut b = [0u8; 32];
+        b[..2].copy_from_slice(&n.to_be_bytes());
+        MessageId::from(b)
+    };
+    let bytes =
+        Receipt::sign(&key, group, &[id(9), id(2), id(9), id(5)], Timestamp(1)).expect("signs");
+    let r = Receipt::verify(&bytes).expect("verifies");
+    assert_eq!(r.messages, vec![id(2), id(5), id(9)]);
+    assert!(r.covers(&id(5)) && !r.covers(&id(4)));
+    assert_eq!(r.receiver, key.node_id());
+
+    let most: Vec<MessageId> = (0..MAX_RECEIPT_MESSAGES as u16).map(id).collect();
+    let bytes = Receipt::sign(&key, group, &most, Timestamp(1)).expect("the most fits");
+    assert!(bytes.len() <= MAX_RECEIPT_LEN);
+    assert_eq!(
+        Receipt::verify(&bytes).expect("verifies").messages.len(),
+        most.len()
+    );
+    let too_many: Vec<MessageId> = (0..=MAX_RECEIPT_MESSAGES as u16).map(id).collect();
+    assert!(Receipt::sign(&key, group, &too_many, Timestamp(1)).is_err());
+    assert!(Receipt::sign(&key, group, &[], Timestamp(1)).is_err());
+
+    // Validly signed but malformed: empty, unsorted, repeated.
+    for messages in [vec![], vec![id(2), id(1)], vec![id(1), id(1)]] {
+        let body = encode(&Receipt {
+            group,
+            receiver: key.node_id(),
+            stored_at: Timestamp(1),
+            messages: messages.clone(),
+        })
+        .expect("encodes")[1..]
+            .to_vec();
+        let signature = ed25519_dalek::Signer::sign(
+            key.signing_key(),
+            &[RECEIPT_DOMAIN, body.as_slice()].concat(),
+        )
+        .to_bytes();
+        let bytes = encode(&SignedReceipt { body, signature }).expect("encodes");
+        assert!(
+            matches!(Receipt::verify(&bytes), Err(Rejection::Decode(_))),
+            "{messages:?} accepted"
+        );
+    }
 }
 
 /// The typed decoders enforce their own limits before reading anything.

@@ -455,21 +455,31 @@ impl Sim {
                 node.descriptors.insert(peer);
             }
             Event::Receipt {
-                message,
+                group,
                 receiver,
+                messages,
                 bytes,
             } => {
                 let r = Receipt::verify(&bytes).expect("a valid receipt");
-                assert_eq!((r.message, r.receiver), (message, receiver));
-                if receiver == self.ids[i] {
+                assert_eq!((r.group, r.receiver), (group, receiver));
+                assert!(!messages.is_empty());
+                for message in messages {
                     assert!(
-                        node.archive.durable.contains(&message),
-                        "{} signed a receipt before the message was durable",
-                        node.name
+                        r.covers(&message),
+                        "an event names a message its receipt does not"
                     );
+                    if receiver == self.ids[i] {
+                        assert!(
+                            node.archive.durable.contains(&message),
+                            "{} signed a receipt before the message was durable",
+                            node.name
+                        );
+                    }
+                    node.archive
+                        .receipts
+                        .insert((message, receiver), bytes.clone());
+                    node.receipts += 1;
                 }
-                node.archive.receipts.insert((message, receiver), bytes);
-                node.receipts += 1;
             }
             Event::Acked { peer, ids } => {
                 for id in ids {

@@ -333,11 +333,13 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     v.push(("message-id", id.to_vec()));
 
     // ----- receipt ----------------------------------------------------------------------------
-    let receipt = Receipt::sign(&member, sealed.id, Timestamp(T0 + 61_000)).expect("signs");
+    let receipt = Receipt::sign(&member, gid, &[sealed.id], Timestamp(T0 + 61_000)).expect("signs");
     let body = w
-        .raw(&id)
+        .raw(gid.as_bytes())
         .raw(member.node_id().as_bytes())
         .u64(T0 + 61_000)
+        .u64(1)
+        .raw(&id)
         .done();
     let signature = sign(&MEMBER_ID_SEED, b"liaison/v1/receipt\0", &body);
     assert_eq!(receipt, w.u8(1).bytes(&body).raw(&signature).done());

@@ -611,7 +611,13 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
     );
 
     // A receipt and a descriptor that mallory signed in the honest node's name.
-    let receipt = Receipt::sign(&sc.h.identity, ok_id, liaison_node::node::now()).expect("receipt");
+    let receipt = Receipt::sign(
+        &sc.h.identity,
+        g.member,
+        &[ok_id],
+        liaison_node::node::now(),
+    )
+    .expect("receipt");
     let mut signed: liaison_protocol::receipt::SignedReceipt =
         codec::decode(&receipt, codec::MAX_RECEIPT_LEN).expect("decode");
     let mut body: Receipt = codec::decode(
@@ -638,6 +644,30 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
         .expect("store")
         .iter()
         .all(|(_, bytes)| *bytes != forged_receipt));
+    // Signed by mallory itself, but naming a message of another group than its own.
+    let misfiled = Receipt::sign(
+        &sc.h.identity,
+        g.reader,
+        &[ok_id],
+        liaison_node::node::now(),
+    )
+    .expect("receipt");
+    let frame = Frame::Receipts {
+        receipts: vec![misfiled.clone()],
+    };
+    sc.expect_rejected(
+        &mut s,
+        &frame.encode().expect("encode"),
+        "invalid receipt: it names a message of another group",
+    )
+    .await;
+    assert!(sc
+        .a
+        .store
+        .receipts(ok_id.as_bytes())
+        .expect("store")
+        .iter()
+        .all(|(_, bytes)| *bytes != misfiled));
 
     // Messages for a group the target does not hold, and for an epoch that does not exist
     // yet: not the peer's fault for certain (the target may lag), so no strike, but nothing

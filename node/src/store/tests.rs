@@ -14,6 +14,14 @@ fn id(n: u64) -> MessageId {
     id
 }
 
+fn receipt(receiver: NodeId, messages: &[u64], bytes: &[u8]) -> NewReceipt {
+    NewReceipt {
+        receiver,
+        messages: messages.iter().map(|n| id(*n)).collect(),
+        bytes: bytes.to_vec(),
+    }
+}
+
 fn msg(n: u64, group: GroupId, author: NodeId, seq: u64) -> NewMessageOwned {
     msg_in(n, group, author, 1, seq)
 }
@@ -217,14 +225,28 @@ async fn store_control_events_and_groups() {
 #[tokio::test(flavor = "multi_thread")]
 async fn store_receipts_peers_and_meta() {
     let (_dir, store) = open_tmp();
-    store.insert_receipt(&id(1), &A2, b"r2").await.unwrap();
-    store.insert_receipt(&id(1), &A1, b"r1").await.unwrap();
-    store.insert_receipt(&id(2), &A1, b"other").await.unwrap();
-    store.insert_receipt(&id(1), &A2, b"r2-read").await.unwrap();
+    store
+        .insert_receipts(vec![receipt(A2, &[1], b"r2"), receipt(A1, &[1], b"r1")])
+        .await
+        .unwrap();
+    store
+        .insert_receipts(vec![receipt(A1, &[2], b"other")])
+        .await
+        .unwrap();
+    // A later receipt of the same receiver replaces the earlier one; one receipt covers many.
+    store
+        .insert_receipts(vec![receipt(A2, &[1, 3], b"r2-read")])
+        .await
+        .unwrap();
     assert_eq!(
         store.receipts(&id(1)).unwrap(),
         vec![(A1, b"r1".to_vec()), (A2, b"r2-read".to_vec())]
     );
+    assert_eq!(
+        store.receipts(&id(3)).unwrap(),
+        vec![(A2, b"r2-read".to_vec())]
+    );
+    assert_eq!(store.receipts(&id(4)).unwrap(), vec![]);
 
     store.put_peer(&A2, b"peer2").await.unwrap();
     store.put_peer(&A1, b"peer1").await.unwrap();
@@ -263,7 +285,10 @@ async fn store_data_survives_reopen() {
             .await
             .unwrap();
         store.insert_control(&G1, 1, b"create").await.unwrap();
-        store.insert_receipt(&id(1), &A2, b"ack").await.unwrap();
+        store
+            .insert_receipts(vec![receipt(A2, &[1], b"ack")])
+            .await
+            .unwrap();
         store.put_peer(&A2, b"peer").await.unwrap();
         store.put_meta("k", b"v").await.unwrap();
         store.flush().await.unwrap();
