@@ -13,7 +13,8 @@
 //! Every channel is bounded. Nothing is acknowledged — to a peer or an API caller — before the
 //! store reports the write durable (flushed); one flush covers a whole batch of writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ const INBOUND_QUEUE: usize = 1024;
 const MAX_BATCH_INPUTS: usize = 64;
 /// Fewest signed items checked per task on the blocking pool (see [`check_frame`]).
 const CHECK_CHUNK_MIN: usize = 8;
+/// Frames of one stream being checked at once while the next are read (see `check_frame`).
+const CHECKS_IN_FLIGHT: usize = 4;
 /// Message batches of each kind (received, posted here) being written at once. What arrives
 /// meanwhile waits and goes into the next batch: under load, batches grow instead of writes
 /// queueing up, so one transaction and one flush cover many messages.
@@ -335,6 +338,11 @@ enum Internal {
     },
     /// A batch of local posts was written (after its `LocalStored`s).
     PostsWritten,
+    /// Envelopes read ahead for a sync response (see [`ReadAhead`]).
+    ReadAhead {
+        key: ReadKey,
+        envelopes: Vec<Vec<u8>>,
+    },
     ControlStored {
         event: Vec<u8>,
         result: Result<()>,
@@ -437,6 +445,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         received: Vec::new(),
         received_writes: 0,
         origins: HashMap::new(),
+        read_ahead: RefCell::default(),
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -526,8 +535,34 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// One range of envelopes for a sync response: group, author, epoch and the seq after which
+/// it starts.
+type ReadKey = (GroupId, NodeId, u64, u64);
+
+/// Most ranges read ahead and kept at once (each at most one response budget, 1 MiB).
+const MAX_READ_AHEAD: usize = 8;
+
+/// Envelopes read from the store ahead of the sync request that will ask for them.
+///
+/// A peer catching up asks for the next range only once it has checked the last one. Reading
+/// that next range on the blocking pool as soon as the last one is answered lets the store
+/// read overlap the peer's checks, so the request is answered from memory. Stored messages
+/// never change, so a range read ahead is still right when it is asked for (it may only lack
+/// messages stored since, which the response's `more` and the next request bring).
+#[derive(Default)]
+struct ReadAhead {
+    ready: HashMap<ReadKey, Vec<Vec<u8>>>,
+    reading: HashSet<ReadKey>,
+    /// Ranges that the engine's answers suggest a peer will ask for next, with their budget.
+    wanted: Vec<(ReadKey, usize)>,
+}
+
 /// Reads envelopes back from the store for the engine.
-struct StoreArchive<'a>(&'a Store, &'a Origins);
+struct StoreArchive<'a> {
+    store: &'a Store,
+    origins: &'a Origins,
+    ahead: &'a RefCell<ReadAhead>,
+}
 
 impl Archive for StoreArchive<'_> {
     fn envelopes(
@@ -538,19 +573,52 @@ impl Archive for StoreArchive<'_> {
         after: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
-        self.0
-            .envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, max_bytes)
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "cannot read envelopes for a sync response");
-                Vec::new()
-            })
+        let key = (*group, *author, epoch, after);
+        let mut ahead = self.ahead.borrow_mut();
+        let envelopes = match ahead.ready.remove(&key) {
+            Some(mut read) => {
+                // Read with the full budget; this answer may have less left.
+                let mut total = 0usize;
+                let keep = read
+                    .iter()
+                    .position(|e| {
+                        total = total.saturating_add(e.len());
+                        total > max_bytes
+                    })
+                    .unwrap_or(read.len())
+                    .max(1);
+                read.truncate(keep);
+                read
+            }
+            None => self
+                .store
+                .envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, max_bytes)
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "cannot read envelopes for a sync response");
+                    Vec::new()
+                }),
+        };
+        // A range that (nearly) filled the budget is likely followed by a request for the next.
+        let total: usize = envelopes.iter().map(Vec::len).sum();
+        if total >= max_bytes / 2 {
+            let last = envelopes
+                .last()
+                .and_then(|e| message::decode(e).ok())
+                .map(|(_, h, _)| h.seq);
+            if let Some(last) = last {
+                ahead
+                    .wanted
+                    .push(((*group, *author, epoch, last), max_bytes));
+            }
+        }
+        envelopes
     }
 
     fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
-        if let Some(origin) = self.1.get(id) {
+        if let Some(origin) = self.origins.get(id) {
             return Some(*origin);
         }
-        let bytes = self.0.message(id.as_bytes()).ok()??;
+        let bytes = self.store.message(id.as_bytes()).ok()??;
         let (_, header, _) = message::decode(&bytes).ok()?;
         Some((header.group, header.author))
     }
@@ -597,6 +665,8 @@ struct Actor {
     received_writes: usize,
     /// See [`Origins`].
     origins: Origins,
+    /// See [`ReadAhead`].
+    read_ahead: RefCell<ReadAhead>,
 }
 
 /// Meta key prefix of directory entries in the store.
@@ -739,13 +809,47 @@ impl Actor {
         if self.conns.get(&peer).is_none_or(|c| c.id != conn) {
             return;
         }
-        let archive = StoreArchive(&self.store, &self.origins);
+        let archive = StoreArchive {
+            store: &self.store,
+            origins: &self.origins,
+            ahead: &self.read_ahead,
+        };
         match frame {
             Inbound::Raw(bytes) => self.engine.handle_frame(now(), peer, &bytes, &archive),
             Inbound::Split(split, checked) => {
                 self.engine
                     .handle_split(now(), peer, split, checked, &archive);
             }
+        }
+        self.read_ahead_wanted();
+    }
+
+    /// Starts reading the ranges the last answers suggest peers will ask for next.
+    fn read_ahead_wanted(&mut self) {
+        let wanted = std::mem::take(&mut self.read_ahead.get_mut().wanted);
+        for (key, budget) in wanted {
+            let ahead = self.read_ahead.get_mut();
+            if ahead.ready.contains_key(&key)
+                || ahead.reading.contains(&key)
+                || ahead.ready.len() + ahead.reading.len() >= MAX_READ_AHEAD
+            {
+                continue;
+            }
+            ahead.reading.insert(key);
+            let store = self.store.clone();
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                let (group, author, epoch, after) = key;
+                let read = tokio::task::spawn_blocking(move || {
+                    store.envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, budget)
+                })
+                .await;
+                let envelopes = match read {
+                    Ok(Ok(envelopes)) => envelopes,
+                    _ => Vec::new(),
+                };
+                let _ = tx.send(Internal::ReadAhead { key, envelopes }).await;
+            });
         }
     }
 
@@ -1031,6 +1135,17 @@ impl Actor {
                 }
                 for id in &ids {
                     let _ = self.new_messages.send(*id);
+                }
+            }
+            Internal::ReadAhead { key, envelopes } => {
+                let ahead = self.read_ahead.get_mut();
+                ahead.reading.remove(&key);
+                if !envelopes.is_empty() {
+                    if ahead.ready.len() >= MAX_READ_AHEAD {
+                        // Ranges nobody asked for (a peer went away): drop them all.
+                        ahead.ready.clear();
+                    }
+                    ahead.ready.insert(key, envelopes);
                 }
             }
             Internal::PostsWritten => {
@@ -1867,8 +1982,8 @@ type InboundFrame = (NodeId, u64, Inbound);
 /// Decodes a frame and checks the signatures of the envelopes or receipts it carries on tokio's
 /// blocking pool, spread over up to `cores` tasks, so that the actor only finishes the checks
 /// that need its state (membership, decryption). Frames keep their order: the connection's
-/// reader waits for these checks before it reads the next frame, while the actor works on the
-/// previous one.
+/// reader starts the checks of up to [`CHECKS_IN_FLIGHT`] frames while it reads on, and hands
+/// them to the actor in the order read.
 async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
     let Ok((split, items)) = sync::SplitFrame::decode(&bytes) else {
         return Inbound::Raw(bytes);
@@ -1937,18 +2052,36 @@ async fn connection_task(
                         let mut recv = accepted.map_err(|e| e.to_string())?;
                         let inbound = inbound.clone();
                         streams.spawn(async move {
-                            loop {
-                                match transport::read_frame(&mut recv, max).await {
-                                    Ok(Some(frame)) => {
-                                        let frame = check_frame(frame, cores).await;
-                                        if inbound.send((peer, id, frame)).await.is_err() {
-                                            return Ok(());
+                            // Frames are checked while the next ones are read, at most
+                            // CHECKS_IN_FLIGHT at once, and handed on in the order read.
+                            let (checks_tx, mut checks_rx) =
+                                mpsc::channel::<tokio::task::JoinHandle<Inbound>>(CHECKS_IN_FLIGHT);
+                            let read = async move {
+                                loop {
+                                    match transport::read_frame(&mut recv, max).await {
+                                        Ok(Some(frame)) => {
+                                            let check = tokio::spawn(check_frame(frame, cores));
+                                            if checks_tx.send(check).await.is_err() {
+                                                return Ok(());
+                                            }
                                         }
+                                        Ok(None) => return Ok(()),
+                                        Err(e) => return Err(e.to_string()),
                                     }
-                                    Ok(None) => return Ok(()),
-                                    Err(e) => return Err(e.to_string()),
                                 }
-                            }
+                            };
+                            let forward = async move {
+                                while let Some(check) = checks_rx.recv().await {
+                                    let Ok(frame) = check.await else {
+                                        return; // The runtime is shutting down.
+                                    };
+                                    if inbound.send((peer, id, frame)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            };
+                            let (read, ()) = tokio::join!(read, forward);
+                            read
                         });
                     }
                     Some(done) = streams.join_next() => {

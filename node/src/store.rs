@@ -487,6 +487,7 @@ impl Store {
             return Ok(Vec::new());
         }
         self.check_writable()?;
+        let (messages, started) = (batch.len(), Instant::now());
         // The transaction runs on tokio's blocking pool: a batch takes sled milliseconds (and
         // may wait on sled's log buffers), which would stall every task of a runtime worker.
         let store = self.clone();
@@ -504,7 +505,14 @@ impl Store {
             path: self.inner.path.clone(),
             source: sled::Error::Io(std::io::Error::other(e.to_string())),
         })??;
+        let applied = started.elapsed();
         self.wait_durable(self.note_written()).await?;
+        tracing::trace!(
+            messages,
+            ?applied,
+            durable = ?started.elapsed(),
+            "message batch stored"
+        );
         Ok(outcomes)
     }
 

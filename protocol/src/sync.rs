@@ -1109,10 +1109,15 @@ impl Engine {
                 return self.reject(peer, e);
             }
         }
+        let before = self.in_flight.len();
         for item in envelopes {
             self.accept_envelope(now, peer, item.into_envelope(), archive);
         }
-        if resp.more {
+        // Ask for the rest only if this response brought something new. One that brought
+        // nothing answered a request already answered (two requests crossed, say a gap's and
+        // the periodic one); asking again on it would double every later response too.
+        let fresh = !resp.controls.is_empty() || self.in_flight.len() > before;
+        if resp.more && fresh {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.last_extra_request.remove(&resp.group);
             }

@@ -1144,3 +1144,62 @@ fn a_node_removed_before_it_heard_of_the_group_blames_nobody() {
         assert!(view.epoch_key(view.epoch()).is_none());
     }
 }
+
+/// A sync response that brings nothing new (a copy of one already handled, as when two
+/// requests crossed) does not make the receiver ask again: asking on every copy would double
+/// every later response of a catch-up, each copy checked in full.
+#[test]
+fn a_repeated_sync_response_is_not_asked_again() {
+    let mut sim = Sim::new(2);
+    sim.faults = QUIET;
+    sim.store_failures = false;
+    let g = sim.create("Operation Crossed Wires");
+    sim.add(g, B, Role::Member);
+    let end = sim.now.plus_millis(3 * SYNC_MS);
+    sim.run_until(end, |_| {});
+    assert!(sim.nodes[B].engine.group(&g).is_some());
+    for _ in 0..3 {
+        sim.post(O, g);
+    }
+    let owner = sim.ids[O];
+    let envelopes: Vec<Vec<u8>> = sim.nodes[O]
+        .archive
+        .messages
+        .iter()
+        .filter(|((group, author, _, _), _)| *group == g && *author == owner)
+        .map(|(_, (_, bytes))| bytes.clone())
+        .collect();
+    assert_eq!(envelopes.len(), 3);
+    let frame = Frame::SyncResponse(liaison_protocol::frame::SyncResponse {
+        group: g,
+        controls: Vec::new(),
+        envelopes,
+        more: true,
+    })
+    .encode()
+    .expect("encodes");
+    let requests_after = |sim: &mut Sim| {
+        let now = sim.now;
+        let node = &mut sim.nodes[B];
+        node.engine.handle_frame(now, owner, &frame, &node.archive);
+        while node.engine.poll_event().is_some() {}
+        let mut requests = 0;
+        while let Some(t) = node.engine.poll_transmit() {
+            let sent = Frame::decode(&t.frame).expect("valid frame");
+            if t.peer == owner && matches!(sent, Frame::SyncRequest(_)) {
+                requests += 1;
+            }
+        }
+        requests
+    };
+    assert_eq!(
+        requests_after(&mut sim),
+        1,
+        "new messages and more: ask for the rest"
+    );
+    assert_eq!(
+        requests_after(&mut sim),
+        0,
+        "the same response again: nothing to ask"
+    );
+}

@@ -1,8 +1,8 @@
 //! Messages travel between real nodes: delivery, encryption at rest, catch-up, relaying.
 
 use liaison_node::node::Command;
-use liaison_protocol::Role;
-use liaison_tests::{create_group, knows_group, wait_until, Cluster};
+use liaison_protocol::{Handling, Role};
+use liaison_tests::{create_group, knows_group, post, wait_until, Cluster};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -98,6 +98,23 @@ async fn stopped_node_catches_up_without_loss_or_duplicates() {
             c.post(0, g, &format!("owner while stopped {i}"))
                 .await
                 .expect("post"),
+        );
+    }
+    // Over 2 MiB of large messages: the catch-up takes several sync responses, the later ones
+    // read ahead by the answering node while the sleeper checks the earlier ones.
+    let large = "x".repeat(200 * 1024);
+    for i in 0..12 {
+        ids.push(
+            post(
+                c.node(1),
+                g,
+                "officer",
+                &format!("large {i}"),
+                &large,
+                Handling::Green,
+            )
+            .await
+            .expect("post"),
         );
     }
     c.restart(2).await;
