@@ -57,7 +57,7 @@ const CHECKS_IN_FLIGHT: usize = 4;
 /// Message batches of each kind (received, posted here) being written at once. What arrives
 /// meanwhile waits and goes into the next batch: under load, batches grow instead of writes
 /// queueing up, so one transaction and one flush cover many messages.
-const MAX_WRITES_IN_FLIGHT: usize = 2;
+const MAX_WRITES_IN_FLIGHT: usize = 4;
 /// Capacity of each connection's outbound frame channel.
 const OUTBOUND_QUEUE: usize = 1024;
 /// A second connection from a peer within this time of the first is a simultaneous dial, settled

@@ -815,26 +815,33 @@ impl Store {
             return Ok(());
         }
         self.check_writable()?;
-        let mut blobs = sled::Batch::default();
-        let mut index = sled::Batch::default();
-        for r in &receipts {
-            let key = blake3::hash(&r.bytes);
-            blobs.insert(key.as_bytes(), r.bytes.as_slice());
-            for msg in &r.messages {
-                let mut k = [0u8; RECEIPT_KEY_LEN];
-                k[..ID_LEN].copy_from_slice(msg);
-                k[ID_LEN..].copy_from_slice(&r.receiver);
-                index.insert(&k[..], key.as_bytes());
+        // On the blocking pool, as message batches: a batch of receipts names many messages.
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut blobs = sled::Batch::default();
+            let mut index = sled::Batch::default();
+            for r in &receipts {
+                let key = blake3::hash(&r.bytes);
+                blobs.insert(key.as_bytes(), r.bytes.as_slice());
+                for msg in &r.messages {
+                    let mut k = [0u8; RECEIPT_KEY_LEN];
+                    k[..ID_LEN].copy_from_slice(msg);
+                    k[ID_LEN..].copy_from_slice(&r.receiver);
+                    index.insert(&k[..], key.as_bytes());
+                }
             }
-        }
-        self.inner
-            .receipt_blobs
-            .apply_batch(blobs)
-            .map_err(|e| self.engine("writing receipts", e))?;
-        self.inner
-            .receipts
-            .apply_batch(index)
-            .map_err(|e| self.engine("writing receipts", e))?;
+            let i = &store.inner;
+            i.receipt_blobs
+                .apply_batch(blobs)
+                .and_then(|()| i.receipts.apply_batch(index))
+                .map_err(|e| store.engine("writing receipts", e))
+        })
+        .await
+        .map_err(|e| StoreError::Engine {
+            op: "writing receipts",
+            path: self.inner.path.clone(),
+            source: sled::Error::Io(std::io::Error::other(e.to_string())),
+        })??;
         self.wait_durable(self.note_written()).await
     }
 
