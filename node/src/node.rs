@@ -844,9 +844,17 @@ impl Actor {
                     store.envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, budget)
                 })
                 .await;
+                // A failed read only loses the head start: the request reads the store itself.
                 let envelopes = match read {
                     Ok(Ok(envelopes)) => envelopes,
-                    _ => Vec::new(),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "cannot read envelopes ahead for a sync response");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "read-ahead task did not finish");
+                        Vec::new()
+                    }
                 };
                 let _ = tx.send(Internal::ReadAhead { key, envelopes }).await;
             });

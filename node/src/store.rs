@@ -488,23 +488,16 @@ impl Store {
         }
         self.check_writable()?;
         let (messages, started) = (batch.len(), Instant::now());
-        // The transaction runs on tokio's blocking pool: a batch takes sled milliseconds (and
-        // may wait on sled's log buffers), which would stall every task of a runtime worker.
-        let store = self.clone();
-        let outcomes = tokio::task::spawn_blocking(move || {
-            store.apply_messages(|ctx| {
-                batch
-                    .iter()
-                    .map(|m| ctx.insert(&m.borrowed()))
-                    .collect::<Result<Vec<_>, _>>()
+        let outcomes = self
+            .blocking("inserting messages", move |store| {
+                store.apply_messages(|ctx| {
+                    batch
+                        .iter()
+                        .map(|m| ctx.insert(&m.borrowed()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
             })
-        })
-        .await
-        .map_err(|e| StoreError::Engine {
-            op: "inserting messages",
-            path: self.inner.path.clone(),
-            source: sled::Error::Io(std::io::Error::other(e.to_string())),
-        })??;
+            .await?;
         let applied = started.elapsed();
         self.wait_durable(self.note_written()).await?;
         tracing::trace!(
@@ -815,9 +808,7 @@ impl Store {
             return Ok(());
         }
         self.check_writable()?;
-        // On the blocking pool, as message batches: a batch of receipts names many messages.
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking("writing receipts", move |store| {
             let mut blobs = sled::Batch::default();
             let mut index = sled::Batch::default();
             for r in &receipts {
@@ -836,13 +827,25 @@ impl Store {
                 .and_then(|()| i.receipts.apply_batch(index))
                 .map_err(|e| store.engine("writing receipts", e))
         })
-        .await
-        .map_err(|e| StoreError::Engine {
-            op: "writing receipts",
-            path: self.inner.path.clone(),
-            source: sled::Error::Io(std::io::Error::other(e.to_string())),
-        })??;
+        .await?;
         self.wait_durable(self.note_written()).await
+    }
+
+    /// Runs `work` on tokio's blocking pool: a sled batch takes milliseconds (and may wait on
+    /// sled's log buffers), which would stall every task of a runtime worker.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Engine {
+                op,
+                path: self.inner.path.clone(),
+                source: sled::Error::Io(std::io::Error::other(e.to_string())),
+            })?
     }
 
     /// All receipts naming message `msg` as `(receiver, bytes)`, ascending by receiver.
