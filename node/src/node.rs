@@ -56,7 +56,7 @@ const CHECK_CHUNK_MIN: usize = 8;
 const CHECKS_IN_FLIGHT: usize = 4;
 /// Message batches of each kind (received, posted here) being written at once. What arrives
 /// meanwhile waits and goes into the next batch: under load, batches grow instead of writes
-/// queueing up, so one transaction and one flush cover many messages.
+/// queueing up, so one store batch and one flush cover many messages.
 const MAX_WRITES_IN_FLIGHT: usize = 4;
 /// Capacity of each connection's outbound frame channel.
 const OUTBOUND_QUEUE: usize = 1024;
@@ -861,7 +861,7 @@ impl Actor {
         }
     }
 
-    /// Writes the posts sealed since the last drain as one store batch (one transaction, one
+    /// Writes the posts sealed since the last drain as one store batch (one sled batch, one
     /// flush); each is answered, and pushed to peers, once that write is durable.
     fn store_local_posts(&mut self) {
         if self.local_posts.is_empty() || self.post_writes >= MAX_WRITES_IN_FLIGHT {

@@ -497,26 +497,26 @@ async fn store_corrupt_entries_are_errors_not_panics() {
     // A short key under G1's prefix in the author index.
     store
         .inner
-        .by_author
-        .insert([&G1[..], &[0xa1; 3]].concat(), &id(9)[..])
+        .messages
+        .insert([&author_space(&G1)[..], &[0xa1; 3]].concat(), &id(9)[..])
         .unwrap();
     let err = store.authors(&G1).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::Corrupt {
-                tree: TREE_BY_AUTHOR,
+                tree: PART_BY_AUTHOR,
                 ..
             }
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains(TREE_BY_AUTHOR), "{err}");
+    assert!(err.to_string().contains(PART_BY_AUTHOR), "{err}");
 
     // A value that is not a message id.
     store
         .inner
-        .by_group
+        .messages
         .insert(by_group_key(&G2, 1), &b"short"[..])
         .unwrap();
     let err = store.group_messages(&G2, None, 10).unwrap_err();
@@ -524,12 +524,31 @@ async fn store_corrupt_entries_are_errors_not_panics() {
         matches!(
             err,
             StoreError::Corrupt {
-                tree: TREE_BY_GROUP,
+                tree: PART_BY_GROUP,
                 ..
             }
         ),
         "{err:?}"
     );
+
+    // A stored message whose metadata length runs past its end.
+    store
+        .inner
+        .messages
+        .insert(message_key(&id(7)), &[0, 0, 1, 0, 9][..])
+        .unwrap();
+    let err = store.message(&id(7)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                tree: PART_MESSAGES,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(store.message_meta(&id(7)).is_err());
 
     // Malformed keys in control, receipts and peers.
     store.inner.control.insert(&b"bad"[..], &b"x"[..]).unwrap();
@@ -556,28 +575,133 @@ async fn store_corrupt_entries_are_errors_not_panics() {
             ..
         })
     ));
+}
 
-    // A corrupt counter aborts the insert transaction cleanly.
-    store
-        .inner
-        .meta
-        .insert(KEY_NEXT_ORDER, &b"xyz"[..])
-        .unwrap();
-    let err = store
-        .insert_message(msg(2, G1, A1, 2).borrowed())
-        .await
-        .unwrap_err();
+#[tokio::test(flavor = "multi_thread")]
+async fn store_corrupt_counter_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .insert_message(msg(1, G1, A1, 1).borrowed())
+            .await
+            .unwrap();
+        store
+            .inner
+            .messages
+            .insert(KEY_NEXT_ORDER, &b"xyz"[..])
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::Corrupt {
-                tree: TREE_META,
+                tree: PART_COUNTERS,
                 ..
             }
         ),
         "{err:?}"
     );
-    assert_eq!(store.message(&id(2)).unwrap(), None);
+    assert!(err.to_string().contains("next-local-order"), "{err}");
+}
+
+/// Writes `messages` the way version 1 of the store laid them out.
+fn write_v1(dir: &Path, messages: &[NewMessageOwned]) {
+    let db = sled::open(dir).unwrap();
+    let (m, meta, by_author, by_group, store_meta) = (
+        db.open_tree(V1_MESSAGES).unwrap(),
+        db.open_tree(V1_MSG_META).unwrap(),
+        db.open_tree(V1_BY_AUTHOR).unwrap(),
+        db.open_tree(V1_BY_GROUP).unwrap(),
+        db.open_tree(TREE_META).unwrap(),
+    );
+    for (order, msg) in (1u64..).zip(messages) {
+        m.insert(msg.id, msg.envelope.as_slice()).unwrap();
+        meta.insert(msg.id, msg.meta.as_slice()).unwrap();
+        let seq_key = &by_author_key(&msg.group, &msg.author, msg.epoch, msg.seq)[1..];
+        by_author.insert(seq_key, &msg.id[..]).unwrap();
+        by_group
+            .insert(group_seq_key(&msg.group, order), &msg.id[..])
+            .unwrap();
+    }
+    let next = messages.len() as u64 + 1;
+    store_meta
+        .insert(V1_KEY_NEXT_ORDER, &next.to_be_bytes()[..])
+        .unwrap();
+    store_meta
+        .insert(V1_KEY_MESSAGE_COUNT, &(next - 1).to_be_bytes()[..])
+        .unwrap();
+    store_meta.insert("k", &b"kept"[..]).unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_converts_a_version_1_store_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = vec![msg(1, G1, A1, 1), msg(2, G2, A2, 1), msg(3, G1, A1, 2)];
+    write_v1(dir.path(), &old);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.message_count(), 3);
+        for m in &old {
+            assert_eq!(store.message(&m.id).unwrap(), Some(m.envelope.clone()));
+            assert_eq!(store.message_meta(&m.id).unwrap(), Some(m.meta.clone()));
+        }
+        assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 2)]);
+        assert_eq!(
+            store.group_messages(&G1, None, 10).unwrap(),
+            vec![(1, id(1)), (3, id(3))]
+        );
+        assert_eq!(store.meta("k").unwrap(), Some(b"kept".to_vec()));
+        // Arrival order goes on after the converted messages; the old ones are duplicates.
+        assert_eq!(
+            store
+                .insert_messages(vec![msg(1, G1, A1, 1), msg(4, G1, A1, 3)])
+                .await
+                .unwrap(),
+            vec![Inserted::Duplicate, Inserted::New]
+        );
+        assert_eq!(
+            store.group_messages(&G1, Some(3), 10).unwrap(),
+            vec![(4, id(4))]
+        );
+        let names = store.inner.db.tree_names();
+        for gone in [V1_MESSAGES, V1_MSG_META, V1_BY_AUTHOR, V1_BY_GROUP] {
+            assert!(
+                !names.iter().any(|n| n.as_ref() == gone.as_bytes()),
+                "{gone}"
+            );
+        }
+        assert_eq!(store.inner.meta.get(V1_KEY_NEXT_ORDER).unwrap(), None);
+    }
+    // A second open finds nothing to convert and keeps everything.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message_count(), 4);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_conversion_restarts_after_a_crash_part_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = vec![msg(1, G1, A1, 1), msg(2, G1, A1, 2)];
+    write_v1(dir.path(), &old);
+    // A conversion that stopped after copying only part of the messages.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let v2 = db.open_tree(TREE_MESSAGES).unwrap();
+        v2.insert(
+            message_key(&id(1)),
+            message_value(b"meta 1", b"envelope 1").unwrap(),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message_count(), 2);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2]);
+    assert_eq!(store.message(&id(2)).unwrap(), Some(b"envelope 2".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
