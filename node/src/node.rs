@@ -982,20 +982,19 @@ impl Actor {
                     descriptor,
                     bytes,
                 } => self.on_descriptor(peer, *descriptor, &bytes),
-                // This node's own receipts come only once the messages are durable here; a
+                // This node's own receipts are not stored: they went to the author, and its
+                // own store already says when it stored each message (see `receipts`). A
                 // peer's may name messages still being written, which are left out.
                 Event::Receipt {
                     receiver,
                     messages,
                     bytes,
                     ..
-                } => {
+                } if receiver != self.me => {
                     let messages: Vec<[u8; 32]> = messages
                         .iter()
                         .map(|m| *m.as_bytes())
-                        .filter(|m| {
-                            receiver == self.me || self.store.has_message(m).unwrap_or(false)
-                        })
+                        .filter(|m| self.store.has_message(m).unwrap_or(false))
                         .collect();
                     if !messages.is_empty() {
                         receipts.push(crate::store::NewReceipt {
@@ -1856,22 +1855,39 @@ impl Actor {
 
     fn receipts(&self, who: &Principal, id: &MessageId) -> Result<Vec<ReceiptView>> {
         // Only whoever may read the message sees its receipts.
-        let group = self.read(who, id, false)?.group_id.parse::<GroupId>().ok();
+        let message = self.read(who, id, false)?;
+        let group = message.group_id.parse::<GroupId>().ok();
         let mut out = Vec::new();
         for (_, bytes) in self.store.receipts(id.as_bytes())? {
             let Ok(r) = Receipt::verify(&bytes) else {
                 continue;
             };
-            if !r.covers(id) {
+            if !r.covers(id) || r.receiver == self.me {
                 continue;
             }
-            out.push(ReceiptView {
-                receiver_id: r.receiver.to_string(),
-                receiver_name: self.node_name(&r.receiver, group.as_ref()),
-                stored_at: crate::views::rfc3339(r.stored_at.0),
-            });
+            out.push((r.receiver, r.stored_at.0));
         }
-        Ok(out)
+        // A message from another node was stored here when it arrived (the time kept with it);
+        // this node's signed receipt for it went to the author and is not kept.
+        if message.author_id != self.me.to_string() {
+            let arrived = self
+                .store
+                .message_meta(id.as_bytes())?
+                .and_then(|m| <[u8; 8]>::try_from(m.as_slice()).ok())
+                .map(u64::from_be_bytes);
+            if let Some(at) = arrived {
+                out.push((self.me, at));
+            }
+        }
+        out.sort_by_key(|(receiver, _)| *receiver.as_bytes());
+        Ok(out
+            .into_iter()
+            .map(|(receiver, at)| ReceiptView {
+                receiver_id: receiver.to_string(),
+                receiver_name: self.node_name(&receiver, group.as_ref()),
+                stored_at: crate::views::rfc3339(at),
+            })
+            .collect())
     }
 }
 

@@ -136,6 +136,24 @@ fn cli_end_to_end() {
             .any(|x| x["receiver_name"] == "customs")
             .then_some(())
     });
+    // b lists itself for a's message (when it stored it), once, and a does not list itself
+    // for its own message.
+    let on_b = json(&b, &["receipts", &id, "--json"]);
+    let on_b = on_b.as_array().expect("receipts on b");
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    assert_eq!(on_b[0]["receiver_name"], "customs");
+    assert!(on_b[0]["stored_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    let on_a = json(&a, &["receipts", &id, "--json"]);
+    assert!(
+        !on_a
+            .as_array()
+            .expect("receipts on a")
+            .iter()
+            .any(|x| x["receiver_name"] == "rilo"),
+        "{on_a:?}"
+    );
     let status = json(&a, &["status", "--json"]);
     assert_eq!(status["connected"], 1);
 
