@@ -1544,10 +1544,7 @@ impl Actor {
         let gid = self.resolve_visible_group(who, group)?;
         let mut exported = Vec::new();
         let mut refused = Vec::new();
-        for (_, id) in self
-            .store
-            .group_messages(gid.as_bytes(), None, usize::MAX)?
-        {
+        for id in self.store.group_messages(gid.as_bytes())? {
             let view = match self.read(who, &MessageId::from(id), true) {
                 Ok(v) => v,
                 Err(Error::NotFound(_)) => continue,
@@ -1567,6 +1564,7 @@ impl Actor {
                 None => exported.push(view),
             }
         }
+        exported.sort_by_key(|m| m.created_at_ms);
         Ok(ExportView {
             group_id: gid.to_string(),
             exported,
@@ -1795,10 +1793,7 @@ impl Actor {
         };
         let mut out = Vec::new();
         for gid in groups {
-            for (_, id) in self
-                .store
-                .group_messages(gid.as_bytes(), None, usize::MAX)?
-            {
+            for id in self.store.group_messages(gid.as_bytes())? {
                 match self.read(who, &MessageId::from(id), false) {
                     Ok(v) => out.push(v),
                     Err(Error::NotFound(_)) => {}

@@ -38,7 +38,6 @@
 //! |----------------|---------------------------------------|----------------------|
 //! | `messages-v2`  | `m` ‖ message_id(32)                  | meta_len(4) ‖ caller metadata ‖ envelope bytes |
 //! |                | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | message_id(32) |
-//! |                | `g` ‖ group(16) ‖ local_order(8)      | message_id(32)       |
 //! |                | `c` ‖ counter name                    | u64                  |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
 //! | `receipts-v2`  | message_id(32) ‖ receiver(32)         | receipt key(32)      |
@@ -47,13 +46,18 @@
 //! | `meta-v1`      | UTF-8 key                             | bytes                |
 //! | `audit-v1`     | reserved for later use                |                      |
 //!
-//! A message, its two index entries and the counters it advances live in one
+//! A message, its index entry and the message count live in one
 //! tree, `messages-v2`, and are written with one `apply_batch`: sled makes a
 //! batch atomic within a tree, and a batch costs about a third less than the
 //! transaction over four trees that version 1 used (and a transaction holds a
 //! process-wide lock in sled 0.34 for its whole run, as a batch does only while
 //! it applies). Message writers take turns on a mutex, so the duplicate and
 //! conflict checks read a state no other writer changes before the batch lands.
+//!
+//! Arrival order is not indexed (version 1 kept `by-group-v1` for it): every
+//! reader lists a group's messages whole and orders them itself, and the
+//! author index already lists them by group; an index entry is a large part of
+//! what a message costs to write.
 //!
 //! A store written by an earlier version (`messages-v1`, `msg-meta-v1`,
 //! `by-author-v1`, `by-group-v1` and two counters in `meta-v1`) is converted
@@ -86,14 +90,10 @@ const TREE_MESSAGES: &str = "messages-v2";
 /// Key spaces of `messages-v2`, as named in errors.
 const PART_MESSAGES: &str = "messages-v2 (messages)";
 const PART_BY_AUTHOR: &str = "messages-v2 (author index)";
-const PART_BY_GROUP: &str = "messages-v2 (arrival index)";
 const PART_COUNTERS: &str = "messages-v2 (counters)";
 /// Key prefixes of the key spaces of `messages-v2`.
 const P_MESSAGE: u8 = b'm';
 const P_AUTHOR: u8 = b'a';
-const P_GROUP: u8 = b'g';
-/// Next local arrival order to hand out (u64 big-endian).
-const KEY_NEXT_ORDER: &[u8] = b"cnext-local-order";
 /// Number of messages stored (u64 big-endian).
 const KEY_MESSAGE_COUNT: &[u8] = b"cmessage-count";
 /// Version 1 trees, converted and dropped by [`Store::open`].
@@ -124,8 +124,6 @@ const EPOCH_LEN: usize = 8;
 const SEQ_SPACE_LEN: usize = GROUP_LEN + ID_LEN + EPOCH_LEN;
 /// Author index key: prefix ‖ group ‖ author ‖ epoch ‖ seq.
 const BY_AUTHOR_KEY_LEN: usize = 1 + SEQ_SPACE_LEN + SEQ_LEN;
-/// Arrival index key: prefix ‖ group ‖ local order.
-const BY_GROUP_KEY_LEN: usize = 1 + GROUP_LEN + SEQ_LEN;
 /// Length of the metadata length that starts a stored message.
 const META_LEN_LEN: usize = 4;
 const CONTROL_KEY_LEN: usize = GROUP_LEN + SEQ_LEN;
@@ -378,8 +376,6 @@ struct Inner {
 /// The counters of `messages-v2`.
 #[derive(Debug, Clone, Copy)]
 struct Counters {
-    /// Next local arrival order to hand out.
-    next_order: u64,
     /// Number of messages stored.
     count: u64,
 }
@@ -459,7 +455,6 @@ impl Store {
             }),
         };
         let counters = Counters {
-            next_order: counter(KEY_NEXT_ORDER, 1)?,
             count: counter(KEY_MESSAGE_COUNT, 0)?,
         };
 
@@ -588,22 +583,16 @@ impl Store {
                     "index entry without message; rewriting it"
                 );
             }
-            let order = next.next_order;
-            next.next_order = order.checked_add(1).ok_or_else(|| {
-                self.corrupt(PART_COUNTERS, "the local order counter is exhausted".into())
-            })?;
             next.count = next.count.saturating_add(1);
             let value = message_value(m.meta, m.envelope)
                 .ok_or_else(|| self.corrupt(PART_MESSAGES, "message metadata over 4 GiB".into()))?;
             writes.insert(&key[..], value);
             writes.insert(&author_key[..], &m.id[..]);
-            writes.insert(&by_group_key(&m.group, order)[..], &m.id[..]);
             ids.insert(m.id);
             seqs.insert(author_key, m.id);
             outcomes.push(Inserted::New);
         }
         if next.count != counters.count {
-            writes.insert(KEY_NEXT_ORDER, &next.next_order.to_be_bytes()[..]);
             writes.insert(KEY_MESSAGE_COUNT, &next.count.to_be_bytes()[..]);
             tree.apply_batch(writes)
                 .map_err(|e| self.engine("inserting messages", e))?;
@@ -804,31 +793,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` messages of `group` in local arrival order, as
-    /// `(local_order, id)`, starting after `after_order` (from the
-    /// beginning if `None`). Pass the last returned order to page on.
-    pub fn group_messages(
-        &self,
-        group: &GroupId,
-        after_order: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, MessageId)>, StoreError> {
-        let start = match after_order {
-            None => 0,
-            Some(o) => match o.checked_add(1) {
-                Some(s) => s,
-                None => return Ok(Vec::new()),
-            },
-        };
-        let range = by_group_key(group, start)..=by_group_key(group, u64::MAX);
+    /// The ids of every message held in `group`, ordered by author, epoch and seq.
+    pub fn group_messages(&self, group: &GroupId) -> Result<Vec<MessageId>, StoreError> {
         let mut out = Vec::new();
-        for item in self.inner.messages.range(range).take(limit) {
-            let (k, v) = item.map_err(|e| self.engine("reading the group index", e))?;
-            if k.len() != BY_GROUP_KEY_LEN {
-                return Err(self.bad_key_len(PART_BY_GROUP, k.len(), BY_GROUP_KEY_LEN));
+        for item in self.inner.messages.scan_prefix(author_space(group)) {
+            let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
+            if k.len() != BY_AUTHOR_KEY_LEN {
+                return Err(self.bad_key_len(PART_BY_AUTHOR, k.len(), BY_AUTHOR_KEY_LEN));
             }
-            let order = u64::from_be_bytes(self.array(PART_BY_GROUP, &k[1 + GROUP_LEN..])?);
-            out.push((order, self.id_value(PART_BY_GROUP, &v)?));
+            out.push(self.id_value(PART_BY_AUTHOR, &v)?);
         }
         Ok(out)
     }
@@ -1440,13 +1413,6 @@ fn group_seq_key(group: &GroupId, n: u64) -> [u8; CONTROL_KEY_LEN] {
     k
 }
 
-fn by_group_key(group: &GroupId, order: u64) -> [u8; BY_GROUP_KEY_LEN] {
-    let mut k = [0u8; BY_GROUP_KEY_LEN];
-    k[0] = P_GROUP;
-    k[1..].copy_from_slice(&group_seq_key(group, order));
-    k
-}
-
 fn message_key(id: &MessageId) -> [u8; 1 + ID_LEN] {
     let mut k = [0u8; 1 + ID_LEN];
     k[0] = P_MESSAGE;
@@ -1511,29 +1477,15 @@ fn migrate_v1(db: &sled::Db, messages: &sled::Tree, meta: &sled::Tree) -> sled::
                 flush_batch(&mut batch, &mut pending)?;
             }
         }
-        let mut max_order = 0u64;
-        for (name, prefix) in [(V1_BY_AUTHOR, P_AUTHOR), (V1_BY_GROUP, P_GROUP)] {
-            for item in db.open_tree(name)?.iter() {
-                let (k, v) = item?;
-                if prefix == P_GROUP {
-                    if let Some(order) = k.get(GROUP_LEN..).and_then(decode_u64) {
-                        max_order = max_order.max(order);
-                    }
-                }
-                batch.insert(prefixed(prefix, &k), v);
-                pending += 1;
-                if pending >= 4096 {
-                    flush_batch(&mut batch, &mut pending)?;
-                }
+        // The arrival index (`by-group-v1`) is not kept; see the module docs.
+        for item in db.open_tree(V1_BY_AUTHOR)?.iter() {
+            let (k, v) = item?;
+            batch.insert(prefixed(P_AUTHOR, &k), v);
+            pending += 1;
+            if pending >= 4096 {
+                flush_batch(&mut batch, &mut pending)?;
             }
         }
-        let old_counter = |key: &str| -> sled::Result<Option<u64>> {
-            Ok(meta.get(key)?.and_then(|v| decode_u64(&v)))
-        };
-        let next_order = old_counter(V1_KEY_NEXT_ORDER)?
-            .unwrap_or(0)
-            .max(max_order.saturating_add(1));
-        batch.insert(KEY_NEXT_ORDER, &next_order.to_be_bytes()[..]);
         batch.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
         flush_batch(&mut batch, &mut pending)?;
         db.flush()?;

@@ -129,7 +129,7 @@ pub struct Refused {
 pub struct ExportView {
     /// The group.
     pub group_id: String,
-    /// Messages exported, with bodies.
+    /// Messages exported, with bodies, oldest first.
     pub exported: Vec<MessageView>,
     /// Messages a handling code keeps in.
     pub refused: Vec<Refused>,

@@ -72,7 +72,7 @@ async fn store_insert_is_idempotent_and_detects_conflicts() {
     assert_eq!(store.message_by_seq(&G1, &A1, 1, 1).unwrap(), Some(id(1)));
     assert_eq!(store.message_by_seq(&G1, &A1, 1, 2).unwrap(), None);
     assert_eq!(store.message_count(), 1);
-    assert_eq!(store.group_messages(&G1, None, 10).unwrap().len(), 1);
+    assert_eq!(store.group_messages(&G1).unwrap(), vec![id(1)]);
 
     // Same seq in another group or by another author is fine.
     assert_eq!(
@@ -161,24 +161,14 @@ async fn store_ranges_sort_numerically() {
     assert_eq!(store.authors(&G2).unwrap(), vec![(A1, 1, 0)]);
     assert_eq!(store.authors(&[9; 16]).unwrap(), vec![]);
 
-    // Arrival order: the batch first (in batch order), then A2's messages.
-    let inbox = store.group_messages(&G1, None, usize::MAX).unwrap();
-    assert_eq!(inbox.len(), 304);
-    assert!(inbox.windows(2).all(|w| w[0].0 < w[1].0));
-    let ids: Vec<MessageId> = inbox.iter().map(|(_, i)| *i).collect();
-    let mut expected: Vec<MessageId> = seqs.iter().map(|&s| id(s)).collect();
+    // A group's messages: by author, then seq (numerically), and only that group's.
+    let mut expected: Vec<MessageId> = (1..=300).map(id).collect();
     expected.extend([1, 2, 4, 256].map(|s| id(1000 + s)));
-    assert_eq!(ids, expected);
-    // Paging with after_order.
-    let page1 = store.group_messages(&G1, None, 100).unwrap();
-    let page2 = store
-        .group_messages(&G1, page1.last().map(|(o, _)| *o), 1000)
-        .unwrap();
-    assert_eq!(page1.len() + page2.len(), 304);
-    assert_eq!(page2.first(), inbox.get(100));
+    assert_eq!(store.group_messages(&G1).unwrap(), expected);
+    assert_eq!(store.group_messages(&G2).unwrap(), vec![id(5000)]);
     assert_eq!(
-        store.group_messages(&G1, Some(u64::MAX), 10).unwrap(),
-        vec![]
+        store.group_messages(&[9; 16]).unwrap(),
+        Vec::<MessageId>::new()
     );
 
     // Control events: 255 < 256 < 65536.
@@ -292,7 +282,7 @@ async fn store_data_survives_reopen() {
         store.put_peer(&A2, b"peer").await.unwrap();
         store.put_meta("k", b"v").await.unwrap();
         store.flush().await.unwrap();
-        first_order = store.group_messages(&G1, None, 10).unwrap();
+        first_order = store.group_messages(&G1).unwrap();
         assert_eq!(first_order.len(), 2);
     }
     let store = Store::open(dir.path()).unwrap();
@@ -304,7 +294,7 @@ async fn store_data_survives_reopen() {
     );
     assert_eq!(store.message_by_seq(&G2, &A2, 1, 5).unwrap(), Some(id(3)));
     assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 2)]);
-    assert_eq!(store.group_messages(&G1, None, 10).unwrap(), first_order);
+    assert_eq!(store.group_messages(&G1).unwrap(), first_order);
     assert_eq!(
         store.control_events(&G1).unwrap(),
         vec![(1, b"create".to_vec())]
@@ -313,7 +303,7 @@ async fn store_data_survives_reopen() {
     assert_eq!(store.receipts(&id(1)).unwrap(), vec![(A2, b"ack".to_vec())]);
     assert_eq!(store.peers().unwrap(), vec![(A2, b"peer".to_vec())]);
     assert_eq!(store.meta("k").unwrap(), Some(b"v".to_vec()));
-    // Idempotence holds across restarts, and arrival order keeps growing.
+    // Idempotence holds across restarts.
     assert_eq!(
         store
             .insert_message(msg(1, G1, A1, 1).borrowed())
@@ -325,10 +315,10 @@ async fn store_data_survives_reopen() {
         .insert_message(msg(4, G1, A1, 3).borrowed())
         .await
         .unwrap();
-    let inbox = store.group_messages(&G1, None, 10).unwrap();
-    assert_eq!(inbox.len(), 3);
-    assert!(inbox[2].0 > first_order[1].0);
-    assert_eq!(inbox[2].1, id(4));
+    assert_eq!(
+        store.group_messages(&G1).unwrap(),
+        vec![id(1), id(2), id(4)]
+    );
     assert_eq!(store.message_count(), 4);
 }
 
@@ -517,14 +507,14 @@ async fn store_corrupt_entries_are_errors_not_panics() {
     store
         .inner
         .messages
-        .insert(by_group_key(&G2, 1), &b"short"[..])
+        .insert(by_author_key(&G2, &A1, 1, 1), &b"short"[..])
         .unwrap();
-    let err = store.group_messages(&G2, None, 10).unwrap_err();
+    let err = store.group_messages(&G2).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::Corrupt {
-                tree: PART_BY_GROUP,
+                tree: PART_BY_AUTHOR,
                 ..
             }
         ),
@@ -589,7 +579,7 @@ async fn store_corrupt_counter_is_refused_at_open() {
         store
             .inner
             .messages
-            .insert(KEY_NEXT_ORDER, &b"xyz"[..])
+            .insert(KEY_MESSAGE_COUNT, &b"xyz"[..])
             .unwrap();
         store.flush().await.unwrap();
     }
@@ -604,7 +594,7 @@ async fn store_corrupt_counter_is_refused_at_open() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("next-local-order"), "{err}");
+    assert!(err.to_string().contains("message-count"), "{err}");
 }
 
 /// Writes `messages` the way version 1 of the store laid them out.
@@ -650,12 +640,9 @@ async fn store_converts_a_version_1_store_on_open() {
             assert_eq!(store.message_meta(&m.id).unwrap(), Some(m.meta.clone()));
         }
         assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 2)]);
-        assert_eq!(
-            store.group_messages(&G1, None, 10).unwrap(),
-            vec![(1, id(1)), (3, id(3))]
-        );
+        assert_eq!(store.group_messages(&G1).unwrap(), vec![id(1), id(3)]);
         assert_eq!(store.meta("k").unwrap(), Some(b"kept".to_vec()));
-        // Arrival order goes on after the converted messages; the old ones are duplicates.
+        // The converted messages are duplicates; new ones are added.
         assert_eq!(
             store
                 .insert_messages(vec![msg(1, G1, A1, 1), msg(4, G1, A1, 3)])
@@ -664,8 +651,8 @@ async fn store_converts_a_version_1_store_on_open() {
             vec![Inserted::Duplicate, Inserted::New]
         );
         assert_eq!(
-            store.group_messages(&G1, Some(3), 10).unwrap(),
-            vec![(4, id(4))]
+            store.group_messages(&G1).unwrap(),
+            vec![id(1), id(3), id(4)]
         );
         let names = store.inner.db.tree_names();
         for gone in [V1_MESSAGES, V1_MSG_META, V1_BY_AUTHOR, V1_BY_GROUP] {
