@@ -13,7 +13,7 @@
 //! Every channel is bounded. Nothing is acknowledged — to a peer or an API caller — before the
 //! store reports the write durable (flushed); one flush covers a whole batch of writes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -562,6 +562,27 @@ struct StoreArchive<'a> {
     store: &'a Store,
     origins: &'a Origins,
     ahead: &'a RefCell<ReadAhead>,
+    /// Store reads made for receipts of the frame at hand (see [`MAX_RECEIPT_READS`]).
+    receipt_reads: Cell<usize>,
+}
+
+/// Most store reads one inbound frame's receipts may cause. A receipt names up to 1,024
+/// messages and a `Receipts` frame carries up to 64, which a member can sign once and send
+/// again and again; the messages an honest receipt names were stored moments ago, and their
+/// origins are in [`Origins`] without any read. Messages beyond this count that would need a
+/// read count as not held: receipts are best effort.
+const MAX_RECEIPT_READS: usize = 1024;
+
+impl StoreArchive<'_> {
+    /// Group and author of a stored message from the store, reading only its header.
+    fn stored_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+        let header = self
+            .store
+            .with_envelope(id.as_bytes(), message::decode_header)
+            .ok()??
+            .ok()?;
+        Some((header.group, header.author))
+    }
 }
 
 impl Archive for StoreArchive<'_> {
@@ -618,9 +639,23 @@ impl Archive for StoreArchive<'_> {
         if let Some(origin) = self.origins.get(id) {
             return Some(*origin);
         }
-        let bytes = self.store.message(id.as_bytes()).ok()??;
-        let (_, header, _) = message::decode(&bytes).ok()?;
-        Some((header.group, header.author))
+        self.stored_origin(id)
+    }
+
+    fn receipt_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+        if let Some(origin) = self.origins.get(id) {
+            return Some(*origin);
+        }
+        let reads = self.receipt_reads.get();
+        if reads >= MAX_RECEIPT_READS {
+            if reads == MAX_RECEIPT_READS {
+                debug!("receipts of one frame name too many messages not recently stored; the rest are skipped");
+                self.receipt_reads.set(reads + 1);
+            }
+            return None;
+        }
+        self.receipt_reads.set(reads + 1);
+        self.stored_origin(id)
     }
 }
 
@@ -813,6 +848,7 @@ impl Actor {
             store: &self.store,
             origins: &self.origins,
             ahead: &self.read_ahead,
+            receipt_reads: Cell::new(0),
         };
         match frame {
             Inbound::Raw(bytes) => self.engine.handle_frame(now(), peer, &bytes, &archive),
@@ -2126,4 +2162,109 @@ async fn connection_task(
         }
     }
     let _ = internal.send(Internal::ConnDown { peer, id }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use liaison_protocol::group::LocalKeys;
+    use liaison_protocol::message::Draft;
+    use liaison_protocol::{ExchangeSecret, GroupState};
+
+    use super::*;
+
+    /// Messages sealed by one author in a group of its own, and that group.
+    fn sealed_messages(count: u64) -> (GroupId, NodeId, Vec<Sealed>) {
+        let identity = IdentityKey::generate(&mut OsRng);
+        let exchange = ExchangeSecret::generate(&mut OsRng);
+        let gid = GroupId::from([7u8; 16]);
+        let genesis = GroupState::create(
+            &identity,
+            "g",
+            exchange.public(),
+            gid,
+            "a",
+            Timestamp(1),
+            &mut OsRng,
+        )
+        .unwrap();
+        let local = LocalKeys {
+            node: identity.node_id(),
+            exchange: &exchange,
+        };
+        let state = GroupState::from_genesis(&genesis, Some(local)).unwrap();
+        let content = Content {
+            officer: "o".into(),
+            recipients: Vec::new(),
+            reply_to: None,
+            payload: Payload::Text {
+                subject: "s".into(),
+                body: "b".into(),
+            },
+        };
+        let sealed = (1..=count)
+            .map(|seq| {
+                let draft = Draft {
+                    seq,
+                    now: Timestamp(2),
+                    handling: Handling::Green,
+                    expires_at: None,
+                    content: &content,
+                };
+                message::seal(&state, &identity, draft, &mut OsRng).unwrap()
+            })
+            .collect();
+        (gid, identity.node_id(), sealed)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn receipts_of_one_frame_cause_a_bounded_number_of_store_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (gid, author, sealed) = sealed_messages(MAX_RECEIPT_READS as u64 + 10);
+        let batch = sealed
+            .iter()
+            .map(|s| NewMessageOwned {
+                id: *s.id.as_bytes(),
+                group: *gid.as_bytes(),
+                author: *author.as_bytes(),
+                epoch: s.header.epoch,
+                seq: s.header.seq,
+                envelope: s.bytes.clone(),
+                meta: 1u64.to_be_bytes().to_vec(),
+            })
+            .collect();
+        store.insert_messages(batch).await.unwrap();
+        let recent = sealed.last().unwrap().id;
+        let mut origins = Origins::new();
+        origins.insert(recent, (gid, author));
+        let ahead = RefCell::new(ReadAhead::default());
+        let archive = |origins| StoreArchive {
+            store: &store,
+            origins,
+            ahead: &ahead,
+            receipt_reads: Cell::new(0),
+        };
+
+        // One frame: the store answers the first MAX_RECEIPT_READS lookups, read from the
+        // headers alone; the recently stored message is known without a read.
+        let frame = archive(&origins);
+        let found: Vec<bool> = sealed
+            .iter()
+            .map(|s| frame.receipt_origin(&s.id) == Some((gid, author)))
+            .collect();
+        assert!(found[..MAX_RECEIPT_READS].iter().all(|f| *f));
+        assert_eq!(found.iter().filter(|f| **f).count(), MAX_RECEIPT_READS + 1);
+        assert!(found[sealed.len() - 1]);
+        assert_eq!(frame.receipt_reads.get(), MAX_RECEIPT_READS + 1);
+        // Duplicate envelopes are not bounded: saying "not held" there would blame the sender.
+        assert!(sealed
+            .iter()
+            .all(|s| frame.message_origin(&s.id) == Some((gid, author))));
+        // The next frame starts afresh; an unknown id is simply not held.
+        let next = archive(&origins);
+        assert_eq!(next.receipt_origin(&sealed[0].id), Some((gid, author)));
+        assert_eq!(next.receipt_origin(&MessageId::from([0u8; 32])), None);
+    }
 }

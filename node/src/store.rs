@@ -609,6 +609,15 @@ impl Store {
         self.stored_message(id, "reading a message", |_, envelope| envelope.to_vec())
     }
 
+    /// Hands the stored envelope of a message to `read` without copying it.
+    pub fn with_envelope<T>(
+        &self,
+        id: &MessageId,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        self.stored_message(id, "reading a message", |_, envelope| read(envelope))
+    }
+
     /// The metadata blob stored with a message.
     pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         self.stored_message(id, "reading message metadata", |meta, _| meta.to_vec())

@@ -85,6 +85,27 @@ pub(crate) fn decode_bare<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Resu
     Ok(value)
 }
 
+/// Decodes one object of type `T` from the start of `bytes` (version byte first), ignoring
+/// whatever follows it: for reading the leading fields of an object without decoding the rest.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    bincode::serde::decode_from_slice::<T, _>(rest, CONFIG)
+        .map(|(value, _)| value)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
 /// Encodes `value` without the version byte: the form used for the inputs of signatures and
 /// hashes over parts of an object (see WIRE.md).
 pub(crate) fn encode_bare<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::error::UsageError> {

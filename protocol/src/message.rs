@@ -340,7 +340,14 @@ pub fn seal<R: rand_core::CryptoRng + rand_core::RngCore>(
 /// Decodes an envelope and its header (limits and encoding only; no signature check).
 pub fn decode(bytes: &[u8]) -> Result<(Envelope, Header, MessageId), Rejection> {
     let envelope: Envelope = codec::decode(bytes, MAX_ENVELOPE_LEN)?;
-    let header: Header = codec::decode_bare(&envelope.header, MAX_ENVELOPE_LEN)?;
+    let header = decode_header_bytes(&envelope.header)?;
+    let id = message_id(&envelope.header);
+    Ok((envelope, header, id))
+}
+
+/// Decodes the signed header bytes of an envelope and checks its fields.
+fn decode_header_bytes(bytes: &[u8]) -> Result<Header, Rejection> {
+    let header: Header = codec::decode_bare(bytes, MAX_ENVELOPE_LEN)?;
     if header.version != HEADER_VERSION {
         return Err(Rejection::InvalidHeader("unsupported header version"));
     }
@@ -350,8 +357,21 @@ pub fn decode(bytes: &[u8]) -> Result<(Envelope, Header, MessageId), Rejection> 
     if header.epoch == 0 {
         return Err(Rejection::InvalidHeader("epoch 0"));
     }
-    let id = message_id(&envelope.header);
-    Ok((envelope, header, id))
+    Ok(header)
+}
+
+/// The header of an envelope, read without decoding (or copying) the rest of it: for envelopes
+/// already checked and stored, whose group and author are wanted. Checks the header's encoding
+/// and fields as [`decode`] does, but neither the rest of the envelope nor any signature.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, Rejection> {
+    /// The leading field of an [`Envelope`].
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(with = "crate::codec::bytes")]
+        header: Vec<u8>,
+    }
+    let head: Head = codec::decode_prefix(bytes, MAX_ENVELOPE_LEN)?;
+    decode_header_bytes(&head.header)
 }
 
 /// Checks, in order: limits and decoding, the author's signature (`verify_strict`), that the

@@ -64,6 +64,14 @@ pub trait Archive {
 
     /// The group and author of a stored message.
     fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)>;
+
+    /// The group and author of a stored message that a receipt names. Receipts are best
+    /// effort, so an archive may answer `None` (as for a message not held) when looking it up
+    /// would cost too much: one signed receipt names up to 1,024 messages, and a peer can
+    /// send the same receipts again and again. Defaults to [`Archive::message_origin`].
+    fn receipt_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+        self.message_origin(id)
+    }
 }
 
 /// Tunables of the engine.
@@ -1151,8 +1159,8 @@ impl Engine {
         let mut held = Vec::with_capacity(receipt.messages.len());
         let mut authors: Vec<NodeId> = Vec::new();
         for id in &receipt.messages {
-            let Some((group, author)) = archive.message_origin(id) else {
-                continue; // Not held here.
+            let Some((group, author)) = archive.receipt_origin(id) else {
+                continue; // Not held here (or not looked up).
             };
             if group != receipt.group {
                 return self.reject(

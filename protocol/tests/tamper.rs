@@ -316,6 +316,27 @@ fn every_single_byte_flip_is_detected() {
     }
 }
 
+#[test]
+fn the_header_alone_reads_as_the_whole_envelope_does() {
+    let mut f = fixture();
+    let state = f.chain.latest(&f.member);
+    let bytes = seal(&state, &f.member, 7, &mut f.rng);
+    let (_, header, _) = message::decode(&bytes).expect("decode");
+    assert_eq!(message::decode_header(&bytes), Ok(header.clone()));
+    // Only the header is read: what follows it may be cut off.
+    let (head, _, _) = regions(&bytes);
+    assert_eq!(message::decode_header(&bytes[..head.end]), Ok(header));
+    // A header cut short, a wrong version byte or a header that does not decode are errors.
+    assert!(message::decode_header(&bytes[..head.end - 1]).is_err());
+    assert!(message::decode_header(&[]).is_err());
+    let mut other = bytes.clone();
+    other[0] ^= 0xff;
+    assert!(message::decode_header(&other).is_err());
+    let mut broken = bytes.clone();
+    broken[head.start] ^= 0xff;
+    assert!(message::decode_header(&broken).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
