@@ -1020,25 +1020,18 @@ impl Actor {
                 } => self.on_descriptor(peer, *descriptor, &bytes),
                 // This node's own receipts are not stored: they went to the author, and its
                 // own store already says when it stored each message (see `receipts`). A
-                // peer's may name messages still being written, which are left out.
+                // peer's may name messages still being written, which the store leaves out.
                 Event::Receipt {
                     receiver,
                     messages,
                     bytes,
                     ..
                 } if receiver != self.me => {
-                    let messages: Vec<[u8; 32]> = messages
-                        .iter()
-                        .map(|m| *m.as_bytes())
-                        .filter(|m| self.store.has_message(m).unwrap_or(false))
-                        .collect();
-                    if !messages.is_empty() {
-                        receipts.push(crate::store::NewReceipt {
-                            receiver: *receiver.as_bytes(),
-                            messages,
-                            bytes,
-                        });
-                    }
+                    receipts.push(crate::store::NewReceipt {
+                        receiver: *receiver.as_bytes(),
+                        messages: messages.iter().map(|m| *m.as_bytes()).collect(),
+                        bytes,
+                    });
                 }
                 Event::Directory {
                     node,

@@ -883,9 +883,10 @@ impl Store {
     // ----- receipts ------------------------------------------------------
 
     /// Stores receipts — each once, however many messages it names — and, per message named
-    /// and receiver, which receipt that is (replacing an earlier one); waits until all of it
-    /// is durable. The blobs are written before the index, so an index entry never points to
-    /// a missing blob.
+    /// that the store holds and receiver, which receipt that is (replacing an earlier one);
+    /// waits until all of it is durable. A receipt that names no message held here is not
+    /// stored. The blobs are written before the index, so an index entry never points to a
+    /// missing blob.
     pub async fn insert_receipts(&self, receipts: Vec<NewReceipt>) -> Result<(), StoreError> {
         if receipts.is_empty() {
             return Ok(());
@@ -896,12 +897,19 @@ impl Store {
             let mut index = sled::Batch::default();
             for r in &receipts {
                 let key = blake3::hash(&r.bytes);
-                blobs.insert(key.as_bytes(), r.bytes.as_slice());
+                let mut named = false;
                 for msg in &r.messages {
+                    if !store.has_message(msg)? {
+                        continue;
+                    }
+                    named = true;
                     let mut k = [0u8; RECEIPT_KEY_LEN];
                     k[..ID_LEN].copy_from_slice(msg);
                     k[ID_LEN..].copy_from_slice(&r.receiver);
                     index.insert(&k[..], key.as_bytes());
+                }
+                if named {
+                    blobs.insert(key.as_bytes(), r.bytes.as_slice());
                 }
             }
             let i = &store.inner;

@@ -37,7 +37,7 @@
 //!   a drain that handled many messages sends one `Push`, one `Ack` and one `Receipts` frame per
 //!   peer, not one of each per message.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::error::{Rejection, UsageError};
 use crate::frame::{vector_high, Frame, SyncRequest, SyncResponse, VectorEntry};
@@ -286,7 +286,14 @@ pub struct Engine {
     events: VecDeque<Event>,
     /// Signed descriptors of known nodes (this one included), shared with peers.
     directory: BTreeMap<NodeId, Vec<u8>>,
+    /// BLAKE3 digests of receipts taken recently (see [`MAX_SEEN_RECEIPTS`]).
+    seen_receipts: HashSet<[u8; 32]>,
 }
+
+/// Most receipt digests kept to recognise a receipt taken before; emptied when full. Receipts
+/// are never sent twice by an honest node, so a repeat is a replay: taking it again would
+/// cost lookups and index writes for every message it names and forward it again.
+const MAX_SEEN_RECEIPTS: usize = 16_384;
 
 /// What waits for one peer until the next [`Engine::poll_transmit`].
 #[derive(Debug, Default)]
@@ -328,6 +335,7 @@ impl Engine {
             outbox: BTreeMap::new(),
             events: VecDeque::new(),
             directory: BTreeMap::new(),
+            seen_receipts: HashSet::new(),
         }
     }
 
@@ -1144,6 +1152,10 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return self.reject(peer, e),
         };
+        let digest = *blake3::hash(&bytes).as_bytes();
+        if self.seen_receipts.contains(&digest) {
+            return; // Taken before: a replay.
+        }
         let Some(replica) = self.groups.get(&receipt.group) else {
             return; // Not a group held here: nothing to record or forward.
         };
@@ -1156,6 +1168,10 @@ impl Engine {
                 },
             );
         }
+        if self.seen_receipts.len() >= MAX_SEEN_RECEIPTS {
+            self.seen_receipts.clear();
+        }
+        self.seen_receipts.insert(digest);
         let mut held = Vec::with_capacity(receipt.messages.len());
         let mut authors: Vec<NodeId> = Vec::new();
         for id in &receipt.messages {

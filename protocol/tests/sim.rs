@@ -1203,3 +1203,55 @@ fn a_repeated_sync_response_is_not_asked_again() {
         "the same response again: nothing to ask"
     );
 }
+
+#[test]
+fn a_replayed_receipt_is_taken_once() {
+    let mut sim = Sim::new(3);
+    sim.faults = QUIET;
+    sim.store_failures = false;
+    let g = sim.create("Operation Echo");
+    sim.add(g, B, Role::Member);
+    let end = sim.now.plus_millis(3 * SYNC_MS);
+    sim.run_until(end, |_| {});
+    for _ in 0..3 {
+        sim.post(O, g);
+    }
+    let owner = sim.ids[O];
+    let ids: Vec<MessageId> = sim.nodes[O]
+        .archive
+        .messages
+        .iter()
+        .filter(|((group, author, _, _), _)| *group == g && *author == owner)
+        .map(|(_, (id, _))| *id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    // B's own signed receipt for O's messages, arriving twice at O.
+    let (b_key, _) = keys(sim.nodes[B].seed);
+    let receipt = Receipt::sign(&b_key, g, &ids, sim.now).expect("receipt");
+    let frame = Frame::Receipts {
+        receipts: vec![receipt],
+    }
+    .encode()
+    .expect("encodes");
+    let from_b = sim.ids[B];
+    let mut taken = || {
+        let now = sim.now;
+        let node = &mut sim.nodes[O];
+        node.engine.handle_frame(now, from_b, &frame, &node.archive);
+        let mut receipts = 0;
+        while let Some(event) = node.engine.poll_event() {
+            match event {
+                Event::Receipt { messages, .. } => {
+                    assert_eq!(messages.len(), 3);
+                    receipts += 1;
+                }
+                Event::Rejected { reason, .. } => panic!("a valid receipt was rejected: {reason}"),
+                _ => {}
+            }
+        }
+        while node.engine.poll_transmit().is_some() {}
+        receipts
+    };
+    assert_eq!(taken(), 1, "a new receipt is taken");
+    assert_eq!(taken(), 0, "the same receipt again is ignored");
+}

@@ -216,6 +216,10 @@ async fn store_control_events_and_groups() {
 async fn store_receipts_peers_and_meta() {
     let (_dir, store) = open_tmp();
     store
+        .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
+        .await
+        .unwrap();
+    store
         .insert_receipts(vec![receipt(A2, &[1], b"r2"), receipt(A1, &[1], b"r1")])
         .await
         .unwrap();
@@ -237,6 +241,25 @@ async fn store_receipts_peers_and_meta() {
         vec![(A2, b"r2-read".to_vec())]
     );
     assert_eq!(store.receipts(&id(4)).unwrap(), vec![]);
+    // Only messages held here are indexed; a receipt naming none of them is not kept.
+    store
+        .insert_receipts(vec![
+            receipt(A1, &[3, 4], b"half"),
+            receipt(A1, &[5], b"none"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.receipts(&id(3)).unwrap(),
+        vec![(A1, b"half".to_vec()), (A2, b"r2-read".to_vec())]
+    );
+    assert_eq!(store.receipts(&id(4)).unwrap(), vec![]);
+    assert_eq!(store.receipts(&id(5)).unwrap(), vec![]);
+    let none = blake3::hash(b"none");
+    assert_eq!(
+        store.inner.receipt_blobs.get(none.as_bytes()).unwrap(),
+        None
+    );
 
     store.put_peer(&A2, b"peer2").await.unwrap();
     store.put_peer(&A1, b"peer1").await.unwrap();
