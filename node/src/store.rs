@@ -38,18 +38,19 @@
 //! |----------------|---------------------------------------|----------------------|
 //! | `messages-v2`  | `m` ‖ message_id(32)                  | meta_len(4) ‖ caller metadata ‖ envelope bytes |
 //! |                | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | message_id(32) |
-//! |                | `c` ‖ counter name                    | u64                  |
+//! |                | `c` ‖ `message-count`                 | u64                  |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
 //! | `receipts-v2`  | message_id(32) ‖ receiver(32)         | receipt key(32)      |
 //! | `receipt-blobs-v2` | receipt key(32) = BLAKE3(receipt bytes) | receipt bytes  |
 //! | `peers-v1`     | node_id(32)                           | peer record bytes    |
 //! | `meta-v1`      | UTF-8 key                             | bytes                |
-//! | `audit-v1`     | reserved for later use                |                      |
+//! | `users-v1`     | officer name (UTF-8)                  | account record bytes |
+//! | `audit-v1`     | seq(8)                                | audit record bytes   |
 //!
 //! A message, its index entry and the message count live in one
 //! tree, `messages-v2`, and are written with one `apply_batch`: sled makes a
 //! batch atomic within a tree, and a batch costs about a third less than the
-//! transaction over four trees that version 1 used (and a transaction holds a
+//! transaction over five trees that version 1 used (and a transaction holds a
 //! process-wide lock in sled 0.34 for its whole run, as a batch does only while
 //! it applies). Message writers take turns on a mutex, so the duplicate and
 //! conflict checks read a state no other writer changes before the batch lands.
@@ -110,8 +111,7 @@ const TREE_RECEIPTS: &str = "receipts-v2";
 const TREE_RECEIPT_BLOBS: &str = "receipt-blobs-v2";
 const TREE_PEERS: &str = "peers-v1";
 const TREE_META: &str = "meta-v1";
-/// Reserved for an audit log; not opened yet.
-#[allow(dead_code)]
+/// The audit log: seq -> record.
 const TREE_AUDIT: &str = "audit-v1";
 /// Officer accounts: name -> record.
 const TREE_USERS: &str = "users-v1";
