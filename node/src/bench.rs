@@ -429,14 +429,16 @@ fn ed25519_rates(secs: f64) -> (f64, f64) {
 }
 
 /// Seal, and verify + open (everything a receiver checks), of messages with a 1 KiB body.
-fn message_rates(secs: f64) -> Result<(f64, f64)> {
+/// A fresh identity and the state of a group it just created alone, as the owner sees it
+/// (epoch key included): for sealing messages without a node.
+pub(crate) fn solo_group(gid: GroupId) -> Result<(IdentityKey, GroupState)> {
     let identity = IdentityKey::generate(&mut OsRng);
     let exchange = ExchangeSecret::generate(&mut OsRng);
     let genesis = GroupState::create(
         &identity,
         "bench",
         exchange.public(),
-        GroupId::from([1u8; 16]),
+        gid,
         "bench",
         Timestamp(1),
         &mut OsRng,
@@ -446,6 +448,11 @@ fn message_rates(secs: f64) -> Result<(f64, f64)> {
         exchange: &exchange,
     };
     let state = GroupState::from_genesis(&genesis, Some(local))?;
+    Ok((identity, state))
+}
+
+fn message_rates(secs: f64) -> Result<(f64, f64)> {
+    let (identity, state) = solo_group(GroupId::from([1u8; 16]))?;
     let content = Content {
         officer: "bench".into(),
         recipients: Vec::new(),

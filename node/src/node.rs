@@ -576,12 +576,23 @@ const MAX_RECEIPT_READS: usize = 1024;
 impl StoreArchive<'_> {
     /// Group and author of a stored message from the store, reading only its header.
     fn stored_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
-        let header = self
+        let header = match self
             .store
             .with_envelope(id.as_bytes(), message::decode_header)
-            .ok()??
-            .ok()?;
-        Some((header.group, header.author))
+        {
+            Ok(found) => found?,
+            Err(e) => {
+                warn!(id = %id.short(), error = %e, "cannot read a stored message's origin");
+                return None;
+            }
+        };
+        match header {
+            Ok(h) => Some((h.group, h.author)),
+            Err(e) => {
+                warn!(id = %id.short(), error = %e, "a stored message's header does not decode");
+                None
+            }
+        }
     }
 }
 
@@ -2161,32 +2172,14 @@ async fn connection_task(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use liaison_protocol::group::LocalKeys;
     use liaison_protocol::message::Draft;
-    use liaison_protocol::{ExchangeSecret, GroupState};
 
     use super::*;
 
     /// Messages sealed by one author in a group of its own, and that group.
     fn sealed_messages(count: u64) -> (GroupId, NodeId, Vec<Sealed>) {
-        let identity = IdentityKey::generate(&mut OsRng);
-        let exchange = ExchangeSecret::generate(&mut OsRng);
         let gid = GroupId::from([7u8; 16]);
-        let genesis = GroupState::create(
-            &identity,
-            "g",
-            exchange.public(),
-            gid,
-            "a",
-            Timestamp(1),
-            &mut OsRng,
-        )
-        .unwrap();
-        let local = LocalKeys {
-            node: identity.node_id(),
-            exchange: &exchange,
-        };
-        let state = GroupState::from_genesis(&genesis, Some(local)).unwrap();
+        let (identity, state) = crate::bench::solo_group(gid).unwrap();
         let content = Content {
             officer: "o".into(),
             recipients: Vec::new(),

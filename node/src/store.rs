@@ -355,8 +355,8 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     messages: sled::Tree,
-    /// Held by whoever writes to `messages`; the counters as last written.
-    writer: std::sync::Mutex<Counters>,
+    /// Held by whoever writes to `messages`.
+    writer: std::sync::Mutex<()>,
     control: sled::Tree,
     receipts: sled::Tree,
     receipt_blobs: sled::Tree,
@@ -369,15 +369,8 @@ struct Inner {
     /// Dropping it (with the last `Store`) stops the flusher.
     wake: mpsc::Sender<()>,
     state: watch::Receiver<FlushState>,
-    /// Copy of `Counters::count` readable without waiting for a writer.
+    /// The message count as last written; changed only by a holder of `writer`.
     message_count: AtomicU64,
-}
-
-/// The counters of `messages-v2`.
-#[derive(Debug, Clone, Copy)]
-struct Counters {
-    /// Number of messages stored.
-    count: u64,
 }
 
 /// Handle to the node's durable storage. Cheap to clone; open one per
@@ -437,25 +430,20 @@ impl Store {
             path: path_buf.clone(),
             source,
         })?;
-        let counter = |key: &[u8], default: u64| match messages.get(key) {
+        let count = match messages.get(KEY_MESSAGE_COUNT) {
             Ok(Some(v)) => decode_u64(&v).ok_or_else(|| StoreError::Corrupt {
                 tree: PART_COUNTERS,
                 path: path_buf.clone(),
-                detail: format!(
-                    "{} has {} bytes, expected 8",
-                    String::from_utf8_lossy(&key[1..]),
-                    v.len()
-                ),
-            }),
+                detail: format!("message-count has {} bytes, expected 8", v.len()),
+            })?,
             // Not written before the first message.
-            Ok(None) => Ok(default),
-            Err(e) => Err(StoreError::Open {
-                path: path_buf.clone(),
-                source: e,
-            }),
-        };
-        let counters = Counters {
-            count: counter(KEY_MESSAGE_COUNT, 0)?,
+            Ok(None) => 0,
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: path_buf,
+                    source: e,
+                })
+            }
         };
 
         let shared = Arc::new(Shared::default());
@@ -465,7 +453,7 @@ impl Store {
             path: path_buf,
             db,
             messages,
-            writer: std::sync::Mutex::new(counters),
+            writer: std::sync::Mutex::new(()),
             control,
             receipts,
             receipt_blobs,
@@ -476,7 +464,7 @@ impl Store {
             shared: shared.clone(),
             wake: wake_tx,
             state: state_rx,
-            message_count: AtomicU64::new(counters.count),
+            message_count: AtomicU64::new(count),
         });
         runtime.spawn(run_flusher(
             Arc::downgrade(&inner),
@@ -539,19 +527,18 @@ impl Store {
     }
 
     /// Writes the messages that are neither duplicates nor conflicts, with their index entries
-    /// and the counters they advance, in one atomic batch; one outcome per message, in order.
+    /// and the message count, in one atomic batch; one outcome per message, in order.
     /// Does not wait for durability.
     fn apply_messages(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Inserted>, StoreError> {
         let tree = &self.inner.messages;
         let read = |e| self.engine("inserting messages", e);
-        // A panic while holding the lock cannot leave the counters ahead of the tree: they are
+        // A panic while holding the lock cannot leave the count ahead of the tree: it is
         // updated only after the batch is applied.
-        let mut counters = self
+        let _writer = self
             .inner
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = *counters;
         let mut writes = sled::Batch::default();
         // Earlier messages of this batch, which the tree does not show yet.
         let mut ids = std::collections::HashSet::new();
@@ -583,7 +570,6 @@ impl Store {
                     "index entry without message; rewriting it"
                 );
             }
-            next.count = next.count.saturating_add(1);
             let value = message_value(m.meta, m.envelope)
                 .ok_or_else(|| self.corrupt(PART_MESSAGES, "message metadata over 4 GiB".into()))?;
             writes.insert(&key[..], value);
@@ -592,21 +578,20 @@ impl Store {
             seqs.insert(author_key, m.id);
             outcomes.push(Inserted::New);
         }
-        if next.count != counters.count {
-            writes.insert(KEY_MESSAGE_COUNT, &next.count.to_be_bytes()[..]);
+        if !ids.is_empty() {
+            let count = self.inner.message_count.load(Ordering::Relaxed);
+            let count = count.saturating_add(ids.len() as u64);
+            writes.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
             tree.apply_batch(writes)
                 .map_err(|e| self.engine("inserting messages", e))?;
-            *counters = next;
-            self.inner
-                .message_count
-                .store(next.count, Ordering::Relaxed);
+            self.inner.message_count.store(count, Ordering::Relaxed);
         }
         Ok(outcomes)
     }
 
     /// The stored envelope of a message.
     pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stored_message(id, "reading a message", |_, envelope| envelope.to_vec())
+        self.with_envelope(id, <[u8]>::to_vec)
     }
 
     /// Hands the stored envelope of a message to `read` without copying it.
@@ -807,9 +792,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.inner.messages.scan_prefix(author_space(group)) {
             let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
-            if k.len() != BY_AUTHOR_KEY_LEN {
-                return Err(self.bad_key_len(PART_BY_AUTHOR, k.len(), BY_AUTHOR_KEY_LEN));
-            }
+            self.parse_by_author_key(&k)?;
             out.push(self.id_value(PART_BY_AUTHOR, &v)?);
         }
         Ok(out)

@@ -55,6 +55,11 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::error::UsageErr
 
 /// Decodes one object of type `T` from exactly `bytes`, which must be at most `max` long.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, DecodeError> {
+    decode_bare(after_version(bytes, max)?, max)
+}
+
+/// Checks the size limit and the version byte of an encoded object; returns what follows it.
+fn after_version(bytes: &[u8], max: usize) -> Result<&[u8], DecodeError> {
     if bytes.len() > max {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
@@ -65,7 +70,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, Decode
     if version != WIRE_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
-    decode_bare(rest, max)
+    Ok(rest)
 }
 
 /// Decodes one object from exactly `bytes`, which carry no version byte: the form of a signed
@@ -91,17 +96,7 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(
     bytes: &[u8],
     max: usize,
 ) -> Result<T, DecodeError> {
-    if bytes.len() > max {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            max,
-        });
-    }
-    let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if version != WIRE_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
-    }
-    bincode::serde::decode_from_slice::<T, _>(rest, CONFIG)
+    bincode::serde::decode_from_slice::<T, _>(after_version(bytes, max)?, CONFIG)
         .map(|(value, _)| value)
         .map_err(|e| DecodeError::Malformed(e.to_string()))
 }
