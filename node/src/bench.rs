@@ -11,10 +11,12 @@
 //!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn
 //! ```
 //!
-//! Every node is a real node started in this process ([`crate::node::start`]) with its own data
-//! directory under a temporary directory, its own sled store (acknowledgements only after
-//! flush) and its own QUIC endpoint on loopback. Deliveries are observed through the node's
-//! [`NodeEvent`] hook, which reports ids only after the store's flush returned.
+//! Every node is a real node ([`crate::node::start`]) with its own data directory under a
+//! temporary directory, its own sled store (acknowledgements only after flush) and its own QUIC
+//! endpoint on loopback. The end-to-end phase runs node B in a child process, as nodes run in a
+//! deployment ([`process`]); the other phases run their nodes in this process. Deliveries are
+//! observed through the node's [`NodeEvent`] hook, which reports ids only after the store's
+//! flush returned.
 //!
 //! Nothing here asserts a figure: the benchmark reports, the operator judges.
 
@@ -41,6 +43,11 @@ use crate::demo;
 use crate::error::{Error, Result};
 use crate::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
+
+mod process;
+
+pub use process::serve as serve_node;
+use process::NodeProcess;
 
 /// How long any one phase may take before the benchmark gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -193,8 +200,8 @@ pub struct E2e {
     pub loaded_p50_ms: f64,
     /// 99th percentile of the same.
     pub loaded_p99_ms: f64,
-    /// CPU cores busy on average during the 1 KiB run (process CPU time / wall time; both
-    /// nodes and the benchmark itself).
+    /// CPU cores busy on average during the 1 KiB run (CPU time of both processes / wall
+    /// time; both nodes and the benchmark itself).
     pub cores_busy_1k: f64,
     /// The same for the 64 KiB run.
     pub cores_busy_64k: f64,
@@ -242,10 +249,14 @@ pub struct Catchup {
 /// Memory and disk.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Resources {
-    /// Peak resident set of this process over the whole run (all in-process nodes together):
-    /// an upper bound for one node.
+    /// The largest peak resident set of any process of the run (this one holds several nodes
+    /// during fan-out and catch-up): an upper bound for one node.
     pub peak_rss_bytes: u64,
-    /// Peak resident set during the sustained two-node runs (two nodes).
+    /// Peak resident set of node B's own process during the end-to-end runs: one node alone
+    /// under sustained load.
+    pub peak_rss_node_bytes: u64,
+    /// Peak resident set of this process during the end-to-end runs (node A and the
+    /// benchmark's own bookkeeping).
     pub peak_rss_e2e_bytes: u64,
     /// Peak resident set during catch-up (two nodes).
     pub peak_rss_catchup_bytes: u64,
@@ -307,21 +318,23 @@ pub async fn run(options: Options) -> Result<Report> {
     if wanted("e2e") {
         println!("2/5 end to end, two nodes");
         reset_peak_rss();
-        report.e2e = e2e(scale, &tmp.path().join("e2e")).await?;
-        report.resources.peak_rss_e2e_bytes = peak_rss();
+        let (e2e, peak_rss_b) = e2e(scale, &tmp.path().join("e2e")).await?;
+        report.e2e = e2e;
+        report.resources.peak_rss_e2e_bytes = peak_rss("self");
+        report.resources.peak_rss_node_bytes = peak_rss_b;
     }
     if wanted("fanout") {
         println!("3/5 fan-out, {} nodes", scale.fanout_nodes);
         reset_peak_rss();
         report.fanout = fanout(scale, &tmp.path().join("fanout")).await?;
-        report.resources.peak_rss_fanout_bytes = peak_rss();
+        report.resources.peak_rss_fanout_bytes = peak_rss("self");
     }
     if wanted("catchup") {
         println!("4/5 catch-up of {} messages", scale.catchup);
         reset_peak_rss();
         let (catchup, bytes_per_msg) = catchup(scale, &tmp.path().join("catchup")).await?;
         report.catchup = catchup;
-        report.resources.peak_rss_catchup_bytes = peak_rss();
+        report.resources.peak_rss_catchup_bytes = peak_rss("self");
         report.resources.store_bytes_per_msg = bytes_per_msg;
     }
 
@@ -331,7 +344,8 @@ pub async fn run(options: Options) -> Result<Report> {
         .peak_rss_e2e_bytes
         .max(report.resources.peak_rss_fanout_bytes)
         .max(report.resources.peak_rss_catchup_bytes)
-        .max(peak_rss());
+        .max(report.resources.peak_rss_node_bytes)
+        .max(peak_rss("self"));
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     report.ratios = Ratios {
         e2e_over_verify: ratio(report.e2e.msgs_per_s_1k, report.limits.verify_per_s),
@@ -605,25 +619,26 @@ async fn quinn_rate(secs: f64) -> Result<f64> {
 
 // ----- 2. end to end -------------------------------------------------------------------------
 
-async fn e2e(scale: Scale, root: &Path) -> Result<E2e> {
-    let nodes = demo::start_nodes(root, &["bench-a", "bench-b"], SYNC_INTERVAL_MS).await?;
+/// Runs the end-to-end phase: node A in this process, node B in a child process (as in a
+/// deployment, the two share no runtime and no store lock); returns the figures and B's peak
+/// resident set.
+async fn e2e(scale: Scale, root: &Path) -> Result<(E2e, u64)> {
+    let nodes = demo::start_nodes(root, &["bench-a"], SYNC_INTERVAL_MS).await?;
+    let mut b = match NodeProcess::spawn(root, "bench-b", SYNC_INTERVAL_MS).await {
+        Ok(b) => b,
+        Err(e) => {
+            shutdown_all(nodes).await?;
+            return Err(e);
+        }
+    };
     let result = async {
-        let [a, b] = nodes.as_slice() else {
-            return Err(Error::Invalid("expected two nodes".into()));
+        let [a] = nodes.as_slice() else {
+            return Err(Error::Invalid("expected one node".into()));
         };
-        connect(a, b).await?;
-        let group = within(
-            "the group",
-            demo::create_group(a, "bench e2e", &[(b, Role::Member)]),
-        )
-        .await??;
-        demo::wait_until("the group to reach B", || {
-            demo::knows_group(&b.handle, group)
-        })
-        .await?;
+        let group = e2e_group(a, &mut b).await?;
         let small = "x".repeat(1024);
         // Warm-up: connections, allocator, store files.
-        sustained(a, b, group, &small, 200.min(scale.e2e_1k), scale.window).await?;
+        sustained(a, &b, group, &small, 200.min(scale.e2e_1k), scale.window).await?;
 
         let mut latencies = Vec::with_capacity(scale.latency_samples);
         let mut durable_b = b.subscribe();
@@ -638,13 +653,13 @@ async fn e2e(scale: Scale, root: &Path) -> Result<E2e> {
         progress("post → durable on B, p50", p50_ms, "ms");
         progress("post → durable on B, p99", p99_ms, "ms");
 
-        let run_1k = sustained(a, b, group, &small, scale.e2e_1k, scale.window).await?;
+        let run_1k = sustained(a, &b, group, &small, scale.e2e_1k, scale.window).await?;
         progress("1 KiB messages", run_1k.per_s, "/s");
         progress("  p50 under load", run_1k.p50_ms, "ms");
         progress("  acknowledgements missing", run_1k.acks_missing as f64, "");
         progress("  cores busy", run_1k.cores_busy, "");
         let large = "y".repeat(64 * 1024);
-        let run_64k = sustained(a, b, group, &large, scale.e2e_64k, scale.window).await?;
+        let run_64k = sustained(a, &b, group, &large, scale.e2e_64k, scale.window).await?;
         progress("64 KiB messages", run_64k.per_s, "/s");
         progress(
             "  acknowledgements missing",
@@ -670,8 +685,57 @@ async fn e2e(scale: Scale, root: &Path) -> Result<E2e> {
         })
     }
     .await;
+    let peak_rss_b = b.peak_rss();
+    let stopped = b.stop().await;
     shutdown_all(nodes).await?;
-    result
+    let e2e = result?;
+    stopped?;
+    Ok((e2e, peak_rss_b))
+}
+
+/// Pins A and B to each other, creates a group on A with B as member and waits until B
+/// holds it.
+async fn e2e_group(a: &RunningNode, b: &mut NodeProcess) -> Result<GroupId> {
+    let (name, node, address) = (b.name.clone(), b.node_id, b.quic_addr.to_string());
+    within(
+        "pinning",
+        a.handle.ask(|reply| Command::AddPeer {
+            name,
+            node,
+            address,
+            reply,
+        }),
+    )
+    .await???;
+    b.add_peer(a).await?;
+    demo::wait_until("peers to connect", || demo::peer_ready(&a.handle, &b.name)).await?;
+    let name = "bench e2e".to_owned();
+    let group = within(
+        "the group",
+        a.handle.ask(|reply| Command::CreateGroup { name, reply }),
+    )
+    .await???;
+    let (gid, peer) = (group.to_string(), b.name.clone());
+    within(
+        "adding B",
+        a.handle.ask(|reply| Command::AddMember {
+            group: gid,
+            peer,
+            role: Role::Member,
+            reply,
+        }),
+    )
+    .await???;
+    let started = Instant::now();
+    while !b.knows_group(group).await? {
+        if started.elapsed() > PHASE_TIMEOUT {
+            return Err(Error::Invalid(
+                "timed out waiting for the group to reach B".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(group)
 }
 
 /// The outcome of one sustained run.
@@ -688,7 +752,7 @@ struct Sustained {
 /// and waits until `b` holds every one durably and `a` has its acknowledgement for every one.
 async fn sustained(
     a: &RunningNode,
-    b: &RunningNode,
+    b: &NodeProcess,
     group: GroupId,
     body: &str,
     count: usize,
@@ -705,7 +769,7 @@ async fn sustained(
     );
     let mut acked = collect(a.subscribe(), count, Watch::Acked, stop.clone(), None);
     let start = Instant::now();
-    let cpu_start = cpu_seconds();
+    let cpu_start = cpu_seconds("self") + b.cpu_seconds();
     let posted = post_many(&a.handle, group, body, count, POSTERS, Some(gate)).await?;
     let durable = join_phase("messages to be durable on B", durable).await?;
     let last_durable = durable.values().max().copied().unwrap_or_else(Instant::now);
@@ -728,7 +792,8 @@ async fn sustained(
     let seconds = last.duration_since(start).as_secs_f64();
     let per_s = count as f64 / seconds;
     // Approximate: includes the few moments between the last acknowledgement and now.
-    let cores_busy = (cpu_seconds() - cpu_start) / start.elapsed().as_secs_f64();
+    let cores_busy =
+        (cpu_seconds("self") + b.cpu_seconds() - cpu_start) / start.elapsed().as_secs_f64();
     let mut latencies: Vec<Duration> = posted
         .iter()
         .filter_map(|(id, t0)| durable.get(id).map(|t| t.saturating_duration_since(*t0)))
@@ -839,7 +904,7 @@ async fn catchup(scale: Scale, root: &Path) -> Result<(Catchup, f64)> {
         progress("posted while offline", post_msgs_per_s, "/s");
 
         let start = Instant::now();
-        let cpu_start = cpu_seconds();
+        let cpu_start = cpu_seconds("self");
         let node = within("the restart", node::start(&late_dir)).await??;
         let store = node.store.clone();
         restarted = Some(node);
@@ -854,7 +919,7 @@ async fn catchup(scale: Scale, root: &Path) -> Result<(Catchup, f64)> {
         // The count moves when a batch is applied; it is durable once its flush returns.
         store.flush().await?;
         let seconds = start.elapsed().as_secs_f64();
-        let cores_busy = (cpu_seconds() - cpu_start) / seconds;
+        let cores_busy = (cpu_seconds("self") - cpu_start) / seconds;
         let msgs_per_s = want as f64 / seconds;
         progress("caught up", msgs_per_s, "/s");
         progress("  cores busy", cores_busy, "");
@@ -1095,10 +1160,10 @@ fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`; 0 where
-/// unavailable. Assumes the usual 100 clock ticks per second.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// CPU seconds (user + system) `process` (`self` or a pid) has used so far, from
+/// `/proc/PROCESS/stat`; 0 where unavailable. Assumes the usual 100 clock ticks per second.
+fn cpu_seconds(process: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else {
         return 0.0;
     };
     // Fields after the command name (which is in parentheses and may contain spaces).
@@ -1116,9 +1181,10 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Peak resident set size of this process (`VmHWM`), in bytes; 0 where unavailable.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Peak resident set size (`VmHWM`) of `process` (`self` or a pid), in bytes; 0 where
+/// unavailable.
+fn peak_rss(process: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -1228,7 +1294,7 @@ fn print_table(r: &Report) {
         "",
         "cores_busy_1k",
         e.cores_busy_1k,
-        "cores (whole process)",
+        "cores (both processes)",
     );
     let f = &r.fanout;
     row(
@@ -1252,7 +1318,13 @@ fn print_table(r: &Report) {
         "resources",
         "peak_rss_bytes",
         s.peak_rss_bytes as f64 / MIB,
-        "MiB (whole process)",
+        "MiB (largest process)",
+    );
+    row(
+        "",
+        "peak_rss_node_bytes",
+        s.peak_rss_node_bytes as f64 / MIB,
+        "MiB (node B alone, end to end)",
     );
     row(
         "",

@@ -155,6 +155,9 @@ pub enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Serve one benchmark node to a parent `liaison bench` over standard input and output.
+    #[command(hide = true)]
+    BenchNode,
 }
 
 /// `liaison peer ...`.
@@ -302,6 +305,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Bench { quick, json } => crate::bench::run(crate::bench::Options { quick, json })
             .await
             .map(drop),
+        Cmd::BenchNode => crate::bench::serve_node(&dir).await,
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {

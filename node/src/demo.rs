@@ -30,16 +30,23 @@ pub async fn start_nodes(
 ) -> Result<Vec<RunningNode>> {
     let mut nodes = Vec::new();
     for name in names {
-        let dir = DataDir::new(root.join(name));
-        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut config = Config::new(name, any, any);
-        config.sync.interval_ms = sync_interval_ms;
-        config.transport.redial_min_ms = 100;
-        config.transport.redial_max_ms = 2_000;
-        dir.init(&config, &mut rand_core::OsRng)?;
+        let dir = init_node(root, name, sync_interval_ms)?;
         nodes.push(node::start(&dir).await?);
     }
     Ok(nodes)
+}
+
+/// Creates node `name` in a fresh directory under `root`, on loopback with ports chosen by the
+/// system at each start, without starting it.
+pub fn init_node(root: &std::path::Path, name: &str, sync_interval_ms: u64) -> Result<DataDir> {
+    let dir = DataDir::new(root.join(name));
+    let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = Config::new(name, any, any);
+    config.sync.interval_ms = sync_interval_ms;
+    config.transport.redial_min_ms = 100;
+    config.transport.redial_max_ms = 2_000;
+    dir.init(&config, &mut rand_core::OsRng)?;
+    Ok(dir)
 }
 
 /// Pins `a` and `b` to each other.

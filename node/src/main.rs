@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let default = match cli.command {
         liaison_node::cli::Cmd::Run => "info",
         // The benchmark's nodes refuse each other's first dials while pinning; not news.
-        liaison_node::cli::Cmd::Bench { .. } => "error",
+        liaison_node::cli::Cmd::Bench { .. } | liaison_node::cli::Cmd::BenchNode => "error",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -2,7 +2,8 @@
 //! and the README rely on. Nothing here judges a figure or times anything: the machine running
 //! the tests is not the machine the figures describe.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 
 /// Every key the benchmark promises, as `section.key`; each must be a positive number.
 const KEYS: &[&str] = &[
@@ -21,6 +22,7 @@ const KEYS: &[&str] = &[
     "fanout.p99_ms",
     "catchup.msgs_per_s",
     "resources.peak_rss_bytes",
+    "resources.peak_rss_node_bytes",
     "resources.store_bytes_per_msg",
     "ratios.e2e_over_verify",
     "ratios.catchup_over_verify",
@@ -65,4 +67,72 @@ fn quick_bench_reports_every_figure() {
         );
     }
     assert_eq!(report["machine"]["quick"], serde_json::Value::Bool(true));
+}
+
+/// The hidden `liaison bench-node` serves one node to a parent benchmark over its standard input
+/// and output: it reports itself ready, answers every command line (unknown and malformed ones
+/// with an error, without stopping), and stops cleanly when its input ends.
+#[test]
+fn bench_node_answers_its_parent_and_stops_at_end_of_input() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("node");
+    let init = Command::new(env!("CARGO_BIN_EXE_liaison"))
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "init",
+            "--name",
+            "bench-x",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run liaison init");
+    assert!(init.status.success(), "init failed: {init:?}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_liaison"))
+        .arg("--data")
+        .arg(&data)
+        .arg("bench-node")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start liaison bench-node");
+    let mut input = child.stdin.take().expect("stdin");
+    let mut output = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = || {
+        output
+            .next()
+            .expect("a line from bench-node")
+            .expect("readable output")
+    };
+
+    let ready = next();
+    let words: Vec<&str> = ready.split(' ').collect();
+    assert_eq!(words.len(), 3, "unexpected first line {ready:?}");
+    assert_eq!(words[0], "ready");
+    assert_eq!(words[1].len(), 64, "a node id in hex: {ready:?}");
+    let addr: std::net::SocketAddr = words[2].parse().expect("a QUIC address");
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+
+    let group = "00".repeat(16);
+    let asks = [
+        ("frobnicate".to_owned(), "error unknown command"),
+        ("knows not-a-group".to_owned(), "error bad group id"),
+        (format!("knows {group}"), "no"),
+        ("peer x 1234 127.0.0.1:1".to_owned(), "error bad node id"),
+    ];
+    for (ask, want) in asks {
+        writeln!(input, "{ask}").expect("write a command");
+        let reply = next();
+        assert!(
+            reply.starts_with(want),
+            "{ask:?} was answered {reply:?}, expected {want:?}…"
+        );
+    }
+    drop(input);
+    let status = child.wait().expect("bench-node exits");
+    assert!(status.success(), "bench-node exited with {status}");
 }
