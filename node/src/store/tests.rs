@@ -700,10 +700,10 @@ async fn store_conversion_restarts_after_a_crash_part_way() {
     // A conversion that stopped after copying only part of the messages.
     {
         let db = sled::open(dir.path()).unwrap();
-        let v2 = db.open_tree(TREE_MESSAGES).unwrap();
+        let v2 = db.open_tree(V2_MESSAGES).unwrap();
         v2.insert(
             message_key(&id(1)),
-            message_value(b"meta 1", b"envelope 1").unwrap(),
+            v2_message_value(b"meta 1", b"envelope 1").unwrap(),
         )
         .unwrap();
         db.flush().unwrap();
