@@ -397,9 +397,6 @@ struct Shared {
     /// Test hook: make the next flush fail.
     #[cfg(test)]
     fail_next_flush: std::sync::atomic::AtomicBool,
-    /// Test hook: make the next sync of the envelope log fail.
-    #[cfg(test)]
-    fail_next_log_sync: std::sync::atomic::AtomicBool,
     /// Test hook: simulate a slow disk by sleeping this long in each flush.
     #[cfg(test)]
     flush_delay_ms: AtomicU64,
@@ -1478,18 +1475,12 @@ async fn flush_once(
         0 => {}
         ms => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
     }
+    #[cfg(not(test))]
+    let _ = shared;
     // Every write whose ticket this cycle covers published its log end before taking the
     // ticket, so `end` covers its envelopes.
     let end = inner.log_end.load(Ordering::Acquire);
     let sync_log = end > watermark;
-    #[cfg(test)]
-    if sync_log && shared.fail_next_log_sync.swap(false, Ordering::AcqRel) {
-        return Err(sled::Error::Io(std::io::Error::other(
-            "injected failure syncing the envelope log",
-        )));
-    }
-    #[cfg(not(test))]
-    let _ = shared;
     // Not `flush_async`: that runs the flush on sled's own small IO thread pool, where it
     // blocks until buffer writes queued on the same pool are done; with seven or more stores
     // flushing at once in one process (tests, the benchmark's fan-out) every pool thread waits

@@ -99,6 +99,9 @@ impl fmt::Display for Fault {
 pub(super) struct EnvelopeLog {
     file: File,
     path: PathBuf,
+    /// Test hook: make the next sync fail.
+    #[cfg(test)]
+    pub(super) fail_next_sync: std::sync::atomic::AtomicBool,
 }
 
 impl EnvelopeLog {
@@ -121,7 +124,12 @@ impl EnvelopeLog {
                 .map_err(|e| context(&path, "opening", e))?,
             Err(e) => return Err(context(&path, "creating", e)),
         };
-        Ok(EnvelopeLog { file, path })
+        Ok(EnvelopeLog {
+            file,
+            path,
+            #[cfg(test)]
+            fail_next_sync: Default::default(),
+        })
     }
 
     /// Current length of the file.
@@ -158,6 +166,17 @@ impl EnvelopeLog {
 
     /// Makes everything written so far durable (`fdatasync`; it includes the file's length).
     pub(super) fn sync(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if self
+            .fail_next_sync
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Err(context(
+                &self.path,
+                "syncing",
+                io::Error::other("injected failure"),
+            ));
+        }
         self.file
             .sync_data()
             .map_err(|e| context(&self.path, "syncing", e))
