@@ -706,7 +706,8 @@ impl Store {
             self.corrupt(
                 PART_MESSAGES,
                 format!(
-                    "message {} has {} bytes, not metadata length, metadata and envelope location",
+                    "the entry of message {} ({} bytes) is not a metadata length, \
+                     metadata and envelope location",
                     hex::encode(id),
                     v.len()
                 ),
@@ -1681,7 +1682,8 @@ fn recover(
             file = envelope_log::FILE_NAME,
             file_len,
             watermark,
-            "the envelope log is shorter than the part known to be on disk;              reading the messages stored there will fail"
+            "the envelope log is shorter than the part known to be on disk; \
+             reading the messages stored there will fail"
         );
     }
     let end = file_len.max(watermark);
@@ -1758,7 +1760,7 @@ fn recover(
             path = %path.display(),
             dropped = dropped.len(),
             "dropped messages whose envelopes did not reach the disk before a crash \
-             (they were never acknowledged; peers send them again)"
+             (they were never acknowledged, to peers or through the API)"
         );
     }
     messages.apply_batch(removals).map_err(open_err)?;
