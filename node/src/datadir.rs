@@ -5,7 +5,7 @@
 //! DATA/identity.key    ed25519 identity seed, hex, mode 0600
 //! DATA/exchange.key    X25519 secret, hex, mode 0600
 //! DATA/admin.token     admin bearer token, mode 0600
-//! DATA/store/          the sled database
+//! DATA/store/          the store: the sled database and the envelope log
 //! DATA/runtime.json    addresses actually bound by the running node (removed at shutdown)
 //! ```
 

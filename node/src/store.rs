@@ -17,13 +17,35 @@
 //! so durability costs one `fsync` per batch of concurrent writes, not one per
 //! message.
 //!
-//! A failed flush is fatal for the store: every writer waiting for it, and
-//! every later write, gets [`StoreError::FlushFailed`]. (After a failed
-//! `fsync` the kernel may have dropped dirty pages, so retrying cannot prove
-//! anything is on disk.) Restart the process to recover.
+//! Envelopes do not live in sled but in the envelope log, one append-only file
+//! in the store's directory (`envelopes-v3.log`); the message's entry in sled
+//! says where (offset, length and a BLAKE3 checksum). The order of one
+//! message write, and of one flush, is:
+//!
+//! ```text
+//! writer (under the writer lock)          flusher (one cycle)
+//!   duplicate and conflict checks           W = log end
+//!   append the envelopes at the log end     sync the log (fdatasync)
+//!   publish the new log end                 insert `w` = W (the watermark)
+//!   apply_batch: entries, indexes, count    flush sled
+//!   take a ticket, wait for a flush ──────▶ every ticket taken before the cycle began is durable
+//! ```
+//!
+//! So a stored watermark never covers a log byte that was not synced. sled may
+//! persist entries on its own before their envelopes are synced; after a crash,
+//! [`Store::open`] checks every message whose envelope starts at or past the
+//! watermark against the log and drops those that are not intact (see
+//! `recover`). They were never acknowledged. A damaged envelope below the
+//! watermark is not dropped: reading it fails with [`StoreError::Corrupt`].
+//!
+//! A failed flush — of sled or of the log — is fatal for the store: every
+//! writer waiting for it, and every later write, gets
+//! [`StoreError::FlushFailed`]. (After a failed `fsync` the kernel may have
+//! dropped dirty pages, so retrying cannot prove anything is on disk.) Restart
+//! the process to recover.
 //!
 //! Reads are synchronous and may observe writes whose durability wait has
-//! not finished yet.
+//! not finished yet. Every envelope read checks the checksum.
 //!
 //! If a write future is dropped after the write was applied but before the
 //! durability wait finished, the write stays applied (and is flushed by a
@@ -36,9 +58,11 @@
 //!
 //! | tree           | key                                   | value                |
 //! |----------------|---------------------------------------|----------------------|
-//! | `messages-v2`  | `m` ‖ message_id(32)                  | meta_len(4) ‖ caller metadata ‖ envelope bytes |
+//! | `messages-v3`  | `m` ‖ message_id(32)                  | meta_len(4) ‖ caller metadata ‖ offset(8) ‖ len(4) ‖ checksum(16) |
 //! |                | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | message_id(32) |
+//! |                | `l` ‖ offset(8)                       | message_id(32)       |
 //! |                | `c` ‖ `message-count`                 | u64                  |
+//! |                | `w`                                   | u64: log watermark   |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
 //! | `receipts-v2`  | message_id(32) ‖ receiver(32)         | receipt key(32)      |
 //! | `receipt-blobs-v2` | receipt key(32) = BLAKE3(receipt bytes) | receipt bytes  |
@@ -47,22 +71,37 @@
 //! | `users-v1`     | officer name (UTF-8)                  | account record bytes |
 //! | `audit-v1`     | seq(8)                                | audit record bytes   |
 //!
-//! A message, its index entry and the message count live in one
-//! tree, `messages-v2`, and are written with one `apply_batch`: sled makes a
+//! The envelope log `envelopes-v3.log` is the envelopes back to back, without
+//! framing; the checksum is the first 16 bytes of the envelope's BLAKE3 hash.
+//! The `l` entries (the log index) exist for recovery only: they list, in log
+//! order, which message each envelope belongs to, so `open` visits only the
+//! envelopes past the watermark. Bytes no entry points to (the torn tail of a
+//! crashed write, envelopes of dropped messages) are never read.
+//!
+//! A message, its index entries and the message count live in one
+//! tree, `messages-v3`, and are written with one `apply_batch`: sled makes a
 //! batch atomic within a tree, and a batch costs about a third less than the
 //! transaction over five trees that version 1 used (and a transaction holds a
 //! process-wide lock in sled 0.34 for its whole run, as a batch does only while
 //! it applies). Message writers take turns on a mutex, so the duplicate and
-//! conflict checks read a state no other writer changes before the batch lands.
+//! conflict checks read a state no other writer changes before the batch lands,
+//! and the log end moves only under it.
+//!
+//! Envelopes moved out of sled in version 3 because sled rewrites whole tree
+//! leaves: a 1 KiB envelope cost about 4 KB of disk writes and a third of the
+//! CPU sled spends on a message. The log costs one `write` per batch and one
+//! `fdatasync` per flush.
 //!
 //! Arrival order is not indexed (version 1 kept `by-group-v1` for it): every
 //! reader lists a group's messages whole and orders them itself, and the
 //! author index already lists them by group; an index entry is a large part of
 //! what a message costs to write.
 //!
-//! A store written by an earlier version (`messages-v1`, `msg-meta-v1`,
-//! `by-author-v1`, `by-group-v1` and two counters in `meta-v1`) is converted
-//! when it is opened; see `migrate_v1`.
+//! A store written by an earlier version is converted when it is opened:
+//! version 2 (`messages-v2`, with the envelope inside each message value) by
+//! `migrate_v2`, version 1 (`messages-v1`, `msg-meta-v1`, `by-author-v1`,
+//! `by-group-v1` and two counters in `meta-v1`) by `migrate_v1` into
+//! version 2 first.
 //!
 //! Keys in `meta-v1` starting with [`RESERVED_META_PREFIX`] are reserved for
 //! the store itself.
@@ -74,6 +113,10 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
+
+use envelope_log::{EnvelopeLog, Location, LOCATION_LEN};
+
+mod envelope_log;
 
 /// Identifier of a group (16 bytes).
 pub type GroupId = [u8; 16];
@@ -87,16 +130,22 @@ pub type MessageId = [u8; 32];
 pub const RESERVED_META_PREFIX: &str = "store/";
 
 /// Messages, their indexes and counters (see the module docs for its key spaces).
-const TREE_MESSAGES: &str = "messages-v2";
-/// Key spaces of `messages-v2`, as named in errors.
-const PART_MESSAGES: &str = "messages-v2 (messages)";
-const PART_BY_AUTHOR: &str = "messages-v2 (author index)";
-const PART_COUNTERS: &str = "messages-v2 (counters)";
-/// Key prefixes of the key spaces of `messages-v2`.
+const TREE_MESSAGES: &str = "messages-v3";
+/// Key spaces of `messages-v3`, as named in errors.
+const PART_MESSAGES: &str = "messages-v3 (messages)";
+const PART_BY_AUTHOR: &str = "messages-v3 (author index)";
+const PART_BY_OFFSET: &str = "messages-v3 (log index)";
+const PART_COUNTERS: &str = "messages-v3 (counters)";
+/// Key prefixes of the key spaces of `messages-v3`.
 const P_MESSAGE: u8 = b'm';
 const P_AUTHOR: u8 = b'a';
+const P_OFFSET: u8 = b'l';
 /// Number of messages stored (u64 big-endian).
 const KEY_MESSAGE_COUNT: &[u8] = b"cmessage-count";
+/// The envelope log's watermark (u64 big-endian): every byte of the log below it is durable.
+const KEY_WATERMARK: &[u8] = b"w";
+/// The version 2 message tree, converted and dropped by [`Store::open`].
+const V2_MESSAGES: &str = "messages-v2";
 /// Version 1 trees, converted and dropped by [`Store::open`].
 const V1_MESSAGES: &str = "messages-v1";
 const V1_MSG_META: &str = "msg-meta-v1";
@@ -124,6 +173,8 @@ const EPOCH_LEN: usize = 8;
 const SEQ_SPACE_LEN: usize = GROUP_LEN + ID_LEN + EPOCH_LEN;
 /// Author index key: prefix ‖ group ‖ author ‖ epoch ‖ seq.
 const BY_AUTHOR_KEY_LEN: usize = 1 + SEQ_SPACE_LEN + SEQ_LEN;
+/// Log index key: prefix ‖ offset.
+const BY_OFFSET_KEY_LEN: usize = 1 + 8;
 /// Length of the metadata length that starts a stored message.
 const META_LEN_LEN: usize = 4;
 const CONTROL_KEY_LEN: usize = GROUP_LEN + SEQ_LEN;
@@ -173,12 +224,12 @@ pub enum StoreError {
     },
     /// Data read from disk does not have the expected shape.
     #[error(
-        "corrupt entry in tree `{tree}` of store at {}: {detail}; \
+        "corrupt entry in `{tree}` of store at {}: {detail}; \
          restore the store from a backup or re-sync it from peers",
         path.display()
     )]
     Corrupt {
-        /// Name of the tree holding the bad entry.
+        /// Name of the tree (or part of a tree, or the envelope log file) holding the bad entry.
         tree: &'static str,
         /// Directory of the store.
         path: PathBuf,
@@ -355,8 +406,14 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     messages: sled::Tree,
-    /// Held by whoever writes to `messages`.
+    /// Holds the envelopes; the entries in `messages` say where.
+    log: Arc<EnvelopeLog>,
+    /// Held by whoever writes to `messages` or appends to `log`.
     writer: std::sync::Mutex<()>,
+    /// Where the next envelope is appended; changed only by a holder of `writer`, after the
+    /// bytes below it have been written (not necessarily synced). Every message entry in
+    /// `messages` lies below it.
+    log_end: AtomicU64,
     control: sled::Tree,
     receipts: sled::Tree,
     receipt_blobs: sled::Tree,
@@ -418,7 +475,6 @@ impl Store {
                 source: e,
             })
         };
-        let messages = open_tree(TREE_MESSAGES)?;
         let control = open_tree(TREE_CONTROL)?;
         let receipts = open_tree(TREE_RECEIPTS)?;
         let receipt_blobs = open_tree(TREE_RECEIPT_BLOBS)?;
@@ -426,25 +482,19 @@ impl Store {
         let meta = open_tree(TREE_META)?;
         let audit = open_tree(TREE_AUDIT)?;
         let users = open_tree(TREE_USERS)?;
-        migrate_v1(&db, &messages, &meta).map_err(|source| StoreError::Open {
+        migrate_v1(&db, &meta).map_err(|source| StoreError::Open {
             path: path_buf.clone(),
             source,
         })?;
-        let count = match messages.get(KEY_MESSAGE_COUNT) {
-            Ok(Some(v)) => decode_u64(&v).ok_or_else(|| StoreError::Corrupt {
-                tree: PART_COUNTERS,
-                path: path_buf.clone(),
-                detail: format!("message-count has {} bytes, expected 8", v.len()),
-            })?,
-            // Not written before the first message.
-            Ok(None) => 0,
-            Err(e) => {
-                return Err(StoreError::Open {
-                    path: path_buf,
-                    source: e,
-                })
-            }
-        };
+        let messages = open_tree(TREE_MESSAGES)?;
+        // After sled, whose lock keeps a second process out of the directory.
+        let log = EnvelopeLog::open(path).map_err(|e| StoreError::Open {
+            path: path_buf.clone(),
+            source: sled::Error::Io(e),
+        })?;
+        let log_state = recover(path, &db, &messages, &log)?;
+        let log_state = migrate_v2(path, &db, &messages, &log, log_state)?;
+        let count = read_count(path, &messages)?;
 
         let shared = Arc::new(Shared::default());
         let (wake_tx, wake_rx) = mpsc::channel(1);
@@ -453,7 +503,9 @@ impl Store {
             path: path_buf,
             db,
             messages,
+            log: Arc::new(log),
             writer: std::sync::Mutex::new(()),
+            log_end: AtomicU64::new(log_state.end),
             control,
             receipts,
             receipt_blobs,
@@ -471,6 +523,7 @@ impl Store {
             shared,
             wake_rx,
             state_tx,
+            log_state.watermark,
         ));
         Ok(Store { inner })
     }
@@ -526,19 +579,23 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// Writes the messages that are neither duplicates nor conflicts, with their index entries
-    /// and the message count, in one atomic batch; one outcome per message, in order.
-    /// Does not wait for durability.
+    /// Appends the envelopes of the messages that are neither duplicates nor conflicts to the
+    /// log with one write, then writes their entries, index entries and the message count in
+    /// one atomic batch; one outcome per message, in order. Does not wait for durability.
     fn apply_messages(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Inserted>, StoreError> {
         let tree = &self.inner.messages;
         let read = |e| self.engine("inserting messages", e);
         // A panic while holding the lock cannot leave the count ahead of the tree: it is
-        // updated only after the batch is applied.
+        // updated only after the batch is applied. Nor can it leave the log end behind bytes
+        // an entry points to: it moves before the batch is applied.
         let _writer = self
             .inner
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let log_start = self.inner.log_end.load(Ordering::Relaxed);
+        // The envelopes to append, back to back from `log_start`.
+        let mut envelopes = Vec::new();
         let mut writes = sled::Batch::default();
         // Earlier messages of this batch, which the tree does not show yet.
         let mut ids = std::collections::HashSet::new();
@@ -570,15 +627,32 @@ impl Store {
                     "index entry without message; rewriting it"
                 );
             }
-            let value = message_value(m.meta, m.envelope)
-                .ok_or_else(|| self.corrupt(PART_MESSAGES, "message metadata over 4 GiB".into()))?;
+            let offset = log_start.saturating_add(envelopes.len() as u64);
+            let value = Location::new(offset, m.envelope)
+                .and_then(|loc| message_value(m.meta, &loc))
+                .ok_or_else(|| {
+                    self.corrupt(
+                        PART_MESSAGES,
+                        "message metadata or envelope over 4 GiB".into(),
+                    )
+                })?;
+            envelopes.extend_from_slice(m.envelope);
             writes.insert(&key[..], value);
             writes.insert(&author_key[..], &m.id[..]);
+            writes.insert(&offset_key(offset)[..], &m.id[..]);
             ids.insert(m.id);
             seqs.insert(author_key, m.id);
             outcomes.push(Inserted::New);
         }
         if !ids.is_empty() {
+            self.inner
+                .log
+                .write_at(log_start, &envelopes)
+                .map_err(|e| self.engine("appending envelopes", sled::Error::Io(e)))?;
+            // Published before the batch: a flush that sees an entry of this batch syncs
+            // these bytes, and one that does not may still cover them.
+            let log_end = log_start.saturating_add(envelopes.len() as u64);
+            self.inner.log_end.store(log_end, Ordering::Release);
             let count = self.inner.message_count.load(Ordering::Relaxed);
             let count = count.saturating_add(ids.len() as u64);
             writes.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
@@ -591,29 +665,34 @@ impl Store {
 
     /// The stored envelope of a message.
     pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with_envelope(id, <[u8]>::to_vec)
+        self.stored_message(id, "reading a message", |_, loc| {
+            self.read_envelope(id, &loc)
+        })
     }
 
-    /// Hands the stored envelope of a message to `read` without copying it.
+    /// Hands the stored envelope of a message to `read`.
     pub fn with_envelope<T>(
         &self,
         id: &MessageId,
         read: impl FnOnce(&[u8]) -> T,
     ) -> Result<Option<T>, StoreError> {
-        self.stored_message(id, "reading a message", |_, envelope| read(envelope))
+        self.stored_message(id, "reading a message", |_, loc| {
+            self.read_envelope(id, &loc).map(|envelope| read(&envelope))
+        })
     }
 
     /// The metadata blob stored with a message.
     pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stored_message(id, "reading message metadata", |meta, _| meta.to_vec())
+        self.stored_message(id, "reading message metadata", |meta, _| Ok(meta.to_vec()))
     }
 
-    /// Reads message `id` and hands its metadata and envelope to `take`.
+    /// Reads the entry of message `id` and hands its metadata and the location of its
+    /// envelope to `take`.
     fn stored_message<T>(
         &self,
         id: &MessageId,
         op: &'static str,
-        take: impl FnOnce(&[u8], &[u8]) -> T,
+        take: impl FnOnce(&[u8], Location) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let Some(v) = self
             .inner
@@ -623,17 +702,37 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (meta, envelope) = split_message_value(&v).ok_or_else(|| {
+        let (meta, loc) = split_message_value(&v).ok_or_else(|| {
             self.corrupt(
                 PART_MESSAGES,
                 format!(
-                    "message {} has a metadata length beyond its {} bytes",
+                    "the entry of message {} ({} bytes) is not a metadata length, \
+                     metadata and envelope location",
                     hex::encode(id),
                     v.len()
                 ),
             )
         })?;
-        Ok(Some(take(meta, envelope)))
+        take(meta, loc).map(Some)
+    }
+
+    /// Reads the envelope of message `id` from the log and checks it against its checksum.
+    fn read_envelope(&self, id: &MessageId, loc: &Location) -> Result<Vec<u8>, StoreError> {
+        // Loaded after the entry was read, so it covers the entry's bytes.
+        let end = self.inner.log_end.load(Ordering::Acquire);
+        match self.inner.log.read(loc, end) {
+            Ok(Ok(envelope)) => Ok(envelope),
+            Ok(Err(fault)) => Err(self.corrupt(
+                envelope_log::FILE_NAME,
+                format!(
+                    "the envelope of message {} at offset {} ({} bytes) {fault}",
+                    hex::encode(id),
+                    loc.offset,
+                    loc.len
+                ),
+            )),
+            Err(e) => Err(self.engine("reading an envelope", sled::Error::Io(e))),
+        }
     }
 
     /// Whether a message with this id is stored.
@@ -1123,12 +1222,20 @@ impl Store {
 
     // ----- maintenance ---------------------------------------------------
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk (sled's files and the envelope log).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner
+        let op = "measuring size on disk";
+        let db = self
+            .inner
             .db
             .size_on_disk()
-            .map_err(|e| self.engine("measuring size on disk", e))
+            .map_err(|e| self.engine(op, e))?;
+        let log = self
+            .inner
+            .log
+            .len()
+            .map_err(|e| self.engine(op, sled::Error::Io(e)))?;
+        Ok(db.saturating_add(log))
     }
 
     /// Waits until every write applied before this call is durable (joins
@@ -1286,6 +1393,8 @@ impl Store {
 /// The flusher: waits for a wake-up, then flushes until every ticket
 /// handed out so far is covered, publishing progress on `state`.
 ///
+/// `watermark` is the log watermark stored in `messages` when the store was opened.
+///
 /// It holds the database only through `weak` (and only while flushing), so
 /// dropping the last [`Store`] closes the database and stops the flusher.
 async fn run_flusher(
@@ -1293,6 +1402,7 @@ async fn run_flusher(
     shared: Arc<Shared>,
     mut wake: mpsc::Receiver<()>,
     state: watch::Sender<FlushState>,
+    mut watermark: u64,
 ) {
     let mut flushed = 0u64;
     while wake.recv().await.is_some() {
@@ -1307,7 +1417,7 @@ async fn run_flusher(
             }
             let Some(inner) = weak.upgrade() else { return };
             let started = Instant::now();
-            let result = flush_once(&inner, &shared).await;
+            let result = flush_once(&inner, &shared, watermark).await;
             if let Err(e) = &result {
                 tracing::error!(
                     path = %inner.path.display(),
@@ -1319,11 +1429,13 @@ async fn run_flusher(
             // drops its Store right after a write really closes it.
             drop(inner);
             match result {
-                Ok(bytes) => {
+                Ok((bytes, raised)) => {
                     flushed = target;
+                    watermark = raised;
                     tracing::trace!(
                         covered = target,
                         bytes,
+                        watermark,
                         elapsed = ?started.elapsed(),
                         "store flushed"
                     );
@@ -1341,7 +1453,18 @@ async fn run_flusher(
     }
 }
 
-async fn flush_once(inner: &Inner, shared: &Shared) -> Result<usize, sled::Error> {
+/// One flush cycle: makes every write applied before it started durable. If envelopes were
+/// appended since the last cycle, first syncs the log up to the end `W` noted at the start and
+/// then records `W` as the watermark in `messages`; then flushes sled (which makes the
+/// watermark durable too). Returns the bytes sled flushed and the watermark now stored.
+///
+/// The order is what recovery relies on: a stored watermark never covers a log byte that was
+/// not synced, so every entry below it points at durable bytes.
+async fn flush_once(
+    inner: &Inner,
+    shared: &Shared,
+    watermark: u64,
+) -> Result<(usize, u64), sled::Error> {
     #[cfg(test)]
     if shared.fail_next_flush.swap(false, Ordering::AcqRel) {
         return Err(sled::Error::Io(std::io::Error::other(
@@ -1355,14 +1478,41 @@ async fn flush_once(inner: &Inner, shared: &Shared) -> Result<usize, sled::Error
     }
     #[cfg(not(test))]
     let _ = shared;
+    // Every write whose ticket this cycle covers published its log end before taking the
+    // ticket, so `end` covers its envelopes.
+    let end = inner.log_end.load(Ordering::Acquire);
+    let sync_log = end > watermark;
     // Not `flush_async`: that runs the flush on sled's own small IO thread pool, where it
     // blocks until buffer writes queued on the same pool are done; with seven or more stores
     // flushing at once in one process (tests, the benchmark's fan-out) every pool thread waits
     // and nothing writes. tokio's blocking pool has no such ceiling.
-    let db = inner.db.clone();
-    tokio::task::spawn_blocking(move || db.flush())
-        .await
-        .unwrap_or_else(|e| Err(sled::Error::Io(std::io::Error::other(e.to_string()))))
+    let (db, messages, log) = (inner.db.clone(), inner.messages.clone(), inner.log.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut raised = watermark;
+        if sync_log {
+            log.sync().map_err(sled::Error::Io)?;
+            messages.insert(KEY_WATERMARK, &end.to_be_bytes()[..])?;
+            raised = end;
+        }
+        db.flush().map(|bytes| (bytes, raised))
+    })
+    .await
+    .unwrap_or_else(|e| Err(sled::Error::Io(std::io::Error::other(e.to_string()))))
+}
+
+fn open_error(path: &Path, source: sled::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt_at(path: &Path, tree: &'static str, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        path: path.to_path_buf(),
+        detail,
+    }
 }
 
 /// sled reports a held lock as an `Io` error of kind `Other` with this text.
@@ -1428,8 +1578,33 @@ fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// meta_len ‖ meta ‖ envelope; `None` if the metadata is too long to describe.
-fn message_value(meta: &[u8], envelope: &[u8]) -> Option<Vec<u8>> {
+/// `l` ‖ offset: the log index entry of the envelope at `offset`.
+fn offset_key(offset: u64) -> [u8; BY_OFFSET_KEY_LEN] {
+    let mut k = [0u8; BY_OFFSET_KEY_LEN];
+    k[0] = P_OFFSET;
+    k[1..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// meta_len ‖ meta ‖ location of the envelope; `None` if the metadata is too long to describe.
+fn message_value(meta: &[u8], loc: &Location) -> Option<Vec<u8>> {
+    let len = u32::try_from(meta.len()).ok()?;
+    let mut v = Vec::with_capacity(META_LEN_LEN + meta.len() + LOCATION_LEN);
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(meta);
+    loc.encode(&mut v);
+    Some(v)
+}
+
+/// The metadata and envelope location of a stored message; `None` if the value is malformed.
+fn split_message_value(v: &[u8]) -> Option<(&[u8], Location)> {
+    let (meta, loc) = split_v2_message_value(v)?;
+    Some((meta, Location::decode(loc)?))
+}
+
+/// meta_len ‖ meta ‖ envelope, a message as format 2 stored it; `None` if the metadata is too
+/// long to describe.
+fn v2_message_value(meta: &[u8], envelope: &[u8]) -> Option<Vec<u8>> {
     let len = u32::try_from(meta.len()).ok()?;
     let mut v = Vec::with_capacity(META_LEN_LEN + meta.len() + envelope.len());
     v.extend_from_slice(&len.to_be_bytes());
@@ -1438,24 +1613,309 @@ fn message_value(meta: &[u8], envelope: &[u8]) -> Option<Vec<u8>> {
     Some(v)
 }
 
-/// The metadata and envelope of a stored message; `None` if the value is malformed.
-fn split_message_value(v: &[u8]) -> Option<(&[u8], &[u8])> {
+/// The metadata and what follows it in a message value (the envelope in format 2, its
+/// location in format 3); `None` if the metadata length runs past the end.
+fn split_v2_message_value(v: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = v.split_first_chunk::<META_LEN_LEN>()?;
     let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
     (len <= rest.len()).then(|| rest.split_at(len))
 }
 
-/// Converts a version 1 message store, if there is one, into `messages-v2`, then drops the
-/// version 1 trees and counters.
+/// Where the envelope log stands once the store is open.
+#[derive(Debug, Clone, Copy)]
+struct LogState {
+    /// Where the next envelope goes.
+    end: u64,
+    /// The watermark stored in `messages-v3` (0 if none).
+    watermark: u64,
+}
+
+/// The message count stored in `messages` (0 before the first message).
+fn read_count(path: &Path, messages: &sled::Tree) -> Result<u64, StoreError> {
+    match messages
+        .get(KEY_MESSAGE_COUNT)
+        .map_err(|e| open_error(path, e))?
+    {
+        Some(v) => decode_u64(&v).ok_or_else(|| {
+            corrupt_at(
+                path,
+                PART_COUNTERS,
+                format!("message-count has {} bytes, expected 8", v.len()),
+            )
+        }),
+        None => Ok(0),
+    }
+}
+
+/// Drops the messages whose envelope starts at or beyond the log's watermark and is not intact
+/// in the log, with their index entries, and lowers the message count to match; returns where
+/// the log ends and its watermark.
+///
+/// sled persists on its own schedule (and in the background), so after a crash the tree may
+/// hold the entries of a batch whose envelopes never reached the disk. Those messages were
+/// never acknowledged: a write is reported durable only after the log was synced. Entries below
+/// the watermark are not checked here: their envelopes were synced, so damage to them is real
+/// corruption, reported when they are read. A log shorter than the watermark is logged as an
+/// error and the store opens anyway; new envelopes go at the watermark, so that they cannot
+/// be mistaken for what is missing.
+fn recover(
+    path: &Path,
+    db: &sled::Db,
+    messages: &sled::Tree,
+    log: &EnvelopeLog,
+) -> Result<LogState, StoreError> {
+    let open_err = |e| open_error(path, e);
+    let watermark = match messages.get(KEY_WATERMARK).map_err(open_err)? {
+        Some(v) => decode_u64(&v).ok_or_else(|| {
+            corrupt_at(
+                path,
+                PART_COUNTERS,
+                format!("log watermark has {} bytes, expected 8", v.len()),
+            )
+        })?,
+        None => 0,
+    };
+    let file_len = log.len().map_err(|e| open_err(sled::Error::Io(e)))?;
+    if file_len < watermark {
+        tracing::error!(
+            path = %path.display(),
+            file = envelope_log::FILE_NAME,
+            file_len,
+            watermark,
+            "the envelope log is shorter than the part known to be on disk; \
+             reading the messages stored there will fail"
+        );
+    }
+    let end = file_len.max(watermark);
+
+    let mut removals = sled::Batch::default();
+    let mut removed = 0usize;
+    let mut dropped = std::collections::HashSet::new();
+    let (start, stop): (&[u8], &[u8]) = (&offset_key(watermark), &[P_OFFSET + 1]);
+    for item in messages.range(start..stop) {
+        let (k, v) = item.map_err(open_err)?;
+        if k.len() != BY_OFFSET_KEY_LEN {
+            return Err(corrupt_at(
+                path,
+                PART_BY_OFFSET,
+                format!("key has {} bytes, expected {BY_OFFSET_KEY_LEN}", k.len()),
+            ));
+        }
+        let offset = decode_u64(&k[1..]).unwrap_or_default();
+        let id: MessageId = v.as_ref().try_into().map_err(|_| {
+            corrupt_at(
+                path,
+                PART_BY_OFFSET,
+                format!("value has {} bytes, expected a message id", v.len()),
+            )
+        })?;
+        let key = message_key(&id);
+        // `None`: the entry is stale (its message is gone or lies elsewhere).
+        let intact = match messages.get(key).map_err(open_err)? {
+            None => None,
+            Some(value) => {
+                let (_, loc) = split_message_value(&value).ok_or_else(|| {
+                    corrupt_at(
+                        path,
+                        PART_MESSAGES,
+                        format!("message {} is malformed", hex::encode(id)),
+                    )
+                })?;
+                if loc.offset == offset {
+                    let read = log
+                        .read(&loc, end)
+                        .map_err(|e| open_err(sled::Error::Io(e)))?;
+                    Some(read.is_ok())
+                } else {
+                    None
+                }
+            }
+        };
+        match intact {
+            Some(true) => continue,
+            Some(false) => {
+                removals.remove(&key[..]);
+                dropped.insert(id);
+            }
+            None => {}
+        }
+        removals.remove(k);
+        removed += 1;
+    }
+    if removed == 0 {
+        return Ok(LogState { end, watermark });
+    }
+    if !dropped.is_empty() {
+        // The author index names the message only in its value; this scan runs only after a
+        // crash lost envelopes.
+        for item in messages.scan_prefix([P_AUTHOR]) {
+            let (k, v) = item.map_err(open_err)?;
+            if <MessageId>::try_from(v.as_ref()).is_ok_and(|id| dropped.contains(&id)) {
+                removals.remove(k);
+            }
+        }
+        let count = read_count(path, messages)?.saturating_sub(dropped.len() as u64);
+        removals.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
+        tracing::warn!(
+            path = %path.display(),
+            dropped = dropped.len(),
+            "dropped messages whose envelopes did not reach the disk before a crash \
+             (they were never acknowledged, to peers or through the API)"
+        );
+    }
+    messages.apply_batch(removals).map_err(open_err)?;
+    // Before anything is appended where the dropped envelopes were.
+    db.flush().map_err(open_err)?;
+    Ok(LogState { end, watermark })
+}
+
+/// Converts a version 2 message store, if there is one, into `messages-v3` and the envelope
+/// log, then drops `messages-v2`; returns where the log stands afterwards.
+///
+/// Restartable, and never loses what `messages-v3` already holds: an entry already there is
+/// kept and its `messages-v2` copy skipped, so a repeat after a crash copies only what is
+/// missing ([`recover`] has run first and dropped converted messages whose envelopes did not
+/// reach the disk). Envelopes are written to the log before the entries that point at them,
+/// as on the write path. `messages-v2` is dropped only once everything copied is durable: the
+/// log synced, the watermark raised past it and the tree flushed.
+fn migrate_v2(
+    path: &Path,
+    db: &sled::Db,
+    messages: &sled::Tree,
+    log: &EnvelopeLog,
+    state: LogState,
+) -> Result<LogState, StoreError> {
+    if !db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == V2_MESSAGES.as_bytes())
+    {
+        return Ok(state);
+    }
+    let open_err = |e| open_error(path, e);
+    let io_err = |e| open_error(path, sled::Error::Io(e));
+    let old = db.open_tree(V2_MESSAGES).map_err(open_err)?;
+    let mut count = read_count(path, messages)?;
+    let mut end = state.end;
+    let mut envelopes = Vec::new();
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    let apply = |batch: &mut sled::Batch,
+                 envelopes: &mut Vec<u8>,
+                 end: &mut u64,
+                 count: u64|
+     -> Result<(), StoreError> {
+        log.write_at(*end, envelopes).map_err(io_err)?;
+        *end = end.saturating_add(envelopes.len() as u64);
+        envelopes.clear();
+        batch.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
+        messages
+            .apply_batch(std::mem::take(batch))
+            .map_err(open_err)
+    };
+
+    // Ids whose sequence slot `messages-v3` already gives to another message (only if a store
+    // went back to format 2 for a while): the first one stored keeps the slot, as on insert.
+    let mut conflicts = std::collections::HashSet::new();
+    for item in old.scan_prefix([P_AUTHOR]) {
+        let (k, v) = item.map_err(open_err)?;
+        match messages.get(&k).map_err(open_err)? {
+            None => {
+                batch.insert(k, v);
+                pending += 1;
+            }
+            Some(current) if current != v => {
+                conflicts.insert(v);
+            }
+            Some(_) => {}
+        }
+        if pending >= 4096 {
+            apply(&mut batch, &mut envelopes, &mut end, count)?;
+            pending = 0;
+        }
+    }
+    let mut copied = 0u64;
+    for item in old.scan_prefix([P_MESSAGE]) {
+        let (k, v) = item.map_err(open_err)?;
+        let id: MessageId = k
+            .get(1..)
+            .and_then(|id| id.try_into().ok())
+            .ok_or_else(|| {
+                corrupt_at(
+                    path,
+                    V2_MESSAGES,
+                    format!("key has {} bytes, expected {}", k.len(), 1 + ID_LEN),
+                )
+            })?;
+        if conflicts.contains(&id[..]) || messages.contains_key(&k).map_err(open_err)? {
+            continue;
+        }
+        let (meta, envelope) = split_v2_message_value(&v).ok_or_else(|| {
+            corrupt_at(
+                path,
+                V2_MESSAGES,
+                format!(
+                    "message {} has a metadata length beyond its {} bytes",
+                    hex::encode(id),
+                    v.len()
+                ),
+            )
+        })?;
+        let offset = end.saturating_add(envelopes.len() as u64);
+        let value = Location::new(offset, envelope)
+            .and_then(|loc| message_value(meta, &loc))
+            .ok_or_else(|| {
+                corrupt_at(
+                    path,
+                    V2_MESSAGES,
+                    format!("message {} is over 4 GiB", hex::encode(id)),
+                )
+            })?;
+        envelopes.extend_from_slice(envelope);
+        batch.insert(k, value);
+        batch.insert(&offset_key(offset)[..], &id[..]);
+        count += 1;
+        copied += 1;
+        pending += 1;
+        if pending >= 256 || envelopes.len() >= 4 << 20 {
+            apply(&mut batch, &mut envelopes, &mut end, count)?;
+            pending = 0;
+        }
+    }
+    apply(&mut batch, &mut envelopes, &mut end, count)?;
+    log.sync().map_err(io_err)?;
+    messages
+        .insert(KEY_WATERMARK, &end.to_be_bytes()[..])
+        .map_err(open_err)?;
+    db.flush().map_err(open_err)?;
+    db.drop_tree(V2_MESSAGES).map_err(open_err)?;
+    db.flush().map_err(open_err)?;
+    tracing::info!(messages = copied, "store converted from format version 2");
+    if !conflicts.is_empty() {
+        tracing::warn!(
+            path = %path.display(),
+            skipped = conflicts.len(),
+            "format 2 messages whose sequence slot already held another message were not kept"
+        );
+    }
+    Ok(LogState {
+        end,
+        watermark: end,
+    })
+}
+
+/// Converts a version 1 message store, if there is one, into `messages-v2` (which
+/// [`migrate_v2`] then converts), then drops the version 1 trees and counters.
 ///
 /// Restartable: every step either copies (the same keys, so a repeat writes the same
 /// values) or drops, and `messages-v1` — whose presence starts the conversion — is dropped
 /// first and only after everything copied from it is flushed. A crash after that leaves
 /// only trees and keys whose contents are already in `messages-v2`, which a later open drops.
-fn migrate_v1(db: &sled::Db, messages: &sled::Tree, meta: &sled::Tree) -> sled::Result<()> {
+fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> sled::Result<()> {
     let names = db.tree_names();
     let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
     if has(V1_MESSAGES) {
+        let messages = db.open_tree(V2_MESSAGES)?;
         let old = db.open_tree(V1_MESSAGES)?;
         let old_meta = db.open_tree(V1_MSG_META)?;
         let mut count = 0u64;
@@ -1468,7 +1928,7 @@ fn migrate_v1(db: &sled::Db, messages: &sled::Tree, meta: &sled::Tree) -> sled::
         for item in old.iter() {
             let (id, envelope) = item?;
             let m = old_meta.get(&id)?.unwrap_or_default();
-            let value = message_value(&m, &envelope)
+            let value = v2_message_value(&m, &envelope)
                 .ok_or_else(|| sled::Error::Unsupported("message metadata over 4 GiB".into()))?;
             batch.insert(prefixed(P_MESSAGE, &id), value);
             count += 1;

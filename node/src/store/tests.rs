@@ -700,10 +700,10 @@ async fn store_conversion_restarts_after_a_crash_part_way() {
     // A conversion that stopped after copying only part of the messages.
     {
         let db = sled::open(dir.path()).unwrap();
-        let v2 = db.open_tree(TREE_MESSAGES).unwrap();
+        let v2 = db.open_tree(V2_MESSAGES).unwrap();
         v2.insert(
             message_key(&id(1)),
-            message_value(b"meta 1", b"envelope 1").unwrap(),
+            v2_message_value(b"meta 1", b"envelope 1").unwrap(),
         )
         .unwrap();
         db.flush().unwrap();
@@ -795,4 +795,402 @@ fn store_successor_handles_carries() {
     assert_eq!(successor(&[1, 0xff]), Some(vec![2]));
     assert_eq!(successor(&[0xff, 0xff]), None);
     assert_eq!(successor(&[]), None);
+}
+
+/// Where the envelope of message `n` lies in the log.
+fn location(store: &Store, n: u64) -> Location {
+    let v = store
+        .inner
+        .messages
+        .get(message_key(&id(n)))
+        .unwrap()
+        .unwrap();
+    split_message_value(&v).unwrap().1
+}
+
+/// The log watermark stored in the tree.
+fn watermark(store: &Store) -> Option<u64> {
+    let v = store.inner.messages.get(KEY_WATERMARK).unwrap()?;
+    decode_u64(&v)
+}
+
+/// Number of keys in the key space `prefix` of the message tree.
+fn keys_under(store: &Store, prefix: u8) -> usize {
+    store.inner.messages.scan_prefix([prefix]).count()
+}
+
+fn log_path(dir: &Path) -> PathBuf {
+    dir.join(envelope_log::FILE_NAME)
+}
+
+/// Opens the envelope log of a closed store for tampering.
+fn open_log(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(log_path(dir))
+        .unwrap()
+}
+
+fn log_len(dir: &Path) -> u64 {
+    std::fs::metadata(log_path(dir)).unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
+    let (dir, store) = open_tmp();
+    assert_eq!(watermark(&store), None);
+    store
+        .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
+        .await
+        .unwrap();
+    // One record per message, back to back, in the order of the batch.
+    let locs: Vec<Location> = (1..=3).map(|n| location(&store, n)).collect();
+    assert_eq!(locs[0].offset, 0);
+    assert_eq!(locs[1].offset, locs[0].end());
+    assert_eq!(locs[2].offset, locs[1].end());
+    let bytes = std::fs::read(log_path(dir.path())).unwrap();
+    assert_eq!(bytes, b"envelope 1envelope 2envelope 3");
+    assert_eq!(watermark(&store), Some(locs[2].end()));
+    assert_eq!(keys_under(&store, P_OFFSET), 3);
+    assert_eq!(store.message_by_seq(&G1, &A1, 1, 2).unwrap(), Some(id(2)));
+    assert_eq!(
+        store.with_envelope(&id(2), <[u8]>::len).unwrap(),
+        Some(b"envelope 2".len())
+    );
+    // The log counts towards the size on disk.
+    assert!(store.size_on_disk().unwrap() >= bytes.len() as u64);
+
+    // A flush with no new envelope leaves the watermark where it is.
+    store.put_meta("k", b"v").await.unwrap();
+    assert_eq!(watermark(&store), Some(locs[2].end()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (synced, loc5, loc6);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
+            .await
+            .unwrap();
+        synced = watermark(&store).unwrap();
+        store
+            .insert_messages((4..=6).map(|n| msg(n, G1, A1, n)).collect())
+            .await
+            .unwrap();
+        (loc5, loc6) = (location(&store, 5), location(&store, 6));
+        // As if sled had persisted the second batch on its own and the process had died
+        // before the log was synced: the stored watermark still ends at the first batch.
+        store
+            .inner
+            .messages
+            .insert(KEY_WATERMARK, &synced.to_be_bytes()[..])
+            .unwrap();
+        store.inner.db.flush().unwrap();
+    }
+    // Of the second batch's envelopes, 4 reached the disk, 5 came back garbled and 6 cut short.
+    let log = open_log(dir.path());
+    std::os::unix::fs::FileExt::write_all_at(&log, b"X", loc5.offset + 2).unwrap();
+    log.set_len(loc6.offset + 3).unwrap();
+    drop(log);
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message_count(), 4);
+    for n in 1..=4 {
+        assert_eq!(
+            store.message(&id(n)).unwrap(),
+            Some(format!("envelope {n}").into_bytes())
+        );
+    }
+    for n in [5, 6] {
+        assert_eq!(store.message(&id(n)).unwrap(), None);
+        assert_eq!(store.message_meta(&id(n)).unwrap(), None);
+        assert!(!store.has_message(&id(n)).unwrap());
+        assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), None);
+    }
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(keys_under(&store, P_OFFSET), 4);
+    assert_eq!(keys_under(&store, P_MESSAGE), 4);
+    assert_eq!(keys_under(&store, P_AUTHOR), 4);
+    assert_eq!(
+        store
+            .envelopes_after(&G1, &A1, 1, 0, usize::MAX)
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // The dropped messages can be stored again; they go after the torn tail.
+    assert_eq!(
+        store
+            .insert_messages(vec![msg(5, G1, A1, 5), msg(6, G1, A1, 6)])
+            .await
+            .unwrap(),
+        vec![Inserted::New, Inserted::New]
+    );
+    assert_eq!(location(&store, 5).offset, loc6.offset + 3);
+    assert_eq!(store.message(&id(6)).unwrap(), Some(b"envelope 6".to_vec()));
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message_count(), 6);
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 6)]);
+    assert_eq!(store.message(&id(5)).unwrap(), Some(b"envelope 5".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_damaged_envelopes_below_the_watermark_are_corrupt_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loc2, loc3, synced);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
+            .await
+            .unwrap();
+        (loc2, loc3) = (location(&store, 2), location(&store, 3));
+        synced = watermark(&store).unwrap();
+    }
+    // Below the watermark: 2 garbled, 3 cut short.
+    let log = open_log(dir.path());
+    std::os::unix::fs::FileExt::write_all_at(&log, b"X", loc2.offset).unwrap();
+    log.set_len(loc3.offset + 1).unwrap();
+    drop(log);
+
+    let store = Store::open(dir.path()).unwrap();
+    // Nothing is dropped: these envelopes were synced, so this is damage, not a crash.
+    assert_eq!(store.message_count(), 3);
+    assert!(store.has_message(&id(2)).unwrap());
+    let err = store.message(&id(2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                tree: envelope_log::FILE_NAME,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&hex::encode(id(2))), "{text}");
+    assert!(text.contains(&format!("offset {}", loc2.offset)), "{text}");
+    assert!(text.contains("checksum"), "{text}");
+    let err = store.message(&id(3)).unwrap_err();
+    assert!(err.to_string().contains("past the end"), "{err}");
+    assert!(store.with_envelope(&id(2), |_| ()).is_err());
+    assert!(store.envelopes_after(&G1, &A1, 1, 0, usize::MAX).is_err());
+    // The metadata and the undamaged envelope are still there.
+    assert_eq!(
+        store.message_meta(&id(2)).unwrap(),
+        Some(b"meta 2".to_vec())
+    );
+    assert_eq!(store.message(&id(1)).unwrap(), Some(b"envelope 1".to_vec()));
+
+    // New envelopes go past the watermark, not over what is missing below it.
+    store
+        .insert_message(msg(4, G1, A1, 4).borrowed())
+        .await
+        .unwrap();
+    assert_eq!(location(&store, 4).offset, synced);
+    assert_eq!(store.message(&id(4)).unwrap(), Some(b"envelope 4".to_vec()));
+    assert!(store.message(&id(3)).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_envelope_location_past_the_log_is_corrupt_without_reading() {
+    let (_dir, store) = open_tmp();
+    store
+        .insert_message(msg(1, G1, A1, 1).borrowed())
+        .await
+        .unwrap();
+    // A length no log holds: refused before anything is allocated.
+    let mut loc = location(&store, 1);
+    loc.len = u32::MAX;
+    store
+        .inner
+        .messages
+        .insert(message_key(&id(1)), message_value(b"meta 1", &loc).unwrap())
+        .unwrap();
+    let err = store.message(&id(1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                tree: envelope_log::FILE_NAME,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A value too short to hold a location.
+    store
+        .inner
+        .messages
+        .insert(message_key(&id(2)), &[0, 0, 0, 1, 7, 1, 2][..])
+        .unwrap();
+    assert!(matches!(
+        store.message_meta(&id(2)),
+        Err(StoreError::Corrupt {
+            tree: PART_MESSAGES,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_log_sync_failure_blocks_writes() {
+    let (_dir, store) = open_tmp();
+    store
+        .insert_message(msg(1, G1, A1, 1).borrowed())
+        .await
+        .unwrap();
+    let synced = watermark(&store);
+    let flushes = store.flush_count();
+    store.inner.log.fail_next_sync.store(true, Ordering::SeqCst);
+    let err = store
+        .insert_message(msg(2, G1, A1, 2).borrowed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("envelope log"), "{err}");
+    // Neither the watermark nor sled moved on, and the store stays failed.
+    assert_eq!(watermark(&store), synced);
+    assert_eq!(store.flush_count(), flushes);
+    for err in [
+        store.put_meta("k", b"v").await.unwrap_err(),
+        store
+            .insert_message(msg(3, G1, A1, 3).borrowed())
+            .await
+            .unwrap_err(),
+        store.flush().await.unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
+    }
+    assert!(store.message(&id(1)).unwrap().is_some());
+}
+
+/// Writes `messages` the way version 2 of the store laid them out.
+fn write_v2(dir: &Path, messages: &[NewMessageOwned]) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree(V2_MESSAGES).unwrap();
+    for m in messages {
+        tree.insert(
+            message_key(&m.id),
+            v2_message_value(&m.meta, &m.envelope).unwrap(),
+        )
+        .unwrap();
+        tree.insert(
+            by_author_key(&m.group, &m.author, m.epoch, m.seq),
+            &m.id[..],
+        )
+        .unwrap();
+    }
+    tree.insert(
+        KEY_MESSAGE_COUNT,
+        &(messages.len() as u64).to_be_bytes()[..],
+    )
+    .unwrap();
+    db.open_tree(TREE_META)
+        .unwrap()
+        .insert("k", &b"kept"[..])
+        .unwrap();
+    db.flush().unwrap();
+}
+
+fn has_tree(store: &Store, name: &str) -> bool {
+    store
+        .inner
+        .db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == name.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_converts_a_version_2_store_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = vec![msg(1, G1, A1, 1), msg(2, G2, A2, 1), msg(3, G1, A1, 2)];
+    write_v2(dir.path(), &old);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!has_tree(&store, V2_MESSAGES));
+        assert_eq!(store.message_count(), 3);
+        for m in &old {
+            assert_eq!(store.message(&m.id).unwrap(), Some(m.envelope.clone()));
+            assert_eq!(store.message_meta(&m.id).unwrap(), Some(m.meta.clone()));
+        }
+        assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 2)]);
+        assert_eq!(store.group_messages(&G1).unwrap(), vec![id(1), id(3)]);
+        assert_eq!(store.meta("k").unwrap(), Some(b"kept".to_vec()));
+        // Everything converted is below the watermark.
+        let len = log_len(dir.path());
+        assert_eq!(
+            len,
+            old.iter().map(|m| m.envelope.len() as u64).sum::<u64>()
+        );
+        assert_eq!(watermark(&store), Some(len));
+        assert_eq!(keys_under(&store, P_OFFSET), 3);
+        assert_eq!(
+            store
+                .insert_messages(vec![msg(1, G1, A1, 1), msg(4, G1, A1, 3)])
+                .await
+                .unwrap(),
+            vec![Inserted::Duplicate, Inserted::New]
+        );
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.message_count(), 4);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3]);
+    assert_eq!(store.message(&id(2)).unwrap(), Some(b"envelope 2".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_version_2_conversion_restarts_after_a_crash_part_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let old: Vec<_> = (1..=3).map(|n| msg(n, G1, A1, n)).collect();
+    write_v2(dir.path(), &old);
+    // A conversion that stopped part way: message 1 copied with its envelope in the log,
+    // message 2's entries persisted by sled but its envelope never written, no watermark yet.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let v3 = db.open_tree(TREE_MESSAGES).unwrap();
+        let log = EnvelopeLog::open(dir.path()).unwrap();
+        log.write_at(0, b"envelope 1").unwrap();
+        for (n, offset) in [(1, 0), (2, 10)] {
+            let m = &old[n as usize - 1];
+            let loc = Location::new(offset, &m.envelope).unwrap();
+            v3.insert(message_key(&m.id), message_value(&m.meta, &loc).unwrap())
+                .unwrap();
+            v3.insert(by_author_key(&G1, &A1, 1, n), &m.id[..]).unwrap();
+            v3.insert(offset_key(offset), &m.id[..]).unwrap();
+        }
+        v3.insert(KEY_MESSAGE_COUNT, &2u64.to_be_bytes()[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!has_tree(&store, V2_MESSAGES));
+    assert_eq!(store.message_count(), 3);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3]);
+    for m in &old {
+        assert_eq!(store.message(&m.id).unwrap(), Some(m.envelope.clone()));
+        assert_eq!(store.message_meta(&m.id).unwrap(), Some(m.meta.clone()));
+    }
+    // Message 1 was not copied twice; 2 and 3 follow it.
+    assert_eq!(log_len(dir.path()), 30);
+    assert_eq!(watermark(&store), Some(30));
+    assert_eq!(keys_under(&store, P_OFFSET), 3);
+    drop(store);
+
+    // A conversion that copied everything but stopped before dropping `messages-v2`: the
+    // next open copies nothing and drops it.
+    write_v2(dir.path(), &old);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!has_tree(&store, V2_MESSAGES));
+    assert_eq!(store.message_count(), 3);
+    assert_eq!(log_len(dir.path()), 30);
+    assert_eq!(store.message(&id(3)).unwrap(), Some(b"envelope 3".to_vec()));
 }
