@@ -852,7 +852,8 @@ async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
     let bytes = std::fs::read(log_path(dir.path())).unwrap();
     assert_eq!(bytes, b"envelope 1envelope 2envelope 3");
     assert_eq!(watermark(&store), Some(locs[2].end()));
-    assert_eq!(keys_under(&store, P_OFFSET), 3);
+    // The flush that raised the watermark past the batch removed its log index entry.
+    assert_eq!(keys_under(&store, P_OFFSET), 0);
     assert_eq!(store.message_by_seq(&G1, &A1, 1, 2).unwrap(), Some(id(2)));
     assert_eq!(
         store.with_envelope(&id(2), <[u8]>::len).unwrap(),
@@ -864,6 +865,23 @@ async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
     // A flush with no new envelope leaves the watermark where it is.
     store.put_meta("k", b"v").await.unwrap();
     assert_eq!(watermark(&store), Some(locs[2].end()));
+
+    // Until a flush covers it, a batch is listed in the log index: where its envelopes start,
+    // and its messages in log order.
+    let batch: Vec<_> = (4..=5).map(|n| msg(n, G1, A1, n)).collect();
+    let borrowed: Vec<_> = batch.iter().map(NewMessageOwned::borrowed).collect();
+    store.apply_messages(&borrowed).unwrap();
+    let listed = store
+        .inner
+        .messages
+        .get(offset_key(locs[2].end()))
+        .unwrap()
+        .map(|v| v.to_vec());
+    assert_eq!(listed, Some([id(4), id(5)].concat()));
+    assert_eq!(keys_under(&store, P_OFFSET), 1);
+    store.flush().await.unwrap();
+    assert_eq!(keys_under(&store, P_OFFSET), 0);
+    assert_eq!(watermark(&store), Some(location(&store, 5).end()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -883,12 +901,12 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
             .unwrap();
         (loc5, loc6) = (location(&store, 5), location(&store, 6));
         // As if sled had persisted the second batch on its own and the process had died
-        // before the log was synced: the stored watermark still ends at the first batch.
-        store
-            .inner
-            .messages
-            .insert(KEY_WATERMARK, &synced.to_be_bytes()[..])
-            .unwrap();
+        // before the log was synced: the stored watermark still ends at the first batch, and
+        // the log index still lists the second.
+        let ids: Vec<u8> = (4..=6).flat_map(id).collect();
+        let m = &store.inner.messages;
+        m.insert(KEY_WATERMARK, &synced.to_be_bytes()[..]).unwrap();
+        m.insert(offset_key(synced), ids).unwrap();
         store.inner.db.flush().unwrap();
     }
     // Of the second batch's envelopes, 4 reached the disk, 5 came back garbled and 6 cut short.
@@ -912,7 +930,9 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
         assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), None);
     }
     assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 4]);
-    assert_eq!(keys_under(&store, P_OFFSET), 4);
+    // Recovery synced what it kept and raised the watermark past it.
+    assert_eq!(keys_under(&store, P_OFFSET), 0);
+    assert_eq!(watermark(&store), Some(log_len(dir.path())));
     assert_eq!(keys_under(&store, P_MESSAGE), 4);
     assert_eq!(keys_under(&store, P_AUTHOR), 4);
     assert_eq!(
@@ -1132,7 +1152,7 @@ async fn store_converts_a_version_2_store_on_open() {
             old.iter().map(|m| m.envelope.len() as u64).sum::<u64>()
         );
         assert_eq!(watermark(&store), Some(len));
-        assert_eq!(keys_under(&store, P_OFFSET), 3);
+        assert_eq!(keys_under(&store, P_OFFSET), 0);
         assert_eq!(
             store
                 .insert_messages(vec![msg(1, G1, A1, 1), msg(4, G1, A1, 3)])
@@ -1182,7 +1202,7 @@ async fn store_version_2_conversion_restarts_after_a_crash_part_way() {
     // Message 1 was not copied twice; 2 and 3 follow it.
     assert_eq!(log_len(dir.path()), 30);
     assert_eq!(watermark(&store), Some(30));
-    assert_eq!(keys_under(&store, P_OFFSET), 3);
+    assert_eq!(keys_under(&store, P_OFFSET), 0);
     drop(store);
 
     // A conversion that copied everything but stopped before dropping `messages-v2`: the
