@@ -43,28 +43,18 @@ const EVENT_QUEUE: usize = 4096;
 /// stopped and flushed.
 pub async fn serve(dir: &DataDir) -> Result<()> {
     let node = node::start(dir).await?;
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-    let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Some(first) = out_rx.recv().await {
-            let mut text = first;
-            // Whatever queued meanwhile goes out in the same write.
-            while let Ok(more) = out_rx.try_recv() {
-                text.push_str(&more);
-            }
-            if stdout.write_all(text.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
-                break;
-            }
-        }
-    });
-    let send = |line: String| {
-        // The writer only stops when standard output is gone; the parent has left then.
-        let _ = out_tx.send(line);
+    // Written straight to the pipe, not through tokio's stdout (which hands every write to a
+    // blocking thread): the parent stamps each report when it reads it. The parent reads all
+    // the time, so a write waits only as long as the pipe is full.
+    let send = |line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // Fails only when the parent has gone; it stops the node by closing the input.
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     };
-    send(format!("ready {} {}\n", node.node_id, node.quic_addr));
+    send(&format!("ready {} {}\n", node.node_id, node.quic_addr));
 
     let mut events = node.subscribe();
-    let events_out = out_tx.clone();
     let forward = tokio::spawn(async move {
         loop {
             match events.recv().await {
@@ -76,14 +66,12 @@ pub async fn serve(dir: &DataDir) -> Result<()> {
                         line.push_str(&id.to_string());
                     }
                     line.push('\n');
-                    if events_out.send(line).is_err() {
-                        break;
-                    }
+                    send(&line);
                 }
                 Ok(NodeEvent::Acked { .. }) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // The parent stops forwarding, so that its collectors fail loudly.
-                    let _ = events_out.send(format!("lagged {n}\n"));
+                    send(&format!("lagged {n}\n"));
                     break;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -101,13 +89,10 @@ pub async fn serve(dir: &DataDir) -> Result<()> {
             Ok(reply) => reply,
             Err(e) => format!("error {e}"),
         };
-        send(reply + "\n");
+        send(&(reply + "\n"));
     }
     forward.abort();
-    let stopped = node.shutdown().await;
-    drop(out_tx);
-    let _ = writer.await;
-    stopped
+    node.shutdown().await
 }
 
 /// Runs one command line from the parent; returns the reply line (without newline).
