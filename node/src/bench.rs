@@ -14,7 +14,7 @@
 //! Every node is a real node ([`crate::node::start`]) with its own data directory under a
 //! temporary directory, its own sled store (acknowledgements only after flush) and its own QUIC
 //! endpoint on loopback. The end-to-end phase runs node B in a child process, as nodes run in a
-//! deployment ([`process`]); the other phases run their nodes in this process. Deliveries are
+//! deployment ([`serve_node`]); the other phases run their nodes in this process. Deliveries are
 //! observed through the node's [`NodeEvent`] hook, which reports ids only after the store's
 //! flush returned.
 //!
