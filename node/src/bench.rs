@@ -709,23 +709,11 @@ async fn e2e_group(a: &RunningNode, b: &mut NodeProcess) -> Result<GroupId> {
     .await???;
     b.add_peer(a).await?;
     demo::wait_until("peers to connect", || demo::peer_ready(&a.handle, &b.name)).await?;
-    let name = "bench e2e".to_owned();
     let group = within(
         "the group",
-        a.handle.ask(|reply| Command::CreateGroup { name, reply }),
+        demo::create_group_of(&a.handle, "bench e2e", &[(&b.name, Role::Member)]),
     )
-    .await???;
-    let (gid, peer) = (group.to_string(), b.name.clone());
-    within(
-        "adding B",
-        a.handle.ask(|reply| Command::AddMember {
-            group: gid,
-            peer,
-            role: Role::Member,
-            reply,
-        }),
-    )
-    .await???;
+    .await??;
     let started = Instant::now();
     while !b.knows_group(group).await? {
         if started.elapsed() > PHASE_TIMEOUT {

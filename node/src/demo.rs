@@ -119,15 +119,23 @@ pub async fn create_group(
     name: &str,
     members: &[(&RunningNode, Role)],
 ) -> Result<GroupId> {
+    let members: Vec<(&str, Role)> = members.iter().map(|(m, r)| (m.name.as_str(), *r)).collect();
+    create_group_of(&owner.handle, name, &members).await
+}
+
+/// Creates a group on `owner` and adds members, named as `owner` knows its peers.
+pub async fn create_group_of(
+    owner: &NodeHandle,
+    name: &str,
+    members: &[(&str, Role)],
+) -> Result<GroupId> {
     let name = name.to_owned();
     let gid = owner
-        .handle
         .ask(|reply| Command::CreateGroup { name, reply })
         .await??;
-    for (m, role) in members {
-        let (group, peer, role) = (gid.to_string(), m.name.clone(), *role);
+    for (peer, role) in members {
+        let (group, peer, role) = (gid.to_string(), (*peer).to_owned(), *role);
         owner
-            .handle
             .ask(|reply| Command::AddMember {
                 group,
                 peer,

@@ -574,7 +574,7 @@ struct StoreArchive<'a> {
 const MAX_RECEIPT_READS: usize = 1024;
 
 impl StoreArchive<'_> {
-    /// Group and author of a stored message from the store, reading only its header.
+    /// Group and author of a stored message from the store, decoding only its header.
     fn stored_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
         let header = match self
             .store
@@ -635,8 +635,8 @@ impl Archive for StoreArchive<'_> {
         if total >= max_bytes / 2 {
             let last = envelopes
                 .last()
-                .and_then(|e| message::decode(e).ok())
-                .map(|(_, h, _)| h.seq);
+                .and_then(|e| message::decode_header(e).ok())
+                .map(|h| h.seq);
             if let Some(last) = last {
                 ahead
                     .wanted
@@ -2233,8 +2233,8 @@ mod tests {
             receipt_reads: Cell::new(0),
         };
 
-        // One frame: the store answers the first MAX_RECEIPT_READS lookups, read from the
-        // headers alone; the recently stored message is known without a read.
+        // One frame: the store answers the first MAX_RECEIPT_READS lookups, decoding only the
+        // headers; the recently stored message is known without a read.
         let frame = archive(&origins);
         let found: Vec<bool> = sealed
             .iter()

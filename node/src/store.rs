@@ -119,7 +119,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use envelope_log::{EnvelopeLog, Location, LOCATION_LEN};
+use envelope_log::{EnvelopeLog, Location};
 
 mod envelope_log;
 
@@ -468,18 +468,10 @@ impl Store {
                     path: path_buf.clone(),
                 }
             } else {
-                StoreError::Open {
-                    path: path_buf.clone(),
-                    source: e,
-                }
+                open_error(path, e)
             }
         })?;
-        let open_tree = |name: &str| {
-            db.open_tree(name).map_err(|e| StoreError::Open {
-                path: path_buf.clone(),
-                source: e,
-            })
-        };
+        let open_tree = |name: &str| db.open_tree(name).map_err(|e| open_error(path, e));
         let control = open_tree(TREE_CONTROL)?;
         let receipts = open_tree(TREE_RECEIPTS)?;
         let receipt_blobs = open_tree(TREE_RECEIPT_BLOBS)?;
@@ -487,16 +479,10 @@ impl Store {
         let meta = open_tree(TREE_META)?;
         let audit = open_tree(TREE_AUDIT)?;
         let users = open_tree(TREE_USERS)?;
-        migrate_v1(&db, &meta).map_err(|source| StoreError::Open {
-            path: path_buf.clone(),
-            source,
-        })?;
+        migrate_v1(&db, &meta).map_err(|e| open_error(path, e))?;
         let messages = open_tree(TREE_MESSAGES)?;
         // After sled, whose lock keeps a second process out of the directory.
-        let log = EnvelopeLog::open(path).map_err(|e| StoreError::Open {
-            path: path_buf.clone(),
-            source: sled::Error::Io(e),
-        })?;
+        let log = EnvelopeLog::open(path).map_err(|e| open_error(path, sled::Error::Io(e)))?;
         let log_state = recover(path, &db, &messages, &log)?;
         let log_state = migrate_v2(path, &db, &messages, &log, log_state)?;
         let count = read_count(path, &messages)?;
@@ -636,7 +622,7 @@ impl Store {
             }
             let offset = log_start.saturating_add(envelopes.len() as u64);
             let value = Location::new(offset, m.envelope)
-                .and_then(|loc| message_value(m.meta, &loc))
+                .and_then(|loc| message_value(m.meta, &loc.encode()))
                 .ok_or_else(|| {
                     self.corrupt(
                         PART_MESSAGES,
@@ -684,9 +670,7 @@ impl Store {
         id: &MessageId,
         read: impl FnOnce(&[u8]) -> T,
     ) -> Result<Option<T>, StoreError> {
-        self.stored_message(id, "reading a message", |_, loc| {
-            self.read_envelope(id, &loc).map(|envelope| read(&envelope))
-        })
+        Ok(self.message(id)?.map(|envelope| read(&envelope)))
     }
 
     /// The metadata blob stored with a message.
@@ -1618,39 +1602,30 @@ fn offset_key(offset: u64) -> [u8; BY_OFFSET_KEY_LEN] {
     k
 }
 
-/// meta_len ‖ meta ‖ location of the envelope; `None` if the metadata is too long to describe.
-fn message_value(meta: &[u8], loc: &Location) -> Option<Vec<u8>> {
+/// meta_len ‖ meta ‖ `rest`: a stored message, `rest` being the location of its envelope
+/// (format 3, [`Location::encode`]) or the envelope itself (format 2); `None` if the metadata
+/// is too long to describe.
+fn message_value(meta: &[u8], rest: &[u8]) -> Option<Vec<u8>> {
     let len = u32::try_from(meta.len()).ok()?;
-    let mut v = Vec::with_capacity(META_LEN_LEN + meta.len() + LOCATION_LEN);
+    let mut v = Vec::with_capacity(META_LEN_LEN + meta.len() + rest.len());
     v.extend_from_slice(&len.to_be_bytes());
     v.extend_from_slice(meta);
-    loc.encode(&mut v);
+    v.extend_from_slice(rest);
     Some(v)
+}
+
+/// The metadata and what follows it in a message value (see [`message_value`]); `None` if the
+/// metadata length runs past the end.
+fn split_meta(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = v.split_first_chunk::<META_LEN_LEN>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    (len <= rest.len()).then(|| rest.split_at(len))
 }
 
 /// The metadata and envelope location of a stored message; `None` if the value is malformed.
 fn split_message_value(v: &[u8]) -> Option<(&[u8], Location)> {
-    let (meta, loc) = split_v2_message_value(v)?;
+    let (meta, loc) = split_meta(v)?;
     Some((meta, Location::decode(loc)?))
-}
-
-/// meta_len ‖ meta ‖ envelope, a message as format 2 stored it; `None` if the metadata is too
-/// long to describe.
-fn v2_message_value(meta: &[u8], envelope: &[u8]) -> Option<Vec<u8>> {
-    let len = u32::try_from(meta.len()).ok()?;
-    let mut v = Vec::with_capacity(META_LEN_LEN + meta.len() + envelope.len());
-    v.extend_from_slice(&len.to_be_bytes());
-    v.extend_from_slice(meta);
-    v.extend_from_slice(envelope);
-    Some(v)
-}
-
-/// The metadata and what follows it in a message value (the envelope in format 2, its
-/// location in format 3); `None` if the metadata length runs past the end.
-fn split_v2_message_value(v: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = v.split_first_chunk::<META_LEN_LEN>()?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-    (len <= rest.len()).then(|| rest.split_at(len))
 }
 
 /// Where the envelope log stands once the store is open.
@@ -1890,7 +1865,7 @@ fn migrate_v2(
         if conflicts.contains(&id[..]) || messages.contains_key(&k).map_err(open_err)? {
             continue;
         }
-        let (meta, envelope) = split_v2_message_value(&v).ok_or_else(|| {
+        let (meta, envelope) = split_meta(&v).ok_or_else(|| {
             corrupt_at(
                 path,
                 V2_MESSAGES,
@@ -1903,7 +1878,7 @@ fn migrate_v2(
         })?;
         let offset = end.saturating_add(envelopes.len() as u64);
         let value = Location::new(offset, envelope)
-            .and_then(|loc| message_value(meta, &loc))
+            .and_then(|loc| message_value(meta, &loc.encode()))
             .ok_or_else(|| {
                 corrupt_at(
                     path,
@@ -1966,7 +1941,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> sled::Result<()> {
         for item in old.iter() {
             let (id, envelope) = item?;
             let m = old_meta.get(&id)?.unwrap_or_default();
-            let value = v2_message_value(&m, &envelope)
+            let value = message_value(&m, &envelope)
                 .ok_or_else(|| sled::Error::Unsupported("message metadata over 4 GiB".into()))?;
             batch.insert(prefixed(P_MESSAGE, &id), value);
             count += 1;

@@ -1148,28 +1148,38 @@ fn a_node_removed_before_it_heard_of_the_group_blames_nobody() {
 /// A sync response that brings nothing new (a copy of one already handled, as when two
 /// requests crossed) does not make the receiver ask again: asking on every copy would double
 /// every later response of a catch-up, each copy checked in full.
-#[test]
-fn a_repeated_sync_response_is_not_asked_again() {
-    let mut sim = Sim::new(2);
+/// A quiet run in which B joins a group of O's and O then posts three messages: the run, the
+/// group, O's messages as (id, envelope) and whether B held the group before the posts.
+fn owner_posts_three(seed: u64, name: &str) -> (Sim, GroupId, Vec<(MessageId, Vec<u8>)>, bool) {
+    let mut sim = Sim::new(seed);
     sim.faults = QUIET;
     sim.store_failures = false;
-    let g = sim.create("Operation Crossed Wires");
+    let g = sim.create(name);
     sim.add(g, B, Role::Member);
     let end = sim.now.plus_millis(3 * SYNC_MS);
     sim.run_until(end, |_| {});
-    assert!(sim.nodes[B].engine.group(&g).is_some());
+    let settled = sim.nodes[B].engine.group(&g).is_some();
     for _ in 0..3 {
         sim.post(O, g);
     }
     let owner = sim.ids[O];
-    let envelopes: Vec<Vec<u8>> = sim.nodes[O]
+    let posted: Vec<(MessageId, Vec<u8>)> = sim.nodes[O]
         .archive
         .messages
         .iter()
         .filter(|((group, author, _, _), _)| *group == g && *author == owner)
-        .map(|(_, (_, bytes))| bytes.clone())
+        .map(|(_, (id, bytes))| (*id, bytes.clone()))
         .collect();
-    assert_eq!(envelopes.len(), 3);
+    assert_eq!(posted.len(), 3);
+    (sim, g, posted, settled)
+}
+
+#[test]
+fn a_repeated_sync_response_is_not_asked_again() {
+    let (mut sim, g, posted, settled) = owner_posts_three(2, "Operation Crossed Wires");
+    assert!(settled);
+    let owner = sim.ids[O];
+    let envelopes: Vec<Vec<u8>> = posted.into_iter().map(|(_, bytes)| bytes).collect();
     let frame = Frame::SyncResponse(liaison_protocol::frame::SyncResponse {
         group: g,
         controls: Vec::new(),
@@ -1206,25 +1216,8 @@ fn a_repeated_sync_response_is_not_asked_again() {
 
 #[test]
 fn a_replayed_receipt_is_taken_once() {
-    let mut sim = Sim::new(3);
-    sim.faults = QUIET;
-    sim.store_failures = false;
-    let g = sim.create("Operation Echo");
-    sim.add(g, B, Role::Member);
-    let end = sim.now.plus_millis(3 * SYNC_MS);
-    sim.run_until(end, |_| {});
-    for _ in 0..3 {
-        sim.post(O, g);
-    }
-    let owner = sim.ids[O];
-    let ids: Vec<MessageId> = sim.nodes[O]
-        .archive
-        .messages
-        .iter()
-        .filter(|((group, author, _, _), _)| *group == g && *author == owner)
-        .map(|(_, (id, _))| *id)
-        .collect();
-    assert_eq!(ids.len(), 3);
+    let (mut sim, g, posted, _) = owner_posts_three(3, "Operation Echo");
+    let ids: Vec<MessageId> = posted.into_iter().map(|(id, _)| id).collect();
     // B's own signed receipt for O's messages, arriving twice at O.
     let (b_key, _) = keys(sim.nodes[B].seed);
     let receipt = Receipt::sign(&b_key, g, &ids, sim.now).expect("receipt");

@@ -121,6 +121,29 @@ impl Scene {
         self.rejected(before, reason).await;
     }
 
+    /// Sends `receipt` in a `Receipts` frame, expects it rejected for `reason`, and checks that
+    /// the target stored it for none of the messages it names, `named` among them.
+    async fn expect_receipt_refused(
+        &self,
+        s: &mut Session,
+        receipt: &[u8],
+        reason: &str,
+        named: MessageId,
+    ) {
+        let frame = Frame::Receipts {
+            receipts: vec![receipt.to_vec()],
+        };
+        self.expect_rejected(s, &frame.encode().expect("encode"), reason)
+            .await;
+        assert!(self
+            .a
+            .store
+            .receipts(named.as_bytes())
+            .expect("store")
+            .iter()
+            .all(|(_, bytes)| *bytes != receipt));
+    }
+
     /// The target still serves its honest peer: a message each way.
     async fn honest_exchange(&mut self) {
         let g = self.honest_group;
@@ -628,22 +651,8 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
     body.receiver = sc.b.node_id;
     signed.body = codec::encode(&body).expect("encode")[1..].to_vec();
     let forged_receipt = codec::encode(&signed).expect("encode");
-    let frame = Frame::Receipts {
-        receipts: vec![forged_receipt.clone()],
-    };
-    sc.expect_rejected(
-        &mut s,
-        &frame.encode().expect("encode"),
-        "bad signature on receipt",
-    )
-    .await;
-    assert!(sc
-        .a
-        .store
-        .receipts(ok_id.as_bytes())
-        .expect("store")
-        .iter()
-        .all(|(_, bytes)| *bytes != forged_receipt));
+    sc.expect_receipt_refused(&mut s, &forged_receipt, "bad signature on receipt", ok_id)
+        .await;
     // Signed by mallory itself, but naming a message of another group than its own.
     let misfiled = Receipt::sign(
         &sc.h.identity,
@@ -652,22 +661,13 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
         liaison_node::node::now(),
     )
     .expect("receipt");
-    let frame = Frame::Receipts {
-        receipts: vec![misfiled.clone()],
-    };
-    sc.expect_rejected(
+    sc.expect_receipt_refused(
         &mut s,
-        &frame.encode().expect("encode"),
+        &misfiled,
         "invalid receipt: it names a message of another group",
+        ok_id,
     )
     .await;
-    assert!(sc
-        .a
-        .store
-        .receipts(ok_id.as_bytes())
-        .expect("store")
-        .iter()
-        .all(|(_, bytes)| *bytes != misfiled));
 
     // Messages for a group the target does not hold, and for an epoch that does not exist
     // yet: not the peer's fault for certain (the target may lag), so no strike, but nothing

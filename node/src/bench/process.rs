@@ -80,19 +80,23 @@ pub async fn serve(dir: &DataDir) -> Result<()> {
     });
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines
-        .next_line()
-        .await
-        .map_err(|e| Error::io("cannot read standard input", e))?
-    {
-        let reply = match command(&node, &line).await {
-            Ok(reply) => reply,
-            Err(e) => format!("error {e}"),
-        };
-        send(&(reply + "\n"));
-    }
+    // The node stops (and flushes) however the input ends.
+    let input = loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                let reply = match command(&node, &line).await {
+                    Ok(reply) => reply,
+                    Err(e) => format!("error {e}"),
+                };
+                send(&(reply + "\n"));
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(Error::io("cannot read standard input", e)),
+        }
+    };
     forward.abort();
-    node.shutdown().await
+    node.shutdown().await?;
+    input
 }
 
 /// Runs one command line from the parent; returns the reply line (without newline).

@@ -48,11 +48,13 @@ impl Location {
         self.offset.saturating_add(u64::from(self.len))
     }
 
-    /// Appends offset(8, big-endian) ‖ len(4, big-endian) ‖ checksum(16) to `out`.
-    pub(super) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.offset.to_be_bytes());
-        out.extend_from_slice(&self.len.to_be_bytes());
-        out.extend_from_slice(&self.checksum);
+    /// offset(8, big-endian) ‖ len(4, big-endian) ‖ checksum(16).
+    pub(super) fn encode(&self) -> [u8; LOCATION_LEN] {
+        let mut out = [0u8; LOCATION_LEN];
+        out[..8].copy_from_slice(&self.offset.to_be_bytes());
+        out[8..12].copy_from_slice(&self.len.to_be_bytes());
+        out[12..].copy_from_slice(&self.checksum);
+        out
     }
 
     /// Reads what [`Location::encode`] wrote; `None` unless `b` is exactly [`LOCATION_LEN`] bytes.

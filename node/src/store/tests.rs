@@ -215,10 +215,7 @@ async fn store_control_events_and_groups() {
 #[tokio::test(flavor = "multi_thread")]
 async fn store_receipts_peers_and_meta() {
     let (_dir, store) = open_tmp();
-    store
-        .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
-        .await
-        .unwrap();
+    insert_seqs(&store, 1..=3).await;
     store
         .insert_receipts(vec![receipt(A2, &[1], b"r2"), receipt(A1, &[1], b"r1")])
         .await
@@ -715,7 +712,7 @@ async fn store_conversion_restarts_after_a_crash_part_way() {
         let v2 = db.open_tree(V2_MESSAGES).unwrap();
         v2.insert(
             message_key(&id(1)),
-            v2_message_value(b"meta 1", b"envelope 1").unwrap(),
+            message_value(b"meta 1", b"envelope 1").unwrap(),
         )
         .unwrap();
         db.flush().unwrap();
@@ -835,13 +832,23 @@ fn log_path(dir: &Path) -> PathBuf {
     dir.join(envelope_log::FILE_NAME)
 }
 
-/// Opens the envelope log of a closed store for tampering.
-fn open_log(dir: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
+/// Garbles the byte of the closed store's envelope log at `garble` and cuts the log to
+/// `cut` bytes.
+fn damage_log(dir: &Path, garble: u64, cut: u64) {
+    let log = std::fs::OpenOptions::new()
         .write(true)
         .open(log_path(dir))
-        .unwrap()
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&log, b"X", garble).unwrap();
+    log.set_len(cut).unwrap();
+}
+
+/// Inserts messages `seqs` of author A1 in group G1 as one batch.
+async fn insert_seqs(store: &Store, seqs: std::ops::RangeInclusive<u64>) {
+    store
+        .insert_messages(seqs.map(|n| msg(n, G1, A1, n)).collect())
+        .await
+        .unwrap();
 }
 
 fn log_len(dir: &Path) -> u64 {
@@ -852,10 +859,7 @@ fn log_len(dir: &Path) -> u64 {
 async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
     let (dir, store) = open_tmp();
     assert_eq!(watermark(&store), None);
-    store
-        .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
-        .await
-        .unwrap();
+    insert_seqs(&store, 1..=3).await;
     // One record per message, back to back, in the order of the batch.
     let locs: Vec<Location> = (1..=3).map(|n| location(&store, n)).collect();
     assert_eq!(locs[0].offset, 0);
@@ -902,15 +906,9 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
     let (synced, loc5, loc6);
     {
         let store = Store::open(dir.path()).unwrap();
-        store
-            .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
-            .await
-            .unwrap();
+        insert_seqs(&store, 1..=3).await;
         synced = watermark(&store).unwrap();
-        store
-            .insert_messages((4..=6).map(|n| msg(n, G1, A1, n)).collect())
-            .await
-            .unwrap();
+        insert_seqs(&store, 4..=6).await;
         (loc5, loc6) = (location(&store, 5), location(&store, 6));
         // As if sled had persisted the second batch on its own and the process had died
         // before the log was synced: the stored watermark still ends at the first batch, and
@@ -922,10 +920,7 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
         store.inner.db.flush().unwrap();
     }
     // Of the second batch's envelopes, 4 reached the disk, 5 came back garbled and 6 cut short.
-    let log = open_log(dir.path());
-    std::os::unix::fs::FileExt::write_all_at(&log, b"X", loc5.offset + 2).unwrap();
-    log.set_len(loc6.offset + 3).unwrap();
-    drop(log);
+    damage_log(dir.path(), loc5.offset + 2, loc6.offset + 3);
 
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.message_count(), 4);
@@ -978,18 +973,12 @@ async fn store_damaged_envelopes_below_the_watermark_are_corrupt_on_read() {
     let (loc2, loc3, synced);
     {
         let store = Store::open(dir.path()).unwrap();
-        store
-            .insert_messages((1..=3).map(|n| msg(n, G1, A1, n)).collect())
-            .await
-            .unwrap();
+        insert_seqs(&store, 1..=3).await;
         (loc2, loc3) = (location(&store, 2), location(&store, 3));
         synced = watermark(&store).unwrap();
     }
     // Below the watermark: 2 garbled, 3 cut short.
-    let log = open_log(dir.path());
-    std::os::unix::fs::FileExt::write_all_at(&log, b"X", loc2.offset).unwrap();
-    log.set_len(loc3.offset + 1).unwrap();
-    drop(log);
+    damage_log(dir.path(), loc2.offset, loc3.offset + 1);
 
     let store = Store::open(dir.path()).unwrap();
     // Nothing is dropped: these envelopes were synced, so this is damage, not a crash.
@@ -1044,7 +1033,10 @@ async fn store_envelope_location_past_the_log_is_corrupt_without_reading() {
     store
         .inner
         .messages
-        .insert(message_key(&id(1)), message_value(b"meta 1", &loc).unwrap())
+        .insert(
+            message_key(&id(1)),
+            message_value(b"meta 1", &loc.encode()).unwrap(),
+        )
         .unwrap();
     let err = store.message(&id(1)).unwrap_err();
     assert!(
@@ -1111,7 +1103,7 @@ fn write_v2(dir: &Path, messages: &[NewMessageOwned]) {
     for m in messages {
         tree.insert(
             message_key(&m.id),
-            v2_message_value(&m.meta, &m.envelope).unwrap(),
+            message_value(&m.meta, &m.envelope).unwrap(),
         )
         .unwrap();
         tree.insert(
@@ -1194,8 +1186,11 @@ async fn store_version_2_conversion_restarts_after_a_crash_part_way() {
         for (n, offset) in [(1, 0), (2, 10)] {
             let m = &old[n as usize - 1];
             let loc = Location::new(offset, &m.envelope).unwrap();
-            v3.insert(message_key(&m.id), message_value(&m.meta, &loc).unwrap())
-                .unwrap();
+            v3.insert(
+                message_key(&m.id),
+                message_value(&m.meta, &loc.encode()).unwrap(),
+            )
+            .unwrap();
             v3.insert(by_author_key(&G1, &A1, 1, n), &m.id[..]).unwrap();
             v3.insert(offset_key(offset), &m.id[..]).unwrap();
         }
