@@ -466,7 +466,7 @@ impl Store {
     /// [`StoreError::FlusherStopped`] once that runtime shuts down.
     ///
     /// A store held by another process is reported as [`StoreError::InUse`] after
-    /// [`LOCK_WAIT`]: a store just closed in this process can hold its lock a moment longer,
+    /// a second: a store just closed in this process can hold its lock a moment longer,
     /// while sled's IO threads finish their last buffer writes.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let path_buf = path.to_path_buf();
