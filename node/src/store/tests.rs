@@ -891,68 +891,154 @@ async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let (synced, loc5, loc6);
+    let (synced, loc5, loc7);
     {
         let store = Store::open(dir.path()).unwrap();
         insert_seqs(&store, 1..=3).await;
         synced = watermark(&store).unwrap();
-        insert_seqs(&store, 4..=6).await;
-        (loc5, loc6) = (location(&store, 5), location(&store, 6));
+        insert_seqs(&store, 4..=7).await;
+        (loc5, loc7) = (location(&store, 5), location(&store, 7));
         // As if sled had persisted the second batch on its own and the process had died
         // before the log was synced: the stored watermark still ends at the first batch, and
         // the log index still lists the second.
-        let ids: Vec<u8> = (4..=6).flat_map(id).collect();
+        let ids: Vec<u8> = (4..=7).flat_map(id).collect();
         let m = &store.inner.messages;
         m.insert(KEY_WATERMARK, &synced.to_be_bytes()[..]).unwrap();
         m.insert(offset_key(synced), ids).unwrap();
         store.inner.db.flush().unwrap();
     }
-    // Of the second batch's envelopes, 4 reached the disk, 5 came back garbled and 6 cut short.
-    damage_log(dir.path(), loc5.offset + 2, loc6.offset + 3);
+    // Of the second batch's envelopes, 4 and 6 reached the disk, 5 came back garbled and 7
+    // cut short.
+    damage_log(dir.path(), loc5.offset + 2, loc7.offset + 3);
 
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.message_count(), 4);
-    for n in 1..=4 {
+    assert_eq!(store.message_count(), 5);
+    for n in [1, 2, 3, 4, 6] {
         assert_eq!(
             store.message(&id(n)).unwrap(),
             Some(format!("envelope {n}").into_bytes())
         );
+        assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), Some(id(n)));
     }
-    for n in [5, 6] {
+    for n in [5, 7] {
         assert_eq!(store.message(&id(n)).unwrap(), None);
         assert_eq!(store.message_meta(&id(n)).unwrap(), None);
         assert!(!store.has_message(&id(n)).unwrap());
         assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), None);
     }
-    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 4, 6]);
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 4)]);
     // Recovery synced what it kept and raised the watermark past it.
     assert_eq!(keys_under(&store, P_OFFSET), 0);
     assert_eq!(watermark(&store), Some(log_len(dir.path())));
-    assert_eq!(keys_under(&store, P_MESSAGE), 4);
-    assert_eq!(keys_under(&store, P_AUTHOR), 4);
+    assert_eq!(keys_under(&store, P_MESSAGE), 5);
+    // The second batch's run of the author index became the runs of 4 and of 6.
+    assert_eq!(keys_under(&store, P_AUTHOR), 3);
     assert_eq!(
         store
             .envelopes_after(&G1, &A1, 1, 0, usize::MAX)
             .unwrap()
             .len(),
-        4
+        5
     );
 
     // The dropped messages can be stored again; they go after the torn tail.
     assert_eq!(
         store
-            .insert_messages(vec![msg(5, G1, A1, 5), msg(6, G1, A1, 6)])
+            .insert_messages(vec![msg(5, G1, A1, 5), msg(7, G1, A1, 7)])
             .await
             .unwrap(),
         vec![Inserted::New, Inserted::New]
     );
-    assert_eq!(location(&store, 5).offset, loc6.offset + 3);
-    assert_eq!(store.message(&id(6)).unwrap(), Some(b"envelope 6".to_vec()));
+    assert_eq!(location(&store, 5).offset, loc7.offset + 3);
+    assert_eq!(store.message(&id(7)).unwrap(), Some(b"envelope 7".to_vec()));
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.message_count(), 6);
-    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 6)]);
+    assert_eq!(store.message_count(), 7);
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 7)]);
     assert_eq!(store.message(&id(5)).unwrap(), Some(b"envelope 5".to_vec()));
+}
+
+/// The author index keeps one entry per run of consecutive seqs written together; every
+/// reader sees the messages one by one, whichever runs they sit in.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_author_index_runs_read_like_single_entries() {
+    let (_dir, store) = open_tmp();
+    // One batch: seqs 1-3 and 5 of A1 (two runs), 2 of A2 (its own author space).
+    store
+        .insert_messages(vec![
+            msg(3, G1, A1, 3),
+            msg(1, G1, A1, 1),
+            msg(2, G1, A1, 2),
+            msg(5, G1, A1, 5),
+            msg(1002, G1, A2, 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(keys_under(&store, P_AUTHOR), 3);
+    // The gap filled later, by a run of its own.
+    insert_seqs(&store, 4..=4).await;
+    // A run longer than one entry holds.
+    let long = 6..=6 + MAX_RUN as u64;
+    insert_seqs(&store, long.clone()).await;
+    assert_eq!(keys_under(&store, P_AUTHOR), 6);
+    let last = *long.end();
+
+    let all: Vec<u64> = (1..=last).collect();
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), all);
+    for n in [1, 2, 3, 4, 5, 6, last - 1, last] {
+        assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), Some(id(n)));
+    }
+    for n in [0, last + 1, u64::MAX] {
+        assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), None);
+    }
+    assert_eq!(store.message_by_seq(&G1, &A2, 1, 1).unwrap(), None);
+    assert_eq!(store.message_by_seq(&G1, &A2, 1, 2).unwrap(), Some(id(1002)));
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, last), (A2, 1, 0)]);
+    assert_eq!(
+        store.held(&G1).unwrap(),
+        all.iter()
+            .map(|&n| (A1, 1, n))
+            .chain([(A2, 1, 2)])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(store.group_messages(&G1).unwrap().len(), all.len() + 1);
+
+    // Reading from the middle of a run.
+    assert_eq!(
+        store.author_seqs(&G1, &A1, 1, 2, 3).unwrap(),
+        vec![(2, id(2)), (3, id(3)), (4, id(4))]
+    );
+    assert_eq!(store.author_seqs(&G1, &A1, 1, 2, 0).unwrap(), vec![]);
+    let after = store.envelopes_after(&G1, &A1, 1, 6, usize::MAX).unwrap();
+    assert_eq!(after.len(), (last - 6) as usize);
+    assert_eq!(after[0], b"envelope 7".to_vec());
+    // The byte budget stops inside a run.
+    let two = store.envelopes_after(&G1, &A1, 1, 1, 20).unwrap();
+    assert_eq!(two, vec![b"envelope 2".to_vec(), b"envelope 3".to_vec()]);
+
+    // A seq inside a run is taken: another message there conflicts, the same one is a
+    // duplicate.
+    assert_eq!(
+        store
+            .insert_messages(vec![msg(999, G1, A1, 2), msg(3, G1, A1, 3)])
+            .await
+            .unwrap(),
+        vec![Inserted::Conflict, Inserted::Duplicate]
+    );
+    // A value that is not a whole number of ids is corrupt, not a shorter run.
+    store
+        .inner
+        .messages
+        .insert(by_author_key(&G2, &A1, 1, 1), &[7u8; ID_LEN + 1][..])
+        .unwrap();
+    assert!(matches!(
+        store.message_by_seq(&G2, &A1, 1, 1),
+        Err(StoreError::Corrupt {
+            tree: PART_BY_AUTHOR,
+            ..
+        })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
