@@ -825,8 +825,8 @@ impl Store {
         for item in tree.range(start..=end.to_vec()) {
             let (k, v) = item.map_err(read)?;
             let (first, ids) = self.run(&k, &v)?;
-            for (seq, id) in (first..).zip(ids.chunks_exact(ID_LEN)) {
-                if seq >= from && !each(seq, id.try_into().unwrap_or_default())? {
+            for (seq, id) in run_ids(first, ids) {
+                if seq >= from && !each(seq, id)? {
                     return Ok(());
                 }
             }
@@ -915,8 +915,8 @@ impl Store {
             let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
             let (_, author, epoch, _) = self.parse_by_author_key(&k)?;
             let (first, ids) = self.run(&k, &v)?;
-            for (seq, id) in (first..).zip(ids.chunks_exact(ID_LEN)) {
-                each(author, epoch, seq, id.try_into().unwrap_or_default());
+            for (seq, id) in run_ids(first, ids) {
+                each(author, epoch, seq, id);
             }
         }
         Ok(())
@@ -926,7 +926,9 @@ impl Store {
     /// Used at start-up to rebuild the sync engine's version vectors.
     pub fn held(&self, group: &GroupId) -> Result<Vec<(NodeId, u64, u64)>, StoreError> {
         let mut out = Vec::new();
-        self.each_in_group(group, |author, epoch, seq, _| out.push((author, epoch, seq)))?;
+        self.each_in_group(group, |author, epoch, seq, _| {
+            out.push((author, epoch, seq))
+        })?;
         Ok(out)
     }
 
@@ -1653,14 +1655,23 @@ fn author_runs(
                 && seq_of(prev).checked_add(1) == Some(seq_of(key))
         });
         match runs.last_mut() {
-            Some((_, ids)) if follows && ids.len() < MAX_RUN * ID_LEN => {
-                ids.extend_from_slice(id)
-            }
+            Some((_, ids)) if follows && ids.len() < MAX_RUN * ID_LEN => ids.extend_from_slice(id),
             _ => runs.push((*key, id.to_vec())),
         }
         last = Some(key);
     }
     runs
+}
+
+/// The `(seq, id)` pairs of a run starting at seq `first`; stops at the last seq rather
+/// than overflow (a run checked by `Store::run` never reaches that far).
+fn run_ids(first: u64, ids: &[u8]) -> impl Iterator<Item = (u64, MessageId)> + '_ {
+    ids.chunks_exact(ID_LEN)
+        .enumerate()
+        .map_while(move |(i, id)| {
+            let seq = first.checked_add(u64::try_from(i).ok()?)?;
+            Some((seq, id.try_into().unwrap_or_default()))
+        })
 }
 
 /// The seq of an author index key.
@@ -1875,11 +1886,10 @@ fn recover(
         // runs of the messages it kept.
         for item in messages.scan_prefix([P_AUTHOR]) {
             let (k, v) = item.map_err(open_err)?;
-            let ids: Vec<MessageId> = v
+            if !v
                 .chunks_exact(ID_LEN)
-                .map(|id| id.try_into().unwrap_or_default())
-                .collect();
-            if !ids.iter().any(|id| dropped.contains(id)) {
+                .any(|id| <MessageId>::try_from(id).is_ok_and(|id| dropped.contains(&id)))
+            {
                 continue;
             }
             let Ok(key) = <[u8; BY_AUTHOR_KEY_LEN]>::try_from(k.as_ref()) else {
@@ -1890,8 +1900,7 @@ fn recover(
                 ));
             };
             removals.remove(k);
-            let kept: std::collections::BTreeMap<_, _> = (seq_of(&key)..)
-                .zip(ids)
+            let kept: std::collections::BTreeMap<_, _> = run_ids(seq_of(&key), &v)
                 .filter(|(_, id)| !dropped.contains(id))
                 .map(|(seq, id)| {
                     let mut at = key;

@@ -993,7 +993,10 @@ async fn store_author_index_runs_read_like_single_entries() {
         assert_eq!(store.message_by_seq(&G1, &A1, 1, n).unwrap(), None);
     }
     assert_eq!(store.message_by_seq(&G1, &A2, 1, 1).unwrap(), None);
-    assert_eq!(store.message_by_seq(&G1, &A2, 1, 2).unwrap(), Some(id(1002)));
+    assert_eq!(
+        store.message_by_seq(&G1, &A2, 1, 2).unwrap(),
+        Some(id(1002))
+    );
     assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, last), (A2, 1, 0)]);
     assert_eq!(
         store.held(&G1).unwrap(),
@@ -1026,6 +1029,31 @@ async fn store_author_index_runs_read_like_single_entries() {
             .unwrap(),
         vec![Inserted::Conflict, Inserted::Duplicate]
     );
+    // A run may end at the last seq there is.
+    let top = [u64::MAX - 1, u64::MAX];
+    store
+        .insert_messages(top.iter().map(|&s| msg(2000 + s % 2, G1, A2, s)).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.author_seqs(&G1, &A2, 1, 3, 10).unwrap(),
+        vec![(u64::MAX - 1, id(2000)), (u64::MAX, id(2001))]
+    );
+    assert_eq!(
+        store.message_by_seq(&G1, &A2, 1, u64::MAX).unwrap(),
+        Some(id(2001))
+    );
+    assert_eq!(
+        store
+            .envelopes_after(&G1, &A2, 1, u64::MAX - 1, usize::MAX)
+            .unwrap(),
+        vec![b"envelope 2001".to_vec()]
+    );
+    assert_eq!(
+        store.held_seqs(&G1, &A2, 1).unwrap(),
+        [2].iter().copied().chain(top).collect::<Vec<_>>()
+    );
+
     // A value that is not a whole number of ids is corrupt, not a shorter run.
     store
         .inner
