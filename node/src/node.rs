@@ -444,7 +444,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         post_writes: 0,
         received: Vec::new(),
         received_writes: 0,
-        origins: HashMap::new(),
+        origins: Origins::default(),
         read_ahead: RefCell::default(),
     };
     actor.load_peers()?;
@@ -561,6 +561,8 @@ struct ReadAhead {
 struct StoreArchive<'a> {
     store: &'a Store,
     origins: &'a Origins,
+    /// Origins read from the store while handling the frame at hand, for [`Origins`].
+    learned: RefCell<Vec<(MessageId, Origin)>>,
     ahead: &'a RefCell<ReadAhead>,
     /// Store reads made for receipts of the frame at hand (see [`MAX_RECEIPT_READS`]).
     receipt_reads: Cell<usize>,
@@ -575,7 +577,7 @@ const MAX_RECEIPT_READS: usize = 1024;
 
 impl StoreArchive<'_> {
     /// Group and author of a stored message from the store, decoding only its header.
-    fn stored_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
+    fn stored_origin(&self, id: &MessageId) -> Option<Origin> {
         let header = match self
             .store
             .with_envelope(id.as_bytes(), message::decode_header)
@@ -587,7 +589,11 @@ impl StoreArchive<'_> {
             }
         };
         match header {
-            Ok(h) => Some((h.group, h.author)),
+            Ok(h) => {
+                let origin = Origin::of(&h);
+                self.learned.borrow_mut().push((*id, origin));
+                Some(origin)
+            }
             Err(e) => {
                 warn!(id = %id.short(), error = %e, "a stored message's header does not decode");
                 None
@@ -648,14 +654,14 @@ impl Archive for StoreArchive<'_> {
 
     fn message_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
         if let Some(origin) = self.origins.get(id) {
-            return Some(*origin);
+            return Some((origin.group, origin.author));
         }
-        self.stored_origin(id)
+        self.stored_origin(id).map(|o| (o.group, o.author))
     }
 
     fn receipt_origin(&self, id: &MessageId) -> Option<(GroupId, NodeId)> {
         if let Some(origin) = self.origins.get(id) {
-            return Some(*origin);
+            return Some((origin.group, origin.author));
         }
         let reads = self.receipt_reads.get();
         if reads >= MAX_RECEIPT_READS {
@@ -666,17 +672,61 @@ impl Archive for StoreArchive<'_> {
             return None;
         }
         self.receipt_reads.set(reads + 1);
-        self.stored_origin(id)
+        self.stored_origin(id).map(|o| (o.group, o.author))
     }
 }
 
-/// Group and author of recently stored messages, so that a receipt for one (the usual case)
-/// needs no store read and no decoding of the envelope. Cleared when it reaches
-/// [`MAX_ORIGINS`]; the store answers the rest.
-type Origins = HashMap<MessageId, (GroupId, NodeId)>;
+/// Where a message sits: its group, author, epoch and seq (from its header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Origin {
+    group: GroupId,
+    author: NodeId,
+    epoch: u64,
+    seq: u64,
+}
 
-/// Most entries in [`Origins`].
-const MAX_ORIGINS: usize = 65_536;
+impl Origin {
+    fn of(header: &message::Header) -> Origin {
+        Origin {
+            group: header.group,
+            author: header.author,
+            epoch: header.epoch,
+            seq: header.seq,
+        }
+    }
+}
+
+/// Origins of recently stored messages, so that a receipt for one (the usual case) needs no
+/// store read and no decoding of the envelope, and can be indexed by place. Two generations
+/// of at most [`MAX_ORIGINS`] each: when the newer fills up it becomes the older and the
+/// older is forgotten, so the latest [`MAX_ORIGINS`] are always there. The store answers
+/// the rest.
+#[derive(Default)]
+struct Origins {
+    newer: HashMap<MessageId, Origin>,
+    older: HashMap<MessageId, Origin>,
+}
+
+impl Origins {
+    fn get(&self, id: &MessageId) -> Option<&Origin> {
+        self.newer.get(id).or_else(|| self.older.get(id))
+    }
+
+    fn insert(&mut self, id: MessageId, origin: Origin) {
+        if self.newer.len() >= MAX_ORIGINS {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(id, origin);
+    }
+
+    fn remove(&mut self, id: &MessageId) {
+        self.newer.remove(id);
+        self.older.remove(id);
+    }
+}
+
+/// Most entries in one generation of [`Origins`].
+const MAX_ORIGINS: usize = 32_768;
 
 struct Actor {
     name: String,
@@ -842,12 +892,9 @@ impl Actor {
         let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
     }
 
-    /// Remembers the group and author of a message being stored (see [`Origins`]).
-    fn note_origin(&mut self, id: MessageId, group: GroupId, author: NodeId) {
-        if self.origins.len() >= MAX_ORIGINS {
-            self.origins.clear();
-        }
-        self.origins.insert(id, (group, author));
+    /// Remembers where a message being stored sits (see [`Origins`]).
+    fn note_origin(&mut self, id: MessageId, header: &message::Header) {
+        self.origins.insert(id, Origin::of(header));
     }
 
     /// A frame from a live connection: to the engine, its signatures already checked.
@@ -858,6 +905,7 @@ impl Actor {
         let archive = StoreArchive {
             store: &self.store,
             origins: &self.origins,
+            learned: RefCell::new(Vec::new()),
             ahead: &self.read_ahead,
             receipt_reads: Cell::new(0),
         };
@@ -867,6 +915,9 @@ impl Actor {
                 self.engine
                     .handle_split(now(), peer, split, checked, &archive);
             }
+        }
+        for (id, origin) in archive.learned.into_inner() {
+            self.origins.insert(id, origin);
         }
         self.read_ahead_wanted();
     }
@@ -1009,7 +1060,7 @@ impl Actor {
                     envelope,
                 } => {
                     debug!(peer = %from.short(), id = %id.short(), "message accepted");
-                    self.note_origin(id, header.group, header.author);
+                    self.note_origin(id, &header);
                     batch.push(NewMessageOwned {
                         id: *id.as_bytes(),
                         group: *header.group.as_bytes(),
@@ -1032,15 +1083,30 @@ impl Actor {
                 // This node's own receipts are not stored: they went to the author, and its
                 // own store already says when it stored each message (see `receipts`). A
                 // peer's may name messages still being written, which the store leaves out.
+                // The engine found the origin of every message named (the store's author
+                // index confirms each before indexing the receipt by place).
                 Event::Receipt {
+                    group,
                     receiver,
                     messages,
                     bytes,
-                    ..
                 } if receiver != self.me => {
+                    let messages = messages
+                        .iter()
+                        .filter_map(|id| {
+                            let o = self.origins.get(id).filter(|o| o.group == group)?;
+                            Some(crate::store::Placed {
+                                id: *id.as_bytes(),
+                                author: *o.author.as_bytes(),
+                                epoch: o.epoch,
+                                seq: o.seq,
+                            })
+                        })
+                        .collect();
                     receipts.push(crate::store::NewReceipt {
                         receiver: *receiver.as_bytes(),
-                        messages: messages.iter().map(|m| *m.as_bytes()).collect(),
+                        group: *group.as_bytes(),
+                        messages,
                         bytes,
                     });
                 }
@@ -1207,7 +1273,7 @@ impl Actor {
                 match result {
                     Ok(()) => {
                         self.engine.commit_local_message(&sealed);
-                        self.note_origin(sealed.id, sealed.header.group, sealed.header.author);
+                        self.note_origin(sealed.id, &sealed.header);
                         let _ = self.new_messages.send(sealed.id);
                         let _ = reply.send(Ok(sealed.id));
                     }
@@ -1891,17 +1957,33 @@ impl Actor {
     fn receipts(&self, who: &Principal, id: &MessageId) -> Result<Vec<ReceiptView>> {
         // Only whoever may read the message sees its receipts.
         let message = self.read(who, id, false)?;
-        let group = message.group_id.parse::<GroupId>().ok();
-        let mut out = Vec::new();
-        for (_, bytes) in self.store.receipts(id.as_bytes())? {
+        let (Ok(group), Ok(author)) = (
+            message.group_id.parse::<GroupId>(),
+            message.author_id.parse::<NodeId>(),
+        ) else {
+            return Err(Error::Invalid(format!(
+                "message {id} names a malformed group or author"
+            )));
+        };
+        let placed = crate::store::Placed {
+            id: *id.as_bytes(),
+            author: *author.as_bytes(),
+            epoch: message.epoch,
+            seq: message.seq,
+        };
+        // Per receiver, the earliest time it says it stored the message.
+        let mut stored: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for (_, bytes) in self.store.receipts(group.as_bytes(), &placed)? {
             let Ok(r) = Receipt::verify(&bytes) else {
                 continue;
             };
-            if !r.covers(id) || r.receiver == self.me {
+            if !r.covers(id) || r.receiver == self.me || r.group != group {
                 continue;
             }
-            out.push((r.receiver, r.stored_at.0));
+            let at = stored.entry(r.receiver).or_insert(r.stored_at.0);
+            *at = (*at).min(r.stored_at.0);
         }
+        let mut out: Vec<(NodeId, u64)> = stored.into_iter().collect();
         // A message from another node was stored here when it arrived (the time kept with it);
         // this node's signed receipt for it went to the author and is not kept.
         if message.author_id != self.me.to_string() {
@@ -1919,7 +2001,7 @@ impl Actor {
             .into_iter()
             .map(|(receiver, at)| ReceiptView {
                 receiver_id: receiver.to_string(),
-                receiver_name: self.node_name(&receiver, group.as_ref()),
+                receiver_name: self.node_name(&receiver, Some(&group)),
                 stored_at: crate::views::rfc3339(at),
             })
             .collect())
@@ -2222,13 +2304,14 @@ mod tests {
             })
             .collect();
         store.insert_messages(batch).await.unwrap();
-        let recent = sealed.last().unwrap().id;
-        let mut origins = Origins::new();
-        origins.insert(recent, (gid, author));
+        let recent = sealed.last().unwrap();
+        let mut origins = Origins::default();
+        origins.insert(recent.id, Origin::of(&recent.header));
         let ahead = RefCell::new(ReadAhead::default());
         let archive = |origins| StoreArchive {
             store: &store,
             origins,
+            learned: RefCell::new(Vec::new()),
             ahead: &ahead,
             receipt_reads: Cell::new(0),
         };
@@ -2244,6 +2327,13 @@ mod tests {
         assert_eq!(found.iter().filter(|f| **f).count(), MAX_RECEIPT_READS + 1);
         assert!(found[sealed.len() - 1]);
         assert_eq!(frame.receipt_reads.get(), MAX_RECEIPT_READS + 1);
+        // What the reads found is kept, place included, for indexing receipts.
+        let learned = frame.learned.borrow().clone();
+        assert_eq!(learned.len(), MAX_RECEIPT_READS);
+        assert!(learned
+            .iter()
+            .zip(&sealed)
+            .all(|((id, o), s)| *id == s.id && *o == Origin::of(&s.header)));
         // Duplicate envelopes are not bounded: saying "not held" there would blame the sender.
         assert!(sealed
             .iter()
@@ -2252,5 +2342,34 @@ mod tests {
         let next = archive(&origins);
         assert_eq!(next.receipt_origin(&sealed[0].id), Some((gid, author)));
         assert_eq!(next.receipt_origin(&MessageId::from([0u8; 32])), None);
+    }
+
+    #[test]
+    fn origins_keep_at_least_the_latest_generation() {
+        let (group, author, _) = sealed_messages(0);
+        let origin = |n: u64| Origin {
+            group,
+            author,
+            epoch: 1,
+            seq: n,
+        };
+        let id = |n: u64| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&n.to_be_bytes());
+            MessageId::from(b)
+        };
+        let mut origins = Origins::default();
+        let total = 2 * MAX_ORIGINS as u64 + 1;
+        for n in 0..total {
+            origins.insert(id(n), origin(n));
+        }
+        // The first generation was forgotten; every one of the latest MAX_ORIGINS is there.
+        assert_eq!(origins.get(&id(0)), None);
+        assert_eq!(origins.get(&id(MAX_ORIGINS as u64 - 1)), None);
+        for n in total - MAX_ORIGINS as u64..total {
+            assert_eq!(origins.get(&id(n)), Some(&origin(n)));
+        }
+        origins.remove(&id(total - 1));
+        assert_eq!(origins.get(&id(total - 1)), None);
     }
 }

@@ -64,7 +64,8 @@
 //! |                | `c` ‖ `message-count`                 | u64                  |
 //! |                | `w`                                   | u64: log watermark   |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
-//! | `receipts-v2`  | message_id(32) ‖ receiver(32)         | receipt key(32)      |
+//! | `receipts-v3`  | group(16) ‖ author(32) ‖ epoch(8) ‖ first seq(8) ‖ receiver(32) | last seq(8) ‖ receipt key(32) |
+//! | `receipts-v2`  | message_id(32) ‖ receiver(32)         | receipt key(32): read only |
 //! | `receipt-blobs-v2` | receipt key(32) = BLAKE3(receipt bytes) | receipt bytes  |
 //! | `peers-v1`     | node_id(32)                           | peer record bytes    |
 //! | `meta-v1`      | UTF-8 key                             | bytes                |
@@ -110,6 +111,15 @@
 //! 2 and early 3 wrote, is a run of one, so existing stores read unchanged; a
 //! binary from before runs reports a longer run as a corrupt entry instead of
 //! misreading it.
+//!
+//! Receipts are indexed the same way: per receipt, one `receipts-v3` entry per
+//! run of consecutive seqs of one author that it names and the author index
+//! holds (checked at write, by place and id), keyed by the run's first seq and
+//! the receiver. A later receipt of the same receiver whose run starts at the
+//! same seq replaces the earlier entry. A receipt names at most 1,024 messages,
+//! so the runs holding a seq start at most 1,023 below it: a lookup is one
+//! range scan. One entry per message and receiver (`receipts-v2`, still read
+//! for receipts stored before) cost about as much as the author index did.
 //!
 //! Arrival order is not indexed (version 1 kept `by-group-v1` for it): every
 //! reader lists a group's messages whole and orders them itself, and the
@@ -183,6 +193,9 @@ const TREE_CONTROL: &str = "control-v1";
 /// Per message and receiver, the key of the receipt blob that names the message (one receipt
 /// covers many messages, so it is stored once).
 const TREE_RECEIPTS: &str = "receipts-v2";
+/// Per run of consecutive seqs of one author that one receipt names, the run's end and the
+/// receipt's key (see the module docs); replaces `receipts-v2` for new receipts.
+const TREE_RECEIPT_RUNS: &str = "receipts-v3";
 const TREE_RECEIPT_BLOBS: &str = "receipt-blobs-v2";
 const TREE_PEERS: &str = "peers-v1";
 const TREE_META: &str = "meta-v1";
@@ -205,6 +218,10 @@ const BY_OFFSET_KEY_LEN: usize = 1 + 8;
 const META_LEN_LEN: usize = 4;
 const CONTROL_KEY_LEN: usize = GROUP_LEN + SEQ_LEN;
 const RECEIPT_KEY_LEN: usize = ID_LEN + ID_LEN;
+/// Receipt run key: group ‖ author ‖ epoch ‖ first seq ‖ receiver.
+const RECEIPT_RUN_KEY_LEN: usize = SEQ_SPACE_LEN + SEQ_LEN + ID_LEN;
+/// Most seqs one receipt run covers: a receipt names at most this many messages.
+const MAX_RECEIPT_RUN: usize = liaison_protocol::receipt::MAX_RECEIPT_MESSAGES;
 
 /// Errors returned by the [`Store`].
 #[derive(Debug, thiserror::Error)]
@@ -319,10 +336,27 @@ pub struct NewMessage<'a> {
 pub struct NewReceipt {
     /// The node that signed it.
     pub receiver: NodeId,
-    /// The messages it names that this node holds (index entries are written for these).
-    pub messages: Vec<MessageId>,
+    /// The group of the messages it names.
+    pub group: GroupId,
+    /// The messages it names that this node holds, and where each sits (index entries are
+    /// written for those the author index confirms).
+    pub messages: Vec<Placed>,
     /// The exact receipt bytes.
     pub bytes: Vec<u8>,
+}
+
+/// A message and its place in its author's sequence space (within a group known from
+/// context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// Message id.
+    pub id: MessageId,
+    /// Its author.
+    pub author: NodeId,
+    /// The author's epoch.
+    pub epoch: u64,
+    /// Its sequence number.
+    pub seq: u64,
 }
 
 /// A message to insert, owning its byte blobs (for batches).
@@ -442,6 +476,7 @@ struct Inner {
     log_end: AtomicU64,
     control: sled::Tree,
     receipts: sled::Tree,
+    receipt_runs: sled::Tree,
     receipt_blobs: sled::Tree,
     peers: sled::Tree,
     meta: sled::Tree,
@@ -505,6 +540,7 @@ impl Store {
         let open_tree = |name: &str| db.open_tree(name).map_err(|e| open_error(path, e));
         let control = open_tree(TREE_CONTROL)?;
         let receipts = open_tree(TREE_RECEIPTS)?;
+        let receipt_runs = open_tree(TREE_RECEIPT_RUNS)?;
         let receipt_blobs = open_tree(TREE_RECEIPT_BLOBS)?;
         let peers = open_tree(TREE_PEERS)?;
         let meta = open_tree(TREE_META)?;
@@ -530,6 +566,7 @@ impl Store {
             log_end: AtomicU64::new(log_state.end),
             control,
             receipts,
+            receipt_runs,
             receipt_blobs,
             peers,
             meta,
@@ -1057,25 +1094,33 @@ impl Store {
             let mut index = sled::Batch::default();
             for r in &receipts {
                 let key = blake3::hash(&r.bytes);
-                let mut named = false;
-                for msg in &r.messages {
-                    if !store.has_message(msg)? {
-                        continue;
+                // The named messages the author index holds where the receipt's sender says,
+                // by place: one index entry per run of consecutive seqs.
+                let mut held = std::collections::BTreeMap::new();
+                for m in &r.messages {
+                    let at = by_author_key(&r.group, &m.author, m.epoch, m.seq);
+                    if store.held_at(&at)? == Some(m.id) {
+                        held.insert(at, m.id);
                     }
-                    named = true;
-                    let mut k = [0u8; RECEIPT_KEY_LEN];
-                    k[..ID_LEN].copy_from_slice(msg);
-                    k[ID_LEN..].copy_from_slice(&r.receiver);
-                    index.insert(&k[..], key.as_bytes());
                 }
-                if named {
+                for (first, run) in author_runs_of(&held, MAX_RECEIPT_RUN) {
+                    let last = first_plus(&first, run.len() / ID_LEN);
+                    let mut k = [0u8; RECEIPT_RUN_KEY_LEN];
+                    k[..SEQ_SPACE_LEN + SEQ_LEN].copy_from_slice(&first[1..]);
+                    k[SEQ_SPACE_LEN + SEQ_LEN..].copy_from_slice(&r.receiver);
+                    let mut v = [0u8; SEQ_LEN + ID_LEN];
+                    v[..SEQ_LEN].copy_from_slice(&last.to_be_bytes());
+                    v[SEQ_LEN..].copy_from_slice(key.as_bytes());
+                    index.insert(&k[..], &v[..]);
+                }
+                if !held.is_empty() {
                     blobs.insert(key.as_bytes(), r.bytes.as_slice());
                 }
             }
             let i = &store.inner;
             i.receipt_blobs
                 .apply_batch(blobs)
-                .and_then(|()| i.receipts.apply_batch(index))
+                .and_then(|()| i.receipt_runs.apply_batch(index))
                 .map_err(|e| store.engine("writing receipts", e))
         })
         .await?;
@@ -1099,24 +1144,58 @@ impl Store {
             })?
     }
 
-    /// All receipts naming message `msg` as `(receiver, bytes)`, ascending by receiver.
-    pub fn receipts(&self, msg: &MessageId) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.inner.receipts.scan_prefix(msg) {
-            let (k, v) = item.map_err(|e| self.engine("reading receipts", e))?;
+    /// All receipts naming message `msg` of `group` as `(receiver, bytes)`, ascending by
+    /// receiver; a receiver may have sent more than one.
+    pub fn receipts(
+        &self,
+        group: &GroupId,
+        msg: &Placed,
+    ) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+        let op = "reading receipts";
+        let mut found = std::collections::BTreeSet::new();
+        // Receipt runs holding the seq start at most a receipt's length below it.
+        let space = &by_author_key(group, &msg.author, msg.epoch, 0)[1..1 + SEQ_SPACE_LEN];
+        let low = msg.seq.saturating_sub(MAX_RECEIPT_RUN as u64 - 1);
+        let start = [space, &low.to_be_bytes()[..]].concat();
+        let end = [space, &msg.seq.to_be_bytes()[..], &[0xff; ID_LEN][..]].concat();
+        for item in self.inner.receipt_runs.range(start..=end) {
+            let (k, v) = item.map_err(|e| self.engine(op, e))?;
+            if k.len() != RECEIPT_RUN_KEY_LEN || v.len() != SEQ_LEN + ID_LEN {
+                return Err(self.corrupt(
+                    TREE_RECEIPT_RUNS,
+                    format!("entry of {} and {} bytes", k.len(), v.len()),
+                ));
+            }
+            let last = u64::from_be_bytes(self.array(TREE_RECEIPT_RUNS, &v[..SEQ_LEN])?);
+            if last >= msg.seq {
+                found.insert((
+                    self.array::<ID_LEN>(TREE_RECEIPT_RUNS, &k[SEQ_SPACE_LEN + SEQ_LEN..])?,
+                    self.array::<ID_LEN>(TREE_RECEIPT_RUNS, &v[SEQ_LEN..])?,
+                ));
+            }
+        }
+        // Receipts stored before runs, one entry per message and receiver.
+        for item in self.inner.receipts.scan_prefix(msg.id) {
+            let (k, v) = item.map_err(|e| self.engine(op, e))?;
             if k.len() != RECEIPT_KEY_LEN {
                 return Err(self.bad_key_len(TREE_RECEIPTS, k.len(), RECEIPT_KEY_LEN));
             }
-            let blob: [u8; ID_LEN] = self.array(TREE_RECEIPTS, &v)?;
+            found.insert((
+                self.array(TREE_RECEIPTS, &k[ID_LEN..])?,
+                self.array(TREE_RECEIPTS, &v)?,
+            ));
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for (receiver, blob) in found {
             let bytes = self
-                .get(&self.inner.receipt_blobs, &blob, "reading receipts")?
+                .get(&self.inner.receipt_blobs, &blob, op)?
                 .ok_or_else(|| {
                     self.corrupt(
                         TREE_RECEIPT_BLOBS,
                         format!("indexed receipt {} is missing", hex::encode(blob)),
                     )
                 })?;
-            out.push((self.array(TREE_RECEIPTS, &k[ID_LEN..])?, bytes));
+            out.push((receiver, bytes));
         }
         Ok(out)
     }
@@ -1647,6 +1726,14 @@ const MAX_RUN: usize = 128;
 fn author_runs(
     seqs: &std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], MessageId>,
 ) -> Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> {
+    author_runs_of(seqs, MAX_RUN)
+}
+
+/// [`author_runs`] with runs of at most `max` ids.
+fn author_runs_of(
+    seqs: &std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], MessageId>,
+    max: usize,
+) -> Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> {
     let mut runs: Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> = Vec::new();
     let mut last: Option<&[u8; BY_AUTHOR_KEY_LEN]> = None;
     for (key, id) in seqs {
@@ -1655,7 +1742,7 @@ fn author_runs(
                 && seq_of(prev).checked_add(1) == Some(seq_of(key))
         });
         match runs.last_mut() {
-            Some((_, ids)) if follows && ids.len() < MAX_RUN * ID_LEN => ids.extend_from_slice(id),
+            Some((_, ids)) if follows && ids.len() < max * ID_LEN => ids.extend_from_slice(id),
             _ => runs.push((*key, id.to_vec())),
         }
         last = Some(key);
@@ -1672,6 +1759,11 @@ fn run_ids(first: u64, ids: &[u8]) -> impl Iterator<Item = (u64, MessageId)> + '
             let seq = first.checked_add(u64::try_from(i).ok()?)?;
             Some((seq, id.try_into().unwrap_or_default()))
         })
+}
+
+/// The last seq of a run of `n` ids (n ≥ 1) starting at the seq of `first`.
+fn first_plus(first: &[u8; BY_AUTHOR_KEY_LEN], n: usize) -> u64 {
+    seq_of(first).saturating_add(n.saturating_sub(1) as u64)
 }
 
 /// The seq of an author index key.

@@ -14,12 +14,31 @@ fn id(n: u64) -> MessageId {
     id
 }
 
+/// Message `n` at seq `n` of author A1, epoch 1 (as `insert_seqs` stores them).
+fn placed(n: u64) -> Placed {
+    Placed {
+        id: id(n),
+        author: A1,
+        epoch: 1,
+        seq: n,
+    }
+}
+
+/// A receipt of `receiver` naming messages `messages` of G1 (see [`placed`]).
 fn receipt(receiver: NodeId, messages: &[u64], bytes: &[u8]) -> NewReceipt {
     NewReceipt {
         receiver,
-        messages: messages.iter().map(|n| id(*n)).collect(),
+        group: G1,
+        messages: messages.iter().map(|n| placed(*n)).collect(),
         bytes: bytes.to_vec(),
     }
+}
+
+/// The receipts stored for message `n` of G1, ascending by receiver, then bytes.
+fn receipts_of(store: &Store, n: u64) -> Vec<(NodeId, Vec<u8>)> {
+    let mut found = store.receipts(&G1, &placed(n)).unwrap();
+    found.sort();
+    found
 }
 
 fn msg(n: u64, group: GroupId, author: NodeId, seq: u64) -> NewMessageOwned {
@@ -224,39 +243,53 @@ async fn store_receipts_peers_and_meta() {
         .insert_receipts(vec![receipt(A1, &[2], b"other")])
         .await
         .unwrap();
-    // A later receipt of the same receiver replaces the earlier one; one receipt covers many.
+    // One receipt covers many. A later receipt of the same receiver whose run starts at the
+    // same seq replaces the earlier one there.
     store
         .insert_receipts(vec![receipt(A2, &[1, 3], b"r2-read")])
         .await
         .unwrap();
     assert_eq!(
-        store.receipts(&id(1)).unwrap(),
+        receipts_of(&store, 1),
         vec![(A1, b"r1".to_vec()), (A2, b"r2-read".to_vec())]
     );
+    // Runs starting elsewhere add up: a receiver may have more than one receipt for a message.
+    store
+        .insert_receipts(vec![receipt(A1, &[1, 2], b"r1-again")])
+        .await
+        .unwrap();
     assert_eq!(
-        store.receipts(&id(3)).unwrap(),
-        vec![(A2, b"r2-read".to_vec())]
+        receipts_of(&store, 2),
+        vec![(A1, b"other".to_vec()), (A1, b"r1-again".to_vec())]
     );
-    assert_eq!(store.receipts(&id(4)).unwrap(), vec![]);
-    // Only messages held here are indexed; a receipt naming none of them is not kept.
+    assert_eq!(receipts_of(&store, 3), vec![(A2, b"r2-read".to_vec())]);
+    assert_eq!(receipts_of(&store, 4), vec![]);
+    // Only messages held here, where the receipt's sender says, are indexed; a receipt
+    // naming none of them is not kept.
+    let mut misplaced = receipt(A1, &[2], b"misplaced");
+    misplaced.messages[0].seq = 3;
     store
         .insert_receipts(vec![
             receipt(A1, &[3, 4], b"half"),
             receipt(A1, &[5], b"none"),
+            misplaced,
         ])
         .await
         .unwrap();
     assert_eq!(
-        store.receipts(&id(3)).unwrap(),
+        receipts_of(&store, 3),
         vec![(A1, b"half".to_vec()), (A2, b"r2-read".to_vec())]
     );
-    assert_eq!(store.receipts(&id(4)).unwrap(), vec![]);
-    assert_eq!(store.receipts(&id(5)).unwrap(), vec![]);
-    let none = blake3::hash(b"none");
     assert_eq!(
-        store.inner.receipt_blobs.get(none.as_bytes()).unwrap(),
-        None
+        receipts_of(&store, 2),
+        vec![(A1, b"other".to_vec()), (A1, b"r1-again".to_vec())]
     );
+    assert_eq!(receipts_of(&store, 4), vec![]);
+    assert_eq!(receipts_of(&store, 5), vec![]);
+    for gone in [&b"none"[..], b"misplaced"] {
+        let key = blake3::hash(gone);
+        assert_eq!(store.inner.receipt_blobs.get(key.as_bytes()).unwrap(), None);
+    }
 
     store.put_peer(&A2, b"peer2").await.unwrap();
     store.put_peer(&A1, b"peer1").await.unwrap();
@@ -320,7 +353,7 @@ async fn store_data_survives_reopen() {
         vec![(1, b"create".to_vec())]
     );
     assert_eq!(store.groups().unwrap(), vec![G1]);
-    assert_eq!(store.receipts(&id(1)).unwrap(), vec![(A2, b"ack".to_vec())]);
+    assert_eq!(receipts_of(&store, 1), vec![(A2, b"ack".to_vec())]);
     assert_eq!(store.peers().unwrap(), vec![(A2, b"peer".to_vec())]);
     assert_eq!(store.meta("k").unwrap(), Some(b"v".to_vec()));
     // Idempotence holds across restarts.
@@ -571,7 +604,7 @@ async fn store_corrupt_entries_are_errors_not_panics() {
     ));
     store.inner.receipts.insert(&id(1)[..], &b"x"[..]).unwrap();
     assert!(matches!(
-        store.receipts(&id(1)),
+        store.receipts(&G1, &placed(1)),
         Err(StoreError::Corrupt {
             tree: TREE_RECEIPTS,
             ..
@@ -1322,4 +1355,44 @@ async fn store_version_2_conversion_restarts_after_a_crash_part_way() {
     assert_eq!(store.message_count(), 3);
     assert_eq!(log_len(dir.path()), 30);
     assert_eq!(store.message(&id(3)).unwrap(), Some(b"envelope 3".to_vec()));
+}
+
+/// One receipt becomes one index entry per run of consecutive seqs it names, whichever
+/// messages of the run are asked about; entries written before runs are still read.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_receipts_are_indexed_by_runs_of_seqs() {
+    let (_dir, store) = open_tmp();
+    insert_seqs(&store, 1..=2000).await;
+    let named: Vec<u64> = (1..=700).chain(702..=1024).collect();
+    store
+        .insert_receipts(vec![receipt(A2, &named, b"many")])
+        .await
+        .unwrap();
+    // Runs 1-700 and 702-1024.
+    assert_eq!(store.inner.receipt_runs.len(), 2);
+    for n in [1, 350, 700, 702, 1000, 1024] {
+        assert_eq!(receipts_of(&store, n), vec![(A2, b"many".to_vec())], "{n}");
+    }
+    for n in [701, 1025, 2000] {
+        assert_eq!(receipts_of(&store, n), vec![], "{n}");
+    }
+    // A receipt of the same messages in another group, or of another author, is not theirs.
+    let mut elsewhere = receipt(A1, &[5], b"elsewhere");
+    elsewhere.group = G2;
+    store.insert_receipts(vec![elsewhere]).await.unwrap();
+    assert_eq!(receipts_of(&store, 5), vec![(A2, b"many".to_vec())]);
+
+    // An entry of the earlier layout: message id ‖ receiver -> receipt key.
+    let key = blake3::hash(b"legacy");
+    store
+        .inner
+        .receipt_blobs
+        .insert(key.as_bytes(), &b"legacy"[..])
+        .unwrap();
+    store
+        .inner
+        .receipts
+        .insert([id(1701), A1].concat(), key.as_bytes())
+        .unwrap();
+    assert_eq!(receipts_of(&store, 1701), vec![(A1, b"legacy".to_vec())]);
 }
