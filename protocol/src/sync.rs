@@ -256,7 +256,14 @@ struct Peer {
     queued: usize,
     /// Last time a sync was requested from this peer per group outside the schedule.
     last_extra_request: HashMap<GroupId, Timestamp>,
+    /// Gaps this peer's pushes left, per group and author's sequence space: the seq up to
+    /// which everything must be held, and when to ask for what is missing if it still is not
+    /// (see [`Engine::handle_timeout`]).
+    gaps: HashMap<(GroupId, NodeId, u64), (u64, Timestamp)>,
 }
+
+/// Most gaps waiting per peer; beyond that the oldest are asked for at once.
+const MAX_GAPS: usize = 4096;
 
 #[derive(Debug)]
 struct InFlight {
@@ -623,12 +630,13 @@ impl Engine {
         self.peers
             .values()
             .filter(|p| p.connected)
-            .map(|p| p.next_sync)
+            .flat_map(|p| std::iter::once(p.next_sync).chain(p.gaps.values().map(|(_, at)| *at)))
             .min()
     }
 
     /// Runs the periodic sync with every peer that is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.ask_for_gaps(now);
         let due: Vec<NodeId> = self
             .peers
             .iter()
@@ -659,6 +667,49 @@ impl Engine {
         for frame in requests {
             self.send(peer, &frame);
         }
+    }
+
+    /// Asks for the gaps whose grace period is over (all of a peer's when it has too many
+    /// waiting) and that are still open; forgets those that closed.
+    fn ask_for_gaps(&mut self, now: Timestamp) {
+        let mut ask = Vec::new();
+        for (peer, p) in &mut self.peers {
+            let every = p.gaps.len() > MAX_GAPS;
+            p.gaps.retain(|(group, author, epoch), (through, at)| {
+                if !every && *at > now {
+                    return true;
+                }
+                let open = self
+                    .groups
+                    .get(group)
+                    .and_then(|r| r.held.get(&(*author, *epoch)))
+                    .is_some_and(|held| held.high < *through);
+                if open && p.connected {
+                    ask.push((*peer, *group));
+                }
+                false
+            });
+        }
+        ask.dedup();
+        for (peer, group) in ask {
+            self.request_sync(now, peer, group);
+        }
+    }
+
+    /// A push from `peer` left a gap below `seq` in `author`'s sequence space: ask for it
+    /// unless it closes within the grace period. Pushes of one author arrive out of order
+    /// whenever the sender's store writes complete out of order, and the missing ones are
+    /// usually a frame behind; asking at once brought them twice (and checked them twice).
+    fn note_gap(&mut self, now: Timestamp, peer: NodeId, h: &message::Header) {
+        let grace = (self.config.sync_interval_ms / 10).max(1);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let gap = p
+            .gaps
+            .entry((h.group, h.author, h.epoch))
+            .or_insert((0, now.plus_millis(grace)));
+        gap.0 = gap.0.max(h.seq);
     }
 
     fn request_sync(&mut self, now: Timestamp, peer: NodeId, group: GroupId) {
@@ -1030,7 +1081,7 @@ impl Engine {
             envelope,
         });
         if gap {
-            self.request_sync(now, peer, h.group);
+            self.note_gap(now, peer, &h);
         }
     }
 

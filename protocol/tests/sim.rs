@@ -1145,9 +1145,6 @@ fn a_node_removed_before_it_heard_of_the_group_blames_nobody() {
     }
 }
 
-/// A sync response that brings nothing new (a copy of one already handled, as when two
-/// requests crossed) does not make the receiver ask again: asking on every copy would double
-/// every later response of a catch-up, each copy checked in full.
 /// A quiet run in which B joins a group of O's and O then posts three messages: the run, the
 /// group, O's messages as (id, envelope) and whether B held the group before the posts.
 fn owner_posts_three(seed: u64, name: &str) -> (Sim, GroupId, Vec<(MessageId, Vec<u8>)>, bool) {
@@ -1174,6 +1171,9 @@ fn owner_posts_three(seed: u64, name: &str) -> (Sim, GroupId, Vec<(MessageId, Ve
     (sim, g, posted, settled)
 }
 
+/// A sync response that brings nothing new (a copy of one already handled, as when two
+/// requests crossed) does not make the receiver ask again: asking on every copy would double
+/// every later response of a catch-up, each copy checked in full.
 #[test]
 fn a_repeated_sync_response_is_not_asked_again() {
     let (mut sim, g, posted, settled) = owner_posts_three(2, "Operation Crossed Wires");
@@ -1247,4 +1247,75 @@ fn a_replayed_receipt_is_taken_once() {
     };
     assert_eq!(taken(), 1, "a new receipt is taken");
     assert_eq!(taken(), 0, "the same receipt again is ignored");
+}
+
+/// A push that leaves a gap is asked about only if the gap is still open after a grace period
+/// (a tenth of the sync interval): pushes of one author arrive out of order whenever the
+/// sender's store writes finish out of order, and asking at once brought the missing messages
+/// twice.
+#[test]
+fn a_gap_is_asked_for_only_if_it_stays_open() {
+    let (mut sim, g, _, settled) = owner_posts_three(4, "Operation Late Frame");
+    assert!(settled);
+    for _ in 0..3 {
+        sim.post(O, g);
+    }
+    let owner = sim.ids[O];
+    // O's six messages in seq order, sealed but not yet delivered to B.
+    let posted: Vec<Vec<u8>> = sim.nodes[O]
+        .archive
+        .messages
+        .iter()
+        .filter(|((group, author, _, _), _)| *group == g && *author == owner)
+        .map(|(_, (_, bytes))| bytes.clone())
+        .collect();
+    assert_eq!(posted.len(), 6);
+    let grace = SYNC_MS / 10;
+    let start = sim.now;
+    // Pushes `seqs` from O to B at `at`, then runs B's timers due by then; returns the sync
+    // requests B sent O.
+    let push_at = |sim: &mut Sim, at: u64, seqs: &[usize]| {
+        let now = start.plus_millis(at);
+        let node = &mut sim.nodes[B];
+        if !seqs.is_empty() {
+            let frame = Frame::Push {
+                envelopes: seqs.iter().map(|s| posted[s - 1].clone()).collect(),
+            }
+            .encode()
+            .expect("encodes");
+            node.engine.handle_frame(now, owner, &frame, &node.archive);
+        }
+        if node.engine.poll_timeout().is_some_and(|t| t <= now) {
+            node.engine.handle_timeout(now);
+        }
+        while node.engine.poll_event().is_some() {}
+        let mut requests = 0;
+        while let Some(t) = node.engine.poll_transmit() {
+            if t.peer == owner
+                && matches!(Frame::decode(&t.frame).expect("valid"), Frame::SyncRequest(r) if r.group == g)
+            {
+                requests += 1;
+            }
+        }
+        requests
+    };
+    // Whatever periodic sync is due now goes first; the next is a whole interval away.
+    push_at(&mut sim, 0, &[]);
+    // 3 before 1 and 2: no request at once, and none once 1 and 2 came within the grace.
+    assert_eq!(push_at(&mut sim, 0, &[3]), 0, "a fresh gap waits");
+    assert_eq!(push_at(&mut sim, grace / 2, &[1, 2]), 0);
+    assert_eq!(
+        push_at(&mut sim, grace + 1, &[]),
+        0,
+        "the gap closed in time"
+    );
+    // 6 before 4 and 5, which do not come: asked for once the grace is over.
+    assert_eq!(push_at(&mut sim, 2 * grace, &[6]), 0, "a fresh gap waits");
+    assert_eq!(
+        push_at(&mut sim, 3 * grace - 1, &[]),
+        0,
+        "still within the grace"
+    );
+    assert_eq!(push_at(&mut sim, 3 * grace, &[]), 1, "the gap stayed open");
+    assert_eq!(push_at(&mut sim, 4 * grace, &[]), 0, "asked once");
 }
