@@ -32,6 +32,9 @@
 //! - Queues are bounded: at most [`Config::max_queued_frames`] frames wait per peer and at most
 //!   [`Config::max_in_flight`] messages wait for the store; beyond that, input is dropped
 //!   unacknowledged, and the periodic sync recovers it.
+//! - A gap left by a push is asked for (a sync request to the peer that pushed) only if it is
+//!   still open a tenth of the sync interval later: pushes of one author arrive out of order
+//!   whenever the sender's store writes finish out of order.
 //! - Pushes, acknowledgements and receipts for one peer are coalesced until the node next calls
 //!   [`Engine::poll_transmit`] (or another frame goes to that peer first, which keeps the order):
 //!   a drain that handled many messages sends one `Push`, one `Ack` and one `Receipts` frame per
