@@ -694,6 +694,35 @@ impl Origin {
             seq: header.seq,
         }
     }
+
+    /// Message `id` at this place, as the store indexes receipts.
+    fn placed(&self, id: &MessageId) -> crate::store::Placed {
+        crate::store::Placed {
+            id: *id.as_bytes(),
+            author: *self.author.as_bytes(),
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
+}
+
+/// The receipts `store` holds for message `id` as `(receiver, receipt bytes)` (see
+/// [`Store::receipts`]), the message's place read from its stored header; `None` if the
+/// message is not held.
+pub fn stored_receipts(
+    store: &Store,
+    id: &MessageId,
+) -> Result<Option<Vec<crate::store::StoredReceipt>>> {
+    let Some(header) = store.with_envelope(id.as_bytes(), message::decode_header)? else {
+        return Ok(None);
+    };
+    let origin =
+        Origin::of(&header.map_err(|e| {
+            Error::Invalid(format!("stored message {id} has a malformed header: {e}"))
+        })?);
+    Ok(Some(
+        store.receipts(origin.group.as_bytes(), &origin.placed(id))?,
+    ))
 }
 
 /// Origins of recently stored messages, so that a receipt for one (the usual case) needs no
@@ -1095,12 +1124,7 @@ impl Actor {
                         .iter()
                         .filter_map(|id| {
                             let o = self.origins.get(id).filter(|o| o.group == group)?;
-                            Some(crate::store::Placed {
-                                id: *id.as_bytes(),
-                                author: *o.author.as_bytes(),
-                                epoch: o.epoch,
-                                seq: o.seq,
-                            })
+                            Some(o.placed(id))
                         })
                         .collect();
                     receipts.push(crate::store::NewReceipt {
@@ -1965,15 +1989,15 @@ impl Actor {
                 "message {id} names a malformed group or author"
             )));
         };
-        let placed = crate::store::Placed {
-            id: *id.as_bytes(),
-            author: *author.as_bytes(),
+        let origin = Origin {
+            group,
+            author,
             epoch: message.epoch,
             seq: message.seq,
         };
         // Per receiver, the earliest time it says it stored the message.
         let mut stored: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for (_, bytes) in self.store.receipts(group.as_bytes(), &placed)? {
+        for (_, bytes) in self.store.receipts(group.as_bytes(), &origin.placed(id))? {
             let Ok(r) = Receipt::verify(&bytes) else {
                 continue;
             };

@@ -153,6 +153,8 @@ pub type GroupId = [u8; 16];
 pub type NodeId = [u8; 32];
 /// Identifier of a message (32 bytes).
 pub type MessageId = [u8; 32];
+/// A stored receipt: the node that signed it and its exact bytes.
+pub type StoredReceipt = (NodeId, Vec<u8>);
 
 /// Prefix of `meta-v1` keys that belong to the store itself;
 /// [`Store::put_meta`] refuses them.
@@ -713,7 +715,7 @@ impl Store {
             // these bytes, and one that does not may still cover them.
             let log_end = log_start.saturating_add(envelopes.len() as u64);
             self.inner.log_end.store(log_end, Ordering::Release);
-            for (key, run) in author_runs(&seqs) {
+            for (key, run) in author_runs(&seqs, MAX_RUN) {
                 writes.insert(&key[..], run);
             }
             writes.insert(&offset_key(log_start)[..], logged);
@@ -819,11 +821,7 @@ impl Store {
     /// The id held at `key` (an author index key naming one seq): the run holding a seq is
     /// the one starting at the highest key not above it, if it reaches that far.
     fn held_at(&self, key: &[u8; BY_AUTHOR_KEY_LEN]) -> Result<Option<MessageId>, StoreError> {
-        let start = &key[..1 + SEQ_SPACE_LEN];
-        let Some((k, v)) = (self.inner.messages.range(start..=&key[..]).next_back())
-            .transpose()
-            .map_err(|e| self.engine("reading the author index", e))?
-        else {
+        let Some((k, v)) = self.run_at_or_below(key)? else {
             return Ok(None);
         };
         let (first, ids) = self.run(&k, &v)?;
@@ -833,6 +831,21 @@ impl Store {
             .and_then(|n| n.checked_mul(ID_LEN))
             .and_then(|at| ids.get(at..at.checked_add(ID_LEN)?));
         Ok(held.map(|id| id.try_into().unwrap_or_default()))
+    }
+
+    /// The author index entry with the highest key not above `key` in its author's sequence
+    /// space: the only run that can hold `key`'s seq.
+    fn run_at_or_below(
+        &self,
+        key: &[u8; BY_AUTHOR_KEY_LEN],
+    ) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        let space = &key[..1 + SEQ_SPACE_LEN];
+        self.inner
+            .messages
+            .range(space..=&key[..])
+            .next_back()
+            .transpose()
+            .map_err(|e| self.engine("reading the author index", e))
     }
 
     /// Calls `each(seq, id)` for the held messages of `author` in `epoch` of `group` with
@@ -850,12 +863,7 @@ impl Store {
         let from_key = by_author_key(group, author, epoch, from);
         let end = by_author_key(group, author, epoch, u64::MAX);
         // Start at the run holding `from` when it starts below it.
-        let start = match tree
-            .range(&from_key[..1 + SEQ_SPACE_LEN]..=&from_key[..])
-            .next_back()
-            .transpose()
-            .map_err(read)?
-        {
+        let start = match self.run_at_or_below(&from_key)? {
             Some((k, _)) => k.to_vec(),
             None => from_key.to_vec(),
         };
@@ -1103,7 +1111,7 @@ impl Store {
                         held.insert(at, m.id);
                     }
                 }
-                for (first, run) in author_runs_of(&held, MAX_RECEIPT_RUN) {
+                for (first, run) in author_runs(&held, MAX_RECEIPT_RUN) {
                     let last = first_plus(&first, run.len() / ID_LEN);
                     let mut k = [0u8; RECEIPT_RUN_KEY_LEN];
                     k[..SEQ_SPACE_LEN + SEQ_LEN].copy_from_slice(&first[1..]);
@@ -1150,11 +1158,11 @@ impl Store {
         &self,
         group: &GroupId,
         msg: &Placed,
-    ) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
         let op = "reading receipts";
         let mut found = std::collections::BTreeSet::new();
         // Receipt runs holding the seq start at most a receipt's length below it.
-        let space = &by_author_key(group, &msg.author, msg.epoch, 0)[1..1 + SEQ_SPACE_LEN];
+        let space = &seq_space_prefix(group, &msg.author, msg.epoch)[1..];
         let low = msg.seq.saturating_sub(MAX_RECEIPT_RUN as u64 - 1);
         let start = [space, &low.to_be_bytes()[..]].concat();
         let end = [space, &msg.seq.to_be_bytes()[..], &[0xff; ID_LEN][..]].concat();
@@ -1720,17 +1728,10 @@ fn by_author_key(
 /// Most ids in one author index entry.
 const MAX_RUN: usize = 128;
 
-/// The author index entries for new messages, given by their author index keys: one entry
-/// per run of consecutive seqs of one author and epoch (at most [`MAX_RUN`] long), keyed by
-/// its first seq, holding the ids in seq order.
+/// Messages given by their author index keys, as runs of consecutive seqs of one author and
+/// epoch, each at most `max` long (the author index uses [`MAX_RUN`]): the key of each run's
+/// first seq, and the run's ids in seq order.
 fn author_runs(
-    seqs: &std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], MessageId>,
-) -> Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> {
-    author_runs_of(seqs, MAX_RUN)
-}
-
-/// [`author_runs`] with runs of at most `max` ids.
-fn author_runs_of(
     seqs: &std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], MessageId>,
     max: usize,
 ) -> Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> {
@@ -2000,7 +2001,7 @@ fn recover(
                     (at, id)
                 })
                 .collect();
-            for (key, run) in author_runs(&kept) {
+            for (key, run) in author_runs(&kept, MAX_RUN) {
                 removals.insert(&key[..], run);
             }
         }

@@ -512,22 +512,9 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             .clone();
         let mut acked = 0;
         for (id, text) in peers {
-            let envelope = peer
-                .store
-                .message(id.as_bytes())
+            let receipts = liaison_node::node::stored_receipts(&peer.store, &id)
                 .expect("peer store")
                 .expect("the peer holds its own post");
-            let h = liaison_protocol::message::decode_header(&envelope).expect("header");
-            let placed = liaison_node::store::Placed {
-                id: *id.as_bytes(),
-                author: *h.author.as_bytes(),
-                epoch: h.epoch,
-                seq: h.seq,
-            };
-            let receipts = peer
-                .store
-                .receipts(h.group.as_bytes(), &placed)
-                .expect("peer store");
             if receipts.iter().any(|(r, _)| r == victim_id.as_bytes()) {
                 must_hold.insert(id, text);
                 acked += 1;

@@ -265,7 +265,7 @@ struct Peer {
     gaps: HashMap<(GroupId, NodeId, u64), (u64, Timestamp)>,
 }
 
-/// Most gaps waiting per peer; beyond that the oldest are asked for at once.
+/// Most gaps waiting per peer; a new gap beyond that is asked for at once.
 const MAX_GAPS: usize = 4096;
 
 #[derive(Debug)]
@@ -672,14 +672,13 @@ impl Engine {
         }
     }
 
-    /// Asks for the gaps whose grace period is over (all of a peer's when it has too many
-    /// waiting) and that are still open; forgets those that closed.
+    /// Asks for the gaps whose grace period is over and that are still open; forgets those
+    /// that closed.
     fn ask_for_gaps(&mut self, now: Timestamp) {
         let mut ask = Vec::new();
         for (peer, p) in &mut self.peers {
-            let every = p.gaps.len() > MAX_GAPS;
             p.gaps.retain(|(group, author, epoch), (through, at)| {
-                if !every && *at > now {
+                if *at > now {
                     return true;
                 }
                 let open = self
@@ -708,10 +707,12 @@ impl Engine {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        let gap = p
-            .gaps
-            .entry((h.group, h.author, h.epoch))
-            .or_insert((0, now.plus_millis(grace)));
+        let key = (h.group, h.author, h.epoch);
+        if p.gaps.len() >= MAX_GAPS && !p.gaps.contains_key(&key) {
+            self.request_sync(now, peer, h.group);
+            return;
+        }
+        let gap = p.gaps.entry(key).or_insert((0, now.plus_millis(grace)));
         gap.0 = gap.0.max(h.seq);
     }
 

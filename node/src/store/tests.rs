@@ -14,6 +14,15 @@ fn id(n: u64) -> MessageId {
     id
 }
 
+/// The error of `result`, which must be [`StoreError::Corrupt`] naming `tree`.
+#[track_caller]
+fn corrupt_in<T: std::fmt::Debug>(result: Result<T, StoreError>, tree: &str) -> StoreError {
+    match result {
+        Err(err) if matches!(&err, StoreError::Corrupt { tree: t, .. } if *t == tree) => err,
+        other => panic!("expected {tree} to be reported corrupt: {other:?}"),
+    }
+}
+
 /// Message `n` at seq `n` of author A1, epoch 1 (as `insert_seqs` stores them).
 fn placed(n: u64) -> Placed {
     Placed {
@@ -543,17 +552,7 @@ async fn store_corrupt_entries_are_errors_not_panics() {
         .messages
         .insert([&author_space(&G1)[..], &[0xa1; 3]].concat(), &id(9)[..])
         .unwrap();
-    let err = store.authors(&G1).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: PART_BY_AUTHOR,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err = corrupt_in(store.authors(&G1), PART_BY_AUTHOR);
     assert!(err.to_string().contains(PART_BY_AUTHOR), "{err}");
 
     // A value that is not a message id.
@@ -562,17 +561,7 @@ async fn store_corrupt_entries_are_errors_not_panics() {
         .messages
         .insert(by_author_key(&G2, &A1, 1, 1), &b"short"[..])
         .unwrap();
-    let err = store.group_messages(&G2).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: PART_BY_AUTHOR,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    corrupt_in(store.group_messages(&G2), PART_BY_AUTHOR);
 
     // A stored message whose metadata length runs past its end.
     store
@@ -580,44 +569,16 @@ async fn store_corrupt_entries_are_errors_not_panics() {
         .messages
         .insert(message_key(&id(7)), &[0, 0, 1, 0, 9][..])
         .unwrap();
-    let err = store.message(&id(7)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: PART_MESSAGES,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    corrupt_in(store.message(&id(7)), PART_MESSAGES);
     assert!(store.message_meta(&id(7)).is_err());
 
     // Malformed keys in control, receipts and peers.
     store.inner.control.insert(&b"bad"[..], &b"x"[..]).unwrap();
-    assert!(matches!(
-        store.groups(),
-        Err(StoreError::Corrupt {
-            tree: TREE_CONTROL,
-            ..
-        })
-    ));
+    corrupt_in(store.groups(), TREE_CONTROL);
     store.inner.receipts.insert(&id(1)[..], &b"x"[..]).unwrap();
-    assert!(matches!(
-        store.receipts(&G1, &placed(1)),
-        Err(StoreError::Corrupt {
-            tree: TREE_RECEIPTS,
-            ..
-        })
-    ));
+    corrupt_in(store.receipts(&G1, &placed(1)), TREE_RECEIPTS);
     store.inner.peers.insert(&b"p"[..], &b"x"[..]).unwrap();
-    assert!(matches!(
-        store.peers(),
-        Err(StoreError::Corrupt {
-            tree: TREE_PEERS,
-            ..
-        })
-    ));
+    corrupt_in(store.peers(), TREE_PEERS);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -636,17 +597,7 @@ async fn store_corrupt_counter_is_refused_at_open() {
             .unwrap();
         store.flush().await.unwrap();
     }
-    let err = Store::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: PART_COUNTERS,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err = corrupt_in(Store::open(dir.path()), PART_COUNTERS);
     assert!(err.to_string().contains("message-count"), "{err}");
 }
 
@@ -1093,13 +1044,7 @@ async fn store_author_index_runs_read_like_single_entries() {
         .messages
         .insert(by_author_key(&G2, &A1, 1, 1), &[7u8; ID_LEN + 1][..])
         .unwrap();
-    assert!(matches!(
-        store.message_by_seq(&G2, &A1, 1, 1),
-        Err(StoreError::Corrupt {
-            tree: PART_BY_AUTHOR,
-            ..
-        })
-    ));
+    corrupt_in(store.message_by_seq(&G2, &A1, 1, 1), PART_BY_AUTHOR);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1119,17 +1064,7 @@ async fn store_damaged_envelopes_below_the_watermark_are_corrupt_on_read() {
     // Nothing is dropped: these envelopes were synced, so this is damage, not a crash.
     assert_eq!(store.message_count(), 3);
     assert!(store.has_message(&id(2)).unwrap());
-    let err = store.message(&id(2)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: envelope_log::FILE_NAME,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err = corrupt_in(store.message(&id(2)), envelope_log::FILE_NAME);
     let text = err.to_string();
     assert!(text.contains(&hex::encode(id(2))), "{text}");
     assert!(text.contains(&format!("offset {}", loc2.offset)), "{text}");
@@ -1173,30 +1108,14 @@ async fn store_envelope_location_past_the_log_is_corrupt_without_reading() {
             message_value(b"meta 1", &loc.encode()).unwrap(),
         )
         .unwrap();
-    let err = store.message(&id(1)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: envelope_log::FILE_NAME,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    corrupt_in(store.message(&id(1)), envelope_log::FILE_NAME);
     // A value too short to hold a location.
     store
         .inner
         .messages
         .insert(message_key(&id(2)), &[0, 0, 0, 1, 7, 1, 2][..])
         .unwrap();
-    assert!(matches!(
-        store.message_meta(&id(2)),
-        Err(StoreError::Corrupt {
-            tree: PART_MESSAGES,
-            ..
-        })
-    ));
+    corrupt_in(store.message_meta(&id(2)), PART_MESSAGES);
 }
 
 #[tokio::test(flavor = "multi_thread")]
