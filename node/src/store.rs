@@ -143,8 +143,10 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use envelope_log::{EnvelopeLog, Location};
+use convert::{migrate_v1, migrate_v2, migrate_v3, recover_v3, V2_MESSAGES, V3_MESSAGES};
+use envelope_log::{EnvelopeLog, Location, LOCATION_LEN};
 
+mod convert;
 mod envelope_log;
 
 /// Identifier of a group (16 bytes).
@@ -167,30 +169,15 @@ pub const RESERVED_META_PREFIX: &str = "store/";
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Messages, their indexes and counters (see the module docs for its key spaces).
-const TREE_MESSAGES: &str = "messages-v3";
-/// Key spaces of `messages-v3`, as named in errors.
-const PART_MESSAGES: &str = "messages-v3 (messages)";
-const PART_BY_AUTHOR: &str = "messages-v3 (author index)";
-const PART_BY_OFFSET: &str = "messages-v3 (log index)";
-const PART_COUNTERS: &str = "messages-v3 (counters)";
-/// Key prefixes of the key spaces of `messages-v3`.
-const P_MESSAGE: u8 = b'm';
+/// Messages: their author index runs and the log watermark (see the module docs).
+const TREE_MESSAGES: &str = "messages-v4";
+/// Key spaces of `messages-v4`, as named in errors.
+const PART_BY_AUTHOR: &str = "messages-v4 (author index)";
+const PART_WATERMARK: &str = "messages-v4 (watermark)";
+/// Key prefix of the author index.
 const P_AUTHOR: u8 = b'a';
-const P_OFFSET: u8 = b'l';
-/// Number of messages stored (u64 big-endian).
-const KEY_MESSAGE_COUNT: &[u8] = b"cmessage-count";
 /// The envelope log's watermark (u64 big-endian): every byte of the log below it is durable.
 const KEY_WATERMARK: &[u8] = b"w";
-/// The version 2 message tree, converted and dropped by [`Store::open`].
-const V2_MESSAGES: &str = "messages-v2";
-/// Version 1 trees, converted and dropped by [`Store::open`].
-const V1_MESSAGES: &str = "messages-v1";
-const V1_MSG_META: &str = "msg-meta-v1";
-const V1_BY_AUTHOR: &str = "by-author-v1";
-const V1_BY_GROUP: &str = "by-group-v1";
-const V1_KEY_NEXT_ORDER: &str = "store/next-local-order";
-const V1_KEY_MESSAGE_COUNT: &str = "store/message-count";
 const TREE_CONTROL: &str = "control-v1";
 /// Per message and receiver, the key of the receipt blob that names the message (one receipt
 /// covers many messages, so it is stored once).
@@ -214,10 +201,8 @@ const EPOCH_LEN: usize = 8;
 const SEQ_SPACE_LEN: usize = GROUP_LEN + ID_LEN + EPOCH_LEN;
 /// Author index key: prefix ‖ group ‖ author ‖ epoch ‖ seq.
 const BY_AUTHOR_KEY_LEN: usize = 1 + SEQ_SPACE_LEN + SEQ_LEN;
-/// Log index key: prefix ‖ offset.
-const BY_OFFSET_KEY_LEN: usize = 1 + 8;
-/// Length of the metadata length that starts a stored message.
-const META_LEN_LEN: usize = 4;
+/// A record in an author index run: id ‖ envelope location ‖ meta_len(4); then the metadata.
+const RECORD_HEAD_LEN: usize = ID_LEN + LOCATION_LEN + 4;
 const CONTROL_KEY_LEN: usize = GROUP_LEN + SEQ_LEN;
 const RECEIPT_KEY_LEN: usize = ID_LEN + ID_LEN;
 /// Receipt run key: group ‖ author ‖ epoch ‖ first seq ‖ receiver.
@@ -489,8 +474,9 @@ struct Inner {
     /// Dropping it (with the last `Store`) stops the flusher.
     wake: mpsc::Sender<()>,
     state: watch::Receiver<FlushState>,
-    /// The message count as last written; changed only by a holder of `writer`.
-    message_count: AtomicU64,
+    /// Where each stored message is, by id (built when the store opens, see [`IdIndex`]);
+    /// changed only by a holder of `writer`, right after its batch landed.
+    index: std::sync::RwLock<IdIndex>,
 }
 
 /// Handle to the node's durable storage. Cheap to clone; open one per
@@ -552,9 +538,15 @@ impl Store {
         let messages = open_tree(TREE_MESSAGES)?;
         // After sled, whose lock keeps a second process out of the directory.
         let log = EnvelopeLog::open(path).map_err(|e| open_error(path, sled::Error::Io(e)))?;
-        let log_state = recover(path, &db, &messages, &log)?;
-        let log_state = migrate_v2(path, &db, &messages, &log, log_state)?;
-        let count = read_count(path, &messages)?;
+        let names = db.tree_names();
+        let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
+        if has(V2_MESSAGES) || has(V3_MESSAGES) {
+            let v3 = open_tree(V3_MESSAGES)?;
+            let log_state = recover_v3(path, &db, &v3, &log)?;
+            let log_state = migrate_v2(path, &db, &v3, &log, log_state)?;
+            migrate_v3(path, &db, &v3, &messages, log_state)?;
+        }
+        let (log_state, index) = load(path, &db, &messages, &log)?;
 
         let shared = Arc::new(Shared::default());
         let (wake_tx, wake_rx) = mpsc::channel(1);
@@ -577,7 +569,7 @@ impl Store {
             shared: shared.clone(),
             wake: wake_tx,
             state: state_rx,
-            message_count: AtomicU64::new(count),
+            index: std::sync::RwLock::new(index),
         });
         runtime.spawn(run_flusher(
             Arc::downgrade(&inner),
@@ -641,99 +633,90 @@ impl Store {
     }
 
     /// Appends the envelopes of the messages that are neither duplicates nor conflicts to the
-    /// log with one write, then writes their entries, index entries and the message count in
-    /// one atomic batch; one outcome per message, in order. Does not wait for durability.
+    /// log with one write, then writes their author index runs in one atomic batch and adds
+    /// them to the id index; one outcome per message, in order. Does not wait for durability.
     fn apply_messages(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Inserted>, StoreError> {
-        let tree = &self.inner.messages;
-        let read = |e| self.engine("inserting messages", e);
-        // A panic while holding the lock cannot leave the count ahead of the tree: it is
-        // updated only after the batch is applied. Nor can it leave the log end behind bytes
-        // an entry points to: it moves before the batch is applied.
+        // A panic while holding the lock cannot leave the log end behind bytes an entry points
+        // to: it moves before the batch is applied. Nor the id index behind the tree in a way
+        // that loses a message: the index is rebuilt from the tree at the next open.
         let _writer = self
             .inner
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let log_start = self.inner.log_end.load(Ordering::Relaxed);
+        let log_start = self.inner.log_end.load(Ordering::Acquire);
         // The envelopes to append, back to back from `log_start`.
         let mut envelopes = Vec::new();
-        let mut writes = sled::Batch::default();
         // Earlier messages of this batch, which the tree does not show yet.
         let mut ids = std::collections::HashSet::new();
-        // The same ids in log order: the batch's log index entry.
-        let mut logged = Vec::new();
-        // The new messages by place in their author's sequence space: the author index runs.
-        let mut seqs = std::collections::BTreeMap::new();
+        // The new messages' records by place in their author's sequence space: the runs.
+        let mut records: std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], Vec<u8>> =
+            std::collections::BTreeMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         for m in batch {
-            let key = message_key(&m.id);
-            if ids.contains(&m.id) || tree.contains_key(&key[..]).map_err(read)? {
+            if ids.contains(&m.id) || self.locate(&m.id)?.is_some() {
                 outcomes.push(Inserted::Duplicate);
                 continue;
             }
             let author_key = by_author_key(&m.group, &m.author, m.epoch, m.seq);
-            let existing = match seqs.get(&author_key) {
-                Some(id) => Some(*id),
+            let existing = match records.get(&author_key) {
+                Some(record) => Some(record_id(record)),
                 None => self.held_at(&author_key)?,
             };
             if let Some(existing) = existing {
-                if existing != m.id {
-                    outcomes.push(Inserted::Conflict);
-                    continue;
-                }
-                // Index points at this id but the message is missing: cannot happen with
-                // atomic batches; heal by writing the message again (its index run stays).
-                tracing::warn!(
-                    tree = PART_BY_AUTHOR,
-                    "index entry without message; rewriting the message"
-                );
+                // Not this id: it would have been found above.
+                debug_assert_ne!(existing, m.id);
+                outcomes.push(Inserted::Conflict);
+                continue;
             }
             let offset = log_start.saturating_add(envelopes.len() as u64);
-            let value = Location::new(offset, m.envelope)
-                .and_then(|loc| message_value(m.meta, &loc.encode()))
+            let mut record = Vec::new();
+            Location::new(offset, m.envelope)
+                .and_then(|loc| encode_record(&mut record, &m.id, &loc, m.meta))
                 .ok_or_else(|| {
                     self.corrupt(
-                        PART_MESSAGES,
+                        PART_BY_AUTHOR,
                         "message metadata or envelope over 4 GiB".into(),
                     )
                 })?;
             envelopes.extend_from_slice(m.envelope);
-            writes.insert(&key[..], value);
-            logged.extend_from_slice(&m.id);
             ids.insert(m.id);
-            if existing.is_none() {
-                seqs.insert(author_key, m.id);
-            }
+            records.insert(author_key, record);
             outcomes.push(Inserted::New);
         }
-        if !ids.is_empty() {
-            self.inner
-                .log
-                .write_at(log_start, &envelopes)
-                .map_err(|e| self.engine("appending envelopes", sled::Error::Io(e)))?;
-            // Published before the batch: a flush that sees an entry of this batch syncs
-            // these bytes, and one that does not may still cover them.
-            let log_end = log_start.saturating_add(envelopes.len() as u64);
-            self.inner.log_end.store(log_end, Ordering::Release);
-            for (key, run) in author_runs(&seqs, MAX_RUN) {
-                writes.insert(&key[..], run);
-            }
-            writes.insert(&offset_key(log_start)[..], logged);
-            let count = self.inner.message_count.load(Ordering::Relaxed);
-            let count = count.saturating_add(ids.len() as u64);
-            writes.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
-            tree.apply_batch(writes)
-                .map_err(|e| self.engine("inserting messages", e))?;
-            self.inner.message_count.store(count, Ordering::Relaxed);
+        if records.is_empty() {
+            return Ok(outcomes);
+        }
+        self.inner
+            .log
+            .write_at(log_start, &envelopes)
+            .map_err(|e| self.engine("appending envelopes", sled::Error::Io(e)))?;
+        // Published before the batch: a flush that sees an entry of this batch syncs these
+        // bytes, and one that does not may still cover them.
+        let log_end = log_start.saturating_add(envelopes.len() as u64);
+        self.inner.log_end.store(log_end, Ordering::Release);
+        let mut writes = sled::Batch::default();
+        for (key, run, _) in author_runs(&records, MAX_RUN) {
+            writes.insert(&key[..], run);
+        }
+        self.inner
+            .messages
+            .apply_batch(writes)
+            .map_err(|e| self.engine("inserting messages", e))?;
+        let mut index = self
+            .inner
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (key, record) in &records {
+            index.insert(&record_id(record), key);
         }
         Ok(outcomes)
     }
 
     /// The stored envelope of a message.
     pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stored_message(id, "reading a message", |_, loc| {
-            self.read_envelope(id, &loc)
-        })
+        self.stored_message(id, |record| self.read_envelope(&record))
     }
 
     /// Hands the stored envelope of a message to `read`.
@@ -747,50 +730,53 @@ impl Store {
 
     /// The metadata blob stored with a message.
     pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stored_message(id, "reading message metadata", |meta, _| Ok(meta.to_vec()))
+        self.stored_message(id, |record| Ok(record.meta.to_vec()))
     }
 
-    /// Reads the entry of message `id` and hands its metadata and the location of its
-    /// envelope to `take`.
+    /// Hands the record of message `id` to `take`, if the message is stored.
     fn stored_message<T>(
         &self,
         id: &MessageId,
-        op: &'static str,
-        take: impl FnOnce(&[u8], Location) -> Result<T, StoreError>,
+        take: impl FnOnce(Record<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let Some(v) = self
-            .inner
-            .messages
-            .get(message_key(id))
-            .map_err(|e| self.engine(op, e))?
-        else {
+        let Some(key) = self.candidate(id) else {
             return Ok(None);
         };
-        let (meta, loc) = split_message_value(&v).ok_or_else(|| {
-            self.corrupt(
-                PART_MESSAGES,
-                format!(
-                    "the entry of message {} ({} bytes) is not a metadata length, \
-                     metadata and envelope location",
-                    hex::encode(id),
-                    v.len()
-                ),
-            )
-        })?;
-        take(meta, loc).map(Some)
+        match self.record_at(&key, |record| (record.id == *id).then(|| take(record)))? {
+            Some(Some(taken)) => taken.map(Some),
+            _ => Ok(None),
+        }
     }
 
-    /// Reads the envelope of message `id` from the log and checks it against its checksum.
-    fn read_envelope(&self, id: &MessageId, loc: &Location) -> Result<Vec<u8>, StoreError> {
-        // Loaded after the entry was read, so it covers the entry's bytes.
+    /// Where the id index says message `id` is, if anywhere; [`Store::held_at`] confirms it.
+    fn candidate(&self, id: &MessageId) -> Option<[u8; BY_AUTHOR_KEY_LEN]> {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .candidate(id)
+    }
+
+    /// The author index key of message `id`, if it is stored.
+    fn locate(&self, id: &MessageId) -> Result<Option<[u8; BY_AUTHOR_KEY_LEN]>, StoreError> {
+        let Some(key) = self.candidate(id) else {
+            return Ok(None);
+        };
+        Ok((self.held_at(&key)? == Some(*id)).then_some(key))
+    }
+
+    /// Reads the envelope a record points to from the log and checks it against its checksum.
+    fn read_envelope(&self, record: &Record<'_>) -> Result<Vec<u8>, StoreError> {
+        // Loaded after the record was read, so it covers the record's bytes.
         let end = self.inner.log_end.load(Ordering::Acquire);
+        let loc = &record.loc;
         match self.inner.log.read(loc, end) {
             Ok(Ok(envelope)) => Ok(envelope),
             Ok(Err(fault)) => Err(self.corrupt(
                 envelope_log::FILE_NAME,
                 format!(
                     "the envelope of message {} at offset {} ({} bytes) {fault}",
-                    hex::encode(id),
+                    hex::encode(record.id),
                     loc.offset,
                     loc.len
                 ),
@@ -801,10 +787,7 @@ impl Store {
 
     /// Whether a message with this id is stored.
     pub fn has_message(&self, id: &MessageId) -> Result<bool, StoreError> {
-        self.inner
-            .messages
-            .contains_key(message_key(id))
-            .map_err(|e| self.engine("reading a message", e))
+        Ok(self.locate(id)?.is_some())
     }
 
     /// The id of the message `(group, author, epoch, seq)`, if held.
@@ -818,19 +801,28 @@ impl Store {
         self.held_at(&by_author_key(group, author, epoch, seq))
     }
 
-    /// The id held at `key` (an author index key naming one seq): the run holding a seq is
-    /// the one starting at the highest key not above it, if it reaches that far.
+    /// The id held at `key` (an author index key naming one seq).
     fn held_at(&self, key: &[u8; BY_AUTHOR_KEY_LEN]) -> Result<Option<MessageId>, StoreError> {
+        self.record_at(key, |record| record.id)
+    }
+
+    /// Hands the record held at `key` (an author index key naming one seq) to `take`: the run
+    /// holding a seq is the one starting at the highest key not above it, if it reaches that
+    /// far.
+    fn record_at<T>(
+        &self,
+        key: &[u8; BY_AUTHOR_KEY_LEN],
+        take: impl FnOnce(Record<'_>) -> T,
+    ) -> Result<Option<T>, StoreError> {
         let Some((k, v)) = self.run_at_or_below(key)? else {
             return Ok(None);
         };
-        let (first, ids) = self.run(&k, &v)?;
+        let (first, records) = self.run(&k, &v)?;
         // `first` is at most the seq asked for: the key is not above it.
         let held = usize::try_from(seq_of(key) - first)
             .ok()
-            .and_then(|n| n.checked_mul(ID_LEN))
-            .and_then(|at| ids.get(at..at.checked_add(ID_LEN)?));
-        Ok(held.map(|id| id.try_into().unwrap_or_default()))
+            .and_then(|n| records.get(n));
+        Ok(held.map(|record| take(*record)))
     }
 
     /// The author index entry with the highest key not above `key` in its author's sequence
@@ -848,7 +840,7 @@ impl Store {
             .map_err(|e| self.engine("reading the author index", e))
     }
 
-    /// Calls `each(seq, id)` for the held messages of `author` in `epoch` of `group` with
+    /// Calls `each(seq, record)` for the held messages of `author` in `epoch` of `group` with
     /// seq `from` or above, ascending, until it returns `false`.
     fn each_held(
         &self,
@@ -856,7 +848,7 @@ impl Store {
         author: &NodeId,
         epoch: u64,
         from: u64,
-        mut each: impl FnMut(u64, MessageId) -> Result<bool, StoreError>,
+        mut each: impl FnMut(u64, &Record<'_>) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let read = |e| self.engine("reading the author index", e);
         let tree = &self.inner.messages;
@@ -869,9 +861,9 @@ impl Store {
         };
         for item in tree.range(start..=end.to_vec()) {
             let (k, v) = item.map_err(read)?;
-            let (first, ids) = self.run(&k, &v)?;
-            for (seq, id) in run_ids(first, ids) {
-                if seq >= from && !each(seq, id)? {
+            let (first, records) = self.run(&k, &v)?;
+            for (seq, record) in numbered(first, &records) {
+                if seq >= from && !each(seq, record)? {
                     return Ok(());
                 }
             }
@@ -891,8 +883,8 @@ impl Store {
     ) -> Result<Vec<(u64, MessageId)>, StoreError> {
         let mut out = Vec::new();
         if limit > 0 {
-            self.each_held(group, author, epoch, from_seq, |seq, id| {
-                out.push((seq, id));
+            self.each_held(group, author, epoch, from_seq, |seq, record| {
+                out.push((seq, record.id));
                 Ok(out.len() < limit)
             })?;
         }
@@ -916,18 +908,12 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut total = 0usize;
-        self.each_held(group, author, epoch, first, |_, id| {
-            let envelope = self.message(&id)?.ok_or_else(|| {
-                self.corrupt(
-                    PART_MESSAGES,
-                    format!("indexed message {} is missing", hex::encode(id)),
-                )
-            })?;
-            total = total.saturating_add(envelope.len());
+        self.each_held(group, author, epoch, first, |_, record| {
+            total = total.saturating_add(record.loc.len as usize);
             if total > max_bytes && !out.is_empty() {
                 return Ok(false);
             }
-            out.push(envelope);
+            out.push(self.read_envelope(record)?);
             Ok(true)
         })?;
         Ok(out)
@@ -959,9 +945,9 @@ impl Store {
         for item in self.inner.messages.scan_prefix(author_space(group)) {
             let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
             let (_, author, epoch, _) = self.parse_by_author_key(&k)?;
-            let (first, ids) = self.run(&k, &v)?;
-            for (seq, id) in run_ids(first, ids) {
-                each(author, epoch, seq, id);
+            let (first, records) = self.run(&k, &v)?;
+            for (seq, record) in numbered(first, &records) {
+                each(author, epoch, seq, record.id);
             }
         }
         Ok(())
@@ -1020,9 +1006,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of stored messages (kept as a counter; O(1)).
+    /// Number of stored messages (the size of the id index; O(1)).
     pub fn message_count(&self) -> usize {
-        usize::try_from(self.inner.message_count.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 
     // ----- control events ----------------------------------------------
@@ -1111,8 +1101,8 @@ impl Store {
                         held.insert(at, m.id);
                     }
                 }
-                for (first, run) in author_runs(&held, MAX_RECEIPT_RUN) {
-                    let last = first_plus(&first, run.len() / ID_LEN);
+                for (first, _, n) in author_runs(&held, MAX_RECEIPT_RUN) {
+                    let last = first_plus(&first, n);
                     let mut k = [0u8; RECEIPT_RUN_KEY_LEN];
                     k[..SEQ_SPACE_LEN + SEQ_LEN].copy_from_slice(&first[1..]);
                     k[SEQ_SPACE_LEN + SEQ_LEN..].copy_from_slice(&r.receiver);
@@ -1501,21 +1491,27 @@ impl Store {
         Ok((group, seq))
     }
 
-    /// An author index entry: a run of held messages, as its first seq and the ids of that
-    /// seq and the ones after it.
-    fn run<'v>(&self, k: &[u8], v: &'v [u8]) -> Result<(u64, &'v [u8]), StoreError> {
+    /// An author index entry: a run of held messages, as its first seq and the records of
+    /// that seq and the ones after it.
+    fn run<'v>(&self, k: &[u8], v: &'v [u8]) -> Result<(u64, Vec<Record<'v>>), StoreError> {
         let first = self.parse_by_author_key(k)?.3;
-        let n = v.len() / ID_LEN;
-        if v.is_empty() || v.len() % ID_LEN != 0 || first.checked_add(n as u64 - 1).is_none() {
-            return Err(self.corrupt(
+        let records = parse_run(v).filter(|records| {
+            records
+                .len()
+                .checked_sub(1)
+                .and_then(|last| first.checked_add(u64::try_from(last).ok()?))
+                .is_some()
+        });
+        records.ok_or_else(|| {
+            self.corrupt(
                 PART_BY_AUTHOR,
                 format!(
-                    "value has {} bytes, expected {ID_LEN}-byte message ids of seqs from {first}",
+                    "value has {} bytes, expected message records of seqs from {first}",
                     v.len()
                 ),
-            ));
-        }
-        Ok((first, v))
+            )
+        })
+        .map(|records| (first, records))
     }
 
     fn array<const N: usize>(
@@ -1725,41 +1721,100 @@ fn by_author_key(
     k
 }
 
-/// Most ids in one author index entry.
+/// `key` (an author index key) with its seq replaced by `seq`.
+fn by_author_key_at(key: &[u8; BY_AUTHOR_KEY_LEN], seq: u64) -> [u8; BY_AUTHOR_KEY_LEN] {
+    let mut at = *key;
+    at[1 + SEQ_SPACE_LEN..].copy_from_slice(&seq.to_be_bytes());
+    at
+}
+
+/// Most messages in one author index entry.
 const MAX_RUN: usize = 128;
 
-/// Messages given by their author index keys, as runs of consecutive seqs of one author and
+/// Entries given by their author index keys, as runs of consecutive seqs of one author and
 /// epoch, each at most `max` long (the author index uses [`MAX_RUN`]): the key of each run's
-/// first seq, and the run's ids in seq order.
-fn author_runs(
-    seqs: &std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], MessageId>,
+/// first seq, the run's values back to back in seq order, and how many there are.
+fn author_runs<V: AsRef<[u8]>>(
+    seqs: &std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], V>,
     max: usize,
-) -> Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> {
-    let mut runs: Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>)> = Vec::new();
+) -> Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>, usize)> {
+    let mut runs: Vec<([u8; BY_AUTHOR_KEY_LEN], Vec<u8>, usize)> = Vec::new();
     let mut last: Option<&[u8; BY_AUTHOR_KEY_LEN]> = None;
-    for (key, id) in seqs {
+    for (key, value) in seqs {
         let follows = last.is_some_and(|prev| {
             prev[..1 + SEQ_SPACE_LEN] == key[..1 + SEQ_SPACE_LEN]
                 && seq_of(prev).checked_add(1) == Some(seq_of(key))
         });
         match runs.last_mut() {
-            Some((_, ids)) if follows && ids.len() < max * ID_LEN => ids.extend_from_slice(id),
-            _ => runs.push((*key, id.to_vec())),
+            Some((_, bytes, n)) if follows && *n < max => {
+                bytes.extend_from_slice(value.as_ref());
+                *n += 1;
+            }
+            _ => runs.push((*key, value.as_ref().to_vec(), 1)),
         }
         last = Some(key);
     }
     runs
 }
 
-/// The `(seq, id)` pairs of a run starting at seq `first`; stops at the last seq rather
+/// A stored message as its author index run holds it (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Record<'v> {
+    id: MessageId,
+    /// Where its envelope lies in the log.
+    loc: Location,
+    /// The caller's metadata.
+    meta: &'v [u8],
+}
+
+/// Appends the record of message `id` to `out`: id ‖ location ‖ meta_len(4) ‖ meta; `None`
+/// (with nothing appended) if the metadata is 4 GiB or longer.
+fn encode_record(out: &mut Vec<u8>, id: &MessageId, loc: &Location, meta: &[u8]) -> Option<()> {
+    let meta_len = u32::try_from(meta.len()).ok()?;
+    out.reserve(RECORD_HEAD_LEN + meta.len());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&loc.encode());
+    out.extend_from_slice(&meta_len.to_be_bytes());
+    out.extend_from_slice(meta);
+    Some(())
+}
+
+/// The id of an encoded record (the first [`ID_LEN`] bytes, as [`encode_record`] writes).
+fn record_id(record: &[u8]) -> MessageId {
+    record
+        .get(..ID_LEN)
+        .and_then(|id| id.try_into().ok())
+        .unwrap_or_default()
+}
+
+/// The records of an author index run; `None` if the value is empty or not whole records.
+fn parse_run(mut v: &[u8]) -> Option<Vec<Record<'_>>> {
+    let mut records = Vec::new();
+    while !v.is_empty() {
+        let (head, rest) = v.split_at_checked(RECORD_HEAD_LEN)?;
+        let (id, head) = head.split_first_chunk::<ID_LEN>()?;
+        let (loc, meta_len) = head.split_at(LOCATION_LEN);
+        let meta_len = usize::try_from(u32::from_be_bytes(meta_len.try_into().ok()?)).ok()?;
+        let (meta, rest) = rest.split_at_checked(meta_len)?;
+        records.push(Record {
+            id: *id,
+            loc: Location::decode(loc)?,
+            meta,
+        });
+        v = rest;
+    }
+    (!records.is_empty()).then_some(records)
+}
+
+/// The records of a run starting at seq `first` with their seqs; stops at the last seq rather
 /// than overflow (a run checked by `Store::run` never reaches that far).
-fn run_ids(first: u64, ids: &[u8]) -> impl Iterator<Item = (u64, MessageId)> + '_ {
-    ids.chunks_exact(ID_LEN)
-        .enumerate()
-        .map_while(move |(i, id)| {
-            let seq = first.checked_add(u64::try_from(i).ok()?)?;
-            Some((seq, id.try_into().unwrap_or_default()))
-        })
+fn numbered<'a, 'v>(
+    first: u64,
+    records: &'a [Record<'v>],
+) -> impl Iterator<Item = (u64, &'a Record<'v>)> + 'a {
+    records.iter().enumerate().map_while(move |(i, record)| {
+        Some((first.checked_add(u64::try_from(i).ok()?)?, record))
+    })
 }
 
 /// The last seq of a run of `n` ids (n ≥ 1) starting at the seq of `first`.
@@ -1779,139 +1834,56 @@ fn group_seq_key(group: &GroupId, n: u64) -> [u8; CONTROL_KEY_LEN] {
     k
 }
 
-fn message_key(id: &MessageId) -> [u8; 1 + ID_LEN] {
-    let mut k = [0u8; 1 + ID_LEN];
-    k[0] = P_MESSAGE;
-    k[1..].copy_from_slice(id);
-    k
-}
-
-/// `prefix` ‖ `key`.
-fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + key.len());
-    k.push(prefix);
-    k.extend_from_slice(key);
-    k
-}
-
-/// Records `end` as the log's watermark and removes the log index entries of every batch
-/// below it. Call only once the log is synced up to `end`.
-///
-/// Plain writes, not one sled batch (which takes sled's process-wide lock exclusively: with
-/// ten stores in one process, one hop of a delivery took 15 % longer). Nothing here needs to
-/// land together: every batch below `end` has its envelopes synced, so an entry of one that
-/// survives a crash only costs a check at the next open, and one removed before the
-/// watermark lands is not needed for it.
-///
-/// Entries are removed from the start of the log index, not from the previous watermark: a
-/// writer publishes its log end before it applies its entries, so a batch below `end` may land
-/// after the flush that covered it, and the next one removes it.
-fn raise_watermark(messages: &sled::Tree, end: u64) -> sled::Result<()> {
-    messages.insert(KEY_WATERMARK, &end.to_be_bytes()[..])?;
-    let below: Vec<sled::IVec> = messages
-        .range(offset_key(0)..offset_key(end))
-        .keys()
-        .collect::<sled::Result<_>>()?;
-    for k in below {
-        messages.remove(k)?;
-    }
-    Ok(())
-}
-
-/// `l` ‖ offset: the log index entry of the batch whose envelopes start at `offset`.
-fn offset_key(offset: u64) -> [u8; BY_OFFSET_KEY_LEN] {
-    let mut k = [0u8; BY_OFFSET_KEY_LEN];
-    k[0] = P_OFFSET;
-    k[1..].copy_from_slice(&offset.to_be_bytes());
-    k
-}
-
-/// meta_len ‖ meta ‖ `rest`: a stored message, `rest` being the location of its envelope
-/// (format 3, [`Location::encode`]) or the envelope itself (format 2); `None` if the metadata
-/// is too long to describe.
-fn message_value(meta: &[u8], rest: &[u8]) -> Option<Vec<u8>> {
-    let len = u32::try_from(meta.len()).ok()?;
-    let mut v = Vec::with_capacity(META_LEN_LEN + meta.len() + rest.len());
-    v.extend_from_slice(&len.to_be_bytes());
-    v.extend_from_slice(meta);
-    v.extend_from_slice(rest);
-    Some(v)
-}
-
-/// The metadata and what follows it in a message value (see [`message_value`]); `None` if the
-/// metadata length runs past the end.
-fn split_meta(v: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = v.split_first_chunk::<META_LEN_LEN>()?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-    (len <= rest.len()).then(|| rest.split_at(len))
-}
-
-/// The metadata and envelope location of a stored message; `None` if the value is malformed.
-fn split_message_value(v: &[u8]) -> Option<(&[u8], Location)> {
-    let (meta, loc) = split_meta(v)?;
-    Some((meta, Location::decode(loc)?))
-}
-
 /// Where the envelope log stands once the store is open.
 #[derive(Debug, Clone, Copy)]
 struct LogState {
     /// Where the next envelope goes.
     end: u64,
-    /// The watermark stored in `messages-v3` (0 if none).
+    /// The watermark stored in the message tree (0 if none).
     watermark: u64,
 }
 
-/// The message count stored in `messages` (0 before the first message).
-fn read_count(path: &Path, messages: &sled::Tree) -> Result<u64, StoreError> {
-    match messages
-        .get(KEY_MESSAGE_COUNT)
-        .map_err(|e| open_error(path, e))?
-    {
-        Some(v) => decode_u64(&v).ok_or_else(|| {
-            corrupt_at(
-                path,
-                PART_COUNTERS,
-                format!("message-count has {} bytes, expected 8", v.len()),
-            )
-        }),
-        None => Ok(0),
-    }
+/// Records `end` as the log's watermark. Call only once the log is synced up to `end`.
+fn raise_watermark(messages: &sled::Tree, end: u64) -> sled::Result<()> {
+    messages.insert(KEY_WATERMARK, &end.to_be_bytes()[..])?;
+    Ok(())
 }
 
-/// Drops the messages whose envelope lies at or beyond the log's watermark and is not intact
-/// in the log, with their index entries, and lowers the message count to match; then syncs the
-/// log and raises the watermark past everything kept; returns where the log ends and its
-/// watermark.
+/// Opens `messages` (format 4) after a clean shutdown or a crash, and builds the id index.
 ///
-/// sled persists on its own schedule (and in the background), so after a crash the tree may
-/// hold the entries of a batch whose envelopes never reached the disk. Those messages were
-/// never acknowledged: a write is reported durable only after the log was synced. The batches
-/// to check are those the log index still lists at or past the watermark. Entries below the
-/// watermark are not checked here: their envelopes were synced, so damage to them is real
-/// corruption, reported when they are read. A log shorter than the watermark is logged as an
-/// error and the store opens anyway; new envelopes go at the watermark, so that they cannot
-/// be mistaken for what is missing.
+/// Every author index run is read once. A message whose envelope does not lie wholly below
+/// the log's watermark is checked against the log, and dropped if it is not intact: sled
+/// persists on its own schedule (and in the background), so after a crash the tree may hold
+/// the runs of a batch whose envelopes never reached the disk. Those messages were never
+/// acknowledged: a write is reported durable only after the log was synced. A run that lost
+/// messages is replaced by the runs of those it kept. Messages below the watermark are not
+/// checked: their envelopes were synced, so damage to them is real corruption, reported when
+/// they are read. A log shorter than the watermark is logged as an error and the store opens
+/// anyway; new envelopes go at the watermark, so that they cannot be mistaken for what is
+/// missing.
 ///
-/// The envelopes kept were read back intact, but after a crash of the process alone they may
-/// still be only in the kernel's cache: the log is synced before the watermark moves past them.
-fn recover(
+/// If the log holds bytes past the watermark, it is synced and the watermark raised to its
+/// end: the envelopes kept were read back intact, but after a crash of the process alone
+/// they may still be only in the kernel's cache.
+fn load(
     path: &Path,
     db: &sled::Db,
     messages: &sled::Tree,
     log: &EnvelopeLog,
-) -> Result<LogState, StoreError> {
+) -> Result<(LogState, IdIndex), StoreError> {
     let open_err = |e| open_error(path, e);
+    let io_err = |e| open_error(path, sled::Error::Io(e));
     let watermark = match messages.get(KEY_WATERMARK).map_err(open_err)? {
         Some(v) => decode_u64(&v).ok_or_else(|| {
             corrupt_at(
                 path,
-                PART_COUNTERS,
+                PART_WATERMARK,
                 format!("log watermark has {} bytes, expected 8", v.len()),
             )
         })?,
         None => 0,
     };
-    let file_len = log.len().map_err(|e| open_err(sled::Error::Io(e)))?;
+    let file_len = log.len().map_err(io_err)?;
     if file_len < watermark {
         tracing::error!(
             path = %path.display(),
@@ -1924,308 +1896,157 @@ fn recover(
     }
     let end = file_len.max(watermark);
 
-    let mut removals = sled::Batch::default();
-    let mut batches = 0usize;
-    let mut dropped = std::collections::HashSet::new();
-    let (start, stop): (&[u8], &[u8]) = (&offset_key(watermark), &[P_OFFSET + 1]);
-    for item in messages.range(start..stop) {
+    let mut index = IdIndex::default();
+    let mut rewrites = sled::Batch::default();
+    let mut dropped = 0usize;
+    for item in messages.scan_prefix([P_AUTHOR]) {
         let (k, v) = item.map_err(open_err)?;
-        if k.len() != BY_OFFSET_KEY_LEN {
-            return Err(corrupt_at(
+        let key = <[u8; BY_AUTHOR_KEY_LEN]>::try_from(k.as_ref()).map_err(|_| {
+            corrupt_at(
                 path,
-                PART_BY_OFFSET,
-                format!("key has {} bytes, expected {BY_OFFSET_KEY_LEN}", k.len()),
-            ));
-        }
-        if v.is_empty() || v.len() % ID_LEN != 0 {
-            return Err(corrupt_at(
-                path,
-                PART_BY_OFFSET,
-                format!("value has {} bytes, expected message ids", v.len()),
-            ));
-        }
-        batches += 1;
-        // Batches past `end` are not below the raised watermark; remove them here.
-        removals.remove(k);
-        for id in v.chunks_exact(ID_LEN) {
-            let id: MessageId = id.try_into().unwrap_or_default();
-            let key = message_key(&id);
-            // Gone: dropped already, or the entry is stale.
-            let Some(value) = messages.get(key).map_err(open_err)? else {
-                continue;
-            };
-            let (_, loc) = split_message_value(&value).ok_or_else(|| {
+                PART_BY_AUTHOR,
+                format!("key has {} bytes, expected {BY_AUTHOR_KEY_LEN}", k.len()),
+            )
+        })?;
+        let first = seq_of(&key);
+        let records = parse_run(&v)
+            .filter(|records| numbered(first, records).count() == records.len())
+            .ok_or_else(|| {
                 corrupt_at(
                     path,
-                    PART_MESSAGES,
-                    format!("message {} is malformed", hex::encode(id)),
+                    PART_BY_AUTHOR,
+                    format!(
+                        "the run from seq {first} of author {} has {} bytes that are not \
+                         message records",
+                        hex::encode(&key[1 + GROUP_LEN..1 + GROUP_LEN + ID_LEN]),
+                        v.len()
+                    ),
                 )
             })?;
-            let intact = log
-                .read(&loc, end)
-                .map_err(|e| open_err(sled::Error::Io(e)))?
-                .is_ok();
-            if !intact && dropped.insert(id) {
-                removals.remove(&key[..]);
-            }
-        }
-    }
-    if batches == 0 {
-        return Ok(LogState { end, watermark });
-    }
-    if !dropped.is_empty() {
-        // The author index names a message only in the value of its run; this scan runs only
-        // after a crash lost envelopes. A run naming a dropped message is replaced by the
-        // runs of the messages it kept.
-        for item in messages.scan_prefix([P_AUTHOR]) {
-            let (k, v) = item.map_err(open_err)?;
-            if !v
-                .chunks_exact(ID_LEN)
-                .any(|id| <MessageId>::try_from(id).is_ok_and(|id| dropped.contains(&id)))
+        let mut kept = std::collections::BTreeMap::new();
+        for (seq, record) in numbered(first, &records) {
+            if record.loc.end() > watermark && log.read(&record.loc, end).map_err(io_err)?.is_err()
             {
                 continue;
             }
-            let Ok(key) = <[u8; BY_AUTHOR_KEY_LEN]>::try_from(k.as_ref()) else {
-                return Err(corrupt_at(
-                    path,
-                    PART_BY_AUTHOR,
-                    format!("key has {} bytes, expected {BY_AUTHOR_KEY_LEN}", k.len()),
-                ));
-            };
-            removals.remove(k);
-            let kept: std::collections::BTreeMap<_, _> = run_ids(seq_of(&key), &v)
-                .filter(|(_, id)| !dropped.contains(id))
-                .map(|(seq, id)| {
-                    let mut at = key;
-                    at[1 + SEQ_SPACE_LEN..].copy_from_slice(&seq.to_be_bytes());
-                    (at, id)
+            kept.insert(by_author_key_at(&key, seq), *record);
+        }
+        if kept.len() < records.len() {
+            dropped += records.len() - kept.len();
+            rewrites.remove(k);
+            let encoded: std::collections::BTreeMap<_, _> = kept
+                .iter()
+                .map(|(key, r)| {
+                    let mut record = Vec::new();
+                    // Decoded from a record, so it encodes again.
+                    let _ = encode_record(&mut record, &r.id, &r.loc, r.meta);
+                    (*key, record)
                 })
                 .collect();
-            for (key, run) in author_runs(&kept, MAX_RUN) {
-                removals.insert(&key[..], run);
+            for (key, run, _) in author_runs(&encoded, MAX_RUN) {
+                rewrites.insert(&key[..], run);
             }
         }
-        let count = read_count(path, messages)?.saturating_sub(dropped.len() as u64);
-        removals.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
+        for (key, record) in &kept {
+            index.insert(&record.id, key);
+        }
+    }
+    if dropped > 0 {
+        messages.apply_batch(rewrites).map_err(open_err)?;
         tracing::warn!(
             path = %path.display(),
-            dropped = dropped.len(),
+            dropped,
             "dropped messages whose envelopes did not reach the disk before a crash \
              (they were never acknowledged, to peers or through the API)"
         );
     }
-    messages.apply_batch(removals).map_err(open_err)?;
-    log.sync().map_err(|e| open_err(sled::Error::Io(e)))?;
-    // Every entry left points below `end` (new envelopes go from there) at synced bytes.
-    raise_watermark(messages, end).map_err(open_err)?;
-    db.flush().map_err(open_err)?;
-    Ok(LogState {
-        end,
-        watermark: end,
-    })
+    if end > watermark || dropped > 0 {
+        log.sync().map_err(io_err)?;
+        // Every record left points below `end` (new envelopes go from there) at synced bytes.
+        raise_watermark(messages, end).map_err(open_err)?;
+        db.flush().map_err(open_err)?;
+    }
+    Ok((
+        LogState {
+            end,
+            watermark: end,
+        },
+        index,
+    ))
 }
 
-/// Converts a version 2 message store, if there is one, into `messages-v3` and the envelope
-/// log, then drops `messages-v2`; returns where the log stands afterwards.
+/// Where each stored message is, by id: kept in memory, built from the author index when the
+/// store opens and extended by every batch written. It names a candidate place for an id; the
+/// author index run at that place confirms it (see [`Store::locate`]), so a stale or colliding
+/// entry can only make a lookup miss, never return another message.
 ///
-/// Restartable, and never loses what `messages-v3` already holds: an entry already there is
-/// kept and its `messages-v2` copy skipped, so a repeat after a crash copies only what is
-/// missing ([`recover`] has run first and dropped converted messages whose envelopes did not
-/// reach the disk). Envelopes are written to the log before the entries that point at them,
-/// as on the write path. `messages-v2` is dropped only once everything copied is durable: the
-/// log synced, the watermark raised past it and the tree flushed.
-fn migrate_v2(
-    path: &Path,
-    db: &sled::Db,
-    messages: &sled::Tree,
-    log: &EnvelopeLog,
-    state: LogState,
-) -> Result<LogState, StoreError> {
-    if !db
-        .tree_names()
-        .iter()
-        .any(|n| n.as_ref() == V2_MESSAGES.as_bytes())
-    {
-        return Ok(state);
-    }
-    let open_err = |e| open_error(path, e);
-    let io_err = |e| open_error(path, sled::Error::Io(e));
-    let old = db.open_tree(V2_MESSAGES).map_err(open_err)?;
-    let mut count = read_count(path, messages)?;
-    let mut end = state.end;
-    let mut envelopes = Vec::new();
-    // The ids whose envelopes are in `envelopes`, in the same order.
-    let mut logged = Vec::new();
-    let mut batch = sled::Batch::default();
-    let mut pending = 0usize;
-    let apply = |batch: &mut sled::Batch,
-                 envelopes: &mut Vec<u8>,
-                 logged: &mut Vec<u8>,
-                 end: &mut u64,
-                 count: u64|
-     -> Result<(), StoreError> {
-        log.write_at(*end, envelopes).map_err(io_err)?;
-        if !logged.is_empty() {
-            batch.insert(&offset_key(*end)[..], std::mem::take(logged));
-        }
-        *end = end.saturating_add(envelopes.len() as u64);
-        envelopes.clear();
-        batch.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
-        messages
-            .apply_batch(std::mem::take(batch))
-            .map_err(open_err)
-    };
-
-    // Ids whose sequence slot `messages-v3` already gives to another message (only if a store
-    // went back to format 2 for a while): the first one stored keeps the slot, as on insert.
-    let mut conflicts = std::collections::HashSet::new();
-    for item in old.scan_prefix([P_AUTHOR]) {
-        let (k, v) = item.map_err(open_err)?;
-        match messages.get(&k).map_err(open_err)? {
-            None => {
-                batch.insert(k, v);
-                pending += 1;
-            }
-            Some(current) if current != v => {
-                conflicts.insert(v);
-            }
-            Some(_) => {}
-        }
-        if pending >= 4096 {
-            apply(&mut batch, &mut envelopes, &mut logged, &mut end, count)?;
-            pending = 0;
-        }
-    }
-    let mut copied = 0u64;
-    for item in old.scan_prefix([P_MESSAGE]) {
-        let (k, v) = item.map_err(open_err)?;
-        let id: MessageId = k
-            .get(1..)
-            .and_then(|id| id.try_into().ok())
-            .ok_or_else(|| {
-                corrupt_at(
-                    path,
-                    V2_MESSAGES,
-                    format!("key has {} bytes, expected {}", k.len(), 1 + ID_LEN),
-                )
-            })?;
-        if conflicts.contains(&id[..]) || messages.contains_key(&k).map_err(open_err)? {
-            continue;
-        }
-        let (meta, envelope) = split_meta(&v).ok_or_else(|| {
-            corrupt_at(
-                path,
-                V2_MESSAGES,
-                format!(
-                    "message {} has a metadata length beyond its {} bytes",
-                    hex::encode(id),
-                    v.len()
-                ),
-            )
-        })?;
-        let offset = end.saturating_add(envelopes.len() as u64);
-        let value = Location::new(offset, envelope)
-            .and_then(|loc| message_value(meta, &loc.encode()))
-            .ok_or_else(|| {
-                corrupt_at(
-                    path,
-                    V2_MESSAGES,
-                    format!("message {} is over 4 GiB", hex::encode(id)),
-                )
-            })?;
-        envelopes.extend_from_slice(envelope);
-        batch.insert(k, value);
-        logged.extend_from_slice(&id);
-        count += 1;
-        copied += 1;
-        pending += 1;
-        if pending >= 256 || envelopes.len() >= 4 << 20 {
-            apply(&mut batch, &mut envelopes, &mut logged, &mut end, count)?;
-            pending = 0;
-        }
-    }
-    apply(&mut batch, &mut envelopes, &mut logged, &mut end, count)?;
-    log.sync().map_err(io_err)?;
-    raise_watermark(messages, end).map_err(open_err)?;
-    db.flush().map_err(open_err)?;
-    db.drop_tree(V2_MESSAGES).map_err(open_err)?;
-    db.flush().map_err(open_err)?;
-    tracing::info!(messages = copied, "store converted from format version 2");
-    if !conflicts.is_empty() {
-        tracing::warn!(
-            path = %path.display(),
-            skipped = conflicts.len(),
-            "format 2 messages whose sequence slot already held another message were not kept"
-        );
-    }
-    Ok(LogState {
-        end,
-        watermark: end,
-    })
+/// About 40 bytes per message: ids by their first 8 bytes, each naming a sequence space by
+/// number and a seq. Ids are hashes, but an author picks its envelopes and could make two
+/// share their first 8 bytes (2^32 tries); the later one is then kept by its whole id.
+#[derive(Debug, Default)]
+struct IdIndex {
+    /// Author index prefixes (`a` ‖ group ‖ author ‖ epoch), numbered from 0.
+    spaces: Vec<[u8; 1 + SEQ_SPACE_LEN]>,
+    numbers: std::collections::HashMap<[u8; 1 + SEQ_SPACE_LEN], usize>,
+    /// By the first 8 bytes of the id: the first message stored with them.
+    by_prefix: std::collections::HashMap<u64, Slot>,
+    /// Messages whose first 8 id bytes an earlier message has, by whole id.
+    collided: std::collections::HashMap<MessageId, Slot>,
 }
 
-/// Converts a version 1 message store, if there is one, into `messages-v2` (which
-/// [`migrate_v2`] then converts), then drops the version 1 trees and counters.
-///
-/// Restartable: every step either copies (the same keys, so a repeat writes the same
-/// values) or drops, and `messages-v1` — whose presence starts the conversion — is dropped
-/// first and only after everything copied from it is flushed. A crash after that leaves
-/// only trees and keys whose contents are already in `messages-v2`, which a later open drops.
-fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> sled::Result<()> {
-    let names = db.tree_names();
-    let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
-    if has(V1_MESSAGES) {
-        let messages = db.open_tree(V2_MESSAGES)?;
-        let old = db.open_tree(V1_MESSAGES)?;
-        let old_meta = db.open_tree(V1_MSG_META)?;
-        let mut count = 0u64;
-        let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
-        let flush_batch = |batch: &mut sled::Batch, pending: &mut usize| {
-            *pending = 0;
-            messages.apply_batch(std::mem::take(batch))
+/// A place in the author index: a sequence space of [`IdIndex::spaces`] and a seq.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    space: usize,
+    seq: u64,
+}
+
+impl IdIndex {
+    /// Records that message `id` is held at author index key `key`.
+    fn insert(&mut self, id: &MessageId, key: &[u8; BY_AUTHOR_KEY_LEN]) {
+        let mut prefix = [0u8; 1 + SEQ_SPACE_LEN];
+        prefix.copy_from_slice(&key[..1 + SEQ_SPACE_LEN]);
+        let space = *self.numbers.entry(prefix).or_insert_with(|| {
+            self.spaces.push(prefix);
+            self.spaces.len() - 1
+        });
+        let slot = Slot {
+            space,
+            seq: seq_of(key),
         };
-        for item in old.iter() {
-            let (id, envelope) = item?;
-            let m = old_meta.get(&id)?.unwrap_or_default();
-            let value = message_value(&m, &envelope)
-                .ok_or_else(|| sled::Error::Unsupported("message metadata over 4 GiB".into()))?;
-            batch.insert(prefixed(P_MESSAGE, &id), value);
-            count += 1;
-            pending += 1;
-            if pending >= 256 {
-                flush_batch(&mut batch, &mut pending)?;
+        match self.by_prefix.entry(id_prefix(id)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(slot);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(*id, slot);
             }
         }
-        // The arrival index (`by-group-v1`) is not kept; see the module docs.
-        for item in db.open_tree(V1_BY_AUTHOR)?.iter() {
-            let (k, v) = item?;
-            batch.insert(prefixed(P_AUTHOR, &k), v);
-            pending += 1;
-            if pending >= 4096 {
-                flush_batch(&mut batch, &mut pending)?;
-            }
-        }
-        batch.insert(KEY_MESSAGE_COUNT, &count.to_be_bytes()[..]);
-        flush_batch(&mut batch, &mut pending)?;
-        db.flush()?;
-        db.drop_tree(V1_MESSAGES)?;
-        db.flush()?;
-        tracing::info!(messages = count, "store converted from format version 1");
     }
-    let mut dropped = false;
-    for name in [V1_MSG_META, V1_BY_AUTHOR, V1_BY_GROUP] {
-        if has(name) {
-            dropped |= db.drop_tree(name)?;
-        }
+
+    /// The author index key where message `id` may be held.
+    fn candidate(&self, id: &MessageId) -> Option<[u8; BY_AUTHOR_KEY_LEN]> {
+        let slot = self
+            .collided
+            .get(id)
+            .or_else(|| self.by_prefix.get(&id_prefix(id)))?;
+        let mut key = [0u8; BY_AUTHOR_KEY_LEN];
+        key[..1 + SEQ_SPACE_LEN].copy_from_slice(self.spaces.get(slot.space)?);
+        key[1 + SEQ_SPACE_LEN..].copy_from_slice(&slot.seq.to_be_bytes());
+        Some(key)
     }
-    for key in [V1_KEY_NEXT_ORDER, V1_KEY_MESSAGE_COUNT] {
-        dropped |= meta.remove(key)?.is_some();
+
+    /// Number of messages indexed.
+    fn len(&self) -> usize {
+        self.by_prefix.len() + self.collided.len()
     }
-    if dropped {
-        db.flush()?;
-    }
-    Ok(())
+}
+
+/// The first 8 bytes of an id, the key of [`IdIndex::by_prefix`].
+fn id_prefix(id: &MessageId) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id[..8]);
+    u64::from_ne_bytes(first)
 }
 
 /// The smallest key greater than every key starting with `prefix`, or

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
+use super::convert::*;
 use super::*;
 
 const G1: GroupId = [1; 16];
@@ -563,14 +564,19 @@ async fn store_corrupt_entries_are_errors_not_panics() {
         .unwrap();
     corrupt_in(store.group_messages(&G2), PART_BY_AUTHOR);
 
-    // A stored message whose metadata length runs past its end.
+    // A record whose metadata length runs past the end of its run.
+    let mut record = Vec::new();
+    encode_record(&mut record, &id(7), &location(&store, 1), b"meta 7").unwrap();
+    record.truncate(record.len() - 1);
     store
         .inner
         .messages
-        .insert(message_key(&id(7)), &[0, 0, 1, 0, 9][..])
+        .insert(by_author_key(&G1, &A2, 1, 1), record)
         .unwrap();
-    corrupt_in(store.message(&id(7)), PART_MESSAGES);
-    assert!(store.message_meta(&id(7)).is_err());
+    corrupt_in(store.message_by_seq(&G1, &A2, 1, 1), PART_BY_AUTHOR);
+    corrupt_in(store.held_seqs(&G1, &A2, 1), PART_BY_AUTHOR);
+    // The id index does not know it, so by id it is not there.
+    assert_eq!(store.message_meta(&id(7)).unwrap(), None);
 
     // Malformed keys in control, receipts and peers.
     store.inner.control.insert(&b"bad"[..], &b"x"[..]).unwrap();
@@ -582,23 +588,36 @@ async fn store_corrupt_entries_are_errors_not_panics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn store_corrupt_counter_is_refused_at_open() {
+async fn store_corrupt_watermark_or_run_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        store
-            .insert_message(msg(1, G1, A1, 1).borrowed())
-            .await
-            .unwrap();
+        insert_seqs(&store, 1..=2).await;
         store
             .inner
             .messages
-            .insert(KEY_MESSAGE_COUNT, &b"xyz"[..])
+            .insert(KEY_WATERMARK, &b"xyz"[..])
             .unwrap();
         store.flush().await.unwrap();
     }
-    let err = corrupt_in(Store::open(dir.path()), PART_COUNTERS);
-    assert!(err.to_string().contains("message-count"), "{err}");
+    let err = corrupt_in(Store::open(dir.path()), PART_WATERMARK);
+    assert!(err.to_string().contains("watermark"), "{err}");
+
+    // The id index is built from every run when the store opens: a run that is not whole
+    // records is found then.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        insert_seqs(&store, 1..=2).await;
+        store
+            .inner
+            .messages
+            .insert(by_author_key(&G1, &A1, 1, 5), &[7u8; RECORD_HEAD_LEN - 1][..])
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let err = corrupt_in(Store::open(dir.path()), PART_BY_AUTHOR);
+    assert!(err.to_string().contains("from seq 5"), "{err}");
 }
 
 /// Writes `messages` the way version 1 of the store laid them out.
@@ -659,7 +678,14 @@ async fn store_converts_a_version_1_store_on_open() {
             vec![id(1), id(3), id(4)]
         );
         let names = store.inner.db.tree_names();
-        for gone in [V1_MESSAGES, V1_MSG_META, V1_BY_AUTHOR, V1_BY_GROUP] {
+        for gone in [
+            V1_MESSAGES,
+            V1_MSG_META,
+            V1_BY_AUTHOR,
+            V1_BY_GROUP,
+            V2_MESSAGES,
+            V3_MESSAGES,
+        ] {
             assert!(
                 !names.iter().any(|n| n.as_ref() == gone.as_bytes()),
                 "{gone}"
@@ -780,13 +806,10 @@ fn store_successor_handles_carries() {
 
 /// Where the envelope of message `n` lies in the log.
 fn location(store: &Store, n: u64) -> Location {
-    let v = store
-        .inner
-        .messages
-        .get(message_key(&id(n)))
+    store
+        .stored_message(&id(n), |record| Ok(record.loc))
         .unwrap()
-        .unwrap();
-    split_message_value(&v).unwrap().1
+        .unwrap()
 }
 
 /// The log watermark stored in the tree.
@@ -840,8 +863,9 @@ async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
     let bytes = std::fs::read(log_path(dir.path())).unwrap();
     assert_eq!(bytes, b"envelope 1envelope 2envelope 3");
     assert_eq!(watermark(&store), Some(locs[2].end()));
-    // The flush that raised the watermark past the batch removed its log index entry.
-    assert_eq!(keys_under(&store, P_OFFSET), 0);
+    // One author index entry holds the batch: no entry per message.
+    assert_eq!(store.inner.messages.len(), 2);
+    assert_eq!(keys_under(&store, P_AUTHOR), 1);
     assert_eq!(store.message_by_seq(&G1, &A1, 1, 2).unwrap(), Some(id(2)));
     assert_eq!(
         store.with_envelope(&id(2), <[u8]>::len).unwrap(),
@@ -854,21 +878,13 @@ async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
     store.put_meta("k", b"v").await.unwrap();
     assert_eq!(watermark(&store), Some(locs[2].end()));
 
-    // Until a flush covers it, a batch is listed in the log index: where its envelopes start,
-    // and its messages in log order.
+    // Until a flush covers it, a batch lies past the watermark.
     let batch: Vec<_> = (4..=5).map(|n| msg(n, G1, A1, n)).collect();
     let borrowed: Vec<_> = batch.iter().map(NewMessageOwned::borrowed).collect();
     store.apply_messages(&borrowed).unwrap();
-    let listed = store
-        .inner
-        .messages
-        .get(offset_key(locs[2].end()))
-        .unwrap()
-        .map(|v| v.to_vec());
-    assert_eq!(listed, Some([id(4), id(5)].concat()));
-    assert_eq!(keys_under(&store, P_OFFSET), 1);
+    assert_eq!(location(&store, 4).offset, locs[2].end());
+    assert_eq!(watermark(&store), Some(locs[2].end()));
     store.flush().await.unwrap();
-    assert_eq!(keys_under(&store, P_OFFSET), 0);
     assert_eq!(watermark(&store), Some(location(&store, 5).end()));
 }
 
@@ -883,12 +899,9 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
         insert_seqs(&store, 4..=7).await;
         (loc5, loc7) = (location(&store, 5), location(&store, 7));
         // As if sled had persisted the second batch on its own and the process had died
-        // before the log was synced: the stored watermark still ends at the first batch, and
-        // the log index still lists the second.
-        let ids: Vec<u8> = (4..=7).flat_map(id).collect();
+        // before the log was synced: the stored watermark still ends at the first batch.
         let m = &store.inner.messages;
         m.insert(KEY_WATERMARK, &synced.to_be_bytes()[..]).unwrap();
-        m.insert(offset_key(synced), ids).unwrap();
         store.inner.db.flush().unwrap();
     }
     // Of the second batch's envelopes, 4 and 6 reached the disk, 5 came back garbled and 7
@@ -913,9 +926,7 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
     assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 4, 6]);
     assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 4)]);
     // Recovery synced what it kept and raised the watermark past it.
-    assert_eq!(keys_under(&store, P_OFFSET), 0);
     assert_eq!(watermark(&store), Some(log_len(dir.path())));
-    assert_eq!(keys_under(&store, P_MESSAGE), 5);
     // The second batch's run of the author index became the runs of 4 and of 6.
     assert_eq!(keys_under(&store, P_AUTHOR), 3);
     assert_eq!(
@@ -1038,11 +1049,16 @@ async fn store_author_index_runs_read_like_single_entries() {
         [2].iter().copied().chain(top).collect::<Vec<_>>()
     );
 
-    // A value that is not a whole number of ids is corrupt, not a shorter run.
+    // A value that is not whole records is corrupt, not a shorter run.
+    let mut two = Vec::new();
+    for n in [1, 2] {
+        encode_record(&mut two, &id(3000 + n), &location(&store, n), b"m").unwrap();
+    }
+    two.push(0);
     store
         .inner
         .messages
-        .insert(by_author_key(&G2, &A1, 1, 1), &[7u8; ID_LEN + 1][..])
+        .insert(by_author_key(&G2, &A1, 1, 1), two)
         .unwrap();
     corrupt_in(store.message_by_seq(&G2, &A1, 1, 1), PART_BY_AUTHOR);
 }
@@ -1100,22 +1116,15 @@ async fn store_envelope_location_past_the_log_is_corrupt_without_reading() {
     // A length no log holds: refused before anything is allocated.
     let mut loc = location(&store, 1);
     loc.len = u32::MAX;
+    let mut record = Vec::new();
+    encode_record(&mut record, &id(1), &loc, b"meta 1").unwrap();
     store
         .inner
         .messages
-        .insert(
-            message_key(&id(1)),
-            message_value(b"meta 1", &loc.encode()).unwrap(),
-        )
+        .insert(by_author_key(&G1, &A1, 1, 1), record)
         .unwrap();
     corrupt_in(store.message(&id(1)), envelope_log::FILE_NAME);
-    // A value too short to hold a location.
-    store
-        .inner
-        .messages
-        .insert(message_key(&id(2)), &[0, 0, 0, 1, 7, 1, 2][..])
-        .unwrap();
-    corrupt_in(store.message_meta(&id(2)), PART_MESSAGES);
+    assert_eq!(store.message_meta(&id(1)).unwrap(), Some(b"meta 1".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1210,7 +1219,7 @@ async fn store_converts_a_version_2_store_on_open() {
             old.iter().map(|m| m.envelope.len() as u64).sum::<u64>()
         );
         assert_eq!(watermark(&store), Some(len));
-        assert_eq!(keys_under(&store, P_OFFSET), 0);
+        assert!(!has_tree(&store, V3_MESSAGES));
         assert_eq!(
             store
                 .insert_messages(vec![msg(1, G1, A1, 1), msg(4, G1, A1, 3)])
@@ -1234,7 +1243,7 @@ async fn store_version_2_conversion_restarts_after_a_crash_part_way() {
     // message 2's entries persisted by sled but its envelope never written, no watermark yet.
     {
         let db = sled::open(dir.path()).unwrap();
-        let v3 = db.open_tree(TREE_MESSAGES).unwrap();
+        let v3 = db.open_tree(V3_MESSAGES).unwrap();
         let log = EnvelopeLog::open(dir.path()).unwrap();
         log.write_at(0, b"envelope 1").unwrap();
         for (n, offset) in [(1, 0), (2, 10)] {
@@ -1263,17 +1272,7 @@ async fn store_version_2_conversion_restarts_after_a_crash_part_way() {
     // Message 1 was not copied twice; 2 and 3 follow it.
     assert_eq!(log_len(dir.path()), 30);
     assert_eq!(watermark(&store), Some(30));
-    assert_eq!(keys_under(&store, P_OFFSET), 0);
-    drop(store);
-
-    // A conversion that copied everything but stopped before dropping `messages-v2`: the
-    // next open copies nothing and drops it.
-    write_v2(dir.path(), &old);
-    let store = Store::open(dir.path()).unwrap();
-    assert!(!has_tree(&store, V2_MESSAGES));
-    assert_eq!(store.message_count(), 3);
-    assert_eq!(log_len(dir.path()), 30);
-    assert_eq!(store.message(&id(3)).unwrap(), Some(b"envelope 3".to_vec()));
+    assert!(!has_tree(&store, V3_MESSAGES));
 }
 
 /// One receipt becomes one index entry per run of consecutive seqs it names, whichever
