@@ -10,7 +10,7 @@
 //!
 //! Every `async` write method returns only after the write has been flushed
 //! to disk (`fsync`). Writes are applied atomically first (one sled batch on
-//! one tree, so a message and all of its indexes land together) and then
+//! one tree, so the messages of a batch land together) and then
 //! wait for a flush that *started after* the write completed. A dedicated
 //! flusher task runs one flush at a time; all writers that completed while a
 //! flush was running are covered together by the next flush (group commit),
@@ -18,7 +18,7 @@
 //! message.
 //!
 //! Envelopes do not live in sled but in the envelope log, one append-only file
-//! in the store's directory (`envelopes-v3.log`); the message's entry in sled
+//! in the store's directory (`envelopes-v3.log`); the message's record in sled
 //! says where (offset, length and a BLAKE3 checksum). The order of one
 //! message write, and of one flush, is:
 //!
@@ -27,16 +27,17 @@
 //!   duplicate and conflict checks           W = log end
 //!   append the envelopes at the log end     sync the log (fdatasync)
 //!   publish the new log end                 insert `w` = W (the watermark)
-//!   apply_batch: entries, indexes, count    flush sled
+//!   apply_batch: the author index runs      flush sled
+//!   add the ids to the id index
 //!   take a ticket, wait for a flush ──────▶ every ticket taken before the cycle began is durable
 //! ```
 //!
 //! So a stored watermark never covers a log byte that was not synced. sled may
-//! persist entries on its own before their envelopes are synced; after a crash,
-//! [`Store::open`] checks every message whose envelope starts at or past the
-//! watermark against the log and drops those that are not intact (see
-//! `recover`). They were never acknowledged. A damaged envelope below the
-//! watermark is not dropped: reading it fails with [`StoreError::Corrupt`].
+//! persist runs on its own before their envelopes are synced; after a crash,
+//! [`Store::open`] checks every message whose envelope does not lie below the
+//! watermark against the log and drops those that are not intact (see `load`).
+//! They were never acknowledged. A damaged envelope below the watermark is not
+//! dropped: reading it fails with [`StoreError::Corrupt`].
 //!
 //! A failed flush — of sled or of the log — is fatal for the store: every
 //! writer waiting for it, and every later write, gets
@@ -58,10 +59,7 @@
 //!
 //! | tree           | key                                   | value                |
 //! |----------------|---------------------------------------|----------------------|
-//! | `messages-v3`  | `m` ‖ message_id(32)                  | meta_len(4) ‖ caller metadata ‖ offset(8) ‖ len(4) ‖ checksum(16) |
-//! |                | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | message_id(32) × n: seqs `seq..seq+n` |
-//! |                | `l` ‖ offset(8)                       | message_id(32) × n: one batch |
-//! |                | `c` ‖ `message-count`                 | u64                  |
+//! | `messages-v4`  | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | n records, seqs `seq..seq+n`: message_id(32) ‖ offset(8) ‖ len(4) ‖ checksum(16) ‖ meta_len(4) ‖ caller metadata |
 //! |                | `w`                                   | u64: log watermark   |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
 //! | `receipts-v3`  | group(16) ‖ author(32) ‖ epoch(8) ‖ first seq(8) ‖ receiver(32) | last seq(8) ‖ receipt key(32) |
@@ -74,43 +72,30 @@
 //!
 //! The envelope log `envelopes-v3.log` is the envelopes back to back, without
 //! framing; the checksum is the first 16 bytes of the envelope's BLAKE3 hash.
-//! The `l` entries (the log index) exist for recovery only: one per batch
-//! written since the last flush, keyed by where the batch's envelopes start in
-//! the log and listing its messages in log order, so that `open` visits only
-//! the envelopes past the watermark. The flush that raises the watermark past a
-//! batch removes its entry, so the log index stays as
-//! small as the writes of one flush interval. (One entry per message, as first
-//! built, cost 8 % of end-to-end throughput: sled splits the rightmost leaf over
-//! and over when keys only grow.) Bytes no entry points to (the torn tail of a
-//! crashed write, envelopes of dropped messages) are never read.
+//! Bytes no record points to (the torn tail of a crashed write, envelopes of
+//! dropped messages) are never read.
 //!
-//! A message, its index entries and the message count live in one
-//! tree, `messages-v3`, and are written with one `apply_batch`: sled makes a
-//! batch atomic within a tree, and a batch costs about a third less than the
-//! transaction over five trees that version 1 used (and a transaction holds a
-//! process-wide lock in sled 0.34 for its whole run, as a batch does only while
-//! it applies). Message writers take turns on a mutex, so the duplicate and
-//! conflict checks read a state no other writer changes before the batch lands,
-//! and the log end moves only under it.
+//! A message is stored as a record in the author index (`a`), and nowhere else
+//! in sled: one entry per run of consecutive seqs of one author and epoch
+//! written in one batch (at most 128), keyed by the run's first seq, its value
+//! the records in seq order. Runs never overlap (a seq is written only while no
+//! run holds it), so the run holding a seq is the entry with the highest key not
+//! above it, if it reaches that far: one reverse range step, about what a point
+//! lookup costs. A message arriving into a gap gets a run of its own; runs are
+//! never merged or rewritten except when recovery drops a message from one.
+//! So a batch of messages from one author costs one sled entry, whatever its
+//! size. sled splits the rightmost leaf over and over when keys only grow, and
+//! rewrites a leaf for every entry written into it: an entry per message (for
+//! the message itself, as format 3 had, and in the author index, as format 2
+//! had) was measured at about a fifth of end-to-end CPU per message.
 //!
-//! Envelopes moved out of sled in version 3 because sled rewrites whole tree
-//! leaves: a 1 KiB envelope cost about 4 KB of disk writes and a third of the
-//! CPU sled spends on a message. The log costs one `write` per batch and one
-//! `fdatasync` per flush.
-//!
-//! The author index (`a`) holds runs: one entry per run of consecutive seqs of
-//! one author and epoch written in one batch (at most 128), keyed by the run's
-//! first seq, its value the ids in seq order. Runs never overlap (a seq is
-//! written only while no run holds it), so the run holding a seq is the entry
-//! with the highest key not above it, if it reaches that far: one reverse range
-//! step, about what a point lookup costs. A message arriving into a gap gets a
-//! run of its own; runs are never merged or rewritten except when recovery drops
-//! a message from one. One entry per message, as before, was measured at 5–12 %
-//! of end-to-end CPU per message (sled splits the rightmost leaf over and over
-//! when keys only grow, as with the log index). An entry of one id, as versions
-//! 2 and early 3 wrote, is a run of one, so existing stores read unchanged; a
-//! binary from before runs reports a longer run as a corrupt entry instead of
-//! misreading it.
+//! Finding a message by id goes through the id index, which lives in memory
+//! only: the store builds it when it opens, from one scan of the author index
+//! (the same scan that checks the messages past the watermark after a crash),
+//! and adds every batch to it. It names the place where an id may be held; the
+//! run there confirms it. It costs 30 to 60 bytes of memory per message (a hash
+//! table of 25-byte slots, between half and seven eighths full) and, at
+//! open, one read of every run. The message count is its size.
 //!
 //! Receipts are indexed the same way: per receipt, one `receipts-v3` entry per
 //! run of consecutive seqs of one author that it names and the author index
@@ -123,14 +108,17 @@
 //!
 //! Arrival order is not indexed (version 1 kept `by-group-v1` for it): every
 //! reader lists a group's messages whole and orders them itself, and the
-//! author index already lists them by group; an index entry is a large part of
-//! what a message costs to write.
+//! author index already lists them by group.
 //!
-//! A store written by an earlier version is converted when it is opened:
-//! version 2 (`messages-v2`, with the envelope inside each message value) by
-//! `migrate_v2`, version 1 (`messages-v1`, `msg-meta-v1`, `by-author-v1`,
-//! `by-group-v1` and two counters in `meta-v1`) by `migrate_v1` into
-//! version 2 first.
+//! Message writers take turns on a mutex, so the duplicate and conflict checks
+//! read a state no other writer changes before the batch lands, and the log end
+//! and the id index move only under it.
+//!
+//! A store written by an earlier version is converted when it is opened (see
+//! `convert`): version 3 (`messages-v3`, one `m` entry per message) into
+//! version 4, version 2 (`messages-v2`, the envelope inside each message value)
+//! through version 3, version 1 (`messages-v1` and four more trees) through
+//! version 2. The envelope log is shared by versions 3 and 4.
 //!
 //! Keys in `meta-v1` starting with [`RESERVED_META_PREFIX`] are reserved for
 //! the store itself.
@@ -1502,16 +1490,17 @@ impl Store {
                 .and_then(|last| first.checked_add(u64::try_from(last).ok()?))
                 .is_some()
         });
-        records.ok_or_else(|| {
-            self.corrupt(
-                PART_BY_AUTHOR,
-                format!(
-                    "value has {} bytes, expected message records of seqs from {first}",
-                    v.len()
-                ),
-            )
-        })
-        .map(|records| (first, records))
+        records
+            .ok_or_else(|| {
+                self.corrupt(
+                    PART_BY_AUTHOR,
+                    format!(
+                        "value has {} bytes, expected message records of seqs from {first}",
+                        v.len()
+                    ),
+                )
+            })
+            .map(|records| (first, records))
     }
 
     fn array<const N: usize>(
@@ -1812,9 +1801,10 @@ fn numbered<'a, 'v>(
     first: u64,
     records: &'a [Record<'v>],
 ) -> impl Iterator<Item = (u64, &'a Record<'v>)> + 'a {
-    records.iter().enumerate().map_while(move |(i, record)| {
-        Some((first.checked_add(u64::try_from(i).ok()?)?, record))
-    })
+    records
+        .iter()
+        .enumerate()
+        .map_while(move |(i, record)| Some((first.checked_add(u64::try_from(i).ok()?)?, record)))
 }
 
 /// The last seq of a run of `n` ids (n ≥ 1) starting at the seq of `first`.
@@ -1980,7 +1970,7 @@ fn load(
 /// author index run at that place confirms it (see [`Store::locate`]), so a stale or colliding
 /// entry can only make a lookup miss, never return another message.
 ///
-/// About 40 bytes per message: ids by their first 8 bytes, each naming a sequence space by
+/// 30 to 60 bytes per message: ids by their first 8 bytes, each naming a sequence space by
 /// number and a seq. Ids are hashes, but an author picks its envelopes and could make two
 /// share their first 8 bytes (2^32 tries); the later one is then kept by its whole id.
 #[derive(Debug, Default)]

@@ -21,8 +21,8 @@ use std::path::Path;
 use super::envelope_log::{self, EnvelopeLog, Location};
 use super::{
     author_runs, by_author_key_at, corrupt_at, decode_u64, encode_record, open_error, seq_of,
-    LogState, MessageId, StoreError, BY_AUTHOR_KEY_LEN, ID_LEN, KEY_WATERMARK,
-    MAX_RUN, P_AUTHOR, SEQ_SPACE_LEN,
+    LogState, MessageId, StoreError, BY_AUTHOR_KEY_LEN, ID_LEN, KEY_WATERMARK, MAX_RUN, P_AUTHOR,
+    SEQ_SPACE_LEN,
 };
 
 /// The version 3 message tree, converted and dropped by `Store::open`.

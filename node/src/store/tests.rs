@@ -612,7 +612,10 @@ async fn store_corrupt_watermark_or_run_is_refused_at_open() {
         store
             .inner
             .messages
-            .insert(by_author_key(&G1, &A1, 1, 5), &[7u8; RECORD_HEAD_LEN - 1][..])
+            .insert(
+                by_author_key(&G1, &A1, 1, 5),
+                &[7u8; RECORD_HEAD_LEN - 1][..],
+            )
             .unwrap();
         store.flush().await.unwrap();
     }
@@ -1124,7 +1127,10 @@ async fn store_envelope_location_past_the_log_is_corrupt_without_reading() {
         .insert(by_author_key(&G1, &A1, 1, 1), record)
         .unwrap();
     corrupt_in(store.message(&id(1)), envelope_log::FILE_NAME);
-    assert_eq!(store.message_meta(&id(1)).unwrap(), Some(b"meta 1".to_vec()));
+    assert_eq!(
+        store.message_meta(&id(1)).unwrap(),
+        Some(b"meta 1".to_vec())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1313,4 +1319,148 @@ async fn store_receipts_are_indexed_by_runs_of_seqs() {
         .insert([id(1701), A1].concat(), key.as_bytes())
         .unwrap();
     assert_eq!(receipts_of(&store, 1701), vec![(A1, b"legacy".to_vec())]);
+}
+
+/// Writes `messages` the way version 3 of the store laid them out, every message a run of
+/// its own except `1..=3` of A1, one run, as one batch would have written them.
+fn write_v3(dir: &Path, messages: &[NewMessageOwned]) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree(V3_MESSAGES).unwrap();
+    let log = EnvelopeLog::open(dir).unwrap();
+    let mut offset = 0u64;
+    let mut run: Vec<u8> = Vec::new();
+    for m in messages {
+        log.write_at(offset, &m.envelope).unwrap();
+        let loc = Location::new(offset, &m.envelope).unwrap();
+        offset = loc.end();
+        tree.insert(
+            message_key(&m.id),
+            message_value(&m.meta, &loc.encode()).unwrap(),
+        )
+        .unwrap();
+        if m.group == G1 && m.author == A1 && (1..=3).contains(&m.seq) {
+            run.extend_from_slice(&m.id);
+        } else {
+            tree.insert(
+                by_author_key(&m.group, &m.author, m.epoch, m.seq),
+                &m.id[..],
+            )
+            .unwrap();
+        }
+    }
+    tree.insert(by_author_key(&G1, &A1, 1, 1), run).unwrap();
+    tree.insert(
+        KEY_MESSAGE_COUNT,
+        &(messages.len() as u64).to_be_bytes()[..],
+    )
+    .unwrap();
+    tree.insert(KEY_WATERMARK, &offset.to_be_bytes()[..])
+        .unwrap();
+    log.sync().unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_converts_a_version_3_store_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = vec![
+        msg(1, G1, A1, 1),
+        msg(2, G1, A1, 2),
+        msg(3, G1, A1, 3),
+        msg(4, G1, A1, 5),
+        msg(5, G2, A2, 1),
+    ];
+    write_v3(dir.path(), &old);
+    // A conversion that stopped part way left a run in the version 4 tree.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let mut junk = Vec::new();
+        encode_record(&mut junk, &id(99), &Location::new(0, b"x").unwrap(), b"").unwrap();
+        db.open_tree(TREE_MESSAGES)
+            .unwrap()
+            .insert(by_author_key(&G1, &A2, 1, 1), junk)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let log_before = log_len(dir.path());
+    for reopen in [false, true] {
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!has_tree(&store, V3_MESSAGES), "reopen {reopen}");
+        assert_eq!(store.message_count(), 5);
+        for m in &old {
+            assert_eq!(store.message(&m.id).unwrap(), Some(m.envelope.clone()));
+            assert_eq!(store.message_meta(&m.id).unwrap(), Some(m.meta.clone()));
+            assert_eq!(
+                store
+                    .message_by_seq(&m.group, &m.author, m.epoch, m.seq)
+                    .unwrap(),
+                Some(m.id)
+            );
+        }
+        assert!(!store.has_message(&id(99)).unwrap());
+        assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 3)]);
+        assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 5]);
+        // The run of three stays one entry; the envelopes stay where they were.
+        assert_eq!(keys_under(&store, P_AUTHOR), 3);
+        assert_eq!(log_len(dir.path()), log_before);
+        assert_eq!(watermark(&store), Some(log_before));
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store
+            .insert_messages(vec![msg(2, G1, A1, 2), msg(6, G1, A1, 4)])
+            .await
+            .unwrap(),
+        vec![Inserted::Duplicate, Inserted::New]
+    );
+    assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 5)]);
+}
+
+/// Message ids that share their first 8 bytes (which the id index is keyed by) are all
+/// found, each by its own id, before and after a reopen.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_finds_messages_whose_ids_share_their_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let twin = |last: u8| {
+        let mut id = [0xcc; 32];
+        id[31] = last;
+        id
+    };
+    let messages: Vec<NewMessageOwned> = (1..=3u8)
+        .map(|n| NewMessageOwned {
+            id: twin(n),
+            ..msg(u64::from(n), G1, A1, u64::from(n))
+        })
+        .collect();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_messages(messages[..2].to_vec()).await.unwrap();
+        store.insert_message(messages[2].borrowed()).await.unwrap();
+    }
+    for reopen in [false, true] {
+        let store = Store::open(dir.path()).unwrap();
+        if reopen {
+            // A fourth with the same first bytes, not stored, is not found.
+            assert!(!store.has_message(&twin(4)).unwrap());
+            assert_eq!(store.message(&twin(4)).unwrap(), None);
+        }
+        assert_eq!(store.message_count(), 3);
+        for m in &messages {
+            assert_eq!(store.message(&m.id).unwrap(), Some(m.envelope.clone()));
+            assert_eq!(store.message_meta(&m.id).unwrap(), Some(m.meta.clone()));
+        }
+        // Each is a duplicate by its id, also when offered at another place.
+        let again = NewMessageOwned {
+            seq: 9,
+            ..messages[1].clone()
+        };
+        assert_eq!(
+            store
+                .insert_messages(vec![messages[2].clone(), again])
+                .await
+                .unwrap(),
+            vec![Inserted::Duplicate, Inserted::Duplicate]
+        );
+        assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3]);
+    }
 }
