@@ -641,15 +641,19 @@ impl Store {
         let mut records: std::collections::BTreeMap<[u8; BY_AUTHOR_KEY_LEN], Vec<u8>> =
             std::collections::BTreeMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        for m in batch {
+        let places: Vec<[u8; BY_AUTHOR_KEY_LEN]> = batch
+            .iter()
+            .map(|m| by_author_key(&m.group, &m.author, m.epoch, m.seq))
+            .collect();
+        let taken = self.held_among(&places)?;
+        for (m, author_key) in batch.iter().zip(places) {
             if ids.contains(&m.id) || self.locate(&m.id)?.is_some() {
                 outcomes.push(Inserted::Duplicate);
                 continue;
             }
-            let author_key = by_author_key(&m.group, &m.author, m.epoch, m.seq);
             let existing = match records.get(&author_key) {
                 Some(record) => Some(record_id(record)),
-                None => self.held_at(&author_key)?,
+                None => taken.get(&author_key).copied(),
             };
             if let Some(existing) = existing {
                 // Not this id: it would have been found above.
@@ -700,6 +704,57 @@ impl Store {
             index.insert(&record_id(record), key);
         }
         Ok(outcomes)
+    }
+
+    /// Which of `places` (author index keys) hold a message, and its id: per sequence space,
+    /// one range read over the runs that can hold the seqs asked about, unless they are
+    /// spread too far apart for that to be cheap, then one lookup per seq.
+    fn held_among(
+        &self,
+        places: &[[u8; BY_AUTHOR_KEY_LEN]],
+    ) -> Result<std::collections::HashMap<[u8; BY_AUTHOR_KEY_LEN], MessageId>, StoreError> {
+        let mut spaces: std::collections::BTreeMap<&[u8], std::collections::BTreeSet<u64>> =
+            std::collections::BTreeMap::new();
+        for key in places {
+            spaces
+                .entry(&key[..1 + SEQ_SPACE_LEN])
+                .or_default()
+                .insert(seq_of(key));
+        }
+        let mut held = std::collections::HashMap::new();
+        for (space, seqs) in spaces {
+            let (Some(&low), Some(&high)) = (seqs.first(), seqs.last()) else {
+                continue;
+            };
+            let mut at = [0u8; BY_AUTHOR_KEY_LEN];
+            at[..1 + SEQ_SPACE_LEN].copy_from_slice(space);
+            let key = |seq: u64| by_author_key_at(&at, seq);
+            // A range read visits every run between the seqs asked about: at most one per seq
+            // in between.
+            let dense = (high - low) / 4 <= (seqs.len() + MAX_RUN) as u64;
+            if !dense {
+                for &seq in &seqs {
+                    if let Some(id) = self.held_at(&key(seq))? {
+                        held.insert(key(seq), id);
+                    }
+                }
+                continue;
+            }
+            let start = match self.run_at_or_below(&key(low))? {
+                Some((k, _)) => k.to_vec(),
+                None => key(low).to_vec(),
+            };
+            for item in self.inner.messages.range(start..=key(high).to_vec()) {
+                let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
+                let (first, records) = self.run(&k, &v)?;
+                for (seq, record) in numbered(first, &records) {
+                    if seqs.contains(&seq) {
+                        held.insert(key(seq), record.id);
+                    }
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// The stored envelope of a message.
@@ -1082,10 +1137,15 @@ impl Store {
                 let key = blake3::hash(&r.bytes);
                 // The named messages the author index holds where the receipt's sender says,
                 // by place: one index entry per run of consecutive seqs.
+                let places: Vec<_> = r
+                    .messages
+                    .iter()
+                    .map(|m| by_author_key(&r.group, &m.author, m.epoch, m.seq))
+                    .collect();
+                let found = store.held_among(&places)?;
                 let mut held = std::collections::BTreeMap::new();
-                for m in &r.messages {
-                    let at = by_author_key(&r.group, &m.author, m.epoch, m.seq);
-                    if store.held_at(&at)? == Some(m.id) {
+                for (m, at) in r.messages.iter().zip(places) {
+                    if found.get(&at) == Some(&m.id) {
                         held.insert(at, m.id);
                     }
                 }
@@ -1778,7 +1838,7 @@ fn record_id(record: &[u8]) -> MessageId {
 
 /// The records of an author index run; `None` if the value is empty or not whole records.
 fn parse_run(mut v: &[u8]) -> Option<Vec<Record<'_>>> {
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(v.len() / RECORD_HEAD_LEN);
     while !v.is_empty() {
         let (head, rest) = v.split_at_checked(RECORD_HEAD_LEN)?;
         let (id, head) = head.split_first_chunk::<ID_LEN>()?;

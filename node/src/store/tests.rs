@@ -1027,6 +1027,34 @@ async fn store_author_index_runs_read_like_single_entries() {
             .unwrap(),
         vec![Inserted::Conflict, Inserted::Duplicate]
     );
+    // The checks of one batch read the runs of its seqs together: near each other (one range
+    // read across runs) or far apart (one lookup each).
+    assert_eq!(
+        store
+            .insert_messages(vec![
+                msg(4000, G1, A1, 6),
+                msg(4001, G1, A1, last + 1),
+                msg(4002, G1, A1, last),
+            ])
+            .await
+            .unwrap(),
+        vec![Inserted::Conflict, Inserted::New, Inserted::Conflict]
+    );
+    assert_eq!(
+        store
+            .insert_messages(vec![
+                msg(4003, G1, A1, 1_000_000),
+                msg(4004, G1, A1, 5),
+                msg(4005, G1, A1, 4),
+            ])
+            .await
+            .unwrap(),
+        vec![Inserted::New, Inserted::Conflict, Inserted::Conflict]
+    );
+    assert_eq!(
+        store.message_by_seq(&G1, &A1, 1, 1_000_000).unwrap(),
+        Some(id(4003))
+    );
     // A run may end at the last seq there is.
     let top = [u64::MAX - 1, u64::MAX];
     store
@@ -1050,6 +1078,14 @@ async fn store_author_index_runs_read_like_single_entries() {
     assert_eq!(
         store.held_seqs(&G1, &A2, 1).unwrap(),
         [2].iter().copied().chain(top).collect::<Vec<_>>()
+    );
+    // Conflicts at the top of the seq space are found too.
+    assert_eq!(
+        store
+            .insert_messages(vec![msg(2002, G1, A2, u64::MAX), msg(2003, G1, A2, 3)])
+            .await
+            .unwrap(),
+        vec![Inserted::Conflict, Inserted::New]
     );
 
     // A value that is not whole records is corrupt, not a shorter run.
