@@ -166,6 +166,8 @@ const PART_WATERMARK: &str = "messages-v4 (watermark)";
 const P_AUTHOR: u8 = b'a';
 /// The envelope log's watermark (u64 big-endian): every byte of the log below it is durable.
 const KEY_WATERMARK: &[u8] = b"w";
+/// In `meta-v1` while an earlier format is being converted into format 4 (see `Store::open`).
+const KEY_CONVERTING: &str = "store/converting-to-v4";
 const TREE_CONTROL: &str = "control-v1";
 /// Per message and receiver, the key of the receipt blob that names the message (one receipt
 /// covers many messages, so it is stored once).
@@ -529,10 +531,46 @@ impl Store {
         let names = db.tree_names();
         let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
         if has(V2_MESSAGES) || has(V3_MESSAGES) {
+            let open_err = |e| open_error(path, e);
             let v3 = open_tree(V3_MESSAGES)?;
-            let log_state = recover_v3(path, &db, &v3, &log)?;
-            let log_state = migrate_v2(path, &db, &v3, &log, log_state)?;
-            migrate_v3(path, &db, &v3, &messages, log_state)?;
+            // The conversion into format 4 starts over from an empty tree if it was
+            // interrupted, which the marker tells. Format 4 messages without it were there
+            // before: an older binary has opened the store since it was converted (it sees an
+            // empty store). If that binary stored messages, starting over would drop the
+            // format 4 ones, and keeping both is not attempted.
+            let converting = meta.get(KEY_CONVERTING).map_err(open_err)?.is_some();
+            if !converting && !messages.is_empty() {
+                let v2_holds = has(V2_MESSAGES) && !open_tree(V2_MESSAGES)?.is_empty();
+                let v3_holds = v3
+                    .iter()
+                    .keys()
+                    .next()
+                    .transpose()
+                    .map_err(open_err)?
+                    .is_some_and(|k| k.as_ref() != KEY_WATERMARK);
+                if v2_holds || v3_holds {
+                    return Err(corrupt_at(
+                        path,
+                        V3_MESSAGES,
+                        "the store holds messages in format 4 and in an earlier format: a \
+                         binary older than this one has stored messages in it since it was \
+                         converted"
+                            .into(),
+                    ));
+                }
+                for name in [V2_MESSAGES, V3_MESSAGES] {
+                    db.drop_tree(name).map_err(open_err)?;
+                }
+                db.flush().map_err(open_err)?;
+            } else {
+                meta.insert(KEY_CONVERTING, &[][..]).map_err(open_err)?;
+                db.flush().map_err(open_err)?;
+                let log_state = recover_v3(path, &db, &v3, &log)?;
+                let log_state = migrate_v2(path, &db, &v3, &log, log_state)?;
+                migrate_v3(path, &db, &v3, &messages, log_state)?;
+                meta.remove(KEY_CONVERTING).map_err(open_err)?;
+                db.flush().map_err(open_err)?;
+            }
         }
         let (log_state, index) = load(path, &db, &messages, &log)?;
 

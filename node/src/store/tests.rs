@@ -1407,7 +1407,7 @@ async fn store_converts_a_version_3_store_on_open() {
         msg(5, G2, A2, 1),
     ];
     write_v3(dir.path(), &old);
-    // A conversion that stopped part way left a run in the version 4 tree.
+    // A conversion that stopped part way left a run in the version 4 tree (and its marker).
     {
         let db = sled::open(dir.path()).unwrap();
         let mut junk = Vec::new();
@@ -1415,6 +1415,10 @@ async fn store_converts_a_version_3_store_on_open() {
         db.open_tree(TREE_MESSAGES)
             .unwrap()
             .insert(by_author_key(&G1, &A2, 1, 1), junk)
+            .unwrap();
+        db.open_tree(TREE_META)
+            .unwrap()
+            .insert(KEY_CONVERTING, &[][..])
             .unwrap();
         db.flush().unwrap();
     }
@@ -1442,6 +1446,7 @@ async fn store_converts_a_version_3_store_on_open() {
         assert_eq!(watermark(&store), Some(log_before));
     }
     let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.meta(KEY_CONVERTING).unwrap(), None);
     assert_eq!(
         store
             .insert_messages(vec![msg(2, G1, A1, 2), msg(6, G1, A1, 4)])
@@ -1450,6 +1455,25 @@ async fn store_converts_a_version_3_store_on_open() {
         vec![Inserted::Duplicate, Inserted::New]
     );
     assert_eq!(store.authors(&G1).unwrap(), vec![(A1, 1, 5)]);
+    drop(store);
+
+    // An older binary opened the converted store: it made an empty `messages-v3` (with a
+    // watermark), which is dropped.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let v3 = db.open_tree(V3_MESSAGES).unwrap();
+        v3.insert(KEY_WATERMARK, &log_before.to_be_bytes()[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!has_tree(&store, V3_MESSAGES));
+    assert_eq!(store.message_count(), 6);
+    drop(store);
+    // One that stored a message there is refused, not converted over what format 4 holds.
+    write_v3(dir.path(), &[msg(7, G2, A1, 1)]);
+    let err = corrupt_in(Store::open(dir.path()), V3_MESSAGES);
+    assert!(err.to_string().contains("older"), "{err}");
 }
 
 /// Message ids that share their first 8 bytes (which the id index is keyed by) are all
