@@ -336,13 +336,11 @@ enum Internal {
         ids: Vec<MessageId>,
         failed: Vec<MessageId>,
     },
-    LocalStored {
-        sealed: Box<Sealed>,
-        result: Result<()>,
-        reply: oneshot::Sender<Result<MessageId>>,
+    /// A batch of local posts was written (or failed to be): one input for the whole batch.
+    PostsStored {
+        posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
+        result: std::result::Result<(), String>,
     },
-    /// A batch of local posts was written (after its `LocalStored`s).
-    PostsWritten,
     /// Envelopes read ahead for a sync response (see [`ReadAhead`]).
     ReadAhead {
         key: ReadKey,
@@ -1021,19 +1019,7 @@ impl Actor {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string());
-            for (sealed, reply) in posts {
-                let result = result
-                    .clone()
-                    .map_err(|e| Error::io("cannot store the message", std::io::Error::other(e)));
-                let _ = tx
-                    .send(Internal::LocalStored {
-                        sealed: Box::new(sealed),
-                        result,
-                        reply,
-                    })
-                    .await;
-            }
-            let _ = tx.send(Internal::PostsWritten).await;
+            let _ = tx.send(Internal::PostsStored { posts, result }).await;
         });
     }
 
@@ -1290,24 +1276,23 @@ impl Actor {
                     ahead.ready.insert(key, envelopes);
                 }
             }
-            Internal::PostsWritten => {
+            Internal::PostsStored { posts, result } => {
                 self.post_writes = self.post_writes.saturating_sub(1);
-            }
-            Internal::LocalStored {
-                sealed,
-                result,
-                reply,
-            } => {
-                self.pending_writes = self.pending_writes.saturating_sub(1);
-                match result {
-                    Ok(()) => {
-                        self.engine.commit_local_message(&sealed);
-                        self.note_origin(sealed.id, &sealed.header);
-                        let _ = self.new_messages.send(sealed.id);
-                        let _ = reply.send(Ok(sealed.id));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
+                self.pending_writes = self.pending_writes.saturating_sub(posts.len());
+                for (sealed, reply) in posts {
+                    match &result {
+                        Ok(()) => {
+                            self.engine.commit_local_message(&sealed);
+                            self.note_origin(sealed.id, &sealed.header);
+                            let _ = self.new_messages.send(sealed.id);
+                            let _ = reply.send(Ok(sealed.id));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(Error::io(
+                                "cannot store the message",
+                                std::io::Error::other(e.clone()),
+                            )));
+                        }
                     }
                 }
             }
