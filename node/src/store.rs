@@ -1937,6 +1937,72 @@ fn raise_watermark(messages: &sled::Tree, end: u64) -> sled::Result<()> {
     Ok(())
 }
 
+/// Where the envelope log stands as `messages` (of any format since 3) records it: the stored
+/// watermark (0 if none; a malformed one is corrupt in `part`) and where new envelopes go, the
+/// end of the file or the watermark if the file is shorter (logged as an error: reading what
+/// is missing will fail, and new envelopes cannot be mistaken for it).
+fn log_state(
+    path: &Path,
+    messages: &sled::Tree,
+    part: &'static str,
+    log: &EnvelopeLog,
+) -> Result<LogState, StoreError> {
+    let watermark = stored_u64(path, messages, KEY_WATERMARK, part, "log watermark")?.unwrap_or(0);
+    let file_len = log
+        .len()
+        .map_err(|e| open_error(path, sled::Error::Io(e)))?;
+    if file_len < watermark {
+        tracing::error!(
+            path = %path.display(),
+            file = envelope_log::FILE_NAME,
+            file_len,
+            watermark,
+            "the envelope log is shorter than the part known to be on disk; \
+             reading the messages stored there will fail"
+        );
+    }
+    Ok(LogState {
+        end: file_len.max(watermark),
+        watermark,
+    })
+}
+
+/// The u64 stored under `key` in `tree`, if any; one of another length is corrupt in `part`,
+/// named `what`.
+fn stored_u64(
+    path: &Path,
+    tree: &sled::Tree,
+    key: &[u8],
+    part: &'static str,
+    what: &str,
+) -> Result<Option<u64>, StoreError> {
+    let Some(v) = tree.get(key).map_err(|e| open_error(path, e))? else {
+        return Ok(None);
+    };
+    decode_u64(&v).map(Some).ok_or_else(|| {
+        corrupt_at(
+            path,
+            part,
+            format!("{what} has {} bytes, expected 8", v.len()),
+        )
+    })
+}
+
+/// An author index key read back from `part`, checked for length.
+fn author_key(
+    path: &Path,
+    part: &'static str,
+    k: &[u8],
+) -> Result<[u8; BY_AUTHOR_KEY_LEN], StoreError> {
+    k.try_into().map_err(|_| {
+        corrupt_at(
+            path,
+            part,
+            format!("key has {} bytes, expected {BY_AUTHOR_KEY_LEN}", k.len()),
+        )
+    })
+}
+
 /// Opens `messages` (format 4) after a clean shutdown or a crash, and builds the id index.
 ///
 /// Every author index run is read once. A message whose envelope does not lie wholly below
@@ -1961,41 +2027,14 @@ fn load(
 ) -> Result<(LogState, IdIndex), StoreError> {
     let open_err = |e| open_error(path, e);
     let io_err = |e| open_error(path, sled::Error::Io(e));
-    let watermark = match messages.get(KEY_WATERMARK).map_err(open_err)? {
-        Some(v) => decode_u64(&v).ok_or_else(|| {
-            corrupt_at(
-                path,
-                PART_WATERMARK,
-                format!("log watermark has {} bytes, expected 8", v.len()),
-            )
-        })?,
-        None => 0,
-    };
-    let file_len = log.len().map_err(io_err)?;
-    if file_len < watermark {
-        tracing::error!(
-            path = %path.display(),
-            file = envelope_log::FILE_NAME,
-            file_len,
-            watermark,
-            "the envelope log is shorter than the part known to be on disk; \
-             reading the messages stored there will fail"
-        );
-    }
-    let end = file_len.max(watermark);
+    let LogState { end, watermark } = log_state(path, messages, PART_WATERMARK, log)?;
 
     let mut index = IdIndex::default();
     let mut rewrites = sled::Batch::default();
     let mut dropped = 0usize;
     for item in messages.scan_prefix([P_AUTHOR]) {
         let (k, v) = item.map_err(open_err)?;
-        let key = <[u8; BY_AUTHOR_KEY_LEN]>::try_from(k.as_ref()).map_err(|_| {
-            corrupt_at(
-                path,
-                PART_BY_AUTHOR,
-                format!("key has {} bytes, expected {BY_AUTHOR_KEY_LEN}", k.len()),
-            )
-        })?;
+        let key = author_key(path, PART_BY_AUTHOR, &k)?;
         let first = seq_of(&key);
         let records = parse_run(&v)
             .filter(|records| numbered(first, records).count() == records.len())
@@ -2022,15 +2061,15 @@ fn load(
         if kept.len() < records.len() {
             dropped += records.len() - kept.len();
             rewrites.remove(k);
-            let encoded: std::collections::BTreeMap<_, _> = kept
-                .iter()
-                .map(|(key, r)| {
-                    let mut record = Vec::new();
-                    // Decoded from a record, so it encodes again.
-                    let _ = encode_record(&mut record, &r.id, &r.loc, r.meta);
-                    (*key, record)
-                })
-                .collect();
+            let mut encoded = std::collections::BTreeMap::new();
+            for (key, r) in &kept {
+                // Decoded from a record, so its metadata length fits again.
+                let mut record = Vec::new();
+                encode_record(&mut record, &r.id, &r.loc, r.meta).ok_or_else(|| {
+                    corrupt_at(path, PART_BY_AUTHOR, "metadata over 4 GiB".into())
+                })?;
+                encoded.insert(*key, record);
+            }
             for (key, run, _) in author_runs(&encoded, MAX_RUN) {
                 rewrites.insert(&key[..], run);
             }

@@ -18,10 +18,10 @@
 
 use std::path::Path;
 
-use super::envelope_log::{self, EnvelopeLog, Location};
+use super::envelope_log::{EnvelopeLog, Location};
 use super::{
-    author_runs, by_author_key_at, corrupt_at, decode_u64, encode_record, open_error, seq_of,
-    LogState, MessageId, StoreError, BY_AUTHOR_KEY_LEN, ID_LEN, KEY_WATERMARK, MAX_RUN, P_AUTHOR,
+    author_key, author_runs, by_author_key_at, corrupt_at, encode_record, log_state, open_error,
+    seq_of, stored_u64, LogState, MessageId, StoreError, ID_LEN, KEY_WATERMARK, MAX_RUN, P_AUTHOR,
     SEQ_SPACE_LEN,
 };
 
@@ -71,20 +71,8 @@ pub(super) fn migrate_v3(
     let (mut pending, mut copied, mut lost) = (0usize, 0u64, 0u64);
     for item in old.scan_prefix([P_AUTHOR]) {
         let (k, v) = item.map_err(open_err)?;
-        let key = <[u8; BY_AUTHOR_KEY_LEN]>::try_from(k.as_ref()).map_err(|_| {
-            corrupt_at(
-                path,
-                V3_PART_BY_AUTHOR,
-                format!("key has {} bytes, expected {BY_AUTHOR_KEY_LEN}", k.len()),
-            )
-        })?;
-        if v.is_empty() || v.len() % ID_LEN != 0 {
-            return Err(corrupt_at(
-                path,
-                V3_PART_BY_AUTHOR,
-                format!("value has {} bytes, expected message ids", v.len()),
-            ));
-        }
+        let key = author_key(path, V3_PART_BY_AUTHOR, &k)?;
+        check_ids(path, V3_PART_BY_AUTHOR, &v)?;
         // The run's messages as version 4 records; a seq whose entry is missing (which atomic
         // batches rule out) splits the run.
         let mut records = std::collections::BTreeMap::new();
@@ -93,13 +81,7 @@ pub(super) fn migrate_v3(
                 lost += 1;
                 continue;
             };
-            let (meta, loc) = split_message_value(&value).ok_or_else(|| {
-                corrupt_at(
-                    path,
-                    PART_MESSAGES,
-                    format!("message {} is malformed", hex::encode(id)),
-                )
-            })?;
+            let (meta, loc) = message_entry(path, &id, &value)?;
             let mut record = Vec::new();
             encode_record(&mut record, &id, &loc, meta).ok_or_else(|| {
                 corrupt_at(
@@ -136,6 +118,33 @@ pub(super) fn migrate_v3(
         );
     }
     Ok(())
+}
+
+/// Checks that a version 3 value in `part` is message ids, at least one.
+fn check_ids(path: &Path, part: &'static str, v: &[u8]) -> Result<(), StoreError> {
+    if v.is_empty() || v.len() % ID_LEN != 0 {
+        return Err(corrupt_at(
+            path,
+            part,
+            format!("value has {} bytes, expected message ids", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// The metadata and envelope location of version 3 message `id`, from its entry.
+fn message_entry<'v>(
+    path: &Path,
+    id: &MessageId,
+    value: &'v [u8],
+) -> Result<(&'v [u8], Location), StoreError> {
+    split_message_value(value).ok_or_else(|| {
+        corrupt_at(
+            path,
+            PART_MESSAGES,
+            format!("message {} is malformed", hex::encode(id)),
+        )
+    })
 }
 
 /// The `(seq, id)` pairs of a version 3 run starting at seq `first`; stops at the last seq
@@ -224,19 +233,14 @@ pub(super) fn split_message_value(v: &[u8]) -> Option<(&[u8], Location)> {
 
 /// The message count stored in `messages` (0 before the first message).
 fn read_count(path: &Path, messages: &sled::Tree) -> Result<u64, StoreError> {
-    match messages
-        .get(KEY_MESSAGE_COUNT)
-        .map_err(|e| open_error(path, e))?
-    {
-        Some(v) => decode_u64(&v).ok_or_else(|| {
-            corrupt_at(
-                path,
-                PART_COUNTERS,
-                format!("message-count has {} bytes, expected 8", v.len()),
-            )
-        }),
-        None => Ok(0),
-    }
+    Ok(stored_u64(
+        path,
+        messages,
+        KEY_MESSAGE_COUNT,
+        PART_COUNTERS,
+        "message-count",
+    )?
+    .unwrap_or(0))
 }
 
 /// Drops the messages whose envelope lies at or beyond the log's watermark and is not intact
@@ -262,28 +266,7 @@ pub(super) fn recover_v3(
     log: &EnvelopeLog,
 ) -> Result<LogState, StoreError> {
     let open_err = |e| open_error(path, e);
-    let watermark = match messages.get(KEY_WATERMARK).map_err(open_err)? {
-        Some(v) => decode_u64(&v).ok_or_else(|| {
-            corrupt_at(
-                path,
-                PART_COUNTERS,
-                format!("log watermark has {} bytes, expected 8", v.len()),
-            )
-        })?,
-        None => 0,
-    };
-    let file_len = log.len().map_err(|e| open_err(sled::Error::Io(e)))?;
-    if file_len < watermark {
-        tracing::error!(
-            path = %path.display(),
-            file = envelope_log::FILE_NAME,
-            file_len,
-            watermark,
-            "the envelope log is shorter than the part known to be on disk; \
-             reading the messages stored there will fail"
-        );
-    }
-    let end = file_len.max(watermark);
+    let LogState { end, watermark } = log_state(path, messages, PART_COUNTERS, log)?;
 
     let mut removals = sled::Batch::default();
     let mut batches = 0usize;
@@ -298,13 +281,7 @@ pub(super) fn recover_v3(
                 format!("key has {} bytes, expected {BY_OFFSET_KEY_LEN}", k.len()),
             ));
         }
-        if v.is_empty() || v.len() % ID_LEN != 0 {
-            return Err(corrupt_at(
-                path,
-                PART_BY_OFFSET,
-                format!("value has {} bytes, expected message ids", v.len()),
-            ));
-        }
+        check_ids(path, PART_BY_OFFSET, &v)?;
         batches += 1;
         // Batches past `end` are not below the raised watermark; remove them here.
         removals.remove(k);
@@ -315,13 +292,7 @@ pub(super) fn recover_v3(
             let Some(value) = messages.get(key).map_err(open_err)? else {
                 continue;
             };
-            let (_, loc) = split_message_value(&value).ok_or_else(|| {
-                corrupt_at(
-                    path,
-                    PART_MESSAGES,
-                    format!("message {} is malformed", hex::encode(id)),
-                )
-            })?;
+            let (_, loc) = message_entry(path, &id, &value)?;
             let intact = log
                 .read(&loc, end)
                 .map_err(|e| open_err(sled::Error::Io(e)))?
@@ -346,13 +317,7 @@ pub(super) fn recover_v3(
             {
                 continue;
             }
-            let Ok(key) = <[u8; BY_AUTHOR_KEY_LEN]>::try_from(k.as_ref()) else {
-                return Err(corrupt_at(
-                    path,
-                    V3_PART_BY_AUTHOR,
-                    format!("key has {} bytes, expected {BY_AUTHOR_KEY_LEN}", k.len()),
-                ));
-            };
+            let key = author_key(path, V3_PART_BY_AUTHOR, &k)?;
             removals.remove(k);
             let kept: std::collections::BTreeMap<_, _> = run_ids(seq_of(&key), &v)
                 .filter(|(_, id)| !dropped.contains(id))
