@@ -177,6 +177,9 @@ pub enum UsageError {
     /// The node named is already a member.
     #[error("{0} is already a member")]
     AlreadyMember(NodeId),
+    /// Another member of the group already has this name.
+    #[error("another member is already named {0:?}")]
+    NameTaken(String),
     /// The node named is not a member.
     #[error("{0} is not a member")]
     NoSuchMember(NodeId),

@@ -245,13 +245,10 @@ impl GroupState {
         now: Timestamp,
         rng: &mut R,
     ) -> Result<Vec<u8>, UsageError> {
-        if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN || name.chars().any(char::is_control)
-        {
-            return Err(UsageError::Invalid {
-                field: "group name",
-                reason: format!("must be 1 to {MAX_GROUP_NAME_LEN} bytes of printable text"),
-            });
-        }
+        crate::fields::check_group_name(name).map_err(|e| UsageError::Invalid {
+            field: "group name",
+            reason: e.0.into(),
+        })?;
         check_node_name(owner_name)?;
         let mut members = BTreeMap::new();
         members.insert(
@@ -298,8 +295,8 @@ impl GroupState {
                 "event 1 must have an all-zero prev",
             ));
         }
-        if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN {
-            return Err(Rejection::InvalidControl("group name length"));
+        if crate::fields::check_group_name(name).is_err() {
+            return Err(Rejection::InvalidControl("invalid group name"));
         }
         owner
             .verify(
@@ -310,7 +307,7 @@ impl GroupState {
             )
             .map_err(|_| Rejection::NotOwner(event.group))?;
         if check_node_name(owner_name).is_err() {
-            return Err(Rejection::InvalidControl("owner name length"));
+            return Err(Rejection::InvalidControl("invalid owner name"));
         }
         let mut members = BTreeMap::new();
         members.insert(
@@ -383,7 +380,10 @@ impl GroupState {
             UsageError::RemoveOwner => Rejection::InvalidControl("removes the owner"),
             UsageError::Invalid {
                 field: "node name", ..
-            } => Rejection::InvalidControl("member name length"),
+            } => Rejection::InvalidControl("invalid member name"),
+            UsageError::NameTaken(_) => {
+                Rejection::InvalidControl("adds a member under another member's name")
+            }
             UsageError::Invalid {
                 field: "change", ..
             } => Rejection::InvalidControl("create only as event 1"),
@@ -448,6 +448,9 @@ impl GroupState {
                     return Err(UsageError::AlreadyMember(*member));
                 }
                 check_node_name(name)?;
+                if members.values().any(|m| m.name == *name) {
+                    return Err(UsageError::NameTaken(name.clone()));
+                }
                 members.insert(
                     *member,
                     Member {
@@ -573,19 +576,10 @@ impl GroupState {
 }
 
 fn check_node_name(name: &str) -> Result<(), UsageError> {
-    if name.is_empty()
-        || name.len() > crate::identity::MAX_NAME_LEN
-        || name.chars().any(char::is_control)
-    {
-        return Err(UsageError::Invalid {
-            field: "node name",
-            reason: format!(
-                "must be 1 to {} bytes of printable text",
-                crate::identity::MAX_NAME_LEN
-            ),
-        });
-    }
-    Ok(())
+    crate::fields::check_node_name(name).map_err(|e| UsageError::Invalid {
+        field: "node name",
+        reason: e.0.into(),
+    })
 }
 
 fn idx(seq: u64) -> usize {

@@ -22,6 +22,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod fields;
 pub mod frame;
 pub mod group;
 pub mod identity;
@@ -33,4 +34,4 @@ pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;
 pub use group::{GroupId, GroupState, Role};
 pub use identity::{ExchangeKey, ExchangeSecret, IdentityKey, NodeId, Timestamp};
-pub use message::{Content, Handling, MessageId, Payload};
+pub use message::{Content, Handling, MessageId, Payload, Recipient};

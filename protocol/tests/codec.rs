@@ -13,7 +13,7 @@ use liaison_protocol::group::{Change, ControlEvent, SignedControl, WrappedKey};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{Envelope, Header};
 use liaison_protocol::receipt::{Receipt, SignedReceipt};
-use liaison_protocol::{Content, Rejection};
+use liaison_protocol::{Content, Recipient, Rejection};
 use liaison_protocol::{
     DecodeError, ExchangeKey, Frame, GroupId, Handling, IdentityKey, MessageId, NodeId, Payload,
     Role, Timestamp,
@@ -210,10 +210,14 @@ fn payload() -> impl Strategy<Value = Payload> {
     (text(), ".{0,64}").prop_map(|(subject, body)| Payload::Text { subject, body })
 }
 
+fn recipient() -> impl Strategy<Value = Recipient> {
+    (text(), node_id()).prop_map(|(officer, node)| Recipient { officer, node })
+}
+
 fn content() -> impl Strategy<Value = Content> {
     (
         text(),
-        vec(text(), 0..3),
+        vec(recipient(), 0..3),
         proptest::option::of(message_id()),
         payload(),
     )
