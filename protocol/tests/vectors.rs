@@ -24,6 +24,9 @@ use liaison_protocol::group::{decode_control, Change, LocalKeys};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::roster::{
+    AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
+};
 use liaison_protocol::{
     Content, ExchangeKey, ExchangeSecret, Frame, GroupId, GroupState, Handling, IdentityKey,
     NodeId, Payload, Recipient, Rejection, Role, Timestamp,
@@ -133,6 +136,16 @@ const ROTATE_RNG_SEED: [u8; 32] = [0x0b; 32];
 const REMOVE_RNG_SEED: [u8; 32] = [0x0c; 32];
 const SEAL_RED_RNG_SEED: [u8; 32] = [0x0d; 32];
 const SEAL_STRICT_RNG_SEED: [u8; 32] = [0x0e; 32];
+const AUTHORITY_SEED: [u8; 32] = [0x10; 32];
+const REVOKED_ID_SEED: [u8; 32] = [0x11; 32];
+const NEW_MEMBER_ID_SEED: [u8; 32] = [0x12; 32];
+const NEW_MEMBER_X_SEED: [u8; 32] = [0x13; 32];
+const OWNER_NEW_X_SEED: [u8; 32] = [0x14; 32];
+const REKEY_MEMBER_RNG_SEED: [u8; 32] = [0x15; 32];
+const NEW_OWNER_ID_SEED: [u8; 32] = [0x16; 32];
+const NEW_OWNER_X_SEED: [u8; 32] = [0x17; 32];
+const REKEY_OWNER_RNG_SEED: [u8; 32] = [0x18; 32];
+const ROTATE_AFTER_REKEY_RNG_SEED: [u8; 32] = [0x19; 32];
 const DAY_MS: u64 = 86_400_000;
 
 /// The order of the ed25519 base point, little-endian.
@@ -151,6 +164,8 @@ struct ExpectControl<'a> {
     /// The members of the new epoch with their exchange keys, in node-id order.
     members: &'a [(NodeId, ExchangeKey)],
     rng_seed: [u8; 32],
+    /// The identity seed of the key that signs it (the owner's at the time).
+    signer_seed: [u8; 32],
 }
 
 /// Checks `bytes` against an independent construction of the event from WIRE.md: the epoch
@@ -178,7 +193,7 @@ fn check_control(bytes: &[u8], e: &ExpectControl<'_>, w: &mut W) -> [u8; 32] {
     }
     let body = w.done();
     assert_eq!(signed.body, body);
-    let signature = sign(&OWNER_ID_SEED, b"liaison/v1/control\0", &body);
+    let signature = sign(&e.signer_seed, b"liaison/v1/control\0", &body);
     assert_eq!(bytes, w.u8(1).bytes(&body).raw(&signature).done());
     epoch_key
 }
@@ -595,6 +610,7 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
             change,
             members: &owner_and_member,
             rng_seed: ADD_MEMBER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
         },
         &mut w,
     );
@@ -634,6 +650,7 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
             change,
             members: &all,
             rng_seed: ADD_READER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
         },
         &mut w,
     );
@@ -653,6 +670,7 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
             change: w.u32(3).done(),
             members: &all,
             rng_seed: ROTATE_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
         },
         &mut w,
     );
@@ -813,6 +831,7 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
             change: w.u32(2).raw(reader_id.as_bytes()).done(),
             members: &owner_and_member,
             rng_seed: REMOVE_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
         },
         &mut w,
     );
@@ -1072,6 +1091,277 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     assert!(NodeId::from_bytes(non_canonical).is_err());
     v.push(("negative-node-id-non-canonical", non_canonical.to_vec()));
 
+    // ----- federation: a roster, rotation statements, groups following a rotation ----------
+    let authority = AuthorityKey::from_seed(&AUTHORITY_SEED);
+    let authority_id = authority.id();
+    assert_eq!(
+        authority_id.as_bytes(),
+        SigningKey::from_bytes(&AUTHORITY_SEED)
+            .verifying_key()
+            .as_bytes()
+    );
+    v.push(("authority-key", authority_id.as_bytes().to_vec()));
+    let revoked_id = IdentityKey::from_seed(&REVOKED_ID_SEED).node_id();
+    let mut entries = vec![
+        Entry {
+            node: owner_id,
+            name: "rilo-wca".into(),
+            organisation: "RILO Western Europe".into(),
+            country: "BE".into(),
+            kind: Kind::Rilo,
+            addresses: vec!["192.0.2.10:4433".into()],
+        },
+        Entry {
+            node: member_id,
+            name: "customs-nl".into(),
+            organisation: "Dutch Customs".into(),
+            country: "NL".into(),
+            kind: Kind::Customs,
+            addresses: vec!["[2001:db8::7]:7400".into()],
+        },
+        Entry {
+            node: reader_id,
+            name: "museum-rmo".into(),
+            organisation: "Rijksmuseum van Oudheden".into(),
+            country: "NL".into(),
+            kind: Kind::Academia,
+            addresses: vec![],
+        },
+    ];
+    entries.sort_by_key(|e| e.node);
+    let roster = Roster {
+        authority: authority_id,
+        federation: "WCO Europe".into(),
+        version: 1,
+        issued_at: Timestamp(T0),
+        valid_until: Timestamp(T0 + 90 * DAY_MS),
+        entries: entries.clone(),
+        revocations: vec![Revocation {
+            node: revoked_id,
+            at: Timestamp(T0 - DAY_MS),
+            reason: "key compromised".into(),
+        }],
+    };
+    let roster_bytes = authority.sign(&roster).expect("signs");
+    w.raw(authority_id.as_bytes())
+        .str("WCO Europe")
+        .u64(1)
+        .u64(T0)
+        .u64(T0 + 90 * DAY_MS)
+        .u64(3);
+    for e in &entries {
+        let kind = match e.kind {
+            Kind::Customs => 0,
+            Kind::Police => 1,
+            Kind::Academia => 2,
+            Kind::Rilo => 3,
+        };
+        w.raw(e.node.as_bytes())
+            .str(&e.name)
+            .str(&e.organisation)
+            .str(&e.country)
+            .u32(kind)
+            .u64(e.addresses.len() as u64);
+        for a in &e.addresses {
+            w.str(a);
+        }
+    }
+    let body = w
+        .u64(1)
+        .raw(revoked_id.as_bytes())
+        .u64(T0 - DAY_MS)
+        .str("key compromised")
+        .done();
+    let signature = sign(&AUTHORITY_SEED, b"liaison/v1/roster\0", &body);
+    assert_eq!(roster_bytes, w.u8(1).bytes(&body).raw(&signature).done());
+    assert_eq!(
+        SignedRoster::verify(&roster_bytes, &[authority_id]),
+        Ok(roster)
+    );
+    v.push(("roster", roster_bytes.clone()));
+
+    // The member moves to a new identity key and exchange key.
+    let new_member = IdentityKey::from_seed(&NEW_MEMBER_ID_SEED);
+    let new_member_id = new_member.node_id();
+    let new_member_x = ExchangeSecret::from_seed(&NEW_MEMBER_X_SEED);
+    let rotation = Rotation {
+        old: member_id,
+        new: new_member_id,
+        exchange_key: new_member_x.public(),
+        at: Timestamp(T0 + 10 * DAY_MS),
+    };
+    let rotation_bytes = rotation.sign(&member, &new_member).expect("signs");
+    let body = w
+        .raw(member_id.as_bytes())
+        .raw(new_member_id.as_bytes())
+        .raw(new_member_x.public().as_bytes())
+        .u64(T0 + 10 * DAY_MS)
+        .done();
+    let old_sig = sign(&MEMBER_ID_SEED, b"liaison/v1/rotation\0", &body);
+    let new_sig = sign(&NEW_MEMBER_ID_SEED, b"liaison/v1/rotation\0", &body);
+    assert_eq!(
+        rotation_bytes,
+        w.u8(1).bytes(&body).raw(&old_sig).raw(&new_sig).done()
+    );
+    assert_eq!(Rotation::verify(&rotation_bytes), Ok(rotation));
+    v.push(("new-member-node-id", new_member_id.as_bytes().to_vec()));
+    v.push(("rotation", rotation_bytes.clone()));
+
+    // The owner moves to a new exchange key only.
+    let owner_new_x = ExchangeSecret::from_seed(&OWNER_NEW_X_SEED);
+    let exchange_rotation = Rotation {
+        old: owner_id,
+        new: owner_id,
+        exchange_key: owner_new_x.public(),
+        at: Timestamp(T0 + 11 * DAY_MS),
+    };
+    let exchange_rotation_bytes = exchange_rotation.sign(&owner, &owner).expect("signs");
+    let body = w
+        .raw(owner_id.as_bytes())
+        .raw(owner_id.as_bytes())
+        .raw(owner_new_x.public().as_bytes())
+        .u64(T0 + 11 * DAY_MS)
+        .done();
+    let sig = sign(&OWNER_ID_SEED, b"liaison/v1/rotation\0", &body);
+    assert_eq!(
+        exchange_rotation_bytes,
+        w.u8(1).bytes(&body).raw(&sig).raw(&sig).done()
+    );
+    assert_eq!(
+        Rotation::verify(&exchange_rotation_bytes),
+        Ok(exchange_rotation)
+    );
+    v.push(("rotation-exchange", exchange_rotation_bytes));
+
+    // Event 6: the owner moves the member to its new keys.
+    let c6 = control(
+        &owner_state,
+        Change::Rekey {
+            member: member_id,
+            node: new_member_id,
+            exchange_key: new_member_x.public(),
+        },
+        T0 + 10 * DAY_MS + 1_000,
+        REKEY_MEMBER_RNG_SEED,
+    );
+    let after_member_rekey = sorted(vec![
+        (owner_id, owner_x.public()),
+        (new_member_id, new_member_x.public()),
+    ]);
+    let epoch_6_key = check_control(
+        &c6,
+        &ExpectControl {
+            seq: 6,
+            prev: derive("liaison/v1/control-hash", &[&c5]),
+            created_at: T0 + 10 * DAY_MS + 1_000,
+            change: w
+                .u32(4)
+                .raw(member_id.as_bytes())
+                .raw(new_member_id.as_bytes())
+                .raw(new_member_x.public().as_bytes())
+                .done(),
+            members: &after_member_rekey,
+            rng_seed: REKEY_MEMBER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    assert_eq!(unwrap_as(&c6, 6, new_member_id, &new_member_x), epoch_6_key);
+    owner_state.apply(&c6, Some(owner_keys)).expect("applies");
+    v.push(("control-6", c6.clone()));
+
+    // Event 7: the owner moves itself to a new identity key, signed with its old key; event 8,
+    // a Rotate, is signed by the new one.
+    let new_owner = IdentityKey::from_seed(&NEW_OWNER_ID_SEED);
+    let new_owner_id = new_owner.node_id();
+    let new_owner_x = ExchangeSecret::from_seed(&NEW_OWNER_X_SEED);
+    let c7 = control(
+        &owner_state,
+        Change::Rekey {
+            member: owner_id,
+            node: new_owner_id,
+            exchange_key: new_owner_x.public(),
+        },
+        T0 + 12 * DAY_MS,
+        REKEY_OWNER_RNG_SEED,
+    );
+    let after_owner_rekey = sorted(vec![
+        (new_owner_id, new_owner_x.public()),
+        (new_member_id, new_member_x.public()),
+    ]);
+    check_control(
+        &c7,
+        &ExpectControl {
+            seq: 7,
+            prev: derive("liaison/v1/control-hash", &[&c6]),
+            created_at: T0 + 12 * DAY_MS,
+            change: w
+                .u32(4)
+                .raw(owner_id.as_bytes())
+                .raw(new_owner_id.as_bytes())
+                .raw(new_owner_x.public().as_bytes())
+                .done(),
+            members: &after_owner_rekey,
+            rng_seed: REKEY_OWNER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    owner_state.apply(&c7, Some(owner_keys)).expect("applies");
+    assert_eq!(owner_state.owner(), new_owner_id);
+    let c8 = owner_state
+        .propose(
+            &new_owner,
+            Change::Rotate,
+            Timestamp(T0 + 12 * DAY_MS + 1_000),
+            &mut ChaCha20Rng::from_seed(ROTATE_AFTER_REKEY_RNG_SEED),
+        )
+        .expect("the new owner proposes");
+    check_control(
+        &c8,
+        &ExpectControl {
+            seq: 8,
+            prev: derive("liaison/v1/control-hash", &[&c7]),
+            created_at: T0 + 12 * DAY_MS + 1_000,
+            change: w.u32(3).done(),
+            members: &after_owner_rekey,
+            rng_seed: ROTATE_AFTER_REKEY_RNG_SEED,
+            signer_seed: NEW_OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    // The old owner key no longer signs events.
+    assert!(owner_state
+        .propose(&owner, Change::Rotate, Timestamp(T0), &mut rng)
+        .is_err());
+    owner_state.apply(&c8, None).expect("applies");
+    // Messages signed under the old keys stay valid: their authors were members then.
+    assert!(message::verify(&red.bytes, &owner_state).is_ok());
+    assert!(message::verify(&sealed.bytes, &owner_state).is_ok());
+    v.push(("control-7", c7));
+    v.push(("control-8", c8));
+
+    let roster_frame = Frame::Roster {
+        rosters: vec![roster_bytes.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        roster_frame,
+        w.u8(1).u32(8).u64(1).bytes(&roster_bytes).done()
+    );
+    v.push(("frame-roster", roster_frame));
+    let rotation_frame = Frame::Rotation {
+        statements: vec![rotation_bytes.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        rotation_frame,
+        w.u8(1).u32(9).u64(1).bytes(&rotation_bytes).done()
+    );
+    v.push(("frame-rotation", rotation_frame));
+
     // ----- the test RNG ---------------------------------------------------------------------
     let mut first = [0u8; 64];
     ChaCha20Rng::from_seed(GENESIS_RNG_SEED).fill_bytes(&mut first);
@@ -1114,6 +1404,8 @@ fn wire_md_states_the_constants() {
         "liaison/v1/control\\0",
         "liaison/v1/envelope\\0",
         "liaison/v1/receipt\\0",
+        "liaison/v1/roster\\0",
+        "liaison/v1/rotation\\0",
         "liaison/v1/control-hash",
         "liaison/v1/epoch-key",
         "liaison/v1/message-id",
@@ -1132,6 +1424,14 @@ fn wire_md_states_the_constants() {
         b"liaison/v1/control\0"
     );
     assert_eq!(message::ENVELOPE_DOMAIN, b"liaison/v1/envelope\0");
+    assert_eq!(
+        liaison_protocol::roster::ROSTER_DOMAIN,
+        b"liaison/v1/roster\0"
+    );
+    assert_eq!(
+        liaison_protocol::roster::ROTATION_DOMAIN,
+        b"liaison/v1/rotation\0"
+    );
     assert_eq!(
         liaison_protocol::receipt::RECEIPT_DOMAIN,
         b"liaison/v1/receipt\0"
@@ -1155,6 +1455,8 @@ fn wire_md_states_the_constants() {
         ("MAX_CONTROL_LEN", codec::MAX_CONTROL_LEN),
         ("MAX_DESCRIPTOR_LEN", codec::MAX_DESCRIPTOR_LEN),
         ("MAX_RECEIPT_LEN", codec::MAX_RECEIPT_LEN),
+        ("MAX_ROSTER_LEN", codec::MAX_ROSTER_LEN),
+        ("MAX_ROTATION_LEN", codec::MAX_ROTATION_LEN),
     ] {
         let row = format!("| `{name}` | {value} |");
         assert!(WIRE_MD.contains(&row), "WIRE.md lacks the row {row}");
