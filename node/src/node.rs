@@ -1947,6 +1947,10 @@ impl Actor {
         let recipients = content.recipients.clone();
         let (subject, body) = match content.payload {
             Payload::Text { subject, body } => (subject, body),
+            Payload::Record(data) => (
+                format!("[record of kind {}, schema {}]", data.kind, data.schema),
+                String::new(),
+            ),
         };
         Ok(MessageView {
             id: id.to_string(),
