@@ -33,4 +33,4 @@ pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;
 pub use group::{GroupId, GroupState, Role};
 pub use identity::{ExchangeKey, ExchangeSecret, IdentityKey, NodeId, Timestamp};
-pub use message::{Content, Handling, MessageId, Payload};
+pub use message::{Content, Handling, MessageId, Payload, Place};
