@@ -363,7 +363,7 @@ enum ControlReply {
 pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
     let (identity, exchange) = dir.keys()?;
-    let store = Store::open(&dir.store_path())?;
+    let store = Store::open_with(&dir.store_path(), &config.store.options())?;
     let node_id = identity.node_id();
     let allow = AllowList::new();
     let transport_config = TransportConfig {

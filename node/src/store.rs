@@ -106,9 +106,9 @@
 //! only: the store builds it when it opens, from one scan of the author index
 //! (the same scan that checks the messages past the watermark after a crash),
 //! and adds every batch to it. It names the place where an id may be held; the
-//! run there confirms it. It costs 30 to 60 bytes of memory per message (a hash
-//! table of 25-byte slots, between half and seven eighths full) and, at
-//! open, one read of every run. The message count is its size.
+//! run there confirms it. It costs 16 bytes of memory per message (an array
+//! sorted by id; see `id_index`) and, at open, one read of every run. The
+//! message count is its size.
 //!
 //! Receipts are indexed the same way: per receipt, one `receipts-v3` entry per
 //! run of consecutive seqs of one author that it names and the author index
@@ -171,6 +171,28 @@ pub use error::{EngineError, StoreError};
 pub use messages::{Inserted, NewMessage};
 pub use receipts::{NewReceipt, StoredReceipt};
 
+/// How the store is tuned: the `[store]` section of the node's configuration. [`Store::open`]
+/// uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of sled's page cache ([`DEFAULT_CACHE_BYTES`] by default). sled keeps the tree
+    /// pages it read or wrote up to about this much; opening the store reads every author
+    /// index run once (to build the id index), so without a bound the cache holds the whole
+    /// index after every start.
+    pub cache_bytes: u64,
+}
+
+/// sled's page cache by default: 64 MiB (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
 /// Prefix of `meta-v1` keys that belong to the store itself;
 /// [`Store::put_meta`] refuses them.
 pub const RESERVED_META_PREFIX: &str = "store/";
@@ -228,6 +250,12 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// Opens (creating if needed) the store in directory `path`, with the default
+    /// [`StoreOptions`]; see [`Store::open_with`].
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &StoreOptions::default())
+    }
+
     /// Opens (creating if needed) the store in directory `path`.
     ///
     /// Must be called from within a tokio runtime: the store spawns its
@@ -237,14 +265,17 @@ impl Store {
     /// A store held by another process is reported as [`StoreError::InUse`] after
     /// a second: a store just closed in this process can hold its lock a moment longer,
     /// while sled's IO threads finish their last buffer writes.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let path_buf = path.to_path_buf();
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime {
             path: path_buf.clone(),
         })?;
         let started = Instant::now();
         let db = loop {
-            match sled::Config::new().path(path).open() {
+            let config = sled::Config::new()
+                .path(path)
+                .cache_capacity(options.cache_bytes);
+            match config.open() {
                 Ok(db) => break db,
                 Err(e) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(LOCK_RETRY);
@@ -270,6 +301,13 @@ impl Store {
         // After sled, whose lock keeps a second process out of the directory.
         let log = EnvelopeLog::open(path).map_err(|e| open_error(path, e))?;
         let (log_state, index) = recovery::load(path, &db, &messages, &log)?;
+        tracing::info!(
+            path = %path.display(),
+            messages = index.len(),
+            id_index_bytes = index.heap_bytes(),
+            elapsed = ?started.elapsed(),
+            "store opened"
+        );
 
         let shared = Arc::new(Shared::default());
         let (wake_tx, wake_rx) = mpsc::channel(1);
@@ -306,6 +344,15 @@ impl Store {
     /// Directory of the store.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Bytes of memory the id index takes (see the module docs).
+    pub fn id_index_bytes(&self) -> usize {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .heap_bytes()
     }
 
     /// Runs `work` on tokio's blocking pool: a sled batch takes milliseconds (and may wait on

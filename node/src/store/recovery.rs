@@ -7,7 +7,7 @@ use std::path::Path;
 use super::durability::raise_watermark;
 use super::envelope_log::{self, EnvelopeLog};
 use super::error::{corrupt_at, open_error};
-use super::id_index::IdIndex;
+use super::id_index::{self, IdIndex};
 use super::keys::{
     author_key_at, seq_of, AuthorKey, BY_AUTHOR_KEY_LEN, GROUP_LEN, ID_LEN, KEY_WATERMARK,
     PART_BY_AUTHOR, PART_WATERMARK, P_AUTHOR,
@@ -91,7 +91,7 @@ pub(super) fn load(
     let open_err = |e| open_error(path, e);
     let LogState { end, watermark } = log_state(path, messages, log)?;
 
-    let mut index = IdIndex::default();
+    let mut index = id_index::Builder::default();
     let mut rewrites = sled::Batch::default();
     let mut dropped = 0usize;
     for item in messages.scan_prefix([P_AUTHOR]) {
@@ -147,7 +147,7 @@ pub(super) fn load(
             }
         }
         for (key, record) in &kept {
-            index.insert(&record.id, key);
+            index.push(&record.id, key);
         }
     }
     if dropped > 0 {
@@ -158,6 +158,21 @@ pub(super) fn load(
             "dropped messages whose envelopes did not reach the disk before a crash \
              (they were never acknowledged, to peers or through the API)"
         );
+    }
+    let (mut index, shared) = index.finish();
+    if !shared.is_empty() {
+        // Ids sharing their first 8 bytes are found by whole id: a second pass finds them.
+        for item in messages.scan_prefix([P_AUTHOR]) {
+            let (k, v) = item.map_err(open_err)?;
+            let (Ok(key), Some(records)) = (AuthorKey::try_from(k.as_ref()), parse_run(&v)) else {
+                continue;
+            };
+            for (seq, record) in numbered(seq_of(&key), &records) {
+                if shared.contains(&id_index::id_prefix(&record.id)) {
+                    index.insert_whole(&record.id, &author_key_at(&key, seq));
+                }
+            }
+        }
     }
     if end > watermark || dropped > 0 {
         log.sync().map_err(|e| open_error(path, e))?;
