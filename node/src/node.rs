@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use liaison_protocol::group::Change;
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
-use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Sealed};
+use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
@@ -38,7 +38,7 @@ use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
 use crate::records::Shown;
-use crate::store::{NewMessageOwned, Store};
+use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 use crate::views::{
     ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, Status,
@@ -383,7 +383,7 @@ enum ControlReply {
 pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
     let (identity, exchange) = dir.keys()?;
-    let store = Store::open(&dir.store_path())?;
+    let store = Store::open_with(&dir.store_path(), &config.store.options())?;
     let node_id = identity.node_id();
     let allow = AllowList::new();
     let transport_config = TransportConfig {
@@ -538,7 +538,7 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
             }
             chain.push(bytes);
         }
-        let gid = GroupId::from(group);
+        let gid = group;
         while !chain.is_empty() {
             match engine.restore_group(chain.clone()) {
                 Ok(_) => break,
@@ -548,19 +548,14 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
                 }
             }
         }
-        for (author, epoch, seq) in store.held(&group)? {
-            let Ok(author) = NodeId::from_bytes(author) else {
-                continue;
-            };
-            engine.restore_held(&gid, &author, epoch, [seq]);
-        }
+        engine.restore_held(store.held(&group)?);
     }
     Ok(())
 }
 
-/// One range of envelopes for a sync response: group, author, epoch and the seq after which
-/// it starts.
-type ReadKey = (GroupId, NodeId, u64, u64);
+/// One range of envelopes for a sync response: the sequence space of a place, from the seq
+/// after it.
+type ReadKey = Place;
 
 /// Most ranges read ahead and kept at once (each at most one response budget, 1 MiB).
 const MAX_READ_AHEAD: usize = 8;
@@ -585,7 +580,7 @@ struct StoreArchive<'a> {
     store: &'a Store,
     origins: &'a Origins,
     /// Origins read from the store while handling the frame at hand, for [`Origins`].
-    learned: RefCell<Vec<(MessageId, Origin)>>,
+    learned: RefCell<Vec<(MessageId, Place)>>,
     ahead: &'a RefCell<ReadAhead>,
     /// Store reads made for receipts of the frame at hand (see [`MAX_RECEIPT_READS`]).
     receipt_reads: Cell<usize>,
@@ -600,11 +595,8 @@ const MAX_RECEIPT_READS: usize = 1024;
 
 impl StoreArchive<'_> {
     /// Group and author of a stored message from the store, decoding only its header.
-    fn stored_origin(&self, id: &MessageId) -> Option<Origin> {
-        let header = match self
-            .store
-            .with_envelope(id.as_bytes(), message::decode_header)
-        {
+    fn stored_origin(&self, id: &MessageId) -> Option<Place> {
+        let header = match self.store.with_envelope(id, message::decode_header) {
             Ok(found) => found?,
             Err(e) => {
                 warn!(id = %id.short(), error = %e, "cannot read a stored message's origin");
@@ -613,7 +605,7 @@ impl StoreArchive<'_> {
         };
         match header {
             Ok(h) => {
-                let origin = Origin::of(&h);
+                let origin = h.place();
                 self.learned.borrow_mut().push((*id, origin));
                 Some(origin)
             }
@@ -634,7 +626,12 @@ impl Archive for StoreArchive<'_> {
         after: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
-        let key = (*group, *author, epoch, after);
+        let key = Place {
+            group: *group,
+            author: *author,
+            epoch,
+            seq: after,
+        };
         let mut ahead = self.ahead.borrow_mut();
         let envelopes = match ahead.ready.remove(&key) {
             Some(mut read) => {
@@ -653,7 +650,7 @@ impl Archive for StoreArchive<'_> {
             }
             None => self
                 .store
-                .envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, max_bytes)
+                .envelopes_after(&key, max_bytes)
                 .unwrap_or_else(|e| {
                     warn!(error = %e, "cannot read envelopes for a sync response");
                     Vec::new()
@@ -667,9 +664,7 @@ impl Archive for StoreArchive<'_> {
                 .and_then(|e| message::decode_header(e).ok())
                 .map(|h| h.seq);
             if let Some(last) = last {
-                ahead
-                    .wanted
-                    .push(((*group, *author, epoch, last), max_bytes));
+                ahead.wanted.push((Place { seq: last, ..key }, max_bytes));
             }
         }
         envelopes
@@ -699,36 +694,6 @@ impl Archive for StoreArchive<'_> {
     }
 }
 
-/// Where a message sits: its group, author, epoch and seq (from its header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Origin {
-    group: GroupId,
-    author: NodeId,
-    epoch: u64,
-    seq: u64,
-}
-
-impl Origin {
-    fn of(header: &message::Header) -> Origin {
-        Origin {
-            group: header.group,
-            author: header.author,
-            epoch: header.epoch,
-            seq: header.seq,
-        }
-    }
-
-    /// Message `id` at this place, as the store indexes receipts.
-    fn placed(&self, id: &MessageId) -> crate::store::Placed {
-        crate::store::Placed {
-            id: *id.as_bytes(),
-            author: *self.author.as_bytes(),
-            epoch: self.epoch,
-            seq: self.seq,
-        }
-    }
-}
-
 /// The receipts `store` holds for message `id` as `(receiver, receipt bytes)` (see
 /// [`Store::receipts`]), the message's place read from its stored header; `None` if the
 /// message is not held.
@@ -736,16 +701,13 @@ pub fn stored_receipts(
     store: &Store,
     id: &MessageId,
 ) -> Result<Option<Vec<crate::store::StoredReceipt>>> {
-    let Some(header) = store.with_envelope(id.as_bytes(), message::decode_header)? else {
+    let Some(header) = store.with_envelope(id, message::decode_header)? else {
         return Ok(None);
     };
-    let origin =
-        Origin::of(&header.map_err(|e| {
-            Error::Invalid(format!("stored message {id} has a malformed header: {e}"))
-        })?);
-    Ok(Some(
-        store.receipts(origin.group.as_bytes(), &origin.placed(id))?,
-    ))
+    let place = header
+        .map_err(|e| Error::Invalid(format!("stored message {id} has a malformed header: {e}")))?
+        .place();
+    Ok(Some(store.receipts(&place)?))
 }
 
 /// Origins of recently stored messages, so that a receipt for one (the usual case) needs no
@@ -755,16 +717,16 @@ pub fn stored_receipts(
 /// the rest.
 #[derive(Default)]
 struct Origins {
-    newer: HashMap<MessageId, Origin>,
-    older: HashMap<MessageId, Origin>,
+    newer: HashMap<MessageId, Place>,
+    older: HashMap<MessageId, Place>,
 }
 
 impl Origins {
-    fn get(&self, id: &MessageId) -> Option<&Origin> {
+    fn get(&self, id: &MessageId) -> Option<&Place> {
         self.newer.get(id).or_else(|| self.older.get(id))
     }
 
-    fn insert(&mut self, id: MessageId, origin: Origin) {
+    fn insert(&mut self, id: MessageId, origin: Place) {
         if self.newer.len() >= MAX_ORIGINS {
             self.older = std::mem::take(&mut self.newer);
         }
@@ -808,7 +770,7 @@ struct Actor {
     /// Batches of local posts being written.
     post_writes: usize,
     /// Messages accepted from peers and waiting for the store, written by `store_received`.
-    received: Vec<NewMessageOwned>,
+    received: Vec<NewMessage>,
     /// Batches of received messages being written.
     received_writes: usize,
     /// See [`Origins`].
@@ -825,9 +787,6 @@ impl Actor {
         for (node, bytes) in self.store.peers()? {
             let record: PeerRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Corrupt(format!("peer record: {e}")))?;
-            let Ok(node) = NodeId::from_bytes(node) else {
-                continue;
-            };
             self.insert_peer(node, record);
         }
         Ok(())
@@ -946,7 +905,7 @@ impl Actor {
 
     /// Remembers where a message being stored sits (see [`Origins`]).
     fn note_origin(&mut self, id: MessageId, header: &message::Header) {
-        self.origins.insert(id, Origin::of(header));
+        self.origins.insert(id, header.place());
     }
 
     /// A frame from a live connection: to the engine, its signatures already checked.
@@ -989,11 +948,8 @@ impl Actor {
             let store = self.store.clone();
             let tx = self.internal_tx.clone();
             tokio::spawn(async move {
-                let (group, author, epoch, after) = key;
-                let read = tokio::task::spawn_blocking(move || {
-                    store.envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, budget)
-                })
-                .await;
+                let read =
+                    tokio::task::spawn_blocking(move || store.envelopes_after(&key, budget)).await;
                 // A failed read only loses the head start: the request reads the store itself.
                 let envelopes = match read {
                     Ok(Ok(envelopes)) => envelopes,
@@ -1024,12 +980,9 @@ impl Actor {
         tokio::spawn(async move {
             let batch = posts
                 .iter()
-                .map(|(sealed, _)| NewMessageOwned {
-                    id: *sealed.id.as_bytes(),
-                    group: *sealed.header.group.as_bytes(),
-                    author: *sealed.header.author.as_bytes(),
-                    epoch: sealed.header.epoch,
-                    seq: sealed.header.seq,
+                .map(|(sealed, _)| NewMessage {
+                    id: sealed.id,
+                    place: sealed.header.place(),
                     envelope: sealed.bytes.clone(),
                     meta: now().0.to_be_bytes().to_vec(),
                 })
@@ -1055,7 +1008,7 @@ impl Actor {
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let ids: Vec<MessageId> = batch.iter().map(|m| MessageId::from(m.id)).collect();
+            let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
             let (durable, failed) = match store.insert_messages(batch).await {
                 Ok(outcomes) => {
                     let mut durable = Vec::new();
@@ -1088,7 +1041,7 @@ impl Actor {
 
     fn drain(&mut self) {
         self.store_local_posts();
-        let mut batch: Vec<NewMessageOwned> = Vec::new();
+        let mut batch: Vec<NewMessage> = Vec::new();
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
         let mut receipts: Vec<crate::store::NewReceipt> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
@@ -1101,12 +1054,9 @@ impl Actor {
                 } => {
                     debug!(peer = %from.short(), id = %id.short(), "message accepted");
                     self.note_origin(id, &header);
-                    batch.push(NewMessageOwned {
-                        id: *id.as_bytes(),
-                        group: *header.group.as_bytes(),
-                        author: *header.author.as_bytes(),
-                        epoch: header.epoch,
-                        seq: header.seq,
+                    batch.push(NewMessage {
+                        id,
+                        place: header.place(),
                         envelope,
                         meta: now().0.to_be_bytes().to_vec(),
                     });
@@ -1135,12 +1085,11 @@ impl Actor {
                         .iter()
                         .filter_map(|id| {
                             let o = self.origins.get(id).filter(|o| o.group == group)?;
-                            Some(o.placed(id))
+                            Some((*id, *o))
                         })
                         .collect();
                     receipts.push(crate::store::NewReceipt {
-                        receiver: *receiver.as_bytes(),
-                        group: *group.as_bytes(),
+                        receiver,
                         messages,
                         bytes,
                     });
@@ -1185,7 +1134,7 @@ impl Actor {
             let store = self.store.clone();
             tokio::spawn(async move {
                 for (group, seq, event) in controls {
-                    if let Err(e) = store.insert_control(group.as_bytes(), seq, &event).await {
+                    if let Err(e) = store.insert_control(&group, seq, &event).await {
                         warn!(group = %group.short(), seq, error = %e, "cannot store a control event");
                     }
                 }
@@ -1232,7 +1181,7 @@ impl Actor {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.put_peer(peer.as_bytes(), &bytes).await {
+            if let Err(e) = store.put_peer(&peer, &bytes).await {
                 warn!(error = %e, "cannot store a peer record");
             }
         });
@@ -1416,7 +1365,7 @@ impl Actor {
                     let store = self.store.clone();
                     tokio::spawn(async move {
                         let result = store
-                            .put_peer(node.as_bytes(), &record)
+                            .put_peer(&node, &record)
                             .await
                             .map(|()| view)
                             .map_err(Error::from);
@@ -1433,7 +1382,7 @@ impl Actor {
                     let store = self.store.clone();
                     tokio::spawn(async move {
                         let result = store
-                            .remove_peer(node.as_bytes())
+                            .remove_peer(&node)
                             .await
                             .map(|_| ())
                             .map_err(Error::from);
@@ -1694,8 +1643,8 @@ impl Actor {
         let gid = self.resolve_visible_group(who, group)?;
         let mut exported = Vec::new();
         let mut refused = Vec::new();
-        for id in self.store.group_messages(gid.as_bytes())? {
-            let mut view = match self.read(who, &MessageId::from(id), true) {
+        for id in self.store.group_messages(&gid)? {
+            let mut view = match self.read(who, &id, true) {
                 Ok(v) => v,
                 Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
@@ -1858,7 +1807,7 @@ impl Actor {
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let result = store
-                .insert_control(gid.as_bytes(), seq, &event)
+                .insert_control(&gid, seq, &event)
                 .await
                 .map(|_| ())
                 .map_err(Error::from);
@@ -1953,12 +1902,12 @@ impl Actor {
         };
         let mut out = Vec::new();
         for gid in groups {
-            for id in self.store.group_messages(gid.as_bytes())? {
-                match self.read(who, &MessageId::from(id), false) {
+            for id in self.store.group_messages(&gid)? {
+                match self.read(who, &id, false) {
                     Ok(v) => out.push(v),
                     Err(Error::NotFound(_)) => {}
                     Err(e) => {
-                        warn!(id = %MessageId::from(id).short(), error = %e, "cannot show a stored message")
+                        warn!(id = %id.short(), error = %e, "cannot show a stored message")
                     }
                 }
             }
@@ -1969,7 +1918,7 @@ impl Actor {
 
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
-        let bytes = self.store.message(id.as_bytes())?.ok_or_else(not_found)?;
+        let bytes = self.store.message(id)?.ok_or_else(not_found)?;
         let (_, header, _) = message::decode(&bytes)?;
         if who.access(&header.group).is_none() {
             return Err(not_found());
@@ -2021,7 +1970,7 @@ impl Actor {
                 "message {id} names a malformed group or author"
             )));
         };
-        let origin = Origin {
+        let origin = Place {
             group,
             author,
             epoch: message.epoch,
@@ -2029,7 +1978,7 @@ impl Actor {
         };
         // Per receiver, the earliest time it says it stored the message.
         let mut stored: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for (_, bytes) in self.store.receipts(group.as_bytes(), &origin.placed(id))? {
+        for (_, bytes) in self.store.receipts(&origin)? {
             let Ok(r) = Receipt::verify(&bytes) else {
                 continue;
             };
@@ -2045,7 +1994,7 @@ impl Actor {
         if message.author_id != self.me.to_string() {
             let arrived = self
                 .store
-                .message_meta(id.as_bytes())?
+                .message_meta(id)?
                 .and_then(|m| <[u8; 8]>::try_from(m.as_slice()).ok())
                 .map(u64::from_be_bytes);
             if let Some(at) = arrived {
@@ -2351,12 +2300,9 @@ mod tests {
         let (gid, author, sealed) = sealed_messages(MAX_RECEIPT_READS as u64 + 10);
         let batch = sealed
             .iter()
-            .map(|s| NewMessageOwned {
-                id: *s.id.as_bytes(),
-                group: *gid.as_bytes(),
-                author: *author.as_bytes(),
-                epoch: s.header.epoch,
-                seq: s.header.seq,
+            .map(|s| NewMessage {
+                id: s.id,
+                place: s.header.place(),
                 envelope: s.bytes.clone(),
                 meta: 1u64.to_be_bytes().to_vec(),
             })
@@ -2364,7 +2310,7 @@ mod tests {
         store.insert_messages(batch).await.unwrap();
         let recent = sealed.last().unwrap();
         let mut origins = Origins::default();
-        origins.insert(recent.id, Origin::of(&recent.header));
+        origins.insert(recent.id, recent.header.place());
         let ahead = RefCell::new(ReadAhead::default());
         let archive = |origins| StoreArchive {
             store: &store,
@@ -2391,7 +2337,7 @@ mod tests {
         assert!(learned
             .iter()
             .zip(&sealed)
-            .all(|((id, o), s)| *id == s.id && *o == Origin::of(&s.header)));
+            .all(|((id, o), s)| *id == s.id && *o == s.header.place()));
         // Duplicate envelopes are not bounded: saying "not held" there would blame the sender.
         assert!(sealed
             .iter()
@@ -2405,7 +2351,7 @@ mod tests {
     #[test]
     fn origins_keep_at_least_the_latest_generation() {
         let (group, author, _) = sealed_messages(0);
-        let origin = |n: u64| Origin {
+        let origin = |n: u64| Place {
             group,
             author,
             epoch: 1,

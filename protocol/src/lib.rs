@@ -35,5 +35,5 @@ pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;
 pub use group::{GroupId, GroupState, Role};
 pub use identity::{ExchangeKey, ExchangeSecret, IdentityKey, NodeId, Timestamp};
-pub use message::{Content, Handling, MessageId, Payload, RecordData};
+pub use message::{Content, Handling, MessageId, Payload, Place, RecordData};
 pub use record::{FieldError, Readable, Record, RecordKind};

@@ -94,6 +94,22 @@ impl std::str::FromStr for Handling {
     }
 }
 
+/// Where a message sits: the `seq`-th message of `author` in `epoch` of `group`. One place
+/// holds at most one message: an author that signs two messages for one place equivocates.
+///
+/// Ordered by group, author, epoch and seq, as the bytes of the ids and the numbers compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    /// The group.
+    pub group: GroupId,
+    /// The author node.
+    pub author: NodeId,
+    /// The epoch the message was sealed in.
+    pub epoch: u64,
+    /// The author's sequence number in this group and epoch, from 1.
+    pub seq: u64,
+}
+
 /// The signed header of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
@@ -120,6 +136,18 @@ pub struct Header {
     /// BLAKE3 hash of the ciphertext. The last field: the AEAD's associated data is the
     /// encoded header without these 32 bytes.
     pub ciphertext_hash: [u8; 32],
+}
+
+impl Header {
+    /// Where the message sits in its author's sequence.
+    pub fn place(&self) -> Place {
+        Place {
+            group: self.group,
+            author: self.author,
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
 }
 
 /// A message as it travels and is stored.

@@ -177,10 +177,7 @@ impl Scene {
     }
 
     fn stores(&self, id: MessageId) -> bool {
-        self.a
-            .store
-            .has_message(id.as_bytes())
-            .expect("store readable")
+        self.a.store.has_message(&id).expect("store readable")
     }
 
     async fn shutdown(self) {
@@ -568,11 +565,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
 
     // Control events signed by mallory instead of the owner: the next event of a group it is
     // in, and event 1 of a group that names the target as its owner.
-    let controls_before =
-        sc.a.store
-            .control_events(g.member.as_bytes())
-            .expect("store")
-            .len();
+    let controls_before = sc.a.store.control_events(&g.member).expect("store").len();
     let next = forge_control(
         sc.h.signing_key(),
         &ControlEvent {
@@ -624,10 +617,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
     assert_eq!(epoch(&sc.a, g.member).await, member_epoch);
     assert!(!knows_group(&sc.a.handle, fake_group).await);
     assert_eq!(
-        sc.a.store
-            .control_events(g.member.as_bytes())
-            .expect("store")
-            .len(),
+        sc.a.store.control_events(&g.member).expect("store").len(),
         controls_before
     );
 

@@ -53,8 +53,8 @@ impl Actor {
     /// Every message of `group` that `who` may read, with its record, oldest first.
     fn readable(&self, who: &Principal, group: &GroupId) -> Result<Vec<MessageView>> {
         let mut out = Vec::new();
-        for id in self.store.group_messages(group.as_bytes())? {
-            match self.read(who, &MessageId::from(id), true) {
+        for id in self.store.group_messages(group)? {
+            match self.read(who, &id, true) {
                 Ok(v) => out.push(v),
                 Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
