@@ -1,6 +1,6 @@
 //! Federation rosters from peers, files and the store: decoding, verifying and taking them into
 //! a federation view never panic. The authority a roster names is trusted on a second pass, so
-//! the signature check and every rule of WIRE.md §9.1 are reached too.
+//! the signature check and every rule of WIRE.md §12.1 are reached too.
 #![no_main]
 
 use liaison_protocol::roster::{Federation, SignedRoster};

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod names;
 pub mod node;
+pub mod records;
 pub mod store;
 pub mod transport;
 pub mod views;

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attachment;
 pub mod codec;
 pub mod error;
 pub mod fields;
@@ -29,6 +30,7 @@ pub mod group;
 pub mod identity;
 pub mod message;
 pub mod receipt;
+pub mod record;
 pub mod roster;
 pub mod sync;
 
@@ -36,4 +38,5 @@ pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;
 pub use group::{GroupId, GroupState, Role};
 pub use identity::{ExchangeKey, ExchangeSecret, IdentityKey, NodeId, Timestamp};
-pub use message::{Content, Handling, MessageId, Payload, Recipient};
+pub use message::{Content, Handling, MessageId, Payload, Place, Recipient, RecordData};
+pub use record::{FieldError, Readable, Record, RecordKind};

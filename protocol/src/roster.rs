@@ -223,7 +223,7 @@ pub struct Roster {
     pub version: u64,
     /// When the authority issued it.
     pub issued_at: Timestamp,
-    /// After this time the roster admits no new connections (see WIRE.md §9).
+    /// After this time the roster admits no new connections (see WIRE.md §12).
     pub valid_until: Timestamp,
     /// The admitted nodes, strictly ascending by node id, names unique.
     pub entries: Vec<Entry>,
@@ -243,7 +243,7 @@ pub struct SignedRoster {
 }
 
 impl Roster {
-    /// Checks every rule of WIRE.md §9 that needs nothing but the roster.
+    /// Checks every rule of WIRE.md §12.1 that needs nothing but the roster.
     pub fn check(&self) -> Result<(), &'static str> {
         fields::check_printable(&self.federation, 1, fields::MAX_TEXT_LEN)
             .map_err(|_| "the federation name is not 1 to 128 bytes of printable text")?;

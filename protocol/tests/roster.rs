@@ -1,4 +1,4 @@
-//! Rosters, revocations and rotation statements: every rule of WIRE.md §9 refuses what it
+//! Rosters, revocations and rotation statements: every rule of WIRE.md §12 refuses what it
 //! must, and a group follows a rotated member and a rotated owner.
 
 use ed25519_dalek::{Signer, SigningKey};
