@@ -484,7 +484,7 @@ async fn post_record(
             recipients: post.to,
             subject: String::new(),
             body: String::new(),
-            record: Some(record),
+            record: Some(Box::new(record)),
             handling,
             reply_to,
         };

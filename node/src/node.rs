@@ -212,8 +212,9 @@ pub struct Post {
     pub subject: String,
     /// Body (of a note; unused with a record).
     pub body: String,
-    /// A structured record to post instead of the subject and body.
-    pub record: Option<Record>,
+    /// A structured record to post instead of the subject and body (boxed: records are large
+    /// and commands travel through channels).
+    pub record: Option<Box<Record>>,
     /// Handling code.
     pub handling: Handling,
     /// Reply-to.
@@ -1846,7 +1847,7 @@ impl Actor {
             let recipients =
                 crate::names::resolve_recipients(state, self.me, &self.name, &post.recipients)?;
             if let Some(parent) = &post.reply_to {
-                self.check_reply(who, &gid, parent, post.record.as_ref())?;
+                self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
             let payload = match &post.record {
                 Some(record) => record.to_payload(Vec::new())?,

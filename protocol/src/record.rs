@@ -397,6 +397,9 @@ impl Record {
 }
 
 /// A record's payload read by this build.
+// Made once per message read and consumed at once; boxing the record would cost an allocation
+// for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readable {
     /// A kind and schema this build knows, decoded and valid.

@@ -474,7 +474,7 @@ mod tests {
     fn pointers_escape() {
         let mut c = Checker::new();
         c.at("a/b", |c| c.at("m~n", |c| c.at(3, |c| c.fail("x"))));
-        assert_eq!(c.finish().unwrap_err()[0].pointer, "/a~1b/m~0n/3");
+        assert_eq!(c.finish().expect_err("errors")[0].pointer, "/a~1b/m~0n/3");
     }
 
     #[test]
@@ -483,7 +483,7 @@ mod tests {
         for _ in 0..1000 {
             c.fail("x");
         }
-        let errors = c.finish().unwrap_err();
+        let errors = c.finish().expect_err("errors");
         assert_eq!(errors.len(), MAX_ERRORS + 1);
         assert_eq!(
             errors[MAX_ERRORS].reason,

@@ -137,7 +137,7 @@ mod tests {
     fn a_code_fails_at_its_own_position() {
         let mut c = Checker::new();
         c.field("country", &Country::from("fr"));
-        let errors = c.finish().unwrap_err();
+        let errors = c.finish().expect_err("errors");
         assert_eq!(errors[0].pointer, "/country");
     }
 }
