@@ -30,6 +30,7 @@ pub mod message;
 pub mod receipt;
 pub mod record;
 pub mod sync;
+pub mod transfer;
 
 pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;
