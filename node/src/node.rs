@@ -1052,6 +1052,7 @@ impl Actor {
                     id,
                     header,
                     envelope,
+                    attachments: _,
                 } => {
                     debug!(peer = %from.short(), id = %id.short(), "message accepted");
                     self.note_origin(id, &header);
