@@ -91,7 +91,6 @@ groups-title = مجموعاتك
 groups-none = ليست لديك مجموعات بعد. يمنحها المشغل.
 groups-name = المجموعة
 groups-unread = غير مقروءة
-groups-unread-label = { $count } غير مقروءة
 groups-access = صلاحيتك
 groups-owner = المنسق
 groups-members = المؤسسات الأعضاء

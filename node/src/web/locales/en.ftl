@@ -92,7 +92,6 @@ groups-title = Your groups
 groups-none = You have no groups yet. Your operator grants them.
 groups-name = Group
 groups-unread = Unread
-groups-unread-label = { $count } unread
 groups-access = Your access
 groups-owner = Coordinator
 groups-members = Member organisations

@@ -91,7 +91,6 @@ groups-title = Sus grupos
 groups-none = Aún no tiene grupos. Su operador los asigna.
 groups-name = Grupo
 groups-unread = No leídos
-groups-unread-label = { $count } sin leer
 groups-access = Su acceso
 groups-owner = Coordinador
 groups-members = Organizaciones miembro

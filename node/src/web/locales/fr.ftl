@@ -91,7 +91,6 @@ groups-title = Vos groupes
 groups-none = Vous n’avez encore aucun groupe. Votre opérateur les attribue.
 groups-name = Groupe
 groups-unread = Non lus
-groups-unread-label = { $count } non lus
 groups-access = Votre accès
 groups-owner = Coordinateur
 groups-members = Organisations membres

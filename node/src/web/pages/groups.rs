@@ -60,8 +60,7 @@ pub async fn index(State(app): State<App>, officer: Officer) -> Response {
                             td { a href=(format!("/g/{}", g.id)) { (g.name) } }
                             td {
                                 span class=(if *unread == 0 { "badge zero" } else { "badge" })
-                                    data-unread-for=(g.id) data-count=(unread)
-                                    aria-label=(l.t_args("groups-unread-label", &[("count", &unread.to_string())])) {
+                                    data-unread-for=(g.id) data-count=(unread) {
                                     (if *unread >= facade::UNREAD_CAP { format!("{}+", l.number(*unread)) } else { l.number(*unread) })
                                 }
                             }
