@@ -48,7 +48,7 @@ use crate::group::{Applied, Change, GroupId, GroupState, LocalKeys};
 use crate::identity::{
     Descriptor, ExchangeSecret, IdentityKey, NodeId, SignedDescriptor, Timestamp,
 };
-use crate::message::{self, Draft, MessageId, Sealed};
+use crate::message::{self, Draft, MessageId, Place, Sealed};
 use crate::receipt::{Receipt, MAX_RECEIPT_MESSAGES};
 
 /// Read access to the envelopes a node has stored, implemented by the node over its store.
@@ -386,18 +386,12 @@ impl Engine {
         Ok(id)
     }
 
-    /// Records that the store holds these sequence numbers of `author` in `epoch` of `group`.
-    pub fn restore_held(
-        &mut self,
-        group: &GroupId,
-        author: &NodeId,
-        epoch: u64,
-        seqs: impl IntoIterator<Item = u64>,
-    ) {
-        if let Some(replica) = self.groups.get_mut(group) {
-            let held = replica.held.entry((*author, epoch)).or_default();
-            for seq in seqs {
-                held.insert(seq);
+    /// Records that the store holds messages at these places (of groups restored before).
+    pub fn restore_held(&mut self, places: impl IntoIterator<Item = Place>) {
+        for place in places {
+            if let Some(replica) = self.groups.get_mut(&place.group) {
+                let held = replica.held.entry((place.author, place.epoch)).or_default();
+                held.insert(place.seq);
             }
         }
     }
@@ -419,12 +413,12 @@ impl Engine {
         self.groups.get(id).map(Replica::vector).unwrap_or_default()
     }
 
-    /// Whether this node holds (or is storing) a message of `author` in `epoch` at `seq`.
-    pub fn holds(&self, group: &GroupId, author: &NodeId, epoch: u64, seq: u64) -> bool {
+    /// Whether this node holds (or is storing) a message at `place`.
+    pub fn holds(&self, place: &Place) -> bool {
         self.groups
-            .get(group)
-            .and_then(|r| r.held.get(&(*author, epoch)))
-            .is_some_and(|h| h.contains(seq))
+            .get(&place.group)
+            .and_then(|r| r.held.get(&(place.author, place.epoch)))
+            .is_some_and(|h| h.contains(place.seq))
     }
 
     /// Whether `peer` is connected.

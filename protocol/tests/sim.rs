@@ -49,10 +49,19 @@ use liaison_protocol::receipt::Receipt;
 use liaison_protocol::sync::{Archive, Config, Engine, Event, LocalDraft};
 use liaison_protocol::{
     Content, ExchangeSecret, Frame, GroupId, GroupState, IdentityKey, MessageId, NodeId, Payload,
-    Rejection, Role, Timestamp, UsageError,
+    Place, Rejection, Role, Timestamp, UsageError,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+
+fn place(group: GroupId, author: NodeId, epoch: u64, seq: u64) -> Place {
+    Place {
+        group,
+        author,
+        epoch,
+        seq,
+    }
+}
 
 const T0: Timestamp = Timestamp(1_767_225_600_000);
 const NAMES: [&str; 7] = ["O", "A", "B", "C", "D", "E", "F"];
@@ -714,9 +723,12 @@ impl Sim {
         for (_, events) in groups {
             engine.restore_group(events).expect("restores");
         }
-        for (g, a, e, s) in node.archive.messages.keys() {
-            engine.restore_held(g, a, *e, [*s]);
-        }
+        engine.restore_held(
+            node.archive
+                .messages
+                .keys()
+                .map(|&(group, author, epoch, seq)| place(group, author, epoch, seq)),
+        );
         node.engine = engine;
         for p in peers {
             if self.is_up(i, p) {
@@ -932,7 +944,7 @@ fn check(sim: &Sim, out: &Outcome) {
                     .any(|(i, n)| i != p.author && n.archive.origin.contains_key(&p.id));
             for (i, node) in sim.nodes.iter().enumerate() {
                 let id = sim.ids[i];
-                let holds = node.engine.holds(&gid, &author, p.epoch, p.seq);
+                let holds = node.engine.holds(&place(gid, author, p.epoch, p.seq));
                 let stored = node.archive.messages.get(&(gid, author, p.epoch, p.seq));
                 assert_eq!(
                     holds,
@@ -1083,7 +1095,7 @@ fn a_new_member_is_not_blamed_for_being_ahead() {
     sim.post(F, g1);
     assert_eq!(sim.ledger.len(), posts + 1);
     settle(&mut sim, 200);
-    assert!(!sim.nodes[A].engine.holds(&g1, &sim.ids[F], 5, 1));
+    assert!(!sim.nodes[A].engine.holds(&place(g1, sim.ids[F], 5, 1)));
     let rejected = &sim.nodes[A].rejected;
     assert!(rejected.is_empty(), "A blamed a peer: {rejected:?}");
 
@@ -1091,7 +1103,7 @@ fn a_new_member_is_not_blamed_for_being_ahead() {
     sim.release(F, A);
     settle(&mut sim, 3 * SYNC_MS);
     assert_eq!(sim.nodes[A].engine.group(&g1).map(GroupState::seq), Some(5));
-    assert!(sim.nodes[A].engine.holds(&g1, &sim.ids[F], 5, 1));
+    assert!(sim.nodes[A].engine.holds(&place(g1, sim.ids[F], 5, 1)));
     for node in &sim.nodes {
         assert!(
             node.rejected.is_empty(),

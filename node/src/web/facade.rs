@@ -292,6 +292,7 @@ impl Facade {
             recipients: draft.recipients,
             subject: draft.subject,
             body: draft.body,
+            record: None,
             handling,
             reply_to,
         };
