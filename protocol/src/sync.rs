@@ -93,6 +93,10 @@ pub struct Config {
     /// Forward messages received from their author to the other connected members at once.
     /// Group owners always do; other nodes rely on the periodic sync unless this is set.
     pub relay: bool,
+    /// How far a time signed by another node (a descriptor's `valid_from`, a message's
+    /// `created_at`, a receipt's `stored_at`) may lie ahead of this node's clock, in
+    /// milliseconds, before it is refused as being in the future.
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             max_in_flight: 16_384,
             response_budget: 1024 * 1024,
             relay: false,
+            max_clock_skew_ms: crate::identity::DEFAULT_MAX_CLOCK_SKEW_MS,
         }
     }
 }
@@ -294,8 +299,9 @@ pub struct Engine {
     /// Pushes, acks and receipts waiting to be coalesced into frames, per peer.
     outbox: BTreeMap<NodeId, Outbox>,
     events: VecDeque<Event>,
-    /// Signed descriptors of known nodes (this one included), shared with peers.
-    directory: BTreeMap<NodeId, Vec<u8>>,
+    /// Signed descriptors of other known nodes, with their `valid_from` (their order: see
+    /// [`Descriptor::supersedes`]), shared with peers.
+    directory: BTreeMap<NodeId, (Timestamp, Vec<u8>)>,
     /// BLAKE3 digests of receipts taken recently (see [`MAX_SEEN_RECEIPTS`]).
     seen_receipts: HashSet<[u8; 32]>,
 }
@@ -425,6 +431,11 @@ impl Engine {
             .get(group)
             .and_then(|r| r.held.get(&(*author, epoch)))
             .is_some_and(|h| h.contains(seq))
+    }
+
+    /// The signed descriptors of other nodes this node shares with its peers, one per node.
+    pub fn directory(&self) -> impl Iterator<Item = &[u8]> {
+        self.directory.values().map(|(_, bytes)| bytes.as_slice())
     }
 
     /// Whether `peer` is connected.
@@ -567,7 +578,7 @@ impl Engine {
             .directory
             .iter()
             .filter(|(node, _)| **node != peer)
-            .map(|(_, d)| d.clone())
+            .map(|(_, (_, d))| d.clone())
             .collect();
         for chunk in known.chunks(256) {
             self.send(
@@ -581,30 +592,43 @@ impl Engine {
     }
 
     /// Adds a signed descriptor (from the store, at start-up) to the directory shared with
-    /// peers. Invalid or expired descriptors are ignored.
+    /// peers, unless an invalid or expired one, or one older than the descriptor held for the
+    /// same node (see [`Descriptor::supersedes`]).
     pub fn restore_descriptor(&mut self, now: Timestamp, bytes: Vec<u8>) {
-        if let Ok(d) = SignedDescriptor::verify(&bytes, now) {
-            if self.directory.len() < MAX_DIRECTORY || self.directory.contains_key(&d.node) {
-                self.directory.insert(d.node, bytes);
-            }
+        if let Ok(d) = SignedDescriptor::verify_within(&bytes, now, self.config.max_clock_skew_ms) {
+            self.keep_descriptor(&d, &bytes);
         }
     }
 
-    /// Records a verified descriptor; if it is new, shares it with connected peers.
-    fn learn_descriptor(&mut self, node: NodeId, bytes: &[u8]) -> bool {
-        if node == self.identity.node_id()
-            || self.directory.get(&node).map(Vec::as_slice) == Some(bytes)
-        {
+    /// Keeps `d` (signed as `bytes`) in the directory if it is new and supersedes what is
+    /// held for its node; returns whether it did.
+    fn keep_descriptor(&mut self, d: &Descriptor, bytes: &[u8]) -> bool {
+        if d.node == self.identity.node_id() {
             return false;
         }
-        if self.directory.len() >= MAX_DIRECTORY && !self.directory.contains_key(&node) {
+        match self.directory.get(&d.node) {
+            // Equal or older: the held one stays (see `Descriptor::supersedes`).
+            Some((held_from, _)) if d.valid_from <= *held_from => return false,
+            Some(_) => {}
+            None if self.directory.len() >= MAX_DIRECTORY => return false,
+            None => {}
+        }
+        self.directory
+            .insert(d.node, (d.valid_from, bytes.to_vec()));
+        true
+    }
+
+    /// Records a verified descriptor received from `from`; if it supersedes what was held,
+    /// shares it with the other connected peers — never back to `from`, which has it.
+    fn learn_descriptor(&mut self, from: NodeId, d: &Descriptor, bytes: &[u8]) -> bool {
+        if !self.keep_descriptor(d, bytes) {
             return false;
         }
-        self.directory.insert(node, bytes.to_vec());
+        let node = d.node;
         let targets: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(id, p)| p.connected && **id != node)
+            .filter(|(id, p)| p.connected && **id != node && **id != from)
             .map(|(id, _)| *id)
             .collect();
         let frame = Frame::Directory {
@@ -776,9 +800,13 @@ impl Engine {
         archive: &dyn Archive,
     ) {
         match split.frame {
-            Frame::Hello { descriptor } => match SignedDescriptor::verify(&descriptor, now) {
+            Frame::Hello { descriptor } => match SignedDescriptor::verify_within(
+                &descriptor,
+                now,
+                self.config.max_clock_skew_ms,
+            ) {
                 Ok(d) if d.node == peer => {
-                    self.learn_descriptor(peer, &descriptor);
+                    self.learn_descriptor(peer, &d, &descriptor);
                     self.events.push_back(Event::PeerDescriptor {
                         peer,
                         descriptor: Box::new(d),
@@ -804,9 +832,13 @@ impl Engine {
             }
             Frame::Directory { descriptors } => {
                 for bytes in descriptors {
-                    match SignedDescriptor::verify(&bytes, now) {
+                    match SignedDescriptor::verify_within(
+                        &bytes,
+                        now,
+                        self.config.max_clock_skew_ms,
+                    ) {
                         Ok(d) => {
-                            if self.learn_descriptor(d.node, &bytes) {
+                            if self.learn_descriptor(peer, &d, &bytes) {
                                 self.events.push_back(Event::Directory {
                                     node: d.node,
                                     descriptor: Box::new(d),

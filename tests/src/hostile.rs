@@ -80,14 +80,19 @@ impl Hostile {
 
     /// Its signed descriptor, valid from an hour ago for a day.
     pub fn descriptor(&self) -> Vec<u8> {
-        let now = now().0;
+        self.descriptor_from(Timestamp(now().0.saturating_sub(3_600_000)))
+    }
+
+    /// Its signed descriptor, valid from `valid_from` for a day: what a node whose clock is off
+    /// by the difference to now signs when it starts.
+    pub fn descriptor_from(&self, valid_from: Timestamp) -> Vec<u8> {
         Descriptor {
             node: self.node_id(),
             name: self.name.clone(),
             addresses: vec![self.addr().to_string()],
             exchange_key: self.exchange.public(),
-            valid_from: Timestamp(now.saturating_sub(3_600_000)),
-            valid_until: Timestamp(now + 86_400_000),
+            valid_from,
+            valid_until: valid_from.plus_millis(86_400_000),
         }
         .sign(&self.identity)
         .expect("sign descriptor")
