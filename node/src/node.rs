@@ -444,7 +444,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         new_messages: broadcast::channel(1024).0,
         events: events.clone(),
         local_posts: Vec::new(),
-        post_writes: 0,
+        post_writing: false,
         received: Vec::new(),
         received_writes: 0,
         origins: Origins::default(),
@@ -605,6 +605,72 @@ impl StoreArchive<'_> {
     }
 }
 
+impl StoreArchive<'_> {
+    /// Envelopes of `author` in `epoch` of `group` with seq in `after + 1 ..= through`, read one
+    /// by one and within `max_bytes` (at least one): those that cannot be read (damaged) are
+    /// left out, so that what can be read still reaches the peer, which gets the rest from
+    /// another.
+    fn readable_envelopes(
+        &self,
+        group: &GroupId,
+        author: &NodeId,
+        epoch: u64,
+        after: u64,
+        through: u64,
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let mut from = after.saturating_add(1);
+        while from <= through {
+            let seqs =
+                match self
+                    .store
+                    .author_seqs(group.as_bytes(), author.as_bytes(), epoch, from, 256)
+                {
+                    Ok(seqs) => seqs,
+                    Err(e) => {
+                        warn!(error = %e, "cannot list envelopes for a sync response");
+                        return out;
+                    }
+                };
+            let Some(&(last, _)) = seqs.last() else {
+                return out;
+            };
+            for (seq, id) in seqs.into_iter().filter(|(seq, _)| *seq <= through) {
+                match self.store.message(&id) {
+                    Ok(Some(envelope)) => {
+                        total = total.saturating_add(envelope.len());
+                        if total > max_bytes && !out.is_empty() {
+                            return out;
+                        }
+                        out.push(envelope);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(id = %MessageId::from(id).short(), seq, error = %e, "a stored envelope cannot be read; left out of a sync response (peers hold it)");
+                    }
+                }
+            }
+            from = last.saturating_add(1);
+            if last == u64::MAX {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// The first `n` of `envelopes` (ascending by seq) with seq at most `through`.
+fn through_seq(mut envelopes: Vec<Vec<u8>>, through: u64) -> Vec<Vec<u8>> {
+    let seq = |e: &Vec<u8>| message::decode_header(e).map_or(u64::MAX, |h| h.seq);
+    if envelopes.last().is_some_and(|e| seq(e) > through) {
+        let keep = envelopes.partition_point(|e| seq(e) <= through);
+        envelopes.truncate(keep);
+    }
+    envelopes
+}
+
 impl Archive for StoreArchive<'_> {
     fn envelopes(
         &self,
@@ -612,6 +678,7 @@ impl Archive for StoreArchive<'_> {
         author: &NodeId,
         epoch: u64,
         after: u64,
+        through: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
         let key = (*group, *author, epoch, after);
@@ -631,14 +698,21 @@ impl Archive for StoreArchive<'_> {
                 read.truncate(keep);
                 read
             }
-            None => self
-                .store
-                .envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, max_bytes)
-                .unwrap_or_else(|e| {
-                    warn!(error = %e, "cannot read envelopes for a sync response");
-                    Vec::new()
-                }),
+            None => match self.store.envelopes_after(
+                group.as_bytes(),
+                author.as_bytes(),
+                epoch,
+                after,
+                max_bytes,
+            ) {
+                Ok(envelopes) => envelopes,
+                Err(e) => {
+                    warn!(error = %e, "cannot read envelopes for a sync response in one go; reading them one by one");
+                    self.readable_envelopes(group, author, epoch, after, through, max_bytes)
+                }
+            },
         };
+        let envelopes = through_seq(envelopes, through);
         // A range that (nearly) filled the budget is likely followed by a request for the next.
         let total: usize = envelopes.iter().map(Vec::len).sum();
         if total >= max_bytes / 2 {
@@ -783,10 +857,11 @@ struct Actor {
     new_messages: broadcast::Sender<MessageId>,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
     events: broadcast::Sender<NodeEvent>,
-    /// Posts sealed and waiting for the store, written together by `store_local_posts`.
-    local_posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
-    /// Batches of local posts being written.
-    post_writes: usize,
+    /// Posts waiting to be sealed and written together by `store_local_posts`.
+    local_posts: Vec<LocalPost>,
+    /// Whether a batch of local posts is being written (one at a time: see
+    /// `store_local_posts`).
+    post_writing: bool,
     /// Messages accepted from peers and waiting for the store, written by `store_received`.
     received: Vec<NewMessageOwned>,
     /// Batches of received messages being written.
@@ -796,6 +871,22 @@ struct Actor {
     /// See [`ReadAhead`].
     read_ahead: RefCell<ReadAhead>,
 }
+
+/// A post accepted from the API, not yet sealed.
+struct LocalPost {
+    group: GroupId,
+    content: Content,
+    handling: Handling,
+    created_at: Timestamp,
+    /// Until when it may wait for the group's sequence numbers to be confirmed (see
+    /// `Engine::seal`): a node that has just started waits for its peers to connect.
+    wait_until: std::time::Instant,
+    reply: oneshot::Sender<Result<MessageId>>,
+}
+
+/// How long a post waits, after the node started or joined the group, for a member to say
+/// which of this node's sequence numbers it holds, before it is refused.
+const POST_CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 /// Meta key prefix of directory entries in the store.
 const DIRECTORY_PREFIX: &str = "directory/";
@@ -876,7 +967,14 @@ impl Actor {
         mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
         loop {
-            let deadline = self.engine.poll_timeout();
+            let mut deadline = self.engine.poll_timeout();
+            if let Some(first) = self.local_posts.iter().map(|p| p.wait_until).min() {
+                // Posts waiting for their group's sequence numbers are retried at each drain
+                // and refused once their wait is over.
+                let left = first.saturating_duration_since(std::time::Instant::now());
+                let at = now().plus_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
             let sleep = async {
                 match deadline {
                     Some(t) => {
@@ -908,7 +1006,12 @@ impl Actor {
             }
             self.drain();
         }
-        // Shutdown: let in-flight store writes finish, then close connections.
+        // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
+        // close connections.
+        for post in std::mem::take(&mut self.local_posts) {
+            self.pending_writes = self.pending_writes.saturating_sub(1);
+            let _ = post.reply.send(Err(Error::ShuttingDown));
+        }
         while self.pending_writes > 0 {
             let Some(msg) = internal.recv().await else {
                 break;
@@ -991,14 +1094,41 @@ impl Actor {
         }
     }
 
-    /// Writes the posts sealed since the last drain as one store batch (one sled batch, one
-    /// flush); each is answered, and pushed to peers, once that write is durable.
+    /// Seals the posts waiting since the last write and writes them as one store batch (one
+    /// sled batch, one flush); each is answered, and pushed to peers, once that write is
+    /// durable. One batch at a time, sealed only when it is written: this node's own messages
+    /// become durable in sequence order, and a failed write hands its sequence numbers back
+    /// (`Engine::handle_local_failed`), so it never leaves a gap in its own sequence.
     fn store_local_posts(&mut self) {
-        if self.local_posts.is_empty() || self.post_writes >= MAX_WRITES_IN_FLIGHT {
+        if self.local_posts.is_empty() || self.post_writing {
             return;
         }
-        self.post_writes += 1;
-        let posts = std::mem::take(&mut self.local_posts);
+        let now_instant = std::time::Instant::now();
+        let mut posts = Vec::new();
+        for post in std::mem::take(&mut self.local_posts) {
+            let draft = LocalDraft {
+                now: post.created_at,
+                handling: post.handling,
+                expires_at: None,
+                content: &post.content,
+            };
+            match self.engine.seal(&post.group, draft, &mut OsRng) {
+                Ok(sealed) => posts.push((sealed, post.reply)),
+                Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
+                    if now_instant < post.wait_until =>
+                {
+                    self.local_posts.push(post);
+                }
+                Err(e) => {
+                    self.pending_writes = self.pending_writes.saturating_sub(1);
+                    let _ = post.reply.send(Err(e.into()));
+                }
+            }
+        }
+        if posts.is_empty() {
+            return;
+        }
+        self.post_writing = true;
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
@@ -1277,8 +1407,12 @@ impl Actor {
                 }
             }
             Internal::PostsStored { posts, result } => {
-                self.post_writes = self.post_writes.saturating_sub(1);
+                self.post_writing = false;
                 self.pending_writes = self.pending_writes.saturating_sub(posts.len());
+                if result.is_err() {
+                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _)| s.clone()).collect();
+                    self.engine.handle_local_failed(&sealed);
+                }
                 for (sealed, reply) in posts {
                     match &result {
                         Ok(()) => {
@@ -1802,7 +1936,11 @@ impl Actor {
                         Ok(n) => n,
                         Err(e) => self.resolve_member(&gid, peer).ok_or(e)?,
                     };
-                    Change::Remove { member }
+                    let event = self
+                        .engine
+                        .propose_remove(&gid, &member, now(), &mut OsRng)?;
+                    let seq = self.engine.group(&gid).map_or(0, |g| g.seq()) + 1;
+                    return Ok((gid, seq, event));
                 }
             };
             let event = self.engine.propose(&gid, change, now(), &mut OsRng)?;
@@ -1877,28 +2015,32 @@ impl Actor {
                     body: post.body,
                 },
             };
-            let sealed = self.engine.seal(
-                &gid,
-                LocalDraft {
-                    now: now(),
-                    handling: post.handling,
-                    expires_at: None,
-                    content: &content,
-                },
-                &mut OsRng,
-            )?;
-            Ok(sealed)
+            // What `Engine::seal` would refuse (membership, role, content limits) is refused
+            // now; sealing itself waits for the write (see `store_local_posts`).
+            let state = self
+                .engine
+                .group(&gid)
+                .ok_or(liaison_protocol::UsageError::NotAMember(gid))?;
+            message::check_draft(state, &self.me, &content)?;
+            Ok((gid, content))
         })();
-        let sealed = match result {
+        let (group, content) = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        // Stored with the other posts of this round in one write; see `store_local_posts`.
+        // Sealed and stored with the other posts of this round in one write.
         self.pending_writes += 1;
-        self.local_posts.push((sealed, reply));
+        self.local_posts.push(LocalPost {
+            group,
+            content,
+            handling: post.handling,
+            created_at: now(),
+            wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
+            reply,
+        });
     }
 
     fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {

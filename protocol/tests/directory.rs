@@ -11,7 +11,7 @@ const T0: Timestamp = Timestamp(1_767_225_600_000);
 struct NoArchive;
 
 impl Archive for NoArchive {
-    fn envelopes(&self, _: &GroupId, _: &NodeId, _: u64, _: u64, _: usize) -> Vec<Vec<u8>> {
+    fn envelopes(&self, _: &GroupId, _: &NodeId, _: u64, _: u64, _: u64, _: usize) -> Vec<Vec<u8>> {
         Vec::new()
     }
     fn message_origin(&self, _: &MessageId) -> Option<(GroupId, NodeId)> {

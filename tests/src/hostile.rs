@@ -226,6 +226,8 @@ impl Session {
             group,
             control_seq: 0,
             vector: Vec::new(),
+            ranges: Vec::new(),
+            max_bytes: 0,
         }))
         .await;
         match self
