@@ -39,7 +39,8 @@ use crate::error::{Error, Result};
 use crate::store::{NewMessageOwned, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 use crate::views::{
-    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, Status,
+    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
+    Status,
 };
 
 /// Capacity of the command channel from the API.
@@ -1280,6 +1281,22 @@ impl Actor {
                 Event::Rejected { peer, reason } => {
                     warn!(peer = %peer.short(), %reason, "rejected input from peer");
                 }
+                Event::OwnMessagesElsewhere {
+                    group,
+                    epoch,
+                    peer,
+                    held_by_peer,
+                    held_here,
+                } => {
+                    warn!(
+                        group = %group.short(),
+                        epoch,
+                        peer = %peer.short(),
+                        held_by_peer,
+                        held_here,
+                        "a peer holds messages this node posted that its store lacks (restored from a backup, or its newest records lost); new posts continue after the peer's, and the missing ones are fetched back"
+                    );
+                }
                 Event::Disconnect { peer } => {
                     warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
                     if let Some(c) = self.conns.remove(&peer) {
@@ -1897,6 +1914,14 @@ impl Actor {
                     role: m.role.to_string(),
                 })
                 .collect(),
+            removed: g
+                .removed()
+                .map(|(node, epoch)| RemovedView {
+                    node_id: node.to_string(),
+                    name: self.node_name(&node, Some(id)),
+                    removed_in_epoch: epoch,
+                })
+                .collect(),
         })
     }
 
@@ -2077,6 +2102,11 @@ impl Actor {
             return Err(not_found());
         }
         let state = self.engine.group(&header.group).ok_or_else(not_found)?;
+        if state.beyond_cutoff(&header.author, header.epoch, header.seq) {
+            // Taken before this node learned that its author was removed, beyond the cut-off
+            // the owner recorded: no member keeps it.
+            return Err(not_found());
+        }
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
         if h.handling == Handling::Red {
@@ -2106,6 +2136,7 @@ impl Actor {
             recipients,
             epoch: h.epoch,
             seq: h.seq,
+            author_removed_in_epoch: state.removed_in(&h.author),
             body: with_body.then_some(body),
         })
     }

@@ -72,6 +72,20 @@ pub struct GroupView {
     pub role: String,
     /// Members of the current epoch.
     pub members: Vec<MemberView>,
+    /// Nodes removed from the group (and not added again).
+    #[serde(default)]
+    pub removed: Vec<RemovedView>,
+}
+
+/// A node removed from a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedView {
+    /// Its node id.
+    pub node_id: String,
+    /// Its name, as the owner stated it.
+    pub name: String,
+    /// The epoch its removal opened: of its messages, only those the owner held then count.
+    pub removed_in_epoch: u64,
 }
 
 /// One message.
@@ -108,6 +122,9 @@ pub struct MessageView {
     pub epoch: u64,
     /// The author's sequence number in the epoch.
     pub seq: u64,
+    /// If the author has since been removed from the group: the epoch its removal opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_removed_in_epoch: Option<u64>,
     /// The body (only when reading one message).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
