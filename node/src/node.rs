@@ -401,6 +401,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         sync_interval_ms: config.sync.interval_ms,
         max_strikes: config.sync.max_strikes,
         relay: config.sync.relay,
+        max_clock_skew_ms: config.sync.max_clock_skew_ms,
+        max_groups_per_owner: config.sync.max_groups_per_owner,
+        max_controls_per_group: config.sync.max_controls_per_group,
+        max_author_bytes_per_day: config.sync.max_author_bytes_per_day,
         ..sync::Config::default()
     };
     let mut engine = Engine::new(
