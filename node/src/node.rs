@@ -2317,7 +2317,18 @@ type InboundFrame = (NodeId, u64, Inbound);
 /// reader starts the checks of up to [`CHECKS_IN_FLIGHT`] frames while it reads on, and hands
 /// them to the actor in the order read.
 async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
-    let Ok((split, items)) = sync::SplitFrame::decode(&bytes) else {
+    // Decoding walks the whole frame (up to 4 MiB of items): on the blocking pool too, never
+    // on an async worker.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let split = sync::SplitFrame::decode(&bytes).ok();
+        (bytes, split)
+    })
+    .await;
+    let Ok((bytes, split)) = decoded else {
+        // The runtime is shutting down.
+        return Inbound::Raw(Vec::new());
+    };
+    let Some((split, items)) = split else {
         return Inbound::Raw(bytes);
     };
     if items.is_empty() {
