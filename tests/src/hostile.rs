@@ -117,6 +117,25 @@ impl Hostile {
         Session { conn, send, inbox }
     }
 
+    /// Dials `target` and waits until the connection is closed, the way `target` closed it,
+    /// or `None` if the handshake itself failed: for a peer the node drops as soon as it
+    /// connects.
+    pub async fn connect_and_wait_closed(&self, target: &RunningNode) -> Option<ConnectionError> {
+        let conn = tokio::time::timeout(
+            GUARD,
+            self.transport
+                .connect(target.quic_addr, *target.node_id.as_bytes()),
+        )
+        .await
+        .expect("handshake in time")
+        .ok()?;
+        Some(
+            tokio::time::timeout(GUARD, conn.closed())
+                .await
+                .expect("the node closes the connection in time"),
+        )
+    }
+
     /// The group as this peer sees it after applying `controls` (event 1 first), holding the
     /// epoch keys wrapped to it.
     pub fn group_state(&self, controls: &[Vec<u8>]) -> GroupState {
