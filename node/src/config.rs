@@ -39,6 +39,34 @@ pub struct Config {
     /// The QUIC transport.
     #[serde(default)]
     pub transport: TransportSection,
+    /// The store.
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// The `[store]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Memory for the store engine's page cache, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+        }
+    }
+}
+
+impl StoreSection {
+    /// The store's options.
+    pub fn options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            cache_bytes: self.cache_mb.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 /// The `[sync]` section.
@@ -164,6 +192,7 @@ impl Config {
             danger_api_non_loopback: false,
             sync: SyncConfig::default(),
             transport: TransportSection::default(),
+            store: StoreSection::default(),
         }
     }
 
@@ -214,6 +243,9 @@ impl Config {
             return Err(
                 "transport.redial_min_ms must be positive and at most redial_max_ms".into(),
             );
+        }
+        if !(4..=1024 * 1024).contains(&self.store.cache_mb) {
+            return Err("store.cache_mb must be between 4 and 1048576".into());
         }
         Ok(())
     }

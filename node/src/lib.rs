@@ -17,6 +17,7 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod node;
+pub mod records;
 pub mod store;
 pub mod transport;
 pub mod views;

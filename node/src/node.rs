@@ -22,8 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use liaison_protocol::group::Change;
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
-use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Sealed};
+use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
 use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp};
 use rand_core::OsRng;
@@ -36,7 +37,8 @@ use crate::accounts::{Access, Principal};
 use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
-use crate::store::{NewMessageOwned, Store};
+use crate::records::Shown;
+use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 use crate::views::{
     ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
@@ -174,8 +176,24 @@ pub enum Command {
     Export {
         /// Group id or name.
         group: String,
+        /// Keep the nominal section (persons, companies) of records; left out otherwise.
+        include_nominal: bool,
         /// Reply.
         reply: oneshot::Sender<Result<ExportView>>,
+    },
+    /// The thread a message belongs to.
+    Thread {
+        /// A message of the thread.
+        id: MessageId,
+        /// Reply.
+        reply: oneshot::Sender<Result<crate::views::ThreadView>>,
+    },
+    /// Counts of a group's messages by kind, commodity, outcome, month and state.
+    Stats {
+        /// Group id or name.
+        group: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<crate::views::StatsView>>,
     },
     /// A feed of the ids of messages as they are durably stored.
     Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
@@ -191,10 +209,13 @@ pub struct Post {
     pub officer: String,
     /// Named recipients `OFFICER@NODE`; required for TLP:RED.
     pub recipients: Vec<String>,
-    /// Subject.
+    /// Subject (of a note; unused with a record).
     pub subject: String,
-    /// Body.
+    /// Body (of a note; unused with a record).
     pub body: String,
+    /// A structured record to post instead of the subject and body (boxed: records are large
+    /// and commands travel through channels).
+    pub record: Option<Box<Record>>,
     /// Handling code.
     pub handling: Handling,
     /// Reply-to.
@@ -364,7 +385,7 @@ enum ControlReply {
 pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
     let (identity, exchange) = dir.keys()?;
-    let store = Store::open(&dir.store_path())?;
+    let store = Store::open_with(&dir.store_path(), &config.store.options())?;
     let node_id = identity.node_id();
     let allow = AllowList::new();
     let transport_config = TransportConfig {
@@ -523,7 +544,7 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
             }
             chain.push(bytes);
         }
-        let gid = GroupId::from(group);
+        let gid = group;
         while !chain.is_empty() {
             match engine.restore_group(chain.clone()) {
                 Ok(_) => break,
@@ -533,19 +554,14 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
                 }
             }
         }
-        for (author, epoch, seq) in store.held(&group)? {
-            let Ok(author) = NodeId::from_bytes(author) else {
-                continue;
-            };
-            engine.restore_held(&gid, &author, epoch, [seq]);
-        }
+        engine.restore_held(store.held(&group)?);
     }
     Ok(())
 }
 
-/// One range of envelopes for a sync response: group, author, epoch and the seq after which
-/// it starts.
-type ReadKey = (GroupId, NodeId, u64, u64);
+/// One range of envelopes for a sync response: the sequence space of a place, from the seq
+/// after it.
+type ReadKey = Place;
 
 /// Most ranges read ahead and kept at once (each at most one response budget, 1 MiB).
 const MAX_READ_AHEAD: usize = 8;
@@ -570,7 +586,7 @@ struct StoreArchive<'a> {
     store: &'a Store,
     origins: &'a Origins,
     /// Origins read from the store while handling the frame at hand, for [`Origins`].
-    learned: RefCell<Vec<(MessageId, Origin)>>,
+    learned: RefCell<Vec<(MessageId, Place)>>,
     ahead: &'a RefCell<ReadAhead>,
     /// Store reads made for receipts of the frame at hand (see [`MAX_RECEIPT_READS`]).
     receipt_reads: Cell<usize>,
@@ -585,11 +601,8 @@ const MAX_RECEIPT_READS: usize = 1024;
 
 impl StoreArchive<'_> {
     /// Group and author of a stored message from the store, decoding only its header.
-    fn stored_origin(&self, id: &MessageId) -> Option<Origin> {
-        let header = match self
-            .store
-            .with_envelope(id.as_bytes(), message::decode_header)
-        {
+    fn stored_origin(&self, id: &MessageId) -> Option<Place> {
+        let header = match self.store.with_envelope(id, message::decode_header) {
             Ok(found) => found?,
             Err(e) => {
                 warn!(id = %id.short(), error = %e, "cannot read a stored message's origin");
@@ -598,7 +611,7 @@ impl StoreArchive<'_> {
         };
         match header {
             Ok(h) => {
-                let origin = Origin::of(&h);
+                let origin = h.place();
                 self.learned.borrow_mut().push((*id, origin));
                 Some(origin)
             }
@@ -610,63 +623,8 @@ impl StoreArchive<'_> {
     }
 }
 
-impl StoreArchive<'_> {
-    /// Envelopes of `author` in `epoch` of `group` with seq in `after + 1 ..= through`, read one
-    /// by one and within `max_bytes` (at least one): those that cannot be read (damaged) are
-    /// left out, so that what can be read still reaches the peer, which gets the rest from
-    /// another.
-    fn readable_envelopes(
-        &self,
-        group: &GroupId,
-        author: &NodeId,
-        epoch: u64,
-        after: u64,
-        through: u64,
-        max_bytes: usize,
-    ) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        let mut from = after.saturating_add(1);
-        while from <= through {
-            let seqs =
-                match self
-                    .store
-                    .author_seqs(group.as_bytes(), author.as_bytes(), epoch, from, 256)
-                {
-                    Ok(seqs) => seqs,
-                    Err(e) => {
-                        warn!(error = %e, "cannot list envelopes for a sync response");
-                        return out;
-                    }
-                };
-            let Some(&(last, _)) = seqs.last() else {
-                return out;
-            };
-            for (seq, id) in seqs.into_iter().filter(|(seq, _)| *seq <= through) {
-                match self.store.message(&id) {
-                    Ok(Some(envelope)) => {
-                        total = total.saturating_add(envelope.len());
-                        if total > max_bytes && !out.is_empty() {
-                            return out;
-                        }
-                        out.push(envelope);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        warn!(id = %MessageId::from(id).short(), seq, error = %e, "a stored envelope cannot be read; left out of a sync response (peers hold it)");
-                    }
-                }
-            }
-            from = last.saturating_add(1);
-            if last == u64::MAX {
-                break;
-            }
-        }
-        out
-    }
-}
-
-/// The first `n` of `envelopes` (ascending by seq) with seq at most `through`.
+/// Those of `envelopes` (ascending by seq) with seq at most `through` (a range read ahead
+/// may run past the end of what is asked for).
 fn through_seq(mut envelopes: Vec<Vec<u8>>, through: u64) -> Vec<Vec<u8>> {
     let seq = |e: &Vec<u8>| message::decode_header(e).map_or(u64::MAX, |h| h.seq);
     if envelopes.last().is_some_and(|e| seq(e) > through) {
@@ -686,7 +644,12 @@ impl Archive for StoreArchive<'_> {
         through: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
-        let key = (*group, *author, epoch, after);
+        let key = Place {
+            group: *group,
+            author: *author,
+            epoch,
+            seq: after,
+        };
         let mut ahead = self.ahead.borrow_mut();
         let envelopes = match ahead.ready.remove(&key) {
             Some(mut read) => {
@@ -703,17 +666,21 @@ impl Archive for StoreArchive<'_> {
                 read.truncate(keep);
                 read
             }
-            None => match self.store.envelopes_after(
-                group.as_bytes(),
-                author.as_bytes(),
-                epoch,
-                after,
-                max_bytes,
-            ) {
-                Ok(envelopes) => envelopes,
+            None => match self.store.readable_envelopes(&key, through, max_bytes) {
+                Ok((envelopes, 0)) => envelopes,
+                Ok((envelopes, skipped)) => {
+                    warn!(
+                        group = %group.short(),
+                        author = %author.short(),
+                        epoch,
+                        skipped,
+                        "stored envelopes cannot be read (damaged); left out of a sync response, peers that hold them serve them"
+                    );
+                    envelopes
+                }
                 Err(e) => {
-                    warn!(error = %e, "cannot read envelopes for a sync response in one go; reading them one by one");
-                    self.readable_envelopes(group, author, epoch, after, through, max_bytes)
+                    warn!(error = %e, "cannot read envelopes for a sync response");
+                    Vec::new()
                 }
             },
         };
@@ -726,9 +693,7 @@ impl Archive for StoreArchive<'_> {
                 .and_then(|e| message::decode_header(e).ok())
                 .map(|h| h.seq);
             if let Some(last) = last {
-                ahead
-                    .wanted
-                    .push(((*group, *author, epoch, last), max_bytes));
+                ahead.wanted.push((Place { seq: last, ..key }, max_bytes));
             }
         }
         envelopes
@@ -758,36 +723,6 @@ impl Archive for StoreArchive<'_> {
     }
 }
 
-/// Where a message sits: its group, author, epoch and seq (from its header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Origin {
-    group: GroupId,
-    author: NodeId,
-    epoch: u64,
-    seq: u64,
-}
-
-impl Origin {
-    fn of(header: &message::Header) -> Origin {
-        Origin {
-            group: header.group,
-            author: header.author,
-            epoch: header.epoch,
-            seq: header.seq,
-        }
-    }
-
-    /// Message `id` at this place, as the store indexes receipts.
-    fn placed(&self, id: &MessageId) -> crate::store::Placed {
-        crate::store::Placed {
-            id: *id.as_bytes(),
-            author: *self.author.as_bytes(),
-            epoch: self.epoch,
-            seq: self.seq,
-        }
-    }
-}
-
 /// The receipts `store` holds for message `id` as `(receiver, receipt bytes)` (see
 /// [`Store::receipts`]), the message's place read from its stored header; `None` if the
 /// message is not held.
@@ -795,16 +730,13 @@ pub fn stored_receipts(
     store: &Store,
     id: &MessageId,
 ) -> Result<Option<Vec<crate::store::StoredReceipt>>> {
-    let Some(header) = store.with_envelope(id.as_bytes(), message::decode_header)? else {
+    let Some(header) = store.with_envelope(id, message::decode_header)? else {
         return Ok(None);
     };
-    let origin =
-        Origin::of(&header.map_err(|e| {
-            Error::Invalid(format!("stored message {id} has a malformed header: {e}"))
-        })?);
-    Ok(Some(
-        store.receipts(origin.group.as_bytes(), &origin.placed(id))?,
-    ))
+    let place = header
+        .map_err(|e| Error::Invalid(format!("stored message {id} has a malformed header: {e}")))?
+        .place();
+    Ok(Some(store.receipts(&place)?))
 }
 
 /// Origins of recently stored messages, so that a receipt for one (the usual case) needs no
@@ -814,16 +746,16 @@ pub fn stored_receipts(
 /// the rest.
 #[derive(Default)]
 struct Origins {
-    newer: HashMap<MessageId, Origin>,
-    older: HashMap<MessageId, Origin>,
+    newer: HashMap<MessageId, Place>,
+    older: HashMap<MessageId, Place>,
 }
 
 impl Origins {
-    fn get(&self, id: &MessageId) -> Option<&Origin> {
+    fn get(&self, id: &MessageId) -> Option<&Place> {
         self.newer.get(id).or_else(|| self.older.get(id))
     }
 
-    fn insert(&mut self, id: MessageId, origin: Origin) {
+    fn insert(&mut self, id: MessageId, origin: Place) {
         if self.newer.len() >= MAX_ORIGINS {
             self.older = std::mem::take(&mut self.newer);
         }
@@ -868,7 +800,7 @@ struct Actor {
     /// `store_local_posts`).
     post_writing: bool,
     /// Messages accepted from peers and waiting for the store, written by `store_received`.
-    received: Vec<NewMessageOwned>,
+    received: Vec<NewMessage>,
     /// Batches of received messages being written.
     received_writes: usize,
     /// See [`Origins`].
@@ -901,9 +833,6 @@ impl Actor {
         for (node, bytes) in self.store.peers()? {
             let record: PeerRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Corrupt(format!("peer record: {e}")))?;
-            let Ok(node) = NodeId::from_bytes(node) else {
-                continue;
-            };
             self.insert_peer(node, record);
         }
         Ok(())
@@ -1034,7 +963,7 @@ impl Actor {
 
     /// Remembers where a message being stored sits (see [`Origins`]).
     fn note_origin(&mut self, id: MessageId, header: &message::Header) {
-        self.origins.insert(id, Origin::of(header));
+        self.origins.insert(id, header.place());
     }
 
     /// A frame from a live connection: to the engine, its signatures already checked.
@@ -1077,11 +1006,8 @@ impl Actor {
             let store = self.store.clone();
             let tx = self.internal_tx.clone();
             tokio::spawn(async move {
-                let (group, author, epoch, after) = key;
-                let read = tokio::task::spawn_blocking(move || {
-                    store.envelopes_after(group.as_bytes(), author.as_bytes(), epoch, after, budget)
-                })
-                .await;
+                let read =
+                    tokio::task::spawn_blocking(move || store.envelopes_after(&key, budget)).await;
                 // A failed read only loses the head start: the request reads the store itself.
                 let envelopes = match read {
                     Ok(Ok(envelopes)) => envelopes,
@@ -1139,12 +1065,9 @@ impl Actor {
         tokio::spawn(async move {
             let batch = posts
                 .iter()
-                .map(|(sealed, _)| NewMessageOwned {
-                    id: *sealed.id.as_bytes(),
-                    group: *sealed.header.group.as_bytes(),
-                    author: *sealed.header.author.as_bytes(),
-                    epoch: sealed.header.epoch,
-                    seq: sealed.header.seq,
+                .map(|(sealed, _)| NewMessage {
+                    id: sealed.id,
+                    place: sealed.header.place(),
                     envelope: sealed.bytes.clone(),
                     meta: now().0.to_be_bytes().to_vec(),
                 })
@@ -1170,7 +1093,7 @@ impl Actor {
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let ids: Vec<MessageId> = batch.iter().map(|m| MessageId::from(m.id)).collect();
+            let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
             let (durable, failed) = match store.insert_messages(batch).await {
                 Ok(outcomes) => {
                     let mut durable = Vec::new();
@@ -1203,7 +1126,7 @@ impl Actor {
 
     fn drain(&mut self) {
         self.store_local_posts();
-        let mut batch: Vec<NewMessageOwned> = Vec::new();
+        let mut batch: Vec<NewMessage> = Vec::new();
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
         let mut receipts: Vec<crate::store::NewReceipt> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
@@ -1216,12 +1139,9 @@ impl Actor {
                 } => {
                     debug!(peer = %from.short(), id = %id.short(), "message accepted");
                     self.note_origin(id, &header);
-                    batch.push(NewMessageOwned {
-                        id: *id.as_bytes(),
-                        group: *header.group.as_bytes(),
-                        author: *header.author.as_bytes(),
-                        epoch: header.epoch,
-                        seq: header.seq,
+                    batch.push(NewMessage {
+                        id,
+                        place: header.place(),
                         envelope,
                         meta: now().0.to_be_bytes().to_vec(),
                     });
@@ -1250,12 +1170,11 @@ impl Actor {
                         .iter()
                         .filter_map(|id| {
                             let o = self.origins.get(id).filter(|o| o.group == group)?;
-                            Some(o.placed(id))
+                            Some((*id, *o))
                         })
                         .collect();
                     receipts.push(crate::store::NewReceipt {
-                        receiver: *receiver.as_bytes(),
-                        group: *group.as_bytes(),
+                        receiver,
                         messages,
                         bytes,
                     });
@@ -1316,7 +1235,7 @@ impl Actor {
             let store = self.store.clone();
             tokio::spawn(async move {
                 for (group, seq, event) in controls {
-                    if let Err(e) = store.insert_control(group.as_bytes(), seq, &event).await {
+                    if let Err(e) = store.insert_control(&group, seq, &event).await {
                         warn!(group = %group.short(), seq, error = %e, "cannot store a control event");
                     }
                 }
@@ -1363,7 +1282,7 @@ impl Actor {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.put_peer(peer.as_bytes(), &bytes).await {
+            if let Err(e) = store.put_peer(&peer, &bytes).await {
                 warn!(error = %e, "cannot store a peer record");
             }
         });
@@ -1551,7 +1470,7 @@ impl Actor {
                     let store = self.store.clone();
                     tokio::spawn(async move {
                         let result = store
-                            .put_peer(node.as_bytes(), &record)
+                            .put_peer(&node, &record)
                             .await
                             .map(|()| view)
                             .map_err(Error::from);
@@ -1568,7 +1487,7 @@ impl Actor {
                     let store = self.store.clone();
                     tokio::spawn(async move {
                         let result = store
-                            .remove_peer(node.as_bytes())
+                            .remove_peer(&node)
                             .await
                             .map(|_| ())
                             .map_err(Error::from);
@@ -1628,8 +1547,18 @@ impl Actor {
             Command::Receipts { id, reply } => {
                 let _ = reply.send(self.receipts(who, &id));
             }
-            Command::Export { group, reply } => {
-                let _ = reply.send(self.export(who, &group));
+            Command::Export {
+                group,
+                include_nominal,
+                reply,
+            } => {
+                let _ = reply.send(self.export(who, &group, include_nominal));
+            }
+            Command::Thread { id, reply } => {
+                let _ = reply.send(self.thread(who, &id));
+            }
+            Command::Stats { group, reply } => {
+                let _ = reply.send(self.stats(who, &group));
             }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.new_messages.subscribe());
@@ -1815,16 +1744,19 @@ impl Actor {
         }
     }
 
-    fn export(&self, who: &Principal, group: &str) -> Result<ExportView> {
+    fn export(&self, who: &Principal, group: &str, include_nominal: bool) -> Result<ExportView> {
         let gid = self.resolve_visible_group(who, group)?;
         let mut exported = Vec::new();
         let mut refused = Vec::new();
-        for id in self.store.group_messages(gid.as_bytes())? {
-            let view = match self.read(who, &MessageId::from(id), true) {
+        for id in self.store.group_messages(&gid)? {
+            let mut view = match self.read(who, &id, true) {
                 Ok(v) => v,
                 Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
+            if !include_nominal {
+                view.nominal_withheld = crate::records::withhold_nominal(&mut view);
+            }
             let reason = match view.handling.as_str() {
                 "red" => Some("TLP:RED is for its named recipients only and is never exported"),
                 "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
@@ -1992,7 +1924,7 @@ impl Actor {
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let result = store
-                .insert_control(gid.as_bytes(), seq, &event)
+                .insert_control(&gid, seq, &event)
                 .await
                 .map(|_| ())
                 .map_err(Error::from);
@@ -2035,14 +1967,21 @@ impl Actor {
                     "recipient {bad:?} is not OFFICER@NODE"
                 )));
             }
+            if let Some(parent) = &post.reply_to {
+                self.check_reply(who, &gid, parent, post.record.as_deref())?;
+            }
+            let payload = match &post.record {
+                Some(record) => record.to_payload(Vec::new())?,
+                None => Payload::Text {
+                    subject: post.subject,
+                    body: post.body,
+                },
+            };
             let content = Content {
                 officer: post.officer,
                 recipients: post.recipients,
                 reply_to: post.reply_to,
-                payload: Payload::Text {
-                    subject: post.subject,
-                    body: post.body,
-                },
+                payload,
             };
             // What `Engine::seal` would refuse (membership, role, content limits) is refused
             // now; sealing itself waits for the write (see `store_local_posts`).
@@ -2084,12 +2023,12 @@ impl Actor {
         };
         let mut out = Vec::new();
         for gid in groups {
-            for id in self.store.group_messages(gid.as_bytes())? {
-                match self.read(who, &MessageId::from(id), false) {
+            for id in self.store.group_messages(&gid)? {
+                match self.read(who, &id, false) {
                     Ok(v) => out.push(v),
                     Err(Error::NotFound(_)) => {}
                     Err(e) => {
-                        warn!(id = %MessageId::from(id).short(), error = %e, "cannot show a stored message")
+                        warn!(id = %id.short(), error = %e, "cannot show a stored message")
                     }
                 }
             }
@@ -2100,7 +2039,7 @@ impl Actor {
 
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
-        let bytes = self.store.message(id.as_bytes())?.ok_or_else(not_found)?;
+        let bytes = self.store.message(id)?.ok_or_else(not_found)?;
         let (_, header, _) = message::decode(&bytes)?;
         if who.access(&header.group).is_none() {
             return Err(not_found());
@@ -2121,9 +2060,7 @@ impl Actor {
             }
         }
         let recipients = content.recipients.clone();
-        let (subject, body) = match content.payload {
-            Payload::Text { subject, body } => (subject, body),
-        };
+        let shown = Shown::of(&content.payload);
         Ok(MessageView {
             id: id.to_string(),
             group_id: h.group.to_string(),
@@ -2133,7 +2070,7 @@ impl Actor {
             officer: content.officer,
             created_at: crate::views::rfc3339(h.created_at.0),
             created_at_ms: h.created_at.0,
-            subject,
+            subject: shown.subject,
             handling: h.handling.to_string(),
             expires_at: h.expires_at.map(|t| crate::views::rfc3339(t.0)),
             reply_to: content.reply_to.map(|r| r.to_string()),
@@ -2141,7 +2078,11 @@ impl Actor {
             epoch: h.epoch,
             seq: h.seq,
             author_removed_in_epoch: state.removed_in(&h.author),
-            body: with_body.then_some(body),
+            body: with_body.then_some(shown.body),
+            kind: shown.kind,
+            record: shown.record.filter(|_| with_body),
+            unreadable: shown.unreadable,
+            nominal_withheld: false,
         })
     }
 
@@ -2156,7 +2097,7 @@ impl Actor {
                 "message {id} names a malformed group or author"
             )));
         };
-        let origin = Origin {
+        let origin = Place {
             group,
             author,
             epoch: message.epoch,
@@ -2164,7 +2105,7 @@ impl Actor {
         };
         // Per receiver, the earliest time it says it stored the message.
         let mut stored: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for (_, bytes) in self.store.receipts(group.as_bytes(), &origin.placed(id))? {
+        for (_, bytes) in self.store.receipts(&origin)? {
             let Ok(r) = Receipt::verify(&bytes) else {
                 continue;
             };
@@ -2180,7 +2121,7 @@ impl Actor {
         if message.author_id != self.me.to_string() {
             let arrived = self
                 .store
-                .message_meta(id.as_bytes())?
+                .message_meta(id)?
                 .and_then(|m| <[u8; 8]>::try_from(m.as_slice()).ok())
                 .map(u64::from_be_bytes);
             if let Some(at) = arrived {
@@ -2452,6 +2393,8 @@ async fn connection_task(
     let _ = internal.send(Internal::ConnDown { peer, id }).await;
 }
 
+mod records;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -2495,12 +2438,9 @@ mod tests {
         let (gid, author, sealed) = sealed_messages(MAX_RECEIPT_READS as u64 + 10);
         let batch = sealed
             .iter()
-            .map(|s| NewMessageOwned {
-                id: *s.id.as_bytes(),
-                group: *gid.as_bytes(),
-                author: *author.as_bytes(),
-                epoch: s.header.epoch,
-                seq: s.header.seq,
+            .map(|s| NewMessage {
+                id: s.id,
+                place: s.header.place(),
                 envelope: s.bytes.clone(),
                 meta: 1u64.to_be_bytes().to_vec(),
             })
@@ -2508,7 +2448,7 @@ mod tests {
         store.insert_messages(batch).await.unwrap();
         let recent = sealed.last().unwrap();
         let mut origins = Origins::default();
-        origins.insert(recent.id, Origin::of(&recent.header));
+        origins.insert(recent.id, recent.header.place());
         let ahead = RefCell::new(ReadAhead::default());
         let archive = |origins| StoreArchive {
             store: &store,
@@ -2535,7 +2475,7 @@ mod tests {
         assert!(learned
             .iter()
             .zip(&sealed)
-            .all(|((id, o), s)| *id == s.id && *o == Origin::of(&s.header)));
+            .all(|((id, o), s)| *id == s.id && *o == s.header.place()));
         // Duplicate envelopes are not bounded: saying "not held" there would blame the sender.
         assert!(sealed
             .iter()
@@ -2549,7 +2489,7 @@ mod tests {
     #[test]
     fn origins_keep_at_least_the_latest_generation() {
         let (group, author, _) = sealed_messages(0);
-        let origin = |n: u64| Origin {
+        let origin = |n: u64| Place {
             group,
             author,
             epoch: 1,

@@ -21,7 +21,7 @@ use liaison_node::datadir::DataDir;
 use liaison_node::node::{self, Command as NodeCommand, RunningNode};
 use liaison_node::store::Store;
 use liaison_protocol::group::{GroupState, LocalKeys};
-use liaison_protocol::message::{self, MessageId, Payload};
+use liaison_protocol::message::{self, MessageId, Payload, Place};
 use liaison_protocol::{GroupId, Handling, NodeId, Role};
 
 const BIN: &str = env!("CARGO_BIN_EXE_liaison");
@@ -218,7 +218,7 @@ async fn check_store(
         panic!("round {round} (seed {seed}): the store does not open after SIGKILL: {e}")
     });
     let controls: Vec<Vec<u8>> = store
-        .control_events(group.as_bytes())
+        .control_events(&group)
         .expect("control events")
         .into_iter()
         .map(|(_, e)| e)
@@ -233,7 +233,7 @@ async fn check_store(
     }
     let mut lost = Vec::new();
     for (id, text) in must_hold {
-        let Some(bytes) = store.message(id.as_bytes()).expect("read") else {
+        let Some(bytes) = store.message(id).expect("read") else {
             lost.push(id.short());
             continue;
         };
@@ -254,7 +254,9 @@ async fn check_store(
             )
         });
         assert_eq!(checked.id, *id, "stored under another id");
-        let Payload::Text { body, .. } = content.payload;
+        let Payload::Text { body, .. } = content.payload else {
+            panic!("message {} is not the note that was posted", id.short());
+        };
         assert_eq!(&body, text, "message {} holds another text", id.short());
         verified.insert(*id, hash);
     }
@@ -264,18 +266,14 @@ async fn check_store(
         lost.len()
     );
     // Nothing twice: one index entry per message, one message per (author, epoch, seq).
-    let listed = store.group_messages(group.as_bytes()).expect("group index");
-    let ids: BTreeSet<[u8; 32]> = listed.iter().copied().collect();
+    let listed = store.group_messages(&group).expect("group index");
+    let ids: BTreeSet<MessageId> = listed.iter().copied().collect();
     assert_eq!(
         ids.len(),
         listed.len(),
         "round {round}: a message is listed twice"
     );
-    let slots: BTreeSet<([u8; 32], u64, u64)> = store
-        .held(group.as_bytes())
-        .expect("held")
-        .into_iter()
-        .collect();
+    let slots: BTreeSet<Place> = store.held(&group).expect("held").into_iter().collect();
     assert_eq!(
         slots.len(),
         ids.len(),
@@ -515,7 +513,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             let receipts = liaison_node::node::stored_receipts(&peer.store, &id)
                 .expect("peer store")
                 .expect("the peer holds its own post");
-            if receipts.iter().any(|(r, _)| r == victim_id.as_bytes()) {
+            if receipts.iter().any(|(r, _)| *r == victim_id) {
                 must_hold.insert(id, text);
                 acked += 1;
             }
@@ -570,7 +568,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     }
     let mut unseen: Vec<MessageId> = mine.keys().copied().collect();
     while !unseen.is_empty() {
-        unseen.retain(|id| !peer.store.has_message(id.as_bytes()).unwrap_or(false));
+        unseen.retain(|id| !peer.store.has_message(id).unwrap_or(false));
         assert!(
             Instant::now() < deadline,
             "the peer never received {} of the victim's confirmed posts",

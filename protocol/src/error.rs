@@ -7,6 +7,16 @@
 
 use crate::group::GroupId;
 use crate::identity::NodeId;
+use crate::record::FieldError;
+
+/// The first of a list of field errors and how many more there are, for messages.
+fn first_error(errors: &[FieldError]) -> String {
+    match errors {
+        [] => "no reason given".to_owned(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
 
 /// Bytes that could not be decoded into a wire object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +114,10 @@ pub enum Rejection {
     /// Authenticated decryption failed.
     #[error("decryption failed")]
     DecryptFailed,
+    /// The decrypted content breaks a rule: a field over its limit, an invalid record (each
+    /// problem at its JSON pointer), feedback that replies to nothing.
+    #[error("invalid content: {}", first_error(.0))]
+    InvalidContent(Vec<FieldError>),
     /// A header field is out of range (sequence number 0, ...).
     #[error("invalid header: {0}")]
     InvalidHeader(&'static str),
@@ -201,6 +215,10 @@ pub enum UsageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The content to seal breaks a rule: a field over its limit, an invalid record (each
+    /// problem at its JSON pointer), feedback that replies to nothing.
+    #[error("invalid content: {}", first_error(.0))]
+    InvalidRecord(Vec<FieldError>),
     /// The local node is not a member of the group.
     #[error("this node is not a member of group {0}")]
     NotAMember(GroupId),

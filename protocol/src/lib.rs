@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attachment;
 pub mod codec;
 pub mod error;
 pub mod frame;
@@ -27,10 +28,12 @@ pub mod group;
 pub mod identity;
 pub mod message;
 pub mod receipt;
+pub mod record;
 pub mod sync;
 
 pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;
 pub use group::{GroupId, GroupState, Role};
 pub use identity::{ExchangeKey, ExchangeSecret, IdentityKey, NodeId, Timestamp};
-pub use message::{Content, Handling, MessageId, Payload};
+pub use message::{Content, Handling, MessageId, Payload, Place, RecordData};
+pub use record::{FieldError, Readable, Record, RecordKind};

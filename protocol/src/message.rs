@@ -16,10 +16,12 @@ use chacha20poly1305::ChaCha20Poly1305;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::attachment::AttachmentRef;
 use crate::codec::{self, MAX_CONTENT_LEN, MAX_ENVELOPE_LEN};
 use crate::error::{Rejection, UsageError};
 use crate::group::{GroupId, GroupState};
 use crate::identity::{hex_id, IdentityKey, NodeId, Timestamp};
+use crate::record::{FieldError, Readable, Record, MAX_ATTACHMENTS};
 
 hex_id!(
     /// A message's id: the BLAKE3 hash of its signed header. Text form: 64 hex characters.
@@ -92,6 +94,22 @@ impl std::str::FromStr for Handling {
     }
 }
 
+/// Where a message sits: the `seq`-th message of `author` in `epoch` of `group`. One place
+/// holds at most one message: an author that signs two messages for one place equivocates.
+///
+/// Ordered by group, author, epoch and seq, as the bytes of the ids and the numbers compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    /// The group.
+    pub group: GroupId,
+    /// The author node.
+    pub author: NodeId,
+    /// The epoch the message was sealed in.
+    pub epoch: u64,
+    /// The author's sequence number in this group and epoch, from 1.
+    pub seq: u64,
+}
+
 /// The signed header of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
@@ -120,6 +138,18 @@ pub struct Header {
     pub ciphertext_hash: [u8; 32],
 }
 
+impl Header {
+    /// Where the message sits in its author's sequence.
+    pub fn place(&self) -> Place {
+        Place {
+            group: self.group,
+            author: self.author,
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
+}
+
 /// A message as it travels and is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -137,13 +167,43 @@ pub struct Envelope {
 /// What a message says. Variants are only ever appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
-    /// Free text.
+    /// Free text: a note without attachments (variant 0, the only one before records).
     Text {
         /// The subject line.
         subject: String,
         /// The body.
         body: String,
     },
+    /// A structured record and its attachments (variant 1); see [`crate::record`].
+    Record(RecordData),
+}
+
+/// A record as it travels: its kind and schema version, its body, its attachments.
+///
+/// A receiver that knows the kind and version decodes the body exactly and validates it
+/// ([`crate::record::read`]); one that does not keeps the message and shows it as a record it
+/// cannot read yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordData {
+    /// The kind's code ([`crate::record::RecordKind::code`]); codes are only ever appended.
+    pub kind: u16,
+    /// The schema version the body is written in (from 1).
+    pub schema: u16,
+    /// The record's bare bincode encoding (no version byte).
+    #[serde(with = "crate::codec::bytes")]
+    pub body: Vec<u8>,
+    /// The attachments (at most [`crate::record::MAX_ATTACHMENTS`]).
+    pub attachments: Vec<AttachmentRef>,
+}
+
+impl Payload {
+    /// The attachments it names.
+    pub fn attachments(&self) -> &[AttachmentRef] {
+        match self {
+            Payload::Text { .. } => &[],
+            Payload::Record(data) => &data.attachments,
+        }
+    }
 }
 
 /// The decrypted content of a message.
@@ -160,7 +220,37 @@ pub struct Content {
 }
 
 impl Content {
-    fn check(&self) -> Result<(), String> {
+    /// Checks the limits of every field and, for a record of a kind and schema this build
+    /// knows, the record itself ([`crate::record::read`]): what an author's node checks before
+    /// sealing and every receiver after opening.
+    pub fn check(&self) -> Result<(), Vec<FieldError>> {
+        self.check_limits()
+            .map_err(|reason| vec![FieldError::new("", reason)])?;
+        if let Payload::Record(data) = &self.payload {
+            if data.attachments.len() > MAX_ATTACHMENTS {
+                return Err(vec![FieldError::new(
+                    "/attachments",
+                    format!("at most {MAX_ATTACHMENTS} attachments"),
+                )]);
+            }
+            for (i, a) in data.attachments.iter().enumerate() {
+                a.check()
+                    .map_err(|reason| vec![FieldError::new(format!("/attachments/{i}"), reason)])?;
+            }
+        }
+        let readable = crate::record::read(&self.payload)?;
+        if let Readable::Known(Record::Feedback(_)) = readable {
+            if self.reply_to.is_none() {
+                return Err(vec![FieldError::new(
+                    "/reply_to",
+                    "feedback answers an alert or a request: it needs reply_to",
+                )]);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), String> {
         if self.officer.len() > MAX_OFFICER_LEN {
             return Err(format!("officer name over {MAX_OFFICER_LEN} bytes"));
         }
@@ -178,7 +268,7 @@ impl Content {
             Payload::Text { subject, .. } if subject.len() > MAX_SUBJECT_LEN => {
                 Err(format!("subject over {MAX_SUBJECT_LEN} bytes"))
             }
-            Payload::Text { .. } => Ok(()),
+            Payload::Text { .. } | Payload::Record(_) => Ok(()),
         }
     }
 }
@@ -330,10 +420,7 @@ pub fn check_draft(
         Some(crate::group::Role::Reader) => return Err(UsageError::ReaderMayNotPost(group.id())),
         Some(crate::group::Role::Member) => {}
     }
-    content.check().map_err(|reason| UsageError::Invalid {
-        field: "content",
-        reason,
-    })?;
+    content.check().map_err(UsageError::InvalidRecord)?;
     let len = codec::encode(content)?.len();
     if len > MAX_CONTENT_LEN {
         return Err(UsageError::Invalid {
@@ -476,9 +563,7 @@ pub fn open(verified: &Verified, group: &GroupState) -> Result<Content, Rejectio
             .map_err(|_| Rejection::DecryptFailed)?,
     );
     let content: Content = codec::decode(&plain, MAX_CONTENT_LEN)?;
-    content
-        .check()
-        .map_err(|_| Rejection::InvalidHeader("content fields over their limits"))?;
+    content.check().map_err(Rejection::InvalidContent)?;
     Ok(content)
 }
 

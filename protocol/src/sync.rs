@@ -78,7 +78,7 @@ use crate::group::{Applied, Change, Cutoff, GroupId, GroupState, LocalKeys, MAX_
 use crate::identity::{
     Descriptor, ExchangeSecret, IdentityKey, NodeId, NodeRef, SignedDescriptor, Timestamp,
 };
-use crate::message::{self, Draft, MessageId, Sealed};
+use crate::message::{self, Draft, MessageId, Place, Sealed};
 use crate::receipt::{Receipt, MAX_RECEIPT_MESSAGES};
 
 /// Read access to the envelopes a node has stored, implemented by the node over its store.
@@ -627,21 +627,20 @@ impl Engine {
         Ok(id)
     }
 
-    /// Records that the store holds these sequence numbers of `author` in `epoch` of `group`.
-    /// Seqs beyond the cut-off of the author's removal are not counted (the store may still
+    /// Records that the store holds messages at these places (of groups restored before).
+    /// Seqs beyond the cut-off of their author's removal are not counted (the store may still
     /// hold what it took before it learned of the removal; the node hides it).
-    pub fn restore_held(
-        &mut self,
-        group: &GroupId,
-        author: &NodeId,
-        epoch: u64,
-        seqs: impl IntoIterator<Item = u64>,
-    ) {
-        if let Some(replica) = self.groups.get_mut(group) {
-            let limit = replica.state.cutoff(author, epoch).unwrap_or(u64::MAX);
-            let held = replica.held.entry((*author, epoch)).or_default();
-            for seq in seqs.into_iter().filter(|s| *s <= limit) {
-                held.insert(seq);
+    pub fn restore_held(&mut self, places: impl IntoIterator<Item = Place>) {
+        for place in places {
+            if let Some(replica) = self.groups.get_mut(&place.group) {
+                if replica
+                    .state
+                    .beyond_cutoff(&place.author, place.epoch, place.seq)
+                {
+                    continue;
+                }
+                let held = replica.held.entry((place.author, place.epoch)).or_default();
+                held.insert(place.seq);
             }
         }
     }
@@ -663,12 +662,12 @@ impl Engine {
         self.groups.get(id).map(Replica::vector).unwrap_or_default()
     }
 
-    /// Whether this node holds (or is storing) a message of `author` in `epoch` at `seq`.
-    pub fn holds(&self, group: &GroupId, author: &NodeId, epoch: u64, seq: u64) -> bool {
+    /// Whether this node holds (or is storing) a message at `place`.
+    pub fn holds(&self, place: &Place) -> bool {
         self.groups
-            .get(group)
-            .and_then(|r| r.held.get(&(*author, epoch)))
-            .is_some_and(|h| h.contains(seq))
+            .get(&place.group)
+            .and_then(|r| r.held.get(&(place.author, place.epoch)))
+            .is_some_and(|h| h.contains(place.seq))
     }
 
     /// The signed descriptors of other nodes this node shares with its peers, one per node.

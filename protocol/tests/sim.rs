@@ -49,10 +49,19 @@ use liaison_protocol::receipt::Receipt;
 use liaison_protocol::sync::{Archive, Config, Engine, Event, LocalDraft};
 use liaison_protocol::{
     Content, ExchangeSecret, Frame, GroupId, GroupState, IdentityKey, MessageId, NodeId, Payload,
-    Rejection, Role, Timestamp, UsageError,
+    Place, Rejection, Role, Timestamp, UsageError,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+
+fn place(group: GroupId, author: NodeId, epoch: u64, seq: u64) -> Place {
+    Place {
+        group,
+        author,
+        epoch,
+        seq,
+    }
+}
 
 const T0: Timestamp = Timestamp(1_767_225_600_000);
 const NAMES: [&str; 7] = ["O", "A", "B", "C", "D", "E", "F"];
@@ -802,9 +811,12 @@ impl Sim {
         for (_, events) in groups {
             engine.restore_group(events).expect("restores");
         }
-        for (g, a, e, s) in node.archive.messages.keys() {
-            engine.restore_held(g, a, *e, [*s]);
-        }
+        engine.restore_held(
+            node.archive
+                .messages
+                .keys()
+                .map(|&(group, author, epoch, seq)| place(group, author, epoch, seq)),
+        );
         node.engine = engine;
         for p in peers {
             if self.is_up(i, p) {
@@ -1153,7 +1165,7 @@ fn check(sim: &Sim, out: &Outcome) {
             // lost.
             let survived = sim.nodes.iter().enumerate().any(|(i, n)| {
                 !(removed_author && i == p.author)
-                    && n.engine.holds(&gid, &author, p.epoch, p.seq)
+                    && n.engine.holds(&place(gid, author, p.epoch, p.seq))
                     && n.archive
                         .messages
                         .get(&(gid, author, p.epoch, p.seq))
@@ -1161,7 +1173,7 @@ fn check(sim: &Sim, out: &Outcome) {
             });
             for (i, node) in sim.nodes.iter().enumerate() {
                 let id = sim.ids[i];
-                let holds = node.engine.holds(&gid, &author, p.epoch, p.seq);
+                let holds = node.engine.holds(&place(gid, author, p.epoch, p.seq));
                 let stored = node.archive.messages.get(&(gid, author, p.epoch, p.seq));
                 let hidden = node
                     .engine
@@ -1345,7 +1357,7 @@ fn a_new_member_is_not_blamed_for_being_ahead() {
     sim.release(F, A);
     settle(&mut sim, 3 * SYNC_MS);
     assert_eq!(sim.nodes[A].engine.group(&g1).map(GroupState::seq), Some(5));
-    assert!(sim.nodes[A].engine.holds(&g1, &sim.ids[F], 5, 1));
+    assert!(sim.nodes[A].engine.holds(&place(g1, sim.ids[F], 5, 1)));
     for node in &sim.nodes {
         assert!(
             node.rejected.is_empty(),
@@ -1631,7 +1643,7 @@ impl Sim {
     fn held_seqs(&self, i: usize, gid: GroupId, author: usize, epoch: u64) -> Vec<u64> {
         let author = self.ids[author];
         (1..=200)
-            .filter(|s| self.nodes[i].engine.holds(&gid, &author, epoch, *s))
+            .filter(|s| self.nodes[i].engine.holds(&place(gid, author, epoch, *s)))
             .collect()
     }
 }
@@ -1769,10 +1781,10 @@ fn a_removed_members_messages_beyond_the_cut_off_are_dropped_everywhere() {
     let rogue = sim.ledger.last().expect("the rogue post").clone();
     let b = sim.ids[B];
     assert!(
-        sim.nodes[A].engine.holds(&g, &b, epoch, 1_000_000),
+        sim.nodes[A].engine.holds(&place(g, b, epoch, 1_000_000)),
         "A took it"
     );
-    assert!(!sim.nodes[O].engine.holds(&g, &b, epoch, 1_000_000));
+    assert!(!sim.nodes[O].engine.holds(&place(g, b, epoch, 1_000_000)));
     assert!(sim.nodes[O]
         .rejected
         .iter()
@@ -1785,7 +1797,7 @@ fn a_removed_members_messages_beyond_the_cut_off_are_dropped_everywhere() {
     assert_eq!(owner_view, vec![1, 2]);
     for i in [O, A, C] {
         assert_eq!(sim.held_seqs(i, g, B, epoch), owner_view, "{}", NAMES[i]);
-        assert!(!sim.nodes[i].engine.holds(&g, &b, epoch, 1_000_000));
+        assert!(!sim.nodes[i].engine.holds(&place(g, b, epoch, 1_000_000)));
     }
     // A still stores it (taken before it knew), hidden; C never received it.
     assert!(sim.nodes[A].archive.origin.contains_key(&rogue.id));

@@ -14,12 +14,15 @@ use std::collections::BTreeMap;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
 use ed25519_dalek::{Signer, SigningKey};
 use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
+use liaison_protocol::attachment::{self, AttachmentId, AttachmentKey, AttachmentRef};
 use liaison_protocol::codec;
 use liaison_protocol::frame::{HeldRange, SyncRequest, VectorEntry};
 use liaison_protocol::group::{decode_control, Change, Cutoff, LocalKeys};
 use liaison_protocol::identity::Descriptor;
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::record::codes::MessageRef;
+use liaison_protocol::record::{Feedback, Outcome, Record};
 use liaison_protocol::{
     Content, ExchangeSecret, Frame, GroupId, GroupState, Handling, IdentityKey, Payload, Timestamp,
 };
@@ -391,6 +394,109 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     assert_eq!(ack, w.u8(1).u32(2).u64(1).raw(&id).done());
     v.push(("frame-ack", ack));
 
+    // ----- records (§10) --------------------------------------------------------------------
+    let feedback = Record::Feedback(Feedback {
+        outcome: Outcome::SeizureMade,
+        seizure_report: Some(MessageRef::from(sealed.id)),
+        comment: Some("3 icons".into()),
+    });
+    let attachment = AttachmentRef {
+        id: AttachmentId::from([0x11; 32]),
+        key: AttachmentKey::from_bytes([0x22; 32]),
+        size: 25,
+        media_type: "image/jpeg".into(),
+        name: "icon.jpg".into(),
+    };
+    let content = Content {
+        officer: "j.doe".into(),
+        recipients: vec![],
+        reply_to: Some(sealed.id),
+        payload: feedback.to_payload(vec![attachment]).expect("valid"),
+    };
+    let body = w
+        .u32(0) // Outcome::SeizureMade
+        .u8(1)
+        .str(&hex::encode(id))
+        .u8(1)
+        .str("3 icons")
+        .done();
+    let plain = w
+        .u8(1)
+        .str("j.doe")
+        .u64(0)
+        .u8(1)
+        .raw(&id) // reply_to
+        .u32(1) // Payload::Record
+        .raw(&5u16.to_be_bytes()) // kind: feedback
+        .raw(&1u16.to_be_bytes()) // schema 1
+        .bytes(&body)
+        .u64(1) // one attachment
+        .raw(&[0x11; 32])
+        .raw(&[0x22; 32])
+        .u64(25)
+        .str("image/jpeg")
+        .str("icon.jpg")
+        .done();
+    assert_eq!(codec::encode(&content).expect("encodes"), plain);
+    assert_eq!(content.check(), Ok(()));
+    let decoded: Content = codec::decode(&plain, codec::MAX_CONTENT_LEN).expect("decodes");
+    assert_eq!(
+        liaison_protocol::record::read(&decoded.payload),
+        Ok(liaison_protocol::Readable::Known(feedback))
+    );
+    v.push(("content-feedback", plain));
+
+    // ----- attachments (§11) ------------------------------------------------------------------
+    let key = AttachmentKey::from_bytes([0x0a; 32]);
+    let plain = b"liaison attachment vector";
+    let (aid, cipher) = attachment::seal_all(&key, plain).expect("seals");
+    let mut nonce = [0u8; 12];
+    nonce[11] = 1; // chunk 0, the last
+    let expect = chacha20poly1305::ChaCha20Poly1305::new((&[0x0a; 32]).into())
+        .encrypt(
+            (&nonce).into(),
+            AeadPayload {
+                msg: plain,
+                aad: b"liaison/v1/attachment",
+            },
+        )
+        .expect("encrypts");
+    assert_eq!(cipher, expect);
+    assert_eq!(
+        aid.as_bytes(),
+        &derive("liaison/v1/attachment-id", &[&cipher])
+    );
+    v.push(("attachment-ciphertext", cipher));
+    v.push(("attachment-id", aid.as_bytes().to_vec()));
+    let plain: Vec<u8> = (0..70_000u32).map(|n| (n % 251) as u8).collect();
+    let (aid, cipher) = attachment::seal_all(&key, &plain).expect("seals");
+    let mut expect = Vec::new();
+    for (i, (chunk, last)) in [(&plain[..65_536], 0u8), (&plain[65_536..], 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        nonce[11] = last;
+        expect.extend(
+            chacha20poly1305::ChaCha20Poly1305::new((&[0x0a; 32]).into())
+                .encrypt(
+                    (&nonce).into(),
+                    AeadPayload {
+                        msg: chunk,
+                        aad: b"liaison/v1/attachment",
+                    },
+                )
+                .expect("encrypts"),
+        );
+    }
+    assert_eq!(cipher, expect);
+    assert_eq!(
+        aid.as_bytes(),
+        &derive("liaison/v1/attachment-id", &[&cipher])
+    );
+    v.push(("attachment-id-two-chunks", aid.as_bytes().to_vec()));
+
     // ----- a removal with the owner's cut-off (the change alone) -----------------------------
     let member_id = member.node_id();
     let change = Change::RemoveWithCutoff {
@@ -454,6 +560,8 @@ fn wire_md_states_the_constants() {
         "liaison/v1/message-key",
         "liaison/v1/key-commitment",
         "liaison/v1/ciphertext",
+        "liaison/v1/attachment-id",
+        "liaison/v1/attachment",
     ] {
         assert!(WIRE_MD.contains(needle), "WIRE.md lacks {needle}");
     }
@@ -482,6 +590,26 @@ fn wire_md_states_the_constants() {
     assert_eq!(message::MESSAGE_KEY_CONTEXT, "liaison/v1/message-key");
     assert_eq!(message::COMMITMENT_CONTEXT, "liaison/v1/key-commitment");
     assert_eq!(message::CIPHERTEXT_CONTEXT, "liaison/v1/ciphertext");
+    assert_eq!(
+        attachment::ATTACHMENT_ID_CONTEXT,
+        "liaison/v1/attachment-id"
+    );
+    assert_eq!(attachment::CHUNK_AAD, b"liaison/v1/attachment");
+    assert_eq!(attachment::CHUNK_LEN, 65_536);
+    assert_eq!(attachment::MAX_ATTACHMENT_LEN, 52_428_800);
+    for (code, kind) in [
+        (0, "note"),
+        (1, "seizure"),
+        (2, "cultural_object"),
+        (3, "alert"),
+        (4, "request"),
+        (5, "feedback"),
+    ] {
+        let row = format!("| {code}    | `{kind}`");
+        assert!(WIRE_MD.contains(&row), "WIRE.md lacks the row {row}");
+        let k: liaison_protocol::RecordKind = kind.parse().expect("a kind");
+        assert_eq!(k.code(), code);
+    }
     for (name, value) in [
         ("MAX_FRAME_LEN", codec::MAX_FRAME_LEN),
         ("MAX_ENVELOPE_LEN", codec::MAX_ENVELOPE_LEN),

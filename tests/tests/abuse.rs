@@ -104,7 +104,7 @@ impl Scene {
     }
 
     fn stores(&self, id: MessageId) -> bool {
-        self.target.store.has_message(id.as_bytes()).expect("store")
+        self.target.store.has_message(&id).expect("store")
     }
 
     async fn shutdown(self) {

@@ -11,7 +11,7 @@ use liaison_tests::{create_group, knows_group, logs, nodes, peer_ready, wait_unt
 
 async fn stored_count(node: &RunningNode, ids: &[MessageId]) -> usize {
     ids.iter()
-        .filter(|id| node.store.has_message(id.as_bytes()).expect("store"))
+        .filter(|id| node.store.has_message(id).expect("store"))
         .count()
 }
 
@@ -247,12 +247,12 @@ async fn catch_up_through_a_relay_skips_what_it_cannot_serve() {
     let envelope = c
         .node(author)
         .store
-        .message(victim.as_bytes())
+        .message(&victim)
         .expect("store")
         .expect("held");
     damage(&c.dir(relay).join("store"), &envelope);
     assert!(
-        c.node(relay).store.message(victim.as_bytes()).is_err(),
+        c.node(relay).store.message(&victim).is_err(),
         "the damage was not detected"
     );
 

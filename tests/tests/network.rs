@@ -124,7 +124,7 @@ impl Net {
             loop {
                 let missing = ids
                     .iter()
-                    .filter(|id| !node.store.has_message(id.as_bytes()).unwrap_or(false))
+                    .filter(|id| !node.store.has_message(id).unwrap_or(false))
                     .count();
                 if missing == 0 {
                     break;
@@ -167,17 +167,14 @@ impl Net {
         for &i in on {
             let node = &self.nodes[i];
             wait_until(what, || async {
-                ids.iter().all(|id| {
-                    node.store
-                        .has_message(id.as_bytes())
-                        .expect("store readable")
-                })
+                ids.iter()
+                    .all(|id| node.store.has_message(id).expect("store readable"))
             })
             .await
             .unwrap_or_else(|e| {
                 let missing = ids
                     .iter()
-                    .filter(|id| !node.store.has_message(id.as_bytes()).unwrap_or(false))
+                    .filter(|id| !node.store.has_message(id).unwrap_or(false))
                     .count();
                 panic!(
                     "{}: {missing} of {} messages missing: {e}",
@@ -313,10 +310,7 @@ async fn a_partition_longer_than_the_idle_timeout_heals_without_operator_action(
         let mut during = net.post(0, 2, &format!("cut {cycle}")).await;
         during.extend(net.post(2, 2, &format!("cut {cycle}")).await);
         assert!(
-            !net.nodes[2]
-                .store
-                .has_message(during[0].as_bytes())
-                .expect("store"),
+            !net.nodes[2].store.has_message(&during[0]).expect("store"),
             "a message crossed a cut link"
         );
         // Heal the network only: no peer is re-added, no node restarted.
@@ -388,7 +382,7 @@ async fn a_peer_back_on_a_new_address_is_served_before_the_old_connection_times_
         .expect("post");
     for (node, id) in [(&steady, back), (&mover, welcome)] {
         wait_until("delivery over the new connection", || async {
-            node.store.has_message(id.as_bytes()).expect("store")
+            node.store.has_message(&id).expect("store")
         })
         .await
         .unwrap_or_else(|e| panic!("{} is not served by the other again: {e}", node.name));

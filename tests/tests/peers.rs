@@ -10,9 +10,12 @@ use liaison_tests::{logs, nodes, wait_until, Cluster};
 
 /// The descriptor of `node` that `on` keeps in its directory (learned through peers), if any.
 fn directory_entry(on: &liaison_node::node::RunningNode, node: &str) -> Option<Vec<u8>> {
+    let key = format!("directory/{node}");
     on.store
-        .meta(&format!("directory/{node}"))
+        .meta_prefix(&key)
         .expect("store readable")
+        .into_iter()
+        .find_map(|(k, v)| (k == key).then_some(v))
 }
 
 /// Stop A, restart X, start A: X comes back holding A's old descriptor (learned through the

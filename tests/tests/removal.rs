@@ -55,7 +55,7 @@ fn push(sealed: &message::Sealed) -> Frame {
 }
 
 async fn stores(node: &RunningNode, id: MessageId) -> bool {
-    node.store.has_message(id.as_bytes()).expect("store")
+    node.store.has_message(&id).expect("store")
 }
 
 /// Whether `node` shows message `id` (its inbox and `read`).

@@ -1,5 +1,5 @@
 //! The envelope log: one append-only file in the store's directory that holds the envelope
-//! bytes of every message (store format 3), so that sled keeps only small index entries.
+//! bytes of every message, so that sled keeps only small index entries.
 //!
 //! The file is a plain concatenation of envelopes, with no framing: where an envelope starts,
 //! how long it is and its checksum live in the message's index entry (a [`Location`]). Every

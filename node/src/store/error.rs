@@ -1,0 +1,208 @@
+//! The store's errors: what failed, in which store, and what an operator can do about it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{Store, RESERVED_META_PREFIX};
+
+/// Errors returned by the [`Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (or another `Store` in this process) holds the
+    /// store's lock.
+    #[error(
+        "store at {} is in use by another process (or already open in this one); \
+         stop the other instance or use a different data directory",
+        path.display()
+    )]
+    InUse {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The store could not be opened.
+    #[error("cannot open store at {}: {source}", path.display())]
+    Open {
+        /// Directory of the store.
+        path: PathBuf,
+        /// Underlying engine error.
+        #[source]
+        source: EngineError,
+    },
+    /// The store was written by a development build in a layout this one does not read.
+    #[error(
+        "the store at {} holds data in `{tree}`, a layout of development builds before store \
+         format 4 that this version does not read; start with a new data directory",
+        path.display()
+    )]
+    Unsupported {
+        /// Directory of the store.
+        path: PathBuf,
+        /// The tree of the earlier layout.
+        tree: &'static str,
+    },
+    /// [`Store::open`] was called outside a tokio runtime; the store needs one
+    /// for its flusher task.
+    #[error("cannot open store at {}: Store::open must be called from within a tokio runtime", path.display())]
+    NoRuntime {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The storage engine failed while reading or writing.
+    #[error("storage error while {op} (store at {}): {source}", path.display())]
+    Engine {
+        /// What the store was doing.
+        op: &'static str,
+        /// Directory of the store.
+        path: PathBuf,
+        /// Underlying engine error.
+        #[source]
+        source: EngineError,
+    },
+    /// Data read from disk does not have the expected shape.
+    #[error(
+        "corrupt entry in `{tree}` of store at {}: {detail}; \
+         restore the store from a backup or re-sync it from peers",
+        path.display()
+    )]
+    Corrupt {
+        /// Name of the tree (or part of a tree, or the envelope log file) holding the bad entry.
+        tree: &'static str,
+        /// Directory of the store.
+        path: PathBuf,
+        /// What is wrong with the entry.
+        detail: String,
+    },
+    /// Flushing to disk failed. Writes since the last successful flush are
+    /// not known to be durable and the store refuses further writes.
+    #[error(
+        "flushing store at {} to disk failed: {source}; recent writes may be lost and \
+         the store refuses further writes; check the disk and restart the node",
+        path.display()
+    )]
+    FlushFailed {
+        /// Directory of the store.
+        path: PathBuf,
+        /// Underlying engine error.
+        #[source]
+        source: EngineError,
+    },
+    /// The background flusher is gone (the tokio runtime that opened the
+    /// store has shut down), so durability cannot be confirmed.
+    #[error(
+        "the flusher of the store at {} has stopped (its tokio runtime shut down); \
+         durability cannot be confirmed",
+        path.display()
+    )]
+    FlusherStopped {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The caller used a `meta-v1` key reserved for the store itself.
+    #[error("meta key {key:?} is reserved for the store (prefix {RESERVED_META_PREFIX:?})")]
+    ReservedKey {
+        /// The refused key.
+        key: String,
+    },
+}
+
+/// A failure of the engine underneath the store: an I/O error, or one the embedded database
+/// reported. Its text says what failed; [`EngineError::io_kind`] tells the kind of an I/O
+/// failure.
+#[derive(Debug, Clone)]
+pub struct EngineError(sled::Error);
+
+impl EngineError {
+    /// The kind of the I/O error behind this failure, if it is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match &self.0 {
+            sled::Error::Io(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            // Without sled's "IO error: " prefix: the context says what was done.
+            sled::Error::Io(e) => e.fmt(f),
+            other => other.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            sled::Error::Io(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<sled::Error> for EngineError {
+    fn from(e: sled::Error) -> Self {
+        EngineError(e)
+    }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        EngineError(sled::Error::Io(e))
+    }
+}
+
+pub(super) fn open_error(path: &Path, source: impl Into<EngineError>) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        source: source.into(),
+    }
+}
+
+pub(super) fn corrupt_at(path: &Path, tree: &'static str, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
+impl Store {
+    pub(super) fn corrupt(&self, tree: &'static str, detail: String) -> StoreError {
+        corrupt_at(&self.inner.path, tree, detail)
+    }
+
+    pub(super) fn bad_key_len(&self, tree: &'static str, got: usize, want: usize) -> StoreError {
+        self.corrupt(tree, format!("key has {got} bytes, expected {want}"))
+    }
+
+    pub(super) fn engine(&self, op: &'static str, source: impl Into<EngineError>) -> StoreError {
+        StoreError::Engine {
+            op,
+            path: self.inner.path.clone(),
+            source: source.into(),
+        }
+    }
+
+    pub(super) fn flush_failed(&self, source: EngineError) -> StoreError {
+        StoreError::FlushFailed {
+            path: self.inner.path.clone(),
+            source,
+        }
+    }
+
+    /// `bytes` as an array of `N` bytes, or corrupt in `tree`.
+    pub(super) fn array<const N: usize>(
+        &self,
+        tree: &'static str,
+        bytes: &[u8],
+    ) -> Result<[u8; N], StoreError> {
+        bytes.try_into().map_err(|_| {
+            self.corrupt(
+                tree,
+                format!("field has {} bytes, expected {N}", bytes.len()),
+            )
+        })
+    }
+}

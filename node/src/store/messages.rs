@@ -1,0 +1,512 @@
+//! Messages: writing a batch (duplicate and conflict checks, the envelope log, the author
+//! index, the id index) and reading messages back by id, by place and by group.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use liaison_protocol::{GroupId, MessageId, Place};
+
+use super::envelope_log::{self, Location};
+use super::keys::{
+    author_key, author_key_at, author_space, place_of, seq_of, AuthorKey, BY_AUTHOR_KEY_LEN,
+    GROUP_LEN, ID_LEN, PART_BY_AUTHOR, SEQ_SPACE_LEN,
+};
+use super::runs::{author_runs, encode_record, numbered, parse_run, record_id, Record, MAX_RUN};
+use super::{Store, StoreError};
+
+/// A message to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Its id.
+    pub id: MessageId,
+    /// Where it sits in its author's sequence.
+    pub place: Place,
+    /// The envelope, exactly as received.
+    pub envelope: Vec<u8>,
+    /// Small opaque metadata blob (the node keeps when the message arrived).
+    pub meta: Vec<u8>,
+}
+
+/// Outcome of storing one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The message was new and has been stored (durably, once the insert
+    /// call returned).
+    New,
+    /// A message with this id is already stored; nothing was written.
+    Duplicate,
+    /// Its place is already taken by a different message; nothing was written. The author
+    /// equivocated (or the sender lies).
+    Conflict,
+}
+
+impl Store {
+    /// Stores several messages in one batch and waits once until all are durable. Returns one
+    /// outcome per input, in order (a later copy of an id earlier in the same batch is a
+    /// [`Inserted::Duplicate`]).
+    ///
+    /// Idempotent: a message whose id is stored already is a [`Inserted::Duplicate`], one whose
+    /// place holds another id a [`Inserted::Conflict`]; neither writes anything. The call still
+    /// waits until the stored originals are durable, so any outcome may be acknowledged.
+    pub async fn insert_messages(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_writable()?;
+        let (messages, started) = (batch.len(), Instant::now());
+        let outcomes = self
+            .blocking("inserting messages", move |store| {
+                store.apply_messages(&batch)
+            })
+            .await?;
+        let applied = started.elapsed();
+        self.wait_durable(self.note_written()).await?;
+        tracing::trace!(
+            messages,
+            ?applied,
+            durable = ?started.elapsed(),
+            "message batch stored"
+        );
+        Ok(outcomes)
+    }
+
+    /// Appends the envelopes of the messages that are neither duplicates nor conflicts to the
+    /// log with one write, then writes their author index runs in one atomic batch and adds
+    /// them to the id index; one outcome per message, in order. Does not wait for durability.
+    pub(super) fn apply_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
+        // A panic while holding the lock cannot leave the log end behind bytes an entry points
+        // to: it moves before the batch is applied. Nor the id index behind the tree in a way
+        // that loses a message: the index is rebuilt from the tree at the next open.
+        let _writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let log_start = self.inner.log_end.load(Ordering::Acquire);
+        // The envelopes to append, back to back from `log_start`.
+        let mut envelopes = Vec::new();
+        // Earlier messages of this batch, which the tree does not show yet.
+        let mut ids = HashSet::new();
+        // The new messages' records by place in their author's sequence space: the runs.
+        let mut records: BTreeMap<AuthorKey, Vec<u8>> = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let places: Vec<AuthorKey> = batch.iter().map(|m| author_key(&m.place)).collect();
+        let taken = self.held_among(&places)?;
+        for (m, key) in batch.iter().zip(places) {
+            if ids.contains(&m.id) || self.locate(&m.id)?.is_some() {
+                outcomes.push(Inserted::Duplicate);
+                continue;
+            }
+            let existing = match records.get(&key) {
+                Some(record) => Some(record_id(record)),
+                None => taken.get(&key).copied(),
+            };
+            if let Some(existing) = existing {
+                // Not this id: it would have been found above.
+                debug_assert_ne!(existing, m.id);
+                outcomes.push(Inserted::Conflict);
+                continue;
+            }
+            let offset = log_start.saturating_add(envelopes.len() as u64);
+            let mut record = Vec::new();
+            Location::new(offset, &m.envelope)
+                .and_then(|loc| encode_record(&mut record, &m.id, &loc, &m.meta))
+                .ok_or_else(|| {
+                    self.corrupt(
+                        PART_BY_AUTHOR,
+                        "message metadata or envelope over 4 GiB".into(),
+                    )
+                })?;
+            envelopes.extend_from_slice(&m.envelope);
+            ids.insert(m.id);
+            records.insert(key, record);
+            outcomes.push(Inserted::New);
+        }
+        if records.is_empty() {
+            return Ok(outcomes);
+        }
+        self.inner
+            .log
+            .write_at(log_start, &envelopes)
+            .map_err(|e| self.engine("appending envelopes", e))?;
+        // Published before the batch: a flush that sees an entry of this batch syncs these
+        // bytes, and one that does not may still cover them.
+        let log_end = log_start.saturating_add(envelopes.len() as u64);
+        self.inner.log_end.store(log_end, Ordering::Release);
+        let mut writes = sled::Batch::default();
+        for (key, run, _) in author_runs(&records, MAX_RUN) {
+            writes.insert(&key[..], run);
+        }
+        self.inner
+            .messages
+            .apply_batch(writes)
+            .map_err(|e| self.engine("inserting messages", e))?;
+        let mut index = self
+            .inner
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (key, record) in &records {
+            index.insert(&record_id(record), key);
+        }
+        Ok(outcomes)
+    }
+
+    /// Which of `places` (author index keys) hold a message, and its id: per sequence space,
+    /// one range read over the runs that can hold the seqs asked about, unless they are
+    /// spread too far apart for that to be cheap, then one lookup per seq.
+    pub(super) fn held_among(
+        &self,
+        places: &[AuthorKey],
+    ) -> Result<HashMap<AuthorKey, MessageId>, StoreError> {
+        let mut spaces: BTreeMap<&[u8], BTreeSet<u64>> = BTreeMap::new();
+        for key in places {
+            spaces
+                .entry(&key[..1 + SEQ_SPACE_LEN])
+                .or_default()
+                .insert(seq_of(key));
+        }
+        let mut held = HashMap::new();
+        for (space, seqs) in spaces {
+            let (Some(&low), Some(&high)) = (seqs.first(), seqs.last()) else {
+                continue;
+            };
+            let mut at = [0u8; BY_AUTHOR_KEY_LEN];
+            at[..1 + SEQ_SPACE_LEN].copy_from_slice(space);
+            let key = |seq: u64| author_key_at(&at, seq);
+            // A range read visits every run between the seqs asked about: at most one per seq
+            // in between.
+            let dense = (high - low) / 4 <= (seqs.len() + MAX_RUN) as u64;
+            if !dense {
+                for &seq in &seqs {
+                    if let Some(id) = self.held_at(&key(seq))? {
+                        held.insert(key(seq), id);
+                    }
+                }
+                continue;
+            }
+            let start = match self.run_at_or_below(&key(low))? {
+                Some((k, _)) => k.to_vec(),
+                None => key(low).to_vec(),
+            };
+            for item in self.inner.messages.range(start..=key(high).to_vec()) {
+                let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
+                let (first, records) = self.run(&k, &v)?;
+                for (seq, record) in numbered(first, &records) {
+                    if seqs.contains(&seq) {
+                        held.insert(key(seq), record.id);
+                    }
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// The stored envelope of a message.
+    pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.stored_message(id, |record| self.read_envelope(&record))
+    }
+
+    /// Hands the stored envelope of a message to `read`.
+    pub fn with_envelope<T>(
+        &self,
+        id: &MessageId,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.message(id)?.map(|envelope| read(&envelope)))
+    }
+
+    /// The metadata blob stored with a message.
+    pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.stored_message(id, |record| Ok(record.meta.to_vec()))
+    }
+
+    /// Whether a message with this id is stored.
+    pub fn has_message(&self, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self.locate(id)?.is_some())
+    }
+
+    /// Envelopes of the author of `after` in its group and epoch with a seq above
+    /// `after.seq`, ascending by seq, stopping before their total size would exceed
+    /// `max_bytes` (but returning at least one if any exists). Serves
+    /// `liaison_protocol::sync::Archive::envelopes`.
+    pub fn envelopes_after(
+        &self,
+        after: &Place,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some(first) = after.seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        self.each_held(
+            &Place {
+                seq: first,
+                ..*after
+            },
+            |_, record| {
+                total = total.saturating_add(record.loc.len as usize);
+                if total > max_bytes && !out.is_empty() {
+                    return Ok(false);
+                }
+                out.push(self.read_envelope(record)?);
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Envelopes of the author of `after` in its group and epoch with a seq above `after.seq`
+    /// and at most `through`, ascending by seq, within `max_bytes` as
+    /// [`Store::envelopes_after`]; an envelope that cannot be read back intact (damaged: its
+    /// checksum fails) is left out instead of failing the read, so that one damaged envelope
+    /// does not keep the others from a peer, which gets that one from another. Returns the
+    /// envelopes and how many were left out.
+    pub fn readable_envelopes(
+        &self,
+        after: &Place,
+        through: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<Vec<u8>>, usize), StoreError> {
+        let Some(first) = after.seq.checked_add(1) else {
+            return Ok((Vec::new(), 0));
+        };
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        let mut total = 0usize;
+        self.each_held(
+            &Place {
+                seq: first,
+                ..*after
+            },
+            |seq, record| {
+                if seq > through {
+                    return Ok(false);
+                }
+                let len = record.loc.len as usize;
+                if total.saturating_add(len) > max_bytes && !out.is_empty() {
+                    return Ok(false);
+                }
+                match self.read_envelope(record) {
+                    Ok(envelope) => {
+                        total = total.saturating_add(len);
+                        out.push(envelope);
+                    }
+                    Err(StoreError::Corrupt { .. }) => skipped += 1,
+                    Err(e) => return Err(e),
+                }
+                Ok(true)
+            },
+        )?;
+        Ok((out, skipped))
+    }
+
+    /// The place of every message held in `group`, ascending. Rebuilds the sync engine's
+    /// version vectors at start-up.
+    pub fn held(&self, group: &GroupId) -> Result<Vec<Place>, StoreError> {
+        let mut out = Vec::new();
+        self.each_in_group(group, |place, _| out.push(place))?;
+        Ok(out)
+    }
+
+    /// The ids of every message held in `group`, ordered by place.
+    pub fn group_messages(&self, group: &GroupId) -> Result<Vec<MessageId>, StoreError> {
+        let mut out = Vec::new();
+        self.each_in_group(group, |_, id| out.push(id))?;
+        Ok(out)
+    }
+
+    /// Number of stored messages (the size of the id index; O(1)).
+    pub fn message_count(&self) -> usize {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// Hands the record of message `id` to `take`, if the message is stored.
+    pub(super) fn stored_message<T>(
+        &self,
+        id: &MessageId,
+        take: impl FnOnce(Record<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(key) = self.candidate(id) else {
+            return Ok(None);
+        };
+        match self.record_at(&key, |record| (record.id == *id).then(|| take(record)))? {
+            Some(Some(taken)) => taken.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Where the id index says message `id` is, if anywhere; [`Store::held_at`] confirms it.
+    fn candidate(&self, id: &MessageId) -> Option<AuthorKey> {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .candidate(id)
+    }
+
+    /// The author index key of message `id`, if it is stored.
+    fn locate(&self, id: &MessageId) -> Result<Option<AuthorKey>, StoreError> {
+        let Some(key) = self.candidate(id) else {
+            return Ok(None);
+        };
+        Ok((self.held_at(&key)? == Some(*id)).then_some(key))
+    }
+
+    /// Reads the envelope a record points to from the log and checks it against its checksum.
+    pub(super) fn read_envelope(&self, record: &Record<'_>) -> Result<Vec<u8>, StoreError> {
+        // Loaded after the record was read, so it covers the record's bytes.
+        let end = self.inner.log_end.load(Ordering::Acquire);
+        let loc = &record.loc;
+        match self.inner.log.read(loc, end) {
+            Ok(Ok(envelope)) => Ok(envelope),
+            Ok(Err(fault)) => Err(self.corrupt(
+                envelope_log::FILE_NAME,
+                format!(
+                    "the envelope of message {} at offset {} ({} bytes) {fault}",
+                    record.id, loc.offset, loc.len
+                ),
+            )),
+            Err(e) => Err(self.engine("reading an envelope", e)),
+        }
+    }
+
+    /// The id held at `key` (an author index key naming one seq).
+    pub(super) fn held_at(&self, key: &AuthorKey) -> Result<Option<MessageId>, StoreError> {
+        self.record_at(key, |record| record.id)
+    }
+
+    /// Hands the record held at `key` (an author index key naming one seq) to `take`: the run
+    /// holding a seq is the one starting at the highest key not above it, if it reaches that
+    /// far.
+    fn record_at<T>(
+        &self,
+        key: &AuthorKey,
+        take: impl FnOnce(Record<'_>) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let Some((k, v)) = self.run_at_or_below(key)? else {
+            return Ok(None);
+        };
+        let (first, records) = self.run(&k, &v)?;
+        // `first` is at most the seq asked for: the key is not above it.
+        let held = usize::try_from(seq_of(key) - first)
+            .ok()
+            .and_then(|n| records.get(n));
+        Ok(held.map(|record| take(*record)))
+    }
+
+    /// The author index entry with the highest key not above `key` in its author's sequence
+    /// space: the only run that can hold `key`'s seq.
+    fn run_at_or_below(
+        &self,
+        key: &AuthorKey,
+    ) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        let space = &key[..1 + SEQ_SPACE_LEN];
+        self.inner
+            .messages
+            .range(space..=&key[..])
+            .next_back()
+            .transpose()
+            .map_err(|e| self.engine("reading the author index", e))
+    }
+
+    /// Calls `each(seq, record)` for the held messages of `from`'s sequence space with seq
+    /// `from.seq` or above, ascending, until it returns `false`.
+    pub(super) fn each_held(
+        &self,
+        from: &Place,
+        mut each: impl FnMut(u64, &Record<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let read = |e| self.engine("reading the author index", e);
+        let from_key = author_key(from);
+        let end = author_key_at(&from_key, u64::MAX);
+        // Start at the run holding `from` when it starts below it.
+        let start = match self.run_at_or_below(&from_key)? {
+            Some((k, _)) => k.to_vec(),
+            None => from_key.to_vec(),
+        };
+        for item in self.inner.messages.range(start..=end.to_vec()) {
+            let (k, v) = item.map_err(read)?;
+            let (first, records) = self.run(&k, &v)?;
+            for (seq, record) in numbered(first, &records) {
+                if seq >= from.seq && !each(seq, record)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `each(place, id)` for every held message of `group`, ordered by place.
+    pub(super) fn each_in_group(
+        &self,
+        group: &GroupId,
+        mut each: impl FnMut(Place, MessageId),
+    ) -> Result<(), StoreError> {
+        for item in self.inner.messages.scan_prefix(author_space(group)) {
+            let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
+            let place = self.place_of(&k)?;
+            let (first, records) = self.run(&k, &v)?;
+            for (seq, record) in numbered(first, &records) {
+                each(Place { seq, ..place }, record.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The place an author index key read back names.
+    pub(super) fn place_of(&self, k: &[u8]) -> Result<Place, StoreError> {
+        let key: &AuthorKey = k
+            .try_into()
+            .map_err(|_| self.bad_key_len(PART_BY_AUTHOR, k.len(), BY_AUTHOR_KEY_LEN))?;
+        place_of(key).ok_or_else(|| {
+            self.corrupt(
+                PART_BY_AUTHOR,
+                format!(
+                    "key names author {}, which is not a node id",
+                    hex::encode(&key[1 + GROUP_LEN..1 + GROUP_LEN + ID_LEN])
+                ),
+            )
+        })
+    }
+
+    /// An author index entry: a run of held messages, as its first seq and the records of
+    /// that seq and the ones after it.
+    pub(super) fn run<'v>(
+        &self,
+        k: &[u8],
+        v: &'v [u8],
+    ) -> Result<(u64, Vec<Record<'v>>), StoreError> {
+        let key: &AuthorKey = k
+            .try_into()
+            .map_err(|_| self.bad_key_len(PART_BY_AUTHOR, k.len(), BY_AUTHOR_KEY_LEN))?;
+        let first = seq_of(key);
+        let records = parse_run(v).filter(|records| {
+            records
+                .len()
+                .checked_sub(1)
+                .and_then(|last| first.checked_add(u64::try_from(last).ok()?))
+                .is_some()
+        });
+        records
+            .ok_or_else(|| {
+                self.corrupt(
+                    PART_BY_AUTHOR,
+                    format!(
+                        "value has {} bytes, expected message records of seqs from {first}",
+                        v.len()
+                    ),
+                )
+            })
+            .map(|records| (first, records))
+    }
+}
