@@ -61,9 +61,9 @@ impl From<UsageError> for Error {
             UsageError::NotAMember(_)
             | UsageError::ReaderMayNotPost(_)
             | UsageError::NotOwner(_) => Error::Forbidden(e.to_string()),
-            UsageError::AlreadyMember(_) | UsageError::SequenceUnconfirmed(_) => {
-                Error::Conflict(e.to_string())
-            }
+            UsageError::AlreadyMember(_)
+            | UsageError::SequenceUnconfirmed(_)
+            | UsageError::NameTaken(_) => Error::Conflict(e.to_string()),
             UsageError::NoSuchMember(_) => Error::NotFound(e.to_string()),
             UsageError::InvalidRecord(fields) => Error::InvalidRecord(fields),
             _ => Error::Invalid(e.to_string()),

@@ -16,6 +16,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod error;
+pub mod names;
 pub mod node;
 pub mod records;
 pub mod store;

@@ -26,7 +26,7 @@ use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Pla
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
-use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp};
+use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp, UsageError};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -1959,14 +1959,9 @@ impl Actor {
                     "a TLP:RED message needs its recipients: --to OFFICER@NODE (repeatable)".into(),
                 ));
             }
-            if let Some(bad) = post.recipients.iter().find(|r| {
-                let mut parts = r.splitn(2, '@');
-                !matches!((parts.next(), parts.next()), (Some(o), Some(n)) if !o.is_empty() && !n.is_empty())
-            }) {
-                return Err(Error::Invalid(format!(
-                    "recipient {bad:?} is not OFFICER@NODE"
-                )));
-            }
+            let state = self.engine.group(&gid).ok_or(UsageError::NotAMember(gid))?;
+            let recipients =
+                crate::names::resolve_recipients(state, self.me, &self.name, &post.recipients)?;
             if let Some(parent) = &post.reply_to {
                 self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
@@ -1979,7 +1974,7 @@ impl Actor {
             };
             let content = Content {
                 officer: post.officer,
-                recipients: post.recipients,
+                recipients,
                 reply_to: post.reply_to,
                 payload,
             };
@@ -2053,13 +2048,16 @@ impl Actor {
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
         if h.handling == Handling::Red {
-            let me = format!("{}@{}", who.name(), self.name);
             let own = h.author == self.me && content.officer == who.name();
-            if !own && !content.recipients.contains(&me) {
+            if !own && !crate::names::is_recipient(&content.recipients, self.me, who.name()) {
                 return Err(not_found());
             }
         }
-        let recipients = content.recipients.clone();
+        let recipients = content
+            .recipients
+            .iter()
+            .map(|r| format!("{}@{}", r.officer, self.node_name(&r.node, Some(&h.group))))
+            .collect();
         let shown = Shown::of(&content.payload);
         Ok(MessageView {
             id: id.to_string(),

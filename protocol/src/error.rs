@@ -198,6 +198,38 @@ pub enum Rejection {
     /// belong to).
     #[error("irrelevant request: {0}")]
     Irrelevant(&'static str),
+    /// A roster signed by an authority this node does not trust (not necessarily a fault: it
+    /// may belong to another federation).
+    #[error("roster of an authority not trusted here ({})", .0.short())]
+    UnknownAuthority(crate::roster::AuthorityId),
+    /// A roster breaks the rules of WIRE.md §12.
+    #[error("invalid roster: {0}")]
+    InvalidRoster(&'static str),
+    /// Two different rosters carry the same version of one authority.
+    #[error("authority {} signed two different rosters as version {version}", .authority.short())]
+    ConflictingRoster {
+        /// The authority.
+        authority: crate::roster::AuthorityId,
+        /// The version.
+        version: u64,
+    },
+    /// The node that signed this was revoked before it signed it.
+    #[error("{0} is revoked")]
+    Revoked(NodeId),
+    /// A second identity rotation of one key to another new key.
+    #[error("{0} already rotated to another key")]
+    ConflictingRotation(NodeId),
+    /// A rotation statement that cannot be taken.
+    #[error("invalid rotation statement: {0}")]
+    InvalidRotation(&'static str),
+    /// A descriptor claims a name that the federation's roster gives another node.
+    #[error("descriptor of {node} claims the roster name {name:?} of another node")]
+    NameClaimed {
+        /// The node the descriptor describes.
+        node: NodeId,
+        /// The name it claims.
+        name: String,
+    },
 }
 
 /// The caller asked for something this crate cannot do. Nothing was produced.
@@ -231,6 +263,9 @@ pub enum UsageError {
     /// The node named is already a member.
     #[error("{0} is already a member")]
     AlreadyMember(NodeId),
+    /// Another member of the group already has this name.
+    #[error("another member is already named {0:?}")]
+    NameTaken(String),
     /// The node named is not a member.
     #[error("{0} is not a member")]
     NoSuchMember(NodeId),

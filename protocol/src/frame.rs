@@ -26,6 +26,10 @@ pub const MAX_FRAME_ACKS: usize = 4_096;
 pub const MAX_FRAME_RECEIPTS: usize = 64;
 /// Most descriptors in a `Directory` frame.
 pub const MAX_FRAME_DESCRIPTORS: usize = 256;
+/// Most rosters in a `Roster` frame (one per authority a node holds a roster of).
+pub const MAX_FRAME_ROSTERS: usize = 64;
+/// Most rotation statements in a `Rotation` frame.
+pub const MAX_FRAME_ROTATIONS: usize = crate::roster::MAX_ROTATIONS;
 
 /// One entry of a version vector: the highest contiguous sequence number held for an author
 /// in one epoch of a group.
@@ -181,6 +185,19 @@ pub enum Frame {
         #[serde(with = "crate::codec::bytes::list")]
         descriptors: Vec<Vec<u8>>,
     },
+    /// Federation rosters the sender holds (WIRE.md §12), so that they travel through the
+    /// federation.
+    Roster {
+        /// Encoded [`crate::roster::SignedRoster`]s.
+        #[serde(with = "crate::codec::bytes::list")]
+        rosters: Vec<Vec<u8>>,
+    },
+    /// Key rotation statements the sender holds (WIRE.md §12).
+    Rotation {
+        /// Encoded [`crate::roster::SignedRotation`]s.
+        #[serde(with = "crate::codec::bytes::list")]
+        statements: Vec<Vec<u8>>,
+    },
 }
 
 impl Frame {
@@ -225,6 +242,8 @@ impl Frame {
             Frame::Directory { descriptors } => {
                 (descriptors.len(), MAX_FRAME_DESCRIPTORS, "directory")
             }
+            Frame::Roster { rosters } => (rosters.len(), MAX_FRAME_ROSTERS, "roster"),
+            Frame::Rotation { statements } => (statements.len(), MAX_FRAME_ROTATIONS, "rotation"),
         };
         if count > max {
             return Err(DecodeError::InvalidField {
@@ -246,6 +265,8 @@ impl Frame {
             Frame::Receipts { .. } => "receipts",
             Frame::Control { .. } => "control",
             Frame::Directory { .. } => "directory",
+            Frame::Roster { .. } => "roster",
+            Frame::Rotation { .. } => "rotation",
         }
     }
 }

@@ -43,8 +43,8 @@ pub const COMMITMENT_CONTEXT: &str = "liaison/v1/key-commitment";
 /// BLAKE3 key-derivation context of ciphertext hashes.
 pub const CIPHERTEXT_CONTEXT: &str = "liaison/v1/ciphertext";
 
-/// Longest officer name, subject and recipient, in bytes.
-pub const MAX_OFFICER_LEN: usize = 128;
+/// Longest officer name (of the author or a recipient), in bytes.
+pub const MAX_OFFICER_LEN: usize = crate::fields::MAX_TEXT_LEN;
 /// Longest subject, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 512;
 /// Most named recipients of one message.
@@ -206,13 +206,23 @@ impl Payload {
     }
 }
 
+/// A named recipient of a message: an officer's account on one node, named by node id so that
+/// no other node can claim it by taking the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The officer's account name on that node.
+    pub officer: String,
+    /// The node.
+    pub node: NodeId,
+}
+
 /// The decrypted content of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Content {
     /// The posting officer's name at the author node.
     pub officer: String,
-    /// Named recipients (`OFFICER@NODE`), for TLP:RED.
-    pub recipients: Vec<String>,
+    /// Named recipients, for TLP:RED (WIRE.md §5: who sees what).
+    pub recipients: Vec<Recipient>,
     /// The message this replies to.
     pub reply_to: Option<MessageId>,
     /// What it says.
@@ -251,18 +261,12 @@ impl Content {
     }
 
     fn check_limits(&self) -> Result<(), String> {
-        if self.officer.len() > MAX_OFFICER_LEN {
-            return Err(format!("officer name over {MAX_OFFICER_LEN} bytes"));
+        crate::fields::check_officer_name(&self.officer).map_err(|e| e.0.to_owned())?;
+        if self.recipients.len() > MAX_RECIPIENTS {
+            return Err(format!("more than {MAX_RECIPIENTS} recipients"));
         }
-        if self.recipients.len() > MAX_RECIPIENTS
-            || self
-                .recipients
-                .iter()
-                .any(|r| r.len() > MAX_OFFICER_LEN * 2)
-        {
-            return Err(format!(
-                "at most {MAX_RECIPIENTS} recipients of bounded length"
-            ));
+        for r in &self.recipients {
+            crate::fields::check_officer_name(&r.officer).map_err(|e| format!("recipient: {e}"))?;
         }
         match &self.payload {
             Payload::Text { subject, .. } if subject.len() > MAX_SUBJECT_LEN => {

@@ -6,7 +6,7 @@
 //! learned of the removal hides it afterwards. The views say that the author was removed.
 
 use liaison_node::node::{now, Command, RunningNode};
-use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload};
+use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload, Recipient};
 use liaison_protocol::{Frame, GroupId, Role, Timestamp};
 use liaison_tests::hostile::{Hostile, Session};
 use liaison_tests::logs::{self, Logs};
@@ -26,7 +26,10 @@ fn seal(
     let state = h.group_state(controls);
     let content = Content {
         officer: "j.doe".into(),
-        recipients: vec!["analyst@owner".into()],
+        recipients: vec![Recipient {
+            officer: "analyst".into(),
+            node: state.owner(),
+        }],
         reply_to: None,
         payload: Payload::Text {
             subject: "Corrected seizure report".into(),
