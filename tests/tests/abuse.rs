@@ -1,7 +1,8 @@
 //! What one pinned peer can make a node spend, and how the node holds it to account: times in
 //! the future, sync requests naming tens of thousands of authors or concerning it in no way,
 //! groups and control events without end, an author's bytes without end — each refused with a
-//! strike, and strikes that survive a reconnect.
+//! strike, and strikes that survive a reconnect. And a time far ahead that is valid (an expiry
+//! in year 10000), which every view must still show.
 
 use liaison_node::config::Config;
 use liaison_node::node::{now, Command, RunningNode};
@@ -204,6 +205,72 @@ async fn times_in_the_future_are_refused_with_a_strike() {
             .all(|(_, bytes)| *bytes != receipt)
     );
     assert!(s.is_open(), "three strikes are not sixteen");
+    sc.shutdown().await;
+}
+
+/// A message that expires in year 10000 is valid (it expires after it was created), and every
+/// view of it used to panic the node's actor, for good: the time could not be formatted. The
+/// inbox, a read and an export now show it, and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_expiring_in_year_10000_is_shown_and_the_node_goes_on() {
+    let sc = Scene::start(|_| {}).await;
+    let mut s = sc.session().await;
+    let (g, controls) = sc.group_with_mallory(&mut s).await;
+    let far = seal(&sc.h, &controls, 1, now(), Some(YEAR_10000), 10);
+    s.send(&push(&far)).await;
+    s.expect(
+        "the acknowledgement",
+        |f| matches!(f, Frame::Ack { ids } if ids.contains(&far.id)),
+    )
+    .await;
+    let expected = Some("+010000-01-01T00:00:00.000Z");
+    let inbox = sc
+        .target
+        .handle
+        .ask(|reply| Command::Inbox {
+            group: Some(g.to_string()),
+            reply,
+        })
+        .await
+        .expect("the node answers")
+        .expect("inbox");
+    let listed = inbox
+        .iter()
+        .find(|m| m.id == far.id.to_string())
+        .expect("listed");
+    assert_eq!(listed.expires_at.as_deref(), expected);
+    let id = far.id;
+    let read = sc
+        .target
+        .handle
+        .ask(|reply| Command::Read { id, reply })
+        .await
+        .expect("the node answers")
+        .expect("read");
+    assert_eq!(read.expires_at.as_deref(), expected);
+    let export = sc
+        .target
+        .handle
+        .ask(|reply| Command::Export {
+            group: g.to_string(),
+            include_nominal: false,
+            reply,
+        })
+        .await
+        .expect("the node answers")
+        .expect("export");
+    assert!(export
+        .exported
+        .iter()
+        .any(|m| m.id == far.id.to_string() && m.expires_at.as_deref() == expected));
+    // Still handling frames.
+    let next = seal(&sc.h, &controls, 2, now(), None, 10);
+    s.send(&push(&next)).await;
+    s.expect(
+        "the acknowledgement",
+        |f| matches!(f, Frame::Ack { ids } if ids.contains(&next.id)),
+    )
+    .await;
     sc.shutdown().await;
 }
 
