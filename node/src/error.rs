@@ -40,6 +40,9 @@ pub enum Error {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Handling the request failed inside the node (a fault, logged there); the node goes on.
+    #[error("{0}")]
+    Internal(&'static str),
     /// Stored data could not be read back.
     #[error("corrupt data: {0}")]
     Corrupt(String),

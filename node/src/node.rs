@@ -236,7 +236,14 @@ impl NodeHandle {
             .send(make(tx))
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)
+        rx.await.map_err(|_| {
+            if self.tx.is_closed() {
+                Error::ShuttingDown
+            } else {
+                // The node runs on, but handling this request failed (see `Actor::isolated`).
+                Error::Internal("the node failed while handling this request; the fault is in its log, and the node goes on")
+            }
+        })
     }
 }
 
@@ -475,6 +482,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         received_writes: 0,
         origins: Origins::default(),
         read_ahead: RefCell::default(),
+        faults: 0,
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -807,6 +815,9 @@ struct Actor {
     origins: Origins,
     /// See [`ReadAhead`].
     read_ahead: RefCell<ReadAhead>,
+    /// Inputs whose handling failed with a panic since the node started (see
+    /// [`Actor::isolated`]).
+    faults: u64,
 }
 
 /// A post accepted from the API, not yet sealed.
@@ -921,24 +932,24 @@ impl Actor {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
-                Some(msg) = internal.recv() => self.on_internal(msg),
-                Some(frame) = inbound.recv() => self.on_inbound(frame),
-                Some(cmd) = commands.recv() => self.on_command(cmd),
-                () = sleep => self.engine.handle_timeout(now()),
+                Some(msg) = internal.recv() => self.isolated("internal", |a| a.on_internal(msg)),
+                Some(frame) = inbound.recv() => self.isolated("frame", |a| a.on_inbound(frame)),
+                Some(cmd) = commands.recv() => self.isolated("command", |a| a.on_command(cmd)),
+                () = sleep => self.isolated("timer", |a| a.engine.handle_timeout(now())),
             }
             // Take what else is already waiting, in the same priority, before draining once.
             for _ in 0..MAX_BATCH_INPUTS {
                 if let Ok(msg) = internal.try_recv() {
-                    self.on_internal(msg);
+                    self.isolated("internal", |a| a.on_internal(msg));
                 } else if let Ok(frame) = inbound.try_recv() {
-                    self.on_inbound(frame);
+                    self.isolated("frame", |a| a.on_inbound(frame));
                 } else if let Ok(cmd) = commands.try_recv() {
-                    self.on_command(cmd);
+                    self.isolated("command", |a| a.on_command(cmd));
                 } else {
                     break;
                 }
             }
-            self.drain();
+            self.isolated("drain", Actor::drain);
         }
         // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
         // close connections.
@@ -959,6 +970,34 @@ impl Actor {
         self.transport.close();
         // Give peers a moment to receive the close; the draining period itself is not needed.
         let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
+    }
+
+    /// Runs one step of the actor (one command, one frame, one internal message, the timer, a
+    /// drain) so that a fault in it fails that step alone instead of the node: a panic is
+    /// caught and logged, the step's reply channel is dropped on the way (its caller gets
+    /// [`Error::Internal`]), and the actor goes on with the next input. No single input, be it
+    /// a command or a peer's frame, may stop every later one from being served.
+    fn isolated(&mut self, step: &'static str, handle: impl FnOnce(&mut Actor)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(self)));
+        if let Err(panic) = result {
+            self.note_fault(step, panic.as_ref());
+        }
+    }
+
+    /// Logs and counts a panic caught while handling `step`.
+    fn note_fault(&mut self, step: &'static str, panic: &(dyn std::any::Any + Send)) {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        self.faults = self.faults.saturating_add(1);
+        tracing::error!(
+            step,
+            %reason,
+            faults = self.faults,
+            "a fault while handling one input: that input failed, the node goes on (please report this with the log)"
+        );
     }
 
     /// Remembers where a message being stored sits (see [`Origins`]).
@@ -1130,105 +1169,19 @@ impl Actor {
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
         let mut receipts: Vec<crate::store::NewReceipt> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
-            match event {
-                Event::MessageAccepted {
-                    from,
-                    id,
-                    header,
-                    envelope,
-                } => {
-                    debug!(peer = %from.short(), id = %id.short(), "message accepted");
-                    self.note_origin(id, &header);
-                    batch.push(NewMessage {
-                        id,
-                        place: header.place(),
-                        envelope,
-                        meta: now().0.to_be_bytes().to_vec(),
-                    });
+            let accepted = match &event {
+                Event::MessageAccepted { id, .. } => Some(*id),
+                _ => None,
+            };
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.on_event(event, &mut batch, &mut controls, &mut receipts);
+            }));
+            if let Err(panic) = step {
+                self.note_fault("event", panic.as_ref());
+                if let Some(id) = accepted {
+                    // Not stored: forgotten by the engine, so that it is fetched again.
+                    self.engine.handle_store_failed(&[id]);
                 }
-                Event::ControlApplied { group, seq, event } => {
-                    info!(group = %group.short(), seq, "control event applied");
-                    controls.push((group, seq, event));
-                }
-                Event::PeerDescriptor {
-                    peer,
-                    descriptor,
-                    bytes,
-                } => self.on_descriptor(peer, *descriptor, &bytes),
-                // This node's own receipts are not stored: they went to the author, and its
-                // own store already says when it stored each message (see `receipts`). A
-                // peer's may name messages still being written, which the store leaves out.
-                // The engine found the origin of every message named (the store's author
-                // index confirms each before indexing the receipt by place).
-                Event::Receipt {
-                    group,
-                    receiver,
-                    messages,
-                    bytes,
-                } if receiver != self.me => {
-                    let messages = messages
-                        .iter()
-                        .filter_map(|id| {
-                            let o = self.origins.get(id).filter(|o| o.group == group)?;
-                            Some((*id, *o))
-                        })
-                        .collect();
-                    receipts.push(crate::store::NewReceipt {
-                        receiver,
-                        messages,
-                        bytes,
-                    });
-                }
-                Event::Directory {
-                    node,
-                    descriptor,
-                    bytes,
-                } => {
-                    debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
-                    self.directory.insert(node, *descriptor);
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        let key = format!("{DIRECTORY_PREFIX}{node}");
-                        if let Err(e) = store.put_meta(&key, &bytes).await {
-                            warn!(error = %e, "cannot store a directory entry");
-                        }
-                    });
-                }
-                Event::Acked { peer, ids } => {
-                    debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
-                    if self.events.receiver_count() > 0 {
-                        let ids = ids.into();
-                        let _ = self.events.send(NodeEvent::Acked { peer, ids });
-                    }
-                }
-                Event::Rejected { peer, reason } => {
-                    warn!(peer = %peer.short(), %reason, "rejected input from peer");
-                }
-                Event::OwnMessagesElsewhere {
-                    group,
-                    epoch,
-                    peer,
-                    held_by_peer,
-                    held_here,
-                } => {
-                    warn!(
-                        group = %group.short(),
-                        epoch,
-                        peer = %peer.short(),
-                        held_by_peer,
-                        held_here,
-                        "a peer holds messages this node posted that its store lacks (restored from a backup, or its newest records lost); new posts continue after the peer's, and the missing ones are fetched back"
-                    );
-                }
-                Event::Disconnect { peer } => {
-                    warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
-                    if let Some(c) = self.conns.remove(&peer) {
-                        c.conn.close(1u32.into(), b"too many invalid frames");
-                        self.engine.handle_disconnected(&peer);
-                        self.set_connected(&peer, false);
-                    }
-                }
-                _ => {}
             }
         }
         if !controls.is_empty() {
@@ -1257,6 +1210,119 @@ impl Actor {
                     debug!(peer = %t.peer.short(), "outbound queue full; frame dropped");
                 }
             }
+        }
+    }
+
+    /// Handles one event of the engine within a drain: what is to be stored joins `batch`,
+    /// `controls` or `receipts`.
+    fn on_event(
+        &mut self,
+        event: Event,
+        batch: &mut Vec<NewMessage>,
+        controls: &mut Vec<(GroupId, u64, Vec<u8>)>,
+        receipts: &mut Vec<crate::store::NewReceipt>,
+    ) {
+        match event {
+            Event::MessageAccepted {
+                from,
+                id,
+                header,
+                envelope,
+            } => {
+                debug!(peer = %from.short(), id = %id.short(), "message accepted");
+                #[cfg(test)]
+                faults::at_accept(&header.author);
+                self.note_origin(id, &header);
+                batch.push(NewMessage {
+                    id,
+                    place: header.place(),
+                    envelope,
+                    meta: now().0.to_be_bytes().to_vec(),
+                });
+            }
+            Event::ControlApplied { group, seq, event } => {
+                info!(group = %group.short(), seq, "control event applied");
+                controls.push((group, seq, event));
+            }
+            Event::PeerDescriptor {
+                peer,
+                descriptor,
+                bytes,
+            } => self.on_descriptor(peer, *descriptor, &bytes),
+            // This node's own receipts are not stored: they went to the author, and its
+            // own store already says when it stored each message (see `receipts`). A
+            // peer's may name messages still being written, which the store leaves out.
+            // The engine found the origin of every message named (the store's author
+            // index confirms each before indexing the receipt by place).
+            Event::Receipt {
+                group,
+                receiver,
+                messages,
+                bytes,
+            } if receiver != self.me => {
+                let messages = messages
+                    .iter()
+                    .filter_map(|id| {
+                        let o = self.origins.get(id).filter(|o| o.group == group)?;
+                        Some((*id, *o))
+                    })
+                    .collect();
+                receipts.push(crate::store::NewReceipt {
+                    receiver,
+                    messages,
+                    bytes,
+                });
+            }
+            Event::Directory {
+                node,
+                descriptor,
+                bytes,
+            } => {
+                debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
+                self.directory.insert(node, *descriptor);
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let key = format!("{DIRECTORY_PREFIX}{node}");
+                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                        warn!(error = %e, "cannot store a directory entry");
+                    }
+                });
+            }
+            Event::Acked { peer, ids } => {
+                debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
+                if self.events.receiver_count() > 0 {
+                    let ids = ids.into();
+                    let _ = self.events.send(NodeEvent::Acked { peer, ids });
+                }
+            }
+            Event::Rejected { peer, reason } => {
+                warn!(peer = %peer.short(), %reason, "rejected input from peer");
+            }
+            Event::OwnMessagesElsewhere {
+                group,
+                epoch,
+                peer,
+                held_by_peer,
+                held_here,
+            } => {
+                warn!(
+                    group = %group.short(),
+                    epoch,
+                    peer = %peer.short(),
+                    held_by_peer,
+                    held_here,
+                    "a peer holds messages this node posted that its store lacks (restored from a backup, or its newest records lost); new posts continue after the peer's, and the missing ones are fetched back"
+                );
+            }
+            Event::Disconnect { peer } => {
+                warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
+                if let Some(c) = self.conns.remove(&peer) {
+                    c.conn.close(1u32.into(), b"too many invalid frames");
+                    self.engine.handle_disconnected(&peer);
+                    self.set_connected(&peer, false);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1579,6 +1645,7 @@ impl Actor {
             messages: self.store.message_count(),
             in_flight: self.engine.in_flight(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            faults: self.faults,
         }
     }
 
@@ -2033,6 +2100,8 @@ impl Actor {
     }
 
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
+        #[cfg(test)]
+        faults::at_view(id);
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
         let bytes = self.store.message(id)?.ok_or_else(not_found)?;
         let (_, header, _) = message::decode(&bytes)?;
@@ -2393,6 +2462,48 @@ async fn connection_task(
 
 mod records;
 
+/// Faults the tests inject into a running node, to show that one failing input does not stop
+/// the node (see [`Actor::isolated`]).
+#[cfg(test)]
+mod faults {
+    use std::sync::Mutex;
+
+    use liaison_protocol::{MessageId, NodeId};
+
+    /// Messages whose every view panics.
+    static AT_VIEW: Mutex<Vec<MessageId>> = Mutex::new(Vec::new());
+    /// Authors the next accepted message of which panics (once each).
+    static AT_ACCEPT: Mutex<Vec<NodeId>> = Mutex::new(Vec::new());
+
+    pub(super) fn panic_at_view(id: MessageId) {
+        AT_VIEW.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+    }
+
+    pub(super) fn panic_at_accept(author: NodeId) {
+        AT_ACCEPT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(author);
+    }
+
+    pub(super) fn at_view(id: &MessageId) {
+        let hit = AT_VIEW
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        assert!(!hit, "injected fault: viewing message {id}");
+    }
+
+    pub(super) fn at_accept(author: &NodeId) {
+        let mut authors = AT_ACCEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = authors.iter().position(|a| a == author) {
+            authors.remove(at);
+            drop(authors);
+            panic!("injected fault: accepting a message of {}", author.short());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -2482,6 +2593,65 @@ mod tests {
         let next = archive(&origins);
         assert_eq!(next.receipt_origin(&sealed[0].id), Some((gid, author)));
         assert_eq!(next.receipt_origin(&MessageId::from([0u8; 32])), None);
+    }
+
+    /// One command and one peer's frame whose handling panics (faults injected for the test):
+    /// each fails alone, the caller gets an error that says so, and both nodes go on serving
+    /// commands and taking frames. The actor used to die with the first, after which every
+    /// call answered "shutting down" and no frame was handled, until a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fault_in_one_command_or_frame_fails_it_alone() {
+        use crate::demo::{create_group, holds, init_node, knows_group, peer, post, wait_until};
+        let root = tempfile::tempdir().unwrap();
+        let a = start(&init_node(root.path(), "a", 200).unwrap())
+            .await
+            .unwrap();
+        let b = start(&init_node(root.path(), "b", 200).unwrap())
+            .await
+            .unwrap();
+        peer(&a, &b).await.unwrap();
+        for (x, y) in [(&a, &b), (&b, &a)] {
+            wait_until("the link", || crate::demo::peer_ready(&x.handle, &y.name))
+                .await
+                .unwrap();
+        }
+        let g = create_group(&a, "ops", &[(&b, Role::Member)])
+            .await
+            .unwrap();
+        wait_until("b to know the group", || knows_group(&b.handle, g))
+            .await
+            .unwrap();
+
+        // A command: reading this message panics on `a`.
+        let first = post(&a, g, "j.doe", "first", "one", Handling::Green)
+            .await
+            .unwrap();
+        faults::panic_at_view(first);
+        let read = a
+            .handle
+            .ask(|reply| Command::Read { id: first, reply })
+            .await;
+        assert!(matches!(read, Err(Error::Internal(_))), "{read:?}");
+        assert_eq!(a.handle.ask(Command::Status).await.unwrap().faults, 1);
+
+        // A frame: `b` fails taking a's next message; the one after arrives as usual, and the
+        // failed one with the next sync.
+        faults::panic_at_accept(a.node_id);
+        let second = post(&a, g, "j.doe", "second", "two", Handling::Green)
+            .await
+            .unwrap();
+        let third = post(&a, g, "j.doe", "third", "three", Handling::Green)
+            .await
+            .unwrap();
+        for id in [third, second] {
+            wait_until("b to take a's messages", || holds(&b.handle, id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.handle.ask(Command::Status).await.unwrap().faults, 1);
+        assert!(holds(&a.handle, second).await);
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct Status {
     pub in_flight: usize,
     /// The software version.
     pub version: String,
+    /// Inputs (commands, peers' frames) whose handling failed with a fault since the node
+    /// started; each failed alone, and the node went on. Its log says which.
+    #[serde(default)]
+    pub faults: u64,
 }
 
 /// One pinned peer.
