@@ -648,6 +648,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("peers     {} pinned, {} connected", s.peers, s.connected);
             println!("groups    {}", s.groups);
             println!("messages  {}", s.messages);
+            if s.faults > 0 {
+                println!(
+                    "faults    {} inputs failed inside the node (each alone; see its log)",
+                    s.faults
+                );
+            }
             Ok(())
         }
     }

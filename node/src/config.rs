@@ -136,16 +136,31 @@ pub struct SyncConfig {
     /// Forward messages received from their author to other connected members at once, as a
     /// group owner always does.
     pub relay: bool,
-    /// Rejected inputs tolerated from a peer before its connection is dropped.
+    /// Rejected inputs tolerated from a peer within an hour before its connection is
+    /// dropped (and dropped again at once if it reconnects meanwhile).
     pub max_strikes: u32,
+    /// How far ahead of this node's clock a time signed by another node may be, in
+    /// milliseconds: messages created, or receipts stored, further in the future are refused.
+    pub max_clock_skew_ms: u64,
+    /// Most groups of one owner this node joins.
+    pub max_groups_per_owner: usize,
+    /// Most control events (membership changes, key rotations) this node applies per group.
+    pub max_controls_per_group: usize,
+    /// Most message bytes this node takes from one author per day.
+    pub max_author_bytes_per_day: u64,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
+        let engine = liaison_protocol::sync::Config::default();
         SyncConfig {
             interval_ms: 5_000,
             relay: false,
             max_strikes: 16,
+            max_clock_skew_ms: engine.max_clock_skew_ms,
+            max_groups_per_owner: engine.max_groups_per_owner,
+            max_controls_per_group: engine.max_controls_per_group,
+            max_author_bytes_per_day: engine.max_author_bytes_per_day,
         }
     }
 }

@@ -41,7 +41,8 @@ use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 use crate::views::{
-    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, Status,
+    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
+    Status,
 };
 
 /// Capacity of the command channel from the API.
@@ -235,7 +236,14 @@ impl NodeHandle {
             .send(make(tx))
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)
+        rx.await.map_err(|_| {
+            if self.tx.is_closed() {
+                Error::ShuttingDown
+            } else {
+                // The node runs on, but handling this request failed (see `Actor::isolated`).
+                Error::Internal("the node failed while handling this request; the fault is in its log, and the node goes on")
+            }
+        })
     }
 }
 
@@ -440,6 +448,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         sync_interval_ms: config.sync.interval_ms,
         max_strikes: config.sync.max_strikes,
         relay: config.sync.relay,
+        max_clock_skew_ms: config.sync.max_clock_skew_ms,
+        max_groups_per_owner: config.sync.max_groups_per_owner,
+        max_controls_per_group: config.sync.max_controls_per_group,
+        max_author_bytes_per_day: config.sync.max_author_bytes_per_day,
         ..sync::Config::default()
     };
     let mut engine = Engine::new(
@@ -484,11 +496,12 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         new_messages: broadcast::channel(1024).0,
         events: events.clone(),
         local_posts: Vec::new(),
-        post_writes: 0,
+        post_writing: false,
         received: Vec::new(),
         received_writes: 0,
         origins: Origins::default(),
         read_ahead: RefCell::default(),
+        faults: 0,
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -652,6 +665,17 @@ impl StoreArchive<'_> {
     }
 }
 
+/// Those of `envelopes` (ascending by seq) with seq at most `through` (a range read ahead
+/// may run past the end of what is asked for).
+fn through_seq(mut envelopes: Vec<Vec<u8>>, through: u64) -> Vec<Vec<u8>> {
+    let seq = |e: &Vec<u8>| message::decode_header(e).map_or(u64::MAX, |h| h.seq);
+    if envelopes.last().is_some_and(|e| seq(e) > through) {
+        let keep = envelopes.partition_point(|e| seq(e) <= through);
+        envelopes.truncate(keep);
+    }
+    envelopes
+}
+
 impl Archive for StoreArchive<'_> {
     fn envelopes(
         &self,
@@ -659,6 +683,7 @@ impl Archive for StoreArchive<'_> {
         author: &NodeId,
         epoch: u64,
         after: u64,
+        through: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
         let key = Place {
@@ -683,14 +708,25 @@ impl Archive for StoreArchive<'_> {
                 read.truncate(keep);
                 read
             }
-            None => self
-                .store
-                .envelopes_after(&key, max_bytes)
-                .unwrap_or_else(|e| {
+            None => match self.store.readable_envelopes(&key, through, max_bytes) {
+                Ok((envelopes, 0)) => envelopes,
+                Ok((envelopes, skipped)) => {
+                    warn!(
+                        group = %group.short(),
+                        author = %author.short(),
+                        epoch,
+                        skipped,
+                        "stored envelopes cannot be read (damaged); left out of a sync response, peers that hold them serve them"
+                    );
+                    envelopes
+                }
+                Err(e) => {
                     warn!(error = %e, "cannot read envelopes for a sync response");
                     Vec::new()
-                }),
+                }
+            },
         };
+        let envelopes = through_seq(envelopes, through);
         // A range that (nearly) filled the budget is likely followed by a request for the next.
         let total: usize = envelopes.iter().map(Vec::len).sum();
         if total >= max_bytes / 2 {
@@ -800,10 +836,11 @@ struct Actor {
     new_messages: broadcast::Sender<MessageId>,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
     events: broadcast::Sender<NodeEvent>,
-    /// Posts sealed and waiting for the store, written together by `store_local_posts`.
-    local_posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
-    /// Batches of local posts being written.
-    post_writes: usize,
+    /// Posts waiting to be sealed and written together by `store_local_posts`.
+    local_posts: Vec<LocalPost>,
+    /// Whether a batch of local posts is being written (one at a time: see
+    /// `store_local_posts`).
+    post_writing: bool,
     /// Messages accepted from peers and waiting for the store, written by `store_received`.
     received: Vec<NewMessage>,
     /// Batches of received messages being written.
@@ -812,7 +849,26 @@ struct Actor {
     origins: Origins,
     /// See [`ReadAhead`].
     read_ahead: RefCell<ReadAhead>,
+    /// Inputs whose handling failed with a panic since the node started (see
+    /// [`Actor::isolated`]).
+    faults: u64,
 }
+
+/// A post accepted from the API, not yet sealed.
+struct LocalPost {
+    group: GroupId,
+    content: Content,
+    handling: Handling,
+    created_at: Timestamp,
+    /// Until when it may wait for the group's sequence numbers to be confirmed (see
+    /// `Engine::seal`): a node that has just started waits for its peers to connect.
+    wait_until: std::time::Instant,
+    reply: oneshot::Sender<Result<MessageId>>,
+}
+
+/// How long a post waits, after the node started or joined the group, for a member to say
+/// which of this node's sequence numbers it holds, before it is refused.
+const POST_CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 /// Meta key prefix of directory entries in the store.
 const DIRECTORY_PREFIX: &str = "directory/";
@@ -890,7 +946,14 @@ impl Actor {
         mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
         loop {
-            let deadline = self.engine.poll_timeout();
+            let mut deadline = self.engine.poll_timeout();
+            if let Some(first) = self.local_posts.iter().map(|p| p.wait_until).min() {
+                // Posts waiting for their group's sequence numbers are retried at each drain
+                // and refused once their wait is over.
+                let left = first.saturating_duration_since(std::time::Instant::now());
+                let at = now().plus_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
             let sleep = async {
                 match deadline {
                     Some(t) => {
@@ -903,26 +966,31 @@ impl Actor {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
-                Some(msg) = internal.recv() => self.on_internal(msg),
-                Some(frame) = inbound.recv() => self.on_inbound(frame),
-                Some(cmd) = commands.recv() => self.on_command(cmd),
-                () = sleep => self.engine.handle_timeout(now()),
+                Some(msg) = internal.recv() => self.isolated("internal", |a| a.on_internal(msg)),
+                Some(frame) = inbound.recv() => self.isolated("frame", |a| a.on_inbound(frame)),
+                Some(cmd) = commands.recv() => self.isolated("command", |a| a.on_command(cmd)),
+                () = sleep => self.isolated("timer", |a| a.engine.handle_timeout(now())),
             }
             // Take what else is already waiting, in the same priority, before draining once.
             for _ in 0..MAX_BATCH_INPUTS {
                 if let Ok(msg) = internal.try_recv() {
-                    self.on_internal(msg);
+                    self.isolated("internal", |a| a.on_internal(msg));
                 } else if let Ok(frame) = inbound.try_recv() {
-                    self.on_inbound(frame);
+                    self.isolated("frame", |a| a.on_inbound(frame));
                 } else if let Ok(cmd) = commands.try_recv() {
-                    self.on_command(cmd);
+                    self.isolated("command", |a| a.on_command(cmd));
                 } else {
                     break;
                 }
             }
-            self.drain();
+            self.isolated("drain", Actor::drain);
         }
-        // Shutdown: let in-flight store writes finish, then close connections.
+        // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
+        // close connections.
+        for post in std::mem::take(&mut self.local_posts) {
+            self.pending_writes = self.pending_writes.saturating_sub(1);
+            let _ = post.reply.send(Err(Error::ShuttingDown));
+        }
         while self.pending_writes > 0 {
             let Some(msg) = internal.recv().await else {
                 break;
@@ -936,6 +1004,34 @@ impl Actor {
         self.transport.close();
         // Give peers a moment to receive the close; the draining period itself is not needed.
         let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
+    }
+
+    /// Runs one step of the actor (one command, one frame, one internal message, the timer, a
+    /// drain) so that a fault in it fails that step alone instead of the node: a panic is
+    /// caught and logged, the step's reply channel is dropped on the way (its caller gets
+    /// [`Error::Internal`]), and the actor goes on with the next input. No single input, be it
+    /// a command or a peer's frame, may stop every later one from being served.
+    fn isolated(&mut self, step: &'static str, handle: impl FnOnce(&mut Actor)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(self)));
+        if let Err(panic) = result {
+            self.note_fault(step, panic.as_ref());
+        }
+    }
+
+    /// Logs and counts a panic caught while handling `step`.
+    fn note_fault(&mut self, step: &'static str, panic: &(dyn std::any::Any + Send)) {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        self.faults = self.faults.saturating_add(1);
+        tracing::error!(
+            step,
+            %reason,
+            faults = self.faults,
+            "a fault while handling one input: that input failed, the node goes on (please report this with the log)"
+        );
     }
 
     /// Remembers where a message being stored sits (see [`Origins`]).
@@ -1002,14 +1098,41 @@ impl Actor {
         }
     }
 
-    /// Writes the posts sealed since the last drain as one store batch (one sled batch, one
-    /// flush); each is answered, and pushed to peers, once that write is durable.
+    /// Seals the posts waiting since the last write and writes them as one store batch (one
+    /// sled batch, one flush); each is answered, and pushed to peers, once that write is
+    /// durable. One batch at a time, sealed only when it is written: this node's own messages
+    /// become durable in sequence order, and a failed write hands its sequence numbers back
+    /// (`Engine::handle_local_failed`), so it never leaves a gap in its own sequence.
     fn store_local_posts(&mut self) {
-        if self.local_posts.is_empty() || self.post_writes >= MAX_WRITES_IN_FLIGHT {
+        if self.local_posts.is_empty() || self.post_writing {
             return;
         }
-        self.post_writes += 1;
-        let posts = std::mem::take(&mut self.local_posts);
+        let now_instant = std::time::Instant::now();
+        let mut posts = Vec::new();
+        for post in std::mem::take(&mut self.local_posts) {
+            let draft = LocalDraft {
+                now: post.created_at,
+                handling: post.handling,
+                expires_at: None,
+                content: &post.content,
+            };
+            match self.engine.seal(&post.group, draft, &mut OsRng) {
+                Ok(sealed) => posts.push((sealed, post.reply)),
+                Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
+                    if now_instant < post.wait_until =>
+                {
+                    self.local_posts.push(post);
+                }
+                Err(e) => {
+                    self.pending_writes = self.pending_writes.saturating_sub(1);
+                    let _ = post.reply.send(Err(e.into()));
+                }
+            }
+        }
+        if posts.is_empty() {
+            return;
+        }
+        self.post_writing = true;
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
@@ -1080,90 +1203,19 @@ impl Actor {
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
         let mut receipts: Vec<crate::store::NewReceipt> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
-            match event {
-                Event::MessageAccepted {
-                    from,
-                    id,
-                    header,
-                    envelope,
-                    attachments: _,
-                } => {
-                    debug!(peer = %from.short(), id = %id.short(), "message accepted");
-                    self.note_origin(id, &header);
-                    batch.push(NewMessage {
-                        id,
-                        place: header.place(),
-                        envelope,
-                        meta: now().0.to_be_bytes().to_vec(),
-                    });
+            let accepted = match &event {
+                Event::MessageAccepted { id, .. } => Some(*id),
+                _ => None,
+            };
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.on_event(event, &mut batch, &mut controls, &mut receipts);
+            }));
+            if let Err(panic) = step {
+                self.note_fault("event", panic.as_ref());
+                if let Some(id) = accepted {
+                    // Not stored: forgotten by the engine, so that it is fetched again.
+                    self.engine.handle_store_failed(&[id]);
                 }
-                Event::ControlApplied { group, seq, event } => {
-                    info!(group = %group.short(), seq, "control event applied");
-                    controls.push((group, seq, event));
-                }
-                Event::PeerDescriptor {
-                    peer,
-                    descriptor,
-                    bytes,
-                } => self.on_descriptor(peer, *descriptor, &bytes),
-                // This node's own receipts are not stored: they went to the author, and its
-                // own store already says when it stored each message (see `receipts`). A
-                // peer's may name messages still being written, which the store leaves out.
-                // The engine found the origin of every message named (the store's author
-                // index confirms each before indexing the receipt by place).
-                Event::Receipt {
-                    group,
-                    receiver,
-                    messages,
-                    bytes,
-                } if receiver != self.me => {
-                    let messages = messages
-                        .iter()
-                        .filter_map(|id| {
-                            let o = self.origins.get(id).filter(|o| o.group == group)?;
-                            Some((*id, *o))
-                        })
-                        .collect();
-                    receipts.push(crate::store::NewReceipt {
-                        receiver,
-                        messages,
-                        bytes,
-                    });
-                }
-                Event::Directory {
-                    node,
-                    descriptor,
-                    bytes,
-                } => {
-                    debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
-                    self.directory.insert(node, *descriptor);
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        let key = format!("{DIRECTORY_PREFIX}{node}");
-                        if let Err(e) = store.put_meta(&key, &bytes).await {
-                            warn!(error = %e, "cannot store a directory entry");
-                        }
-                    });
-                }
-                Event::Acked { peer, ids } => {
-                    debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
-                    if self.events.receiver_count() > 0 {
-                        let ids = ids.into();
-                        let _ = self.events.send(NodeEvent::Acked { peer, ids });
-                    }
-                }
-                Event::Rejected { peer, reason } => {
-                    warn!(peer = %peer.short(), %reason, "rejected input from peer");
-                }
-                Event::Disconnect { peer } => {
-                    warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
-                    if let Some(c) = self.conns.remove(&peer) {
-                        c.conn.close(1u32.into(), b"too many invalid frames");
-                        self.engine.handle_disconnected(&peer);
-                        self.set_connected(&peer, false);
-                    }
-                }
-                _ => {}
             }
         }
         if !controls.is_empty() {
@@ -1192,6 +1244,120 @@ impl Actor {
                     debug!(peer = %t.peer.short(), "outbound queue full; frame dropped");
                 }
             }
+        }
+    }
+
+    /// Handles one event of the engine within a drain: what is to be stored joins `batch`,
+    /// `controls` or `receipts`.
+    fn on_event(
+        &mut self,
+        event: Event,
+        batch: &mut Vec<NewMessage>,
+        controls: &mut Vec<(GroupId, u64, Vec<u8>)>,
+        receipts: &mut Vec<crate::store::NewReceipt>,
+    ) {
+        match event {
+            Event::MessageAccepted {
+                from,
+                id,
+                header,
+                envelope,
+                attachments: _,
+            } => {
+                debug!(peer = %from.short(), id = %id.short(), "message accepted");
+                #[cfg(test)]
+                faults::at_accept(&header.author);
+                self.note_origin(id, &header);
+                batch.push(NewMessage {
+                    id,
+                    place: header.place(),
+                    envelope,
+                    meta: now().0.to_be_bytes().to_vec(),
+                });
+            }
+            Event::ControlApplied { group, seq, event } => {
+                info!(group = %group.short(), seq, "control event applied");
+                controls.push((group, seq, event));
+            }
+            Event::PeerDescriptor {
+                peer,
+                descriptor,
+                bytes,
+            } => self.on_descriptor(peer, *descriptor, &bytes),
+            // This node's own receipts are not stored: they went to the author, and its
+            // own store already says when it stored each message (see `receipts`). A
+            // peer's may name messages still being written, which the store leaves out.
+            // The engine found the origin of every message named (the store's author
+            // index confirms each before indexing the receipt by place).
+            Event::Receipt {
+                group,
+                receiver,
+                messages,
+                bytes,
+            } if receiver != self.me => {
+                let messages = messages
+                    .iter()
+                    .filter_map(|id| {
+                        let o = self.origins.get(id).filter(|o| o.group == group)?;
+                        Some((*id, *o))
+                    })
+                    .collect();
+                receipts.push(crate::store::NewReceipt {
+                    receiver,
+                    messages,
+                    bytes,
+                });
+            }
+            Event::Directory {
+                node,
+                descriptor,
+                bytes,
+            } => {
+                debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
+                self.directory.insert(node, *descriptor);
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let key = format!("{DIRECTORY_PREFIX}{node}");
+                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                        warn!(error = %e, "cannot store a directory entry");
+                    }
+                });
+            }
+            Event::Acked { peer, ids } => {
+                debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
+                if self.events.receiver_count() > 0 {
+                    let ids = ids.into();
+                    let _ = self.events.send(NodeEvent::Acked { peer, ids });
+                }
+            }
+            Event::Rejected { peer, reason } => {
+                warn!(peer = %peer.short(), %reason, "rejected input from peer");
+            }
+            Event::OwnMessagesElsewhere {
+                group,
+                epoch,
+                peer,
+                held_by_peer,
+                held_here,
+            } => {
+                warn!(
+                    group = %group.short(),
+                    epoch,
+                    peer = %peer.short(),
+                    held_by_peer,
+                    held_here,
+                    "a peer holds messages this node posted that its store lacks (restored from a backup, or its newest records lost); new posts continue after the peer's, and the missing ones are fetched back"
+                );
+            }
+            Event::Disconnect { peer } => {
+                warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
+                if let Some(c) = self.conns.remove(&peer) {
+                    c.conn.close(1u32.into(), b"too many invalid frames");
+                    self.engine.handle_disconnected(&peer);
+                    self.set_connected(&peer, false);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1282,8 +1448,12 @@ impl Actor {
                 }
             }
             Internal::PostsStored { posts, result } => {
-                self.post_writes = self.post_writes.saturating_sub(1);
+                self.post_writing = false;
                 self.pending_writes = self.pending_writes.saturating_sub(posts.len());
+                if result.is_err() {
+                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _)| s.clone()).collect();
+                    self.engine.handle_local_failed(&sealed);
+                }
                 for (sealed, reply) in posts {
                     match &result {
                         Ok(()) => {
@@ -1510,6 +1680,7 @@ impl Actor {
             messages: self.store.message_count(),
             in_flight: self.engine.in_flight(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            faults: self.faults,
         }
     }
 
@@ -1781,6 +1952,14 @@ impl Actor {
                     role: m.role.to_string(),
                 })
                 .collect(),
+            removed: g
+                .removed()
+                .map(|(node, epoch)| RemovedView {
+                    node_id: node.to_string(),
+                    name: self.node_name(&node, Some(id)),
+                    removed_in_epoch: epoch,
+                })
+                .collect(),
         })
     }
 
@@ -1820,7 +1999,11 @@ impl Actor {
                         Ok(n) => n,
                         Err(e) => self.resolve_member(&gid, peer).ok_or(e)?,
                     };
-                    Change::Remove { member }
+                    let event = self
+                        .engine
+                        .propose_remove(&gid, &member, now(), &mut OsRng)?;
+                    let seq = self.engine.group(&gid).map_or(0, |g| g.seq()) + 1;
+                    return Ok((gid, seq, event));
                 }
             };
             let event = self.engine.propose(&gid, change, now(), &mut OsRng)?;
@@ -1897,28 +2080,32 @@ impl Actor {
                 reply_to: post.reply_to,
                 payload,
             };
-            let sealed = self.engine.seal(
-                &gid,
-                LocalDraft {
-                    now: now(),
-                    handling: post.handling,
-                    expires_at: None,
-                    content: &content,
-                },
-                &mut OsRng,
-            )?;
-            Ok(sealed)
+            // What `Engine::seal` would refuse (membership, role, content limits) is refused
+            // now; sealing itself waits for the write (see `store_local_posts`).
+            let state = self
+                .engine
+                .group(&gid)
+                .ok_or(liaison_protocol::UsageError::NotAMember(gid))?;
+            message::check_draft(state, &self.me, &content)?;
+            Ok((gid, content))
         })();
-        let sealed = match result {
+        let (group, content) = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        // Stored with the other posts of this round in one write; see `store_local_posts`.
+        // Sealed and stored with the other posts of this round in one write.
         self.pending_writes += 1;
-        self.local_posts.push((sealed, reply));
+        self.local_posts.push(LocalPost {
+            group,
+            content,
+            handling: post.handling,
+            created_at: now(),
+            wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
+            reply,
+        });
     }
 
     fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {
@@ -1948,6 +2135,8 @@ impl Actor {
     }
 
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
+        #[cfg(test)]
+        faults::at_view(id);
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
         let bytes = self.store.message(id)?.ok_or_else(not_found)?;
         let (_, header, _) = message::decode(&bytes)?;
@@ -1955,6 +2144,11 @@ impl Actor {
             return Err(not_found());
         }
         let state = self.engine.group(&header.group).ok_or_else(not_found)?;
+        if state.beyond_cutoff(&header.author, header.epoch, header.seq) {
+            // Taken before this node learned that its author was removed, beyond the cut-off
+            // the owner recorded: no member keeps it.
+            return Err(not_found());
+        }
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
         if h.handling == Handling::Red {
@@ -1985,6 +2179,7 @@ impl Actor {
             recipients,
             epoch: h.epoch,
             seq: h.seq,
+            author_removed_in_epoch: state.removed_in(&h.author),
             body: with_body.then_some(shown.body),
             kind: shown.kind,
             record: shown.record.filter(|_| with_body),
@@ -2165,7 +2360,18 @@ type InboundFrame = (NodeId, u64, Inbound);
 /// reader starts the checks of up to [`CHECKS_IN_FLIGHT`] frames while it reads on, and hands
 /// them to the actor in the order read.
 async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
-    let Ok((split, items)) = sync::SplitFrame::decode(&bytes) else {
+    // Decoding walks the whole frame (up to 4 MiB of items): on the blocking pool too, never
+    // on an async worker.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let split = sync::SplitFrame::decode(&bytes).ok();
+        (bytes, split)
+    })
+    .await;
+    let Ok((bytes, split)) = decoded else {
+        // The runtime is shutting down.
+        return Inbound::Raw(Vec::new());
+    };
+    let Some((split, items)) = split else {
         return Inbound::Raw(bytes);
     };
     if items.is_empty() {
@@ -2291,6 +2497,48 @@ async fn connection_task(
 
 mod records;
 
+/// Faults the tests inject into a running node, to show that one failing input does not stop
+/// the node (see [`Actor::isolated`]).
+#[cfg(test)]
+mod faults {
+    use std::sync::Mutex;
+
+    use liaison_protocol::{MessageId, NodeId};
+
+    /// Messages whose every view panics.
+    static AT_VIEW: Mutex<Vec<MessageId>> = Mutex::new(Vec::new());
+    /// Authors the next accepted message of which panics (once each).
+    static AT_ACCEPT: Mutex<Vec<NodeId>> = Mutex::new(Vec::new());
+
+    pub(super) fn panic_at_view(id: MessageId) {
+        AT_VIEW.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+    }
+
+    pub(super) fn panic_at_accept(author: NodeId) {
+        AT_ACCEPT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(author);
+    }
+
+    pub(super) fn at_view(id: &MessageId) {
+        let hit = AT_VIEW
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        assert!(!hit, "injected fault: viewing message {id}");
+    }
+
+    pub(super) fn at_accept(author: &NodeId) {
+        let mut authors = AT_ACCEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = authors.iter().position(|a| a == author) {
+            authors.remove(at);
+            drop(authors);
+            panic!("injected fault: accepting a message of {}", author.short());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -2380,6 +2628,65 @@ mod tests {
         let next = archive(&origins);
         assert_eq!(next.receipt_origin(&sealed[0].id), Some((gid, author)));
         assert_eq!(next.receipt_origin(&MessageId::from([0u8; 32])), None);
+    }
+
+    /// One command and one peer's frame whose handling panics (faults injected for the test):
+    /// each fails alone, the caller gets an error that says so, and both nodes go on serving
+    /// commands and taking frames. The actor used to die with the first, after which every
+    /// call answered "shutting down" and no frame was handled, until a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fault_in_one_command_or_frame_fails_it_alone() {
+        use crate::demo::{create_group, holds, init_node, knows_group, peer, post, wait_until};
+        let root = tempfile::tempdir().unwrap();
+        let a = start(&init_node(root.path(), "a", 200).unwrap())
+            .await
+            .unwrap();
+        let b = start(&init_node(root.path(), "b", 200).unwrap())
+            .await
+            .unwrap();
+        peer(&a, &b).await.unwrap();
+        for (x, y) in [(&a, &b), (&b, &a)] {
+            wait_until("the link", || crate::demo::peer_ready(&x.handle, &y.name))
+                .await
+                .unwrap();
+        }
+        let g = create_group(&a, "ops", &[(&b, Role::Member)])
+            .await
+            .unwrap();
+        wait_until("b to know the group", || knows_group(&b.handle, g))
+            .await
+            .unwrap();
+
+        // A command: reading this message panics on `a`.
+        let first = post(&a, g, "j.doe", "first", "one", Handling::Green)
+            .await
+            .unwrap();
+        faults::panic_at_view(first);
+        let read = a
+            .handle
+            .ask(|reply| Command::Read { id: first, reply })
+            .await;
+        assert!(matches!(read, Err(Error::Internal(_))), "{read:?}");
+        assert_eq!(a.handle.ask(Command::Status).await.unwrap().faults, 1);
+
+        // A frame: `b` fails taking a's next message; the one after arrives as usual, and the
+        // failed one with the next sync.
+        faults::panic_at_accept(a.node_id);
+        let second = post(&a, g, "j.doe", "second", "two", Handling::Green)
+            .await
+            .unwrap();
+        let third = post(&a, g, "j.doe", "third", "three", Handling::Green)
+            .await
+            .unwrap();
+        for id in [third, second] {
+            wait_until("b to take a's messages", || holds(&b.handle, id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.handle.ask(Command::Status).await.unwrap().faults, 1);
+        assert!(holds(&a.handle, second).await);
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct Status {
     pub in_flight: usize,
     /// The software version.
     pub version: String,
+    /// Inputs (commands, peers' frames) whose handling failed with a fault since the node
+    /// started; each failed alone, and the node went on. Its log says which.
+    #[serde(default)]
+    pub faults: u64,
 }
 
 /// One pinned peer.
@@ -72,6 +76,20 @@ pub struct GroupView {
     pub role: String,
     /// Members of the current epoch.
     pub members: Vec<MemberView>,
+    /// Nodes removed from the group (and not added again).
+    #[serde(default)]
+    pub removed: Vec<RemovedView>,
+}
+
+/// A node removed from a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedView {
+    /// Its node id.
+    pub node_id: String,
+    /// Its name, as the owner stated it.
+    pub name: String,
+    /// The epoch its removal opened: of its messages, only those the owner held then count.
+    pub removed_in_epoch: u64,
 }
 
 /// One message.
@@ -108,6 +126,9 @@ pub struct MessageView {
     pub epoch: u64,
     /// The author's sequence number in the epoch.
     pub seq: u64,
+    /// If the author has since been removed from the group: the epoch its removal opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_removed_in_epoch: Option<u64>,
     /// The body (only when reading one message). For a record, its JSON, pretty-printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -328,8 +349,63 @@ pub struct ErrorBody {
     pub fields: Vec<liaison_protocol::FieldError>,
 }
 
-/// Formats milliseconds since the Unix epoch as RFC 3339 UTC.
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds
+/// (`2026-01-20T10:00:00.000Z`). Every `u64` formats: a year after 9999, which RFC 3339 cannot
+/// write, is written in ISO 8601's expanded form, `+` and at least six digits
+/// (`+010000-01-01T00:00:00.000Z`), which JavaScript's `Date` reads. Times are signed by other
+/// nodes, so formatting one must never fail.
 pub fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
+    const DAY_MS: u64 = 86_400_000;
+    let (days, in_day) = (ms / DAY_MS, ms % DAY_MS);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
+    let year = if year <= 9999 {
+        format!("{year:04}")
+    } else {
+        format!("+{year:06}")
+    };
+    format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// The proleptic Gregorian (year, month, day) of `days` after 1970-01-01: the inverse of
+/// `days_from_civil` in H. Hinnant, "chrono-Compatible Low-Level Date Algorithms", for days
+/// from the epoch on (no overflow for any `u64` of milliseconds).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1
+    let mp = (5 * doy + 2) / 153; // [0, 11], from March
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_agrees_with_humantime_where_it_can_print() {
+        // Every day from 1970 to 9999 at a time that moves through the day, and the last
+        // millisecond humantime prints.
+        let mut ms = 0u64;
+        while ms < 253_402_300_800_000 {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            assert_eq!(rfc3339(ms), humantime::format_rfc3339_millis(t).to_string());
+            ms += 7 * 86_400_000 + 3_723_457;
+        }
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn rfc3339_formats_years_after_9999_and_every_u64() {
+        assert_eq!(rfc3339(253_402_300_800_000), "+010000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(u64::MAX), "+584556019-04-03T14:25:51.615Z");
+    }
 }

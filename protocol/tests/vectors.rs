@@ -20,8 +20,8 @@ use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
 use liaison_protocol::attachment::{self, AttachmentId, AttachmentKey, AttachmentRef};
 use liaison_protocol::codec;
-use liaison_protocol::frame::{SyncRequest, SyncResponse, VectorEntry};
-use liaison_protocol::group::{decode_control, Change, LocalKeys};
+use liaison_protocol::frame::{HeldRange, SyncRequest, SyncResponse, VectorEntry};
+use liaison_protocol::group::{decode_control, Change, Cutoff, LocalKeys};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
@@ -855,10 +855,17 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         group: gid,
         control_seq: 1,
         vector: vec![VectorEntry {
-            author: owner_id,
+            author: owner_id.into(),
             epoch: 1,
             high: 1,
         }],
+        ranges: vec![HeldRange {
+            author: owner_id.into(),
+            epoch: 1,
+            first: 3,
+            last: 4,
+        }],
+        max_bytes: 65_536,
     })
     .encode()
     .expect("encodes");
@@ -866,11 +873,17 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         .u8(1)
         .u32(3) // Frame::SyncRequest
         .raw(&GROUP_ID)
-        .u64(1)
-        .u64(1)
+        .u64(1) // control_seq
+        .u64(1) // one vector entry
         .raw(owner_id.as_bytes())
         .u64(1)
         .u64(1)
+        .u64(1) // one held range
+        .raw(owner_id.as_bytes())
+        .u64(1)
+        .u64(3)
+        .u64(4)
+        .u64(65_536) // max_bytes
         .done();
     assert_eq!(request, expect);
     v.push(("frame-sync-request", request));
@@ -1519,6 +1532,25 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         assert_eq!(bytes, W::default().u8(1).u32(index).done());
         v.push((name, bytes));
     }
+    // ----- a removal with the owner's cut-off (the change alone) -----------------------------
+    let member_id = member.node_id();
+    let change = Change::RemoveWithCutoff {
+        member: member_id,
+        cutoff: vec![Cutoff { epoch: 2, seq: 5 }, Cutoff { epoch: 4, seq: 1 }],
+    };
+    let mut encoded = codec::encode(&change).expect("encodes");
+    encoded.remove(0); // A change is part of a control event's body: no version byte.
+    let expect = w
+        .u32(5) // Change::RemoveWithCutoff
+        .raw(member_id.as_bytes())
+        .u64(2)
+        .u64(2)
+        .u64(5)
+        .u64(4)
+        .u64(1)
+        .done();
+    assert_eq!(encoded, expect);
+    v.push(("change-remove-with-cutoff", encoded));
     v
 }
 

@@ -261,6 +261,51 @@ impl Store {
         Ok(out)
     }
 
+    /// Envelopes of the author of `after` in its group and epoch with a seq above `after.seq`
+    /// and at most `through`, ascending by seq, within `max_bytes` as
+    /// [`Store::envelopes_after`]; an envelope that cannot be read back intact (damaged: its
+    /// checksum fails) is left out instead of failing the read, so that one damaged envelope
+    /// does not keep the others from a peer, which gets that one from another. Returns the
+    /// envelopes and how many were left out.
+    pub fn readable_envelopes(
+        &self,
+        after: &Place,
+        through: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<Vec<u8>>, usize), StoreError> {
+        let Some(first) = after.seq.checked_add(1) else {
+            return Ok((Vec::new(), 0));
+        };
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        let mut total = 0usize;
+        self.each_held(
+            &Place {
+                seq: first,
+                ..*after
+            },
+            |seq, record| {
+                if seq > through {
+                    return Ok(false);
+                }
+                let len = record.loc.len as usize;
+                if total.saturating_add(len) > max_bytes && !out.is_empty() {
+                    return Ok(false);
+                }
+                match self.read_envelope(record) {
+                    Ok(envelope) => {
+                        total = total.saturating_add(len);
+                        out.push(envelope);
+                    }
+                    Err(StoreError::Corrupt { .. }) => skipped += 1,
+                    Err(e) => return Err(e),
+                }
+                Ok(true)
+            },
+        )?;
+        Ok((out, skipped))
+    }
+
     /// The place of every message held in `group`, ascending. Rebuilds the sync engine's
     /// version vectors at start-up.
     pub fn held(&self, group: &GroupId) -> Result<Vec<Place>, StoreError> {
