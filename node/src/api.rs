@@ -132,6 +132,11 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Store(
+                crate::store::StoreError::FlushFailed { .. }
+                | crate::store::StoreError::Reopening { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())

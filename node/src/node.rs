@@ -530,6 +530,9 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
         }
         engine.restore_held(store.held(&group)?);
     }
+    // Messages found damaged: fetched again from peers (see `Actor::refetch_damaged`).
+    let damaged: Vec<Place> = store.damaged()?.into_iter().map(|(_, p)| p).collect();
+    engine.handle_lost(&damaged);
     Ok(())
 }
 
@@ -834,6 +837,7 @@ impl Actor {
         mut internal: mpsc::Receiver<Internal>,
         mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
+        let mut damage = self.store.damage_notices();
         loop {
             let deadline = self.engine.poll_timeout();
             let sleep = async {
@@ -851,6 +855,7 @@ impl Actor {
                 Some(msg) = internal.recv() => self.on_internal(msg),
                 Some(frame) = inbound.recv() => self.on_inbound(frame),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
+                Ok(()) = damage.changed() => self.refetch_damaged(),
                 () = sleep => self.engine.handle_timeout(now()),
             }
             // Take what else is already waiting, in the same priority, before draining once.
@@ -881,6 +886,21 @@ impl Actor {
         self.transport.close();
         // Give peers a moment to receive the close; the draining period itself is not needed.
         let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
+    }
+
+    /// Makes the engine ask peers again for the messages the store found damaged.
+    fn refetch_damaged(&mut self) {
+        match self.store.damaged() {
+            Ok(damaged) => {
+                let places: Vec<Place> = damaged.into_iter().map(|(_, p)| p).collect();
+                warn!(
+                    messages = places.len(),
+                    "fetching damaged messages again from peers that hold them"
+                );
+                self.engine.handle_lost(&places);
+            }
+            Err(e) => warn!(error = %e, "cannot list damaged messages"),
+        }
     }
 
     /// Remembers where a message being stored sits (see [`Origins`]).
@@ -1444,6 +1464,7 @@ impl Actor {
             messages: self.store.message_count(),
             in_flight: self.engine.in_flight(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            store: crate::views::StoreStatus::of(&self.store.health()),
         }
     }
 
@@ -1817,6 +1838,9 @@ impl Actor {
                     "recipient {bad:?} is not OFFICER@NODE"
                 )));
             }
+            // Before sealing, which takes the next seq: a post the store would refuse must not
+            // leave a gap in this node's sequence.
+            self.store.check_room()?;
             let content = Content {
                 officer: post.officer,
                 recipients: post.recipients,

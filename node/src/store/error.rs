@@ -98,6 +98,31 @@ pub enum StoreError {
         /// Directory of the store.
         path: PathBuf,
     },
+    /// The store is reopening its database after a failed flush; try again in a moment.
+    #[error(
+        "the store at {} is reopening after a failed flush; try again in a moment",
+        path.display()
+    )]
+    Reopening {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The file system holding the store has less free space than the store keeps
+    /// ([`StoreOptions::min_free_bytes`](super::StoreOptions::min_free_bytes)): new messages
+    /// are refused until space is freed; reads go on.
+    #[error(
+        "the disk holding the store at {} is nearly full ({available} bytes free, the store \
+         keeps {floor}): new messages are refused until space is freed; reads go on",
+        path.display()
+    )]
+    DiskFull {
+        /// Directory of the store.
+        path: PathBuf,
+        /// Bytes free.
+        available: u64,
+        /// Bytes the store keeps free.
+        floor: u64,
+    },
     /// The caller used a `meta-v1` key reserved for the store itself.
     #[error("meta key {key:?} is reserved for the store (prefix {RESERVED_META_PREFIX:?})")]
     ReservedKey {
@@ -119,6 +144,37 @@ impl EngineError {
             sled::Error::Io(e) => Some(e.kind()),
             _ => None,
         }
+    }
+
+    /// Whether the engine found its own files damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self.0, sled::Error::Corruption { .. })
+    }
+}
+
+impl StoreError {
+    /// Whether the store's files were found damaged (by the engine when opening them).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Open { source, .. } => source.is_corruption(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is the file system running out of space, found by the store
+    /// ([`StoreError::DiskFull`]) or reported by the operating system.
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            StoreError::DiskFull { .. } => return true,
+            StoreError::Open { source, .. }
+            | StoreError::Engine { source, .. }
+            | StoreError::FlushFailed { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.io_kind(),
+            Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        )
     }
 }
 
@@ -160,6 +216,18 @@ pub(super) fn open_error(path: &Path, source: impl Into<EngineError>) -> StoreEr
     }
 }
 
+pub(super) fn engine_at(
+    path: &Path,
+    op: &'static str,
+    source: impl Into<EngineError>,
+) -> StoreError {
+    StoreError::Engine {
+        op,
+        path: path.to_path_buf(),
+        source: source.into(),
+    }
+}
+
 pub(super) fn corrupt_at(path: &Path, tree: &'static str, detail: String) -> StoreError {
     StoreError::Corrupt {
         tree,
@@ -168,9 +236,9 @@ pub(super) fn corrupt_at(path: &Path, tree: &'static str, detail: String) -> Sto
     }
 }
 
-impl Store {
+impl super::Engine {
     pub(super) fn corrupt(&self, tree: &'static str, detail: String) -> StoreError {
-        corrupt_at(&self.inner.path, tree, detail)
+        corrupt_at(&self.path, tree, detail)
     }
 
     pub(super) fn bad_key_len(&self, tree: &'static str, got: usize, want: usize) -> StoreError {
@@ -178,18 +246,7 @@ impl Store {
     }
 
     pub(super) fn engine(&self, op: &'static str, source: impl Into<EngineError>) -> StoreError {
-        StoreError::Engine {
-            op,
-            path: self.inner.path.clone(),
-            source: source.into(),
-        }
-    }
-
-    pub(super) fn flush_failed(&self, source: EngineError) -> StoreError {
-        StoreError::FlushFailed {
-            path: self.inner.path.clone(),
-            source,
-        }
+        engine_at(&self.path, op, source)
     }
 
     /// `bytes` as an array of `N` bytes, or corrupt in `tree`.
@@ -204,5 +261,14 @@ impl Store {
                 format!("field has {} bytes, expected {N}", bytes.len()),
             )
         })
+    }
+}
+
+impl Store {
+    pub(super) fn flush_failed(&self, source: EngineError) -> StoreError {
+        StoreError::FlushFailed {
+            path: self.inner.path.clone(),
+            source,
+        }
     }
 }
