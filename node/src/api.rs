@@ -4,7 +4,9 @@
 //! officer's token from `liaison user add`. An officer sees only the groups granted to it; any
 //! other group, and any message in one, answers 404 exactly as if it did not exist. Every
 //! request that reads, posts, lists, changes membership or accounts, exports, or is refused is
-//! appended to the audit log before the answer is sent. Errors are JSON `{"error": "..."}`.
+//! appended to the audit log before the answer is sent. Errors are JSON `{"error": "..."}`; an
+//! invalid record answers 422 with `"fields": [{"pointer": "/record/items/0/hs_code",
+//! "reason": "..."}]` as well.
 //!
 //! | method and path                              | who     | does                              |
 //! |----------------------------------------------|---------|-----------------------------------|
@@ -17,10 +19,15 @@
 //! | `POST /v1/groups/{group}/members`            | admin   | add a member (owner node only)    |
 //! | `DELETE /v1/groups/{group}/members/{peer}`   | admin   | remove a member                   |
 //! | `POST /v1/groups/{group}/messages`           | any     | post; answers once durable        |
-//! | `GET /v1/groups/{group}/export`              | any     | messages that may leave, and why others may not |
+//! | `POST /v1/groups/{group}/records`            | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `GET /v1/groups/{group}/export[?include_nominal=true][&format=csv&kind=K]` | any | messages that may leave (JSON, or one kind as CSV), and why others may not |
+//! | `GET /v1/groups/{group}/stats`               | any     | counts by kind, commodity, outcome, month, state |
+//! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
+//! | `GET /v1/schemas/{kind}/template`            | any     | a commented example to fill in    |
 //! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
+//! | `GET /v1/messages/{id}/thread`               | any     | the thread, with alert and request states |
 //! | `GET /v1/events[?group=G]`                   | any     | server-sent events: new messages  |
 //! | `GET /v1/users`, `POST /v1/users`            | admin   | list, add an officer              |
 //! | `DELETE /v1/users/{name}`                    | admin   | remove an officer                 |
@@ -43,7 +50,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use liaison_protocol::message::MessageId;
-use liaison_protocol::{GroupId, Handling, NodeId, Role};
+use liaison_protocol::record::{self, Record, RecordKind};
+use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -98,10 +106,16 @@ fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/members", post(add_member))
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
         .route("/v1/groups/{group}/messages", post(post_message))
+        .route("/v1/groups/{group}/records", post(post_record))
         .route("/v1/groups/{group}/export", get(export))
+        .route("/v1/groups/{group}/stats", get(stats))
+        .route("/v1/schemas", get(schemas))
+        .route("/v1/schemas/{kind}", get(schema))
+        .route("/v1/schemas/{kind}/template", get(schema_template))
         .route("/v1/messages", get(inbox))
         .route("/v1/messages/{id}", get(read))
         .route("/v1/messages/{id}/receipts", get(receipts))
+        .route("/v1/messages/{id}/thread", get(thread))
         .route("/v1/events", get(events))
         .route("/v1/users", get(users).post(add_user))
         .route("/v1/users/{name}", delete(remove_user))
@@ -109,18 +123,31 @@ fn router(state: AppState) -> Router {
         .route("/v1/users/{name}/grants/{group}", delete(revoke))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/verify", get(audit_verify))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
 /// An error answer.
-struct ApiError(StatusCode, String);
+struct ApiError(StatusCode, String, Vec<FieldError>);
+
+impl ApiError {
+    fn new(status: StatusCode, message: String) -> ApiError {
+        ApiError(status, message, Vec::new())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+        (
+            self.0,
+            Json(ErrorBody {
+                error: self.1,
+                fields: self.2,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -129,6 +156,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidRecord(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -139,7 +167,11 @@ impl From<Error> for ApiError {
             ) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError(status, e.to_string())
+        let fields = match &e {
+            Error::InvalidRecord(fields) => fields.clone(),
+            _ => Vec::new(),
+        };
+        ApiError(status, e.to_string(), fields)
     }
 }
 
@@ -149,7 +181,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError(status, format!("invalid request body: {}", e.body_text()))
+        ApiError::new(status, format!("invalid request body: {}", e.body_text()))
     }
 }
 
@@ -168,7 +200,7 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
             .audit
             .append("unknown", "auth", &target, "denied: no token")
             .await;
-        return ApiError(
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing bearer token: send `Authorization: Bearer TOKEN` (the admin token is in DATA/admin.token)".into(),
         )
@@ -180,7 +212,8 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
             .audit
             .append("unknown", "auth", &target, "denied: wrong token")
             .await;
-        return ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response();
+        return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token".into())
+            .into_response();
     };
     req.extensions_mut().insert(who);
     next.run(req).await
@@ -205,7 +238,9 @@ impl AppState {
         self.audit
             .append(&who.audit_name(), action, target, &outcome)
             .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("audit log: {e}")))?;
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("audit log: {e}"))
+            })?;
         result.map_err(ApiError::from)
     }
 
@@ -414,6 +449,7 @@ async fn post_message(
             recipients: body.to,
             subject: body.subject,
             body: body.body,
+            record: None,
             handling,
             reply_to,
         };
@@ -429,15 +465,160 @@ async fn post_message(
     Ok(Json(Created { id: id.to_string() }))
 }
 
+async fn post_record(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(group): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> ApiResult<Created> {
+    let Json(body) = body?;
+    let target = group.clone();
+    let result = async {
+        let record = Record::from_tagged_value(&body).map_err(Error::InvalidRecord)?;
+        let post: views::PostRecord = serde_json::from_value(body)
+            .map_err(|e| Error::Invalid(format!("invalid request body: {e}")))?;
+        let handling: Handling = post
+            .handling
+            .as_deref()
+            .unwrap_or("green")
+            .parse()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        let reply_to = post.reply_to.as_deref().map(message_id).transpose()?;
+        let post = Post {
+            officer: who.name().to_owned(),
+            recipients: post.to,
+            subject: String::new(),
+            body: String::new(),
+            record: Some(Box::new(record)),
+            handling,
+            reply_to,
+        };
+        s.ask(&who, |reply| Command::Post { group, post, reply })
+            .await?
+    }
+    .await;
+    let target = match &result {
+        Ok(id) => format!("{target} {id}"),
+        Err(_) => target,
+    };
+    let id = s.audited(&who, "post", &target, result).await?;
+    Ok(Json(Created { id: id.to_string() }))
+}
+
+async fn stats(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(group): Path<String>,
+) -> ApiResult<views::StatsView> {
+    let target = group.clone();
+    let result = async { s.ask(&who, |reply| Command::Stats { group, reply }).await? }.await;
+    Ok(Json(s.audited(&who, "stats", &target, result).await?))
+}
+
+async fn thread(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<views::ThreadView> {
+    let target = id.clone();
+    let result = async {
+        let id = message_id(&id)?;
+        s.ask(&who, |reply| Command::Thread { id, reply }).await?
+    }
+    .await;
+    Ok(Json(s.audited(&who, "thread", &target, result).await?))
+}
+
+async fn schemas() -> Json<Vec<views::SchemaInfo>> {
+    Json(
+        RecordKind::ALL
+            .into_iter()
+            .map(|k| views::SchemaInfo {
+                kind: k.as_str().to_owned(),
+                title: k.title().to_owned(),
+                code: k.code(),
+                version: k.schema(),
+                href: format!("/v1/schemas/{k}"),
+            })
+            .collect(),
+    )
+}
+
+fn record_kind(kind: &str) -> Result<RecordKind, ApiError> {
+    kind.parse().map_err(|e: liaison_protocol::ParseError| {
+        ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+    })
+}
+
+async fn schema(Path(kind): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(record::json_schema(record_kind(&kind)?)))
+}
+
+async fn schema_template(Path(kind): Path<String>) -> Result<Response, ApiError> {
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        record::template(record_kind(&kind)?),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    include_nominal: bool,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    format: Option<String>,
+    /// With `format=csv`: the kind of record.
+    #[serde(default)]
+    kind: Option<String>,
+}
+
 async fn export(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(group): Path<String>,
-) -> ApiResult<views::ExportView> {
-    let target = group.clone();
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let csv_kind = match (q.format.as_deref(), q.kind.as_deref()) {
+        (None | Some("json"), _) => None,
+        (Some("csv"), Some(kind)) => Some(
+            kind.parse::<RecordKind>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
+        (Some("csv"), None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "format=csv needs kind=KIND (one CSV per kind)".into(),
+            ))
+        }
+        (Some(other), _) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown format {other:?}: json or csv"),
+            ))
+        }
+    };
+    let include_nominal = q.include_nominal;
+    let target = format!(
+        "{group}{}{}",
+        if include_nominal {
+            " with nominal data"
+        } else {
+            ""
+        },
+        csv_kind.map(|k| format!(" as {k} CSV")).unwrap_or_default()
+    );
     let result = async {
-        s.ask(&who, |reply| Command::Export { group, reply })
-            .await?
+        s.ask(&who, |reply| Command::Export {
+            group,
+            include_nominal,
+            reply,
+        })
+        .await?
     }
     .await;
     let outcome_target = match &result {
@@ -453,9 +634,20 @@ async fn export(
         ),
         Err(_) => target,
     };
-    Ok(Json(
-        s.audited(&who, "export", &outcome_target, result).await?,
-    ))
+    let view = s.audited(&who, "export", &outcome_target, result).await?;
+    match csv_kind {
+        None => Ok(Json(view).into_response()),
+        Some(kind) => {
+            let text = crate::records::csv(kind.as_str(), &view.exported).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CSV: {e}"))
+            })?;
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                text,
+            )
+                .into_response())
+        }
+    }
 }
 
 #[derive(Deserialize)]

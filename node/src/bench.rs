@@ -940,6 +940,7 @@ fn bench_post(body: &str) -> Post {
         recipients: Vec::new(),
         subject: "bench".into(),
         body: body.to_owned(),
+        record: None,
         handling: Handling::Green,
         reply_to: None,
     }

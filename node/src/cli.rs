@@ -66,6 +66,13 @@ pub enum Cmd {
     Send {
         /// Group id or name.
         group: String,
+        /// Post a structured record from this file: the form `liaison record template KIND`
+        /// prints, filled in (lines starting with // are comments).
+        #[arg(long, conflicts_with_all = ["body", "file", "subject"])]
+        record: Option<PathBuf>,
+        /// The message this replies to (feedback must reply to an alert or a request).
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
         /// Subject line.
         #[arg(long, default_value = "")]
         subject: String,
@@ -80,6 +87,26 @@ pub enum Cmd {
         file: Option<PathBuf>,
         /// The body; `-` reads standard input.
         body: Option<String>,
+    },
+    /// Structured records: their kinds, schemas and templates.
+    #[command(subcommand)]
+    Record(RecordCmd),
+    /// The thread a message belongs to: an alert with its feedback, a request with its
+    /// answers, and the state of each alert and request.
+    Thread {
+        /// A message of the thread.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts of a group's messages by kind, commodity, outcome, month and state.
+    Stats {
+        /// Group id or name.
+        group: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List messages, oldest first.
     Inbox {
@@ -114,13 +141,23 @@ pub enum Cmd {
     /// Officer accounts (admin token needed).
     #[command(subcommand)]
     User(UserCmd),
-    /// Export a group's messages as JSON lines, leaving out what a handling code keeps in.
+    /// Export a group's messages as JSON lines, or its records as one CSV per kind, leaving
+    /// out what a handling code keeps in and the nominal section of records.
     Export {
         /// Group id or name.
         group: String,
-        /// Output format.
-        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        /// Output format: `jsonl` (one message per line), or `csv` (needs `--kind` or `--out`).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
+        /// With `--format csv`: print the CSV of this kind of record.
+        #[arg(long)]
+        kind: Option<String>,
+        /// With `--format csv`: write `KIND.csv` for every kind present into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the nominal section (persons, companies) of records.
+        #[arg(long)]
+        include_nominal: bool,
     },
     /// The audit log (admin token needed).
     Audit {
@@ -325,6 +362,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {
             group,
+            record: Some(path),
+            reply_to,
+            handling,
+            to,
+            ..
+        } => {
+            let body = record_body(&path, handling, to, reply_to)?;
+            let created: Created = client()?
+                .post(&format!("/v1/groups/{}/records", segment(&group)), &body)
+                .await?;
+            println!("{}", created.id);
+            Ok(())
+        }
+        Cmd::Send {
+            group,
+            record: None,
+            reply_to,
             subject,
             handling,
             to,
@@ -356,11 +410,67 @@ pub async fn run(cli: Cli) -> Result<()> {
                         body,
                         handling: Some(handling),
                         to,
-                        reply_to: None,
+                        reply_to,
                     },
                 )
                 .await?;
             println!("{}", created.id);
+            Ok(())
+        }
+        Cmd::Record(cmd) => record_cmd(cmd),
+        Cmd::Thread { id, json } => {
+            let t: views::ThreadView = client()?
+                .get(&format!("/v1/messages/{}/thread", segment(&id)))
+                .await?;
+            if json {
+                return print_json(&t);
+            }
+            for e in &t.entries {
+                let state = match (&e.state, &e.closed_by, &e.outcome) {
+                    (Some(s), Some(by), _) => format!("  [{s}: {by}]"),
+                    (Some(s), None, _) => format!("  [{s}]"),
+                    (None, _, Some(o)) => format!("  [{o}]"),
+                    _ => String::new(),
+                };
+                println!(
+                    "{}{}  {}  {:<15} {}  {}{}",
+                    "  ".repeat(e.depth),
+                    e.id.get(..16).unwrap_or(&e.id),
+                    e.created_at,
+                    e.kind,
+                    e.author,
+                    e.summary,
+                    state
+                );
+            }
+            if let Some(parent) = &t.root_replies_to {
+                println!("(the first message replies to {parent}, which is not shown here)");
+            }
+            Ok(())
+        }
+        Cmd::Stats { group, json } => {
+            let s: views::StatsView = client()?
+                .get(&format!("/v1/groups/{}/stats", segment(&group)))
+                .await?;
+            if json {
+                return print_json(&s);
+            }
+            println!("messages  {}", s.messages);
+            for (title, map) in [
+                ("by kind", &s.by_kind),
+                ("by commodity", &s.by_commodity),
+                ("by outcome", &s.by_outcome),
+                ("by state", &s.by_state),
+                ("by month", &s.by_month),
+            ] {
+                if map.is_empty() {
+                    continue;
+                }
+                println!("{title}:");
+                for (k, n) in map {
+                    println!("  {k:<24} {n}");
+                }
+            }
             Ok(())
         }
         Cmd::Inbox { group, json } => {
@@ -395,7 +505,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             println!("Date:     {}", m.created_at);
             println!("Handling: TLP:{}", m.handling.to_uppercase());
+            println!("Kind:     {}", m.kind);
             println!("Subject:  {}", m.subject);
+            if let Some(parent) = &m.reply_to {
+                println!("Reply to: {parent}");
+            }
+            if let Some(why) = &m.unreadable {
+                println!();
+                println!("(kept, not readable here: {why})");
+            }
             println!();
             println!("{}", m.body.unwrap_or_default());
             Ok(())
@@ -416,13 +534,38 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::User(cmd) => user(&client()?, cmd).await,
-        Cmd::Export { group, format: _ } => {
+        Cmd::Export {
+            group,
+            format,
+            kind,
+            out,
+            include_nominal,
+        } => {
             let v: views::ExportView = client()?
-                .get(&format!("/v1/groups/{}/export", segment(&group)))
+                .get(&format!(
+                    "/v1/groups/{}/export{}",
+                    segment(&group),
+                    if include_nominal {
+                        "?include_nominal=true"
+                    } else {
+                        ""
+                    }
+                ))
                 .await?;
-            for m in &v.exported {
-                let line = serde_json::to_string(m).map_err(|e| Error::Invalid(e.to_string()))?;
-                println!("{line}");
+            if format == "csv" {
+                export_csv(&v, kind, out)?;
+            } else {
+                for m in &v.exported {
+                    let line =
+                        serde_json::to_string(m).map_err(|e| Error::Invalid(e.to_string()))?;
+                    println!("{line}");
+                }
+            }
+            let withheld = v.exported.iter().filter(|m| m.nominal_withheld).count();
+            if withheld > 0 {
+                eprintln!(
+                    "nominal data left out of {withheld} record(s); --include-nominal keeps it"
+                );
             }
             for r in &v.refused {
                 eprintln!(
@@ -554,6 +697,79 @@ fn opened_lines(opened: &crate::store::OpenReport) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// `liaison record ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecordCmd {
+    /// The kinds of record and their schema versions.
+    Kinds,
+    /// Print a commented example of a kind to fill in and send with `send --record`.
+    Template {
+        /// note, seizure, cultural_object, alert, request or feedback.
+        kind: String,
+    },
+    /// Print the JSON Schema of a kind.
+    Schema {
+        /// note, seizure, cultural_object, alert, request or feedback.
+        kind: String,
+    },
+}
+
+fn record_cmd(cmd: RecordCmd) -> Result<()> {
+    use liaison_protocol::record::{self, RecordKind};
+    let kind = |k: &str| {
+        k.parse::<RecordKind>()
+            .map_err(|e| Error::Invalid(e.to_string()))
+    };
+    match cmd {
+        RecordCmd::Kinds => {
+            for k in RecordKind::ALL {
+                println!("{:<16} schema {}  {}", k.as_str(), k.schema(), k.title());
+            }
+            Ok(())
+        }
+        RecordCmd::Template { kind: k } => {
+            print!("{}", record::template(kind(&k)?));
+            Ok(())
+        }
+        RecordCmd::Schema { kind: k } => print_json(&record::json_schema(kind(&k)?)),
+    }
+}
+
+/// Reads a record file (a filled-in template; `-` is standard input) into the API's
+/// `POST /v1/groups/{group}/records` body.
+fn record_body(
+    path: &std::path::Path,
+    handling: String,
+    to: Vec<String>,
+    reply_to: Option<String>,
+) -> Result<serde_json::Value> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::io("cannot read standard input", e))?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_str(&liaison_protocol::record::strip_comments(&text))
+            .map_err(|e| Error::Invalid(format!("{} is not JSON: {e}", path.display())))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(Error::Invalid(format!(
+            "{}: expected {{\"kind\": ..., \"record\": {{...}}}}, as `liaison record template KIND` prints",
+            path.display()
+        )));
+    };
+    object.insert("handling".into(), handling.into());
+    object.insert("to".into(), to.into());
+    if let Some(r) = reply_to {
+        object.insert("reply_to".into(), r.into());
+    }
+    Ok(value)
 }
 
 async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
@@ -842,6 +1058,39 @@ fn message_line(m: &MessageView) -> String {
         m.officer,
         m.subject
     )
+}
+
+/// Writes the records of an export as CSV: one kind to standard output, or every kind present
+/// to `DIR/KIND.csv`.
+fn export_csv(v: &views::ExportView, kind: Option<String>, out: Option<PathBuf>) -> Result<()> {
+    use liaison_protocol::RecordKind;
+    let csv = |kind: &str| {
+        crate::records::csv(kind, &v.exported).map_err(|e| Error::Invalid(format!("CSV: {e}")))
+    };
+    match (kind, out) {
+        (Some(k), None) => {
+            let k: RecordKind = k.parse().map_err(|e| Error::Invalid(format!("{e}")))?;
+            print!("{}", csv(k.as_str())?);
+            Ok(())
+        }
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+            for k in RecordKind::ALL {
+                if !v.exported.iter().any(|m| m.kind == k.as_str()) {
+                    continue;
+                }
+                let path = dir.join(format!("{}.csv", k.as_str()));
+                std::fs::write(&path, csv(k.as_str())?)
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        _ => Err(Error::Invalid(
+            "--format csv needs either --kind KIND (to standard output) or --out DIR".into(),
+        )),
+    }
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {

@@ -210,11 +210,8 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || self.name.len() > liaison_protocol::identity::MAX_NAME_LEN
-            || self.name.chars().any(char::is_control)
-        {
-            return Err("name must be 1 to 64 bytes of printable text".into());
+        if let Err(e) = liaison_protocol::fields::check_node_name(&self.name) {
+            return Err(format!("name {:?}: {e}", self.name));
         }
         if !self.api.ip().is_loopback() && !self.danger_api_non_loopback {
             return Err(format!(

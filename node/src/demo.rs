@@ -161,6 +161,7 @@ pub async fn post(
         recipients: Vec::new(),
         subject: subject.to_owned(),
         body: body.to_owned(),
+        record: None,
         handling,
         reply_to: None,
     };

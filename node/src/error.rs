@@ -28,6 +28,9 @@ pub enum Error {
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// A record is invalid: each problem at its JSON pointer.
+    #[error("invalid record: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidRecord(Vec<liaison_protocol::FieldError>),
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -58,8 +61,11 @@ impl From<UsageError> for Error {
             UsageError::NotAMember(_)
             | UsageError::ReaderMayNotPost(_)
             | UsageError::NotOwner(_) => Error::Forbidden(e.to_string()),
-            UsageError::AlreadyMember(_) => Error::Conflict(e.to_string()),
+            UsageError::AlreadyMember(_) | UsageError::NameTaken(_) => {
+                Error::Conflict(e.to_string())
+            }
             UsageError::NoSuchMember(_) => Error::NotFound(e.to_string()),
+            UsageError::InvalidRecord(fields) => Error::InvalidRecord(fields),
             _ => Error::Invalid(e.to_string()),
         }
     }

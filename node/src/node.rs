@@ -24,8 +24,9 @@ use liaison_protocol::group::Change;
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
-use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp};
+use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp, UsageError};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -36,6 +37,7 @@ use crate::accounts::{Access, Principal};
 use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
+use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 use crate::views::{
@@ -173,8 +175,24 @@ pub enum Command {
     Export {
         /// Group id or name.
         group: String,
+        /// Keep the nominal section (persons, companies) of records; left out otherwise.
+        include_nominal: bool,
         /// Reply.
         reply: oneshot::Sender<Result<ExportView>>,
+    },
+    /// The thread a message belongs to.
+    Thread {
+        /// A message of the thread.
+        id: MessageId,
+        /// Reply.
+        reply: oneshot::Sender<Result<crate::views::ThreadView>>,
+    },
+    /// Counts of a group's messages by kind, commodity, outcome, month and state.
+    Stats {
+        /// Group id or name.
+        group: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<crate::views::StatsView>>,
     },
     /// A feed of the ids of messages as they are durably stored.
     Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
@@ -190,10 +208,13 @@ pub struct Post {
     pub officer: String,
     /// Named recipients `OFFICER@NODE`; required for TLP:RED.
     pub recipients: Vec<String>,
-    /// Subject.
+    /// Subject (of a note; unused with a record).
     pub subject: String,
-    /// Body.
+    /// Body (of a note; unused with a record).
     pub body: String,
+    /// A structured record to post instead of the subject and body (boxed: records are large
+    /// and commands travel through channels).
+    pub record: Option<Box<Record>>,
     /// Handling code.
     pub handling: Handling,
     /// Reply-to.
@@ -1442,8 +1463,18 @@ impl Actor {
             Command::Receipts { id, reply } => {
                 let _ = reply.send(self.receipts(who, &id));
             }
-            Command::Export { group, reply } => {
-                let _ = reply.send(self.export(who, &group));
+            Command::Export {
+                group,
+                include_nominal,
+                reply,
+            } => {
+                let _ = reply.send(self.export(who, &group, include_nominal));
+            }
+            Command::Thread { id, reply } => {
+                let _ = reply.send(self.thread(who, &id));
+            }
+            Command::Stats { group, reply } => {
+                let _ = reply.send(self.stats(who, &group));
             }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.new_messages.subscribe());
@@ -1630,16 +1661,19 @@ impl Actor {
         }
     }
 
-    fn export(&self, who: &Principal, group: &str) -> Result<ExportView> {
+    fn export(&self, who: &Principal, group: &str, include_nominal: bool) -> Result<ExportView> {
         let gid = self.resolve_visible_group(who, group)?;
         let mut exported = Vec::new();
         let mut refused = Vec::new();
         for id in self.store.group_messages(&gid)? {
-            let view = match self.read(who, &id, true) {
+            let mut view = match self.read(who, &id, true) {
                 Ok(v) => v,
                 Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
+            if !include_nominal {
+                view.nominal_withheld = crate::records::withhold_nominal(&mut view);
+            }
             let reason = match view.handling.as_str() {
                 "red" => Some("TLP:RED is for its named recipients only and is never exported"),
                 "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
@@ -1830,25 +1864,27 @@ impl Actor {
                     "a TLP:RED message needs its recipients: --to OFFICER@NODE (repeatable)".into(),
                 ));
             }
-            if let Some(bad) = post.recipients.iter().find(|r| {
-                let mut parts = r.splitn(2, '@');
-                !matches!((parts.next(), parts.next()), (Some(o), Some(n)) if !o.is_empty() && !n.is_empty())
-            }) {
-                return Err(Error::Invalid(format!(
-                    "recipient {bad:?} is not OFFICER@NODE"
-                )));
+            let state = self.engine.group(&gid).ok_or(UsageError::NotAMember(gid))?;
+            let recipients =
+                crate::names::resolve_recipients(state, self.me, &self.name, &post.recipients)?;
+            if let Some(parent) = &post.reply_to {
+                self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
             // Before sealing, which takes the next seq: a post the store would refuse must not
             // leave a gap in this node's sequence.
             self.store.check_room()?;
-            let content = Content {
-                officer: post.officer,
-                recipients: post.recipients,
-                reply_to: post.reply_to,
-                payload: Payload::Text {
+            let payload = match &post.record {
+                Some(record) => record.to_payload(Vec::new())?,
+                None => Payload::Text {
                     subject: post.subject,
                     body: post.body,
                 },
+            };
+            let content = Content {
+                officer: post.officer,
+                recipients,
+                reply_to: post.reply_to,
+                payload,
             };
             let sealed = self.engine.seal(
                 &gid,
@@ -1911,16 +1947,17 @@ impl Actor {
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
         if h.handling == Handling::Red {
-            let me = format!("{}@{}", who.name(), self.name);
             let own = h.author == self.me && content.officer == who.name();
-            if !own && !content.recipients.contains(&me) {
+            if !own && !crate::names::is_recipient(&content.recipients, self.me, who.name()) {
                 return Err(not_found());
             }
         }
-        let recipients = content.recipients.clone();
-        let (subject, body) = match content.payload {
-            Payload::Text { subject, body } => (subject, body),
-        };
+        let recipients = content
+            .recipients
+            .iter()
+            .map(|r| format!("{}@{}", r.officer, self.node_name(&r.node, Some(&h.group))))
+            .collect();
+        let shown = Shown::of(&content.payload);
         Ok(MessageView {
             id: id.to_string(),
             group_id: h.group.to_string(),
@@ -1930,14 +1967,18 @@ impl Actor {
             officer: content.officer,
             created_at: crate::views::rfc3339(h.created_at.0),
             created_at_ms: h.created_at.0,
-            subject,
+            subject: shown.subject,
             handling: h.handling.to_string(),
             expires_at: h.expires_at.map(|t| crate::views::rfc3339(t.0)),
             reply_to: content.reply_to.map(|r| r.to_string()),
             recipients,
             epoch: h.epoch,
             seq: h.seq,
-            body: with_body.then_some(body),
+            body: with_body.then_some(shown.body),
+            kind: shown.kind,
+            record: shown.record.filter(|_| with_body),
+            unreadable: shown.unreadable,
+            nominal_withheld: false,
         })
     }
 
@@ -2236,6 +2277,8 @@ async fn connection_task(
     }
     let _ = internal.send(Internal::ConnDown { peer, id }).await;
 }
+
+mod records;
 
 #[cfg(test)]
 mod tests {

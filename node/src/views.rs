@@ -187,9 +187,27 @@ pub struct MessageView {
     pub epoch: u64,
     /// The author's sequence number in the epoch.
     pub seq: u64,
-    /// The body (only when reading one message).
+    /// The body (only when reading one message). For a record, its JSON, pretty-printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The kind of record (`note` for free text), or `unknown` for a kind this node does not
+    /// know.
+    #[serde(default = "note_kind")]
+    pub kind: String,
+    /// The record in its JSON Schema's shape (only when reading one message; not for notes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<serde_json::Value>,
+    /// Set when the message carries a record of a kind or schema version newer than this node
+    /// reads: what is known of it. The message is kept; an upgraded node reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Set when an export left out the record's nominal section (persons, companies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nominal_withheld: bool,
+}
+
+fn note_kind() -> String {
+    "note".to_owned()
 }
 
 /// A message an export left out, and why.
@@ -272,6 +290,106 @@ pub struct PostMessage {
     pub reply_to: Option<String>,
 }
 
+/// `POST /v1/groups/{group}/records`: a record in its tagged JSON form (what `liaison record
+/// template` prints) and how to post it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostRecord {
+    /// The kind of record: `note`, `seizure`, `cultural_object`, `alert`, `request`,
+    /// `feedback`.
+    pub kind: String,
+    /// The record, in the shape of the kind's JSON Schema (`GET /v1/schemas/{kind}`).
+    pub record: serde_json::Value,
+    /// TLP code: `clear`, `green` (default), `amber`, `amber+strict`, `red`.
+    #[serde(default)]
+    pub handling: Option<String>,
+    /// Named recipients `OFFICER@NODE` (required for `red`).
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// The message replied to: a message of the same group the poster can read. Feedback
+    /// must reply to an alert or a request.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// One kind of record and its schema: `GET /v1/schemas`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemaInfo {
+    /// The kind (`seizure`).
+    pub kind: String,
+    /// What it is called (`seizure report`).
+    pub title: String,
+    /// Its wire code.
+    pub code: u16,
+    /// The newest schema version this node reads and writes.
+    pub version: u16,
+    /// Where the JSON Schema is served.
+    pub href: String,
+}
+
+/// One message of a thread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadEntry {
+    /// The message id.
+    pub id: String,
+    /// The message it replies to.
+    pub reply_to: Option<String>,
+    /// Depth below the thread's root (0 for the root).
+    pub depth: usize,
+    /// Its kind.
+    pub kind: String,
+    /// Its subject or summary.
+    pub summary: String,
+    /// The author node's name and the officer.
+    pub author: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// For feedback: its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// For an alert or request: its state from the feedback below it (`open`, `actioned`,
+    /// `closed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// For a closed alert or request: the outcome that closed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+}
+
+/// `GET /v1/messages/{id}/thread`: the thread a message belongs to, from its root, each
+/// reply below the message it answers, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadView {
+    /// The group.
+    pub group_id: String,
+    /// The root's id.
+    pub root: String,
+    /// Set when the root replies to a message this node does not hold or the caller may not
+    /// read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_replies_to: Option<String>,
+    /// The messages, depth first, oldest first among siblings.
+    pub entries: Vec<ThreadEntry>,
+}
+
+/// `GET /v1/groups/{group}/stats`: counts of what a group holds, as the caller may read it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsView {
+    /// The group.
+    pub group_id: String,
+    /// Messages counted.
+    pub messages: u64,
+    /// Messages by kind (`unknown` for kinds this node cannot read).
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// Seized items by commodity category.
+    pub by_commodity: std::collections::BTreeMap<String, u64>,
+    /// Feedback by outcome.
+    pub by_outcome: std::collections::BTreeMap<String, u64>,
+    /// Messages by month of creation (`2026-01`).
+    pub by_month: std::collections::BTreeMap<String, u64>,
+    /// Alerts and requests by state (`open`, `actioned`, `closed`).
+    pub by_state: std::collections::BTreeMap<String, u64>,
+}
+
 /// An id returned by a create or post.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Created {
@@ -284,6 +402,9 @@ pub struct Created {
 pub struct ErrorBody {
     /// What went wrong and what to do.
     pub error: String,
+    /// For an invalid record: each problem at its JSON pointer into the request body.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<liaison_protocol::FieldError>,
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC.

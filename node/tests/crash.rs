@@ -254,7 +254,9 @@ async fn check_store(
             )
         });
         assert_eq!(checked.id, *id, "stored under another id");
-        let Payload::Text { body, .. } = content.payload;
+        let Payload::Text { body, .. } = content.payload else {
+            panic!("message {} is not the note that was posted", id.short());
+        };
         assert_eq!(&body, text, "message {} holds another text", id.short());
         verified.insert(*id, hash);
     }

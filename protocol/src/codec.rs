@@ -30,6 +30,12 @@ pub const MAX_DESCRIPTOR_LEN: usize = 4 * 1024;
 /// The largest encoded delivery receipt, in bytes (room for [`crate::receipt::MAX_RECEIPT_MESSAGES`] ids).
 pub const MAX_RECEIPT_LEN: usize = 33 * 1024;
 
+/// The largest encoded federation roster, in bytes.
+pub const MAX_ROSTER_LEN: usize = 2 * 1024 * 1024;
+
+/// The largest encoded key rotation statement, in bytes.
+pub const MAX_ROTATION_LEN: usize = 512;
+
 type Config = bincode::config::Configuration<
     bincode::config::BigEndian,
     bincode::config::Fixint,

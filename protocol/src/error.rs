@@ -7,6 +7,16 @@
 
 use crate::group::GroupId;
 use crate::identity::NodeId;
+use crate::record::FieldError;
+
+/// The first of a list of field errors and how many more there are, for messages.
+fn first_error(errors: &[FieldError]) -> String {
+    match errors {
+        [] => "no reason given".to_owned(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
 
 /// Bytes that could not be decoded into a wire object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +114,10 @@ pub enum Rejection {
     /// Authenticated decryption failed.
     #[error("decryption failed")]
     DecryptFailed,
+    /// The decrypted content breaks a rule: a field over its limit, an invalid record (each
+    /// problem at its JSON pointer), feedback that replies to nothing.
+    #[error("invalid content: {}", first_error(.0))]
+    InvalidContent(Vec<FieldError>),
     /// A header field is out of range (sequence number 0, ...).
     #[error("invalid header: {0}")]
     InvalidHeader(&'static str),
@@ -148,6 +162,38 @@ pub enum Rejection {
     /// A receipt contradicts what this node holds (it names a message of another group).
     #[error("invalid receipt: {0}")]
     InvalidReceipt(&'static str),
+    /// A roster signed by an authority this node does not trust (not necessarily a fault: it
+    /// may belong to another federation).
+    #[error("roster of an authority not trusted here ({})", .0.short())]
+    UnknownAuthority(crate::roster::AuthorityId),
+    /// A roster breaks the rules of WIRE.md §12.
+    #[error("invalid roster: {0}")]
+    InvalidRoster(&'static str),
+    /// Two different rosters carry the same version of one authority.
+    #[error("authority {} signed two different rosters as version {version}", .authority.short())]
+    ConflictingRoster {
+        /// The authority.
+        authority: crate::roster::AuthorityId,
+        /// The version.
+        version: u64,
+    },
+    /// The node that signed this was revoked before it signed it.
+    #[error("{0} is revoked")]
+    Revoked(NodeId),
+    /// A second identity rotation of one key to another new key.
+    #[error("{0} already rotated to another key")]
+    ConflictingRotation(NodeId),
+    /// A rotation statement that cannot be taken.
+    #[error("invalid rotation statement: {0}")]
+    InvalidRotation(&'static str),
+    /// A descriptor claims a name that the federation's roster gives another node.
+    #[error("descriptor of {node} claims the roster name {name:?} of another node")]
+    NameClaimed {
+        /// The node the descriptor describes.
+        node: NodeId,
+        /// The name it claims.
+        name: String,
+    },
 }
 
 /// The caller asked for something this crate cannot do. Nothing was produced.
@@ -165,6 +211,10 @@ pub enum UsageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The content to seal breaks a rule: a field over its limit, an invalid record (each
+    /// problem at its JSON pointer), feedback that replies to nothing.
+    #[error("invalid content: {}", first_error(.0))]
+    InvalidRecord(Vec<FieldError>),
     /// The local node is not a member of the group.
     #[error("this node is not a member of group {0}")]
     NotAMember(GroupId),
@@ -177,6 +227,9 @@ pub enum UsageError {
     /// The node named is already a member.
     #[error("{0} is already a member")]
     AlreadyMember(NodeId),
+    /// Another member of the group already has this name.
+    #[error("another member is already named {0:?}")]
+    NameTaken(String),
     /// The node named is not a member.
     #[error("{0} is not a member")]
     NoSuchMember(NodeId),

@@ -95,6 +95,19 @@ pub enum Frame {
         #[serde(with = "crate::codec::bytes::list")]
         descriptors: Vec<Vec<u8>>,
     },
+    /// Federation rosters the sender holds (WIRE.md §12), so that they travel through the
+    /// federation.
+    Roster {
+        /// Encoded [`crate::roster::SignedRoster`]s.
+        #[serde(with = "crate::codec::bytes::list")]
+        rosters: Vec<Vec<u8>>,
+    },
+    /// Key rotation statements the sender holds (WIRE.md §12).
+    Rotation {
+        /// Encoded [`crate::roster::SignedRotation`]s.
+        #[serde(with = "crate::codec::bytes::list")]
+        statements: Vec<Vec<u8>>,
+    },
 }
 
 impl Frame {
@@ -126,6 +139,8 @@ impl Frame {
             Frame::Receipts { .. } => "receipts",
             Frame::Control { .. } => "control",
             Frame::Directory { .. } => "directory",
+            Frame::Roster { .. } => "roster",
+            Frame::Rotation { .. } => "rotation",
         }
     }
 }

@@ -107,6 +107,17 @@ pub enum Change {
     },
     /// Opens a new epoch with a fresh key and the same members.
     Rotate,
+    /// A member moves to new keys: from this epoch on it is `node` (equal to `member` when only
+    /// its exchange key changes), with the same name and role, and later epoch keys are wrapped
+    /// to `exchange_key`. If `member` is the owner, `node` signs the group's later events.
+    Rekey {
+        /// The member as it was.
+        member: NodeId,
+        /// Its node id from now on.
+        node: NodeId,
+        /// Its X25519 key from now on.
+        exchange_key: ExchangeKey,
+    },
 }
 
 /// The epoch key wrapped to one member.
@@ -245,13 +256,10 @@ impl GroupState {
         now: Timestamp,
         rng: &mut R,
     ) -> Result<Vec<u8>, UsageError> {
-        if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN || name.chars().any(char::is_control)
-        {
-            return Err(UsageError::Invalid {
-                field: "group name",
-                reason: format!("must be 1 to {MAX_GROUP_NAME_LEN} bytes of printable text"),
-            });
-        }
+        crate::fields::check_group_name(name).map_err(|e| UsageError::Invalid {
+            field: "group name",
+            reason: e.0.into(),
+        })?;
         check_node_name(owner_name)?;
         let mut members = BTreeMap::new();
         members.insert(
@@ -276,6 +284,16 @@ impl GroupState {
         bytes: &[u8],
         local: Option<LocalKeys<'_>>,
     ) -> Result<GroupState, Rejection> {
+        GroupState::from_genesis_with(bytes, local.as_slice())
+    }
+
+    /// [`GroupState::from_genesis`] for a node that had several keys: an epoch key wrapped to
+    /// any of them is unwrapped (a node keeps its keys from before a rotation to read the
+    /// epochs it was a member of under them).
+    pub fn from_genesis_with(
+        bytes: &[u8],
+        locals: &[LocalKeys<'_>],
+    ) -> Result<GroupState, Rejection> {
         let (signed, event) = decode_control(bytes)?;
         let Change::Create {
             name,
@@ -298,8 +316,8 @@ impl GroupState {
                 "event 1 must have an all-zero prev",
             ));
         }
-        if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN {
-            return Err(Rejection::InvalidControl("group name length"));
+        if crate::fields::check_group_name(name).is_err() {
+            return Err(Rejection::InvalidControl("invalid group name"));
         }
         owner
             .verify(
@@ -310,7 +328,7 @@ impl GroupState {
             )
             .map_err(|_| Rejection::NotOwner(event.group))?;
         if check_node_name(owner_name).is_err() {
-            return Err(Rejection::InvalidControl("owner name length"));
+            return Err(Rejection::InvalidControl("invalid owner name"));
         }
         let mut members = BTreeMap::new();
         members.insert(
@@ -329,7 +347,7 @@ impl GroupState {
             epochs: Vec::new(),
             keys: BTreeMap::new(),
         };
-        state.commit(bytes, &event, members, local)?;
+        state.commit(bytes, &event, members, locals)?;
         Ok(state)
     }
 
@@ -339,6 +357,16 @@ impl GroupState {
         &mut self,
         bytes: &[u8],
         local: Option<LocalKeys<'_>>,
+    ) -> Result<Applied, Rejection> {
+        self.apply_with(bytes, local.as_slice())
+    }
+
+    /// [`GroupState::apply`] for a node that had several keys (see
+    /// [`GroupState::from_genesis_with`]).
+    pub fn apply_with(
+        &mut self,
+        bytes: &[u8],
+        locals: &[LocalKeys<'_>],
     ) -> Result<Applied, Rejection> {
         let (signed, event) = decode_control(bytes)?;
         if event.group != self.id {
@@ -377,19 +405,34 @@ impl GroupState {
         if Some(&event.prev) != self.hashes.last() {
             return Err(Rejection::InvalidControl("prev does not match the chain"));
         }
+        let rekey = matches!(event.change, Change::Rekey { .. });
         let members = self.next_members(&event.change).map_err(|e| match e {
+            UsageError::AlreadyMember(_) if rekey => {
+                Rejection::InvalidControl("rekeys a member onto another member")
+            }
+            UsageError::NoSuchMember(_) if rekey => {
+                Rejection::InvalidControl("rekeys a non-member")
+            }
             UsageError::AlreadyMember(_) => Rejection::InvalidControl("adds an existing member"),
             UsageError::NoSuchMember(_) => Rejection::InvalidControl("removes a non-member"),
             UsageError::RemoveOwner => Rejection::InvalidControl("removes the owner"),
             UsageError::Invalid {
                 field: "node name", ..
-            } => Rejection::InvalidControl("member name length"),
+            } => Rejection::InvalidControl("invalid member name"),
+            UsageError::NameTaken(_) => {
+                Rejection::InvalidControl("adds a member under another member's name")
+            }
             UsageError::Invalid {
                 field: "change", ..
             } => Rejection::InvalidControl("create only as event 1"),
             _ => Rejection::InvalidControl("invalid change"),
         })?;
-        let have_key = self.commit(bytes, &event, members, local)?;
+        let have_key = self.commit(bytes, &event, members, locals)?;
+        if let Change::Rekey { member, node, .. } = &event.change {
+            if *member == self.owner {
+                self.owner = *node;
+            }
+        }
         Ok(Applied::New {
             epoch: event.seq,
             have_key,
@@ -402,7 +445,7 @@ impl GroupState {
         bytes: &[u8],
         event: &ControlEvent,
         members: BTreeMap<NodeId, Member>,
-        local: Option<LocalKeys<'_>>,
+        locals: &[LocalKeys<'_>],
     ) -> Result<bool, Rejection> {
         if members.len() > MAX_MEMBERS {
             return Err(Rejection::InvalidControl("too many members"));
@@ -416,11 +459,12 @@ impl GroupState {
             ));
         }
         let mut have_key = false;
-        if let Some(local) = local {
+        for local in locals {
             if let Some(wrapped) = event.keys.iter().find(|k| k.member == local.node) {
-                if let Some(key) = unwrap_key(&self.id, event.seq, wrapped, local) {
+                if let Some(key) = unwrap_key(&self.id, event.seq, wrapped, *local) {
                     self.keys.insert(event.seq, key);
                     have_key = true;
+                    break;
                 }
             }
         }
@@ -448,6 +492,9 @@ impl GroupState {
                     return Err(UsageError::AlreadyMember(*member));
                 }
                 check_node_name(name)?;
+                if members.values().any(|m| m.name == *name) {
+                    return Err(UsageError::NameTaken(name.clone()));
+                }
                 members.insert(
                     *member,
                     Member {
@@ -466,6 +513,20 @@ impl GroupState {
                 }
             }
             Change::Rotate => {}
+            Change::Rekey {
+                member,
+                node,
+                exchange_key,
+            } => {
+                let Some(mut record) = members.remove(member) else {
+                    return Err(UsageError::NoSuchMember(*member));
+                };
+                if members.contains_key(node) {
+                    return Err(UsageError::AlreadyMember(*node));
+                }
+                record.exchange_key = *exchange_key;
+                members.insert(*node, record);
+            }
         }
         Ok(members)
     }
@@ -512,7 +573,7 @@ impl GroupState {
         &self.name
     }
 
-    /// The owner, who alone changes membership.
+    /// The owner, who alone changes membership (and signs the next event).
     pub fn owner(&self) -> NodeId {
         self.owner
     }
@@ -573,19 +634,10 @@ impl GroupState {
 }
 
 fn check_node_name(name: &str) -> Result<(), UsageError> {
-    if name.is_empty()
-        || name.len() > crate::identity::MAX_NAME_LEN
-        || name.chars().any(char::is_control)
-    {
-        return Err(UsageError::Invalid {
-            field: "node name",
-            reason: format!(
-                "must be 1 to {} bytes of printable text",
-                crate::identity::MAX_NAME_LEN
-            ),
-        });
-    }
-    Ok(())
+    crate::fields::check_node_name(name).map_err(|e| UsageError::Invalid {
+        field: "node name",
+        reason: e.0.into(),
+    })
 }
 
 fn idx(seq: u64) -> usize {

@@ -110,14 +110,16 @@ pub fn write_hex_pub(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     write_hex(f, bytes)
 }
 
-/// A node's id: its ed25519 public identity key, always a valid curve point.
+/// A node's id: its ed25519 public identity key, always the canonical encoding of a curve
+/// point outside the small-order subgroup (WIRE.md §2.1).
 ///
 /// Text form: 64 lowercase hex characters; [`NodeId::short`] gives the first 8 for logs.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct NodeId([u8; 32]);
 
 impl NodeId {
-    /// Checks that `bytes` is a valid ed25519 public key.
+    /// Checks that `bytes` is a valid node id: the canonical encoding (RFC 8032 §5.1.2) of a
+    /// point on edwards25519 that is not of small order.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<NodeId, DecodeError> {
         cached_verifying_key(&bytes).map_err(|_| DecodeError::InvalidField {
             field: "node id",
@@ -141,8 +143,10 @@ impl NodeId {
         cached_verifying_key(&self.0).map_err(|_| Rejection::BadSignature("node id"))
     }
 
-    /// Verifies `signature` over `domain || message` with `verify_strict`.
-    pub(crate) fn verify(
+    /// Verifies `signature` by this key over `domain || message`, strictly (WIRE.md §2.2): `S`
+    /// must be below the group order, `R` must not be of small order, and the encoding of
+    /// `[S]B - [k]A` must equal `R` byte for byte.
+    pub fn verify(
         &self,
         domain: &[u8],
         message: &[u8],
@@ -178,6 +182,10 @@ fn cached_verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, ed25519_dalek:
         return Ok(*key);
     }
     let key = VerifyingKey::from_bytes(bytes)?;
+    // Only canonical encodings of points outside the small-order subgroup (WIRE.md §2.1).
+    if key.is_weak() || key.to_edwards().compress().as_bytes() != bytes {
+        return Err(ed25519_dalek::SignatureError::new());
+    }
     let mut keys = cache.write().unwrap_or_else(PoisonError::into_inner);
     if keys.len() >= MAX_CACHED_KEYS {
         keys.clear();
@@ -357,11 +365,11 @@ impl fmt::Debug for ExchangeSecret {
 }
 
 /// The longest node name, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = crate::fields::MAX_NODE_NAME_LEN;
 /// The most addresses a descriptor lists.
 pub const MAX_ADDRESSES: usize = 8;
 /// The longest address, in bytes.
-pub const MAX_ADDRESS_LEN: usize = 256;
+pub const MAX_ADDRESS_LEN: usize = crate::fields::MAX_ADDRESS_LEN;
 
 /// What a node publishes about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,13 +404,12 @@ pub const DESCRIPTOR_DOMAIN: &[u8] = b"liaison/v1/descriptor\0";
 
 impl Descriptor {
     fn check(&self) -> Result<(), &'static str> {
-        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
-            return Err("name must be 1 to 64 bytes");
+        crate::fields::check_node_name(&self.name).map_err(|e| e.0)?;
+        if self.addresses.len() > MAX_ADDRESSES {
+            return Err("more than 8 addresses");
         }
-        if self.addresses.len() > MAX_ADDRESSES
-            || self.addresses.iter().any(|a| a.len() > MAX_ADDRESS_LEN)
-        {
-            return Err("too many or too long addresses");
+        for address in &self.addresses {
+            crate::fields::check_address(address).map_err(|e| e.0)?;
         }
         if self.valid_until < self.valid_from {
             return Err("validity ends before it starts");

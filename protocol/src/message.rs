@@ -16,10 +16,12 @@ use chacha20poly1305::ChaCha20Poly1305;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::attachment::AttachmentRef;
 use crate::codec::{self, MAX_CONTENT_LEN, MAX_ENVELOPE_LEN};
 use crate::error::{Rejection, UsageError};
 use crate::group::{GroupId, GroupState};
 use crate::identity::{hex_id, IdentityKey, NodeId, Timestamp};
+use crate::record::{FieldError, Readable, Record, MAX_ATTACHMENTS};
 
 hex_id!(
     /// A message's id: the BLAKE3 hash of its signed header. Text form: 64 hex characters.
@@ -41,8 +43,8 @@ pub const COMMITMENT_CONTEXT: &str = "liaison/v1/key-commitment";
 /// BLAKE3 key-derivation context of ciphertext hashes.
 pub const CIPHERTEXT_CONTEXT: &str = "liaison/v1/ciphertext";
 
-/// Longest officer name, subject and recipient, in bytes.
-pub const MAX_OFFICER_LEN: usize = 128;
+/// Longest officer name (of the author or a recipient), in bytes.
+pub const MAX_OFFICER_LEN: usize = crate::fields::MAX_TEXT_LEN;
 /// Longest subject, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 512;
 /// Most named recipients of one message.
@@ -165,13 +167,53 @@ pub struct Envelope {
 /// What a message says. Variants are only ever appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
-    /// Free text.
+    /// Free text: a note without attachments (variant 0, the only one before records).
     Text {
         /// The subject line.
         subject: String,
         /// The body.
         body: String,
     },
+    /// A structured record and its attachments (variant 1); see [`crate::record`].
+    Record(RecordData),
+}
+
+/// A record as it travels: its kind and schema version, its body, its attachments.
+///
+/// A receiver that knows the kind and version decodes the body exactly and validates it
+/// ([`crate::record::read`]); one that does not keeps the message and shows it as a record it
+/// cannot read yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordData {
+    /// The kind's code ([`crate::record::RecordKind::code`]); codes are only ever appended.
+    pub kind: u16,
+    /// The schema version the body is written in (from 1).
+    pub schema: u16,
+    /// The record's bare bincode encoding (no version byte).
+    #[serde(with = "crate::codec::bytes")]
+    pub body: Vec<u8>,
+    /// The attachments (at most [`crate::record::MAX_ATTACHMENTS`]).
+    pub attachments: Vec<AttachmentRef>,
+}
+
+impl Payload {
+    /// The attachments it names.
+    pub fn attachments(&self) -> &[AttachmentRef] {
+        match self {
+            Payload::Text { .. } => &[],
+            Payload::Record(data) => &data.attachments,
+        }
+    }
+}
+
+/// A named recipient of a message: an officer's account on one node, named by node id so that
+/// no other node can claim it by taking the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The officer's account name on that node.
+    pub officer: String,
+    /// The node.
+    pub node: NodeId,
 }
 
 /// The decrypted content of a message.
@@ -179,8 +221,8 @@ pub enum Payload {
 pub struct Content {
     /// The posting officer's name at the author node.
     pub officer: String,
-    /// Named recipients (`OFFICER@NODE`), for TLP:RED.
-    pub recipients: Vec<String>,
+    /// Named recipients, for TLP:RED (WIRE.md §5: who sees what).
+    pub recipients: Vec<Recipient>,
     /// The message this replies to.
     pub reply_to: Option<MessageId>,
     /// What it says.
@@ -188,25 +230,49 @@ pub struct Content {
 }
 
 impl Content {
-    fn check(&self) -> Result<(), String> {
-        if self.officer.len() > MAX_OFFICER_LEN {
-            return Err(format!("officer name over {MAX_OFFICER_LEN} bytes"));
+    /// Checks the limits of every field and, for a record of a kind and schema this build
+    /// knows, the record itself ([`crate::record::read`]): what an author's node checks before
+    /// sealing and every receiver after opening.
+    pub fn check(&self) -> Result<(), Vec<FieldError>> {
+        self.check_limits()
+            .map_err(|reason| vec![FieldError::new("", reason)])?;
+        if let Payload::Record(data) = &self.payload {
+            if data.attachments.len() > MAX_ATTACHMENTS {
+                return Err(vec![FieldError::new(
+                    "/attachments",
+                    format!("at most {MAX_ATTACHMENTS} attachments"),
+                )]);
+            }
+            for (i, a) in data.attachments.iter().enumerate() {
+                a.check()
+                    .map_err(|reason| vec![FieldError::new(format!("/attachments/{i}"), reason)])?;
+            }
         }
-        if self.recipients.len() > MAX_RECIPIENTS
-            || self
-                .recipients
-                .iter()
-                .any(|r| r.len() > MAX_OFFICER_LEN * 2)
-        {
-            return Err(format!(
-                "at most {MAX_RECIPIENTS} recipients of bounded length"
-            ));
+        let readable = crate::record::read(&self.payload)?;
+        if let Readable::Known(Record::Feedback(_)) = readable {
+            if self.reply_to.is_none() {
+                return Err(vec![FieldError::new(
+                    "/reply_to",
+                    "feedback answers an alert or a request: it needs reply_to",
+                )]);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), String> {
+        crate::fields::check_officer_name(&self.officer).map_err(|e| e.0.to_owned())?;
+        if self.recipients.len() > MAX_RECIPIENTS {
+            return Err(format!("more than {MAX_RECIPIENTS} recipients"));
+        }
+        for r in &self.recipients {
+            crate::fields::check_officer_name(&r.officer).map_err(|e| format!("recipient: {e}"))?;
         }
         match &self.payload {
             Payload::Text { subject, .. } if subject.len() > MAX_SUBJECT_LEN => {
                 Err(format!("subject over {MAX_SUBJECT_LEN} bytes"))
             }
-            Payload::Text { .. } => Ok(()),
+            Payload::Text { .. } | Payload::Record(_) => Ok(()),
         }
     }
 }
@@ -302,13 +368,7 @@ pub fn seal<R: rand_core::CryptoRng + rand_core::RngCore>(
             reason: "sequence numbers start at 1".into(),
         });
     }
-    draft
-        .content
-        .check()
-        .map_err(|reason| UsageError::Invalid {
-            field: "content",
-            reason,
-        })?;
+    draft.content.check().map_err(UsageError::InvalidRecord)?;
     let key = group
         .epoch_key(epoch)
         .ok_or(UsageError::NoEpochKey(group.id()))?;
@@ -489,9 +549,7 @@ pub fn open(verified: &Verified, group: &GroupState) -> Result<Content, Rejectio
             .map_err(|_| Rejection::DecryptFailed)?,
     );
     let content: Content = codec::decode(&plain, MAX_CONTENT_LEN)?;
-    content
-        .check()
-        .map_err(|_| Rejection::InvalidHeader("content fields over their limits"))?;
+    content.check().map_err(Rejection::InvalidContent)?;
     Ok(content)
 }
 

@@ -8,7 +8,8 @@
 //! # Call order
 //!
 //! ```text
-//! Engine::new → restore_group / restore_held (from the store, at start-up)
+//! Engine::new → add_previous_keys (keys from before a rotation) → restore_group /
+//!   restore_held (from the store, at start-up) → set_policy (the federation view)
 //! loop:
 //!   handle_connected(now, peer) | handle_disconnected(peer)
 //!   handle_frame(now, peer, bytes, archive)          ← bytes from the transport, or
@@ -17,6 +18,7 @@
 //!   handle_durable(now, ids) | handle_store_failed(ids)   ← after the store's flush
 //!   handle_timeout(now)                              ← when poll_timeout() is reached
 //!   propose_* / commit_local_control / seal / commit_local_message   ← local actions
+//!   set_policy / send_frame / strike / rotate_keys  ← what the node's federation view decides
 //!   then drain: poll_event() (store accepted messages and control events, log rejections,
 //!               drop peers), poll_transmit() (send frames), poll_timeout() (arm the timer)
 //! ```
@@ -35,6 +37,11 @@
 //! - A gap left by a push is asked for (a sync request to the peer that pushed) only if it is
 //!   still open a tenth of the sync interval later: pushes of one author arrive out of order
 //!   whenever the sender's store writes finish out of order.
+//! - Rosters and rotation statements are not the engine's: it hands them to the node
+//!   ([`Event::Rosters`], [`Event::Rotations`]), which checks them against its federation view
+//!   and tells the engine what follows ([`Policy`]): a message whose author was revoked before
+//!   it was created is refused without a strike and never served or relayed; a descriptor that
+//!   claims another node's roster name is refused.
 //! - Pushes, acknowledgements and receipts for one peer are coalesced until the node next calls
 //!   [`Engine::poll_transmit`] (or another frame goes to that peer first, which keeps the order):
 //!   a drain that handled many messages sends one `Push`, one `Ack` and one `Receipts` frame per
@@ -181,6 +188,43 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
+    /// Federation rosters from a peer, for the node to check against its authorities (a
+    /// [`Frame::Roster`]); the engine itself holds no roster.
+    Rosters {
+        /// The peer.
+        peer: NodeId,
+        /// The encoded rosters.
+        rosters: Vec<Vec<u8>>,
+    },
+    /// Key rotation statements from a peer (a [`Frame::Rotation`]), for the node to check.
+    Rotations {
+        /// The peer.
+        peer: NodeId,
+        /// The encoded statements.
+        statements: Vec<Vec<u8>>,
+    },
+    /// Input refused under the node's [`Policy`] without blaming the peer that carried it: a
+    /// message its author signed after being revoked, a descriptor relayed for a node whose
+    /// roster name another node holds. No strike.
+    Refused {
+        /// The peer it came from.
+        peer: NodeId,
+        /// Why.
+        reason: Rejection,
+    },
+}
+
+/// What the node's federation view tells the engine (see `roster::Federation`): names that
+/// belong to one node, and nodes revoked from a time on. Set with [`Engine::set_policy`].
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Roster names and the node each belongs to: a descriptor of any other node that claims
+    /// one is refused and not shared.
+    pub names: BTreeMap<String, NodeId>,
+    /// Revoked nodes and the time from which what they sign is refused: their messages
+    /// created at or after it are neither accepted nor served, and their descriptors are
+    /// not shared.
+    pub revoked: BTreeMap<NodeId, Timestamp>,
 }
 
 /// A frame to send.
@@ -274,6 +318,7 @@ struct InFlight {
     author: NodeId,
     epoch: u64,
     seq: u64,
+    created_at: Timestamp,
     from: Vec<NodeId>,
     /// Kept only where this node relays (see [`Engine::handle_durable`]); the store has it.
     envelope: Option<Vec<u8>>,
@@ -298,6 +343,11 @@ pub struct Engine {
     directory: BTreeMap<NodeId, Vec<u8>>,
     /// BLAKE3 digests of receipts taken recently (see [`MAX_SEEN_RECEIPTS`]).
     seen_receipts: HashSet<[u8; 32]>,
+    /// Keys this node had before it rotated, oldest first: epoch keys wrapped to them are still
+    /// unwrapped, and groups still owned by one of them are moved to the current key.
+    previous: Vec<(IdentityKey, ExchangeSecret)>,
+    /// See [`Policy`].
+    policy: Policy,
 }
 
 /// Most receipt digests kept to recognise a receipt taken before; emptied when full. Receipts
@@ -346,7 +396,114 @@ impl Engine {
             events: VecDeque::new(),
             directory: BTreeMap::new(),
             seen_receipts: HashSet::new(),
+            previous: Vec::new(),
+            policy: Policy::default(),
         }
+    }
+
+    /// Adds keys this node had before a rotation (at start-up, oldest first): epoch keys
+    /// wrapped to them are unwrapped when groups are restored or events applied.
+    pub fn add_previous_keys(&mut self, identity: IdentityKey, exchange: ExchangeSecret) {
+        self.previous.push((identity, exchange));
+    }
+
+    /// Moves this node to new keys (a rotation): the current keys become previous keys, and
+    /// `descriptor` (signed by the new identity key) is sent in every `Hello` from now on.
+    /// Existing connections were authenticated under the old key: the node must close them.
+    pub fn rotate_keys(
+        &mut self,
+        identity: IdentityKey,
+        exchange: ExchangeSecret,
+        descriptor: Vec<u8>,
+    ) {
+        let old_identity = std::mem::replace(&mut self.identity, identity);
+        let old_exchange = std::mem::replace(&mut self.exchange, exchange);
+        self.previous.push((old_identity, old_exchange));
+        self.descriptor = descriptor;
+        self.next_seq.clear();
+    }
+
+    /// The control events that move this node's own groups to its current keys: for every
+    /// group whose owner is one of its previous identity keys, a `Rekey` of that key to the
+    /// current one, signed by the previous key; for every group it owns whose member record
+    /// holds another exchange key than its current one, a `Rekey` of the exchange key. Store
+    /// each durably, then pass it to [`Engine::commit_local_control`].
+    pub fn propose_own_rekeys<R: rand_core::CryptoRng + rand_core::RngCore>(
+        &self,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Vec<(GroupId, u64, Result<Vec<u8>, UsageError>)> {
+        let me = self.identity.node_id();
+        let mut out = Vec::new();
+        for replica in self.groups.values() {
+            let state = &replica.state;
+            let owner = state.owner();
+            let signer = if owner == me {
+                &self.identity
+            } else if let Some((key, _)) = self.previous.iter().find(|(k, _)| k.node_id() == owner)
+            {
+                key
+            } else {
+                continue;
+            };
+            let stale_exchange = state
+                .members()
+                .get(&owner)
+                .is_some_and(|m| m.exchange_key != self.exchange.public());
+            if owner == me && !stale_exchange {
+                continue;
+            }
+            let change = Change::Rekey {
+                member: owner,
+                node: me,
+                exchange_key: self.exchange.public(),
+            };
+            out.push((
+                state.id(),
+                state.seq() + 1,
+                state.propose(signer, change, now, rng),
+            ));
+        }
+        out
+    }
+
+    /// Sets what the node's federation view says (see [`Policy`]); applies to input from now
+    /// on.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Sends `frame` to `peer` after whatever waits for it, if it is connected (rosters and
+    /// rotation statements, which the node handles).
+    pub fn send_frame(&mut self, peer: NodeId, frame: &Frame) {
+        self.send(peer, frame);
+    }
+
+    /// Counts a strike against `peer` for input the node refused (a roster with a bad
+    /// signature, say), exactly as if the engine had refused it.
+    pub fn strike(&mut self, peer: NodeId, reason: Rejection) {
+        self.reject(peer, reason);
+    }
+
+    /// The local keys to unwrap epoch keys with: the current ones, then the previous ones.
+    fn local_keys(&self) -> Vec<LocalKeys<'_>> {
+        std::iter::once(LocalKeys {
+            node: self.identity.node_id(),
+            exchange: &self.exchange,
+        })
+        .chain(self.previous.iter().rev().map(|(i, x)| LocalKeys {
+            node: i.node_id(),
+            exchange: x,
+        }))
+        .collect()
+    }
+
+    /// Whether the policy refuses a message `author` created at `created_at`.
+    fn revoked_at(&self, author: &NodeId, created_at: Timestamp) -> bool {
+        self.policy
+            .revoked
+            .get(author)
+            .is_some_and(|at| created_at >= *at)
     }
 
     /// This node's id.
@@ -363,16 +520,13 @@ impl Engine {
 
     /// Rebuilds a group from its stored control events (in order). No events are raised.
     pub fn restore_group(&mut self, controls: Vec<Vec<u8>>) -> Result<GroupId, Rejection> {
-        let local = Some(LocalKeys {
-            node: self.identity.node_id(),
-            exchange: &self.exchange,
-        });
+        let locals = self.local_keys();
         let first = controls
             .first()
             .ok_or(Rejection::InvalidControl("no events"))?;
-        let mut state = GroupState::from_genesis(first, local)?;
+        let mut state = GroupState::from_genesis_with(first, &locals)?;
         for event in &controls[1..] {
-            state.apply(event, local)?;
+            state.apply_with(event, &locals)?;
         }
         let id = state.id();
         self.groups.insert(
@@ -785,6 +939,13 @@ impl Engine {
     ) {
         match split.frame {
             Frame::Hello { descriptor } => match SignedDescriptor::verify(&descriptor, now) {
+                Ok(d) if d.node == peer && self.claims_another_name(&d) => {
+                    let reason = Rejection::NameClaimed {
+                        node: d.node,
+                        name: d.name,
+                    };
+                    self.reject(peer, reason);
+                }
                 Ok(d) if d.node == peer => {
                     self.learn_descriptor(peer, &descriptor);
                     self.events.push_back(Event::PeerDescriptor {
@@ -813,6 +974,17 @@ impl Engine {
             Frame::Directory { descriptors } => {
                 for bytes in descriptors {
                     match SignedDescriptor::verify(&bytes, now) {
+                        Ok(d) if self.claims_another_name(&d) => {
+                            let reason = Rejection::NameClaimed {
+                                node: d.node,
+                                name: d.name,
+                            };
+                            self.events.push_back(Event::Refused { peer, reason });
+                        }
+                        Ok(d) if self.policy.revoked.contains_key(&d.node) => {
+                            let reason = Rejection::Revoked(d.node);
+                            self.events.push_back(Event::Refused { peer, reason });
+                        }
                         Ok(d) => {
                             if self.learn_descriptor(d.node, &bytes) {
                                 self.events.push_back(Event::Directory {
@@ -831,7 +1003,19 @@ impl Engine {
                     self.reject(peer, e);
                 }
             }
+            Frame::Roster { rosters } => self.events.push_back(Event::Rosters { peer, rosters }),
+            Frame::Rotation { statements } => {
+                self.events.push_back(Event::Rotations { peer, statements });
+            }
         }
+    }
+
+    /// Whether `d` claims a roster name that belongs to another node.
+    fn claims_another_name(&self, d: &Descriptor) -> bool {
+        self.policy
+            .names
+            .get(&d.name)
+            .is_some_and(|owner| *owner != d.node)
     }
 
     fn reject(&mut self, peer: NodeId, reason: Rejection) {
@@ -855,14 +1039,19 @@ impl Engine {
             return Ok(());
         };
         let me = self.identity.node_id();
-        let local = LocalKeys {
+        let locals: Vec<LocalKeys<'_>> = std::iter::once(LocalKeys {
             node: me,
             exchange: &self.exchange,
-        };
+        })
+        .chain(self.previous.iter().rev().map(|(i, x)| LocalKeys {
+            node: i.node_id(),
+            exchange: x,
+        }))
+        .collect();
         let mut applied = Vec::new();
         if let Some(replica) = self.groups.get_mut(&group) {
             for event in events {
-                match replica.state.apply(event, Some(local)) {
+                match replica.state.apply_with(event, &locals) {
                     Ok(Applied::New { epoch, .. }) => {
                         replica.controls.push(event.clone());
                         applied.push((epoch, event.clone()));
@@ -883,7 +1072,7 @@ impl Engine {
         } else {
             // An unknown group: adopt it only from its first event, and only if this node is a
             // member of the resulting current epoch.
-            let genesis = match GroupState::from_genesis(first, Some(local)) {
+            let genesis = match GroupState::from_genesis_with(first, &locals) {
                 Ok(state) => state,
                 Err(Rejection::InvalidControl(_) | Rejection::OutOfOrder { .. })
                     if from.is_some() =>
@@ -901,7 +1090,7 @@ impl Engine {
             let mut state = genesis;
             applied.push((1, first.clone()));
             for event in &events[1..] {
-                if let Applied::New { epoch, .. } = state.apply(event, Some(local))? {
+                if let Applied::New { epoch, .. } = state.apply_with(event, &locals)? {
                     applied.push((epoch, event.clone()));
                 }
             }
@@ -1031,6 +1220,13 @@ impl Engine {
         if let Err(e) = message::check_author(&verified, &replica.state) {
             return self.reject(peer, e);
         }
+        if self.revoked_at(&verified.header.author, verified.header.created_at) {
+            // Signed after its author was revoked. The peer may have taken it before it learnt
+            // of the revocation: refused, nobody blamed.
+            let reason = Rejection::Revoked(verified.header.author);
+            self.events.push_back(Event::Refused { peer, reason });
+            return;
+        }
         let held_here = replica
             .held
             .get(&(verified.header.author, verified.header.epoch))
@@ -1082,6 +1278,7 @@ impl Engine {
                 author: h.author,
                 epoch: h.epoch,
                 seq: h.seq,
+                created_at: h.created_at,
                 from: vec![peer],
                 envelope: relays.then(|| envelope.clone()),
             },
@@ -1145,13 +1342,18 @@ impl Engine {
                 more = true;
                 break;
             }
-            let batch = archive.envelopes(&req.group, author, *epoch, theirs, budget);
+            let mut batch = archive.envelopes(&req.group, author, *epoch, theirs, budget);
             // The archive stops *before* the budget is exceeded, so a spent budget is not the
             // only sign that more is held: compare the last seq sent with the highest held.
             let last_sent = batch
                 .last()
                 .and_then(|e| message::decode(e).ok())
                 .map(|(_, h, _)| h.seq);
+            if let Some(at) = self.policy.revoked.get(author) {
+                // Never serve what a revoked author signed after its revocation (this node may
+                // have taken it before it learnt of the revocation).
+                batch.retain(|e| message::decode_header(e).is_ok_and(|h| h.created_at < *at));
+            }
             for e in batch {
                 budget = budget.saturating_sub(e.len());
                 envelopes.push(e);
@@ -1302,7 +1504,10 @@ impl Engine {
                     .get(&flight.group)
                     .is_some_and(|r| r.state.owner() == me);
             if let Some(envelope) = flight.envelope.as_deref() {
-                if relays && flight.from.contains(&flight.author) {
+                if relays
+                    && flight.from.contains(&flight.author)
+                    && !self.revoked_at(&flight.author, flight.created_at)
+                {
                     let mut skip = flight.from.clone();
                     skip.push(flight.author);
                     self.push_to_members(&flight.group, flight.epoch, &skip, envelope);

@@ -13,7 +13,11 @@ use liaison_protocol::group::{Change, ControlEvent, SignedControl, WrappedKey};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{Envelope, Header};
 use liaison_protocol::receipt::{Receipt, SignedReceipt};
-use liaison_protocol::{Content, Rejection};
+use liaison_protocol::roster::{
+    AuthorityId, AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
+    SignedRotation,
+};
+use liaison_protocol::{Content, Recipient, Rejection};
 use liaison_protocol::{
     DecodeError, ExchangeKey, Frame, GroupId, Handling, IdentityKey, MessageId, NodeId, Payload,
     Role, Timestamp,
@@ -124,7 +128,92 @@ fn change() -> impl Strategy<Value = Change> {
         ),
         node_id().prop_map(|member| Change::Remove { member }),
         Just(Change::Rotate),
+        (node_id(), node_id(), exchange_key()).prop_map(|(member, node, exchange_key)| {
+            Change::Rekey {
+                member,
+                node,
+                exchange_key,
+            }
+        }),
     ]
+}
+
+fn authority() -> impl Strategy<Value = AuthorityId> {
+    any::<[u8; 32]>().prop_map(|seed| AuthorityKey::from_seed(&seed).id())
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Customs),
+        Just(Kind::Police),
+        Just(Kind::Academia),
+        Just(Kind::Rilo),
+    ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    (node_id(), text(), text(), text(), kind(), vec(text(), 0..3)).prop_map(
+        |(node, name, organisation, country, kind, addresses)| Entry {
+            node,
+            name,
+            organisation,
+            country,
+            kind,
+            addresses,
+        },
+    )
+}
+
+fn revocation() -> impl Strategy<Value = Revocation> {
+    (node_id(), timestamp(), text()).prop_map(|(node, at, reason)| Revocation { node, at, reason })
+}
+
+fn roster() -> impl Strategy<Value = Roster> {
+    (
+        authority(),
+        text(),
+        any::<u64>(),
+        timestamp(),
+        timestamp(),
+        vec(entry(), 0..3),
+        vec(revocation(), 0..3),
+    )
+        .prop_map(
+            |(authority, federation, version, issued_at, valid_until, entries, revocations)| {
+                Roster {
+                    authority,
+                    federation,
+                    version,
+                    issued_at,
+                    valid_until,
+                    entries,
+                    revocations,
+                }
+            },
+        )
+}
+
+fn signed_roster() -> impl Strategy<Value = SignedRoster> {
+    (bytes(200), sig()).prop_map(|(body, signature)| SignedRoster { body, signature })
+}
+
+fn rotation() -> impl Strategy<Value = Rotation> {
+    (node_id(), node_id(), exchange_key(), timestamp()).prop_map(|(old, new, exchange_key, at)| {
+        Rotation {
+            old,
+            new,
+            exchange_key,
+            at,
+        }
+    })
+}
+
+fn signed_rotation() -> impl Strategy<Value = SignedRotation> {
+    (bytes(104), sig(), sig()).prop_map(|(body, old_signature, new_signature)| SignedRotation {
+        body,
+        old_signature,
+        new_signature,
+    })
 }
 
 fn wrapped_key() -> impl Strategy<Value = WrappedKey> {
@@ -210,10 +299,14 @@ fn payload() -> impl Strategy<Value = Payload> {
     (text(), ".{0,64}").prop_map(|(subject, body)| Payload::Text { subject, body })
 }
 
+fn recipient() -> impl Strategy<Value = Recipient> {
+    (text(), node_id()).prop_map(|(officer, node)| Recipient { officer, node })
+}
+
 fn content() -> impl Strategy<Value = Content> {
     (
         text(),
-        vec(text(), 0..3),
+        vec(recipient(), 0..3),
         proptest::option::of(message_id()),
         payload(),
     )
@@ -279,6 +372,8 @@ fn frame() -> impl Strategy<Value = Frame> {
         byte_list().prop_map(|receipts| Frame::Receipts { receipts }),
         (group_id(), byte_list()).prop_map(|(group, events)| Frame::Control { group, events }),
         byte_list().prop_map(|descriptors| Frame::Directory { descriptors }),
+        byte_list().prop_map(|rosters| Frame::Roster { rosters }),
+        byte_list().prop_map(|statements| Frame::Rotation { statements }),
     ]
 }
 
@@ -368,12 +463,18 @@ fn check_all_types(bytes: &[u8]) -> Result<(), TestCaseError> {
     check_arbitrary::<Payload>(bytes)?;
     check_arbitrary::<Receipt>(bytes)?;
     check_arbitrary::<SignedReceipt>(bytes)?;
+    check_arbitrary::<Roster>(bytes)?;
+    check_arbitrary::<SignedRoster>(bytes)?;
+    check_arbitrary::<Rotation>(bytes)?;
+    check_arbitrary::<SignedRotation>(bytes)?;
     // The typed entry points of the crate, which also decode the signed bodies.
     let _ = Frame::decode(bytes);
     let _ = liaison_protocol::message::decode(bytes);
     let _ = liaison_protocol::group::decode_control(bytes);
     let _ = Receipt::verify(bytes);
     let _ = SignedDescriptor::verify(bytes, Timestamp(0));
+    let _ = SignedRoster::verify(bytes, &[AuthorityKey::from_seed(&[1; 32]).id()]);
+    let _ = Rotation::verify(bytes);
     Ok(())
 }
 
@@ -429,6 +530,18 @@ proptest! {
     fn signed_receipt_round_trips(v in signed_receipt()) { check_codec(&v)?; }
 
     #[test]
+    fn roster_round_trips(v in roster()) { check_codec(&v)?; }
+
+    #[test]
+    fn signed_roster_round_trips(v in signed_roster()) { check_codec(&v)?; }
+
+    #[test]
+    fn rotation_round_trips(v in rotation()) { check_codec(&v)?; }
+
+    #[test]
+    fn signed_rotation_round_trips(v in signed_rotation()) { check_codec(&v)?; }
+
+    #[test]
     fn role_and_handling_round_trip(r in role(), h in handling(), t in timestamp()) {
         check_codec(&r)?;
         check_codec(&h)?;
@@ -444,7 +557,7 @@ proptest! {
     /// Random bytes behind the right version byte and a plausible enum tag, to get past the
     /// first checks and into the body of each frame variant.
     #[test]
-    fn random_frame_bodies_never_panic(variant in 0u32..9, body in bytes(512)) {
+    fn random_frame_bodies_never_panic(variant in 0u32..11, body in bytes(512)) {
         let mut bytes = vec![WIRE_VERSION];
         bytes.extend_from_slice(&variant.to_be_bytes());
         bytes.extend_from_slice(&body);
@@ -662,8 +775,8 @@ fn huge_length_prefixes_are_refused() {
 /// Unknown enum variants and invalid tags are refused.
 #[test]
 fn unknown_variants_and_tags_are_refused() {
-    // Frame variants beyond the last one (7, Directory).
-    for variant in [8u32, 9, 1000, u32::MAX] {
+    // Frame variants beyond the last one (9, Rotation).
+    for variant in [10u32, 11, 1000, u32::MAX] {
         let mut bytes = vec![WIRE_VERSION];
         bytes.extend_from_slice(&variant.to_be_bytes());
         bytes.extend_from_slice(&0u64.to_be_bytes());

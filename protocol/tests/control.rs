@@ -454,7 +454,25 @@ fn an_invalid_change_is_refused() {
                 role: Role::Member,
                 exchange_key: f.other.exchange.public(),
             },
-            Rejection::InvalidControl("member name length"),
+            Rejection::InvalidControl("invalid member name"),
+        ),
+        (
+            Change::Add {
+                member: f.other.id(),
+                name: "Upper-Case".into(),
+                role: Role::Member,
+                exchange_key: f.other.exchange.public(),
+            },
+            Rejection::InvalidControl("invalid member name"),
+        ),
+        (
+            Change::Add {
+                member: f.other.id(),
+                name: format!("node-{}", f.member.id().short()),
+                role: Role::Member,
+                exchange_key: f.other.exchange.public(),
+            },
+            Rejection::InvalidControl("adds a member under another member's name"),
         ),
     ];
     for (change, why) in cases {

@@ -186,7 +186,7 @@ fn engine(i: usize, seed: u8) -> Engine {
     let (identity, exchange) = keys(seed);
     let descriptor = Descriptor {
         node: identity.node_id(),
-        name: format!("node-{}", NAMES[i]),
+        name: format!("node-{}", NAMES[i].to_ascii_lowercase()),
         addresses: vec![format!("127.0.0.{}:4433", i + 1)],
         exchange_key: exchange.public(),
         valid_from: T0,
@@ -600,7 +600,7 @@ impl Sim {
         let node = &mut self.nodes[O];
         let (gid, event) = node
             .engine
-            .propose_create("node-O", name, now, &mut node.rng)
+            .propose_create("node-o", name, now, &mut node.rng)
             .expect("creates");
         node.archive.controls.insert((gid, 1), event.clone());
         node.engine
@@ -631,7 +631,7 @@ impl Sim {
             gid,
             Change::Add {
                 member: self.ids[who],
-                name: format!("node-{}", NAMES[who]),
+                name: format!("node-{}", NAMES[who].to_ascii_lowercase()),
                 role,
                 exchange_key: exchange.public(),
             },

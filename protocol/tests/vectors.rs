@@ -11,20 +11,32 @@
 
 use std::collections::BTreeMap;
 
+use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
-use ed25519_dalek::{Signer, SigningKey};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
+use liaison_protocol::attachment::{self, AttachmentId, AttachmentKey, AttachmentRef};
 use liaison_protocol::codec;
-use liaison_protocol::frame::{SyncRequest, VectorEntry};
-use liaison_protocol::group::{decode_control, LocalKeys};
-use liaison_protocol::identity::Descriptor;
+use liaison_protocol::frame::{SyncRequest, SyncResponse, VectorEntry};
+use liaison_protocol::group::{decode_control, Change, LocalKeys};
+use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::record::codes::MessageRef;
+use liaison_protocol::record::{Feedback, Outcome, Record};
+use liaison_protocol::roster::{
+    AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
+};
 use liaison_protocol::{
-    Content, ExchangeSecret, Frame, GroupId, GroupState, Handling, IdentityKey, Payload, Timestamp,
+    Content, ExchangeKey, ExchangeSecret, Frame, GroupId, GroupState, Handling, IdentityKey,
+    NodeId, Payload, Recipient, Rejection, Role, Timestamp,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha512};
 
 type Kem = hpke::kem::X25519HkdfSha256;
 
@@ -116,8 +128,192 @@ fn rng_bytes<const N: usize>(seed: [u8; 32], from: usize) -> [u8; N] {
 const OWNER_ID_SEED: [u8; 32] = [0x01; 32];
 const OWNER_X_SEED: [u8; 32] = [0x02; 32];
 const MEMBER_ID_SEED: [u8; 32] = [0x03; 32];
+const MEMBER_X_SEED: [u8; 32] = [0x04; 32];
 const GENESIS_RNG_SEED: [u8; 32] = [0x05; 32];
+const READER_ID_SEED: [u8; 32] = [0x06; 32];
 const SEAL_RNG_SEED: [u8; 32] = [0x07; 32];
+const READER_X_SEED: [u8; 32] = [0x08; 32];
+const ADD_MEMBER_RNG_SEED: [u8; 32] = [0x09; 32];
+const ADD_READER_RNG_SEED: [u8; 32] = [0x0a; 32];
+const ROTATE_RNG_SEED: [u8; 32] = [0x0b; 32];
+const REMOVE_RNG_SEED: [u8; 32] = [0x0c; 32];
+const SEAL_RED_RNG_SEED: [u8; 32] = [0x0d; 32];
+const SEAL_STRICT_RNG_SEED: [u8; 32] = [0x0e; 32];
+const AUTHORITY_SEED: [u8; 32] = [0x10; 32];
+const REVOKED_ID_SEED: [u8; 32] = [0x11; 32];
+const NEW_MEMBER_ID_SEED: [u8; 32] = [0x12; 32];
+const NEW_MEMBER_X_SEED: [u8; 32] = [0x13; 32];
+const OWNER_NEW_X_SEED: [u8; 32] = [0x14; 32];
+const REKEY_MEMBER_RNG_SEED: [u8; 32] = [0x15; 32];
+const NEW_OWNER_ID_SEED: [u8; 32] = [0x16; 32];
+const NEW_OWNER_X_SEED: [u8; 32] = [0x17; 32];
+const REKEY_OWNER_RNG_SEED: [u8; 32] = [0x18; 32];
+const ROTATE_AFTER_REKEY_RNG_SEED: [u8; 32] = [0x19; 32];
+const DAY_MS: u64 = 86_400_000;
+
+/// The order of the ed25519 base point, little-endian.
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// A control event as WIRE.md §4 describes it, to be rebuilt independently.
+struct ExpectControl<'a> {
+    seq: u64,
+    prev: [u8; 32],
+    created_at: u64,
+    /// The encoded `Change`, variant index first.
+    change: Vec<u8>,
+    /// The members of the new epoch with their exchange keys, in node-id order.
+    members: &'a [(NodeId, ExchangeKey)],
+    rng_seed: [u8; 32],
+    /// The identity seed of the key that signs it (the owner's at the time).
+    signer_seed: [u8; 32],
+}
+
+/// Checks `bytes` against an independent construction of the event from WIRE.md: the epoch
+/// key and each ephemeral HPKE key drawn from the RNG in order, the body written field by
+/// field, the owner's signature. Returns the epoch key.
+fn check_control(bytes: &[u8], e: &ExpectControl<'_>, w: &mut W) -> [u8; 32] {
+    let (signed, event) = decode_control(bytes).expect("decodes");
+    let epoch_key: [u8; 32] = rng_bytes(e.rng_seed, 0);
+    assert_eq!(event.keys.len(), e.members.len());
+    w.raw(&GROUP_ID)
+        .u64(e.seq)
+        .raw(&e.prev)
+        .u64(e.created_at)
+        .raw(&e.change)
+        .u64(e.members.len() as u64);
+    for (i, (wrapped, (node, _))) in event.keys.iter().zip(e.members).enumerate() {
+        assert_eq!(wrapped.member, *node);
+        let ikm: [u8; 32] = rng_bytes(e.rng_seed, 32 + 32 * i);
+        let (_, eph_pub) = Kem::derive_keypair(&ikm);
+        assert_eq!(wrapped.enc[..], eph_pub.to_bytes()[..]);
+        assert_eq!(wrapped.ciphertext.len(), 48);
+        w.raw(node.as_bytes())
+            .raw(&wrapped.enc)
+            .bytes(&wrapped.ciphertext);
+    }
+    let body = w.done();
+    assert_eq!(signed.body, body);
+    let signature = sign(&e.signer_seed, b"liaison/v1/control\0", &body);
+    assert_eq!(bytes, w.u8(1).bytes(&body).raw(&signature).done());
+    epoch_key
+}
+
+/// Unwraps the epoch key of event `seq` wrapped to `member` with its X25519 secret, by HPKE
+/// directly (the member's side of §4).
+fn unwrap_as(bytes: &[u8], seq: u64, member: NodeId, secret: &ExchangeSecret) -> [u8; 32] {
+    let (_, event) = decode_control(bytes).expect("decodes");
+    let wrapped = event
+        .keys
+        .iter()
+        .find(|k| k.member == member)
+        .expect("wrapped to the member");
+    let mut info = b"liaison/v1/epoch-key".to_vec();
+    info.extend_from_slice(&GROUP_ID);
+    info.extend_from_slice(&seq.to_be_bytes());
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&secret.to_bytes()[..]).expect("sk");
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped.enc).expect("enc");
+    let opened =
+        hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+            &OpModeR::Base,
+            &sk,
+            &enc,
+            &info,
+            &wrapped.ciphertext,
+            member.as_bytes(),
+        )
+        .expect("unwraps");
+    opened.try_into().expect("32 bytes")
+}
+
+/// An envelope as WIRE.md §5 describes it, to be rebuilt independently.
+struct ExpectEnvelope<'a> {
+    author_seed: [u8; 32],
+    epoch: u64,
+    epoch_key: [u8; 32],
+    seq: u64,
+    created_at: u64,
+    handling: u32,
+    expires_at: Option<u64>,
+    plaintext: &'a [u8],
+    rng_seed: [u8; 32],
+}
+
+/// Rebuilds an envelope from WIRE.md §5 and checks `bytes` against it; returns the message key
+/// and the message id.
+fn check_envelope(bytes: &[u8], e: &ExpectEnvelope<'_>, w: &mut W) -> ([u8; 32], [u8; 32]) {
+    let author = SigningKey::from_bytes(&e.author_seed).verifying_key();
+    let nonce: [u8; 24] = rng_bytes(e.rng_seed, 0);
+    let msg_key = derive(
+        "liaison/v1/message-key",
+        &[
+            &e.epoch_key,
+            &nonce,
+            &GROUP_ID,
+            &e.epoch.to_be_bytes(),
+            author.as_bytes(),
+            &e.seq.to_be_bytes(),
+        ],
+    );
+    let commitment = derive("liaison/v1/key-commitment", &[&msg_key]);
+    w.u8(1)
+        .raw(&GROUP_ID)
+        .u64(e.epoch)
+        .raw(author.as_bytes())
+        .u64(e.seq)
+        .u64(e.created_at)
+        .u32(e.handling);
+    match e.expires_at {
+        None => w.u8(0),
+        Some(t) => w.u8(1).u64(t),
+    };
+    let aad = w.raw(&nonce).raw(&commitment).done();
+    let ciphertext = chacha20poly1305::ChaCha20Poly1305::new((&msg_key).into())
+        .encrypt(
+            (&[0u8; 12]).into(),
+            AeadPayload {
+                msg: e.plaintext,
+                aad: &aad,
+            },
+        )
+        .expect("encrypts");
+    assert_eq!(ciphertext.len(), e.plaintext.len() + 16);
+    let ct_hash = derive("liaison/v1/ciphertext", &[&ciphertext]);
+    let header = w.raw(&aad).raw(&ct_hash).done();
+    let signature = sign(&e.author_seed, b"liaison/v1/envelope\0", &header);
+    let envelope = w
+        .u8(1)
+        .bytes(&header)
+        .raw(&signature)
+        .bytes(&ciphertext)
+        .done();
+    assert_eq!(bytes, envelope);
+    (msg_key, derive("liaison/v1/message-id", &[&header]))
+}
+
+/// `a + b` for 256-bit little-endian integers (no overflow for the values used here).
+fn add_le(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = (sum & 0xff) as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+/// `k = SHA-512(R || A || M) mod L`, as WIRE.md §2.2 writes it.
+fn challenge(r: &[u8; 32], a: &[u8; 32], m: &[u8]) -> Scalar {
+    let mut h = Sha512::new();
+    h.update(r);
+    h.update(a);
+    h.update(m);
+    Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
 const GROUP_ID: [u8; 16] = [
     0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
 ];
@@ -172,7 +368,7 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         liaison_protocol::identity::SignedDescriptor::verify(&desc_bytes, Timestamp(T0)),
         Ok(desc)
     );
-    v.push(("descriptor", desc_bytes));
+    v.push(("descriptor", desc_bytes.clone()));
 
     // ----- genesis control event --------------------------------------------------------------
     let gid = GroupId::from(GROUP_ID);
@@ -346,6 +542,313 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     assert!(Receipt::verify(&receipt).is_ok());
     v.push(("receipt", receipt));
 
+    // ----- the group past its first event -------------------------------------------------------
+    let member_id = member.node_id();
+    let member_x = ExchangeSecret::from_seed(&MEMBER_X_SEED);
+    let reader = IdentityKey::from_seed(&READER_ID_SEED);
+    let reader_id = reader.node_id();
+    let reader_x = ExchangeSecret::from_seed(&READER_X_SEED);
+    v.push(("member-exchange-key", member_x.public().as_bytes().to_vec()));
+    v.push(("reader-node-id", reader_id.as_bytes().to_vec()));
+    v.push(("reader-exchange-key", reader_x.public().as_bytes().to_vec()));
+    let owner_keys = LocalKeys {
+        node: owner_id,
+        exchange: &owner_x,
+    };
+    let member_keys = LocalKeys {
+        node: member_id,
+        exchange: &member_x,
+    };
+    let reader_keys = LocalKeys {
+        node: reader_id,
+        exchange: &reader_x,
+    };
+    let mut owner_state = state.clone();
+    let mut member_state = GroupState::from_genesis(&genesis, Some(member_keys)).expect("genesis");
+    let mut reader_state = GroupState::from_genesis(&genesis, Some(reader_keys)).expect("genesis");
+    let sorted = |mut m: Vec<(NodeId, ExchangeKey)>| {
+        m.sort_by_key(|(n, _)| *n.as_bytes());
+        m
+    };
+    let all = sorted(vec![
+        (owner_id, owner_x.public()),
+        (member_id, member_x.public()),
+        (reader_id, reader_x.public()),
+    ]);
+    let owner_and_member = sorted(vec![
+        (owner_id, owner_x.public()),
+        (member_id, member_x.public()),
+    ]);
+    let control = |state: &GroupState, change: Change, at: u64, seed: [u8; 32]| {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        state
+            .propose(&owner, change, Timestamp(at), &mut rng)
+            .expect("proposes")
+    };
+    // Event 2 adds the member: two wrapped keys, a non-zero chain link.
+    let c2 = control(
+        &owner_state,
+        Change::Add {
+            member: member_id,
+            name: "customs-nl".into(),
+            role: Role::Member,
+            exchange_key: member_x.public(),
+        },
+        T0 + 1_000,
+        ADD_MEMBER_RNG_SEED,
+    );
+    let change = w
+        .u32(1)
+        .raw(member_id.as_bytes())
+        .str("customs-nl")
+        .u32(0)
+        .raw(member_x.public().as_bytes())
+        .done();
+    let epoch_2_key = check_control(
+        &c2,
+        &ExpectControl {
+            seq: 2,
+            prev: chain_hash,
+            created_at: T0 + 1_000,
+            change,
+            members: &owner_and_member,
+            rng_seed: ADD_MEMBER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    assert_eq!(unwrap_as(&c2, 2, member_id, &member_x), epoch_2_key);
+    assert_eq!(unwrap_as(&c2, 2, owner_id, &owner_x), epoch_2_key);
+    owner_state.apply(&c2, Some(owner_keys)).expect("applies");
+    member_state.apply(&c2, Some(member_keys)).expect("applies");
+    reader_state.apply(&c2, Some(reader_keys)).expect("applies");
+    v.push(("control-2", c2.clone()));
+    v.push(("epoch-2-key", epoch_2_key.to_vec()));
+
+    // Event 3 adds a reader: three wrapped keys.
+    let c3 = control(
+        &owner_state,
+        Change::Add {
+            member: reader_id,
+            name: "museum-rmo".into(),
+            role: Role::Reader,
+            exchange_key: reader_x.public(),
+        },
+        T0 + 2_000,
+        ADD_READER_RNG_SEED,
+    );
+    let change = w
+        .u32(1)
+        .raw(reader_id.as_bytes())
+        .str("museum-rmo")
+        .u32(1)
+        .raw(reader_x.public().as_bytes())
+        .done();
+    check_control(
+        &c3,
+        &ExpectControl {
+            seq: 3,
+            prev: derive("liaison/v1/control-hash", &[&c2]),
+            created_at: T0 + 2_000,
+            change,
+            members: &all,
+            rng_seed: ADD_READER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    owner_state.apply(&c3, Some(owner_keys)).expect("applies");
+    member_state.apply(&c3, Some(member_keys)).expect("applies");
+    reader_state.apply(&c3, Some(reader_keys)).expect("applies");
+    v.push(("control-3", c3.clone()));
+
+    // Event 4 rotates the key.
+    let c4 = control(&owner_state, Change::Rotate, T0 + 3_000, ROTATE_RNG_SEED);
+    let epoch_4_key = check_control(
+        &c4,
+        &ExpectControl {
+            seq: 4,
+            prev: derive("liaison/v1/control-hash", &[&c3]),
+            created_at: T0 + 3_000,
+            change: w.u32(3).done(),
+            members: &all,
+            rng_seed: ROTATE_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    assert_eq!(unwrap_as(&c4, 4, reader_id, &reader_x), epoch_4_key);
+    owner_state.apply(&c4, Some(owner_keys)).expect("applies");
+    member_state.apply(&c4, Some(member_keys)).expect("applies");
+    reader_state.apply(&c4, Some(reader_keys)).expect("applies");
+    v.push(("control-4", c4.clone()));
+
+    // ----- envelopes with optional fields, recipients, RED and AMBER+STRICT (epoch 4) ---------
+    let red_content = Content {
+        officer: "a.jansen".into(),
+        recipients: vec![Recipient {
+            officer: "j.doe".into(),
+            node: owner_id,
+        }],
+        reply_to: Some(sealed.id),
+        payload: Payload::Text {
+            subject: "Controlled delivery".into(),
+            body: "Container MSKU 1234565, ETA 3 January".into(),
+        },
+    };
+    let red_plain = w
+        .u8(1)
+        .str("a.jansen")
+        .u64(1)
+        .str("j.doe")
+        .raw(owner_id.as_bytes())
+        .u8(1)
+        .raw(&id)
+        .u32(0)
+        .str("Controlled delivery")
+        .str("Container MSKU 1234565, ETA 3 January")
+        .done();
+    assert_eq!(red_plain, codec::encode(&red_content).expect("encodes"));
+    let red = message::seal(
+        &member_state,
+        &member,
+        Draft {
+            seq: 1,
+            now: Timestamp(T0 + 5_000),
+            handling: Handling::Red,
+            expires_at: Some(Timestamp(T0 + 5_000 + 7 * DAY_MS)),
+            content: &red_content,
+        },
+        &mut ChaCha20Rng::from_seed(SEAL_RED_RNG_SEED),
+    )
+    .expect("seals");
+    let (_, red_id) = check_envelope(
+        &red.bytes,
+        &ExpectEnvelope {
+            author_seed: MEMBER_ID_SEED,
+            epoch: 4,
+            epoch_key: epoch_4_key,
+            seq: 1,
+            created_at: T0 + 5_000,
+            handling: 4,
+            expires_at: Some(T0 + 5_000 + 7 * DAY_MS),
+            plaintext: &red_plain,
+            rng_seed: SEAL_RED_RNG_SEED,
+        },
+        &mut w,
+    );
+    assert_eq!(red.id.as_bytes(), &red_id);
+    for state in [&owner_state, &member_state, &reader_state] {
+        let (_, opened) = message::verify_and_open(&red.bytes, state).expect("opens");
+        assert_eq!(opened, red_content);
+    }
+    v.push(("content-red", red_plain));
+    v.push(("envelope-red", red.bytes.clone()));
+    v.push(("message-id-red", red_id.to_vec()));
+
+    let strict_content = Content {
+        officer: "j.doe".into(),
+        recipients: vec![],
+        reply_to: None,
+        payload: Payload::Text {
+            subject: "Request for assistance".into(),
+            body: "Check bill of lading 7781".into(),
+        },
+    };
+    let strict_plain = codec::encode(&strict_content).expect("encodes");
+    assert_eq!(
+        strict_plain,
+        w.u8(1)
+            .str("j.doe")
+            .u64(0)
+            .u8(0)
+            .u32(0)
+            .str("Request for assistance")
+            .str("Check bill of lading 7781")
+            .done()
+    );
+    let strict = message::seal(
+        &owner_state,
+        &owner,
+        Draft {
+            seq: 1,
+            now: Timestamp(T0 + 6_000),
+            handling: Handling::AmberStrict,
+            expires_at: None,
+            content: &strict_content,
+        },
+        &mut ChaCha20Rng::from_seed(SEAL_STRICT_RNG_SEED),
+    )
+    .expect("seals");
+    let (_, strict_id) = check_envelope(
+        &strict.bytes,
+        &ExpectEnvelope {
+            author_seed: OWNER_ID_SEED,
+            epoch: 4,
+            epoch_key: epoch_4_key,
+            seq: 1,
+            created_at: T0 + 6_000,
+            handling: 3,
+            expires_at: None,
+            plaintext: &strict_plain,
+            rng_seed: SEAL_STRICT_RNG_SEED,
+        },
+        &mut w,
+    );
+    let (_, opened) = message::verify_and_open(&strict.bytes, &reader_state).expect("opens");
+    assert_eq!(opened, strict_content);
+    v.push(("envelope-amber-strict", strict.bytes.clone()));
+    v.push(("message-id-amber-strict", strict_id.to_vec()));
+
+    // A receipt by the reader, a member of epoch 4, naming both (ids ascending).
+    let receipt_several =
+        Receipt::sign(&reader, gid, &[red.id, strict.id], Timestamp(T0 + 7_000)).expect("signs");
+    let mut ids = [red_id, strict_id];
+    ids.sort_unstable();
+    let body = w
+        .raw(gid.as_bytes())
+        .raw(reader_id.as_bytes())
+        .u64(T0 + 7_000)
+        .u64(2)
+        .raw(&ids[0])
+        .raw(&ids[1])
+        .done();
+    let signature = sign(&READER_ID_SEED, b"liaison/v1/receipt\0", &body);
+    assert_eq!(receipt_several, w.u8(1).bytes(&body).raw(&signature).done());
+    assert!(Receipt::verify(&receipt_several).is_ok());
+    v.push(("receipt-several", receipt_several.clone()));
+
+    // Event 5 removes the reader.
+    let c5 = control(
+        &owner_state,
+        Change::Remove { member: reader_id },
+        T0 + 8_000,
+        REMOVE_RNG_SEED,
+    );
+    check_control(
+        &c5,
+        &ExpectControl {
+            seq: 5,
+            prev: derive("liaison/v1/control-hash", &[&c4]),
+            created_at: T0 + 8_000,
+            change: w.u32(2).raw(reader_id.as_bytes()).done(),
+            members: &owner_and_member,
+            rng_seed: REMOVE_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    owner_state.apply(&c5, Some(owner_keys)).expect("applies");
+    member_state.apply(&c5, Some(member_keys)).expect("applies");
+    reader_state.apply(&c5, Some(reader_keys)).expect("applies");
+    assert_eq!(reader_state.role(&reader_id), None);
+    assert!(reader_state.epoch_key(5).is_none());
+    v.push(("control-5", c5.clone()));
+    v.push((
+        "control-5-chain-hash",
+        derive("liaison/v1/control-hash", &[&c5]).to_vec(),
+    ));
+
     // ----- frames -----------------------------------------------------------------------------
     let request = Frame::SyncRequest(SyncRequest {
         group: gid,
@@ -377,6 +880,598 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     .expect("encodes");
     assert_eq!(ack, w.u8(1).u32(2).u64(1).raw(&id).done());
     v.push(("frame-ack", ack));
+
+    // Frames carrying nested objects: each nested object keeps its own version byte.
+    let hello = Frame::Hello {
+        descriptor: desc_bytes.clone(),
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(hello, w.u8(1).u32(0).bytes(&desc_bytes).done());
+    assert_eq!(desc_bytes[0], 1);
+    v.push(("frame-hello", hello));
+
+    let member_desc = Descriptor {
+        node: member_id,
+        name: "customs-nl".into(),
+        addresses: vec![
+            "[2001:db8::7]:7400".into(),
+            "node.customs.example:7400".into(),
+        ],
+        exchange_key: member_x.public(),
+        valid_from: Timestamp(T0),
+        valid_until: Timestamp(T0 + 365 * DAY_MS),
+    };
+    let member_desc_bytes = member_desc
+        .sign(&member)
+        .expect("signs")
+        .to_bytes()
+        .expect("encodes");
+    let body = w
+        .raw(member_id.as_bytes())
+        .str("customs-nl")
+        .u64(2)
+        .str("[2001:db8::7]:7400")
+        .str("node.customs.example:7400")
+        .raw(member_x.public().as_bytes())
+        .u64(T0)
+        .u64(T0 + 365 * DAY_MS)
+        .done();
+    let signature = sign(&MEMBER_ID_SEED, b"liaison/v1/descriptor\0", &body);
+    assert_eq!(
+        member_desc_bytes,
+        w.u8(1).bytes(&body).raw(&signature).done()
+    );
+    let directory = Frame::Directory {
+        descriptors: vec![member_desc_bytes.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        directory,
+        w.u8(1).u32(7).u64(1).bytes(&member_desc_bytes).done()
+    );
+    v.push(("frame-directory", directory));
+
+    let push = Frame::Push {
+        envelopes: vec![red.bytes.clone(), strict.bytes.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        push,
+        w.u8(1)
+            .u32(1)
+            .u64(2)
+            .bytes(&red.bytes)
+            .bytes(&strict.bytes)
+            .done()
+    );
+    v.push(("frame-push", push));
+
+    let receipts = Frame::Receipts {
+        receipts: vec![receipt_several.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        receipts,
+        w.u8(1).u32(5).u64(1).bytes(&receipt_several).done()
+    );
+    v.push(("frame-receipts", receipts));
+
+    let control_frame = Frame::Control {
+        group: gid,
+        events: vec![c2.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        control_frame,
+        w.u8(1).u32(6).raw(&GROUP_ID).u64(1).bytes(&c2).done()
+    );
+    v.push(("frame-control", control_frame));
+
+    let response = Frame::SyncResponse(SyncResponse {
+        group: gid,
+        controls: vec![c5.clone()],
+        envelopes: vec![sealed.bytes.clone()],
+        more: true,
+    })
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        response,
+        w.u8(1)
+            .u32(4)
+            .raw(&GROUP_ID)
+            .u64(1)
+            .bytes(&c5)
+            .u64(1)
+            .bytes(&sealed.bytes)
+            .u8(1)
+            .done()
+    );
+    v.push(("frame-sync-response", response));
+
+    // ----- strict signature verification: negative vectors (WIRE.md §2.2) ---------------------
+    // S + L instead of S: refused by rule 2; a verifier that reduces S mod L accepts it.
+    let mut s_plus_l = desc_bytes.clone();
+    let sig_at = s_plus_l.len() - 64;
+    let s: [u8; 32] = s_plus_l[sig_at + 32..].try_into().expect("32");
+    let s2 = add_le(&s, &L);
+    s_plus_l[sig_at + 32..].copy_from_slice(&s2);
+    assert_eq!(
+        Scalar::from_bytes_mod_order(s2),
+        Scalar::from_bytes_mod_order(s)
+    );
+    assert_eq!(
+        SignedDescriptor::verify(&s_plus_l, Timestamp(T0)),
+        Err(Rejection::BadSignature("descriptor"))
+    );
+    v.push(("negative-descriptor-s-plus-l", s_plus_l));
+
+    // R the neutral element (small order) with S = k·a, over the body of the `receipt` vector:
+    // the cofactorless equation holds, so a verifier without rule 3 (ed25519-dalek's `verify`)
+    // accepts it.
+    let receipt_body = w
+        .raw(gid.as_bytes())
+        .raw(member_id.as_bytes())
+        .u64(T0 + 61_000)
+        .u64(1)
+        .raw(&id)
+        .done();
+    let neutral: [u8; 32] = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    let mut signed_message = b"liaison/v1/receipt\0".to_vec();
+    signed_message.extend_from_slice(&receipt_body);
+    let k = challenge(&neutral, member_id.as_bytes(), &signed_message);
+    let a = SigningKey::from_bytes(&MEMBER_ID_SEED).to_scalar();
+    let forged_s = k * a;
+    let mut forged = neutral.to_vec();
+    forged.extend_from_slice(forged_s.as_bytes());
+    let forged: [u8; 64] = forged.try_into().expect("64");
+    let lax = VerifyingKey::from_bytes(member_id.as_bytes()).expect("key");
+    assert!(lax
+        .verify(
+            &signed_message,
+            &ed25519_dalek::Signature::from_bytes(&forged)
+        )
+        .is_ok());
+    let small_r = w.u8(1).bytes(&receipt_body).raw(&forged).done();
+    assert_eq!(
+        Receipt::verify(&small_r),
+        Err(Rejection::BadSignature("receipt"))
+    );
+    v.push(("negative-receipt-small-order-r", small_r));
+
+    // A descriptor whose node is the neutral element (a small-order key), signed with R = B,
+    // S = 1: [S]B - [k]A = B for every message, so a verifier without rule 1 accepts it. The
+    // node id does not decode.
+    let basepoint = ED25519_BASEPOINT_POINT.compress().to_bytes();
+    let rogue_body = w
+        .raw(&neutral)
+        .str("rogue")
+        .u64(0)
+        .raw(owner_x.public().as_bytes())
+        .u64(T0)
+        .u64(T0 + 365 * DAY_MS)
+        .done();
+    let mut rogue_sig = basepoint.to_vec();
+    rogue_sig.extend_from_slice(Scalar::ONE.as_bytes());
+    let rogue_sig: [u8; 64] = rogue_sig.try_into().expect("64");
+    let mut signed_message = b"liaison/v1/descriptor\0".to_vec();
+    signed_message.extend_from_slice(&rogue_body);
+    let lax = VerifyingKey::from_bytes(&neutral).expect("decodes as a point");
+    assert!(lax
+        .verify(
+            &signed_message,
+            &ed25519_dalek::Signature::from_bytes(&rogue_sig)
+        )
+        .is_ok());
+    let rogue = w.u8(1).bytes(&rogue_body).raw(&rogue_sig).done();
+    assert!(matches!(
+        SignedDescriptor::verify(&rogue, Timestamp(T0)),
+        Err(Rejection::Decode(liaison_protocol::DecodeError::Malformed(
+            _
+        )))
+    ));
+    v.push(("negative-descriptor-small-order-key", rogue));
+
+    // y = p + 3: a non-canonical encoding of a point of large order (the point with y = 3),
+    // which a check for small order alone lets through.
+    let mut non_canonical = [0xffu8; 32];
+    non_canonical[0] = 0xf0;
+    non_canonical[31] = 0x7f;
+    let point = CompressedEdwardsY(non_canonical)
+        .decompress()
+        .expect("on the curve");
+    assert!(!point.is_small_order());
+    assert!(VerifyingKey::from_bytes(&non_canonical).is_ok_and(|k| !k.is_weak()));
+    assert!(NodeId::from_bytes(non_canonical).is_err());
+    v.push(("negative-node-id-non-canonical", non_canonical.to_vec()));
+
+    // ----- federation: a roster, rotation statements, groups following a rotation ----------
+    let authority = AuthorityKey::from_seed(&AUTHORITY_SEED);
+    let authority_id = authority.id();
+    assert_eq!(
+        authority_id.as_bytes(),
+        SigningKey::from_bytes(&AUTHORITY_SEED)
+            .verifying_key()
+            .as_bytes()
+    );
+    v.push(("authority-key", authority_id.as_bytes().to_vec()));
+    let revoked_id = IdentityKey::from_seed(&REVOKED_ID_SEED).node_id();
+    let mut entries = vec![
+        Entry {
+            node: owner_id,
+            name: "rilo-wca".into(),
+            organisation: "RILO Western Europe".into(),
+            country: "BE".into(),
+            kind: Kind::Rilo,
+            addresses: vec!["192.0.2.10:4433".into()],
+        },
+        Entry {
+            node: member_id,
+            name: "customs-nl".into(),
+            organisation: "Dutch Customs".into(),
+            country: "NL".into(),
+            kind: Kind::Customs,
+            addresses: vec!["[2001:db8::7]:7400".into()],
+        },
+        Entry {
+            node: reader_id,
+            name: "museum-rmo".into(),
+            organisation: "Rijksmuseum van Oudheden".into(),
+            country: "NL".into(),
+            kind: Kind::Academia,
+            addresses: vec![],
+        },
+    ];
+    entries.sort_by_key(|e| e.node);
+    let roster = Roster {
+        authority: authority_id,
+        federation: "WCO Europe".into(),
+        version: 1,
+        issued_at: Timestamp(T0),
+        valid_until: Timestamp(T0 + 90 * DAY_MS),
+        entries: entries.clone(),
+        revocations: vec![Revocation {
+            node: revoked_id,
+            at: Timestamp(T0 - DAY_MS),
+            reason: "key compromised".into(),
+        }],
+    };
+    let roster_bytes = authority.sign(&roster).expect("signs");
+    w.raw(authority_id.as_bytes())
+        .str("WCO Europe")
+        .u64(1)
+        .u64(T0)
+        .u64(T0 + 90 * DAY_MS)
+        .u64(3);
+    for e in &entries {
+        let kind = match e.kind {
+            Kind::Customs => 0,
+            Kind::Police => 1,
+            Kind::Academia => 2,
+            Kind::Rilo => 3,
+        };
+        w.raw(e.node.as_bytes())
+            .str(&e.name)
+            .str(&e.organisation)
+            .str(&e.country)
+            .u32(kind)
+            .u64(e.addresses.len() as u64);
+        for a in &e.addresses {
+            w.str(a);
+        }
+    }
+    let body = w
+        .u64(1)
+        .raw(revoked_id.as_bytes())
+        .u64(T0 - DAY_MS)
+        .str("key compromised")
+        .done();
+    let signature = sign(&AUTHORITY_SEED, b"liaison/v1/roster\0", &body);
+    assert_eq!(roster_bytes, w.u8(1).bytes(&body).raw(&signature).done());
+    assert_eq!(
+        SignedRoster::verify(&roster_bytes, &[authority_id]),
+        Ok(roster)
+    );
+    v.push(("roster", roster_bytes.clone()));
+
+    // The member moves to a new identity key and exchange key.
+    let new_member = IdentityKey::from_seed(&NEW_MEMBER_ID_SEED);
+    let new_member_id = new_member.node_id();
+    let new_member_x = ExchangeSecret::from_seed(&NEW_MEMBER_X_SEED);
+    let rotation = Rotation {
+        old: member_id,
+        new: new_member_id,
+        exchange_key: new_member_x.public(),
+        at: Timestamp(T0 + 10 * DAY_MS),
+    };
+    let rotation_bytes = rotation.sign(&member, &new_member).expect("signs");
+    let body = w
+        .raw(member_id.as_bytes())
+        .raw(new_member_id.as_bytes())
+        .raw(new_member_x.public().as_bytes())
+        .u64(T0 + 10 * DAY_MS)
+        .done();
+    let old_sig = sign(&MEMBER_ID_SEED, b"liaison/v1/rotation\0", &body);
+    let new_sig = sign(&NEW_MEMBER_ID_SEED, b"liaison/v1/rotation\0", &body);
+    assert_eq!(
+        rotation_bytes,
+        w.u8(1).bytes(&body).raw(&old_sig).raw(&new_sig).done()
+    );
+    assert_eq!(Rotation::verify(&rotation_bytes), Ok(rotation));
+    v.push(("new-member-node-id", new_member_id.as_bytes().to_vec()));
+    v.push(("rotation", rotation_bytes.clone()));
+
+    // The owner moves to a new exchange key only.
+    let owner_new_x = ExchangeSecret::from_seed(&OWNER_NEW_X_SEED);
+    let exchange_rotation = Rotation {
+        old: owner_id,
+        new: owner_id,
+        exchange_key: owner_new_x.public(),
+        at: Timestamp(T0 + 11 * DAY_MS),
+    };
+    let exchange_rotation_bytes = exchange_rotation.sign(&owner, &owner).expect("signs");
+    let body = w
+        .raw(owner_id.as_bytes())
+        .raw(owner_id.as_bytes())
+        .raw(owner_new_x.public().as_bytes())
+        .u64(T0 + 11 * DAY_MS)
+        .done();
+    let sig = sign(&OWNER_ID_SEED, b"liaison/v1/rotation\0", &body);
+    assert_eq!(
+        exchange_rotation_bytes,
+        w.u8(1).bytes(&body).raw(&sig).raw(&sig).done()
+    );
+    assert_eq!(
+        Rotation::verify(&exchange_rotation_bytes),
+        Ok(exchange_rotation)
+    );
+    v.push(("rotation-exchange", exchange_rotation_bytes));
+
+    // Event 6: the owner moves the member to its new keys.
+    let c6 = control(
+        &owner_state,
+        Change::Rekey {
+            member: member_id,
+            node: new_member_id,
+            exchange_key: new_member_x.public(),
+        },
+        T0 + 10 * DAY_MS + 1_000,
+        REKEY_MEMBER_RNG_SEED,
+    );
+    let after_member_rekey = sorted(vec![
+        (owner_id, owner_x.public()),
+        (new_member_id, new_member_x.public()),
+    ]);
+    let epoch_6_key = check_control(
+        &c6,
+        &ExpectControl {
+            seq: 6,
+            prev: derive("liaison/v1/control-hash", &[&c5]),
+            created_at: T0 + 10 * DAY_MS + 1_000,
+            change: w
+                .u32(4)
+                .raw(member_id.as_bytes())
+                .raw(new_member_id.as_bytes())
+                .raw(new_member_x.public().as_bytes())
+                .done(),
+            members: &after_member_rekey,
+            rng_seed: REKEY_MEMBER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    assert_eq!(unwrap_as(&c6, 6, new_member_id, &new_member_x), epoch_6_key);
+    owner_state.apply(&c6, Some(owner_keys)).expect("applies");
+    v.push(("control-6", c6.clone()));
+
+    // Event 7: the owner moves itself to a new identity key, signed with its old key; event 8,
+    // a Rotate, is signed by the new one.
+    let new_owner = IdentityKey::from_seed(&NEW_OWNER_ID_SEED);
+    let new_owner_id = new_owner.node_id();
+    let new_owner_x = ExchangeSecret::from_seed(&NEW_OWNER_X_SEED);
+    let c7 = control(
+        &owner_state,
+        Change::Rekey {
+            member: owner_id,
+            node: new_owner_id,
+            exchange_key: new_owner_x.public(),
+        },
+        T0 + 12 * DAY_MS,
+        REKEY_OWNER_RNG_SEED,
+    );
+    let after_owner_rekey = sorted(vec![
+        (new_owner_id, new_owner_x.public()),
+        (new_member_id, new_member_x.public()),
+    ]);
+    check_control(
+        &c7,
+        &ExpectControl {
+            seq: 7,
+            prev: derive("liaison/v1/control-hash", &[&c6]),
+            created_at: T0 + 12 * DAY_MS,
+            change: w
+                .u32(4)
+                .raw(owner_id.as_bytes())
+                .raw(new_owner_id.as_bytes())
+                .raw(new_owner_x.public().as_bytes())
+                .done(),
+            members: &after_owner_rekey,
+            rng_seed: REKEY_OWNER_RNG_SEED,
+            signer_seed: OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    owner_state.apply(&c7, Some(owner_keys)).expect("applies");
+    assert_eq!(owner_state.owner(), new_owner_id);
+    let c8 = owner_state
+        .propose(
+            &new_owner,
+            Change::Rotate,
+            Timestamp(T0 + 12 * DAY_MS + 1_000),
+            &mut ChaCha20Rng::from_seed(ROTATE_AFTER_REKEY_RNG_SEED),
+        )
+        .expect("the new owner proposes");
+    check_control(
+        &c8,
+        &ExpectControl {
+            seq: 8,
+            prev: derive("liaison/v1/control-hash", &[&c7]),
+            created_at: T0 + 12 * DAY_MS + 1_000,
+            change: w.u32(3).done(),
+            members: &after_owner_rekey,
+            rng_seed: ROTATE_AFTER_REKEY_RNG_SEED,
+            signer_seed: NEW_OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    // The old owner key no longer signs events.
+    assert!(owner_state
+        .propose(&owner, Change::Rotate, Timestamp(T0), &mut rng)
+        .is_err());
+    owner_state.apply(&c8, None).expect("applies");
+    // Messages signed under the old keys stay valid: their authors were members then.
+    assert!(message::verify(&red.bytes, &owner_state).is_ok());
+    assert!(message::verify(&sealed.bytes, &owner_state).is_ok());
+    v.push(("control-7", c7));
+    v.push(("control-8", c8));
+
+    let roster_frame = Frame::Roster {
+        rosters: vec![roster_bytes.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        roster_frame,
+        w.u8(1).u32(8).u64(1).bytes(&roster_bytes).done()
+    );
+    v.push(("frame-roster", roster_frame));
+    let rotation_frame = Frame::Rotation {
+        statements: vec![rotation_bytes.clone()],
+    }
+    .encode()
+    .expect("encodes");
+    assert_eq!(
+        rotation_frame,
+        w.u8(1).u32(9).u64(1).bytes(&rotation_bytes).done()
+    );
+    v.push(("frame-rotation", rotation_frame));
+
+    // ----- the test RNG ---------------------------------------------------------------------
+    let mut first = [0u8; 64];
+    ChaCha20Rng::from_seed(GENESIS_RNG_SEED).fill_bytes(&mut first);
+    v.push(("rng-05", first.to_vec()));
+
+    // ----- records (§10) --------------------------------------------------------------------
+    let feedback = Record::Feedback(Feedback {
+        outcome: Outcome::SeizureMade,
+        seizure_report: Some(MessageRef::from(sealed.id)),
+        comment: Some("3 icons".into()),
+    });
+    let attachment = AttachmentRef {
+        id: AttachmentId::from([0x11; 32]),
+        key: AttachmentKey::from_bytes([0x22; 32]),
+        size: 25,
+        media_type: "image/jpeg".into(),
+        name: "icon.jpg".into(),
+    };
+    let content = Content {
+        officer: "j.doe".into(),
+        recipients: vec![],
+        reply_to: Some(sealed.id),
+        payload: feedback.to_payload(vec![attachment]).expect("valid"),
+    };
+    let body = w
+        .u32(0) // Outcome::SeizureMade
+        .u8(1)
+        .str(&hex::encode(id))
+        .u8(1)
+        .str("3 icons")
+        .done();
+    let plain = w
+        .u8(1)
+        .str("j.doe")
+        .u64(0)
+        .u8(1)
+        .raw(&id) // reply_to
+        .u32(1) // Payload::Record
+        .raw(&5u16.to_be_bytes()) // kind: feedback
+        .raw(&1u16.to_be_bytes()) // schema 1
+        .bytes(&body)
+        .u64(1) // one attachment
+        .raw(&[0x11; 32])
+        .raw(&[0x22; 32])
+        .u64(25)
+        .str("image/jpeg")
+        .str("icon.jpg")
+        .done();
+    assert_eq!(codec::encode(&content).expect("encodes"), plain);
+    assert_eq!(content.check(), Ok(()));
+    let decoded: Content = codec::decode(&plain, codec::MAX_CONTENT_LEN).expect("decodes");
+    assert_eq!(
+        liaison_protocol::record::read(&decoded.payload),
+        Ok(liaison_protocol::Readable::Known(feedback))
+    );
+    v.push(("content-feedback", plain));
+
+    // ----- attachments (§11) ------------------------------------------------------------------
+    let key = AttachmentKey::from_bytes([0x0a; 32]);
+    let plain = b"liaison attachment vector";
+    let (aid, cipher) = attachment::seal_all(&key, plain).expect("seals");
+    let mut nonce = [0u8; 12];
+    nonce[11] = 1; // chunk 0, the last
+    let expect = chacha20poly1305::ChaCha20Poly1305::new((&[0x0a; 32]).into())
+        .encrypt(
+            (&nonce).into(),
+            AeadPayload {
+                msg: plain,
+                aad: b"liaison/v1/attachment",
+            },
+        )
+        .expect("encrypts");
+    assert_eq!(cipher, expect);
+    assert_eq!(
+        aid.as_bytes(),
+        &derive("liaison/v1/attachment-id", &[&cipher])
+    );
+    v.push(("attachment-ciphertext", cipher));
+    v.push(("attachment-id", aid.as_bytes().to_vec()));
+    let plain: Vec<u8> = (0..70_000u32).map(|n| (n % 251) as u8).collect();
+    let (aid, cipher) = attachment::seal_all(&key, &plain).expect("seals");
+    let mut expect = Vec::new();
+    for (i, (chunk, last)) in [(&plain[..65_536], 0u8), (&plain[65_536..], 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        nonce[11] = last;
+        expect.extend(
+            chacha20poly1305::ChaCha20Poly1305::new((&[0x0a; 32]).into())
+                .encrypt(
+                    (&nonce).into(),
+                    AeadPayload {
+                        msg: chunk,
+                        aad: b"liaison/v1/attachment",
+                    },
+                )
+                .expect("encrypts"),
+        );
+    }
+    assert_eq!(cipher, expect);
+    assert_eq!(
+        aid.as_bytes(),
+        &derive("liaison/v1/attachment-id", &[&cipher])
+    );
+    v.push(("attachment-id-two-chunks", aid.as_bytes().to_vec()));
     v
 }
 
@@ -415,12 +1510,16 @@ fn wire_md_states_the_constants() {
         "liaison/v1/control\\0",
         "liaison/v1/envelope\\0",
         "liaison/v1/receipt\\0",
+        "liaison/v1/roster\\0",
+        "liaison/v1/rotation\\0",
         "liaison/v1/control-hash",
         "liaison/v1/epoch-key",
         "liaison/v1/message-id",
         "liaison/v1/message-key",
         "liaison/v1/key-commitment",
         "liaison/v1/ciphertext",
+        "liaison/v1/attachment-id",
+        "liaison/v1/attachment",
     ] {
         assert!(WIRE_MD.contains(needle), "WIRE.md lacks {needle}");
     }
@@ -433,6 +1532,14 @@ fn wire_md_states_the_constants() {
         b"liaison/v1/control\0"
     );
     assert_eq!(message::ENVELOPE_DOMAIN, b"liaison/v1/envelope\0");
+    assert_eq!(
+        liaison_protocol::roster::ROSTER_DOMAIN,
+        b"liaison/v1/roster\0"
+    );
+    assert_eq!(
+        liaison_protocol::roster::ROTATION_DOMAIN,
+        b"liaison/v1/rotation\0"
+    );
     assert_eq!(
         liaison_protocol::receipt::RECEIPT_DOMAIN,
         b"liaison/v1/receipt\0"
@@ -449,6 +1556,26 @@ fn wire_md_states_the_constants() {
     assert_eq!(message::MESSAGE_KEY_CONTEXT, "liaison/v1/message-key");
     assert_eq!(message::COMMITMENT_CONTEXT, "liaison/v1/key-commitment");
     assert_eq!(message::CIPHERTEXT_CONTEXT, "liaison/v1/ciphertext");
+    assert_eq!(
+        attachment::ATTACHMENT_ID_CONTEXT,
+        "liaison/v1/attachment-id"
+    );
+    assert_eq!(attachment::CHUNK_AAD, b"liaison/v1/attachment");
+    assert_eq!(attachment::CHUNK_LEN, 65_536);
+    assert_eq!(attachment::MAX_ATTACHMENT_LEN, 52_428_800);
+    for (code, kind) in [
+        (0, "note"),
+        (1, "seizure"),
+        (2, "cultural_object"),
+        (3, "alert"),
+        (4, "request"),
+        (5, "feedback"),
+    ] {
+        let row = format!("| {code}    | `{kind}`");
+        assert!(WIRE_MD.contains(&row), "WIRE.md lacks the row {row}");
+        let k: liaison_protocol::RecordKind = kind.parse().expect("a kind");
+        assert_eq!(k.code(), code);
+    }
     for (name, value) in [
         ("MAX_FRAME_LEN", codec::MAX_FRAME_LEN),
         ("MAX_ENVELOPE_LEN", codec::MAX_ENVELOPE_LEN),
@@ -456,8 +1583,67 @@ fn wire_md_states_the_constants() {
         ("MAX_CONTROL_LEN", codec::MAX_CONTROL_LEN),
         ("MAX_DESCRIPTOR_LEN", codec::MAX_DESCRIPTOR_LEN),
         ("MAX_RECEIPT_LEN", codec::MAX_RECEIPT_LEN),
+        ("MAX_ROSTER_LEN", codec::MAX_ROSTER_LEN),
+        ("MAX_ROTATION_LEN", codec::MAX_ROTATION_LEN),
     ] {
         let row = format!("| `{name}` | {value} |");
         assert!(WIRE_MD.contains(&row), "WIRE.md lacks the row {row}");
     }
+}
+
+#[test]
+fn the_test_rng_is_the_chacha20_keystream() {
+    // WIRE.md §9: the RNG is the ChaCha20 keystream of RFC 8439 with key = seed, a zero nonce
+    // and the block counter from 0, consumed in order; every draw is a multiple of 4 bytes.
+    for seed in [GENESIS_RNG_SEED, SEAL_RNG_SEED, [0xa5; 32]] {
+        let mut keystream = vec![0u8; 4096];
+        chacha20::ChaCha20::new(&seed.into(), &[0u8; 12].into()).apply_keystream(&mut keystream);
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut drawn = Vec::new();
+        for size in [32usize, 24, 32, 32, 16].iter().cycle() {
+            if drawn.len() + size > keystream.len() {
+                break;
+            }
+            let mut out = vec![0u8; *size];
+            rng.fill_bytes(&mut out);
+            drawn.extend_from_slice(&out);
+        }
+        assert_eq!(drawn[..], keystream[..drawn.len()]);
+    }
+}
+
+#[test]
+fn non_canonical_point_encodings_are_refused_as_node_ids() {
+    // WIRE.md §2.1: y in [p, 2^255) with either sign bit, and the two encodings of x = 0 with
+    // the sign bit set. Some decode to points of large order, so the small-order rule alone
+    // would let them through; the canonical rule refuses every one.
+    let mut encodings = Vec::new();
+    for t in 0u8..19 {
+        // p + t = 2^255 - 19 + t, little-endian, then both sign bits.
+        let mut y = [0xffu8; 32];
+        y[0] = 0xed + t;
+        y[31] = 0x7f;
+        encodings.push(y);
+        let mut negative = y;
+        negative[31] |= 0x80;
+        encodings.push(negative);
+    }
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    one[31] = 0x80;
+    encodings.push(one);
+    let mut minus_one = [0xffu8; 32];
+    minus_one[0] = 0xec;
+    encodings.push(minus_one); // y = p - 1 with the sign bit set (0x7f | 0x80 = 0xff)
+    let mut large_order = 0;
+    for bytes in encodings {
+        if let Some(point) = CompressedEdwardsY(bytes).decompress() {
+            if !point.is_small_order() {
+                large_order += 1;
+            }
+            assert_ne!(point.compress().to_bytes(), bytes);
+        }
+        assert!(NodeId::from_bytes(bytes).is_err(), "{}", hex::encode(bytes));
+    }
+    assert!(large_order > 0);
 }

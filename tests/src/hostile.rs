@@ -292,14 +292,23 @@ pub struct Forge<'a> {
 /// says: any author, any epoch, any seq, any signer, without asking the group whether the
 /// author may post. Returns its id and bytes.
 pub fn forge_envelope(f: &Forge<'_>) -> (MessageId, Vec<u8>) {
+    forge_envelope_of(
+        f,
+        Payload::Text {
+            subject: "forged".into(),
+            body: f.body.to_owned(),
+        },
+    )
+}
+
+/// [`forge_envelope`] with any payload instead of `f.body`: records of a schema this build
+/// does not know, records that break the rules.
+pub fn forge_envelope_of(f: &Forge<'_>, payload: Payload) -> (MessageId, Vec<u8>) {
     let content = Content {
         officer: "mallory".into(),
         recipients: Vec::new(),
         reply_to: None,
-        payload: Payload::Text {
-            subject: "forged".into(),
-            body: f.body.to_owned(),
-        },
+        payload,
     };
     let plain = codec::encode(&content).expect("encode content");
     let mut nonce = [0u8; 24];

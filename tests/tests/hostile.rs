@@ -938,3 +938,80 @@ async fn the_api_answers_bad_requests_with_4xx_and_a_json_error() {
     assert_eq!(r.status().as_u16(), 200);
     a.shutdown().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_a_newer_schema_is_kept_and_an_invalid_record_refused() {
+    use liaison_protocol::record::{Record, RecordKind};
+    use liaison_protocol::RecordData;
+    use liaison_tests::hostile::forge_envelope_of;
+    let sc = Scene::start(64).await;
+    let mut s = sc.session().await;
+    let g = groups(&sc, &mut s).await;
+    let member_epoch = epoch(&sc.a, g.member).await;
+    let key =
+        sc.h.epoch_key(g.member_controls.last().expect("events"))
+            .expect("mallory holds the member group's key");
+    let forge = |seq| Forge {
+        group: g.member,
+        epoch: member_epoch,
+        author: sc.h.node_id(),
+        seq,
+        key: Some(key),
+        signer: sc.h.signing_key(),
+        body: "",
+    };
+
+    // A seizure report in schema version 2, which this build does not know: stored,
+    // acknowledged, and shown as such.
+    let (newer, bytes) = forge_envelope_of(
+        &forge(1),
+        Payload::Record(RecordData {
+            kind: RecordKind::Seizure.code(),
+            schema: 2,
+            body: b"a body in a later format".to_vec(),
+            attachments: vec![],
+        }),
+    );
+    s.send_raw(&push(bytes)).await;
+    s.expect(
+        "the acknowledgement of a newer record",
+        |f| matches!(f, Frame::Ack { ids } if ids.contains(&newer)),
+    )
+    .await;
+    let m =
+        sc.a.handle
+            .ask(|reply| Command::Read { id: newer, reply })
+            .await
+            .expect("up")
+            .expect("the newer record is readable as a message");
+    assert_eq!(m.kind, "seizure");
+    let why = m
+        .unreadable
+        .expect("shown as a record this node cannot read");
+    assert!(
+        why.contains("schema version 2, newer than this node reads (1)"),
+        "{why}"
+    );
+    assert!(m.record.is_none());
+
+    // A valid seizure report whose container number has a wrong check digit: refused, not
+    // stored, whatever the author's node thought of it.
+    let Ok(Payload::Record(mut data)) = Record::example(RecordKind::Seizure).to_payload(vec![])
+    else {
+        panic!("the example is a record");
+    };
+    let at = data
+        .body
+        .windows(11)
+        .position(|w| w == b"CSQU3054383")
+        .expect("the container is in the body");
+    data.body[at + 10] = b'4';
+    let (bad, bytes) = forge_envelope_of(&forge(2), Payload::Record(data));
+    sc.expect_rejected(
+        &mut s,
+        &push(bytes),
+        "/identifiers/containers/0: check digit",
+    )
+    .await;
+    assert!(!sc.stores(bad), "an invalid record is not stored");
+}

@@ -1,0 +1,250 @@
+//! How the node shows structured records (`liaison_protocol::record`): what a message view
+//! carries for each payload, the nominal section withheld from exports, and the per-kind CSV
+//! form of an export.
+//!
+//! The actor's record queries (threads, statistics, the reply-to check) are in
+//! `node/records.rs`, beside the actor they read.
+
+use liaison_protocol::record::{self, Readable, Record};
+use liaison_protocol::Payload;
+
+use crate::views::MessageView;
+
+/// What a message view shows of a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    /// The subject line: a note's subject, a record's summary, or what is known of a record
+    /// this node cannot read.
+    pub subject: String,
+    /// The text: a note's body, a record's JSON pretty-printed.
+    pub body: String,
+    /// The kind (`note`, `seizure`, ...; `unknown` for a kind code this node does not know).
+    pub kind: String,
+    /// The record in its JSON Schema's shape (not for notes).
+    pub record: Option<serde_json::Value>,
+    /// For a record this node cannot read: why, and that it is kept.
+    pub unreadable: Option<String>,
+}
+
+impl Shown {
+    /// What to show of `payload`.
+    pub fn of(payload: &Payload) -> Shown {
+        match record::read(payload) {
+            Ok(Readable::Known(Record::Note(note))) => Shown {
+                subject: note.subject,
+                body: note.body,
+                kind: "note".into(),
+                record: None,
+                unreadable: None,
+            },
+            Ok(Readable::Known(r)) => {
+                let value = r.to_json_value();
+                Shown {
+                    subject: r.summary(),
+                    body: serde_json::to_string_pretty(&value).unwrap_or_default(),
+                    kind: r.kind().as_str().into(),
+                    record: Some(value),
+                    unreadable: None,
+                }
+            }
+            Ok(Readable::Newer(newer)) => Shown {
+                subject: format!("[{}]", newer.kind.map_or("record", |k| k.title())),
+                body: String::new(),
+                kind: newer.kind.map_or("unknown", |k| k.as_str()).into(),
+                record: None,
+                unreadable: Some(newer.to_string()),
+            },
+            // Opened messages were checked on arrival; this is reached only if the rules of a
+            // schema version got stricter, which they must not.
+            Err(errors) => Shown {
+                subject: "[a record this node finds invalid]".into(),
+                body: String::new(),
+                kind: "unknown".into(),
+                record: None,
+                unreadable: Some(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            },
+        }
+    }
+}
+
+/// Removes the nominal section (persons, companies) from a message view's record and body,
+/// as exports do unless asked to keep it. Returns whether there was one.
+pub fn withhold_nominal(view: &mut MessageView) -> bool {
+    let Some(record) = view.record.as_mut() else {
+        return false;
+    };
+    let had = record.get("nominal").is_some_and(|n| !n.is_null());
+    if had {
+        record["nominal"] = serde_json::Value::Null;
+        view.body = Some(serde_json::to_string_pretty(record).unwrap_or_default());
+    }
+    had
+}
+
+/// The CSV form of the records of one kind among `messages`: one row per message, with the
+/// message's id, time, author and handling, then one column per field of the record, named by
+/// its path (`place.location_type`, `items.0.hs_code`); lists of plain values are joined with
+/// `; `. Columns appear in the order the fields are first met. Messages of other kinds are
+/// left out.
+pub fn csv(kind: &str, messages: &[MessageView]) -> Result<String, csv::Error> {
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
+    for m in messages.iter().filter(|m| m.kind == kind) {
+        let mut cells = Vec::new();
+        if let Some(record) = &m.record {
+            flatten("", record, &mut cells);
+        } else if kind == "note" {
+            cells.push(("subject".to_owned(), m.subject.clone()));
+            cells.push(("body".to_owned(), m.body.clone().unwrap_or_default()));
+        }
+        for (name, _) in &cells {
+            if !columns.contains(name) {
+                columns.push(name.clone());
+            }
+        }
+        let mut row = vec![
+            ("id".to_owned(), m.id.clone()),
+            ("created_at".to_owned(), m.created_at.clone()),
+            ("author".to_owned(), m.author_name.clone()),
+            ("officer".to_owned(), m.officer.clone()),
+            ("handling".to_owned(), m.handling.clone()),
+            (
+                "reply_to".to_owned(),
+                m.reply_to.clone().unwrap_or_default(),
+            ),
+        ];
+        row.extend(cells);
+        rows.push(row);
+    }
+    let mut header: Vec<String> = [
+        "id",
+        "created_at",
+        "author",
+        "officer",
+        "handling",
+        "reply_to",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    header.extend(columns);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header)?;
+    for row in rows {
+        let line: Vec<&str> = header
+            .iter()
+            .map(|h| {
+                row.iter()
+                    .find(|(name, _)| name == h)
+                    .map_or("", |(_, v)| v.as_str())
+            })
+            .collect();
+        w.write_record(&line)?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    let name = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&name(k), v, out);
+            }
+        }
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            let joined: Vec<String> = items.iter().map(scalar).collect();
+            out.push((prefix.to_owned(), joined.join("; ")));
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&name(&i.to_string()), v, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), scalar(other))),
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liaison_protocol::RecordKind;
+
+    fn view(r: &Record) -> MessageView {
+        let shown = Shown::of(&r.to_payload(vec![]).expect("valid"));
+        MessageView {
+            id: "m1".into(),
+            group_id: "g".into(),
+            group_name: "g".into(),
+            author_id: "a".into(),
+            author_name: "customs-fr".into(),
+            officer: "j.doe".into(),
+            created_at: "2026-01-20T10:00:00.000Z".into(),
+            created_at_ms: 0,
+            subject: shown.subject,
+            handling: "amber".into(),
+            expires_at: None,
+            reply_to: None,
+            recipients: vec![],
+            epoch: 1,
+            seq: 1,
+            body: Some(shown.body),
+            kind: shown.kind,
+            record: shown.record,
+            unreadable: shown.unreadable,
+            nominal_withheld: false,
+        }
+    }
+
+    #[test]
+    fn nominal_section_is_withheld_from_record_and_body() {
+        let mut v = view(&Record::example(RecordKind::Seizure));
+        assert!(v.body.as_deref().unwrap_or("").contains("Petrenko"));
+        assert!(withhold_nominal(&mut v));
+        assert!(!v.body.as_deref().unwrap_or("").contains("Petrenko"));
+        assert!(!v
+            .record
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+            .contains("Petrenko"));
+        assert!(!withhold_nominal(&mut v));
+    }
+
+    #[test]
+    fn csv_has_a_column_per_field() {
+        let v = view(&Record::example(RecordKind::Seizure));
+        let text = csv("seizure", &[v]).expect("csv");
+        let mut lines = text.lines();
+        let header = lines.next().expect("header");
+        assert!(header
+            .starts_with("id,created_at,author,officer,handling,reply_to,reporting_country,date,"));
+        assert!(header.contains("items.0.hs_code"));
+        assert!(header.contains("route.transit"));
+        let row = lines.next().expect("a row");
+        assert!(row.contains("970600"));
+        assert!(lines.next().is_none());
+        assert_eq!(csv("alert", &[]).expect("csv").lines().count(), 1);
+    }
+}
