@@ -614,6 +614,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 },
                 s.store.min_free_bytes / (1024 * 1024)
             );
+            if let Some(at) = &s.store.last_flush {
+                println!(
+                    "          last flush {at} ({} since start)",
+                    s.store.flushes
+                );
+            }
             for problem in s.store.problems.iter().chain(&s.store.repaired_at_start) {
                 println!("          {problem}");
             }

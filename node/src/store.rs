@@ -61,12 +61,16 @@
 //!
 //! A failed flush — of sled or of the log — fails every writer waiting for it, and the store
 //! refuses writes with [`StoreError::FlushFailed`]: after a failed `fsync` the kernel may have
-//! dropped dirty pages, so retrying cannot prove anything is on disk. Once the disk has the
-//! free space the store keeps, the store closes its database and opens it again, with the
-//! recovery of a start, and takes writes again; [`Store::health`] says what state it is in.
-//! Below that free space ([`StoreOptions::min_free_bytes`]) new messages are refused with
-//! [`StoreError::DiskFull`] before anything is written, so that sled, whose own writes fail for
-//! good once the disk is full, keeps room for the small writes reads need (audit records).
+//! dropped dirty pages, so retrying cannot prove anything is on disk. Once the disk has some
+//! room again (4 MiB, or the free space the store keeps if that is less), the store closes its
+//! database and opens it again, with the recovery of a start, and takes writes again;
+//! [`Store::health`] says what state it is in. Below the free space the store keeps
+//! ([`StoreOptions::min_free_bytes`]) new messages are refused with [`StoreError::DiskFull`]
+//! before anything is written, so that sled, whose own writes fail for good once the disk is
+//! full, keeps room for the small writes reads need (audit records). A write that fails (the
+//! disk full after all, an I/O error) changes nothing the store reads, and shows in
+//! [`Store::health`] until a write succeeds again. Every read is audited, so a disk with no
+//! room at all refuses reads too, with an error that says so, until it has some again.
 //!
 //! Reads are synchronous and may observe writes whose durability wait has
 //! not finished yet. Every envelope read checks the checksum.

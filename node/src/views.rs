@@ -44,6 +44,12 @@ pub struct StoreStatus {
     pub damaged: usize,
     /// Times the store reopened its database after a failed flush.
     pub reopened: u64,
+    /// When the store last flushed to disk (RFC 3339), if it has since the node started.
+    pub last_flush: Option<String>,
+    /// The same, in milliseconds since the Unix epoch.
+    pub last_flush_ms: Option<u64>,
+    /// Flushes since the node started.
+    pub flushes: u64,
     /// What the store repaired when it last opened, in words.
     pub repaired_at_start: Vec<String>,
 }
@@ -54,6 +60,16 @@ impl StoreStatus {
         let mut problems = Vec::new();
         if let Some(failed) = &health.failed {
             problems.push(failed.clone());
+        }
+        if let Some(e) = &health.write_failed {
+            problems.push(if health.free_bytes == Some(0) {
+                format!(
+                    "the disk holding the store is full: writes fail ({e}); free space on it, \
+                     the node takes writes again by itself"
+                )
+            } else {
+                format!("the last write to the store failed: {e}")
+            });
         }
         if health.low_space() {
             problems.push(format!(
@@ -94,6 +110,10 @@ impl StoreStatus {
                 opened.dropped
             ));
         }
+        let last_flush_ms = health.last_flush.and_then(|t| {
+            let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+            u64::try_from(ms).ok()
+        });
         StoreStatus {
             healthy: health.is_healthy(),
             problems,
@@ -101,6 +121,9 @@ impl StoreStatus {
             min_free_bytes: health.min_free_bytes,
             damaged: health.damaged,
             reopened: health.reopened,
+            last_flush_ms,
+            last_flush: last_flush_ms.map(rfc3339),
+            flushes: health.flushes,
             repaired_at_start: repaired,
         }
     }

@@ -14,11 +14,12 @@ impl Store {
     /// audited, and reads go on.
     pub fn append_audit(&self, seq: u64, record: &[u8]) -> Result<DurableTicket, StoreError> {
         self.check_writable()?;
-        {
-            let engine = self.engine()?;
+        let written = self.engine().and_then(|engine| {
             let _writer = engine.lock_writer();
-            engine.append_audit(seq, record)?;
-        }
+            engine.append_audit(seq, record)
+        });
+        self.note_write(&written);
+        written?;
         Ok(DurableTicket(self.note_written(false)))
     }
 

@@ -28,11 +28,12 @@ impl Store {
         bytes: &[u8],
     ) -> Result<ControlInserted, StoreError> {
         self.check_writable()?;
-        let outcome = {
-            let engine = self.engine()?;
+        let outcome = self.engine().and_then(|engine| {
             let _writer = engine.lock_writer();
-            engine.insert_control(group, seq, bytes)?
-        };
+            engine.insert_control(group, seq, bytes)
+        });
+        self.note_write(&outcome);
+        let outcome = outcome?;
         self.wait_durable(self.note_written(false)).await?;
         Ok(outcome)
     }

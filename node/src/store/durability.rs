@@ -16,6 +16,11 @@ use super::{Engine, Inner, Store, StoreError};
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a reopen waits for reads of the failed database to finish.
 const REOPEN_WAIT: Duration = Duration::from_secs(10);
+/// The free space a store whose flush failed waits for before it reopens, unless it keeps
+/// less ([`StoreOptions::min_free_bytes`](super::StoreOptions::min_free_bytes)): room for the
+/// small writes reads need (audit records); new messages wait for the whole free space the
+/// store keeps.
+const REOPEN_MIN_FREE: u64 = 4 * 1024 * 1024;
 /// How long a measurement of the free space is used.
 const SPACE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -95,6 +100,8 @@ pub(super) struct FlushState {
     pub(super) lost: Option<(u64, u64, EngineError)>,
     /// Times the database was reopened after a failed flush.
     pub(super) reopened: u64,
+    /// When the last flush succeeded (wall clock, for status reports).
+    pub(super) last_flush: Option<std::time::SystemTime>,
 }
 
 /// State shared with the flusher task that does not keep the database open.
@@ -107,6 +114,9 @@ pub(super) struct Shared {
     pub(super) sled_dirty: AtomicBool,
     /// Whether the disk was below the free-space floor at the last check.
     pub(super) low_space: AtomicBool,
+    /// Why the last write failed, while no write has succeeded since (see
+    /// [`Store::note_write`]).
+    pub(super) write_error: std::sync::Mutex<Option<String>>,
     /// When the free space was last measured, and what it was.
     pub(super) space: std::sync::Mutex<Option<(Instant, u64)>>,
     /// Test hook: make the next flush fail.
@@ -146,34 +156,47 @@ impl Store {
     }
 
     /// Refuses new messages while the file system holding the store has less free space than
-    /// the store keeps; logs entering and leaving that state. The free space is measured at
-    /// most every [`SPACE_CHECK_INTERVAL`].
+    /// the store keeps. The free space is measured at most every [`SPACE_CHECK_INTERVAL`].
     pub(super) fn check_free_space(&self) -> Result<(), StoreError> {
         let floor = self.inner.options.min_free_bytes;
         if floor == 0 {
             return Ok(());
         }
-        let available = {
-            let mut last = self
-                .inner
-                .shared
-                .space
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match *last {
-                Some((at, available)) if at.elapsed() < SPACE_CHECK_INTERVAL => available,
-                _ => match fs2::available_space(&self.inner.path) {
-                    Ok(available) => {
-                        *last = Some((Instant::now(), available));
-                        available
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %self.inner.path.display(), error = %e, "cannot measure free space");
-                        return Ok(());
-                    }
-                },
+        match self.free_space(false) {
+            Some(available) if available < floor => Err(StoreError::DiskFull {
+                path: self.inner.path.clone(),
+                available,
+                floor,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The free bytes of the file system holding the store: measured now if `fresh` or if
+    /// the last measurement is older than [`SPACE_CHECK_INTERVAL`], else the last one. Every
+    /// measurement is what [`Store::check_free_space`] goes by next; entering and leaving the
+    /// state below the floor is logged. `None` if it cannot be measured.
+    pub(super) fn free_space(&self, fresh: bool) -> Option<u64> {
+        let mut last = self
+            .inner
+            .shared
+            .space
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((at, available)) = *last {
+            if !fresh && at.elapsed() < SPACE_CHECK_INTERVAL {
+                return Some(available);
+            }
+        }
+        let available = match fs2::available_space(&self.inner.path) {
+            Ok(available) => available,
+            Err(e) => {
+                tracing::warn!(path = %self.inner.path.display(), error = %e, "cannot measure free space");
+                return None;
             }
         };
+        *last = Some((Instant::now(), available));
+        let floor = self.inner.options.min_free_bytes;
         let low = available < floor;
         let was = self.inner.shared.low_space.swap(low, Ordering::AcqRel);
         if low && !was {
@@ -187,14 +210,35 @@ impl Store {
         } else if !low && was {
             tracing::info!(path = %self.inner.path.display(), available, "disk space freed; new messages are accepted again");
         }
-        if low {
-            return Err(StoreError::DiskFull {
-                path: self.inner.path.clone(),
-                available,
-                floor,
-            });
+        Some(available)
+    }
+
+    /// Notes how a write went, for [`Store::health`]: a failure is kept (and logged at error
+    /// level when it is the first of a run) until a write succeeds again.
+    pub(super) fn note_write<T>(&self, result: &Result<T, StoreError>) {
+        let mut last = self
+            .inner
+            .shared
+            .write_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match result {
+            Ok(_) => {
+                if last.take().is_some() {
+                    tracing::info!(path = %self.inner.path.display(), "the store writes again");
+                }
+            }
+            Err(e) => {
+                if last.is_none() {
+                    tracing::error!(
+                        path = %self.inner.path.display(),
+                        error = %e,
+                        "a write to the store failed; it is refused until one succeeds again"
+                    );
+                }
+                *last = Some(e.to_string());
+            }
         }
-        Ok(())
     }
 
     /// Records that a write has been applied; returns its ticket. Any flush that starts after
@@ -289,6 +333,7 @@ pub(super) async fn run_flusher(
                     state.send_modify(|s| {
                         s.flushed = target;
                         s.flushes += 1;
+                        s.last_flush = Some(std::time::SystemTime::now());
                     });
                 }
                 Err(e) => {
@@ -339,10 +384,10 @@ async fn reopen_when_possible(weak: &Weak<Inner>, shared: &Arc<Shared>) -> Optio
 }
 
 /// Closes the failed database and opens it again, as a restart would (recovery included), once
-/// the disk has the free space the store keeps. Writers get [`StoreError::Reopening`]
-/// meanwhile.
+/// the disk has some room ([`REOPEN_MIN_FREE`], or the free space the store keeps if that is
+/// less). Writers get [`StoreError::Reopening`] meanwhile.
 fn reopen(inner: &Inner, shared: &Shared) -> Result<u64, StoreError> {
-    let floor = inner.options.min_free_bytes;
+    let floor = inner.options.min_free_bytes.clamp(1, REOPEN_MIN_FREE);
     if let Ok(available) = fs2::available_space(&inner.path) {
         if available < floor {
             return Err(StoreError::DiskFull {

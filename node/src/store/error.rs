@@ -74,10 +74,12 @@ pub enum StoreError {
         detail: String,
     },
     /// Flushing to disk failed. Writes since the last successful flush are
-    /// not known to be durable and the store refuses further writes.
+    /// not known to be durable and the store refuses further writes until it has reopened
+    /// its database (see the module docs, "Durability").
     #[error(
         "flushing store at {} to disk failed: {source}; recent writes may be lost and \
-         the store refuses further writes; check the disk and restart the node",
+         the store refuses writes until it has reopened its database, which it does by \
+         itself once the disk has room",
         path.display()
     )]
     FlushFailed {
@@ -134,8 +136,22 @@ pub enum StoreError {
 /// A failure of the engine underneath the store: an I/O error, or one the embedded database
 /// reported. Its text says what failed; [`EngineError::io_kind`] tells the kind of an I/O
 /// failure.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineError(sled::Error);
+
+/// sled's own `Clone` turns an I/O error into the `Debug` text of the original, nested once per
+/// clone; this keeps its kind and its message.
+impl Clone for EngineError {
+    fn clone(&self) -> Self {
+        match &self.0 {
+            sled::Error::Io(e) => EngineError(sled::Error::Io(std::io::Error::new(
+                e.kind(),
+                e.to_string(),
+            ))),
+            other => EngineError(other.clone()),
+        }
+    }
+}
 
 impl EngineError {
     /// The kind of the I/O error behind this failure, if it is one.

@@ -90,6 +90,12 @@ pub struct Health {
     pub damaged: usize,
     /// Times the database was reopened after a failed flush since the store was opened.
     pub reopened: u64,
+    /// Why the last write failed (the disk full, an I/O error), while none has succeeded since.
+    pub write_failed: Option<String>,
+    /// When the last flush to disk succeeded, if one has since the store was opened.
+    pub last_flush: Option<std::time::SystemTime>,
+    /// Flushes since the store was opened.
+    pub flushes: u64,
     /// What the last open found and did.
     pub opened: OpenReport,
 }
@@ -103,6 +109,9 @@ impl Health {
             min_free_bytes: 0,
             damaged: 0,
             reopened: 0,
+            write_failed: None,
+            last_flush: None,
+            flushes: 0,
             opened: report.clone(),
         }
     }
@@ -115,7 +124,10 @@ impl Health {
 
     /// Whether anything needs an operator's attention.
     pub fn is_healthy(&self) -> bool {
-        self.failed.is_none() && !self.low_space() && self.damaged == 0
+        self.failed.is_none()
+            && self.write_failed.is_none()
+            && !self.low_space()
+            && self.damaged == 0
     }
 }
 
@@ -135,10 +147,19 @@ impl Store {
         };
         Health {
             failed,
-            free_bytes: fs2::available_space(&self.inner.path).ok(),
+            free_bytes: self.free_space(true),
             min_free_bytes: self.inner.options.min_free_bytes,
             damaged,
             reopened: state.reopened,
+            write_failed: self
+                .inner
+                .shared
+                .write_error
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+            last_flush: state.last_flush,
+            flushes: state.flushes,
             opened: self
                 .inner
                 .opened

@@ -72,7 +72,9 @@ impl Store {
                 let _writer = engine.lock_writer();
                 engine.apply_messages(&batch)
             })
-            .await?;
+            .await;
+        self.note_write(&outcomes);
+        let outcomes = outcomes?;
         let applied = started.elapsed();
         self.wait_durable(self.note_written(false)).await?;
         tracing::trace!(

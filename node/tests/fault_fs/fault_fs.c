@@ -9,6 +9,9 @@
  *    nor the file's size). Creating, renaming and removing files and directories reach the
  *    shadow at once. After the process is killed, the shadow is what a machine that lost
  *    power at that moment would find on its disk. (LazyFS is the reference for this model.)
+ *  - fail syncs: while a control file exists, fsync and fdatasync of watched files fail with
+ *    ENOSPC and sync nothing (as they can on a full disk with delayed allocation, or on a
+ *    thinly provisioned or network volume).
  *  - run out of space: a control file states the bytes the file system has free; whenever the
  *    test rewrites it, files under ROOT may grow by that much from then on. Writes beyond it
  *    fail with ENOSPC, and statvfs reports what is left (never more than the real disk has).
@@ -16,10 +19,12 @@
  * Environment:
  *   FAULT_FS_ROOT    absolute directory whose files are watched (required)
  *   FAULT_FS_SHADOW  absolute directory that receives only synced bytes (power loss mode)
+ *   FAULT_FS_FAIL_SYNC  file whose existence makes syncs fail (failing syncs mode)
  *   FAULT_FS_SPACE   file holding the free bytes, in decimal; read again when it changes (checked
  *                    at most every 20 ms) (disk space mode)
  *
- * Built by the tests with the system's C compiler (`cc -shared -fPIC`). Not part of Liaison.
+ * Test equipment, not used by the node: the tests build it with the machine's C compiler
+ * (`cc -shared -fPIC`, see node/tests/common/fault_fs.rs).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -48,6 +53,8 @@ static char shadow[PATH_MAX];
 static int shadow_on;
 static char space_file[PATH_MAX];
 static int space_on;
+static char fail_sync_file[PATH_MAX];
+static int fail_sync_on;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -129,6 +136,11 @@ __attribute__((constructor)) static void init(void) {
         snprintf(shadow, sizeof shadow, "%s", s);
         shadow_on = 1;
     }
+    const char *f = getenv("FAULT_FS_FAIL_SYNC");
+    if (f && f[0] == '/' && root_len) {
+        snprintf(fail_sync_file, sizeof fail_sync_file, "%s", f);
+        fail_sync_on = 1;
+    }
     const char *q = getenv("FAULT_FS_SPACE");
     if (q && q[0] == '/' && root_len) {
         snprintf(space_file, sizeof space_file, "%s", q);
@@ -153,7 +165,11 @@ static int resolve(int dirfd, const char *path, char *out) {
         if (n < 0) return -1;
         base[n] = 0;
     }
-    snprintf(out, PATH_MAX, "%s/%s", base, path);
+    size_t bl = strlen(base), pl = strlen(path);
+    if (bl + 1 + pl >= PATH_MAX) return -1;
+    memcpy(out, base, bl);
+    out[bl] = '/';
+    memcpy(out + bl + 1, path, pl + 1);
     return 0;
 }
 
@@ -413,7 +429,16 @@ static int truncated(int fd, off_t len, int use64) {
 int ftruncate(int fd, off_t len) { return truncated(fd, len, 0); }
 int ftruncate64(int fd, off_t len) { return truncated(fd, len, 1); }
 
+/* Whether a sync of `fd` must fail now. */
+static int sync_fails(int fd) {
+    return fail_sync_on && fd >= 0 && fd < MAX_FDS && fd_path[fd] && access(fail_sync_file, F_OK) == 0;
+}
+
 int fsync(int fd) {
+    if (sync_fails(fd)) {
+        errno = ENOSPC;
+        return -1;
+    }
     int r = real_fsync(fd);
     if (r == 0) {
         pthread_mutex_lock(&lock);
@@ -424,6 +449,10 @@ int fsync(int fd) {
 }
 
 int fdatasync(int fd) {
+    if (sync_fails(fd)) {
+        errno = ENOSPC;
+        return -1;
+    }
     int r = real_fdatasync(fd);
     if (r == 0) {
         pthread_mutex_lock(&lock);
