@@ -40,7 +40,8 @@
 //!   duplicate and conflict checks           note W = log end, with the index's counts
 //!   append the frames at the log end        sync the log (fdatasync)
 //!   publish the new log end                 insert `w` = W and the counts (the watermark)
-//!   apply_batch: the author index runs      flush sled, if a write only sled holds is covered
+//!   apply_batch: the author index runs      flush sled and fdatasync its file, if a write
+//!                                           only sled holds is covered
 //!   add the ids to the id index
 //!   take a ticket, wait for a flush ──────▶ every ticket taken before the cycle began is durable
 //! ```
@@ -252,6 +253,11 @@ struct Engine {
     damaged: sled::Tree,
     /// Holds the envelopes, control events and audit records; the trees say where.
     log: EnvelopeLog,
+    /// sled's own data file, opened again for reading only to `fdatasync` it after sled's
+    /// flush: sled makes its writes durable with `sync_file_range`, which neither flushes the
+    /// disk's write cache nor the file's size, so what sled alone holds (accounts, peer pins,
+    /// receipts, node values) would not survive a power cut.
+    sled_file: std::fs::File,
     /// Held by whoever appends to the log or writes message records, and by the flusher while
     /// it notes the log end with the counts that go with it (see [`durability::Mark`]).
     writer: std::sync::Mutex<()>,
@@ -475,6 +481,8 @@ impl Engine {
             messages: open_tree(TREE_MESSAGES)?,
             // After sled, whose lock keeps a second process out of the directory.
             log: EnvelopeLog::open(path).map_err(|e| open_error(path, e))?,
+            sled_file: std::fs::File::open(path.join(sled_files::DATA_FILE))
+                .map_err(|e| open_error(path, e))?,
             writer: std::sync::Mutex::new(()),
             control_count: AtomicU64::new(0),
             last_audit: AtomicU64::new(0),

@@ -2,10 +2,11 @@
 //! (`tests/fault_fs/fault_fs.c`), which keeps a shadow copy that receives only the bytes that
 //! were `fsync`ed or `fdatasync`ed — `sync_file_range`, which sled uses for its own writes,
 //! makes nothing durable, as on a real power cut. Officers post through the API from several
-//! threads; at a random moment (seeded, the seed is printed) the node is killed, and the
-//! shadow is what the disk holds after the power cut. The node starts on that disk, and every
-//! post whose id the API had returned must be there, with its text; the audit chain must be
-//! intact. Then the next round runs on that disk.
+//! threads while the operator adds officer accounts (which sled alone holds); at a random
+//! moment (seeded, the seed is printed) the node is killed, and the shadow is what the disk
+//! holds after the power cut. The node starts on that disk, and every post whose id the API had
+//! returned must be there, with its text, and every account it confirmed; the audit chain must
+//! be intact. Then the next round runs on that disk.
 //!
 //! CI runs 6 power cuts; `LIAISON_FULL_TESTS=1` runs 40 (`LIAISON_POWER_CUTS=N` sets any
 //! count, `LIAISON_POWER_SEED=S` repeats a run's moments).
@@ -51,19 +52,52 @@ fn cuts() -> u64 {
     )
 }
 
-/// Checks, on the node running on the disk that survived a power cut, that every post the API
-/// acknowledged is listed, and that those acknowledged in the last round read back with their
+/// Checks, on the node running on the disk that survived a power cut, that every officer account
+/// the API acknowledged is there (accounts live in sled alone, not in the envelope log), that
+/// every post the API acknowledged is listed, and that those acknowledged in the last round read back with their
 /// text (earlier ones were read back in earlier rounds, on disks that held them already).
+/// What the API acknowledged before a power cut.
+struct Acknowledged {
+    /// Posts: id → text.
+    posts: BTreeMap<String, String>,
+    /// The posts acknowledged in the last round.
+    fresh: BTreeSet<String>,
+    /// Officer accounts.
+    accounts: BTreeSet<String>,
+}
+
 fn check_acknowledged(
     api: &Api,
     node: &Node,
     group: &str,
-    acked: &BTreeMap<String, String>,
-    fresh: &BTreeSet<String>,
+    acknowledged: &Acknowledged,
     round: u64,
     seed: u64,
 ) -> usize {
+    let Acknowledged {
+        posts: acked,
+        fresh,
+        accounts,
+    } = acknowledged;
     let addr = node.api().expect("api");
+    let (status, users) = api.get(addr, "/v1/users");
+    assert_eq!(status, 200, "users: {users}");
+    let names: BTreeSet<&str> = users
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    let gone: Vec<&String> = accounts
+        .iter()
+        .filter(|a| !names.contains(a.as_str()))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "after power cut {round} (seed {seed}): {} of {} acknowledged accounts are gone: {gone:?}",
+        gone.len(),
+        accounts.len()
+    );
     let (status, list) = api.get(addr, &format!("/v1/messages?group={group}"));
     assert_eq!(status, 200, "inbox: {list}");
     let held: BTreeSet<String> = list
@@ -131,6 +165,7 @@ fn power_loss_keeps_every_acknowledged_post() {
     let api = Arc::new(Api::new(&disk(0)));
 
     let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let accounts: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let mut fresh = BTreeSet::new();
     for round in 0..=cuts {
         // The disk as the last power cut left it; the shadow starts as a copy of it.
@@ -141,12 +176,21 @@ fn power_loss_keeps_every_acknowledged_post() {
         } else {
             Node::start(&here, &log, &[])
         };
-        let now_acked = acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let held = check_acknowledged(&api, &node, &group, &now_acked, &fresh, round, seed);
+        let now = Acknowledged {
+            posts: acked.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            fresh: std::mem::take(&mut fresh),
+            accounts: accounts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        };
+        let held = check_acknowledged(&api, &node, &group, &now, round, seed);
         if round > 0 {
             eprintln!(
-                "power cut {round}: {} posts acknowledged so far, {held} held, all intact",
-                now_acked.len()
+                "power cut {round}: {} posts acknowledged so far, {held} held, all intact; {} \
+                 accounts, all there",
+                now.posts.len(),
+                now.accounts.len()
             );
         }
         if round == cuts {
@@ -183,14 +227,31 @@ fn power_loss_keeps_every_acknowledged_post() {
                 })
             })
             .collect();
+        let officers = {
+            let (api, accounts, stop) = (api.clone(), accounts.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let name = format!("officer-{round}-{i}");
+                    i += 1;
+                    let body = serde_json::json!({"name": name, "grants": []});
+                    if let Some((200 | 201, _)) = api.post(addr, "/v1/users", &body) {
+                        accounts
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(name);
+                    }
+                }
+            })
+        };
         std::thread::sleep(Duration::from_millis(rng.between(50, 1_500)));
         // The power cut: the process dies, and only the shadow (what was synced) remains.
         node.kill();
         stop.store(true, Ordering::SeqCst);
-        fresh = BTreeSet::new();
         for p in posters {
             fresh.extend(p.join().expect("poster"));
         }
+        officers.join().expect("officers");
         remove_tree(&here);
     }
 }

@@ -443,8 +443,9 @@ fn reopen(inner: &Inner, shared: &Shared) -> Result<u64, StoreError> {
 /// One flush cycle: makes every write applied before it started durable. If frames were
 /// appended since the last cycle, first syncs the log up to the end `W` noted at the start and
 /// then records `W` as the watermark in `messages`; then, if a write only sled holds is
-/// covered, flushes sled (which makes the watermark durable too; otherwise sled persists it
-/// on its own within half a second). Returns the bytes sled flushed.
+/// covered, flushes sled and `fdatasync`s its data file (which makes the watermark durable
+/// too; otherwise sled persists it on its own within half a second). Returns the bytes sled
+/// flushed.
 ///
 /// The order is what recovery relies on: a stored watermark never covers a log byte that was
 /// not synced, so every entry below it points at durable bytes; and everything past it is
@@ -475,7 +476,13 @@ async fn flush_once(engine: Arc<Engine>, shared: &Shared) -> Result<usize, Engin
             raise_watermark(&engine.messages, &mark)?;
             engine.watermark.store(mark.end, Ordering::Release);
         }
-        Ok(if flush_sled { engine.db.flush()? } else { 0 })
+        if !flush_sled {
+            return Ok(0);
+        }
+        let bytes = engine.db.flush()?;
+        // sled's flush ends in `sync_file_range`, which a power cut does not respect.
+        engine.sled_file.sync_data()?;
+        Ok(bytes)
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()));

@@ -109,6 +109,7 @@ pub(super) fn recover(engine: &Engine, report: &mut OpenReport) -> Result<(), St
         // Every location left lies below `end` (new frames go from there) at synced bytes.
         raise_watermark(&engine.messages, &mark_now).map_err(open_err)?;
         engine.db.flush().map_err(open_err)?;
+        engine.sled_file.sync_data().map_err(open_err_io(path))?;
     }
     engine.watermark.store(end, Ordering::Release);
     Ok(())

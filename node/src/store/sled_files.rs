@@ -25,7 +25,9 @@ use super::health::OpenReport;
 use super::StoreError;
 
 /// The files sled owns in the store's directory.
-const SLED_FILES: [&str; 3] = ["db", "conf", "blobs"];
+/// sled's data file, in the store's directory.
+pub(super) const DATA_FILE: &str = "db";
+const SLED_FILES: [&str; 3] = [DATA_FILE, "conf", "blobs"];
 
 /// Whether `path` is a file holding at least one byte.
 pub(super) fn holds_data(path: &Path) -> bool {
