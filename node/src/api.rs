@@ -61,6 +61,7 @@ use crate::accounts::{Access, Account, Accounts, Principal};
 use crate::audit::{AuditLog, AuditRecord, Verification};
 use crate::error::Error;
 use crate::node::{Command, NodeHandle, Post};
+use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
 
 /// Largest request body accepted, in bytes.
@@ -160,14 +161,42 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let fields = match &e {
             Error::InvalidRecord(fields) => fields.clone(),
             _ => Vec::new(),
         };
-        ApiError(status, e.to_string(), fields)
+        let message = match &e {
+            Error::Store(se @ StoreError::Engine { .. }) if se.is_disk_full() => {
+                format!(
+                    "{e}; the disk holding the store is full: free space on it, and the node \
+                     takes writes again by itself"
+                )
+            }
+            _ => e.to_string(),
+        };
+        ApiError(status, message, fields)
     }
+}
+
+/// A request refused because its audit record could not be written: never the caller's fault,
+/// and a full disk or a store that is reopening is said as such (507, 503).
+fn audit_failed(e: Error) -> ApiError {
+    let ApiError(status, message, _) = ApiError::from(e);
+    let status = if status.is_client_error() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        status
+    };
+    ApiError::new(
+        status,
+        format!("refused: its audit record cannot be written: {message}"),
+    )
 }
 
 impl From<JsonRejection> for ApiError {
@@ -233,9 +262,7 @@ impl AppState {
         self.audit
             .append(&who.audit_name(), action, target, &outcome)
             .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("audit log: {e}"))
-            })?;
+            .map_err(audit_failed)?;
         result.map_err(ApiError::from)
     }
 

@@ -67,6 +67,9 @@ pub enum Cmd {
     /// Pinned peers.
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// Check or rebuild the store (works directly on the data directory; stop the node first).
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Closed user groups.
     #[command(subcommand)]
     Group(GroupCmd),
@@ -313,6 +316,17 @@ pub enum UserCmd {
     },
 }
 
+/// `liaison store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Read every envelope and every index entry; mark damaged messages, to be fetched again
+    /// from peers when the node runs. Exits non-zero if anything is damaged or missing.
+    Check,
+    /// Set the index aside and rebuild it from the envelope log. Peer pins, accounts and
+    /// receipts are copied from the old index if it still opens.
+    Rebuild,
+}
+
 /// `liaison group ...`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
@@ -403,6 +417,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
+        Cmd::Store(cmd) => store(&dir, cmd),
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {
             group,
@@ -648,6 +663,28 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("peers     {} pinned, {} connected", s.peers, s.connected);
             println!("groups    {}", s.groups);
             println!("messages  {}", s.messages);
+            let free = s
+                .store
+                .free_bytes
+                .map_or("unknown".into(), |b| format!("{} MiB", b / (1024 * 1024)));
+            println!(
+                "store     {} ({free} free, keeps {} MiB)",
+                if s.store.healthy {
+                    "healthy"
+                } else {
+                    "NEEDS ATTENTION"
+                },
+                s.store.min_free_bytes / (1024 * 1024)
+            );
+            if let Some(at) = &s.store.last_flush {
+                println!(
+                    "          last flush {at} ({} since start)",
+                    s.store.flushes
+                );
+            }
+            for problem in s.store.problems.iter().chain(&s.store.repaired_at_start) {
+                println!("          {problem}");
+            }
             if s.faults > 0 {
                 println!(
                     "faults    {} inputs failed inside the node (each alone; see its log)",
@@ -657,6 +694,83 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `liaison store check|rebuild`, on the store of `dir` directly.
+fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
+    use crate::store::Store;
+    let options = dir.config()?.store.options();
+    let path = dir.store_path();
+    match cmd {
+        StoreCmd::Check => {
+            let r = Store::check(&path, &options)?;
+            println!("store     {}", path.display());
+            println!("messages  {} in the index", r.messages);
+            println!(
+                "log       {} frames; {} damaged stretches ({} bytes)",
+                r.frames, r.damaged_stretches, r.damaged_bytes
+            );
+            println!(
+                "damaged   {} messages, marked: the node fetches them again from peers when it runs",
+                r.damaged
+            );
+            println!(
+                "missing   {} entries the envelope log holds and the index lacks{}",
+                r.unindexed,
+                if r.unindexed > 0 {
+                    ": run `liaison store rebuild`"
+                } else {
+                    ""
+                }
+            );
+            for line in opened_lines(&r.opened) {
+                println!("opening   {line}");
+            }
+            if r.is_sound() {
+                println!("result    sound");
+                Ok(())
+            } else {
+                Err(Error::Corrupt(
+                    "the store is damaged (see above); start the node to fetch damaged messages \
+                     again from peers"
+                        .into(),
+                ))
+            }
+        }
+        StoreCmd::Rebuild => {
+            let r = Store::rebuild(&path, &options)?;
+            println!(
+                "rebuilt the index of {} from the envelope log: {} messages",
+                path.display(),
+                r.messages
+            );
+            for line in opened_lines(&r.opened) {
+                println!("          {line}");
+            }
+            if r.salvaged {
+                println!("peer pins, accounts and receipts: copied from the old index");
+            } else {
+                println!(
+                    "peer pins, accounts and receipts: lost (the old index does not open); pin \
+                     the peers and make the accounts again"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What opening the store repaired, in words.
+fn opened_lines(opened: &crate::store::OpenReport) -> Vec<String> {
+    let health_like = crate::views::StoreStatus::of(&crate::store::Health::from_report(opened));
+    let mut lines = health_like.repaired_at_start;
+    if opened.replayed > 0 {
+        lines.push(format!(
+            "indexed {} entries from the envelope log",
+            opened.replayed
+        ));
+    }
+    lines
 }
 
 /// `liaison record ...`.

@@ -108,12 +108,17 @@ impl WebConfig {
 pub struct StoreSection {
     /// Memory for the store engine's page cache, in MiB.
     pub cache_mb: u64,
+    /// Free disk space the store keeps, in MiB: below it new messages (posts and messages
+    /// from peers) are refused, while reads, their audit records and everything else small
+    /// go on. 0 turns the check off.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            min_free_mb: crate::store::DEFAULT_MIN_FREE_BYTES / (1024 * 1024),
         }
     }
 }
@@ -123,6 +128,7 @@ impl StoreSection {
     pub fn options(&self) -> crate::store::StoreOptions {
         crate::store::StoreOptions {
             cache_bytes: self.cache_mb.saturating_mul(1024 * 1024),
+            min_free_bytes: self.min_free_mb.saturating_mul(1024 * 1024),
         }
     }
 }

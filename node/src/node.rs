@@ -598,6 +598,9 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
         }
         engine.restore_held(store.held(&group)?);
     }
+    // Messages found damaged: fetched again from peers (see `Actor::refetch_damaged`).
+    let damaged: Vec<Place> = store.damaged()?.into_iter().map(|(_, p)| p).collect();
+    engine.handle_lost(&damaged);
     Ok(())
 }
 
@@ -945,6 +948,7 @@ impl Actor {
         mut internal: mpsc::Receiver<Internal>,
         mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
+        let mut damage = self.store.damage_notices();
         loop {
             let mut deadline = self.engine.poll_timeout();
             if let Some(first) = self.local_posts.iter().map(|p| p.wait_until).min() {
@@ -969,6 +973,7 @@ impl Actor {
                 Some(msg) = internal.recv() => self.isolated("internal", |a| a.on_internal(msg)),
                 Some(frame) = inbound.recv() => self.isolated("frame", |a| a.on_inbound(frame)),
                 Some(cmd) = commands.recv() => self.isolated("command", |a| a.on_command(cmd)),
+                Ok(()) = damage.changed() => self.isolated("damage", Actor::refetch_damaged),
                 () = sleep => self.isolated("timer", |a| a.engine.handle_timeout(now())),
             }
             // Take what else is already waiting, in the same priority, before draining once.
@@ -1032,6 +1037,21 @@ impl Actor {
             faults = self.faults,
             "a fault while handling one input: that input failed, the node goes on (please report this with the log)"
         );
+    }
+
+    /// Makes the engine ask peers again for the messages the store found damaged.
+    fn refetch_damaged(&mut self) {
+        match self.store.damaged() {
+            Ok(damaged) => {
+                let places: Vec<Place> = damaged.into_iter().map(|(_, p)| p).collect();
+                warn!(
+                    messages = places.len(),
+                    "fetching damaged messages again from peers that hold them"
+                );
+                self.engine.handle_lost(&places);
+            }
+            Err(e) => warn!(error = %e, "cannot list damaged messages"),
+        }
     }
 
     /// Remembers where a message being stored sits (see [`Origins`]).
@@ -1681,6 +1701,7 @@ impl Actor {
             in_flight: self.engine.in_flight(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             faults: self.faults,
+            store: crate::views::StoreStatus::of(&self.store.health()),
         }
     }
 
@@ -2067,6 +2088,9 @@ impl Actor {
             if let Some(parent) = &post.reply_to {
                 self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
+            // Before sealing, which takes the next seq: a post the store would refuse must not
+            // leave a gap in this node's sequence.
+            self.store.check_room()?;
             let payload = match &post.record {
                 Some(record) => record.to_payload(Vec::new())?,
                 None => Payload::Text {

@@ -29,6 +29,108 @@ pub struct Status {
     /// started; each failed alone, and the node went on. Its log says which.
     #[serde(default)]
     pub faults: u64,
+    /// The store's health.
+    pub store: StoreStatus,
+}
+
+/// The store's health, in `/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Whether nothing needs an operator's attention.
+    pub healthy: bool,
+    /// What needs attention, in words: a failed flush, a nearly full disk, damaged messages.
+    pub problems: Vec<String>,
+    /// Free bytes on the disk holding the store, if known.
+    pub free_bytes: Option<u64>,
+    /// Free bytes the store keeps; below them new messages are refused.
+    pub min_free_bytes: u64,
+    /// Messages found damaged and waiting to be fetched again from peers.
+    pub damaged: usize,
+    /// Times the store reopened its database after a failed flush.
+    pub reopened: u64,
+    /// When the store last flushed to disk (RFC 3339), if it has since the node started.
+    pub last_flush: Option<String>,
+    /// The same, in milliseconds since the Unix epoch.
+    pub last_flush_ms: Option<u64>,
+    /// Flushes since the node started.
+    pub flushes: u64,
+    /// What the store repaired when it last opened, in words.
+    pub repaired_at_start: Vec<String>,
+}
+
+impl StoreStatus {
+    /// The view of `health`.
+    pub fn of(health: &crate::store::Health) -> StoreStatus {
+        let mut problems = Vec::new();
+        if let Some(failed) = &health.failed {
+            problems.push(failed.clone());
+        }
+        if let Some(e) = &health.write_failed {
+            problems.push(if health.free_bytes == Some(0) {
+                format!(
+                    "the disk holding the store is full: writes fail ({e}); free space on it, \
+                     the node takes writes again by itself"
+                )
+            } else {
+                format!("the last write to the store failed: {e}")
+            });
+        }
+        if health.low_space() {
+            problems.push(format!(
+                "the disk is nearly full ({} bytes free, the store keeps {}): new messages are \
+                 refused until space is freed",
+                health.free_bytes.unwrap_or(0),
+                health.min_free_bytes
+            ));
+        }
+        if health.damaged > 0 {
+            problems.push(format!(
+                "{} damaged messages are being fetched again from peers",
+                health.damaged
+            ));
+        }
+        let opened = &health.opened;
+        let mut repaired = Vec::new();
+        if !opened.removed.is_empty() {
+            repaired.push(format!(
+                "removed {} half-written snapshot files",
+                opened.removed.len()
+            ));
+        }
+        for dir in &opened.set_aside {
+            repaired.push(format!(
+                "set damaged index files aside in {}",
+                dir.display()
+            ));
+        }
+        if opened.rebuilt {
+            repaired.push("rebuilt the index from the envelope log".into());
+        } else if opened.index_damaged {
+            repaired.push("restored what the damaged index lost from the envelope log".into());
+        }
+        if opened.dropped > 0 {
+            repaired.push(format!(
+                "dropped {} unacknowledged messages a crash cut short",
+                opened.dropped
+            ));
+        }
+        let last_flush_ms = health.last_flush.and_then(|t| {
+            let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+            u64::try_from(ms).ok()
+        });
+        StoreStatus {
+            healthy: health.is_healthy(),
+            problems,
+            free_bytes: health.free_bytes,
+            min_free_bytes: health.min_free_bytes,
+            damaged: health.damaged,
+            reopened: health.reopened,
+            last_flush_ms,
+            last_flush: last_flush_ms.map(rfc3339),
+            flushes: health.flushes,
+            repaired_at_start: repaired,
+        }
+    }
 }
 
 /// One pinned peer.

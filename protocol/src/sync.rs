@@ -804,6 +804,20 @@ impl Engine {
         }
     }
 
+    /// The store lost the messages at these places (found damaged on disk): they are no
+    /// longer held, so the next sync with a peer asks for them again, like any gap.
+    pub fn handle_lost(&mut self, places: &[Place]) {
+        for place in places {
+            if let Some(held) = self
+                .groups
+                .get_mut(&place.group)
+                .and_then(|r| r.held.get_mut(&(place.author, place.epoch)))
+            {
+                held.remove(place.seq);
+            }
+        }
+    }
+
     // ----- queries ------------------------------------------------------------------------
 
     /// The state of a group this node holds.
