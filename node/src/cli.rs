@@ -521,6 +521,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(parent) = &m.reply_to {
                 println!("Reply to: {parent}");
             }
+            for a in &m.attachments {
+                println!(
+                    "Attached: {} {} ({}, {} bytes{})",
+                    a.id,
+                    a.name,
+                    a.media_type,
+                    a.size,
+                    if a.held { "" } else { ", fetched when opened" }
+                );
+            }
             if let Some(why) = &m.unreadable {
                 println!();
                 println!("(kept, not readable here: {why})");
