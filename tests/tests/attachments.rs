@@ -280,3 +280,139 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
     a.shutdown().await.expect("a stops");
     b.shutdown().await.expect("b stops");
 }
+
+/// A reader's view of message `id` on `client`'s node, once it holds it.
+async fn held(client: &Client, id: MessageId) -> bool {
+    match client
+        .get::<MessageView>(&format!("/v1/messages/{id}"))
+        .await
+    {
+        Ok(m) => m.attachments.iter().all(|a| a.held) && !m.attachments.is_empty(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_is_relayed_by_a_member_that_is_fetching_it_itself() {
+    // author — hub — leaf: the leaf is not connected to the author; the hub, a member,
+    // fetches the document from the author while it serves the leaf what it holds.
+    let c = liaison_tests::Cluster::start(&["author", "hub", "leaf"]).await;
+    c.link(0, 1).await;
+    c.link(1, 2).await;
+    let g = create_group(
+        c.node(1),
+        "ops",
+        &[(c.node(0), Role::Member), (c.node(2), Role::Member)],
+    )
+    .await
+    .expect("group");
+    for i in [0, 2] {
+        let n = c.node(i);
+        wait_until("group", || knows_group(&n.handle, g))
+            .await
+            .expect("members know the group");
+    }
+    let author = admin(c.node(0), &c.dir(0));
+    let leaf = admin(c.node(2), &c.dir(2));
+    // 3 MiB and a little: 49 chunks, several ranges.
+    let mut document = vec![0u8; 3 * 1024 * 1024 + 1234];
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for b in &mut document {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let uploaded: Uploaded = author
+        .post_bytes("/v1/attachments?name=manifest.bin", document.clone())
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.media_type, "application/octet-stream");
+    let created: Created = author
+        .post(
+            &format!("/v1/groups/{g}/messages"),
+            &serde_json::json!({
+                "subject": "Manifest",
+                "body": "attached",
+                "attachments": [uploaded.id],
+            }),
+        )
+        .await
+        .expect("post");
+    let message: MessageId = created.id.parse().expect("id");
+    c.wait_holds(2, message).await;
+    let (bytes, _) = fetched(&leaf, &uploaded.id).await;
+    assert!(bytes == document, "the document arrives byte for byte");
+    assert!(held(&admin(c.node(1), &c.dir(1)), message).await);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_left_half_way_resumes_after_a_restart() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let a = start_with(root.path(), "a", |_| {}).await;
+    // B fetches nothing by itself: only what a restart finds half-fetched.
+    let b = start_with(root.path(), "b", |c| c.attachments.eager_max_mb = 0).await;
+    peer(&a, &b).await.expect("pin");
+    wait_until("link", || peer_ready(&a.handle, &b.name))
+        .await
+        .expect("linked");
+    let g = create_group(&a, "ops", &[(&b, Role::Member)])
+        .await
+        .expect("group");
+    wait_until("group", || knows_group(&b.handle, g))
+        .await
+        .expect("b knows the group");
+    let author = admin(&a, &root.path().join("a"));
+    let document: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    let uploaded: Uploaded = author
+        .post_bytes("/v1/attachments?name=report.pdf.bin", document.clone())
+        .await
+        .expect("upload");
+    let created: Created = author
+        .post(
+            &format!("/v1/groups/{g}/messages"),
+            &serde_json::json!({"subject": "Report", "body": "", "attachments": [uploaded.id]}),
+        )
+        .await
+        .expect("post");
+    let message: MessageId = created.id.parse().expect("id");
+    wait_until("delivery", || holds(&b.handle, message))
+        .await
+        .expect("b holds the message");
+    let b_dir = root.path().join("b");
+    let reader = admin(&b, &b_dir);
+    assert!(!held(&reader, message).await, "not fetched eagerly");
+    b.shutdown().await.expect("b stops");
+
+    // What a fetch stopped half-way leaves on disk: the first 8 of 16 chunks, synced and
+    // marked held (the ciphertext is the author's file).
+    let id: AttachmentId = uploaded.id.parse().expect("id");
+    let cipher = std::fs::read(
+        DataDir::new(root.path().join("a"))
+            .store_path()
+            .join(liaison_node::attachments::files::DIR)
+            .join("whole")
+            .join(id.to_string()),
+    )
+    .expect("the author's ciphertext");
+    {
+        let files = liaison_node::attachments::Files::open(&DataDir::new(&b_dir).store_path())
+            .expect("b's files");
+        let partial = files.partial(&id, cipher.len() as u64).expect("partial");
+        let half = 8 * (liaison_protocol::attachment::CHUNK_LEN + 16);
+        partial
+            .write_range(0, 8, &cipher[..half])
+            .expect("write half");
+    }
+
+    let b = liaison_tests::nodes::restart(root.path(), "b").await;
+    let reader = admin(&b, &b_dir);
+    wait_until("the fetch resumes and completes", || held(&reader, message))
+        .await
+        .expect("b completes the fetch it had started");
+    let (bytes, _) = fetched(&reader, &uploaded.id).await;
+    assert!(bytes == document);
+    a.shutdown().await.expect("a stops");
+    b.shutdown().await.expect("b stops");
+}
