@@ -24,6 +24,8 @@
 //! | `GET /v1/groups/{group}/stats`               | any     | counts by kind, commodity, outcome, month, state |
 //! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
 //! | `GET /v1/schemas/{kind}/template`            | any     | a commented example to fill in    |
+//! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
+//! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched) |
 //! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
@@ -41,14 +43,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use liaison_protocol::attachment::AttachmentId;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{self, Record, RecordKind};
 use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
@@ -58,6 +62,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::accounts::{Access, Account, Accounts, Principal};
+use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, AuditRecord, Verification};
 use crate::error::Error;
 use crate::node::{Command, NodeHandle, Post};
@@ -72,6 +77,7 @@ struct AppState {
     node: NodeHandle,
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
+    attachments: Arc<Attachments>,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -80,12 +86,14 @@ pub async fn serve(
     node: NodeHandle,
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
+    attachments: Arc<Attachments>,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
         node,
         accounts,
         audit,
+        attachments,
     };
     let app = router(state);
     let result = axum::serve(listener, app)
@@ -98,6 +106,10 @@ pub async fn serve(
 }
 
 fn router(state: AppState) -> Router {
+    // The upload's own limit, checked again with a clear error in `upload`; a little slack so
+    // that a body just over it gets that error rather than the generic one.
+    let upload_limit =
+        usize::try_from(state.attachments.options().max_bytes).unwrap_or(usize::MAX) + 1;
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers).post(add_peer))
@@ -113,6 +125,11 @@ fn router(state: AppState) -> Router {
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{kind}", get(schema))
         .route("/v1/schemas/{kind}/template", get(schema_template))
+        .route(
+            "/v1/attachments",
+            post(upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/v1/attachments/{id}", get(download))
         .route("/v1/messages", get(inbox))
         .route("/v1/messages/{id}", get(read))
         .route("/v1/messages/{id}/receipts", get(receipts))
@@ -160,7 +177,8 @@ impl From<Error> for ApiError {
             Error::InvalidRecord(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::NotYet(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -474,6 +492,7 @@ async fn post_message(
             record: None,
             handling,
             reply_to,
+            attachments: attachment_ids(&body.attachments)?,
         };
         s.ask(&who, |reply| Command::Post { group, post, reply })
             .await?
@@ -514,6 +533,7 @@ async fn post_record(
             record: Some(Box::new(record)),
             handling,
             reply_to,
+            attachments: attachment_ids(&post.attachments)?,
         };
         s.ask(&who, |reply| Command::Post { group, post, reply })
             .await?
@@ -692,6 +712,112 @@ async fn inbox(
     }
     .await;
     Ok(Json(s.audited(&who, "list", &target, result).await?))
+}
+
+fn attachment_ids(texts: &[String]) -> Result<Vec<AttachmentId>, Error> {
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| Error::Invalid(format!("attachment {t}: {e}")))
+        })
+        .collect()
+}
+
+/// `POST /v1/attachments` options.
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    /// The file name (no path).
+    name: String,
+    /// Keep the image metadata (GPS position, serial numbers): off unless asked.
+    #[serde(default)]
+    keep_metadata: bool,
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
+    let result = async {
+        let Query(query) = query.map_err(|e| {
+            Error::Invalid(format!(
+                "{}: give the file name as ?name=photo.jpg",
+                e.body_text()
+            ))
+        })?;
+        let bytes = body.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_) => Error::TooLarge(format!(
+                "the attachment is over this node's limit of {} bytes ({} MiB, [attachments] max_mb)",
+                s.attachments.options().max_bytes,
+                s.attachments.options().max_bytes / (1024 * 1024)
+            )),
+            other => Error::Invalid(format!("cannot read the upload: {}", other.body_text())),
+        })?;
+        s.attachments.check_len(bytes.len() as u64)?;
+        let attachments = s.attachments.clone();
+        let owner = who.name().to_owned();
+        tokio::task::spawn_blocking(move || {
+            attachments.upload(&owner, &query.name, bytes.to_vec(), query.keep_metadata)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+    .await;
+    let target = match &result {
+        Ok(u) => u.id.clone(),
+        Err(_) => String::new(),
+    };
+    let uploaded = s.audited(&who, "upload", &target, result).await?;
+    Ok((StatusCode::CREATED, Json(uploaded)))
+}
+
+async fn download(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let result = async {
+        let id: AttachmentId = id
+            .parse()
+            .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
+        let reference = s
+            .ask(&who, |reply| Command::Attachment { id, reply })
+            .await??;
+        let attachments = s.attachments.clone();
+        let plain = tokio::task::spawn_blocking(move || {
+            attachments
+                .read_plain(&reference)
+                .map(|plain| (plain, reference))
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+        Ok(plain)
+    }
+    .await;
+    let (plain, reference) = s.audited(&who, "attachment", &id, result).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        reference
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            })
+            .collect::<String>()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, reference.media_type.clone()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        plain,
+    )
+        .into_response())
 }
 
 fn message_id(text: &str) -> Result<MessageId, Error> {

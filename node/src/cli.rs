@@ -96,9 +96,20 @@ pub enum Cmd {
         /// Read the body from this file.
         #[arg(long, conflicts_with = "body")]
         file: Option<PathBuf>,
+        /// Attach this file (repeatable): a photo or a document, at most the node's
+        /// `[attachments] max_mb`. Image metadata (EXIF GPS position, serial numbers) is
+        /// removed unless --keep-metadata is given.
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+        /// Keep the attachments' image metadata as it is (GPS position, camera serial numbers).
+        #[arg(long, requires = "attach")]
+        keep_metadata: bool,
         /// The body; `-` reads standard input.
         body: Option<String>,
     },
+    /// Attachments of messages.
+    #[command(subcommand)]
+    Attachment(AttachmentCmd),
     /// Structured records: their kinds, schemas and templates.
     #[command(subcommand)]
     Record(RecordCmd),
@@ -425,10 +436,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             reply_to,
             handling,
             to,
+            attach,
+            keep_metadata,
             ..
         } => {
-            let body = record_body(&path, handling, to, reply_to)?;
-            let created: Created = client()?
+            let mut body = record_body(&path, handling, to, reply_to)?;
+            let client = client()?;
+            let ids = upload_all(&client, &attach, keep_metadata).await?;
+            if let Some(object) = body.as_object_mut() {
+                object.insert("attachments".into(), ids.into());
+            }
+            let created: Created = client
                 .post(&format!("/v1/groups/{}/records", segment(&group)), &body)
                 .await?;
             println!("{}", created.id);
@@ -442,6 +460,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             handling,
             to,
             file,
+            attach,
+            keep_metadata,
             body,
         } => {
             let body = match (file, body.as_deref()) {
@@ -461,7 +481,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     ))
                 }
             };
-            let created: Created = client()?
+            let client = client()?;
+            let attachments = upload_all(&client, &attach, keep_metadata).await?;
+            let created: Created = client
                 .post(
                     &format!("/v1/groups/{}/messages", segment(&group)),
                     &views::PostMessage {
@@ -470,6 +492,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                         handling: Some(handling),
                         to,
                         reply_to,
+                        attachments,
                     },
                 )
                 .await?;
@@ -477,6 +500,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Record(cmd) => record_cmd(cmd),
+        Cmd::Attachment(AttachmentCmd::Get { id, out, wait }) => {
+            attachment_get(&client()?, &id, out, wait).await
+        }
         Cmd::Thread { id, json } => {
             let t: views::ThreadView = client()?
                 .get(&format!("/v1/messages/{}/thread", segment(&id)))
@@ -568,6 +594,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("Subject:  {}", m.subject);
             if let Some(parent) = &m.reply_to {
                 println!("Reply to: {parent}");
+            }
+            for a in &m.attachments {
+                println!(
+                    "Attached: {} {} ({}, {} bytes{})",
+                    a.id,
+                    a.name,
+                    a.media_type,
+                    a.size,
+                    if a.held { "" } else { ", fetched when opened" }
+                );
             }
             if let Some(why) = &m.unreadable {
                 println!();
@@ -773,6 +809,23 @@ fn opened_lines(opened: &crate::store::OpenReport) -> Vec<String> {
     lines
 }
 
+/// `liaison attachment ...`.
+#[derive(Debug, Subcommand)]
+pub enum AttachmentCmd {
+    /// Save an attachment of a message you may read, decrypted; waits while this node fetches
+    /// it from the group's nodes.
+    Get {
+        /// Attachment id (listed by `liaison read MESSAGE_ID`).
+        id: String,
+        /// Write it to this file (default: standard output).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Give up after this many seconds if it is still being fetched.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+}
+
 /// `liaison record ...`.
 #[derive(Debug, Subcommand)]
 pub enum RecordCmd {
@@ -808,6 +861,73 @@ fn record_cmd(cmd: RecordCmd) -> Result<()> {
             Ok(())
         }
         RecordCmd::Schema { kind: k } => print_json(&record::json_schema(kind(&k)?)),
+    }
+}
+
+/// Uploads each file for the post that follows; reports on standard error what was removed
+/// from each. The ids, in order.
+async fn upload_all(
+    client: &Client,
+    files: &[PathBuf],
+    keep_metadata: bool,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(files.len());
+    for path in files {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
+        let uploaded: crate::attachments::Uploaded = client
+            .post_bytes(
+                &format!(
+                    "/v1/attachments?name={}&keep_metadata={keep_metadata}",
+                    segment(name)
+                ),
+                bytes,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::TooLarge(m) => Error::TooLarge(format!("{}: {m}", path.display())),
+                Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+                other => other,
+            })?;
+        if !uploaded.removed.is_empty() {
+            eprintln!(
+                "{}: removed {}",
+                path.display(),
+                uploaded.removed.join(", ")
+            );
+        }
+        ids.push(uploaded.id);
+    }
+    Ok(ids)
+}
+
+/// `liaison attachment get`: asks until the node holds the attachment whole, at most `wait`
+/// seconds.
+async fn attachment_get(client: &Client, id: &str, out: Option<PathBuf>, wait: u64) -> Result<()> {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let (bytes, _) = loop {
+        match client
+            .get_bytes(&format!("/v1/attachments/{}", segment(id)))
+            .await
+        {
+            Err(Error::NotYet(m)) if started.elapsed().as_secs() < wait => {
+                tracing::debug!(%m, "waiting for the attachment");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
+    match out {
+        Some(path) => std::fs::write(&path, &bytes)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e)),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| Error::io("cannot write standard output", e)),
     }
 }
 

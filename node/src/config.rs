@@ -45,6 +45,41 @@ pub struct Config {
     /// The store.
     #[serde(default)]
     pub store: StoreSection,
+    /// Attachments: what is fetched eagerly, how fast they are served.
+    #[serde(default)]
+    pub attachments: AttachmentsSection,
+}
+
+/// The `[attachments]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsSection {
+    /// Largest attachment an officer may upload here, in MiB (at most 50, the protocol's
+    /// limit).
+    pub max_mb: u64,
+    /// Attachments up to this size (MiB) are fetched as soon as their message arrives; larger
+    /// ones when an officer opens them (or a peer asks this node for them). 0 fetches nothing
+    /// eagerly.
+    pub eager_max_mb: u64,
+}
+
+impl Default for AttachmentsSection {
+    fn default() -> Self {
+        AttachmentsSection {
+            max_mb: 50,
+            eager_max_mb: 25,
+        }
+    }
+}
+
+impl AttachmentsSection {
+    /// The attachments' options.
+    pub fn options(&self) -> crate::attachments::Options {
+        crate::attachments::Options {
+            max_bytes: self.max_mb.saturating_mul(1024 * 1024),
+            eager_max_bytes: self.eager_max_mb.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 /// The default address of the web workspace.
@@ -266,6 +301,7 @@ impl Config {
                 ..WebConfig::default()
             },
             store: StoreSection::default(),
+            attachments: AttachmentsSection::default(),
         }
     }
 

@@ -164,6 +164,7 @@ pub async fn post(
         record: None,
         handling,
         reply_to: None,
+        attachments: Vec::new(),
     };
     node.handle
         .ask(|reply| Command::Post {

@@ -37,6 +37,12 @@ pub enum Error {
     /// The caller is not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// What was sent is larger than this node accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// What was asked for is not here yet (an attachment being fetched): ask again later.
+    #[error("{0}")]
+    NotYet(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,

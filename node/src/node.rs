@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::group::Change;
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
@@ -34,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::accounts::{Access, Principal};
+use crate::attachments::transfer::{self as attachment_transfer, Connections};
+use crate::attachments::Attachments;
 use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
@@ -72,6 +75,14 @@ const OUTBOUND_QUEUE: usize = 1024;
 /// by the node-id rule; a later one means the peer lost the first (it dials only while it has
 /// none), so it replaces the first, which may be a dead connection to an old address.
 const DIAL_RACE: Duration = Duration::from_secs(2);
+/// Messages accepted with attachments and waiting for the store, at most (beyond it their
+/// attachments are fetched when opened).
+const MAX_PENDING_ATTACHMENTS: usize = 4096;
+/// Attachment fetches running at once.
+const MAX_FETCHES: usize = 4;
+/// Attachments waiting for a fetch slot, at most (beyond it they are fetched when opened, or
+/// after a restart).
+const MAX_FETCH_QUEUE: usize = 4096;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now() -> Timestamp {
@@ -195,6 +206,15 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<crate::views::StatsView>>,
     },
+    /// An attachment the caller may open: the reference (key included) from a message naming
+    /// it that the caller may read, once it is held whole here. Not held yet: it is fetched,
+    /// and the answer is [`Error::NotYet`].
+    Attachment {
+        /// The attachment.
+        id: AttachmentId,
+        /// Reply.
+        reply: oneshot::Sender<Result<AttachmentRef>>,
+    },
     /// A feed of the ids of messages as they are durably stored.
     Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
     /// Run the inner command as `who` instead of as the admin: only granted groups are
@@ -220,6 +240,8 @@ pub struct Post {
     pub handling: Handling,
     /// Reply-to.
     pub reply_to: Option<MessageId>,
+    /// Attachments uploaded by the posting officer (`POST /v1/attachments`) to name in it.
+    pub attachments: Vec<AttachmentId>,
 }
 
 /// A cheap handle to send commands to a running node.
@@ -386,6 +408,31 @@ enum Internal {
         result: Result<()>,
         reply: ControlReply,
     },
+    /// A peer asks for chunks of an attachment: may it have them?
+    ServeAttachment {
+        peer: NodeId,
+        request: liaison_protocol::transfer::ChunkRequest,
+        reply: oneshot::Sender<Option<AttachmentRef>>,
+    },
+    /// Messages naming attachments are in the attachment index.
+    AttachmentsNamed {
+        jobs: Vec<FetchWanted>,
+    },
+    /// A fetch ended.
+    FetchDone {
+        id: AttachmentId,
+        result: Result<()>,
+    },
+}
+
+/// An attachment a stored message names, which may need fetching.
+#[derive(Debug, Clone)]
+struct FetchWanted {
+    reference: AttachmentRef,
+    message: MessageId,
+    group: GroupId,
+    author: NodeId,
+    from: Option<NodeId>,
 }
 
 #[derive(Debug)]
@@ -399,6 +446,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
     let (identity, exchange) = dir.keys()?;
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
+    let attachments = Arc::new(Attachments::open(
+        &dir.store_path(),
+        config.attachments.options(),
+    )?);
     let node_id = identity.node_id();
     let allow = AllowList::new();
     let transport_config = TransportConfig {
@@ -502,9 +553,16 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         origins: Origins::default(),
         read_ahead: RefCell::default(),
         faults: 0,
+        attachments: attachments.clone(),
+        connections: Connections::default(),
+        accepted_attachments: HashMap::new(),
+        posted_attachments: HashMap::new(),
+        fetching: HashSet::new(),
+        fetch_queue: std::collections::VecDeque::new(),
     };
     actor.load_peers()?;
     actor.load_directory()?;
+    actor.resume_fetches();
 
     let span = info_span!("node", node = %node_id.short(), name = %config.name);
     tasks.spawn(
@@ -533,6 +591,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             handle.clone(),
             accounts,
             audit,
+            attachments,
             shutdown.clone(),
         )
         .instrument(span.clone()),
@@ -855,12 +914,26 @@ struct Actor {
     /// Inputs whose handling failed with a panic since the node started (see
     /// [`Actor::isolated`]).
     faults: u64,
+    /// Attachment files and their index.
+    attachments: Arc<Attachments>,
+    /// The live connection to each peer, for attachment fetches.
+    connections: Connections,
+    /// Attachments of messages accepted from peers and being stored, by message.
+    accepted_attachments: HashMap<MessageId, (NodeId, Place, Vec<AttachmentRef>)>,
+    /// Attachments of local posts being stored, by message.
+    posted_attachments: HashMap<MessageId, Vec<AttachmentRef>>,
+    /// Attachments being fetched now (at most [`MAX_FETCHES`]).
+    fetching: HashSet<AttachmentId>,
+    /// Attachments waiting for a fetch slot (at most [`MAX_FETCH_QUEUE`]).
+    fetch_queue: std::collections::VecDeque<FetchWanted>,
 }
 
 /// A post accepted from the API, not yet sealed.
 struct LocalPost {
     group: GroupId,
     content: Content,
+    /// The attachments the content names, stored with the message once it is sealed.
+    attachments: Vec<AttachmentRef>,
     handling: Handling,
     created_at: Timestamp,
     /// Until when it may wait for the group's sequence numbers to be confirmed (see
@@ -1137,7 +1210,12 @@ impl Actor {
                 content: &post.content,
             };
             match self.engine.seal(&post.group, draft, &mut OsRng) {
-                Ok(sealed) => posts.push((sealed, post.reply)),
+                Ok(sealed) => {
+                    if !post.attachments.is_empty() {
+                        self.posted_attachments.insert(sealed.id, post.attachments);
+                    }
+                    posts.push((sealed, post.reply));
+                }
                 Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
                     if now_instant < post.wait_until =>
                 {
@@ -1282,12 +1360,18 @@ impl Actor {
                 id,
                 header,
                 envelope,
-                attachments: _,
+                attachments,
             } => {
                 debug!(peer = %from.short(), id = %id.short(), "message accepted");
                 #[cfg(test)]
                 faults::at_accept(&header.author);
                 self.note_origin(id, &header);
+                if !attachments.is_empty()
+                    && self.accepted_attachments.len() < MAX_PENDING_ATTACHMENTS
+                {
+                    self.accepted_attachments
+                        .insert(id, (from, header.place(), attachments));
+                }
                 batch.push(NewMessage {
                     id,
                     place: header.place(),
@@ -1427,6 +1511,10 @@ impl Actor {
             Internal::ConnDown { peer, id } => {
                 if self.conns.get(&peer).is_some_and(|c| c.id == id) {
                     self.conns.remove(&peer);
+                    self.connections
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&peer);
                     self.engine.handle_disconnected(&peer);
                     self.set_connected(&peer, false);
                     info!(peer = %peer.short(), "peer disconnected");
@@ -1444,8 +1532,24 @@ impl Actor {
                     self.engine.handle_store_failed(&failed);
                     for id in &failed {
                         self.origins.remove(id);
+                        self.accepted_attachments.remove(id);
                     }
                 }
+                let named: Vec<FetchWanted> = ids
+                    .iter()
+                    .filter_map(|id| {
+                        let (from, place, refs) = self.accepted_attachments.remove(id)?;
+                        Some(refs.into_iter().map(move |reference| FetchWanted {
+                            reference,
+                            message: *id,
+                            group: place.group,
+                            author: place.author,
+                            from: Some(from),
+                        }))
+                    })
+                    .flatten()
+                    .collect();
+                self.index_attachments(named);
                 self.engine.handle_durable(now(), &ids);
                 if self.events.receiver_count() > 0 && !ids.is_empty() {
                     let _ = self.events.send(NodeEvent::Durable {
@@ -1479,10 +1583,27 @@ impl Actor {
                         Ok(()) => {
                             self.engine.commit_local_message(&sealed);
                             self.note_origin(sealed.id, &sealed.header);
+                            if let Some(refs) = self.posted_attachments.remove(&sealed.id) {
+                                let ids: Vec<AttachmentId> = refs.iter().map(|r| r.id).collect();
+                                self.attachments.posted(&ids);
+                                let place = sealed.header.place();
+                                self.index_attachments(
+                                    refs.into_iter()
+                                        .map(|reference| FetchWanted {
+                                            reference,
+                                            message: sealed.id,
+                                            group: place.group,
+                                            author: place.author,
+                                            from: None,
+                                        })
+                                        .collect(),
+                                );
+                            }
                             let _ = self.new_messages.send(sealed.id);
                             let _ = reply.send(Ok(sealed.id));
                         }
                         Err(e) => {
+                            self.posted_attachments.remove(&sealed.id);
                             let _ = reply.send(Err(Error::io(
                                 "cannot store the message",
                                 std::io::Error::other(e.clone()),
@@ -1513,6 +1634,32 @@ impl Actor {
                         let _ = r.send(Err(e));
                     }
                 }
+            }
+            Internal::ServeAttachment {
+                peer,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.serve_attachment(peer, &request));
+            }
+            Internal::AttachmentsNamed { jobs } => {
+                for job in jobs {
+                    let eager = job.reference.size <= self.attachments.options().eager_max_bytes;
+                    if job.from.is_some() && eager {
+                        self.want_attachment(job);
+                    }
+                }
+            }
+            Internal::FetchDone { id, result } => {
+                self.fetching.remove(&id);
+                match result {
+                    Ok(()) => info!(attachment = %id.short(), "attachment held whole"),
+                    Err(Error::ShuttingDown) => {}
+                    Err(e) => {
+                        warn!(attachment = %id.short(), error = %e, "attachment fetch stopped")
+                    }
+                }
+                self.start_fetches();
             }
         }
     }
@@ -1545,9 +1692,14 @@ impl Actor {
                 self.inbound_tx.clone(),
                 self.internal_tx.clone(),
                 self.shutdown.clone(),
+                self.attachments.clone(),
             )
             .instrument(info_span!("conn", peer = %peer.short(), id)),
         );
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer, conn.clone());
         info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
         self.conns.insert(
             peer,
@@ -1680,6 +1832,9 @@ impl Actor {
             }
             Command::Stats { group, reply } => {
                 let _ = reply.send(self.stats(who, &group));
+            }
+            Command::Attachment { id, reply } => {
+                let _ = reply.send(self.open_attachment(who, &id));
             }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.new_messages.subscribe());
@@ -2091,12 +2246,22 @@ impl Actor {
             // Before sealing, which takes the next seq: a post the store would refuse must not
             // leave a gap in this node's sequence.
             self.store.check_room()?;
-            let payload = match &post.record {
-                Some(record) => record.to_payload(Vec::new())?,
-                None => Payload::Text {
+            let refs = post
+                .attachments
+                .iter()
+                .map(|id| self.attachments.pending(who.name(), id))
+                .collect::<Result<Vec<_>>>()?;
+            let payload = match (&post.record, refs.is_empty()) {
+                (Some(record), _) => record.to_payload(refs.clone())?,
+                (None, true) => Payload::Text {
                     subject: post.subject,
                     body: post.body,
                 },
+                (None, false) => Record::Note(liaison_protocol::record::Note {
+                    subject: post.subject,
+                    body: post.body,
+                })
+                .to_payload(refs.clone())?,
             };
             let content = Content {
                 officer: post.officer,
@@ -2111,9 +2276,9 @@ impl Actor {
                 .group(&gid)
                 .ok_or(liaison_protocol::UsageError::NotAMember(gid))?;
             message::check_draft(state, &self.me, &content)?;
-            Ok((gid, content))
+            Ok((gid, content, refs))
         })();
-        let (group, content) = match result {
+        let (group, content, attachments) = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -2125,6 +2290,7 @@ impl Actor {
         self.local_posts.push(LocalPost {
             group,
             content,
+            attachments,
             handling: post.handling,
             created_at: now(),
             wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
@@ -2209,6 +2375,18 @@ impl Actor {
             record: shown.record.filter(|_| with_body),
             unreadable: shown.unreadable,
             nominal_withheld: false,
+            attachments: content
+                .payload
+                .attachments()
+                .iter()
+                .map(|a| crate::views::AttachmentView {
+                    id: a.id.to_string(),
+                    name: a.name.clone(),
+                    media_type: a.media_type.clone(),
+                    size: a.size,
+                    held: self.attachments.is_whole(&a.id),
+                })
+                .collect(),
         })
     }
 
@@ -2429,6 +2607,7 @@ async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
     Inbound::Split(split, checked)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection_task(
     conn: quinn::Connection,
     peer: NodeId,
@@ -2437,6 +2616,7 @@ async fn connection_task(
     inbound: mpsc::Sender<InboundFrame>,
     internal: mpsc::Sender<Internal>,
     shutdown: CancellationToken,
+    attachments: Arc<Attachments>,
 ) {
     let max = liaison_protocol::codec::MAX_FRAME_LEN;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -2454,10 +2634,33 @@ async fn connection_task(
     };
     let reader = {
         let conn = conn.clone();
+        let internal = internal.clone();
         async move {
             let mut streams = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
+                    // Attachment chunk requests (WIRE.md §13); QUIC bounds how many at once.
+                    accepted = conn.accept_bi() => {
+                        let (send, recv) = accepted.map_err(|e| e.to_string())?;
+                        let internal = internal.clone();
+                        let attachments = attachments.clone();
+                        tokio::spawn(async move {
+                            let authorize = |request| async move {
+                                let (reply, answer) = oneshot::channel();
+                                internal
+                                    .send(Internal::ServeAttachment { peer, request, reply })
+                                    .await
+                                    .ok()?;
+                                answer.await.ok().flatten()
+                            };
+                            if let Err(e) =
+                                attachment_transfer::serve_stream(send, recv, attachments, authorize)
+                                    .await
+                            {
+                                debug!(error = %e, "attachment stream ended");
+                            }
+                        });
+                    }
                     accepted = conn.accept_uni() => {
                         let mut recv = accepted.map_err(|e| e.to_string())?;
                         let inbound = inbound.clone();
@@ -2519,6 +2722,7 @@ async fn connection_task(
     let _ = internal.send(Internal::ConnDown { peer, id }).await;
 }
 
+mod attached;
 mod records;
 
 /// Faults the tests inject into a running node, to show that one failing input does not stop

@@ -214,6 +214,7 @@ mod tests {
             kind: shown.kind,
             record: shown.record,
             unreadable: shown.unreadable,
+            attachments: Vec::new(),
             nominal_withheld: false,
         }
     }

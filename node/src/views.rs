@@ -248,6 +248,24 @@ pub struct MessageView {
     /// Set when an export left out the record's nominal section (persons, companies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nominal_withheld: bool,
+    /// The attachments it names (`GET /v1/attachments/{id}` opens one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentView>,
+}
+
+/// An attachment as a message names it (its key stays in the node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentView {
+    /// The attachment id.
+    pub id: String,
+    /// The file name.
+    pub name: String,
+    /// The media type, found from the content by the author's node.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether it is held whole on this node (else it is fetched when opened).
+    pub held: bool,
 }
 
 fn note_kind() -> String {
@@ -332,6 +350,9 @@ pub struct PostMessage {
     /// Message replied to.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Attachments to name, by the ids `POST /v1/attachments` answered to the poster.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// `POST /v1/groups/{group}/records`: a record in its tagged JSON form (what `liaison record
@@ -353,6 +374,9 @@ pub struct PostRecord {
     /// must reply to an alert or a request.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Attachments to name, by the ids `POST /v1/attachments` answered to the poster.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// One kind of record and its schema: `GET /v1/schemas`.

@@ -293,6 +293,8 @@ impl Facade {
             subject: draft.subject,
             body: draft.body,
             record: None,
+            // Photos from the web workspace are not there yet: its compose form posts text.
+            attachments: Vec::new(),
             handling,
             reply_to,
         };
