@@ -4,12 +4,17 @@
 //!
 //! Chromium runs with `--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
 //! --disable-background-networking --disable-component-update --disable-sync`, so it contacts
-//! nothing but the pages it is sent to. The tests need `chromium` and `chromium-driver`
-//! (`.ci/install-browser` installs them); without them they fail and say so.
+//! nothing but the pages it is sent to. The tests need `chromium` and `chromium-driver`: where
+//! they are missing, the first test that needs them runs `.ci/install-browser` (Debian's
+//! packages, as root or through sudo), so that `cargo test --workspace` sets up a fresh machine
+//! by itself; `LIAISON_NO_BROWSER_INSTALL=1` forbids that, and the tests then fail and say why.
+//! chromedriver runs in a process group of its own, and the whole group (the browsers it
+//! started included) is killed when the test is over.
 //!
 //! [`Page::axe`] runs the vendored axe-core (`tests/assets/axe.min.js`) inside the page and
 //! returns its serious and critical violations.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,10 +49,13 @@ impl Driver {
         let missing = "the browser tests need Debian's chromium and chromium-driver: run \
                        `.ci/install-browser` (as root: apt-get install -y chromium chromium-driver), \
                        or set CHROMIUM and CHROMEDRIVER";
+        ensure_installed(missing);
         let driver = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]).expect(missing);
         find("CHROMIUM", &["/usr/bin/chromium"]).expect(missing);
         let mut child = Command::new(&driver)
             .args(["--port=0", "--allowed-ips=127.0.0.1"])
+            // Its own process group, so that the browsers it starts are killed with it.
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -115,9 +123,43 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromedriver and every browser it started: killing chromedriver alone left the
+        // browsers running after the test.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Installs Chromium and its driver with `.ci/install-browser` once per test process if they
+/// are missing (see the module docs).
+fn ensure_installed(missing: &str) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+    let present = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]).is_some()
+        && find("CHROMIUM", &["/usr/bin/chromium"]).is_some();
+    if *done || present {
+        return;
+    }
+    assert!(
+        std::env::var_os("LIAISON_NO_BROWSER_INSTALL").is_none(),
+        "{missing} (LIAISON_NO_BROWSER_INSTALL is set, so the tests do not install them)"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/install-browser");
+    eprintln!(
+        "installing chromium and chromium-driver: {}",
+        script.display()
+    );
+    let status = Command::new(&script)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {missing}", script.display()));
+    assert!(
+        status.success(),
+        "{} failed ({status}); {missing}",
+        script.display()
+    );
+    *done = true;
 }
 
 /// One browser session.

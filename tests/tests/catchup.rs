@@ -198,7 +198,7 @@ async fn a_node_restored_from_a_backup_does_not_reuse_sequence_numbers() {
 /// `store` (which may be open).
 fn damage(store: &Path, envelope: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};
-    let path = store.join("envelopes-v3.log");
+    let path = store.join("envelopes-v4.log");
     let log = std::fs::read(&path).expect("read the envelope log");
     let at = log
         .windows(envelope.len())

@@ -61,24 +61,36 @@ async fn stores(node: &RunningNode, id: MessageId) -> bool {
     node.store.has_message(&id).expect("store")
 }
 
-/// Whether `node` shows message `id` (its inbox and `read`).
+/// Whether `node` shows message `id` (its inbox and `read`). The two are separate requests, so
+/// a removal applied between them can make one sample disagree; they must agree once the node's
+/// state holds still.
 async fn shows(node: &RunningNode, group: GroupId, id: MessageId) -> bool {
-    let inbox = node
-        .handle
-        .ask(|reply| Command::Inbox {
-            group: Some(group.to_string()),
-            reply,
-        })
-        .await
-        .expect("up")
-        .expect("inbox");
-    let listed = inbox.iter().any(|m| m.id == id.to_string());
-    let read = matches!(
-        node.handle.ask(|reply| Command::Read { id, reply }).await,
-        Ok(Ok(_))
+    let mut last = None;
+    for _ in 0..50 {
+        let inbox = node
+            .handle
+            .ask(|reply| Command::Inbox {
+                group: Some(group.to_string()),
+                reply,
+            })
+            .await
+            .expect("up")
+            .expect("inbox");
+        let listed = inbox.iter().any(|m| m.id == id.to_string());
+        let read = matches!(
+            node.handle.ask(|reply| Command::Read { id, reply }).await,
+            Ok(Ok(_))
+        );
+        if listed == read {
+            return listed;
+        }
+        last = Some((listed, read));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "inbox and read keep disagreeing about {} (listed, read): {last:?}",
+        id.short()
     );
-    assert_eq!(listed, read, "inbox and read disagree about {}", id.short());
-    listed
 }
 
 fn rejections(logs: &Logs, on: &RunningNode, from: &Hostile, reason: &str) -> usize {
