@@ -457,6 +457,7 @@ impl Sim {
                 id,
                 header,
                 envelope,
+                ..
             } => {
                 assert_ne!(from, self.ids[i]);
                 let posted = self
