@@ -139,6 +139,8 @@ fn router(state: AppState) -> Router {
         .route("/v1/users/{name}", delete(remove_user))
         .route("/v1/users/{name}/grants", post(grant))
         .route("/v1/users/{name}/grants/{group}", delete(revoke))
+        .route("/v1/quarantine", get(quarantined).post(quarantine))
+        .route("/v1/quarantine/{id}", delete(release))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/verify", get(audit_verify))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
@@ -1123,6 +1125,57 @@ async fn audit_log(
     // The reading itself is recorded first, so that it appears in what is returned.
     s.audited(&who, "audit.read", "audit", Ok(())).await?;
     Ok(Json(s.audit.records(q.since_ms.unwrap_or(0))?))
+}
+
+async fn quarantined(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<views::QuarantineView>> {
+    s.admin_only(&who, "quarantine.list", "quarantine").await?;
+    let result = s.node.ask(Command::Quarantined).await.and_then(|r| r);
+    Ok(Json(
+        s.audited(&who, "quarantine.list", "quarantine", result)
+            .await?,
+    ))
+}
+
+async fn quarantine(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::QuarantineRequest>, JsonRejection>,
+) -> ApiResult<views::QuarantineView> {
+    let Json(body) = body?;
+    s.admin_only(&who, "quarantine.add", &body.id).await?;
+    let target = body.id.clone();
+    let result = async {
+        let id = message_id(&body.id)?;
+        let reason = body.reason;
+        s.node
+            .ask(|reply| Command::Quarantine { id, reason, reply })
+            .await?
+    }
+    .await;
+    Ok(Json(
+        s.audited(&who, "quarantine.add", &target, result).await?,
+    ))
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<views::QuarantineView> {
+    s.admin_only(&who, "quarantine.release", &id).await?;
+    let target = id.clone();
+    let result = async {
+        let id = message_id(&id)?;
+        s.node.ask(|reply| Command::Release { id, reply }).await?
+    }
+    .await;
+    Ok(Json(
+        s.audited(&who, "quarantine.release", &target, result)
+            .await?,
+    ))
 }
 
 async fn audit_verify(

@@ -194,6 +194,9 @@ pub enum Cmd {
         #[arg(value_parser = ["verify"])]
         action: Option<String>,
     },
+    /// Take a stored message out of this node's views, or put it back (admin token needed).
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// Stream new messages as they arrive (Ctrl-C stops).
     Watch {
         /// Only this group (id or name).
@@ -276,6 +279,31 @@ pub enum PeerCmd {
     Remove {
         /// Peer name or node id.
         peer: String,
+    },
+}
+
+/// `liaison quarantine ...`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Quarantine a stored message: it stays stored and synced, but no view of this node (inbox,
+    /// read, export, thread, stats, watch) shows it until it is released.
+    Add {
+        /// The message id.
+        id: String,
+        /// Why (kept with the quarantine and shown).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The messages quarantined on this node.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a message's quarantine: the views show it again.
+    Release {
+        /// The message id.
+        id: String,
     },
 }
 
@@ -687,6 +715,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             action,
         } => audit(&client()?, since, json, action.is_some()).await,
+        Cmd::Quarantine(cmd) => quarantine(&client()?, cmd).await,
         Cmd::Watch { group, json } => watch(&client()?, group, json).await,
         Cmd::Status { json } => {
             let s: Status = client()?.get("/v1/status").await?;
@@ -1014,6 +1043,38 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                 .delete(&format!("/v1/peers/{}", segment(&peer)))
                 .await?;
             println!("removed {peer}");
+            Ok(())
+        }
+    }
+}
+
+async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
+    match cmd {
+        QuarantineCmd::Add { id, reason } => {
+            let q: views::QuarantineView = client
+                .post("/v1/quarantine", &views::QuarantineRequest { id, reason })
+                .await?;
+            println!("quarantined {} ({})", q.id, q.reason);
+            Ok(())
+        }
+        QuarantineCmd::List { json } => {
+            let list: Vec<views::QuarantineView> = client.get("/v1/quarantine").await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no message is quarantined");
+            }
+            for q in &list {
+                println!("{}  {}  {}", q.id, q.at, q.reason);
+            }
+            Ok(())
+        }
+        QuarantineCmd::Release { id } => {
+            let q: views::QuarantineView = client
+                .delete(&format!("/v1/quarantine/{}", segment(&id)))
+                .await?;
+            println!("released {}", q.id);
             Ok(())
         }
     }

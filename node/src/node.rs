@@ -217,6 +217,25 @@ pub enum Command {
     },
     /// A feed of the ids of messages as they are durably stored.
     Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
+    /// Quarantine a stored message: no view of this node shows it until it is released (admin
+    /// only).
+    Quarantine {
+        /// The message.
+        id: MessageId,
+        /// Why.
+        reason: String,
+        /// Reply, once the quarantine is durable.
+        reply: oneshot::Sender<Result<crate::views::QuarantineView>>,
+    },
+    /// End a message's quarantine (admin only).
+    Release {
+        /// The message.
+        id: MessageId,
+        /// Reply, once the release is durable.
+        reply: oneshot::Sender<Result<crate::views::QuarantineView>>,
+    },
+    /// The quarantines in force (admin only).
+    Quarantined(oneshot::Sender<Result<Vec<crate::views::QuarantineView>>>),
     /// Run the inner command as `who` instead of as the admin: only granted groups are
     /// visible, and TLP:RED messages only to their named recipients.
     As(Principal, Box<Command>),
@@ -544,6 +563,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         api_addr,
         pending_writes: 0,
         directory: BTreeMap::new(),
+        quarantined: quarantine::Quarantined::new(),
         new_messages: broadcast::channel(1024).0,
         events: events.clone(),
         local_posts: Vec::new(),
@@ -563,6 +583,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     actor.load_peers()?;
     actor.load_directory()?;
     actor.resume_fetches();
+    actor.load_quarantine()?;
 
     let span = info_span!("node", node = %node_id.short(), name = %config.name);
     tasks.spawn(
@@ -894,6 +915,8 @@ struct Actor {
     pending_writes: usize,
     /// Descriptors of nodes learned through peers (not pinned).
     directory: BTreeMap<NodeId, Descriptor>,
+    /// Messages the admin quarantined (see the `quarantine` module).
+    quarantined: quarantine::Quarantined,
     /// Ids of messages as they become durable, for live feeds.
     new_messages: broadcast::Sender<MessageId>,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
@@ -1839,6 +1862,11 @@ impl Actor {
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.new_messages.subscribe());
             }
+            Command::Quarantine { id, reason, reply } => self.quarantine(who, id, reason, reply),
+            Command::Release { id, reply } => self.release(who, id, reply),
+            Command::Quarantined(reply) => {
+                let _ = reply.send(self.quarantine_list(who));
+            }
             Command::As(inner_who, inner) => self.on_command_as(&inner_who, *inner),
         }
     }
@@ -2325,6 +2353,8 @@ impl Actor {
     }
 
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
+        // Before a byte of it is read: a quarantined message may be one that breaks a view.
+        self.check_quarantine(who, id)?;
         #[cfg(test)]
         faults::at_view(id);
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
@@ -2723,6 +2753,7 @@ async fn connection_task(
 }
 
 mod attached;
+mod quarantine;
 mod records;
 
 /// Faults the tests inject into a running node, to show that one failing input does not stop

@@ -294,6 +294,30 @@ pub struct ExportView {
     pub refused: Vec<Refused>,
 }
 
+/// A stored message the admin took out of this node's views.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineView {
+    /// The message id.
+    pub id: String,
+    /// Whether the quarantine is in force (false in the answer to a release).
+    pub quarantined: bool,
+    /// Why, in the admin's words.
+    pub reason: String,
+    /// When it was set (or released), RFC 3339.
+    pub at: String,
+    /// The same, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A request to quarantine a stored message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineRequest {
+    /// The message id (64 hex digits).
+    pub id: String,
+    /// Why (kept and shown; at most 500 characters).
+    pub reason: String,
+}
+
 /// One delivery receipt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReceiptView {

@@ -1040,7 +1040,9 @@ impl Engine {
         let Some((first, reported)) = &replica.reported else {
             return false;
         };
-        let _ = (first, now);
+        if now >= first.plus_millis(self.config.sync_interval_ms) {
+            return true;
+        }
         replica
             .state
             .members()

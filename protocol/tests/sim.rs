@@ -1843,3 +1843,40 @@ fn a_failed_write_hands_its_sequence_numbers_back() {
     let next = node.engine.seal(&g, draft(), &mut node.rng).expect("seals");
     assert_eq!(next.header.seq, 2);
 }
+
+/// A member that is connected but never says which of this node's seqs it holds (none of its
+/// frames arrive: a one-way link, a node that lost the group) must not keep the node from
+/// posting for ever: once one member said it, the node posts a sync interval later. It used to
+/// wait for every connected member, so one silent member stopped it after every restart.
+#[test]
+fn a_silent_member_does_not_stop_posting_for_ever() {
+    let mut sim = Sim::quiet(8);
+    let g = sim.create("Operation Quiet");
+    sim.add(g, A, Role::Member);
+    sim.add(g, B, Role::Member);
+    sim.settle(3 * SYNC_MS);
+    sim.held_links.insert((B, A, None));
+    sim.crash(A);
+    let start = sim.now;
+    let posts = sim.ledger.len();
+    while sim.ledger.len() == posts {
+        sim.post(A, g);
+        sim.tick();
+        assert!(
+            sim.now < start.plus_millis(5 * SYNC_MS),
+            "A never posts while B is silent"
+        );
+    }
+    assert!(
+        sim.now > start.plus_millis(SYNC_MS),
+        "A posted before a sync interval passed without B's word"
+    );
+    sim.release(B, A);
+    sim.settle(3 * SYNC_MS);
+    let new = sim.ledger.last().expect("a post").clone();
+    for i in [O, B] {
+        assert!(sim.nodes[i]
+            .engine
+            .holds(&place(g, sim.ids[A], new.epoch, new.seq)));
+    }
+}
