@@ -108,8 +108,7 @@ pub(super) fn recover(engine: &Engine, report: &mut OpenReport) -> Result<(), St
         engine.log.sync().map_err(open_err_io(path))?;
         // Every location left lies below `end` (new frames go from there) at synced bytes.
         raise_watermark(&engine.messages, &mark_now).map_err(open_err)?;
-        engine.db.flush().map_err(open_err)?;
-        engine.sled_file.sync_data().map_err(open_err_io(path))?;
+        engine.flush_sled().map_err(|e| open_error(path, e))?;
     }
     engine.watermark.store(end, Ordering::Release);
     Ok(())
@@ -484,8 +483,7 @@ impl Store {
             report.unindexed += usize::from(!indexed);
         }
         engine
-            .db
-            .flush()
+            .flush_sled()
             .map_err(|e| engine.engine("flushing the marks of damaged messages", e))?;
         Ok(report)
     }
@@ -534,8 +532,7 @@ impl Store {
                 .map_err(|e| engine_err(path, what, e))?;
         }
         engine
-            .db
-            .flush()
+            .flush_sled()
             .map_err(|e| engine.engine("flushing the rebuilt index", e))?;
         Ok(RebuildReport {
             messages: engine.message_count(),
