@@ -706,8 +706,18 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
             println!("store     {}", path.display());
             println!("messages  {} in the index", r.messages);
             println!(
-                "log       {} frames; {} damaged stretches ({} bytes)",
-                r.frames, r.damaged_stretches, r.damaged_bytes
+                "log       {} frames; {} damaged stretches ({} bytes), {} of them in no \
+                 message's place{}",
+                r.frames,
+                r.damaged_stretches,
+                r.damaged_bytes,
+                r.unused_stretches,
+                if r.unused_stretches > 0 {
+                    " (bytes no longer read, or control events and audit records the index \
+                     holds; a rebuild cannot bring those back)"
+                } else {
+                    ""
+                }
             );
             println!(
                 "damaged   {} messages, marked: the node fetches them again from peers when it runs",

@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{init, json, liaison, ok, Daemon};
+use common::{eventually, init, json, liaison, link, ok, Daemon};
+use liaison_node::datadir::DataDir;
 
 const POSTS: usize = 40;
 
@@ -248,4 +249,76 @@ fn store_check_and_rebuild_from_the_cli() {
         assert_eq!(m["body"].as_str(), Some(format!("post {i}").as_str()));
     }
     d.stop();
+}
+
+/// A damaged envelope was answered with 500 on read and left out of listings, and never fetched
+/// again although its error said to re-sync it from peers. Now the node fetches it again from
+/// a peer that holds it, by itself, and says so in status meanwhile.
+#[test]
+fn a_damaged_envelope_is_fetched_again_from_a_peer() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (dir, name) in [(&a, "customs-a"), (&b, "customs-b")] {
+        init(dir, name);
+        let d = DataDir::new(dir);
+        let mut config = d.config().expect("config");
+        config.sync.interval_ms = 200;
+        std::fs::write(d.config_path(), config.to_toml()).expect("write node.toml");
+    }
+    let (da, db) = (Daemon::start(&a), Daemon::start(&b));
+    link(&a, &b);
+    ok(&a, &["group", "create", "repair"]);
+    ok(&a, &["group", "add", "repair", "customs-b"]);
+    eventually("the group to reach b", || {
+        liaison(&b, &["group", "show", "repair"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            ok(
+                &b,
+                &["send", "repair", "--subject", "s", &format!("from b {i}")],
+            )
+        })
+        .collect();
+    for id in &ids {
+        eventually("a to receive b's posts", || {
+            liaison(&a, &["read", id]).status.success().then_some(())
+        });
+    }
+    da.stop();
+
+    // Damage one of b's envelopes in a's log.
+    let log = a.join("store").join("envelopes-v4.log");
+    let mut bytes = std::fs::read(&log).expect("log");
+    let id = hex::decode(&ids[2]).expect("hex id");
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id.as_slice())
+        .expect("the frame holds the message id");
+    bytes[at + id.len() + 8] ^= 0xff;
+    std::fs::write(&log, &bytes).expect("damage the log");
+    let out = liaison(&a, &["store", "check"]);
+    assert_eq!(out.status.code(), Some(1), "check finds the damage");
+
+    let da = Daemon::start(&a);
+    eventually("a to fetch the damaged envelope again from b", || {
+        let out = liaison(&a, &["read", &ids[2], "--json"]);
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (out.status.success() && m["body"].as_str() == Some("from b 2")).then_some(())
+    });
+    eventually("status to show the repair done", || {
+        let s = json(&a, &["status", "--json"]);
+        (s["store"]["damaged"] == 0 && s["store"]["healthy"] == true).then_some(())
+    });
+    da.stop();
+    db.stop();
+    // The old frame stays in the log as bytes no record points into: sound.
+    let sound = ok(&a, &["store", "check"]);
+    assert!(
+        sound.contains("result    sound") && sound.contains("1 damaged stretches"),
+        "{sound}"
+    );
 }
