@@ -358,11 +358,29 @@ pub enum UserCmd {
 /// `liaison store ...`.
 #[derive(Debug, Subcommand)]
 pub enum StoreCmd {
-    /// Read every envelope and every index entry; mark damaged messages, to be fetched again
-    /// from peers when the node runs. Exits non-zero if anything is damaged or missing.
+    /// Check the whole store: every message against its envelope, every envelope against the
+    /// index.
+    ///
+    /// Stop the node first (`liaison store check` refuses a store in use). Opening the store
+    /// repairs what a start repairs (half-written files sled left, a damaged `conf` or snapshot,
+    /// index entries the envelope log holds and the index lost); then every envelope is read and
+    /// its checksum checked. Damaged messages are marked: the node fetches them again from the
+    /// peers that hold them when it next runs. Nothing else is changed.
+    ///
+    /// Exits 0 if the store is sound, 1 if anything is damaged or missing; the report says what,
+    /// and whether `liaison store rebuild` would help.
     Check,
-    /// Set the index aside and rebuild it from the envelope log. Peer pins, accounts and
-    /// receipts are copied from the old index if it still opens.
+    /// Rebuild the store's index (sled's files) from the envelope log.
+    ///
+    /// Stop the node first. Use it when `liaison store check` reports entries the index lacks,
+    /// or when sled's files are damaged in a way a start does not repair. The envelope log
+    /// holds every message, control event and audit record with a checksum, so they all come
+    /// back. sled's files are moved into `store/set-aside-SECONDS/`, never deleted. What only
+    /// sled holds — peer pins, officer accounts, delivery receipts, marks of damaged messages —
+    /// is copied from the old index if it still opens; if it does not, pin the peers and make
+    /// the accounts again (receipts come back from peers).
+    ///
+    /// A start rebuilds the index by itself when sled's files do not open at all.
     Rebuild,
 }
 
@@ -772,8 +790,18 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
             println!("store     {}", path.display());
             println!("messages  {} in the index", r.messages);
             println!(
-                "log       {} frames; {} damaged stretches ({} bytes)",
-                r.frames, r.damaged_stretches, r.damaged_bytes
+                "log       {} frames; {} damaged stretches ({} bytes), {} of them in no \
+                 message's place{}",
+                r.frames,
+                r.damaged_stretches,
+                r.damaged_bytes,
+                r.unused_stretches,
+                if r.unused_stretches > 0 {
+                    " (bytes no longer read, or control events and audit records the index \
+                     holds; a rebuild cannot bring those back)"
+                } else {
+                    ""
+                }
             );
             println!(
                 "damaged   {} messages, marked: the node fetches them again from peers when it runs",
@@ -828,14 +856,7 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
 /// What opening the store repaired, in words.
 fn opened_lines(opened: &crate::store::OpenReport) -> Vec<String> {
     let health_like = crate::views::StoreStatus::of(&crate::store::Health::from_report(opened));
-    let mut lines = health_like.repaired_at_start;
-    if opened.replayed > 0 {
-        lines.push(format!(
-            "indexed {} entries from the envelope log",
-            opened.replayed
-        ));
-    }
-    lines
+    health_like.repaired_at_start
 }
 
 /// `liaison attachment ...`.

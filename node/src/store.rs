@@ -411,6 +411,14 @@ impl Inner {
 }
 
 impl Engine {
+    /// Flushes sled and makes what it wrote durable ([`Engine::sled_file`]); returns the bytes
+    /// sled flushed.
+    fn flush_sled(&self) -> Result<usize, EngineError> {
+        let bytes = self.db.flush()?;
+        self.sled_file.sync_data()?;
+        Ok(bytes)
+    }
+
     /// Takes the writer lock (see [`Engine::writer`]).
     fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writer

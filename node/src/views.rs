@@ -107,6 +107,11 @@ impl StoreStatus {
             repaired.push("rebuilt the index from the envelope log".into());
         } else if opened.index_damaged {
             repaired.push("restored what the damaged index lost from the envelope log".into());
+        } else if opened.replayed > 0 {
+            repaired.push(format!(
+                "indexed {} entries the index lacked from the envelope log",
+                opened.replayed
+            ));
         }
         if opened.dropped > 0 {
             repaired.push(format!(

@@ -1552,25 +1552,6 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         assert_eq!(bytes, W::default().u8(1).u32(index).done());
         v.push((name, bytes));
     }
-    // ----- a removal with the owner's cut-off (the change alone) -----------------------------
-    let member_id = member.node_id();
-    let change = Change::RemoveWithCutoff {
-        member: member_id,
-        cutoff: vec![Cutoff { epoch: 2, seq: 5 }, Cutoff { epoch: 4, seq: 1 }],
-    };
-    let mut encoded = codec::encode(&change).expect("encodes");
-    encoded.remove(0); // A change is part of a control event's body: no version byte.
-    let expect = w
-        .u32(5) // Change::RemoveWithCutoff
-        .raw(member_id.as_bytes())
-        .u64(2)
-        .u64(2)
-        .u64(5)
-        .u64(4)
-        .u64(1)
-        .done();
-    assert_eq!(encoded, expect);
-    v.push(("change-remove-with-cutoff", encoded));
     v
 }
 

@@ -479,10 +479,7 @@ async fn flush_once(engine: Arc<Engine>, shared: &Shared) -> Result<usize, Engin
         if !flush_sled {
             return Ok(0);
         }
-        let bytes = engine.db.flush()?;
-        // sled's flush ends in `sync_file_range`, which a power cut does not respect.
-        engine.sled_file.sync_data()?;
-        Ok(bytes)
+        engine.flush_sled()
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()));

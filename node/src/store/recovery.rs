@@ -108,8 +108,7 @@ pub(super) fn recover(engine: &Engine, report: &mut OpenReport) -> Result<(), St
         engine.log.sync().map_err(open_err_io(path))?;
         // Every location left lies below `end` (new frames go from there) at synced bytes.
         raise_watermark(&engine.messages, &mark_now).map_err(open_err)?;
-        engine.db.flush().map_err(open_err)?;
-        engine.sled_file.sync_data().map_err(open_err_io(path))?;
+        engine.flush_sled().map_err(|e| open_error(path, e))?;
     }
     engine.watermark.store(end, Ordering::Release);
     Ok(())
@@ -386,15 +385,22 @@ pub struct CheckReport {
     pub damaged_stretches: usize,
     /// Bytes in those stretches.
     pub damaged_bytes: u64,
+    /// Those of the stretches that no message's record points into: bytes the store no
+    /// longer reads (the old frame of an envelope stored again, a write torn by a crash), or
+    /// frames of control events and audit records, which the index holds in full. Harmless
+    /// while the index is intact; a rebuild from the log cannot bring back what they held.
+    pub unused_stretches: usize,
     /// Messages, control events and audit records the log holds but the index lacks (a
     /// rebuild indexes them).
     pub unindexed: usize,
 }
 
 impl CheckReport {
-    /// Whether nothing is damaged or missing.
+    /// Whether nothing the store reads is damaged or missing: no damaged message, nothing the
+    /// log holds and the index lacks. Damaged stretches that no record points into
+    /// ([`CheckReport::unused_stretches`]) do not count.
     pub fn is_sound(&self) -> bool {
-        self.damaged == 0 && self.damaged_stretches == 0 && self.unindexed == 0
+        self.damaged == 0 && self.unindexed == 0
     }
 }
 
@@ -437,26 +443,31 @@ impl Store {
             messages: engine.message_count(),
             ..CheckReport::default()
         };
-        // Every message of the index against its frame.
+        // Every message of the index against its frame; where the frames lie.
+        let mut used: Vec<(u64, u64)> = Vec::new();
         for item in engine.messages.scan_prefix([P_AUTHOR]) {
             let (k, v) = item.map_err(|e| engine.engine("reading the author index", e))?;
             let (first, records) = engine.run(&k, &v)?;
             let key: AuthorKey = engine.array(PART_BY_AUTHOR, &k)?;
             for (seq, record) in numbered(first, &records) {
+                used.push((record.loc.offset, record.loc.end()));
                 if engine.read_frame(&record.loc)?.is_err() {
                     engine.mark_damaged(&author_key_at(&key, seq), &record.id)?;
                 }
             }
         }
         report.damaged = engine.damaged_count();
+        used.sort_unstable();
         // Every frame of the log against the index.
         let end = engine.log_end.load(Ordering::Acquire);
         for item in engine.log.scan(0, end) {
             let frame = match item.map_err(|e| engine.engine("reading the envelope log", e))? {
                 Scanned::Frame { frame, .. } => frame,
-                Scanned::Damaged { len, .. } => {
+                Scanned::Damaged { offset, len } => {
                     report.damaged_stretches += 1;
                     report.damaged_bytes += len;
+                    report.unused_stretches +=
+                        usize::from(!overlaps(&used, offset, offset.saturating_add(len)));
                     continue;
                 }
             };
@@ -484,8 +495,7 @@ impl Store {
             report.unindexed += usize::from(!indexed);
         }
         engine
-            .db
-            .flush()
+            .flush_sled()
             .map_err(|e| engine.engine("flushing the marks of damaged messages", e))?;
         Ok(report)
     }
@@ -534,8 +544,7 @@ impl Store {
                 .map_err(|e| engine_err(path, what, e))?;
         }
         engine
-            .db
-            .flush()
+            .flush_sled()
             .map_err(|e| engine.engine("flushing the rebuilt index", e))?;
         Ok(RebuildReport {
             messages: engine.message_count(),
@@ -543,6 +552,13 @@ impl Store {
             salvaged,
         })
     }
+}
+
+/// Whether any of the `used` stretches (sorted, not overlapping each other) meets `from..to`.
+fn overlaps(used: &[(u64, u64)], from: u64, to: u64) -> bool {
+    // The first stretch ending after `from`; it meets `from..to` if it starts before `to`.
+    let i = used.partition_point(|(_, end)| *end <= from);
+    used.get(i).is_some_and(|(start, _)| *start < to)
 }
 
 fn engine_err(path: &Path, what: &'static str, e: sled::Error) -> StoreError {
