@@ -16,7 +16,7 @@ use crate::views::{self, Created, GroupView, MessageView, PeerView, ReceiptView,
 
 /// Liaison: a federated node for exchanging enforcement intelligence in closed user groups.
 #[derive(Debug, Parser)]
-#[command(name = "liaison", version, about, long_about = None)]
+#[command(name = "liaison", version, long_version = LONG_VERSION, long_about = None)]
 pub struct Cli {
     /// The node's data directory.
     #[arg(
@@ -29,6 +29,17 @@ pub struct Cli {
     /// Bearer token for the API (default: the admin token in the data directory).
     #[arg(long, global = true, env = "LIAISON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Log lines on standard error as human-readable text or as one JSON object per line
+    /// (for journald, Loki, Elasticsearch). Colours only when standard error is a terminal;
+    /// `RUST_LOG` sets the level (e.g. `RUST_LOG=liaison_node=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "LIAISON_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -195,7 +206,39 @@ pub enum Cmd {
     /// Serve one benchmark node to a parent `liaison bench` over standard input and output.
     #[command(hide = true)]
     BenchNode,
+    /// Print a shell completion script, e.g. `liaison completions bash >
+    /// /usr/share/bash-completion/completions/liaison`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write manual pages (`liaison.1` and one `liaison-COMMAND.1` per command) into a
+    /// directory, e.g. `/usr/share/man/man1`.
+    Man {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`, `span`s.
+    Json,
+}
+
+/// `liaison --version`: the release and the formats it speaks and stores, so that an operator
+/// can tell whether two nodes interoperate and whether a data directory can be opened.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nwire format ",
+    "1",
+    "\nstore format ",
+    "4"
+);
 
 /// `liaison peer ...`.
 #[derive(Debug, Subcommand)]
@@ -353,6 +396,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             .await
             .map(drop),
         Cmd::BenchNode => crate::bench::serve_node(&dir).await,
+        Cmd::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "liaison", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {
@@ -1058,4 +1107,47 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     node.shutdown().await
+}
+
+/// Writes `liaison.1` and one page per command (and per subcommand, `liaison-group-add.1`) into
+/// `dir`; hidden commands get none.
+fn write_man_pages(dir: &std::path::Path) -> Result<()> {
+    fn write(dir: &std::path::Path, command: &clap::Command) -> Result<()> {
+        // After `build`, a subcommand's display name is its full path: `liaison-group-add`.
+        let name = command.get_display_name().unwrap_or(command.get_name());
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone())
+            .render(&mut page)
+            .map_err(|e| Error::io(format!("render {}", path.display()), e))?;
+        std::fs::write(&path, page)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        // clap's generated `help` subcommands repeat what each page already says.
+        let pages = command
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help");
+        for sub in pages {
+            write(dir, sub)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    write(dir, &command)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `--version` states the formats this build really speaks and stores.
+    #[test]
+    fn long_version_names_the_real_formats() {
+        let want = format!(
+            "{}\nwire format {}\nstore format {}",
+            env!("CARGO_PKG_VERSION"),
+            liaison_protocol::codec::WIRE_VERSION,
+            crate::store::STORE_FORMAT
+        );
+        assert_eq!(super::LONG_VERSION, want);
+    }
 }

@@ -193,6 +193,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// The store format this version reads and writes (see the module docs); `liaison --version`
+/// prints it.
+pub const STORE_FORMAT: u32 = 4;
+
 /// Prefix of `meta-v1` keys that belong to the store itself;
 /// [`Store::put_meta`] refuses them.
 pub const RESERVED_META_PREFIX: &str = "store/";
