@@ -480,6 +480,78 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
     c.shutdown().await;
 }
 
+/// The `data-seq` of every row of the audit table on the page.
+async fn audit_rows(page: &Page) -> Vec<u64> {
+    let v = page
+        .js(
+            "return [...document.querySelectorAll('tbody tr[data-seq]')].map(r => Number(r.dataset.seq));",
+            vec![],
+        )
+        .await;
+    v.as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_is_paged_and_filtered_in_the_browser() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = liaison_tests::nodes::start_with(root.path(), "customs-nl", |_| {}).await;
+    officer(&node, "ana", &[], true).await;
+    let base = url(&node);
+    let dir = shots();
+    let mut axe = Vec::new();
+    let mut driver = Driver::start();
+    let ana = driver.session("en-GB").await;
+    // One failed login, then enough operator page loads for more than one page of records.
+    ana.login(&base, "ana", "not the password").await;
+    ana.wait_for_text("Wrong officer name or password").await;
+    ana.login(&base, "ana", PASSWORD).await;
+    ana.wait_for_text("Your groups").await;
+    for _ in 0..60 {
+        ana.open(&format!("{base}admin/accounts")).await;
+    }
+
+    // The newest page: 50 records, newest first, consecutive, a link to older ones only.
+    ana.open(&format!("{base}admin/audit")).await;
+    ana.wait_for_text("The audit chain is intact").await;
+    let first = audit_rows(&ana).await;
+    assert_eq!(first.len(), 50, "{first:?}");
+    assert!(first.windows(2).all(|w| w[0] == w[1] + 1), "{first:?}");
+    assert!(!ana.has("#audit-newer").await);
+    // Older, then newer again: the pages join without a gap and come back the same.
+    ana.click("#audit-older").await;
+    ana.find("#audit-newer").await;
+    let second = audit_rows(&ana).await;
+    assert_eq!(second.first().copied(), first.last().map(|s| s - 1));
+    ana.click("#audit-newer").await;
+    ana.find("#audit-older").await;
+    assert_eq!(audit_rows(&ana).await, first);
+
+    // Filtered by outcome: only the failed login; by action: only logins, both of them.
+    ana.select("#a-outcome", "denied").await;
+    ana.click("form.filters button[type=submit]").await;
+    ana.wait_for_text("1 of 1 matching records").await;
+    let text = ana.text().await;
+    assert!(text.contains("denied: wrong name or password"), "{text}");
+    accessible(&ana, "audit filtered", &mut axe).await;
+    ana.screenshot(&dir, "audit-filtered").await;
+    ana.open(&format!("{base}admin/audit?action=login")).await;
+    ana.wait_for_text("2 of 2 matching records").await;
+    ana.open(&format!(
+        "{base}admin/audit?actor=operator%3Aana&action=user.list"
+    ))
+    .await;
+    ana.wait_for_text("of 60 matching records").await;
+    ana.close().await;
+    assert!(
+        axe.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        axe.join("\n")
+    );
+    node.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_is_protected() {
     let root = tempfile::tempdir().expect("tempdir");

@@ -251,3 +251,11 @@ outcome-seizure-made = تم الضبط
 outcome-checked-nothing-found = تم الفحص، لم يُعثر على شيء
 outcome-under-investigation = قيد التحقيق
 outcome-not-actionable = غير قابل للتنفيذ
+
+## Audit log pages
+audit-filter = تصفية سجل التدقيق
+audit-outcome-ok = ناجح
+audit-outcome-denied = مرفوض
+audit-outcome-error = خطأ
+audit-showing = { $shown } من { $matching } سجلًا مطابقًا في هذه الصفحة
+audit-newer = سجلات أحدث

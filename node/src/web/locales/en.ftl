@@ -252,3 +252,11 @@ outcome-seizure-made = seizure made
 outcome-checked-nothing-found = checked, nothing found
 outcome-under-investigation = under investigation
 outcome-not-actionable = not actionable
+
+## Audit log pages
+audit-filter = Filter the audit log
+audit-outcome-ok = ok
+audit-outcome-denied = denied
+audit-outcome-error = error
+audit-showing = { $shown } of { $matching } matching records on this page
+audit-newer = Newer records

@@ -251,3 +251,11 @@ outcome-seizure-made = aprehensión realizada
 outcome-checked-nothing-found = controlado, nada encontrado
 outcome-under-investigation = en investigación
 outcome-not-actionable = no procesable
+
+## Audit log pages
+audit-filter = Filtrar el registro de auditoría
+audit-outcome-ok = correcto
+audit-outcome-denied = denegado
+audit-outcome-error = error
+audit-showing = { $shown } de { $matching } registros coincidentes en esta página
+audit-newer = Registros más recientes

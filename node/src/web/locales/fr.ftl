@@ -251,3 +251,11 @@ outcome-seizure-made = saisie effectuée
 outcome-checked-nothing-found = contrôlé, rien trouvé
 outcome-under-investigation = enquête en cours
 outcome-not-actionable = pas exploitable
+
+## Audit log pages
+audit-filter = Filtrer le journal d’audit
+audit-outcome-ok = réussi
+audit-outcome-denied = refusé
+audit-outcome-error = erreur
+audit-showing = { $shown } des { $matching } entrées correspondantes sur cette page
+audit-newer = Entrées plus récentes
