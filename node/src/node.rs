@@ -1086,6 +1086,7 @@ impl Actor {
                     id,
                     header,
                     envelope,
+                    attachments: _,
                 } => {
                     debug!(peer = %from.short(), id = %id.short(), "message accepted");
                     self.note_origin(id, &header);

@@ -55,7 +55,7 @@ use crate::group::{Applied, Change, GroupId, GroupState, LocalKeys};
 use crate::identity::{
     Descriptor, ExchangeSecret, IdentityKey, NodeId, SignedDescriptor, Timestamp,
 };
-use crate::message::{self, Draft, MessageId, Place, Sealed};
+use crate::message::{self, Draft, MessageId, Payload, Place, Sealed};
 use crate::receipt::{Receipt, MAX_RECEIPT_MESSAGES};
 
 /// Read access to the envelopes a node has stored, implemented by the node over its store.
@@ -129,6 +129,9 @@ pub enum Event {
         header: Box<message::Header>,
         /// The exact envelope bytes received.
         envelope: Vec<u8>,
+        /// The attachments its content names (opened while checking it): the node fetches
+        /// them on their own streams ([`crate::transfer`]).
+        attachments: Vec<crate::attachment::AttachmentRef>,
     },
     /// A control event was applied: store it (keyed by group and seq).
     ControlApplied {
@@ -1217,9 +1220,15 @@ impl Engine {
             .held
             .get(&(verified.header.author, verified.header.epoch))
             .is_some_and(|held| held.contains(verified.header.seq));
+        let mut attachments = Vec::new();
         if !held_here {
-            if let Err(e) = message::open(&verified, &replica.state) {
-                return self.reject(peer, e);
+            match message::open(&verified, &replica.state) {
+                Ok(content) => {
+                    if let Payload::Record(data) = content.payload {
+                        attachments = data.attachments;
+                    }
+                }
+                Err(e) => return self.reject(peer, e),
             }
         }
         let h = verified.header;
@@ -1274,6 +1283,7 @@ impl Engine {
             id,
             header: Box::new(h.clone()),
             envelope,
+            attachments,
         });
         if gap {
             self.note_gap(now, peer, &h);

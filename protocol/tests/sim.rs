@@ -429,6 +429,7 @@ impl Sim {
                 id,
                 header,
                 envelope,
+                ..
             } => {
                 assert_ne!(from, self.ids[i]);
                 let posted = self

@@ -30,6 +30,7 @@ use liaison_protocol::record::{Feedback, Outcome, Record};
 use liaison_protocol::roster::{
     AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
 };
+use liaison_protocol::transfer::{self, ChunkRequest, ChunkResponse};
 use liaison_protocol::{
     Content, ExchangeKey, ExchangeSecret, Frame, GroupId, GroupState, Handling, IdentityKey,
     NodeId, Payload, Recipient, Rejection, Role, Timestamp,
@@ -1472,6 +1473,52 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         &derive("liaison/v1/attachment-id", &[&cipher])
     );
     v.push(("attachment-id-two-chunks", aid.as_bytes().to_vec()));
+
+    // ----- attachment transfer (§13) ----------------------------------------------------------
+    let request = ChunkRequest {
+        attachment: aid,
+        message: liaison_protocol::MessageId::from(id),
+        first: 1,
+        count: 1,
+    };
+    let bytes = request.to_bytes().expect("encodes");
+    assert_eq!(
+        bytes,
+        W::default()
+            .u8(1)
+            .raw(aid.as_bytes())
+            .raw(&id)
+            .u64(1)
+            .u32(1)
+            .done()
+    );
+    v.push(("chunk-request", bytes));
+    let total = cipher.len() as u64;
+    assert_eq!(total, 70_032);
+    assert_eq!(
+        transfer::range_len(plain.len() as u64, 1, 1),
+        Some(total - 65_552)
+    );
+    let chunks = ChunkResponse::Chunks {
+        first: 1,
+        count: 1,
+        total,
+    }
+    .to_bytes()
+    .expect("encodes");
+    assert_eq!(
+        chunks,
+        W::default().u8(1).u32(0).u64(1).u32(1).u64(total).done()
+    );
+    v.push(("chunk-response-chunks", chunks));
+    for (name, response, index) in [
+        ("chunk-response-missing", ChunkResponse::Missing, 1),
+        ("chunk-response-unavailable", ChunkResponse::Unavailable, 2),
+    ] {
+        let bytes = response.to_bytes().expect("encodes");
+        assert_eq!(bytes, W::default().u8(1).u32(index).done());
+        v.push((name, bytes));
+    }
     v
 }
 
@@ -1563,6 +1610,16 @@ fn wire_md_states_the_constants() {
     assert_eq!(attachment::CHUNK_AAD, b"liaison/v1/attachment");
     assert_eq!(attachment::CHUNK_LEN, 65_536);
     assert_eq!(attachment::MAX_ATTACHMENT_LEN, 52_428_800);
+    for (name, value) in [
+        ("MAX_RANGE_CHUNKS", transfer::MAX_RANGE_CHUNKS as usize),
+        ("MAX_REQUEST_LEN", transfer::MAX_REQUEST_LEN),
+        ("MAX_RESPONSE_LEN", transfer::MAX_RESPONSE_LEN),
+    ] {
+        let found = WIRE_MD
+            .lines()
+            .any(|l| l.starts_with(&format!("| `{name}`")) && l.contains(&format!("| {value} ")));
+        assert!(found, "WIRE.md lacks the row of {name} = {value}");
+    }
     for (code, kind) in [
         (0, "note"),
         (1, "seizure"),
