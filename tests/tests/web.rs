@@ -267,6 +267,291 @@ async fn officers_on_two_nodes_work_together_in_the_browser() {
     c.shutdown().await;
 }
 
+/// Sets a date input (typing into one depends on the browser's locale).
+async fn set_date(page: &Page, css: &str, date: &str) {
+    page.find(css).await;
+    page.js(
+        "document.querySelector(arguments[0]).value = arguments[1];",
+        vec![css.into(), date.into()],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_composed_shown_and_answered_in_the_browser() {
+    let c = Cluster::start(&["customs-nl", "customs-be"]).await;
+    c.link(0, 1).await;
+    let (nl, be) = (c.node(0), c.node(1));
+    let g = create_group(nl, "Operation Heritage 2026", &[(be, Role::Member)])
+        .await
+        .expect("group");
+    wait_until("group reaches customs-be", || knows_group(&be.handle, g))
+        .await
+        .expect("group");
+    officer(nl, "ana", &[(g, Access::Post)], false).await;
+    officer(be, "ben", &[(g, Access::Post)], false).await;
+    let (a, b) = (url(nl), url(be));
+    let dir = shots();
+    let mut axe = Vec::new();
+    let mut driver = Driver::start();
+    let ana = driver.session("en-GB").await;
+    let ben = driver.session("en-GB").await;
+    ana.login(&a, "ana", PASSWORD).await;
+    ana.wait_for_text("Your groups").await;
+    ben.login(&b, "ben", PASSWORD).await;
+    ben.wait_for_text("Your groups").await;
+
+    // A form for every kind (feedback only in answer to an alert or request).
+    for kind in ["seizure", "cultural_object", "alert", "request"] {
+        ana.open(&format!("{a}g/{g}/compose?kind={kind}")).await;
+        ana.find("input[type=hidden][name=kind]").await;
+        accessible(&ana, &format!("compose {kind}"), &mut axe).await;
+    }
+    ana.open(&format!("{a}g/{g}/compose?kind=feedback")).await;
+    ana.wait_for_text("Not found").await;
+
+    // A seizure report: what is required and left empty is named at its field first ...
+    ana.open(&format!("{a}g/{g}/compose?kind=seizure")).await;
+    ana.select("#handling", "amber").await;
+    ana.select("#r-items-0-commodity", "cultural_heritage")
+        .await;
+    ana.fill(
+        "#r-items-0-description",
+        "Roman bronze statuette, 2nd century",
+    )
+    .await;
+    ana.fill("#r-items-0-hs_code", "12").await;
+    ana.click("#send").await;
+    ana.find("#r-date-error").await;
+    for field in ["date", "place", "direction", "detection", "conveyance"] {
+        assert!(
+            ana.has(&format!("#r-{field}-error")).await,
+            "no error next to {field}"
+        );
+    }
+    assert!(ana.has("#r-direction[aria-invalid='true']").await);
+    assert_eq!(
+        ana.js(
+            "return document.querySelector('#r-items-0-hs_code').value;",
+            vec![]
+        )
+        .await,
+        serde_json::json!("12"),
+        "what was typed is kept"
+    );
+    // ... then what the record's checks refuse, each at its field.
+    ana.fill("#r-reporting_country", "XX").await;
+    set_date(&ana, "#r-date", "2026-01-20").await;
+    ana.select("#r-place-location_type", "seaport").await;
+    ana.fill("#r-place-locode", "NLRTM").await;
+    ana.select("#r-direction", "import").await;
+    ana.select("#r-detection", "intelligence").await;
+    ana.select("#r-conveyance", "sea_container").await;
+    ana.fill("#r-identifiers-containers", "MSCU1234566").await;
+    ana.click("#send").await;
+    ana.find("#r-reporting_country-error").await;
+    assert!(ana.has("#r-items-0-hs_code-error").await, "HS code refused");
+    assert!(ana.has("#r-reporting_country[aria-invalid='true']").await);
+    assert!(!ana.has("#r-date-error").await, "the date was accepted");
+    accessible(&ana, "record form with errors", &mut axe).await;
+    ana.screenshot(&dir, "record-form-errors").await;
+    // A second item in a row of its own, added without a script.
+    ana.fill("#r-reporting_country", "NL").await;
+    ana.fill("#r-items-0-hs_code", "9703").await;
+    ana.click("button[name=more][value='/items']").await;
+    ana.find("#r-items-1-commodity").await;
+    ana.select("#r-items-1-commodity", "currency").await;
+    ana.fill("#r-items-1-description", "Cash in euro notes")
+        .await;
+    ana.fill("#r-items-1-value-amount", "25000").await;
+    ana.fill("#r-items-1-value-currency", "EUR").await;
+    ana.click("#send").await;
+    ana.wait_for_text("TLP:AMBER").await;
+    let text = ana.text().await;
+    assert!(!text.contains("not sent"), "refused:\n{text}");
+    let seizure = ana.path().await.trim_start_matches("/m/").to_owned();
+    assert_eq!(seizure.len(), 64, "a message page after posting: {seizure}");
+    // The record in its schema's shape: labels, vocabulary values by their meaning, rows.
+    for needle in [
+        "Reporting country",
+        "A seaport",
+        "Cultural heritage",
+        "Roman bronze statuette",
+        "Cash in euro notes",
+        "MSCU1234566",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not shown:\n{text}");
+    }
+    assert!(
+        ana.has("dl.record dd[data-field=items] ol.rows li:nth-child(2)")
+            .await
+    );
+    accessible(&ana, "record", &mut axe).await;
+    ana.screenshot(&dir, "record").await;
+
+    // An alert; Ben on the other node watches the timeline for it.
+    ben.open(&format!("{b}g/{g}")).await;
+    ana.open(&format!("{a}g/{g}/compose?kind=alert")).await;
+    ana.fill("#r-title", "Forged Lebanese export licences")
+        .await;
+    ana.click("input[name='/commodities'][value='cultural_heritage']")
+        .await;
+    ana.fill(
+        "#r-risk_indicators",
+        "Export licence stamped in Beirut\nAntiquities declared as handicrafts",
+    )
+    .await;
+    set_date(&ana, "#r-valid_from", "2026-01-20").await;
+    ana.select("#r-requested_action", "control_and_report")
+        .await;
+    ana.click("#send").await;
+    ana.wait_for_text("Forged Lebanese export licences").await;
+    ana.find("#give-feedback").await;
+    let alert = ana.path().await.trim_start_matches("/m/").to_owned();
+    assert_eq!(alert.len(), 64, "a message page after posting: {alert}");
+    assert_eq!(
+        ana.find("#state").await.text().await.expect("state"),
+        "open"
+    );
+    ana.js("window.notReloaded = true;", vec![]).await;
+
+    // Ben answers it with feedback that links the seizure report.
+    ben.find(&format!("#m-{alert}")).await;
+    ben.open(&format!("{b}m/{alert}")).await;
+    ben.click("#give-feedback").await;
+    ben.select("#r-outcome", "seizure_made").await;
+    ben.fill("#r-seizure_report", &seizure).await;
+    ben.fill("#r-comment", "Same forged stamp on a shipment at Antwerp.")
+        .await;
+    accessible(&ben, "feedback form", &mut axe).await;
+    ben.click("#send").await;
+    ben.wait_for_text("Same forged stamp").await;
+    let feedback = ben.path().await.trim_start_matches("/m/").to_owned();
+    assert_eq!(
+        feedback.len(),
+        64,
+        "a message page after posting: {feedback}"
+    );
+    assert_eq!(
+        ben.find("#state").await.text().await.expect("state"),
+        "seizure made"
+    );
+
+    // It appears in Ana's open thread; the alert is closed by it.
+    ana.find(&format!("ol.thread [data-id='{feedback}']")).await;
+    assert_eq!(
+        ana.js("return window.notReloaded === true;", vec![]).await,
+        serde_json::Value::Bool(true)
+    );
+    ana.open(&format!("{a}m/{alert}")).await;
+    assert_eq!(
+        ana.find("#state").await.text().await.expect("state"),
+        "closed: seizure made"
+    );
+    let item = ana
+        .find(&format!("ol.thread [data-id='{feedback}']"))
+        .await
+        .text()
+        .await
+        .expect("thread item");
+    assert!(item.contains("seizure made"), "{item}");
+    accessible(&ana, "thread", &mut axe).await;
+    ana.js(
+        "document.querySelector('#thread-h').scrollIntoView();",
+        vec![],
+    )
+    .await;
+    ana.screenshot(&dir, "thread").await;
+
+    // The timeline filters by kind.
+    ana.open(&format!("{a}g/{g}?kind=alert")).await;
+    ana.find(&format!("#m-{alert}")).await;
+    assert!(
+        !ana.has(&format!("#m-{seizure}")).await,
+        "a seizure listed as an alert"
+    );
+    ana.close().await;
+    ben.close().await;
+    assert!(
+        axe.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        axe.join("\n")
+    );
+    c.shutdown().await;
+}
+
+/// The `data-seq` of every row of the audit table on the page.
+async fn audit_rows(page: &Page) -> Vec<u64> {
+    let v = page
+        .js(
+            "return [...document.querySelectorAll('tbody tr[data-seq]')].map(r => Number(r.dataset.seq));",
+            vec![],
+        )
+        .await;
+    v.as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_is_paged_and_filtered_in_the_browser() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let node = liaison_tests::nodes::start_with(root.path(), "customs-nl", |_| {}).await;
+    officer(&node, "ana", &[], true).await;
+    let base = url(&node);
+    let dir = shots();
+    let mut axe = Vec::new();
+    let mut driver = Driver::start();
+    let ana = driver.session("en-GB").await;
+    // One failed login, then enough operator page loads for more than one page of records.
+    ana.login(&base, "ana", "not the password").await;
+    ana.wait_for_text("Wrong officer name or password").await;
+    ana.login(&base, "ana", PASSWORD).await;
+    ana.wait_for_text("Your groups").await;
+    for _ in 0..60 {
+        ana.open(&format!("{base}admin/accounts")).await;
+    }
+
+    // The newest page: 50 records, newest first, consecutive, a link to older ones only.
+    ana.open(&format!("{base}admin/audit")).await;
+    ana.wait_for_text("The audit chain is intact").await;
+    let first = audit_rows(&ana).await;
+    assert_eq!(first.len(), 50, "{first:?}");
+    assert!(first.windows(2).all(|w| w[0] == w[1] + 1), "{first:?}");
+    assert!(!ana.has("#audit-newer").await);
+    // Older, then newer again: the pages join without a gap and come back the same.
+    ana.click("#audit-older").await;
+    ana.find("#audit-newer").await;
+    let second = audit_rows(&ana).await;
+    assert_eq!(second.first().copied(), first.last().map(|s| s - 1));
+    ana.click("#audit-newer").await;
+    ana.find("#audit-older").await;
+    assert_eq!(audit_rows(&ana).await, first);
+
+    // Filtered by outcome: only the failed login; by action: only logins, both of them.
+    ana.select("#a-outcome", "denied").await;
+    ana.click("form.filters button[type=submit]").await;
+    ana.wait_for_text("1 of 1 matching records").await;
+    let text = ana.text().await;
+    assert!(text.contains("denied: wrong name or password"), "{text}");
+    accessible(&ana, "audit filtered", &mut axe).await;
+    ana.screenshot(&dir, "audit-filtered").await;
+    ana.open(&format!("{base}admin/audit?action=login")).await;
+    ana.wait_for_text("2 of 2 matching records").await;
+    ana.open(&format!(
+        "{base}admin/audit?actor=operator%3Aana&action=user.list"
+    ))
+    .await;
+    ana.wait_for_text("of 60 matching records").await;
+    ana.close().await;
+    assert!(
+        axe.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        axe.join("\n")
+    );
+    node.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_is_protected() {
     let root = tempfile::tempdir().expect("tempdir");

@@ -64,7 +64,7 @@ pub async fn stream(State(app): State<App>, officer: Officer) -> Response {
                 reply_to: m.reply_to.clone(),
                 own: m.officer == officer.name() && m.author_name == app.node_name,
                 row: row(l, &m).into_string(),
-                thread_item: thread_item(l, &m, 1, false).into_string(),
+                thread_item: thread_item(l, &m, 1, false, None).into_string(),
                 announce: l.t_args(
                     "live-new-message",
                     &[("group", &m.group_name), ("subject", &m.subject)],

@@ -11,13 +11,14 @@
 //! that pages and their links stay the same when the node serves pages itself.
 
 use liaison_protocol::message::MessageId;
+use liaison_protocol::record::{Record, RecordKind};
 use liaison_protocol::{Handling, NodeId, Role};
 use tokio::sync::broadcast;
 
 use crate::accounts::Principal;
 use crate::error::{Error, Result};
 use crate::node::{Command, NodeHandle, Post};
-use crate::views::{GroupView, MessageView, PeerView, ReceiptView, Status};
+use crate::views::{GroupView, MessageView, PeerView, ReceiptView, Status, ThreadView};
 
 /// Messages on one timeline page.
 pub const PAGE_SIZE: usize = 25;
@@ -26,8 +27,15 @@ pub const UNREAD_CAP: u64 = 999;
 /// Longest chain of replies followed up to a thread's first message.
 const MAX_THREAD_DEPTH: usize = 64;
 
-/// The kinds of message the workspace shows and composes.
-pub const KINDS: [&str; 1] = ["note"];
+/// The kinds of message the workspace shows and composes (the record kinds).
+pub const KINDS: [&str; 6] = [
+    "note",
+    "seizure",
+    "cultural_object",
+    "alert",
+    "request",
+    "feedback",
+];
 
 /// The TLP 2.0 handling codes, as the API spells them.
 pub const HANDLINGS: [&str; 5] = ["clear", "green", "amber", "amber+strict", "red"];
@@ -77,6 +85,9 @@ pub struct Draft {
     pub recipients: Vec<String>,
     /// The message replied to.
     pub reply_to: Option<String>,
+    /// A structured record (any kind but a note), in its JSON Schema's shape; subject and
+    /// body are then unused.
+    pub record: Option<(RecordKind, serde_json::Value)>,
 }
 
 /// A refusal of one field of a draft, or of the whole draft (`field` empty).
@@ -93,6 +104,8 @@ pub struct FieldError {
 pub enum PostError {
     /// The draft was refused, field by field.
     Fields(Vec<FieldError>),
+    /// The draft's record was refused, each problem at its JSON pointer into the record.
+    Record(Vec<liaison_protocol::FieldError>),
     /// Anything else (not allowed, node stopping, ...).
     Node(Error),
 }
@@ -104,9 +117,10 @@ pub struct Thread {
     pub items: Vec<(MessageView, usize)>,
 }
 
-/// Kind of a message (only free text exists yet).
-pub fn kind_of(_m: &MessageView) -> &'static str {
-    "note"
+/// Kind of a message: `note`, a record kind, or `unknown` for a record this node cannot
+/// read.
+pub fn kind_of(m: &MessageView) -> &str {
+    &m.kind
 }
 
 impl Facade {
@@ -287,13 +301,25 @@ impl Facade {
         let Some(handling) = handling.filter(|_| errors.is_empty()) else {
             return Err(PostError::Fields(errors));
         };
+        // A record is read and checked as the API's records endpoint reads it, from its tagged
+        // JSON form; its errors point into the record.
+        let record = match draft.record {
+            None => None,
+            Some((kind, value)) => {
+                let tagged = serde_json::json!({ "kind": kind.as_str(), "record": value });
+                let record = Record::from_tagged_value(&tagged).map_err(|e| {
+                    PostError::Record(e.into_iter().map(strip_record_pointer).collect())
+                })?;
+                Some(Box::new(record))
+            }
+        };
         let post = Post {
             officer: who.name().to_owned(),
             recipients: draft.recipients,
             subject: draft.subject,
             body: draft.body,
-            record: None,
-            // Photos from the web workspace are not there yet: its compose form posts text.
+            record,
+            // Photos from the web workspace are not there yet: its forms post text and records.
             attachments: Vec::new(),
             handling,
             reply_to,
@@ -305,12 +331,23 @@ impl Facade {
             .and_then(|r| r)
         {
             Ok(id) => Ok(id),
+            Err(Error::InvalidRecord(fields)) => Err(PostError::Record(
+                fields.into_iter().map(strip_record_pointer).collect(),
+            )),
             Err(Error::Invalid(message)) => Err(PostError::Fields(vec![FieldError {
                 field: field_of(&message),
                 message,
             }])),
             Err(e) => Err(PostError::Node(e)),
         }
+    }
+
+    /// The thread of message `id` as the node sees it: each entry with the state of an alert
+    /// or request and the outcome of feedback.
+    pub async fn thread_states(&self, who: &Principal, id: &str) -> Result<ThreadView> {
+        let id = parse_id(id)?;
+        self.ask_as(who, |reply| Command::Thread { id, reply })
+            .await?
     }
 
     /// Ids of messages as they are durably stored on this node (any group: filter by what
@@ -386,6 +423,15 @@ impl Facade {
             .ask(|reply| Command::RemoveMember { group, peer, reply })
             .await?
     }
+}
+
+/// A record error's pointer from the tagged form (`/record/items/0`) to the record's own
+/// (`/items/0`), as the form names its fields.
+fn strip_record_pointer(mut e: liaison_protocol::FieldError) -> liaison_protocol::FieldError {
+    if let Some(rest) = e.pointer.strip_prefix("/record") {
+        e.pointer = rest.to_owned();
+    }
+    e
 }
 
 fn parse_id(id: &str) -> Result<MessageId> {

@@ -27,6 +27,7 @@ pub mod events;
 pub mod facade;
 pub mod i18n;
 pub mod pages;
+pub mod record_form;
 pub mod session;
 pub mod tls;
 

@@ -227,3 +227,35 @@ audit-actor = من
 audit-action = الإجراء
 audit-target = على
 audit-outcome = النتيجة
+
+## Records
+kind-seizure = تقرير ضبط
+kind-cultural-object = ممتلك ثقافي
+kind-alert = تنبيه
+kind-request = طلب مساعدة
+kind-feedback = إفادة
+kind-unknown = سجل من نوع أحدث
+record-required = مطلوب: يرجى ملء هذا الحقل.
+record-required-mark = (مطلوب)
+record-choose = — اختر —
+record-one-per-line = قيمة واحدة في كل سطر.
+record-add-row = إضافة صف إلى { $field }
+message-record = السجل
+message-unreadable = لا يستطيع هذه العقدة قراءة هذا السجل بعد (نوع أو إصدار أحدث). يُحتفظ به ويُعرض بعد تحديث العقدة.
+message-feedback = تقديم إفادة
+state-open = مفتوح
+state-actioned = قيد المعالجة
+state-closed = مغلق
+state-closed-by = مغلق: { $outcome }
+outcome-seizure-made = تم الضبط
+outcome-checked-nothing-found = تم الفحص، لم يُعثر على شيء
+outcome-under-investigation = قيد التحقيق
+outcome-not-actionable = غير قابل للتنفيذ
+
+## Audit log pages
+audit-filter = تصفية سجل التدقيق
+audit-outcome-ok = ناجح
+audit-outcome-denied = مرفوض
+audit-outcome-error = خطأ
+audit-showing = { $shown } من { $matching } سجلًا مطابقًا في هذه الصفحة
+audit-newer = سجلات أحدث

@@ -228,3 +228,35 @@ audit-actor = Who
 audit-action = Action
 audit-target = On
 audit-outcome = Outcome
+
+## Records
+kind-seizure = Seizure report
+kind-cultural-object = Cultural object
+kind-alert = Alert
+kind-request = Request for assistance
+kind-feedback = Feedback
+kind-unknown = Record of a newer kind
+record-required = Required: fill this in.
+record-required-mark = (required)
+record-choose = — choose —
+record-one-per-line = One per line.
+record-add-row = Add a row to { $field }
+message-record = Record
+message-unreadable = This node cannot read this record yet (a newer kind or version). It is kept, and shown once the node is upgraded.
+message-feedback = Give feedback
+state-open = open
+state-actioned = actioned
+state-closed = closed
+state-closed-by = closed: { $outcome }
+outcome-seizure-made = seizure made
+outcome-checked-nothing-found = checked, nothing found
+outcome-under-investigation = under investigation
+outcome-not-actionable = not actionable
+
+## Audit log pages
+audit-filter = Filter the audit log
+audit-outcome-ok = ok
+audit-outcome-denied = denied
+audit-outcome-error = error
+audit-showing = { $shown } of { $matching } matching records on this page
+audit-newer = Newer records

@@ -227,3 +227,35 @@ audit-actor = Quién
 audit-action = Acción
 audit-target = Sobre
 audit-outcome = Resultado
+
+## Records
+kind-seizure = Informe de aprehensión
+kind-cultural-object = Bien cultural
+kind-alert = Alerta
+kind-request = Solicitud de asistencia
+kind-feedback = Respuesta
+kind-unknown = Ficha de un tipo más reciente
+record-required = Obligatorio: complételo.
+record-required-mark = (obligatorio)
+record-choose = — elegir —
+record-one-per-line = Uno por línea.
+record-add-row = Añadir una fila a { $field }
+message-record = Ficha
+message-unreadable = Este nodo aún no puede leer esta ficha (tipo o versión más recientes). Se conserva y se mostrará cuando se actualice el nodo.
+message-feedback = Dar respuesta
+state-open = abierta
+state-actioned = en curso
+state-closed = cerrada
+state-closed-by = cerrada: { $outcome }
+outcome-seizure-made = aprehensión realizada
+outcome-checked-nothing-found = controlado, nada encontrado
+outcome-under-investigation = en investigación
+outcome-not-actionable = no procesable
+
+## Audit log pages
+audit-filter = Filtrar el registro de auditoría
+audit-outcome-ok = correcto
+audit-outcome-denied = denegado
+audit-outcome-error = error
+audit-showing = { $shown } de { $matching } registros coincidentes en esta página
+audit-newer = Registros más recientes

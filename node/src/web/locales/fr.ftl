@@ -227,3 +227,35 @@ audit-actor = Qui
 audit-action = Action
 audit-target = Sur
 audit-outcome = Résultat
+
+## Records
+kind-seizure = Rapport de saisie
+kind-cultural-object = Bien culturel
+kind-alert = Alerte
+kind-request = Demande d’assistance
+kind-feedback = Retour
+kind-unknown = Fiche d’un type plus récent
+record-required = Obligatoire : à remplir.
+record-required-mark = (obligatoire)
+record-choose = — choisir —
+record-one-per-line = Un par ligne.
+record-add-row = Ajouter une ligne à { $field }
+message-record = Fiche
+message-unreadable = Ce nœud ne sait pas encore lire cette fiche (type ou version plus récents). Elle est conservée et s’affichera après la mise à jour du nœud.
+message-feedback = Donner un retour
+state-open = ouverte
+state-actioned = en cours
+state-closed = close
+state-closed-by = close : { $outcome }
+outcome-seizure-made = saisie effectuée
+outcome-checked-nothing-found = contrôlé, rien trouvé
+outcome-under-investigation = enquête en cours
+outcome-not-actionable = pas exploitable
+
+## Audit log pages
+audit-filter = Filtrer le journal d’audit
+audit-outcome-ok = réussi
+audit-outcome-denied = refusé
+audit-outcome-error = erreur
+audit-showing = { $shown } des { $matching } entrées correspondantes sur cette page
+audit-newer = Entrées plus récentes

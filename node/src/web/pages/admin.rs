@@ -18,7 +18,7 @@ use crate::views::GroupView;
 use crate::web::App;
 
 /// Audit records per page.
-const AUDIT_PAGE: usize = 100;
+const AUDIT_PAGE: usize = 50;
 
 fn flash(kind: &str, text: &str) -> Markup {
     html! { div class=(kind) role=(if kind == "alert" { "alert" } else { "status" }) { (text) } }
@@ -690,7 +690,105 @@ pub async fn change_member(
 
 // ----- audit ------------------------------------------------------------------------------
 
-/// `GET /admin/audit[?before=SEQ]`: the chain's verification and the records, newest first.
+/// What the audit page shows: records whose actor contains `actor`, whose action is `action`
+/// and whose outcome is of the class `outcome` (`ok`, `denied`, `error`).
+#[derive(Debug, Default)]
+struct AuditFilter {
+    actor: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+}
+
+/// The classes of outcome the audit page filters by.
+const OUTCOMES: [&str; 3] = ["ok", "denied", "error"];
+
+impl AuditFilter {
+    fn from_query(q: &HashMap<String, String>) -> AuditFilter {
+        let get = |k: &str| {
+            q.get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        AuditFilter {
+            actor: get("actor"),
+            action: get("action"),
+            outcome: get("outcome").filter(|o| OUTCOMES.contains(&o.as_str())),
+        }
+    }
+
+    fn matches(&self, r: &crate::audit::AuditRecord) -> bool {
+        self.actor.as_deref().is_none_or(|a| r.actor.contains(a))
+            && self.action.as_deref().is_none_or(|a| r.action == a)
+            && self
+                .outcome
+                .as_deref()
+                .is_none_or(|o| r.outcome == o || r.outcome.starts_with(&format!("{o}:")))
+    }
+
+    /// The filter as query parameters, followed by `extra`.
+    fn query(&self, extra: Option<(&str, u64)>) -> String {
+        let mut params: Vec<String> = [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .map(|v| format!("{k}={}", crate::client::segment(v)))
+        })
+        .collect();
+        if let Some((k, v)) = extra {
+            params.push(format!("{k}={v}"));
+        }
+        if params.is_empty() {
+            "/admin/audit".to_owned()
+        } else {
+            format!("/admin/audit?{}", params.join("&"))
+        }
+    }
+}
+
+/// The page of `records` (oldest first) that matches `filter`, newest first: the
+/// [`AUDIT_PAGE`] records before `before`, or, going back towards the newest, after `after`.
+/// Returns the page, whether newer and older matching records exist, and how many match.
+fn audit_page<'a>(
+    records: &'a [crate::audit::AuditRecord],
+    filter: &AuditFilter,
+    before: Option<u64>,
+    after: Option<u64>,
+) -> (Vec<&'a crate::audit::AuditRecord>, bool, bool, usize) {
+    let matching: Vec<&crate::audit::AuditRecord> =
+        records.iter().filter(|r| filter.matches(r)).collect();
+    let page: Vec<&crate::audit::AuditRecord> = match (after, before) {
+        (Some(after), _) => {
+            let mut newer: Vec<_> = matching
+                .iter()
+                .copied()
+                .filter(|r| r.seq > after)
+                .take(AUDIT_PAGE)
+                .collect();
+            newer.reverse();
+            newer
+        }
+        (None, before) => matching
+            .iter()
+            .rev()
+            .copied()
+            .filter(|r| before.is_none_or(|b| r.seq < b))
+            .take(AUDIT_PAGE)
+            .collect(),
+    };
+    let newest_shown = page.first().map_or(0, |r| r.seq);
+    let oldest_shown = page.last().map_or(u64::MAX, |r| r.seq);
+    let has_newer = !page.is_empty() && matching.iter().any(|r| r.seq > newest_shown);
+    let has_older = !page.is_empty() && matching.iter().any(|r| r.seq < oldest_shown);
+    (page, has_newer, has_older, matching.len())
+}
+
+/// `GET /admin/audit[?actor=…&action=…&outcome=…&before=SEQ|after=SEQ]`: the audit log,
+/// newest first, in pages of 50, filtered by actor, action and outcome, with the
+/// verification of the whole chain.
 pub async fn audit(
     State(app): State<App>,
     op: Operator,
@@ -712,17 +810,22 @@ pub async fn audit(
             )
         }
     };
-    let before: u64 = q
-        .get("before")
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(u64::MAX);
-    let page: Vec<_> = records
-        .iter()
-        .rev()
-        .filter(|r| r.seq < before)
-        .take(AUDIT_PAGE)
-        .collect();
-    let older = page.last().filter(|r| r.seq > 1).map(|r| r.seq);
+    let filter = AuditFilter::from_query(&q);
+    let seq = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (page, has_newer, has_older, matching) =
+        audit_page(&records, &filter, seq("before"), seq("after"));
+    let mut actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    actions.sort_unstable();
+    actions.dedup();
+    let newer = page
+        .first()
+        .filter(|_| has_newer)
+        .map(|r| filter.query(Some(("after", r.seq))));
+    let older = page
+        .last()
+        .filter(|_| has_older)
+        .map(|r| filter.query(Some(("before", r.seq))));
+    let chosen = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
     let body = html! {
         h1 { (l.t("admin-audit-title")) }
         @match &verification {
@@ -732,6 +835,35 @@ pub async fn audit(
                 " " (v.reason.clone().unwrap_or_default())
             } }
             Err(e) => { div class="alert" role="alert" { (e.to_string()) } }
+        }
+        form class="panel filters" method="get" action="/admin/audit" role="search" aria-label=(l.t("audit-filter")) {
+            div {
+                label for="a-actor" { (l.t("audit-actor")) }
+                input type="text" id="a-actor" name="actor" value=[filter.actor.as_deref()];
+            }
+            div {
+                label for="a-action" { (l.t("audit-action")) }
+                select id="a-action" name="action" {
+                    option value="" { (l.t("filter-any")) }
+                    @for a in &actions { option value=(a) selected[chosen(&filter.action, a)] { (a) } }
+                }
+            }
+            div {
+                label for="a-outcome" { (l.t("audit-outcome")) }
+                select id="a-outcome" name="outcome" {
+                    option value="" { (l.t("filter-any")) }
+                    option value="ok" selected[chosen(&filter.outcome, "ok")] { (l.t("audit-outcome-ok")) }
+                    option value="denied" selected[chosen(&filter.outcome, "denied")] { (l.t("audit-outcome-denied")) }
+                    option value="error" selected[chosen(&filter.outcome, "error")] { (l.t("audit-outcome-error")) }
+                }
+            }
+            div { button type="submit" { (l.t("filter-apply")) } }
+        }
+        p id="audit-count" class="muted" {
+            (l.t_args("audit-showing", &[
+                ("shown", &l.number(page.len() as u64)),
+                ("matching", &l.number(matching as u64)),
+            ]))
         }
         table {
             caption class="sr-only" { (l.t("admin-audit-title")) }
@@ -745,7 +877,7 @@ pub async fn audit(
             } }
             tbody {
                 @for r in &page {
-                    tr {
+                    tr data-seq=(r.seq) {
                         td { (r.seq) }
                         td { (time(l, r.at_ms)) }
                         td { (r.actor) }
@@ -757,9 +889,80 @@ pub async fn audit(
             }
         }
         nav class="pager" aria-label=(l.t("timeline-pages")) {
-            @if before != u64::MAX { a href="/admin/audit" { (l.t("timeline-newest")) } }
-            @if let Some(seq) = older { a href=(format!("/admin/audit?before={seq}")) rel="next" { (l.t("timeline-older")) } }
+            @if has_newer { a href=(filter.query(None)) { (l.t("timeline-newest")) } }
+            @if let Some(link) = &newer { a href=(link) rel="prev" id="audit-newer" { (l.t("audit-newer")) } }
+            @if let Some(link) = &older { a href=(link) rel="next" id="audit-older" { (l.t("timeline-older")) } }
         }
     };
     layout(&app, &o.ctx, Some(o), &l.t("admin-audit-title"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditRecord;
+
+    fn log(n: u64) -> Vec<AuditRecord> {
+        (1..=n)
+            .map(|seq| AuditRecord {
+                seq,
+                at_ms: seq * 1000,
+                actor: if seq % 2 == 0 { "officer:ana" } else { "admin" }.to_owned(),
+                action: if seq % 3 == 0 { "login" } else { "read" }.to_owned(),
+                target: "web".to_owned(),
+                outcome: if seq % 5 == 0 { "denied: locked" } else { "ok" }.to_owned(),
+                prev: String::new(),
+                hash: String::new(),
+            })
+            .collect()
+    }
+
+    fn seqs(page: &[&AuditRecord]) -> Vec<u64> {
+        page.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn audit_pages_go_back_and_forth_through_what_matches() {
+        let records = log(120);
+        let all = AuditFilter::default();
+        let (first, newer, older, n) = audit_page(&records, &all, None, None);
+        assert_eq!(
+            (first.len(), newer, older, n),
+            (AUDIT_PAGE, false, true, 120)
+        );
+        assert_eq!(first[0].seq, 120);
+        let (second, newer, older, _) = audit_page(&records, &all, Some(71), None);
+        assert_eq!(seqs(&second), (21..=70).rev().collect::<Vec<_>>());
+        assert!(newer && older);
+        let (last, _, older, _) = audit_page(&records, &all, Some(21), None);
+        assert_eq!(seqs(&last), (1..=20).rev().collect::<Vec<_>>());
+        assert!(!older);
+        // Back towards the newest from the last page: the page just above it.
+        let (back, newer, _, _) = audit_page(&records, &all, None, Some(20));
+        assert_eq!(seqs(&back), (21..=70).rev().collect::<Vec<_>>());
+        assert!(newer);
+
+        let q = |pairs: &[(&str, &str)]| {
+            AuditFilter::from_query(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        let denied = q(&[("outcome", "denied"), ("actor", "ana")]);
+        let (page, newer, older, n) = audit_page(&records, &denied, None, None);
+        assert_eq!(n, 12, "even seqs divisible by 5: 10, 20, ..., 120");
+        assert!(page.iter().all(|r| r.seq % 10 == 0));
+        assert!(!newer && !older);
+        assert_eq!(
+            denied.query(Some(("before", 7))),
+            "/admin/audit?actor=ana&outcome=denied&before=7"
+        );
+        // An unknown outcome class is no filter; an exact action is.
+        let (_, _, _, n) = audit_page(&records, &q(&[("outcome", "maybe")]), None, None);
+        assert_eq!(n, 120);
+        let (_, _, _, n) = audit_page(&records, &q(&[("action", "login")]), None, None);
+        assert_eq!(n, 40);
+    }
 }

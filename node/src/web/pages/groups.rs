@@ -128,6 +128,12 @@ pub fn row(l: Lang, m: &MessageView) -> Markup {
 pub fn kind_label(l: Lang, kind: &str) -> String {
     match kind {
         "note" => l.t("kind-note"),
+        "seizure" => l.t("kind-seizure"),
+        "cultural_object" => l.t("kind-cultural-object"),
+        "alert" => l.t("kind-alert"),
+        "request" => l.t("kind-request"),
+        "feedback" => l.t("kind-feedback"),
+        "unknown" => l.t("kind-unknown"),
         other => other.to_owned(),
     }
 }

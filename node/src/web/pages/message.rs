@@ -1,5 +1,6 @@
-//! One message: its TLP banner, who wrote it where, the organisations holding it, its
-//! attachments, and its thread.
+//! One message: its TLP banner, who wrote it where, the organisations holding it, its text or
+//! its record (in the record kind's shape), its attachments, and its thread with the state of
+//! each alert and request and the outcome of each feedback.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -7,10 +8,42 @@ use maud::{html, Markup};
 
 use super::groups::{handling_label, kind_label, may_post};
 use super::{layout, node_error, time, tlp, Officer};
-use crate::views::MessageView;
+use crate::views::{MessageView, ThreadEntry};
 use crate::web::facade;
 use crate::web::i18n::Lang;
+use crate::web::record_form::{self, RecordForm};
 use crate::web::App;
+
+/// A feedback outcome in the page language.
+pub fn outcome_label(l: Lang, outcome: &str) -> String {
+    match outcome {
+        "seizure_made" => l.t("outcome-seizure-made"),
+        "checked_nothing_found" => l.t("outcome-checked-nothing-found"),
+        "under_investigation" => l.t("outcome-under-investigation"),
+        "not_actionable" => l.t("outcome-not-actionable"),
+        other => other.to_owned(),
+    }
+}
+
+/// What a thread entry says of its state: an alert's or request's state (with the outcome that
+/// closed it), or a feedback's outcome.
+pub fn state_label(l: Lang, e: &ThreadEntry) -> Option<String> {
+    match (
+        e.state.as_deref(),
+        e.closed_by.as_deref(),
+        e.outcome.as_deref(),
+    ) {
+        (Some("closed"), Some(by), _) => {
+            Some(l.t_args("state-closed-by", &[("outcome", &outcome_label(l, by))]))
+        }
+        (Some("closed"), None, _) => Some(l.t("state-closed")),
+        (Some("actioned"), _, _) => Some(l.t("state-actioned")),
+        (Some("open"), _, _) => Some(l.t("state-open")),
+        (Some(other), _, _) => Some(other.to_owned()),
+        (None, _, Some(o)) => Some(outcome_label(l, o)),
+        (None, _, None) => None,
+    }
+}
 
 /// What a TLP code asks of the reader, in the page language.
 fn tlp_rule(l: Lang, handling: &str) -> String {
@@ -34,8 +67,14 @@ pub fn banner(l: Lang, handling: &str) -> Markup {
     }
 }
 
-/// One item of a thread list (also sent live).
-pub fn thread_item(l: Lang, m: &MessageView, depth: usize, current: bool) -> Markup {
+/// One item of a thread list (also sent live), with its state when known.
+pub fn thread_item(
+    l: Lang,
+    m: &MessageView,
+    depth: usize,
+    current: bool,
+    state: Option<&str>,
+) -> Markup {
     let subject = if m.subject.is_empty() {
         l.t("message-no-subject")
     } else {
@@ -46,7 +85,8 @@ pub fn thread_item(l: Lang, m: &MessageView, depth: usize, current: bool) -> Mar
         li data-id=(m.id) class=[current.then_some("current")] aria-current=[current.then_some("page")] {
             (indent) (tlp(&m.handling)) " "
             @if current { (subject) } @else { a href=(format!("/m/{}", m.id)) { (subject) } }
-            span class="meta" { " · " (m.officer) "@" (m.author_name) " · " (time(l, m.created_at_ms)) }
+            @if let Some(s) = state { " " span class="state" { (s) } }
+            span class="meta" { " · " (kind_label(l, facade::kind_of(m))) " · " (m.officer) "@" (m.author_name) " · " (time(l, m.created_at_ms)) }
         }
     }
 }
@@ -74,6 +114,24 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
         .await
         .map(|t| t.items)
         .unwrap_or_default();
+    let states = app
+        .facade
+        .thread_states(who, &m.id)
+        .await
+        .map(|t| t.entries)
+        .unwrap_or_default();
+    let state_of = |id: &str| {
+        states
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| state_label(l, e))
+    };
+    let form = m
+        .kind
+        .parse::<liaison_protocol::RecordKind>()
+        .ok()
+        .map(RecordForm::of);
+    let answerable = matches!(m.kind.as_str(), "alert" | "request");
     let group = app.facade.group(who, &m.group_id).await.ok();
     let can_reply = group
         .as_ref()
@@ -102,7 +160,10 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
                     @if let Some(r) = &m.reply_to {
                         dt { (l.t("message-reply-to")) } dd { a href=(format!("/m/{r}")) { (l.t("message-parent")) } }
                     }
-                    dt { (l.t("message-outcome")) } dd { (l.t("message-outcome-none")) }
+                    @if answerable || m.kind == "feedback" {
+                        dt { (l.t("message-outcome")) }
+                        dd id="state" { (state_of(&m.id).unwrap_or_else(|| l.t("message-outcome-none"))) }
+                    }
                 }
             }
             section class="panel" aria-labelledby="receipts-h" {
@@ -121,9 +182,22 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
                 }
             }
         }
-        section class="panel" aria-labelledby="body-h" {
-            h2 id="body-h" { (l.t("message-body")) }
-            div class="body" { (m.body.clone().unwrap_or_default()) }
+        @if let (Some(record), Some(form)) = (&m.record, &form) {
+            section class="panel" aria-labelledby="body-h" {
+                h2 id="body-h" { (l.t("message-record")) }
+                (record_form::show(form, record))
+            }
+        } @else if let Some(why) = &m.unreadable {
+            section class="panel" aria-labelledby="body-h" {
+                h2 id="body-h" { (l.t("message-record")) }
+                p { (l.t("message-unreadable")) }
+                p class="muted" { (why) }
+            }
+        } @else {
+            section class="panel" aria-labelledby="body-h" {
+                h2 id="body-h" { (l.t("message-body")) }
+                div class="body" { (m.body.clone().unwrap_or_default()) }
+            }
         }
         section class="panel" aria-labelledby="att-h" {
             h2 id="att-h" { (l.t("message-attachments")) }
@@ -132,10 +206,16 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
         section class="panel" aria-labelledby="thread-h" {
             h2 id="thread-h" { (l.t("message-thread")) }
             ol class="thread" data-root=(thread.first().map_or(m.id.as_str(), |(t, _)| t.id.as_str())) {
-                @for (t, depth) in &thread { (thread_item(l, t, *depth, t.id == m.id)) }
+                @for (t, depth) in &thread { (thread_item(l, t, *depth, t.id == m.id, state_of(&t.id).as_deref())) }
             }
             @if can_reply {
-                a class="button" href=(format!("/g/{}/compose?reply_to={}", m.group_id, m.id)) { (l.t("message-reply")) }
+                div class="actions" {
+                    a class="button" href=(format!("/g/{}/compose?reply_to={}", m.group_id, m.id)) { (l.t("message-reply")) }
+                    @if answerable {
+                        " "
+                        a class="button" id="give-feedback" href=(format!("/g/{}/compose?kind=feedback&reply_to={}", m.group_id, m.id)) { (l.t("message-feedback")) }
+                    }
+                }
             }
         }
     };
