@@ -222,6 +222,15 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
         .expect("the author's node serves it too");
     assert_eq!(on_a, bytes);
 
+    // B's node makes the thumbnail itself, from the photo it fetched.
+    let (thumb, thumb_type) = reader_b
+        .get_bytes(&format!("/v1/attachments/{}/thumbnail?max=64", uploaded.id))
+        .await
+        .expect("thumbnail");
+    assert_eq!(thumb_type, "image/jpeg");
+    let small = image::load_from_memory(&thumb).expect("the thumbnail decodes");
+    assert_eq!((small.width(), small.height()), (64, 48));
+
     // An officer of B without a grant to the group gets nothing, as if it did not exist.
     let outsider = officer(&admin_b, &b, "no.grant", &[]).await;
     let refused = outsider
