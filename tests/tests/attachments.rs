@@ -241,6 +241,49 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
         other => panic!("an officer without a grant got {other:?}"),
     }
 
+    // TLP:RED applies to attachments as to their message: only the named recipient opens it.
+    let red_upload: Uploaded = poster
+        .post_bytes("/v1/attachments?name=informant.jpg", photo.clone())
+        .await
+        .expect("upload");
+    let red: Created = poster
+        .post(
+            &format!("/v1/groups/{g}/records"),
+            &serde_json::json!({
+                "kind": "note",
+                "record": {"subject": "For m.rossi only", "body": ""},
+                "handling": "red",
+                "to": ["m.rossi@customs-b"],
+                "attachments": [red_upload.id],
+            }),
+        )
+        .await
+        .expect("post the red record");
+    let red_message: MessageId = red.id.parse().expect("message id");
+    let red_path = format!("/v1/messages/{red_message}");
+    wait_until("delivery", || async {
+        reader_b.get::<MessageView>(&red_path).await.is_ok()
+    })
+    .await
+    .expect("b receives the red record, shown to its recipient");
+    let (red_bytes, _) = fetched(&reader_b, &red_upload.id).await;
+    assert_eq!(red_bytes, clean);
+    let colleague = officer(&admin_b, &b, "l.bianchi", &[format!("{g}:read")]).await;
+    match colleague
+        .get_bytes(&format!("/v1/attachments/{}", red_upload.id))
+        .await
+    {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("an officer not named on a TLP:RED message got {other:?}"),
+    }
+    assert!(
+        colleague
+            .get_bytes(&format!("/v1/attachments/{}", uploaded.id))
+            .await
+            .is_ok(),
+        "the same officer opens the AMBER one"
+    );
+
     // Over the node's limit (1 MiB here): refused with the limit named, nothing stored.
     let big = vec![7u8; 1024 * 1024 + 1];
     match poster
