@@ -956,6 +956,13 @@ pub struct AddUser {
     /// Grants as `GROUP[:read|:post]` (default access: `read`).
     #[serde(default)]
     pub grants: Vec<String>,
+    /// Web login to issue: `enrol` (a one-time enrolment code), `password` (a one-time
+    /// password, replaced at first login), or none (API token only).
+    #[serde(default)]
+    pub login: Option<String>,
+    /// Give the officer the web workspace's operator pages.
+    #[serde(default)]
+    pub operator: bool,
 }
 
 /// The answer to `POST /v1/users`: the token, shown this once.
@@ -965,6 +972,13 @@ pub struct NewUser {
     pub user: UserView,
     /// The officer's bearer token. Only its hash is kept.
     pub token: String,
+    /// The one-time enrolment code for the web workspace (`login: enrol`), shown this once;
+    /// the enrolment link is the workspace's `/enrol#CODE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment_code: Option<String>,
+    /// The one-time web password (`login: password`), shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// `POST /v1/users/{name}/grants`.
@@ -1009,14 +1023,44 @@ async fn add_user(
 ) -> ApiResult<NewUser> {
     let Json(body) = body?;
     s.admin_only(&who, "user.add", &body.name).await?;
-    let target = format!("{} {}", body.name, body.grants.join(" "));
+    let target = format!(
+        "{} {}{}",
+        body.name,
+        body.grants.join(" "),
+        body.login
+            .as_deref()
+            .map(|l| format!(" login:{l}"))
+            .unwrap_or_default()
+    );
     let result = async {
         let mut grants = BTreeMap::new();
         for spec in &body.grants {
             let (g, a) = s.resolve_grant(spec).await?;
             grants.insert(g, a);
         }
+        let login = body.login.as_deref().unwrap_or("");
+        if !matches!(login, "" | "enrol" | "password") {
+            return Err(Error::Invalid(format!(
+                "login {login:?} is neither enrol nor password"
+            )));
+        }
         let token = s.accounts.add(&body.name, grants).await?;
+        if body.operator {
+            s.accounts
+                .update(&body.name, |a| {
+                    a.operator = true;
+                    Ok(())
+                })
+                .await?;
+        }
+        let (mut enrolment_code, mut password) = (None, None);
+        match login {
+            "enrol" => {
+                enrolment_code = Some(s.accounts.issue_enrolment(&body.name).await?.to_string())
+            }
+            "password" => password = Some(s.accounts.issue_password(&body.name).await?.to_string()),
+            _ => {}
+        }
         let user = s
             .accounts
             .list()
@@ -1027,6 +1071,8 @@ async fn add_user(
         Ok(NewUser {
             user,
             token: token.to_string(),
+            enrolment_code,
+            password,
         })
     }
     .await;

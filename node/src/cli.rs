@@ -286,6 +286,16 @@ pub enum UserCmd {
         /// Grant a group: `GROUP[:read|:post]` (repeatable; default access read).
         #[arg(long = "grant", value_name = "GROUP[:read|:post]")]
         grants: Vec<String>,
+        /// Also issue a one-time enrolment link for the web workspace (the officer sets a
+        /// password with it).
+        #[arg(long, conflicts_with = "password")]
+        enrol: bool,
+        /// Also issue a one-time password for the web workspace (changed at first login).
+        #[arg(long)]
+        password: bool,
+        /// Give the officer the web workspace's operator pages.
+        #[arg(long)]
+        operator: bool,
     },
     /// Grant an officer a group: `GROUP[:read|:post]`.
     Grant {
@@ -612,7 +622,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::User(cmd) => user(&client()?, cmd).await,
+        Cmd::User(cmd) => {
+            let web = dir.runtime().and_then(|r| r.web);
+            user(&client()?, cmd, web.as_deref()).await
+        }
         Cmd::Export {
             group,
             format,
@@ -974,16 +987,44 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
     }
 }
 
-async fn user(client: &Client, cmd: UserCmd) -> Result<()> {
+async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
     use crate::api::{AddUser, GrantBody, NewUser, UserView};
     match cmd {
-        UserCmd::Add { name, grants } => {
-            let u: NewUser = client.post("/v1/users", &AddUser { name, grants }).await?;
+        UserCmd::Add {
+            name,
+            grants,
+            enrol,
+            password,
+            operator,
+        } => {
+            let login = match (enrol, password) {
+                (true, _) => Some("enrol".to_owned()),
+                (_, true) => Some("password".to_owned()),
+                _ => None,
+            };
+            let body = AddUser {
+                name,
+                grants,
+                login,
+                operator,
+            };
+            let u: NewUser = client.post("/v1/users", &body).await?;
             eprintln!(
-                "officer {} created; give them this token (it is not shown again):",
+                "officer {} created; give them this API token (it is not shown again):",
                 u.user.name
             );
             println!("{}", u.token);
+            if let Some(code) = &u.enrolment_code {
+                let base = web.unwrap_or("https://WORKSPACE/").trim_end_matches('/');
+                eprintln!(
+                    "web enrolment link (valid 72 hours, once; hand it over through a trusted channel):"
+                );
+                println!("{base}/enrol#{code}");
+            }
+            if let Some(p) = &u.password {
+                eprintln!("one-time web password (the officer chooses a new one at first login):");
+                println!("{p}");
+            }
             Ok(())
         }
         UserCmd::Grant { name, grant } => {
@@ -1183,6 +1224,15 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
         "{} running: node {} quic {} api {}",
         node.name, node.node_id, node.quic_addr, node.api_addr
     );
+    if let Some(url) = &node.web_url {
+        println!("web workspace: {url}");
+    }
+    if let Some(fingerprint) = &node.web_fingerprint {
+        println!(
+            "web certificate (self-signed) SHA-256 fingerprint: {fingerprint}\n  \
+             officers compare it with what their browser shows before they accept it"
+        );
+    }
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", e))?;
     let mut int =

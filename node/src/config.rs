@@ -39,6 +39,9 @@ pub struct Config {
     /// The QUIC transport.
     #[serde(default)]
     pub transport: TransportSection,
+    /// The officers' web workspace.
+    #[serde(default)]
+    pub web: WebConfig,
     /// The store.
     #[serde(default)]
     pub store: StoreSection,
@@ -76,6 +79,61 @@ impl AttachmentsSection {
             max_bytes: self.max_mb.saturating_mul(1024 * 1024),
             eager_max_bytes: self.eager_max_mb.saturating_mul(1024 * 1024),
         }
+    }
+}
+
+/// The default address of the web workspace.
+pub const DEFAULT_WEB: &str = "127.0.0.1:7443";
+
+/// The `[web]` section: the officers' web workspace (see `node/src/web/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the workspace at all.
+    pub enabled: bool,
+    /// TCP address of the workspace. On loopback it is served over plain HTTP unless a
+    /// certificate is given; any other address is served over HTTPS only.
+    pub listen: SocketAddr,
+    /// The organisation's certificate chain (PEM). With `tls_key`, the workspace is served
+    /// over HTTPS with it; without, an address beyond loopback gets a self-signed certificate
+    /// kept in `DATA/web-tls/`, whose SHA-256 fingerprint `liaison run` prints.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Every officer must confirm a TOTP code at login (officers without one set it up at
+    /// their next login).
+    pub require_totp: bool,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: u64,
+    /// A session ends this many minutes after login, however active.
+    pub session_absolute_minutes: u64,
+    /// Failed logins of one officer name, in a row, before it is locked.
+    pub lockout_after: u32,
+    /// How long a locked officer name stays locked, in minutes.
+    pub lockout_minutes: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            tls_cert: None,
+            tls_key: None,
+            require_totp: false,
+            session_idle_minutes: 30,
+            session_absolute_minutes: 12 * 60,
+            lockout_after: 5,
+            lockout_minutes: 15,
+        }
+    }
+}
+
+impl WebConfig {
+    /// Whether the workspace is served over HTTPS: always beyond loopback, and whenever the
+    /// operator gave a certificate.
+    pub fn https(&self) -> bool {
+        !self.listen.ip().is_loopback() || self.tls_cert.is_some()
     }
 }
 
@@ -212,6 +270,15 @@ impl Config {
             danger_api_non_loopback: false,
             sync: SyncConfig::default(),
             transport: TransportSection::default(),
+            // A node whose API takes a free port (tests, the demo) takes one for the web too.
+            web: WebConfig {
+                listen: if api.port() == 0 {
+                    SocketAddr::new(api.ip(), 0)
+                } else {
+                    WebConfig::default().listen
+                },
+                ..WebConfig::default()
+            },
             store: StoreSection::default(),
             attachments: AttachmentsSection::default(),
         }
@@ -248,6 +315,20 @@ impl Config {
                 "api address {} is not loopback; set danger_api_non_loopback = true to allow it",
                 self.api
             ));
+        }
+        if self.web.tls_cert.is_some() != self.web.tls_key.is_some() {
+            return Err("web.tls_cert and web.tls_key go together: give both or neither".into());
+        }
+        if self.web.session_idle_minutes == 0
+            || self.web.session_absolute_minutes < self.web.session_idle_minutes
+        {
+            return Err(
+                "web.session_idle_minutes must be positive and at most web.session_absolute_minutes"
+                    .into(),
+            );
+        }
+        if self.web.lockout_after == 0 || self.web.lockout_minutes == 0 {
+            return Err("web.lockout_after and web.lockout_minutes must be positive".into());
         }
         if self.sync.interval_ms < 10 {
             return Err("sync.interval_ms must be at least 10".into());

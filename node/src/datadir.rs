@@ -37,6 +37,9 @@ pub struct Runtime {
     pub api: SocketAddr,
     /// The daemon's process id.
     pub pid: u32,
+    /// The web workspace's URL, when it is served.
+    #[serde(default)]
+    pub web: Option<String>,
 }
 
 impl DataDir {

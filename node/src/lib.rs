@@ -2,7 +2,7 @@
 //!
 //! The Liaison daemon and the `liaison` command-line tool: configuration, the sled store, the
 //! QUIC transport with raw-public-key TLS, the node actor that drives the protocol's sync
-//! engine, the local HTTP API, and the CLI that talks to it. `main.rs` only parses arguments,
+//! engine, the local HTTP API, the officers' web workspace, and the CLI that talks to it. `main.rs` only parses arguments,
 //! sets up logging and calls [`cli::run`].
 #![forbid(unsafe_code)]
 
@@ -23,5 +23,6 @@ pub mod records;
 pub mod store;
 pub mod transport;
 pub mod views;
+pub mod web;
 
 pub use error::{Error, Result};

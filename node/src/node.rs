@@ -297,8 +297,14 @@ pub struct RunningNode {
     pub quic_addr: SocketAddr,
     /// The bound API address.
     pub api_addr: SocketAddr,
+    /// The web workspace's URL, when it is served.
+    pub web_url: Option<String>,
+    /// The SHA-256 fingerprint of the workspace's self-signed certificate, if it has one.
+    pub web_fingerprint: Option<String>,
     /// The store (for tests and the benchmark; the node owns it).
     pub store: Store,
+    /// Officer accounts (for the demo and tests that make officers directly).
+    pub accounts: Arc<crate::accounts::Accounts>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
     dir: DataDir,
@@ -456,6 +462,19 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let api_addr = api_listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the API address", e))?;
+    let web_listener = if config.web.enabled {
+        Some(crate::web::bind(
+            &config.web,
+            &dir.root().join("web-tls"),
+            &config.name,
+        )?)
+    } else {
+        None
+    };
+    let web_url = web_listener.as_ref().map(crate::web::Listener::url);
+    let web_fingerprint = web_listener
+        .as_ref()
+        .and_then(|l| l.self_signed_fingerprint().map(str::to_owned));
 
     let advertised = advertised_address(&config, quic_addr);
     let descriptor = Descriptor {
@@ -542,6 +561,17 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             .run(cmd_rx, internal_rx, inbound_rx)
             .instrument(span.clone()),
     );
+    let accounts_handle = accounts.clone();
+    if let Some(listener) = web_listener {
+        let parts = crate::web::Parts {
+            node: handle.clone(),
+            accounts: accounts.clone(),
+            audit: audit.clone(),
+            node_name: config.name.clone(),
+            config: config.web.clone(),
+        };
+        tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
+    }
     tasks.spawn(
         crate::api::serve(
             api_listener,
@@ -557,6 +587,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         quic: quic_addr,
         api: api_addr,
         pid: std::process::id(),
+        web: web_url.clone(),
     })?;
     info!(parent: &span, %quic_addr, %api_addr, "node started");
     Ok(RunningNode {
@@ -565,7 +596,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         name: config.name,
         quic_addr,
         api_addr,
+        web_url,
+        web_fingerprint,
         store,
+        accounts: accounts_handle,
         shutdown,
         tasks,
         dir: dir.clone(),

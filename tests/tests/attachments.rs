@@ -100,6 +100,8 @@ async fn officer(admin: &Client, node: &RunningNode, name: &str, grants: &[Strin
             &AddUser {
                 name: name.into(),
                 grants: grants.to_vec(),
+                login: None,
+                operator: false,
             },
         )
         .await

@@ -1,0 +1,275 @@
+//! Composing a message in a group, or a reply from a thread. The node checks the draft as the
+//! API does; a refusal is shown next to the field it concerns. RED recipients are chosen per
+//! member organisation of the group.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Form;
+use maud::html;
+
+use super::groups::{handling_label, kind_label, may_post};
+use super::{csrf_field, csrf_refused, error_page, layout, node_error, see_other, Officer};
+use crate::views::GroupView;
+use crate::web::facade::{Draft, FieldError, PostError, HANDLINGS, KINDS};
+use crate::web::App;
+
+/// The query of the compose page.
+#[derive(Debug, serde::Deserialize)]
+pub struct ComposeQuery {
+    reply_to: Option<String>,
+}
+
+fn compose_page(
+    app: &App,
+    officer: &Officer,
+    g: &GroupView,
+    draft: &Draft,
+    per_org: &[(String, String)],
+    errors: &[FieldError],
+) -> Response {
+    let l = officer.lang();
+    let err = |f: &str| {
+        errors
+            .iter()
+            .find(|e| e.field == f)
+            .map(|e| e.message.as_str())
+    };
+    let general: Vec<&FieldError> = errors.iter().filter(|e| e.field.is_empty()).collect();
+    let invalid = |f: &str| err(f).map(|_| "true");
+    let described = |f: &str, hint: Option<&str>| -> Option<String> {
+        match (err(f), hint) {
+            (Some(_), Some(h)) => Some(format!("{f}-error {h}")),
+            (Some(_), None) => Some(format!("{f}-error")),
+            (None, Some(h)) => Some(h.to_owned()),
+            (None, None) => None,
+        }
+    };
+    let field_error = |f: &str| {
+        html! {
+            @if let Some(m) = err(f) { p class="field-error" id=(format!("{f}-error")) { (m) } }
+        }
+    };
+    let title = if draft.reply_to.is_some() {
+        l.t("compose-reply-title")
+    } else {
+        l.t("compose-title")
+    };
+    let body = html! {
+        h1 { (title) }
+        p class="muted" { (l.t_args("compose-in-group", &[("group", &g.name)])) }
+        @if !errors.is_empty() {
+            div class="alert" role="alert" {
+                p { (l.t("compose-refused")) }
+                @for e in &general { p { (e.message) } }
+            }
+        }
+        form class="panel" method="post" action=(format!("/g/{}/compose", g.id)) novalidate {
+            (csrf_field(&officer.csrf))
+            @if let Some(r) = &draft.reply_to { input type="hidden" name="reply_to" value=(r); }
+            label for="kind" { (l.t("compose-kind")) }
+            select id="kind" name="kind" {
+                @for k in KINDS { option value=(k) { (kind_label(l, k)) } }
+            }
+            label for="handling" { (l.t("compose-handling")) }
+            select id="handling" name="handling" aria-invalid=[invalid("handling")]
+                aria-describedby=[described("handling", Some("handling-hint"))] {
+                @for h in HANDLINGS {
+                    option value=(h) selected[draft.handling == *h] { "TLP:" (h.to_ascii_uppercase()) " — " (handling_label(l, h)) }
+                }
+            }
+            p class="hint" id="handling-hint" { (l.t("compose-handling-hint")) }
+            (field_error("handling"))
+            fieldset id="recipients" aria-describedby=[described("recipients", Some("recipients-hint"))] {
+                legend { (l.t("compose-recipients")) }
+                p class="hint" id="recipients-hint" { (l.t("compose-recipients-hint")) }
+                @for (org, officers) in per_org {
+                    label for=(format!("to-{org}")) { (l.t_args("compose-recipients-at", &[("org", org)])) }
+                    input type="text" id=(format!("to-{org}")) name=(format!("to.{org}")) value=(officers)
+                        aria-invalid=[invalid("recipients")] autocomplete="off";
+                }
+                (field_error("recipients"))
+            }
+            label for="subject" { (l.t("compose-subject")) }
+            input type="text" id="subject" name="subject" value=(draft.subject) maxlength="512"
+                aria-invalid=[invalid("subject")] aria-describedby=[described("subject", None)];
+            (field_error("subject"))
+            label for="body" { (l.t("compose-body")) }
+            textarea id="body" name="body" aria-invalid=[invalid("body")]
+                aria-describedby=[described("body", None)] { (draft.body) }
+            (field_error("body"))
+            button type="submit" { (l.t("compose-submit")) }
+        }
+    };
+    let mut r = layout(app, &officer.ctx, Some(officer), &title, body);
+    if !errors.is_empty() {
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    r
+}
+
+/// Member organisations of a group, by name, with no recipients yet.
+fn orgs(g: &GroupView) -> Vec<(String, String)> {
+    let mut names: Vec<String> = g.members.iter().map(|m| m.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    names.into_iter().map(|n| (n, String::new())).collect()
+}
+
+async fn writable_group(app: &App, officer: &Officer, group: &str) -> Result<GroupView, Response> {
+    let g = app
+        .facade
+        .group(&officer.principal, group)
+        .await
+        .map_err(|e| node_error(app, officer, &e))?;
+    if !may_post(officer, &g.id, &g.role) {
+        let _ = app
+            .audit(&officer.actor(), "post", &g.id, "denied: read-only access")
+            .await;
+        return Err(error_page(
+            app,
+            &officer.ctx,
+            Some(officer),
+            StatusCode::FORBIDDEN,
+            &officer.lang().t("compose-read-only"),
+        ));
+    }
+    Ok(g)
+}
+
+/// `GET /g/{group}/compose[?reply_to=ID]`.
+pub async fn form(
+    State(app): State<App>,
+    officer: Officer,
+    Path(group): Path<String>,
+    Query(q): Query<ComposeQuery>,
+) -> Response {
+    let g = match writable_group(&app, &officer, &group).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let mut draft = Draft {
+        handling: "green".to_owned(),
+        ..Draft::default()
+    };
+    if let Some(parent) = q.reply_to.as_deref() {
+        match app.facade.message(&officer.principal, parent).await {
+            Ok(p) if p.group_id == g.id => {
+                draft.subject = if p.subject.starts_with("Re: ") {
+                    p.subject.clone()
+                } else {
+                    format!("Re: {}", p.subject)
+                };
+                draft.handling = p.handling.clone();
+                draft.reply_to = Some(p.id);
+            }
+            Ok(_) | Err(_) => {
+                return error_page(
+                    &app,
+                    &officer.ctx,
+                    Some(&officer),
+                    StatusCode::NOT_FOUND,
+                    &officer.lang().t("error-not-found-text"),
+                );
+            }
+        }
+    }
+    compose_page(&app, &officer, &g, &draft, &orgs(&g), &[])
+}
+
+/// `POST /g/{group}/compose`.
+pub async fn submit(
+    State(app): State<App>,
+    officer: Officer,
+    Path(group): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let value = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    if !officer.csrf_ok(&value("csrf")) {
+        return csrf_refused(&app, &officer);
+    }
+    let g = match writable_group(&app, &officer, &group).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let mut per_org = orgs(&g);
+    for (org, officers) in &mut per_org {
+        officers.clone_from(&value(&format!("to.{org}")));
+    }
+    let handling = value("handling");
+    let recipients: Vec<String> = if handling == "red" {
+        per_org
+            .iter()
+            .flat_map(|(org, officers)| {
+                officers
+                    .split([',', ' ', ';'])
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(move |o| format!("{o}@{org}"))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let reply_to = Some(value("reply_to")).filter(|r| !r.is_empty());
+    let draft = Draft {
+        subject: value("subject"),
+        body: value("body"),
+        handling,
+        recipients,
+        reply_to,
+    };
+    let l = officer.lang();
+    let mut errors = Vec::new();
+    if draft.handling == "red" && draft.recipients.is_empty() {
+        errors.push(FieldError {
+            field: "recipients",
+            message: l.t("compose-recipients-required"),
+        });
+    }
+    if !errors.is_empty() {
+        return compose_page(&app, &officer, &g, &draft, &per_org, &errors);
+    }
+    match app
+        .facade
+        .post(&officer.principal, &g.id, draft.clone())
+        .await
+    {
+        Ok(id) => {
+            let _ = app
+                .audit(&officer.actor(), "post", &format!("{} {id}", g.id), "ok")
+                .await;
+            see_other(&format!("/m/{id}"))
+        }
+        Err(PostError::Fields(errors)) => {
+            let _ = app
+                .audit(
+                    &officer.actor(),
+                    "post",
+                    &g.id,
+                    &format!(
+                        "error: {}",
+                        errors
+                            .iter()
+                            .map(|e| e.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                )
+                .await;
+            compose_page(&app, &officer, &g, &draft, &per_org, &errors)
+        }
+        Err(PostError::Node(e)) => {
+            let _ = app
+                .audit(&officer.actor(), "post", &g.id, &format!("denied: {e}"))
+                .await;
+            node_error(&app, &officer, &e)
+        }
+    }
+}
