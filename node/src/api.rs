@@ -26,6 +26,7 @@
 //! | `GET /v1/schemas/{kind}/template`            | any     | a commented example to fill in    |
 //! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
 //! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched) |
+//! | `GET /v1/attachments/{id}/thumbnail[?max=N]` | any     | a thumbnail of such a photo, made here (JPEG or PNG, longest edge N, default 256) |
 //! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
@@ -52,7 +53,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use liaison_protocol::attachment::AttachmentId;
+use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{self, Record, RecordKind};
 use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
@@ -130,6 +131,7 @@ fn router(state: AppState) -> Router {
             post(upload).layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/v1/attachments/{id}", get(download))
+        .route("/v1/attachments/{id}/thumbnail", get(thumbnail))
         .route("/v1/messages", get(inbox))
         .route("/v1/messages/{id}", get(read))
         .route("/v1/messages/{id}/receipts", get(receipts))
@@ -775,29 +777,34 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(uploaded)))
 }
 
+/// The plaintext of attachment `id` for `who`, and its reference.
+async fn open_attachment(
+    s: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(Vec<u8>, AttachmentRef), Error> {
+    let id: AttachmentId = id
+        .parse()
+        .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
+    let reference = s
+        .ask(who, |reply| Command::Attachment { id, reply })
+        .await??;
+    let attachments = s.attachments.clone();
+    tokio::task::spawn_blocking(move || {
+        attachments
+            .read_plain(&reference)
+            .map(|plain| (plain, reference))
+    })
+    .await
+    .map_err(|_| Error::ShuttingDown)?
+}
+
 async fn download(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let result = async {
-        let id: AttachmentId = id
-            .parse()
-            .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
-        let reference = s
-            .ask(&who, |reply| Command::Attachment { id, reply })
-            .await??;
-        let attachments = s.attachments.clone();
-        let plain = tokio::task::spawn_blocking(move || {
-            attachments
-                .read_plain(&reference)
-                .map(|plain| (plain, reference))
-        })
-        .await
-        .map_err(|_| Error::ShuttingDown)??;
-        Ok(plain)
-    }
-    .await;
+    let result = open_attachment(&s, &who, &id).await;
     let (plain, reference) = s.audited(&who, "attachment", &id, result).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
@@ -818,6 +825,45 @@ async fn download(
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         plain,
+    )
+        .into_response())
+}
+
+/// `GET /v1/attachments/{id}/thumbnail` options.
+#[derive(Debug, Deserialize)]
+struct ThumbnailQuery {
+    /// Longest edge in pixels (16 to 1024; default 256).
+    #[serde(default = "default_thumbnail")]
+    max: u32,
+}
+
+fn default_thumbnail() -> u32 {
+    256
+}
+
+async fn thumbnail(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    query: Result<Query<ThumbnailQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let result = async {
+        let Query(query) = query.map_err(|e| Error::Invalid(e.body_text()))?;
+        let (plain, reference) = open_attachment(&s, &who, &id).await?;
+        tokio::task::spawn_blocking(move || {
+            crate::attachments::media::thumbnail(&plain, &reference.media_type, query.max)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+    .await;
+    let (bytes, media_type) = s.audited(&who, "attachment.thumbnail", &id, result).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
     )
         .into_response())
 }

@@ -546,8 +546,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Record(cmd) => record_cmd(cmd),
-        Cmd::Attachment(AttachmentCmd::Get { id, out, wait }) => {
-            attachment_get(&client()?, &id, out, wait).await
+        Cmd::Attachment(AttachmentCmd::Get {
+            id,
+            out,
+            wait,
+            thumbnail,
+        }) => {
+            let path = match thumbnail {
+                Some(max) => format!("/v1/attachments/{}/thumbnail?max={max}", segment(&id)),
+                None => format!("/v1/attachments/{}", segment(&id)),
+            };
+            attachment_get(&client()?, &path, out, wait).await
         }
         Cmd::Thread { id, json } => {
             let t: views::ThreadView = client()?
@@ -873,6 +882,10 @@ pub enum AttachmentCmd {
         /// Give up after this many seconds if it is still being fetched.
         #[arg(long, default_value_t = 120)]
         wait: u64,
+        /// Save a thumbnail of the photo, this many pixels on its longer edge (16 to 1024),
+        /// made by this node, instead of the photo.
+        #[arg(long, value_name = "PIXELS")]
+        thumbnail: Option<u32>,
     },
 }
 
@@ -957,14 +970,16 @@ async fn upload_all(
 
 /// `liaison attachment get`: asks until the node holds the attachment whole, at most `wait`
 /// seconds.
-async fn attachment_get(client: &Client, id: &str, out: Option<PathBuf>, wait: u64) -> Result<()> {
+async fn attachment_get(
+    client: &Client,
+    path: &str,
+    out: Option<PathBuf>,
+    wait: u64,
+) -> Result<()> {
     use std::io::Write;
     let started = std::time::Instant::now();
     let (bytes, _) = loop {
-        match client
-            .get_bytes(&format!("/v1/attachments/{}", segment(id)))
-            .await
-        {
+        match client.get_bytes(path).await {
             Err(Error::NotYet(m)) if started.elapsed().as_secs() < wait => {
                 tracing::debug!(%m, "waiting for the attachment");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -114,6 +114,23 @@ fn send_attach_and_attachment_get() {
     assert_eq!(saved, clean, "the photo arrives whole, its EXIF block gone");
     assert!(!saved.windows(6).any(|w| w == b"Exif\0\0"));
 
+    let thumb_path = tmp.path().join("thumb.jpg");
+    ok(
+        &b,
+        &[
+            "attachment",
+            "get",
+            &attachment,
+            "--thumbnail",
+            "50",
+            "-o",
+            thumb_path.to_str().expect("utf-8"),
+        ],
+    );
+    let thumb = image::load_from_memory(&std::fs::read(&thumb_path).expect("thumbnail"))
+        .expect("the thumbnail decodes");
+    assert_eq!((thumb.width(), thumb.height()), (50, 38));
+
     // An unknown attachment is named as such.
     let missing = liaison(&b, &["attachment", "get", &"ab".repeat(32)]);
     assert!(!missing.status.success());

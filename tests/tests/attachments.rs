@@ -224,6 +224,15 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
         .expect("the author's node serves it too");
     assert_eq!(on_a, bytes);
 
+    // B's node makes the thumbnail itself, from the photo it fetched.
+    let (thumb, thumb_type) = reader_b
+        .get_bytes(&format!("/v1/attachments/{}/thumbnail?max=64", uploaded.id))
+        .await
+        .expect("thumbnail");
+    assert_eq!(thumb_type, "image/jpeg");
+    let small = image::load_from_memory(&thumb).expect("the thumbnail decodes");
+    assert_eq!((small.width(), small.height()), (64, 48));
+
     // An officer of B without a grant to the group gets nothing, as if it did not exist.
     let outsider = officer(&admin_b, &b, "no.grant", &[]).await;
     let refused = outsider
@@ -233,6 +242,49 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
         Err(Error::NotFound(m)) => assert!(m.contains("that you may open"), "{m}"),
         other => panic!("an officer without a grant got {other:?}"),
     }
+
+    // TLP:RED applies to attachments as to their message: only the named recipient opens it.
+    let red_upload: Uploaded = poster
+        .post_bytes("/v1/attachments?name=informant.jpg", photo.clone())
+        .await
+        .expect("upload");
+    let red: Created = poster
+        .post(
+            &format!("/v1/groups/{g}/records"),
+            &serde_json::json!({
+                "kind": "note",
+                "record": {"subject": "For m.rossi only", "body": ""},
+                "handling": "red",
+                "to": ["m.rossi@customs-b"],
+                "attachments": [red_upload.id],
+            }),
+        )
+        .await
+        .expect("post the red record");
+    let red_message: MessageId = red.id.parse().expect("message id");
+    let red_path = format!("/v1/messages/{red_message}");
+    wait_until("delivery", || async {
+        reader_b.get::<MessageView>(&red_path).await.is_ok()
+    })
+    .await
+    .expect("b receives the red record, shown to its recipient");
+    let (red_bytes, _) = fetched(&reader_b, &red_upload.id).await;
+    assert_eq!(red_bytes, clean);
+    let colleague = officer(&admin_b, &b, "l.bianchi", &[format!("{g}:read")]).await;
+    match colleague
+        .get_bytes(&format!("/v1/attachments/{}", red_upload.id))
+        .await
+    {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("an officer not named on a TLP:RED message got {other:?}"),
+    }
+    assert!(
+        colleague
+            .get_bytes(&format!("/v1/attachments/{}", uploaded.id))
+            .await
+            .is_ok(),
+        "the same officer opens the AMBER one"
+    );
 
     // Over the node's limit (1 MiB here): refused with the limit named, nothing stored.
     let big = vec![7u8; 1024 * 1024 + 1];

@@ -1,5 +1,6 @@
-//! What an uploaded file is and what it gives away: the media type from the content (never
-//! the file name), and image metadata removed without re-encoding.
+//! What an uploaded file is, what it gives away, and what an officer sees of a photo: the
+//! media type from the content (never the file name), image metadata removed without
+//! re-encoding, and thumbnails made where the photo is opened (never taken from the author).
 //!
 //! Metadata removal keeps the image data byte for byte and drops the segments around it:
 //!
@@ -320,6 +321,63 @@ fn strip_webp(bytes: Vec<u8>) -> Result<(Vec<u8>, Vec<String>)> {
     Ok((webp.encoder().bytes().to_vec(), removed))
 }
 
+/// Largest thumbnail edge, in pixels.
+pub const MAX_THUMBNAIL: u32 = 1024;
+/// Smallest thumbnail edge, in pixels.
+pub const MIN_THUMBNAIL: u32 = 16;
+/// Largest image dimension decoded for a thumbnail, in pixels.
+const MAX_DIMENSION: u32 = 20_000;
+/// Most memory one decoding may allocate, in bytes.
+const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// A thumbnail of the image `bytes` of type `media_type`, at most `max` pixels (clamped to
+/// 16..=1024) on its longer edge, turned upright by its orientation: a JPEG for a JPEG, a PNG
+/// otherwise. Decoding is bounded in dimensions and memory, so a hostile image fails instead of
+/// exhausting the node.
+pub fn thumbnail(bytes: &[u8], media_type: &str, max: u32) -> Result<(Vec<u8>, &'static str)> {
+    use image::{ImageDecoder, ImageReader};
+    use std::io::Cursor;
+    let format = match media_type {
+        "image/jpeg" => image::ImageFormat::Jpeg,
+        "image/png" => image::ImageFormat::Png,
+        "image/webp" => image::ImageFormat::WebP,
+        "image/bmp" => image::ImageFormat::Bmp,
+        other => {
+            return Err(Error::Invalid(format!(
+                "no thumbnail for {other}: only JPEG, PNG, WebP and BMP images have one"
+            )))
+        }
+    };
+    let max = max.clamp(MIN_THUMBNAIL, MAX_THUMBNAIL);
+    let bad = |e: image::ImageError| Error::Invalid(format!("the image cannot be decoded: {e}"));
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DIMENSION);
+    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(bad)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
+    img.apply_orientation(orientation);
+    let thumb = img.thumbnail(max, max);
+    let mut out = Cursor::new(Vec::new());
+    let mime = if format == image::ImageFormat::Jpeg {
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+            .encode_image(&thumb.to_rgb8())
+            .map_err(bad)?;
+        "image/jpeg"
+    } else {
+        thumb
+            .write_to(&mut out, image::ImageFormat::Png)
+            .map_err(bad)?;
+        "image/png"
+    };
+    Ok((out.into_inner(), mime))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -438,6 +496,11 @@ pub(crate) mod tests {
             .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
             .and_then(|f| f.value.get_uint(0));
         assert_eq!(o, Some(6));
+        let (thumb, mime) = thumbnail(&prepared.bytes, "image/jpeg", 8).expect("thumbnail");
+        assert_eq!(mime, "image/jpeg");
+        let t = image::load_from_memory(&thumb).expect("decodes");
+        // 32 × 16 turned upright is 16 × 32; the edge asked for is raised to the least, 16.
+        assert_eq!((t.width(), t.height()), (8, 16));
     }
 
     #[test]
@@ -454,7 +517,22 @@ pub(crate) mod tests {
         let prepared = prepare(bytes, false).expect("prepares");
         assert_eq!(prepared.removed, vec!["text chunks".to_owned()]);
         assert!(!prepared.bytes.windows(3).any(|w| w == b"52N"));
-        assert!(image::load_from_memory(&prepared.bytes).is_ok());
+        let (thumb, mime) = thumbnail(&prepared.bytes, "image/png", 64).expect("thumbnail");
+        assert_eq!(mime, "image/png");
+        assert!(image::load_from_memory(&thumb).is_ok());
+    }
+
+    #[test]
+    fn a_hostile_image_gets_no_thumbnail_and_no_panic() {
+        // A PNG header announcing 100,000 × 100,000 pixels: refused by the limits.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(thumbnail(&png, "image/png", 64).is_err());
+        let (jpeg, _) = photo(16, 16, 1);
+        assert!(thumbnail(&jpeg[..jpeg.len() / 2], "image/jpeg", 64).is_err());
+        assert!(thumbnail(b"%PDF-1.7", "application/pdf", 64).is_err());
     }
 
     #[test]
