@@ -323,7 +323,6 @@ impl Facade {
             attachments: Vec::new(),
             handling,
             reply_to,
-            attachments: Vec::new(),
         };
         let group = group.to_owned();
         match self
