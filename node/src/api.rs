@@ -111,7 +111,7 @@ fn router(state: AppState) -> Router {
     // that a body just over it gets that error rather than the generic one.
     let upload_limit =
         usize::try_from(state.attachments.options().max_bytes).unwrap_or(usize::MAX) + 1;
-    Router::new()
+    let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{peer}", delete(remove_peer))
@@ -147,8 +147,36 @@ fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit_verify))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    // Probes for a service manager or a load balancer: no token, and nothing in the answer but
+    // whether the node is alive or ready (the reasons are in `/v1/status` and the log).
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(api)
         .with_state(state)
+}
+
+/// `/healthz`: the process serves HTTP.
+async fn healthz() -> &'static str {
+    "alive\n"
+}
+
+/// `/readyz`: the node's actor answers and its store is healthy as `liaison status` shows it (no
+/// failed flush or write, free disk space above `[store] min_free_mb`, no damaged message still
+/// waiting to be fetched again); 503 otherwise.
+async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+    match s.node.ask(Command::Status).await {
+        Ok(status) if status.store.healthy => (StatusCode::OK, "ready\n"),
+        Ok(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store needs attention (see liaison status)\n",
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the node does not answer\n",
+        ),
+    }
 }
 
 /// An error answer.

@@ -132,3 +132,52 @@ fn logs_parse_line_by_line_and_carry_no_colour_codes_in_a_pipe() {
         }
     }
 }
+
+/// `/healthz` and `/readyz` answer without a token and say nothing else; `/readyz` turns
+/// unready when the disk is below the store's floor.
+#[test]
+fn health_probes_need_no_token_and_follow_the_disk_floor() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("n");
+    init(&dir, "customs");
+    let get = |dir: &std::path::Path, path: &str| {
+        let runtime: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("runtime.json")).expect("runtime.json"))
+                .expect("runtime json");
+        let api = runtime["api"].as_str().expect("api address").to_owned();
+        let r = reqwest::blocking::get(format!("http://{api}{path}")).expect("get");
+        (r.status().as_u16(), r.text().expect("text"))
+    };
+    {
+        let _node = common::Daemon::start(&dir);
+        assert_eq!(get(&dir, "/healthz"), (200, "alive\n".into()));
+        assert_eq!(get(&dir, "/readyz"), (200, "ready\n".into()));
+        // Everything else still needs a token.
+        assert_eq!(get(&dir, "/v1/status").0, 401);
+    }
+    // A floor above any disk's free space: the node runs, and says it is not ready.
+    let config = std::fs::read_to_string(dir.join("node.toml")).expect("config");
+    let config = if config.contains("min_free_mb") {
+        config
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("min_free_mb") {
+                    "min_free_mb = 1000000000".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else if config.contains("[store]") {
+        config.replace("[store]", "[store]\nmin_free_mb = 1000000000")
+    } else {
+        format!("{config}\n[store]\nmin_free_mb = 1000000000\n")
+    };
+    std::fs::write(dir.join("node.toml"), config).expect("write config");
+    let _node = common::Daemon::start(&dir);
+    assert_eq!(get(&dir, "/healthz").0, 200);
+    let (code, text) = get(&dir, "/readyz");
+    assert_eq!(code, 503, "{text}");
+    assert!(text.starts_with("not ready"), "{text}");
+}
