@@ -24,6 +24,17 @@ fn flash(kind: &str, text: &str) -> Markup {
     html! { div class=(kind) role=(if kind == "alert" { "alert" } else { "status" }) { (text) } }
 }
 
+/// The alert an operator's failed action shows above the page it came from.
+fn failure(op: &Operator, e: &impl std::fmt::Display) -> Markup {
+    flash("alert", &format!("{}: {e}", op.0.lang().t("admin-failed")))
+}
+
+/// `page`, answered as a refused request (400).
+fn refused(mut page: Response) -> Response {
+    *page.status_mut() = StatusCode::BAD_REQUEST;
+    page
+}
+
 fn outcome_of<T>(r: &Result<T, Error>) -> String {
     match r {
         Ok(_) => "ok".to_owned(),
@@ -197,7 +208,6 @@ pub async fn add_account(
     if !op.0.csrf_ok(&value("csrf")) {
         return csrf_refused(&app, &op.0);
     }
-    let l = op.0.lang();
     let name = value("name").trim().to_owned();
     let mut grants = BTreeMap::new();
     for (k, v) in &f {
@@ -242,16 +252,7 @@ pub async fn add_account(
             let notice = handover(&app, &op, &headers, &name, &issued);
             accounts_page(&app, &op, Some(notice)).await
         }
-        Err(e) => {
-            let mut r = accounts_page(
-                &app,
-                &op,
-                Some(flash("alert", &format!("{}: {e}", l.t("admin-failed")))),
-            )
-            .await;
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            r
-        }
+        Err(e) => refused(accounts_page(&app, &op, Some(failure(&op, &e))).await),
     }
 }
 
@@ -268,7 +269,6 @@ pub async fn change_account(
     if !op.0.csrf_ok(&value("csrf")) {
         return csrf_refused(&app, &op.0);
     }
-    let l = op.0.lang();
     let action = value("action");
     let group = value("group");
     let (audit_action, result): (&str, Result<Option<Issued>, Error>) = match action.as_str() {
@@ -356,16 +356,7 @@ pub async fn change_account(
             accounts_page(&app, &op, Some(notice)).await
         }
         Ok(None) => see_other("/admin/accounts"),
-        Err(e) => {
-            let mut r = accounts_page(
-                &app,
-                &op,
-                Some(flash("alert", &format!("{}: {e}", l.t("admin-failed")))),
-            )
-            .await;
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            r
-        }
+        Err(e) => refused(accounts_page(&app, &op, Some(failure(&op, &e))).await),
     }
 }
 
@@ -464,17 +455,7 @@ pub async fn add_peer(State(app): State<App>, op: Operator, Form(f): Form<PeerFo
         .await;
     match r {
         Ok(_) => see_other("/admin/peers"),
-        Err(e) => {
-            let l = op.0.lang();
-            let mut resp = peers_page(
-                &app,
-                &op,
-                Some(flash("alert", &format!("{}: {e}", l.t("admin-failed")))),
-            )
-            .await;
-            *resp.status_mut() = StatusCode::BAD_REQUEST;
-            resp
-        }
+        Err(e) => refused(peers_page(&app, &op, Some(failure(&op, &e))).await),
     }
 }
 
@@ -615,17 +596,7 @@ pub async fn create_group(
         .await;
     match r {
         Ok(_) => see_other("/admin/groups"),
-        Err(e) => {
-            let l = op.0.lang();
-            let mut resp = groups_page(
-                &app,
-                &op,
-                Some(flash("alert", &format!("{}: {e}", l.t("admin-failed")))),
-            )
-            .await;
-            *resp.status_mut() = StatusCode::BAD_REQUEST;
-            resp
-        }
+        Err(e) => refused(groups_page(&app, &op, Some(failure(&op, &e))).await),
     }
 }
 
@@ -674,17 +645,7 @@ pub async fn change_member(
         .await;
     match r {
         Ok(_) => see_other("/admin/groups"),
-        Err(e) => {
-            let l = op.0.lang();
-            let mut resp = groups_page(
-                &app,
-                &op,
-                Some(flash("alert", &format!("{}: {e}", l.t("admin-failed")))),
-            )
-            .await;
-            *resp.status_mut() = StatusCode::BAD_REQUEST;
-            resp
-        }
+        Err(e) => refused(groups_page(&app, &op, Some(failure(&op, &e))).await),
     }
 }
 
