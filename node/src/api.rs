@@ -88,6 +88,7 @@ pub async fn serve(
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
@@ -96,7 +97,11 @@ pub async fn serve(
         audit,
         attachments,
     };
-    let app = router(state);
+    // Outermost, so that refused requests (401, 413) are timed and counted too.
+    let app = router(state).layer(middleware::from_fn_with_state(
+        metrics,
+        crate::metrics::track_api,
+    ));
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

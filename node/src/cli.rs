@@ -1429,6 +1429,9 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
     if let Some(url) = &node.web_url {
         println!("web workspace: {url}");
     }
+    if let Some(addr) = node.metrics_addr {
+        println!("metrics: http://{addr}/metrics");
+    }
     if let Some(fingerprint) = &node.web_fingerprint {
         println!(
             "web certificate (self-signed) SHA-256 fingerprint: {fingerprint}\n  \

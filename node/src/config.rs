@@ -48,6 +48,21 @@ pub struct Config {
     /// Attachments: what is fetched eagerly, how fast they are served.
     #[serde(default)]
     pub attachments: AttachmentsSection,
+    /// The Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// The `[metrics]` section: Prometheus metrics on a listener of their own (see
+/// `node/src/metrics.rs` and `docs/operations.md`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// TCP address serving `GET /metrics` without a token; none (the default) serves no
+    /// metrics. The metrics name peers and groups and count traffic, but carry no message,
+    /// key or token: bind it to loopback or a management network that only the Prometheus
+    /// server reaches. Port 0 picks a free port at start-up.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The `[attachments]` section.
@@ -302,6 +317,7 @@ impl Config {
             },
             store: StoreSection::default(),
             attachments: AttachmentsSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod records;

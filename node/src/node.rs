@@ -217,6 +217,8 @@ pub enum Command {
     },
     /// A feed of the ids of messages as they are durably stored.
     Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
+    /// What the metrics endpoint shows (see [`crate::metrics`]).
+    Metrics(oneshot::Sender<crate::metrics::Snapshot>),
     /// Quarantine a stored message: no view of this node shows it until it is released (admin
     /// only).
     Quarantine {
@@ -324,6 +326,8 @@ pub struct RunningNode {
     pub quic_addr: SocketAddr,
     /// The bound API address.
     pub api_addr: SocketAddr,
+    /// The bound metrics address, when metrics are served (`[metrics] listen`).
+    pub metrics_addr: Option<SocketAddr>,
     /// The web workspace's URL, when it is served.
     pub web_url: Option<String>,
     /// The SHA-256 fingerprint of the workspace's self-signed certificate, if it has one.
@@ -537,6 +541,18 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         &dir.admin_token()?,
     )?);
     let audit = Arc::new(crate::audit::AuditLog::open(store.clone())?);
+    let metrics = Arc::new(crate::metrics::Metrics::new(&store, attachments.clone()));
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| Error::io("cannot read the metrics address", e))?,
+        ),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -579,6 +595,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         posted_attachments: HashMap::new(),
         fetching: HashSet::new(),
         fetch_queue: std::collections::VecDeque::new(),
+        metrics: metrics.clone(),
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -606,6 +623,12 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(
+            crate::metrics::serve(listener, metrics.clone(), handle.clone(), shutdown.clone())
+                .instrument(span.clone()),
+        );
+    }
     tasks.spawn(
         crate::api::serve(
             api_listener,
@@ -613,6 +636,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             accounts,
             audit,
             attachments,
+            metrics,
             shutdown.clone(),
         )
         .instrument(span.clone()),
@@ -623,13 +647,14 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         pid: std::process::id(),
         web: web_url.clone(),
     })?;
-    info!(parent: &span, %quic_addr, %api_addr, "node started");
+    info!(parent: &span, %quic_addr, %api_addr, ?metrics_addr, "node started");
     Ok(RunningNode {
         handle,
         node_id,
         name: config.name,
         quic_addr,
         api_addr,
+        metrics_addr,
         web_url,
         web_fingerprint,
         store,
@@ -949,6 +974,8 @@ struct Actor {
     fetching: HashSet<AttachmentId>,
     /// Attachments waiting for a fetch slot (at most [`MAX_FETCH_QUEUE`]).
     fetch_queue: std::collections::VecDeque<FetchWanted>,
+    /// The node's metrics (counted here, shown by [`crate::metrics`]).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A post accepted from the API, not yet sealed.
@@ -1386,6 +1413,7 @@ impl Actor {
                 attachments,
             } => {
                 debug!(peer = %from.short(), id = %id.short(), "message accepted");
+                self.metrics.message_received();
                 #[cfg(test)]
                 faults::at_accept(&header.author);
                 self.note_origin(id, &header);
@@ -1416,12 +1444,16 @@ impl Actor {
             // peer's may name messages still being written, which the store leaves out.
             // The engine found the origin of every message named (the store's author
             // index confirms each before indexing the receipt by place).
+            Event::Receipt { receiver, .. } if receiver == self.me => {
+                self.metrics.receipt(true);
+            }
             Event::Receipt {
                 group,
                 receiver,
                 messages,
                 bytes,
-            } if receiver != self.me => {
+            } => {
+                self.metrics.receipt(false);
                 let messages = messages
                     .iter()
                     .filter_map(|id| {
@@ -1458,6 +1490,7 @@ impl Actor {
                 }
             }
             Event::Rejected { peer, reason } => {
+                self.metrics.rejected(&reason);
                 warn!(peer = %peer.short(), %reason, "rejected input from peer");
             }
             Event::OwnMessagesElsewhere {
@@ -1573,6 +1606,7 @@ impl Actor {
                     .flatten()
                     .collect();
                 self.index_attachments(named);
+                self.metrics.stored_from_peers(ids.len());
                 self.engine.handle_durable(now(), &ids);
                 if self.events.receiver_count() > 0 && !ids.is_empty() {
                     let _ = self.events.send(NodeEvent::Durable {
@@ -1600,6 +1634,8 @@ impl Actor {
                 if result.is_err() {
                     let sealed: Vec<Sealed> = posts.iter().map(|(s, _)| s.clone()).collect();
                     self.engine.handle_local_failed(&sealed);
+                } else {
+                    self.metrics.stored_local(posts.len());
                 }
                 for (sealed, reply) in posts {
                     match &result {
@@ -1861,6 +1897,9 @@ impl Actor {
             }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.new_messages.subscribe());
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(self.metrics_snapshot());
             }
             Command::Quarantine { id, reason, reply } => self.quarantine(who, id, reason, reply),
             Command::Release { id, reply } => self.release(who, id, reply),
@@ -2753,6 +2792,7 @@ async fn connection_task(
 }
 
 mod attached;
+mod observe;
 mod quarantine;
 mod records;
 

@@ -176,6 +176,25 @@ impl Default for Config {
     }
 }
 
+/// What an engine has done since it was made, for the node's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Envelopes of other authors queued for peers: pushes this node relays, and envelopes in
+    /// its sync answers. One envelope sent to two peers counts twice.
+    pub relayed: u64,
+}
+
+/// How far a peer and this node are apart in one group, as the peer's last sync request
+/// showed it (see [`Engine::lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// Messages this node holds and may serve that the peer lacked.
+    pub peer_lacks: u64,
+    /// Messages the peer held that this node lacked.
+    pub lacks: u64,
+}
+
 /// Something the node must act on.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -455,6 +474,79 @@ fn missing_runs(
     out
 }
 
+/// How far `peer` and this node are apart in `replica`'s group, by `req` (see [`Lag`]).
+/// Linear in the runs of both sides.
+fn lag_between(replica: &Replica, peer: &NodeId, req: &SyncRequest) -> Lag {
+    let mut lag = Lag::default();
+    let mut mine: HashMap<(NodeRef, u64), &Held> = HashMap::new();
+    for ((author, epoch), held) in &replica.held {
+        mine.insert((NodeRef::from(*author), *epoch), held);
+        if replica.state.role_at(peer, *epoch).is_none() {
+            continue;
+        }
+        let (high, ranges) = req.held(author, *epoch);
+        let limit = replica.state.cutoff(author, *epoch).unwrap_or(u64::MAX);
+        for (first, last) in missing_runs(held, high, ranges, limit) {
+            lag.peer_lacks = lag.peer_lacks.saturating_add(last - first + 1);
+        }
+    }
+    // What the peer holds: per author and epoch, its contiguous prefix and the ranges above.
+    let mut theirs: BTreeMap<(NodeRef, u64), Vec<(u64, u64)>> = BTreeMap::new();
+    for e in &req.vector {
+        if e.high > 0 {
+            theirs
+                .entry((e.author, e.epoch))
+                .or_default()
+                .push((1, e.high));
+        }
+    }
+    for r in &req.ranges {
+        if r.first >= 1 && r.first <= r.last {
+            theirs
+                .entry((r.author, r.epoch))
+                .or_default()
+                .push((r.first, r.last));
+        }
+    }
+    for (key, mut runs) in theirs {
+        runs.sort_unstable();
+        let held: Vec<(u64, u64)> = mine
+            .get(&key)
+            .map(|h| h.runs().collect())
+            .unwrap_or_default();
+        lag.lacks = lag.lacks.saturating_add(count_outside(&runs, &held));
+    }
+    lag
+}
+
+/// Seqs in `runs` outside every run of `held` (both ascending; `held`'s runs disjoint).
+/// Overlapping runs in `runs` (a peer's sloppy request) are counted as far as they extend
+/// past the one before.
+fn count_outside(runs: &[(u64, u64)], held: &[(u64, u64)]) -> u64 {
+    let mut total = 0u64;
+    let mut next = 0u64; // The first seq not yet counted.
+    let mut j = 0;
+    for &(first, last) in runs {
+        let first = first.max(next);
+        if first > last {
+            continue;
+        }
+        next = last.saturating_add(1);
+        while j < held.len() && held[j].1 < first {
+            j += 1;
+        }
+        let mut covered = 0u64;
+        let mut k = j;
+        while k < held.len() && held[k].0 <= last {
+            let (f, l) = held[k];
+            covered = covered.saturating_add(l.min(last) - f.max(first) + 1);
+            k += 1;
+        }
+        total = total.saturating_add((last - first + 1).saturating_sub(covered));
+    }
+    total
+}
+
 #[derive(Debug)]
 struct Replica {
     state: GroupState,
@@ -544,6 +636,8 @@ struct Peer {
     /// must all be held (first, last), and when to ask for what is missing if it still is not
     /// (see [`Engine::handle_timeout`]).
     gaps: HashMap<(GroupId, NodeId, u64), (u64, u64, Timestamp)>,
+    /// How far apart this peer and this node were in each group at its last sync request.
+    lag: HashMap<GroupId, Lag>,
 }
 
 /// Most gaps waiting per peer; a new gap beyond that is asked for at once.
@@ -602,6 +696,8 @@ pub struct Engine {
     previous: Vec<(IdentityKey, ExchangeSecret)>,
     /// See [`Policy`].
     policy: Policy,
+    /// See [`Counters`].
+    counters: Counters,
 }
 
 /// Most receipt digests kept to recognise a receipt taken before; emptied when full. Receipts
@@ -649,6 +745,7 @@ impl Engine {
             own_floor: HashMap::new(),
             previous: Vec::new(),
             policy: Policy::default(),
+            counters: Counters::default(),
         }
     }
 
@@ -856,6 +953,20 @@ impl Engine {
     /// Messages waiting for the store.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// What this engine has done since it was made.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Per peer and group, how far apart the two were at the peer's last sync request in it
+    /// (members ask every sync interval, and after each push that leaves a gap). Peers that
+    /// never asked, and groups they never asked about, are not listed.
+    pub fn lag(&self) -> impl Iterator<Item = (NodeId, GroupId, Lag)> + '_ {
+        self.peers
+            .iter()
+            .flat_map(|(peer, p)| p.lag.iter().map(move |(group, lag)| (*peer, *group, *lag)))
     }
 
     // ----- local actions ------------------------------------------------------------------
@@ -1936,6 +2047,14 @@ impl Engine {
         let Some(replica) = self.groups.get(&req.group) else {
             return;
         };
+        let lag = lag_between(replica, &peer, &req);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.lag.insert(req.group, lag);
+        }
+        let me = self.identity.node_id();
+        let Some(replica) = self.groups.get(&req.group) else {
+            return;
+        };
         let behind = req.control_seq > replica.state.seq();
         let mut budget = match usize::try_from(req.max_bytes) {
             Ok(0) | Err(_) => self.config.response_budget,
@@ -1994,6 +2113,9 @@ impl Engine {
                     }
                     budget = budget.saturating_sub(e.len());
                     envelopes.push(e);
+                    if *author != me {
+                        self.counters.relayed += 1;
+                    }
                 }
             }
         }
@@ -2324,7 +2446,11 @@ impl Engine {
             })
             .map(|(id, _)| *id)
             .collect();
+        let relayed = !skip.contains(&me);
         for peer in targets {
+            if relayed {
+                self.counters.relayed += 1;
+            }
             self.queue_push(peer, envelope.to_vec());
         }
     }
@@ -2547,4 +2673,22 @@ pub struct LocalDraft<'a> {
     pub expires_at: Option<Timestamp>,
     /// The content.
     pub content: &'a message::Content,
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::count_outside;
+
+    #[test]
+    fn seqs_outside_held_runs_are_counted_once() {
+        // Held: 1..=5 and 8..=9.
+        let held = [(1, 5), (8, 9)];
+        assert_eq!(count_outside(&[(1, 5)], &held), 0);
+        assert_eq!(count_outside(&[(1, 10)], &held), 3); // 6, 7, 10
+        assert_eq!(count_outside(&[(1, 3), (6, 12)], &held), 5); // 6, 7, 10, 11, 12
+        assert_eq!(count_outside(&[(4, 9)], &[]), 6);
+        // Overlapping runs (a sloppy request) count each seq once.
+        assert_eq!(count_outside(&[(1, 10), (5, 12)], &held), 5);
+        assert_eq!(count_outside(&[(u64::MAX - 1, u64::MAX)], &held), 2);
+    }
 }

@@ -87,6 +87,25 @@ pub struct Attachments {
     named: Named,
     options: Options,
     pending: Mutex<HashMap<AttachmentId, Pending>>,
+    traffic: Traffic,
+}
+
+/// Attachment bytes moved since the node started (ciphertext, as stored and sent), for the
+/// node's metrics.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Uploaded here by officers (plaintext after metadata removal).
+    pub uploaded: std::sync::atomic::AtomicU64,
+    /// Fetched from peers and stored.
+    pub fetched: std::sync::atomic::AtomicU64,
+    /// Served to peers.
+    pub served: std::sync::atomic::AtomicU64,
+}
+
+impl Traffic {
+    fn add(counter: &std::sync::atomic::AtomicU64, bytes: u64) {
+        counter.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Attachments {
@@ -102,7 +121,23 @@ impl Attachments {
                 ..options
             },
             pending: Mutex::new(HashMap::new()),
+            traffic: Traffic::default(),
         })
+    }
+
+    /// Attachment bytes moved since the node started.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Notes `bytes` fetched from a peer and stored.
+    pub(crate) fn note_fetched(&self, bytes: u64) {
+        Traffic::add(&self.traffic.fetched, bytes);
+    }
+
+    /// Notes `bytes` served to a peer.
+    pub(crate) fn note_served(&self, bytes: u64) {
+        Traffic::add(&self.traffic.served, bytes);
     }
 
     /// The options in force.
@@ -163,6 +198,7 @@ impl Attachments {
         }
         let id = hasher.finish();
         self.files.commit_upload(&tmp, file, &id)?;
+        Traffic::add(&self.traffic.uploaded, size);
         let reference = AttachmentRef {
             id,
             key,

@@ -84,6 +84,7 @@ where
         .map_err(|e| e.to_string())?;
     if !cipher.is_empty() {
         send.write_all(&cipher).await.map_err(|e| e.to_string())?;
+        attachments.note_served(cipher.len() as u64);
     }
     send.finish().map_err(|e| e.to_string())?;
     // Wait until the peer has the bytes (or goes away) before the stream is dropped.
@@ -245,6 +246,9 @@ pub async fn fetch(
                 match outcome {
                     Outcome::Stored(count) => {
                         progress = Instant::now();
+                        if let Some(len) = range_len(job.reference.size, first, count) {
+                            attachments.note_fetched(len);
+                        }
                         plan.handle_stored(&ask.peer, first, count);
                     }
                     Outcome::Missing => plan.handle_missing(now(), &ask.peer, first),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, watch};
 
 use super::error::EngineError;
@@ -119,6 +120,8 @@ pub(super) struct Shared {
     pub(super) write_error: std::sync::Mutex<Option<String>>,
     /// When the free space was last measured, and what it was.
     pub(super) space: std::sync::Mutex<Option<(Instant, u64)>>,
+    /// How long each successful flush took.
+    pub(super) flush_times: FlushTimes,
     /// Test hook: make the next flush fail.
     #[cfg(test)]
     pub(super) fail_next_flush: AtomicBool,
@@ -127,7 +130,24 @@ pub(super) struct Shared {
     pub(super) flush_delay_ms: AtomicU64,
 }
 
+/// The durations of successful flushes, in seconds (a Prometheus histogram, shared with the
+/// node's metrics).
+#[derive(Debug, Clone)]
+pub(super) struct FlushTimes(pub(super) Histogram);
+
+impl Default for FlushTimes {
+    fn default() -> Self {
+        // 0.25 ms to about 4 s: an SSD's fdatasync to a disk that stalls.
+        FlushTimes(Histogram::new(exponential_buckets(0.000_25, 2.0, 15)))
+    }
+}
+
 impl Store {
+    /// The durations of the store's successful flushes since it opened, in seconds.
+    pub fn flush_times(&self) -> Histogram {
+        self.inner.shared.flush_times.0.clone()
+    }
+
     /// Waits until the write behind `ticket` is flushed to disk.
     pub async fn wait_for(&self, ticket: DurableTicket) -> Result<(), StoreError> {
         self.wait_durable(ticket.0).await
@@ -324,6 +344,10 @@ pub(super) async fn run_flusher(
             match result {
                 Ok(bytes) => {
                     flushed = target;
+                    shared
+                        .flush_times
+                        .0
+                        .observe(started.elapsed().as_secs_f64());
                     tracing::trace!(
                         covered = target,
                         bytes,

@@ -1,0 +1,48 @@
+//! What the actor reports to the metrics endpoint ([`crate::metrics`]): taken on request, from
+//! the state the actor already keeps, so that nothing is counted twice or computed between
+//! scrapes.
+
+use super::Actor;
+use crate::metrics::{LagEntry, Snapshot};
+
+impl Actor {
+    /// The gauges' values now.
+    pub(super) fn metrics_snapshot(&self) -> Snapshot {
+        let mut peers: Vec<(&'static str, i64)> = Vec::new();
+        for entry in self.peers.values() {
+            let state = if self.conns.contains_key(&entry.node) {
+                "connected"
+            } else if entry.last_error.is_some() {
+                "disconnected"
+            } else {
+                "connecting"
+            };
+            match peers.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => peers.push((state, 1)),
+            }
+        }
+        let lag = self
+            .engine
+            .lag()
+            .map(|(peer, group, lag)| LagEntry {
+                peer: self
+                    .peers
+                    .get(&peer)
+                    .map_or_else(|| peer.short(), |p| p.record.name.clone()),
+                group: group.short(),
+                lacks: lag.lacks,
+                peer_lacks: lag.peer_lacks,
+            })
+            .collect();
+        let health = self.store.health();
+        Snapshot {
+            peers,
+            lag,
+            relayed: self.engine.counters().relayed,
+            messages: self.store.message_count() as u64,
+            free_bytes: health.free_bytes,
+            event_streams: self.new_messages.receiver_count() as u64,
+        }
+    }
+}
