@@ -38,6 +38,9 @@
 //! | `DELETE /v1/users/{name}/grants/{group}`     | admin   | revoke a grant                    |
 //! | `GET /v1/audit[?since_ms=T]`                 | admin   | the audit log                     |
 //! | `GET /v1/audit/verify`                       | admin   | check the audit chain             |
+//! | `GET /v1/openapi.json`                       | no token | this API's OpenAPI 3.1 description (see [`crate::openapi`]) |
+//!
+//! Every route here is described in [`crate::openapi`]; a test there compares the two.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -158,6 +161,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/openapi.json", get(openapi_json))
         .merge(api)
         .with_state(state)
 }
@@ -182,6 +186,14 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
             "not ready: the node does not answer\n",
         ),
     }
+}
+
+/// `/v1/openapi.json`: the API's description, the same for every node of a release (no
+/// token).
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(crate::openapi::json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 /// An error answer.
@@ -404,7 +416,7 @@ async fn remove_peer(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(peer): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<views::Removed> {
     s.admin_only(&who, "peer.remove", &peer).await?;
     let target = peer.clone();
     let result = async {
@@ -414,7 +426,7 @@ async fn remove_peer(
     }
     .await;
     s.audited(&who, "peer.remove", &target, result).await?;
-    Ok(Json(serde_json::json!({"removed": true})))
+    Ok(Json(views::Removed { removed: true }))
 }
 
 async fn groups(
@@ -990,7 +1002,7 @@ async fn events(
 // ----- accounts -------------------------------------------------------------------------
 
 /// An account as the API shows it (no token hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     /// The officer's name.
     pub name: String,
@@ -1011,7 +1023,7 @@ impl From<Account> for UserView {
 }
 
 /// `POST /v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddUser {
     /// The officer's name.
     pub name: String,
@@ -1028,7 +1040,7 @@ pub struct AddUser {
 }
 
 /// The answer to `POST /v1/users`: the token, shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
     /// The account.
     pub user: UserView,
@@ -1044,7 +1056,7 @@ pub struct NewUser {
 }
 
 /// `POST /v1/users/{name}/grants`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GrantBody {
     /// `GROUP[:read|:post]`.
     pub grant: String,
@@ -1145,11 +1157,11 @@ async fn remove_user(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<views::Removed> {
     s.admin_only(&who, "user.remove", &name).await?;
     let result = s.accounts.remove(&name).await;
     s.audited(&who, "user.remove", &name, result).await?;
-    Ok(Json(serde_json::json!({"removed": true})))
+    Ok(Json(views::Removed { removed: true }))
 }
 
 async fn grant(

@@ -16,7 +16,7 @@ use crate::store::Store;
 pub const AUDIT_CONTEXT: &str = "liaison/v1/audit-record";
 
 /// One audit record as stored and shown.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the log, from 1.
     pub seq: u64,
@@ -141,7 +141,7 @@ impl AuditLog {
 }
 
 /// The result of checking the audit chain.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Verification {
     /// Records checked.
     pub records: u64,

@@ -20,6 +20,7 @@ pub mod error;
 pub mod metrics;
 pub mod names;
 pub mod node;
+pub mod openapi;
 pub mod records;
 pub mod store;
 pub mod transport;

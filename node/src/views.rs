@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     /// This node's id.
     pub node_id: String,
@@ -34,7 +34,7 @@ pub struct Status {
 }
 
 /// The store's health, in `/v1/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoreStatus {
     /// Whether nothing needs an operator's attention.
     pub healthy: bool,
@@ -139,7 +139,7 @@ impl StoreStatus {
 }
 
 /// One pinned peer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerView {
     /// The operator's name for it.
     pub name: String,
@@ -156,7 +156,7 @@ pub struct PeerView {
 }
 
 /// One member of a group.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     /// Its node id.
     pub node_id: String,
@@ -167,7 +167,7 @@ pub struct MemberView {
 }
 
 /// One group.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     /// The group id.
     pub id: String,
@@ -189,7 +189,7 @@ pub struct GroupView {
 }
 
 /// A node removed from a group.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemovedView {
     /// Its node id.
     pub node_id: String,
@@ -200,7 +200,7 @@ pub struct RemovedView {
 }
 
 /// One message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// The message id.
     pub id: String,
@@ -259,7 +259,7 @@ pub struct MessageView {
 }
 
 /// An attachment as a message names it (its key stays in the node).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttachmentView {
     /// The attachment id.
     pub id: String,
@@ -278,7 +278,7 @@ fn note_kind() -> String {
 }
 
 /// A message an export left out, and why.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refused {
     /// The message id.
     pub id: String,
@@ -289,7 +289,7 @@ pub struct Refused {
 }
 
 /// `GET /v1/groups/{group}/export`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportView {
     /// The group.
     pub group_id: String,
@@ -300,7 +300,7 @@ pub struct ExportView {
 }
 
 /// A stored message the admin took out of this node's views.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuarantineView {
     /// The message id.
     pub id: String,
@@ -315,7 +315,7 @@ pub struct QuarantineView {
 }
 
 /// A request to quarantine a stored message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuarantineRequest {
     /// The message id (64 hex digits).
     pub id: String,
@@ -324,7 +324,7 @@ pub struct QuarantineRequest {
 }
 
 /// One delivery receipt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceiptView {
     /// The receiving node's id.
     pub receiver_id: String,
@@ -335,7 +335,7 @@ pub struct ReceiptView {
 }
 
 /// `POST /v1/peers`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddPeer {
     /// A name for the peer.
     pub name: String,
@@ -346,14 +346,14 @@ pub struct AddPeer {
 }
 
 /// `POST /v1/groups`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateGroup {
     /// The group name.
     pub name: String,
 }
 
 /// `POST /v1/groups/{group}/members`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddMember {
     /// A peer name or node id.
     pub peer: String,
@@ -363,7 +363,7 @@ pub struct AddMember {
 }
 
 /// `POST /v1/groups/{group}/messages`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostMessage {
     /// Subject line.
     #[serde(default)]
@@ -386,7 +386,7 @@ pub struct PostMessage {
 
 /// `POST /v1/groups/{group}/records`: a record in its tagged JSON form (what `liaison record
 /// template` prints) and how to post it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostRecord {
     /// The kind of record: `note`, `seizure`, `cultural_object`, `alert`, `request`,
     /// `feedback`.
@@ -409,7 +409,7 @@ pub struct PostRecord {
 }
 
 /// One kind of record and its schema: `GET /v1/schemas`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SchemaInfo {
     /// The kind (`seizure`).
     pub kind: String,
@@ -424,7 +424,7 @@ pub struct SchemaInfo {
 }
 
 /// One message of a thread.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ThreadEntry {
     /// The message id.
     pub id: String,
@@ -454,7 +454,7 @@ pub struct ThreadEntry {
 
 /// `GET /v1/messages/{id}/thread`: the thread a message belongs to, from its root, each
 /// reply below the message it answers, oldest first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ThreadView {
     /// The group.
     pub group_id: String,
@@ -469,7 +469,7 @@ pub struct ThreadView {
 }
 
 /// `GET /v1/groups/{group}/stats`: counts of what a group holds, as the caller may read it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// The group.
     pub group_id: String,
@@ -487,20 +487,28 @@ pub struct StatsView {
     pub by_state: std::collections::BTreeMap<String, u64>,
 }
 
+/// The answer to `DELETE /v1/peers/{peer}` and `DELETE /v1/users/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Removed {
+    /// Always true: what was named is gone.
+    pub removed: bool,
+}
+
 /// An id returned by a create or post.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Created {
     /// The new id.
     pub id: String,
 }
 
 /// An error body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong and what to do.
     pub error: String,
     /// For an invalid record: each problem at its JSON pointer into the request body.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::openapi::FieldProblem>)]
     pub fields: Vec<liaison_protocol::FieldError>,
 }
 

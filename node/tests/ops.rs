@@ -152,8 +152,12 @@ fn health_probes_need_no_token_and_follow_the_disk_floor() {
         let _node = common::Daemon::start(&dir);
         assert_eq!(get(&dir, "/healthz"), (200, "alive\n".into()));
         assert_eq!(get(&dir, "/readyz"), (200, "ready\n".into()));
-        // Everything else still needs a token.
+        // Everything else still needs a token, but the API's description.
         assert_eq!(get(&dir, "/v1/status").0, 401);
+        assert_eq!(
+            get(&dir, "/v1/openapi.json"),
+            (200, liaison_node::openapi::json())
+        );
     }
     // A floor above any disk's free space: the node runs, and says it is not ready.
     let config = std::fs::read_to_string(dir.join("node.toml")).expect("config");

@@ -59,7 +59,7 @@ impl Default for Options {
 }
 
 /// An upload, as its uploader sees it: everything but the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Uploaded {
     /// The attachment id, to name in the message posted next.
     pub id: String,
