@@ -1421,6 +1421,17 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
 /// Runs the node in the foreground until SIGINT or SIGTERM.
 async fn run_daemon(dir: &DataDir) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Watched before the node starts, so that no signal finds the default action (which ends
+    // the process) once the node answers.
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", e))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot watch SIGINT", e))?;
+    // There is nothing to reload on SIGHUP: peers, groups and officers change at once through
+    // the API and live in the store, and `node.toml` holds addresses and limits bound at
+    // start. A SIGHUP (a `kill -HUP` meant for another daemon, a closed terminal) is logged and
+    // the node runs on.
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("cannot watch SIGHUP", e))?;
     let node = crate::node::start(dir).await?;
     println!(
         "{} running: node {} quic {} api {}",
@@ -1438,13 +1449,21 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
              officers compare it with what their browser shows before they accept it"
         );
     }
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", e))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot watch SIGINT", e))?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: shutting down");
+                break;
+            }
+            _ = hup.recv() => tracing::info!(
+                "SIGHUP: nothing to reload (peers and officers take effect at once through the \
+                 API; node.toml is read at start): running on"
+            ),
+        }
     }
     node.shutdown().await
 }

@@ -185,3 +185,30 @@ fn health_probes_need_no_token_and_follow_the_disk_floor() {
     assert_eq!(code, 503, "{text}");
     assert!(text.starts_with("not ready"), "{text}");
 }
+
+/// SIGHUP does not end the node: there is nothing to reload (peers and officers change at once
+/// through the API), so it is logged and the node serves on; SIGTERM still stops it cleanly.
+#[test]
+fn sighup_leaves_the_node_running() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("n");
+    init(&dir, "customs");
+    let node = common::Daemon::start(&dir);
+    let pid = node.child.id().to_string();
+    for _ in 0..2 {
+        let status = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+    // The signal is handled: the node still answers, with the same process.
+    eventually("answer after SIGHUP", || {
+        liaison(&dir, &["status"]).status.success().then_some(())
+    });
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("runtime.json")).expect("runtime.json"))
+            .expect("runtime json");
+    assert_eq!(runtime["pid"].as_u64().map(|p| p.to_string()), Some(pid));
+    node.stop();
+}
