@@ -373,7 +373,13 @@ pub fn reason_label(reason: &Rejection) -> &'static str {
 /// such as `/v1/messages/{id}`, never the ids themselves) and status.
 pub async fn track_api(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Only the methods HTTP defines become labels: a client may send any token as a method,
+    // and each would otherwise add a series for good.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()

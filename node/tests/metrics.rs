@@ -141,6 +141,14 @@ async fn metrics_count_a_relayed_exchange() {
         .await
         .expect("request");
     assert_eq!(refused.status().as_u16(), 401);
+    // A method HTTP does not define is counted, under `other`, not as a label of its own.
+    let method = reqwest::Method::from_bytes(b"BREW").expect("method");
+    let odd = reqwest::Client::new()
+        .request(method, format!("http://{}/v1/status", left.api_addr))
+        .send()
+        .await
+        .expect("request");
+    assert!(odd.status().is_client_error());
 
     for n in [&owner, &left, &right] {
         for id in &ids {
@@ -268,6 +276,16 @@ async fn metrics_count_a_relayed_exchange() {
         "{left_text}"
     );
 
+    assert_eq!(
+        sample(
+            &left_text,
+            "liaison_api_request_duration_seconds_count",
+            &[("method", "other")],
+        ),
+        Some(1.0),
+        "{left_text}"
+    );
+    assert!(!left_text.contains("BREW"), "{left_text}");
     dashboard_reads_only_these_metrics(&left_text);
 
     for n in [owner, left, right] {
