@@ -25,13 +25,14 @@
 //! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
 //! | `GET /v1/schemas/{kind}/template`            | any     | a commented example to fill in    |
 //! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
-//! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched) |
+//! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched); `Range: bytes=A-B` answers that part (206) |
 //! | `GET /v1/attachments/{id}/thumbnail[?max=N]` | any     | a thumbnail of such a photo, made here (JPEG or PNG, longest edge N, default 256) |
 //! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
 //! | `GET /v1/messages/{id}/thread`               | any     | the thread, with alert and request states |
-//! | `GET /v1/events[?group=G]`                   | any     | server-sent events: new messages  |
+//! | `GET /v1/events[?group=G]`                   | any     | server-sent events: new messages; `end` when the caller's access goes |
+//! | `GET /v1/identity?challenge=HEX`             | none    | the node's signature over the challenge: the CLI checks it before sending a token |
 //! | `GET /v1/users`, `POST /v1/users`            | admin   | list, add an officer              |
 //! | `DELETE /v1/users/{name}`                    | admin   | remove an officer                 |
 //! | `POST /v1/users/{name}/grants`               | admin   | grant `GROUP[:read\|:post]`       |
@@ -56,7 +57,7 @@ use axum::{Extension, Json, Router};
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{self, Record, RecordKind};
-use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
+use liaison_protocol::{FieldError, GroupId, Handling, IdentityKey, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +80,8 @@ struct AppState {
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
+    /// The node's identity key: it signs the challenges of `/v1/identity`.
+    identity: Arc<IdentityKey>,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -88,6 +91,7 @@ pub async fn serve(
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
+    identity: Arc<IdentityKey>,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
@@ -95,6 +99,7 @@ pub async fn serve(
         accounts,
         audit,
         attachments,
+        identity,
     };
     let app = router(state);
     let result = axum::serve(listener, app)
@@ -153,8 +158,29 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/identity", get(identity))
         .merge(api)
         .with_state(state)
+}
+
+/// `GET /v1/identity?challenge=HEX`.
+#[derive(Debug, Deserialize)]
+struct IdentityQuery {
+    /// 32 random bytes, hex.
+    challenge: String,
+}
+
+/// `/v1/identity`: the node's signature over a caller's challenge, so that the CLI knows it
+/// speaks to its own node before it sends a token (see [`crate::api_identity`]). No token.
+async fn identity(
+    State(s): State<AppState>,
+    query: Result<Query<IdentityQuery>, QueryRejection>,
+) -> Result<Json<crate::api_identity::Proof>, ApiError> {
+    let Query(query) = query.map_err(|e| Error::Invalid(e.body_text()))?;
+    let mut challenge = [0u8; 32];
+    hex::decode_to_slice(&query.challenge, &mut challenge)
+        .map_err(|_| Error::Invalid("challenge: 64 hex digits".into()))?;
+    Ok(Json(crate::api_identity::prove(&s.identity, &challenge)))
 }
 
 /// `/healthz`: the process serves HTTP.
@@ -596,7 +622,7 @@ async fn thread(
 ) -> ApiResult<views::ThreadView> {
     let target = id.clone();
     let result = async {
-        let id = message_id(&id)?;
+        let id = find_message(&s, &who, &id).await?;
         s.ask(&who, |reply| Command::Thread { id, reply }).await?
     }
     .await;
@@ -827,34 +853,57 @@ async fn open_attachment(
     .map_err(|_| Error::ShuttingDown)?
 }
 
+/// `GET /v1/attachments/{id}`: the whole file, or with a `Range: bytes=A-B` header one range
+/// of it (206, `Content-Range`; 416 when the range lies beyond the file). A request for several
+/// ranges gets the whole file, as HTTP allows.
 async fn download(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let result = open_attachment(&s, &who, &id).await;
     let (plain, reference) = s.audited(&who, "attachment", &id, result).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
-        reference
-            .name
-            .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' {
-                c
-            } else {
-                '_'
-            })
-            .collect::<String>()
+        crate::attachments::header_file_name(&reference.name)
     );
-    Ok((
-        [
-            (header::CONTENT_TYPE, reference.media_type.clone()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        ],
-        plain,
-    )
-        .into_response())
+    let len = plain.len() as u64;
+    let common = [
+        (header::CONTENT_TYPE, reference.media_type.clone()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::ACCEPT_RANGES, "bytes".to_owned()),
+    ];
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        // Another unit than bytes is ignored, as HTTP allows.
+        .filter(|v| v.trim_start().starts_with("bytes="))
+        .map(|v| http_range_header::parse_range_header(v).and_then(|r| r.validate(len)));
+    match asked {
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let (start, end) = (*ranges[0].start(), *ranges[0].end());
+            let part = plain
+                .get(usize::try_from(start).unwrap_or(usize::MAX)..=usize::try_from(end).unwrap_or(usize::MAX))
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            Ok((
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))],
+                part,
+            )
+                .into_response())
+        }
+        Some(Err(_)) => Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            "the range lies beyond the file, or is not bytes=START-END",
+        )
+            .into_response()),
+        _ => Ok((common, plain).into_response()),
+    }
 }
 
 /// `GET /v1/attachments/{id}/thumbnail` options.
@@ -900,6 +949,17 @@ fn message_id(text: &str) -> Result<MessageId, Error> {
     text.parse().map_err(|e| Error::Invalid(format!("{e}")))
 }
 
+/// A message named by its whole id, or by an unambiguous prefix of at least 8 hex digits
+/// among the messages `who` may read (as `inbox` prints them).
+async fn find_message(s: &AppState, who: &Principal, text: &str) -> Result<MessageId, Error> {
+    if text.len() == 64 {
+        return message_id(text);
+    }
+    let prefix = text.to_owned();
+    s.ask(who, |reply| Command::ResolveId { prefix, reply })
+        .await?
+}
+
 async fn read(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -907,7 +967,7 @@ async fn read(
 ) -> ApiResult<views::MessageView> {
     let target = id.clone();
     let result = async {
-        let id = message_id(&id)?;
+        let id = find_message(&s, &who, &id).await?;
         s.ask(&who, |reply| Command::Read { id, reply }).await?
     }
     .await;
@@ -921,11 +981,32 @@ async fn receipts(
 ) -> ApiResult<Vec<views::ReceiptView>> {
     let target = id.clone();
     let result = async {
-        let id = message_id(&id)?;
+        let id = find_message(&s, &who, &id).await?;
         s.ask(&who, |reply| Command::Receipts { id, reply }).await?
     }
     .await;
     Ok(Json(s.audited(&who, "receipts", &target, result).await?))
+}
+
+/// How often an open event stream re-reads its officer's access when no message comes.
+const ACCESS_RECHECK: Duration = Duration::from_secs(2);
+
+/// `who` as the accounts say now, or why the stream must end: the account is gone, or the
+/// grant of the one group watched is.
+fn access_now(s: &AppState, who: &Principal, group: Option<&GroupId>) -> Result<Principal, String> {
+    let now = match who {
+        Principal::Admin => Principal::Admin,
+        Principal::Officer { name, .. } => s
+            .accounts
+            .principal(name)
+            .ok_or_else(|| format!("the account {name} was removed"))?,
+    };
+    if let Some(g) = group {
+        if now.access(g).is_none() {
+            return Err(format!("access to group {g} was revoked"));
+        }
+    }
+    Ok(now)
 }
 
 /// Server-sent events: one `message` event (a message view without body) per new message the
@@ -943,7 +1024,11 @@ async fn events(
                 let view = s
                     .ask(&who, |reply| Command::Group { group: g, reply })
                     .await??;
-                Some(view.id)
+                Some(
+                    view.id
+                        .parse::<GroupId>()
+                        .map_err(|e| Error::Invalid(format!("group {}: {e}", view.id)))?,
+                )
             }
             None => None,
         };
@@ -952,23 +1037,45 @@ async fn events(
     }
     .await;
     let (group, feed) = s.audited(&who, "watch", &target, result).await?;
-    let state = (s, who, group, feed);
-    let stream = futures_util::stream::unfold(state, |(s, who, group, mut feed)| async move {
+    // The feed is taken away once an `end` event is sent: the stream stops after it.
+    let state = (s, who, group, Some(feed));
+    let stream = futures_util::stream::unfold(state, |(s, who, group, feed)| async move {
+        let mut feed = feed?;
+        let mut recheck = tokio::time::interval_at(
+            tokio::time::Instant::now() + ACCESS_RECHECK,
+            ACCESS_RECHECK,
+        );
         loop {
-            let id = match feed.recv().await {
-                Ok(id) => id,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let event = SseEvent::default().event("lagged").data(format!(
-                        "{n} messages were skipped; list the inbox to catch up"
-                    ));
-                    return Some((Ok(event), (s, who, group, feed)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            // Access is read afresh at each message and every ACCESS_RECHECK: a deleted
+            // account or a revoked grant ends the stream with an `end` event saying why.
+            if let Err(why) = access_now(&s, &who, group.as_ref()) {
+                let event = SseEvent::default().event("end").data(why);
+                return Some((Ok(event), (s, who, group, None)));
+            }
+            let id = tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(id) => id,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let event = SseEvent::default().event("lagged").data(format!(
+                            "{n} messages were skipped; list the inbox to catch up"
+                        ));
+                        return Some((Ok(event), (s, who, group, Some(feed))));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = recheck.tick() => continue,
             };
-            let Ok(Ok(mut view)) = s.ask(&who, |reply| Command::Read { id, reply }).await else {
+            let now = match access_now(&s, &who, group.as_ref()) {
+                Ok(p) => p,
+                Err(why) => {
+                    let event = SseEvent::default().event("end").data(why);
+                    return Some((Ok(event), (s, who, group, None)));
+                }
+            };
+            let Ok(Ok(mut view)) = s.ask(&now, |reply| Command::Read { id, reply }).await else {
                 continue;
             };
-            if group.as_ref().is_some_and(|g| *g != view.group_id) {
+            if group.as_ref().is_some_and(|g| g.to_string() != view.group_id) {
                 continue;
             }
             view.body = None;
@@ -976,7 +1083,7 @@ async fn events(
                 continue;
             };
             let event = SseEvent::default().event("message").data(data);
-            return Some((Ok(event), (s, who, group, feed)));
+            return Some((Ok(event), (s, who, group, Some(feed))));
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -1052,10 +1159,22 @@ impl AppState {
             _ => (spec, Access::Read),
         };
         let g = group.to_owned();
-        let view = self
+        let view = match self
             .node
             .ask(|reply| Command::Group { group: g, reply })
-            .await??;
+            .await?
+        {
+            Ok(view) => view,
+            // `ops:write` names no group; say what is wrong with it rather than "unknown group".
+            Err(Error::NotFound(_)) if spec.rsplit_once(':').is_some() && group == spec => {
+                let (_, a) = spec.rsplit_once(':').unwrap_or_default();
+                return Err(Error::Invalid(format!(
+                    "grant {spec:?}: access {a:?} is neither read nor post \
+                     (give GROUP:read or GROUP:post)"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         let id = view
             .id
             .parse::<GroupId>()

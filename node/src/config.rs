@@ -351,6 +351,13 @@ impl Config {
         if self.web.lockout_after == 0 || self.web.lockout_minutes == 0 {
             return Err("web.lockout_after and web.lockout_minutes must be positive".into());
         }
+        if self.sync.max_strikes == 0 {
+            return Err(
+                "sync.max_strikes must be at least 1: a peer that misbehaves must be disconnected \
+                 at some point"
+                    .into(),
+            );
+        }
         if self.sync.interval_ms < 10 {
             return Err("sync.interval_ms must be at least 10".into());
         }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use liaison_protocol::{ExchangeSecret, IdentityKey};
+use liaison_protocol::{ExchangeSecret, IdentityKey, NodeId};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -126,12 +126,60 @@ impl DataDir {
         Ok((IdentityKey::from_seed(&seed), exchange))
     }
 
-    /// Reads the admin token.
+    /// The node id of this data directory's node, from its identity key.
+    pub fn node_id(&self) -> Result<NodeId> {
+        Ok(IdentityKey::from_seed(&*read_hex32(&self.identity_path())?).node_id())
+    }
+
+    /// Reads the admin token; an empty or short one is refused (it would let anyone in).
     pub fn admin_token(&self) -> Result<Zeroizing<String>> {
         let path = self.token_path();
-        let text = fs::read_to_string(&path)
-            .map_err(|e| Error::io(format!("cannot read the admin token {}", path.display()), e))?;
-        Ok(Zeroizing::new(text.trim().to_owned()))
+        let text = Zeroizing::new(
+            fs::read_to_string(&path).map_err(|e| {
+                Error::io(format!("cannot read the admin token {}", path.display()), e)
+            })?,
+        );
+        let token = Zeroizing::new(text.trim().to_owned());
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(Error::Invalid(format!(
+                "the admin token in {} is {}: it must be at least {MIN_TOKEN_LEN} characters; \
+                 write a new random one, e.g. `echo lsn_admin_$(openssl rand -hex 32) > {}`",
+                path.display(),
+                if token.is_empty() { "empty" } else { "too short" },
+                path.display()
+            )));
+        }
+        Ok(token)
+    }
+
+    /// Refuses to run a node whose secrets other users of the machine could change or read:
+    /// the data directory must not be writable by group or others (they could swap the keys
+    /// or the store), and the key and token files must be the owner's alone. Each refusal says
+    /// the command that fixes it.
+    pub fn check_permissions(&self) -> Result<()> {
+        let open = |path: &Path, what: &str, forbidden: u32, fix: u32| -> Result<()> {
+            let meta = fs::metadata(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & forbidden != 0 {
+                return Err(Error::Invalid(format!(
+                    "{what} {} is open to other users of this machine (mode {mode:o}); \
+                     run `chmod {fix:o} {}`",
+                    path.display(),
+                    path.display()
+                )));
+            }
+            Ok(())
+        };
+        open(&self.root, "the data directory", 0o022, 0o700)?;
+        for (path, what) in [
+            (self.identity_path(), "the identity key"),
+            (self.exchange_path(), "the exchange key"),
+            (self.token_path(), "the admin token"),
+        ] {
+            open(&path, what, 0o077, 0o600)?;
+        }
+        Ok(())
     }
 
     /// Writes the runtime file.
@@ -172,6 +220,9 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
+
+/// The shortest admin token a node accepts (`lsn_admin_` and 64 hex digits are made).
+pub const MIN_TOKEN_LEN: usize = 32;
 
 fn read_hex32(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
     let text = Zeroizing::new(

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod api_identity;
 pub mod attachments;
 pub mod audit;
 pub mod bench;

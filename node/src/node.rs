@@ -176,6 +176,13 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<MessageView>>,
     },
+    /// The one message whose id starts with a prefix, among those the caller may read.
+    ResolveId {
+        /// 8 to 63 lowercase hex digits.
+        prefix: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<MessageId>>,
+    },
     /// Receipts of one message.
     Receipts {
         /// Message id.
@@ -463,6 +470,7 @@ enum ControlReply {
 /// Opens the store, binds the endpoints and starts every task of the node in `dir`.
 pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
+    dir.check_permissions()?;
     let (identity, exchange) = dir.keys()?;
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
     let attachments = Arc::new(Attachments::open(
@@ -603,6 +611,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             audit: audit.clone(),
             node_name: config.name.clone(),
             config: config.web.clone(),
+            attachments: attachments.clone(),
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
@@ -613,6 +622,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             accounts,
             audit,
             attachments,
+            Arc::new(IdentityKey::from_seed(&identity.seed())),
             shutdown.clone(),
         )
         .instrument(span.clone()),
@@ -1840,6 +1850,7 @@ impl Actor {
             Command::Read { id, reply } => {
                 let _ = reply.send(self.read(who, &id, true));
             }
+            Command::ResolveId { prefix, reply } => self.resolve_id(who, prefix, reply),
             Command::Receipts { id, reply } => {
                 let _ = reply.send(self.receipts(who, &id));
             }
@@ -2168,6 +2179,14 @@ impl Actor {
     }
 
     fn create_group(&mut self, name: String, reply: oneshot::Sender<Result<GroupId>>) {
+        // A second group of the same name would make every lookup by that name ambiguous.
+        if let Some(existing) = self.engine.groups().find(|g| g.name() == name) {
+            let _ = reply.send(Err(Error::Conflict(format!(
+                "a group named {name:?} exists already ({}); choose another name",
+                existing.id()
+            ))));
+            return;
+        }
         let proposed = self
             .engine
             .propose_create(&self.name, &name, now(), &mut OsRng);
@@ -2755,6 +2774,7 @@ async fn connection_task(
 mod attached;
 mod quarantine;
 mod records;
+pub mod resolve;
 
 /// Faults the tests inject into a running node, to show that one failing input does not stop
 /// the node (see [`Actor::isolated`]).
