@@ -885,7 +885,10 @@ async fn download(
         Some(Ok(ranges)) if ranges.len() == 1 => {
             let (start, end) = (*ranges[0].start(), *ranges[0].end());
             let part = plain
-                .get(usize::try_from(start).unwrap_or(usize::MAX)..=usize::try_from(end).unwrap_or(usize::MAX))
+                .get(
+                    usize::try_from(start).unwrap_or(usize::MAX)
+                        ..=usize::try_from(end).unwrap_or(usize::MAX),
+                )
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default();
             Ok((
@@ -1041,10 +1044,8 @@ async fn events(
     let state = (s, who, group, Some(feed));
     let stream = futures_util::stream::unfold(state, |(s, who, group, feed)| async move {
         let mut feed = feed?;
-        let mut recheck = tokio::time::interval_at(
-            tokio::time::Instant::now() + ACCESS_RECHECK,
-            ACCESS_RECHECK,
-        );
+        let mut recheck =
+            tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
         loop {
             // Access is read afresh at each message and every ACCESS_RECHECK: a deleted
             // account or a revoked grant ends the stream with an `end` event saying why.
@@ -1075,7 +1076,10 @@ async fn events(
             let Ok(Ok(mut view)) = s.ask(&now, |reply| Command::Read { id, reply }).await else {
                 continue;
             };
-            if group.as_ref().is_some_and(|g| g.to_string() != view.group_id) {
+            if group
+                .as_ref()
+                .is_some_and(|g| g.to_string() != view.group_id)
+            {
                 continue;
             }
             view.body = None;

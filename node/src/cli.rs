@@ -651,7 +651,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             say!("Group:    {} ({})", m.group_name, m.group_id);
             say!(
                 "From:     {} [{}] ({})",
-                m.author_name, m.officer, m.author_id
+                m.author_name,
+                m.officer,
+                m.author_id
             );
             say!("Date:     {}", m.created_at);
             say!("Handling: TLP:{}", m.handling.to_uppercase());
@@ -1476,7 +1478,10 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
     let node = crate::node::start(dir).await?;
     say!(
         "{} running: node {} quic {} api {}",
-        node.name, node.node_id, node.quic_addr, node.api_addr
+        node.name,
+        node.node_id,
+        node.quic_addr,
+        node.api_addr
     );
     if let Some(url) = &node.web_url {
         say!("web workspace: {url}");
@@ -1537,7 +1542,10 @@ mod tests {
             "\\u{1b}[2K\\u{d}TLP:CLEAR"
         );
         assert_eq!(terminal_safe("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
-        assert_eq!(terminal_safe("two\nlines\tand a tab"), "two\nlines\tand a tab");
+        assert_eq!(
+            terminal_safe("two\nlines\tand a tab"),
+            "two\nlines\tand a tab"
+        );
         assert!(matches!(
             terminal_safe("Saisie à Anvers"),
             std::borrow::Cow::Borrowed(_)

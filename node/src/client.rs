@@ -112,8 +112,17 @@ impl Client {
             .get_or_try_init(|| async {
                 let mut challenge = [0u8; 32];
                 rand_core::OsRng.fill_bytes(&mut challenge);
-                let url = format!("{}?challenge={}", self.url("/v1/identity"), hex::encode(challenge));
-                let resp = self.http.get(url).send().await.map_err(|e| self.unreachable(&e))?;
+                let url = format!(
+                    "{}?challenge={}",
+                    self.url("/v1/identity"),
+                    hex::encode(challenge)
+                );
+                let resp = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| self.unreachable(&e))?;
                 let proof = if resp.status().is_success() {
                     resp.json::<crate::api_identity::Proof>().await.ok()
                 } else {
@@ -213,7 +222,11 @@ impl Events {
                 match event {
                     "message" if !data.is_empty() => return Ok(Some(data)),
                     // The node ended the stream, and says why (access revoked, say).
-                    "end" => return Err(Error::Forbidden(format!("the node ended the stream: {data}"))),
+                    "end" => {
+                        return Err(Error::Forbidden(format!(
+                            "the node ended the stream: {data}"
+                        )))
+                    }
                     _ => continue,
                 }
             }

@@ -134,18 +134,20 @@ impl DataDir {
     /// Reads the admin token; an empty or short one is refused (it would let anyone in).
     pub fn admin_token(&self) -> Result<Zeroizing<String>> {
         let path = self.token_path();
-        let text = Zeroizing::new(
-            fs::read_to_string(&path).map_err(|e| {
-                Error::io(format!("cannot read the admin token {}", path.display()), e)
-            })?,
-        );
+        let text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| {
+            Error::io(format!("cannot read the admin token {}", path.display()), e)
+        })?);
         let token = Zeroizing::new(text.trim().to_owned());
         if token.len() < MIN_TOKEN_LEN {
             return Err(Error::Invalid(format!(
                 "the admin token in {} is {}: it must be at least {MIN_TOKEN_LEN} characters; \
                  write a new random one, e.g. `echo lsn_admin_$(openssl rand -hex 32) > {}`",
                 path.display(),
-                if token.is_empty() { "empty" } else { "too short" },
+                if token.is_empty() {
+                    "empty"
+                } else {
+                    "too short"
+                },
                 path.display()
             )));
         }

@@ -200,10 +200,7 @@ fn duplicate_group_names_and_unknown_access_levels_are_refused() {
     let wrong = liaison(&data, &["user", "add", "ana", "--grant", "ops:write"]);
     assert!(!wrong.status.success());
     let err = String::from_utf8_lossy(&wrong.stderr);
-    assert!(
-        err.contains("\"write\" is neither read nor post"),
-        "{err}"
-    );
+    assert!(err.contains("\"write\" is neither read nor post"), "{err}");
     let users = json(&data, &["user", "list", "--json"]);
     assert_eq!(users.as_array().map(Vec::len), Some(0), "{users}");
     daemon.stop();

@@ -90,11 +90,20 @@ fn the_cli_sends_no_token_to_a_process_that_is_not_its_node() {
         .expect("stale runtime file");
     let out = liaison(&data, &["status"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "status succeeded against another process");
-    assert!(stderr.contains("not this data directory's node"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "status succeeded against another process"
+    );
+    assert!(
+        stderr.contains("not this data directory's node"),
+        "{stderr}"
+    );
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
     let heard = heard.lock().expect("log").clone();
-    assert!(heard.contains("/v1/identity"), "the CLI did not ask for a proof: {heard}");
+    assert!(
+        heard.contains("/v1/identity"),
+        "the CLI did not ask for a proof: {heard}"
+    );
     assert!(
         !heard.to_ascii_lowercase().contains("authorization") && !heard.contains(token.trim()),
         "the CLI sent a token to a process that is not its node:\n{heard}"
@@ -139,10 +148,7 @@ fn refused(data: &Path) -> Option<String> {
         if let Some(status) = child.try_wait().expect("wait") {
             return Some(Some(status));
         }
-        liaison(data, &["status"])
-            .status
-            .success()
-            .then_some(None)
+        liaison(data, &["status"]).status.success().then_some(None)
     });
     match exited {
         Some(status) => {
@@ -194,7 +200,10 @@ fn unsafe_files_and_settings_are_refused_at_start() {
     let token = std::fs::read_to_string(&token_path).expect("token");
     std::fs::write(&token_path, "\n").expect("empty token");
     let err = refused(&data).expect("an empty admin token was accepted");
-    assert!(err.contains("admin token") && err.contains("empty"), "{err}");
+    assert!(
+        err.contains("admin token") && err.contains("empty"),
+        "{err}"
+    );
     std::fs::write(&token_path, &token).expect("token back");
 
     let config_path = data.join("node.toml");
@@ -209,7 +218,10 @@ fn unsafe_files_and_settings_are_refused_at_start() {
     assert!(err.contains("max_strikes"), "{err}");
     std::fs::write(&config_path, &config).expect("config back");
 
-    assert!(refused(&data).is_none(), "the node did not start once put right");
+    assert!(
+        refused(&data).is_none(),
+        "the node did not start once put right"
+    );
 }
 
 /// `RUST_LOG=trace` shows the node's own traces, never sled's pages (which hold account
@@ -264,5 +276,8 @@ fn sled_says_no_more_than_info_whatever_the_filter() {
         );
         ours += usize::from(target.starts_with("liaison") && matches!(level, "DEBUG" | "TRACE"));
     }
-    assert!(ours > 0, "nothing at debug or trace: the filter was not applied\n{logs}");
+    assert!(
+        ours > 0,
+        "nothing at debug or trace: the filter was not applied\n{logs}"
+    );
 }

@@ -282,7 +282,10 @@ impl Content {
                     .chars()
                     .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
             {
-                Err("text holds a control character other than line feed, carriage return and tab".to_owned())
+                Err(
+                    "text holds a control character other than line feed, carriage return and tab"
+                        .to_owned(),
+                )
             }
             Payload::Text { .. } | Payload::Record(_) => Ok(()),
         }

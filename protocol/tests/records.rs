@@ -852,5 +852,8 @@ fn a_text_message_with_terminal_escapes_is_refused() {
     assert!(text("subject\nsecond line", "body").is_err());
     assert!(text("subject", "text \u{1b}[31mred\u{1b}[0m").is_err());
     assert!(text("subject", "C1 \u{9b}31m").is_err());
-    assert_eq!(text("Seizure at Rotterdam", "line one\nline two\r\n\tindented"), Ok(()));
+    assert_eq!(
+        text("Seizure at Rotterdam", "line one\nline two\r\n\tindented"),
+        Ok(())
+    );
 }

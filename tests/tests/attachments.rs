@@ -178,7 +178,10 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
         part.headers()["content-range"],
         format!("bytes 100-1099/{}", clean.len()).as_str()
     );
-    assert_eq!(part.bytes().await.expect("body").as_ref(), &clean[100..1100]);
+    assert_eq!(
+        part.bytes().await.expect("body").as_ref(),
+        &clean[100..1100]
+    );
     let tail = ranged("bytes=-10").await.expect("a suffix");
     assert_eq!(tail.status(), 206);
     assert_eq!(

@@ -379,6 +379,11 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
     ana.find("#photo-preview figure img").await;
     ana.find("#photo-preview .metadata-warning").await;
     accessible(&ana, "record form with a photo", &mut axe).await;
+    ana.js(
+        "document.querySelector('#photo-preview').scrollIntoView({block: 'center'});",
+        vec![],
+    )
+    .await;
     ana.screenshot(&dir, "compose-photo").await;
     ana.click("#send").await;
     ana.wait_for_text("TLP:AMBER").await;
@@ -422,6 +427,12 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(shown, "the photo never showed on the member's node");
+    ben.js(
+        "document.querySelector('#att-h').scrollIntoView({block: 'center'});",
+        vec![],
+    )
+    .await;
+    ben.screenshot(&dir, "photo").await;
     let href = ben
         .find("ul.attachments a.photo")
         .await
@@ -440,7 +451,10 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
         .await;
     assert_eq!(opened["type"], "image/jpeg");
     let bytes: Vec<u8> = serde_json::from_value(opened["bytes"].clone()).expect("bytes");
-    assert_eq!(bytes, clean, "the photo is the author's, with its metadata removed");
+    assert_eq!(
+        bytes, clean,
+        "the photo is the author's, with its metadata removed"
+    );
 
     // An alert; Ben on the other node watches the timeline for it.
     ben.open(&format!("{b}g/{g}")).await;

@@ -18,7 +18,9 @@ pub const MIN_PREFIX: usize = 8;
 /// Whether `text` is a short id: [`MIN_PREFIX`] to 63 lowercase hex digits.
 pub fn is_prefix(text: &str) -> bool {
     (MIN_PREFIX..64).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Actor {

@@ -248,9 +248,9 @@ pub fn router(app: App) -> Router {
         .route("/g/{group}", get(pages::groups::timeline))
         .route(
             "/g/{group}/compose",
-            get(pages::compose::form).post(pages::compose::submit).layer(
-                axum::extract::DefaultBodyLimit::max(compose_limit),
-            ),
+            get(pages::compose::form)
+                .post(pages::compose::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(compose_limit)),
         )
         .route("/m/{id}", get(pages::message::show))
         .route("/a/{id}", get(pages::attachment::open))

@@ -75,7 +75,10 @@ pub async fn open(State(app): State<App>, officer: Officer, Path(id): Path<Strin
     let disposition = if is_photo(&reference.media_type) {
         format!("inline; filename=\"{}\"", header_file_name(&reference.name))
     } else {
-        format!("attachment; filename=\"{}\"", header_file_name(&reference.name))
+        format!(
+            "attachment; filename=\"{}\"",
+            header_file_name(&reference.name)
+        )
     };
     (
         [

@@ -317,7 +317,11 @@ async fn read_form(
 
 /// Uploads the chosen files as the officer's, audited one by one; the first refusal (a kind
 /// of file this node cannot clean, say) stops and is shown at the file field.
-async fn upload(app: &App, officer: &Officer, files: Vec<Chosen>) -> Result<Vec<AttachmentId>, FieldError> {
+async fn upload(
+    app: &App,
+    officer: &Officer,
+    files: Vec<Chosen>,
+) -> Result<Vec<AttachmentId>, FieldError> {
     let mut ids = Vec::with_capacity(files.len());
     for file in files {
         let attachments = app.attachments.clone();

@@ -233,7 +233,10 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
 /// one not yet held says it is fetched from the group's nodes when opened.
 fn attachment_item(l: Lang, a: &AttachmentView) -> Markup {
     let href = format!("/a/{}", a.id);
-    let size = l.t_args("message-attachment-size", &[("kib", &l.number(a.size.div_ceil(1024)))]);
+    let size = l.t_args(
+        "message-attachment-size",
+        &[("kib", &l.number(a.size.div_ceil(1024)))],
+    );
     html! {
         li data-attachment=(a.id) {
             @if a.held && is_photo(&a.media_type) {
