@@ -13,6 +13,8 @@
 //! | `GET /v1/status`                             | admin   | node status                       |
 //! | `GET /v1/peers`, `POST /v1/peers`            | admin   | list, pin a peer                  |
 //! | `DELETE /v1/peers/{peer}`                    | admin   | unpin a peer, drop its connection |
+//! | `GET /v1/roster`, `POST /v1/roster`          | admin   | the federation rosters; take one  |
+//! | `POST /v1/key/rotate`                        | admin   | move this node to new keys        |
 //! | `GET /v1/groups`                             | any     | groups visible to the caller      |
 //! | `POST /v1/groups`                            | admin   | create a group                    |
 //! | `GET /v1/groups/{group}`                     | any     | one group with its members        |
@@ -101,6 +103,8 @@ fn router(state: AppState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{peer}", delete(remove_peer))
+        .route("/v1/roster", get(rosters).post(load_roster))
+        .route("/v1/key/rotate", post(rotate_keys))
         .route("/v1/groups", get(groups).post(create_group))
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", post(add_member))
@@ -305,17 +309,81 @@ async fn add_peer(
             .node_id
             .parse()
             .map_err(|e| Error::Invalid(format!("{e}")))?;
-        s.node
-            .ask(|reply| Command::AddPeer {
-                name: body.name,
-                node,
-                address: body.address,
-                reply,
-            })
-            .await?
+        if body.replace {
+            s.node
+                .ask(|reply| Command::ReplacePeer {
+                    name: body.name,
+                    node,
+                    address: body.address,
+                    reply,
+                })
+                .await?
+        } else {
+            s.node
+                .ask(|reply| Command::AddPeer {
+                    name: body.name,
+                    node,
+                    address: body.address,
+                    reply,
+                })
+                .await?
+        }
     }
     .await;
     Ok(Json(s.audited(&who, "peer.add", &target, result).await?))
+}
+
+async fn rosters(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<crate::federation::RosterView>> {
+    s.admin_only(&who, "roster.show", "").await?;
+    let result = s.node.ask(Command::Rosters).await;
+    Ok(Json(s.audited(&who, "roster.show", "", result).await?))
+}
+
+async fn load_roster(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::LoadRoster>, JsonRejection>,
+) -> ApiResult<views::RosterLoaded> {
+    let Json(body) = body?;
+    s.admin_only(&who, "roster.load", "").await?;
+    let result = async {
+        let bytes = hex::decode(body.roster.trim())
+            .map_err(|_| Error::Invalid("the roster is not hex".into()))?;
+        s.node
+            .ask(|reply| Command::LoadRoster { bytes, reply })
+            .await?
+    }
+    .await;
+    let target = match &result {
+        Ok(r) => format!("{} version {}", r.federation, r.version),
+        Err(_) => String::new(),
+    };
+    Ok(Json(s.audited(&who, "roster.load", &target, result).await?))
+}
+
+async fn rotate_keys(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::RotateKeys>, JsonRejection>,
+) -> ApiResult<views::Rotated> {
+    let Json(body) = body?;
+    s.admin_only(&who, "key.rotate", "").await?;
+    let result = s
+        .node
+        .ask(|reply| Command::RotateKeys {
+            exchange_only: body.exchange_only,
+            reply,
+        })
+        .await
+        .and_then(|r| r);
+    let target = match &result {
+        Ok(r) => format!("{} -> {}", r.old_node_id, r.node_id),
+        Err(_) => String::new(),
+    };
+    Ok(Json(s.audited(&who, "key.rotate", &target, result).await?))
 }
 
 async fn remove_peer(

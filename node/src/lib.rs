@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod authority;
 pub mod audit;
 pub mod bench;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod names;
 pub mod node;
 pub mod records;
