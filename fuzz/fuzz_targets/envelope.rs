@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use liaison_protocol::group::{GroupState, LocalKeys};
-use liaison_protocol::message::{self, Content, Draft, Handling, Payload};
+use liaison_protocol::message::{self, Content, Draft, Handling, Payload, Recipient};
 use liaison_protocol::{ExchangeSecret, GroupId, IdentityKey, Timestamp};
 use libfuzzer_sys::fuzz_target;
 use rand_core::SeedableRng;
@@ -41,7 +41,10 @@ fn fixture() -> &'static Fixture {
         let group = GroupState::from_genesis(&event, Some(local)).expect("genesis");
         let content = Content {
             officer: "officer".into(),
-            recipients: vec!["a@b".into()],
+            recipients: vec![Recipient {
+                officer: "a".into(),
+                node: owner.node_id(),
+            }],
             reply_to: None,
             payload: Payload::Text {
                 subject: "subject".into(),

@@ -26,6 +26,9 @@
 //! | `GET /v1/groups/{group}/stats`               | any     | counts by kind, commodity, outcome, month, state |
 //! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
 //! | `GET /v1/schemas/{kind}/template`            | any     | a commented example to fill in    |
+//! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
+//! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched) |
+//! | `GET /v1/attachments/{id}/thumbnail[?max=N]` | any     | a thumbnail of such a photo, made here (JPEG or PNG, longest edge N, default 256) |
 //! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
@@ -43,14 +46,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{self, Record, RecordKind};
 use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
@@ -60,9 +65,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::accounts::{Access, Account, Accounts, Principal};
+use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, AuditRecord, Verification};
 use crate::error::Error;
 use crate::node::{Command, NodeHandle, Post};
+use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
 
 /// Largest request body accepted, in bytes.
@@ -73,6 +80,7 @@ struct AppState {
     node: NodeHandle,
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
+    attachments: Arc<Attachments>,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -81,12 +89,14 @@ pub async fn serve(
     node: NodeHandle,
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
+    attachments: Arc<Attachments>,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
         node,
         accounts,
         audit,
+        attachments,
     };
     let app = router(state);
     let result = axum::serve(listener, app)
@@ -99,7 +109,11 @@ pub async fn serve(
 }
 
 fn router(state: AppState) -> Router {
-    Router::new()
+    // The upload's own limit, checked again with a clear error in `upload`; a little slack so
+    // that a body just over it gets that error rather than the generic one.
+    let upload_limit =
+        usize::try_from(state.attachments.options().max_bytes).unwrap_or(usize::MAX) + 1;
+    let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{peer}", delete(remove_peer))
@@ -116,6 +130,12 @@ fn router(state: AppState) -> Router {
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{kind}", get(schema))
         .route("/v1/schemas/{kind}/template", get(schema_template))
+        .route(
+            "/v1/attachments",
+            post(upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/v1/attachments/{id}", get(download))
+        .route("/v1/attachments/{id}/thumbnail", get(thumbnail))
         .route("/v1/messages", get(inbox))
         .route("/v1/messages/{id}", get(read))
         .route("/v1/messages/{id}/receipts", get(receipts))
@@ -125,12 +145,42 @@ fn router(state: AppState) -> Router {
         .route("/v1/users/{name}", delete(remove_user))
         .route("/v1/users/{name}/grants", post(grant))
         .route("/v1/users/{name}/grants/{group}", delete(revoke))
+        .route("/v1/quarantine", get(quarantined).post(quarantine))
+        .route("/v1/quarantine/{id}", delete(release))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/verify", get(audit_verify))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    // Probes for a service manager or a load balancer: no token, and nothing in the answer but
+    // whether the node is alive or ready (the reasons are in `/v1/status` and the log).
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(api)
         .with_state(state)
+}
+
+/// `/healthz`: the process serves HTTP.
+async fn healthz() -> &'static str {
+    "alive\n"
+}
+
+/// `/readyz`: the node's actor answers and its store is healthy as `liaison status` shows it (no
+/// failed flush or write, free disk space above `[store] min_free_mb`, no damaged message still
+/// waiting to be fetched again); 503 otherwise.
+async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+    match s.node.ask(Command::Status).await {
+        Ok(status) if status.store.healthy => (StatusCode::OK, "ready\n"),
+        Ok(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store needs attention (see liaison status)\n",
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the node does not answer\n",
+        ),
+    }
 }
 
 /// An error answer.
@@ -163,15 +213,44 @@ impl From<Error> for ApiError {
             Error::InvalidRecord(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::NotYet(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let fields = match &e {
             Error::InvalidRecord(fields) => fields.clone(),
             _ => Vec::new(),
         };
-        ApiError(status, e.to_string(), fields)
+        let message = match &e {
+            Error::Store(se @ StoreError::Engine { .. }) if se.is_disk_full() => {
+                format!(
+                    "{e}; the disk holding the store is full: free space on it, and the node \
+                     takes writes again by itself"
+                )
+            }
+            _ => e.to_string(),
+        };
+        ApiError(status, message, fields)
     }
+}
+
+/// A request refused because its audit record could not be written: never the caller's fault,
+/// and a full disk or a store that is reopening is said as such (507, 503).
+fn audit_failed(e: Error) -> ApiError {
+    let ApiError(status, message, _) = ApiError::from(e);
+    let status = if status.is_client_error() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        status
+    };
+    ApiError::new(
+        status,
+        format!("refused: its audit record cannot be written: {message}"),
+    )
 }
 
 impl From<JsonRejection> for ApiError {
@@ -237,9 +316,7 @@ impl AppState {
         self.audit
             .append(&who.audit_name(), action, target, &outcome)
             .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("audit log: {e}"))
-            })?;
+            .map_err(audit_failed)?;
         result.map_err(ApiError::from)
     }
 
@@ -515,6 +592,7 @@ async fn post_message(
             record: None,
             handling,
             reply_to,
+            attachments: attachment_ids(&body.attachments)?,
         };
         s.ask(&who, |reply| Command::Post { group, post, reply })
             .await?
@@ -555,6 +633,7 @@ async fn post_record(
             record: Some(Box::new(record)),
             handling,
             reply_to,
+            attachments: attachment_ids(&post.attachments)?,
         };
         s.ask(&who, |reply| Command::Post { group, post, reply })
             .await?
@@ -735,6 +814,156 @@ async fn inbox(
     Ok(Json(s.audited(&who, "list", &target, result).await?))
 }
 
+fn attachment_ids(texts: &[String]) -> Result<Vec<AttachmentId>, Error> {
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| Error::Invalid(format!("attachment {t}: {e}")))
+        })
+        .collect()
+}
+
+/// `POST /v1/attachments` options.
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    /// The file name (no path).
+    name: String,
+    /// Keep the image metadata (GPS position, serial numbers): off unless asked.
+    #[serde(default)]
+    keep_metadata: bool,
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
+    let result = async {
+        let Query(query) = query.map_err(|e| {
+            Error::Invalid(format!(
+                "{}: give the file name as ?name=photo.jpg",
+                e.body_text()
+            ))
+        })?;
+        let bytes = body.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_) => Error::TooLarge(format!(
+                "the attachment is over this node's limit of {} bytes ({} MiB, [attachments] max_mb)",
+                s.attachments.options().max_bytes,
+                s.attachments.options().max_bytes / (1024 * 1024)
+            )),
+            other => Error::Invalid(format!("cannot read the upload: {}", other.body_text())),
+        })?;
+        s.attachments.check_len(bytes.len() as u64)?;
+        let attachments = s.attachments.clone();
+        let owner = who.name().to_owned();
+        tokio::task::spawn_blocking(move || {
+            attachments.upload(&owner, &query.name, bytes.to_vec(), query.keep_metadata)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+    .await;
+    let target = match &result {
+        Ok(u) => u.id.clone(),
+        Err(_) => String::new(),
+    };
+    let uploaded = s.audited(&who, "upload", &target, result).await?;
+    Ok((StatusCode::CREATED, Json(uploaded)))
+}
+
+/// The plaintext of attachment `id` for `who`, and its reference.
+async fn open_attachment(
+    s: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(Vec<u8>, AttachmentRef), Error> {
+    let id: AttachmentId = id
+        .parse()
+        .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
+    let reference = s
+        .ask(who, |reply| Command::Attachment { id, reply })
+        .await??;
+    let attachments = s.attachments.clone();
+    tokio::task::spawn_blocking(move || {
+        attachments
+            .read_plain(&reference)
+            .map(|plain| (plain, reference))
+    })
+    .await
+    .map_err(|_| Error::ShuttingDown)?
+}
+
+async fn download(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let result = open_attachment(&s, &who, &id).await;
+    let (plain, reference) = s.audited(&who, "attachment", &id, result).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        reference
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            })
+            .collect::<String>()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, reference.media_type.clone()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        plain,
+    )
+        .into_response())
+}
+
+/// `GET /v1/attachments/{id}/thumbnail` options.
+#[derive(Debug, Deserialize)]
+struct ThumbnailQuery {
+    /// Longest edge in pixels (16 to 1024; default 256).
+    #[serde(default = "default_thumbnail")]
+    max: u32,
+}
+
+fn default_thumbnail() -> u32 {
+    256
+}
+
+async fn thumbnail(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    query: Result<Query<ThumbnailQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let result = async {
+        let Query(query) = query.map_err(|e| Error::Invalid(e.body_text()))?;
+        let (plain, reference) = open_attachment(&s, &who, &id).await?;
+        tokio::task::spawn_blocking(move || {
+            crate::attachments::media::thumbnail(&plain, &reference.media_type, query.max)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+    .await;
+    let (bytes, media_type) = s.audited(&who, "attachment.thumbnail", &id, result).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 fn message_id(text: &str) -> Result<MessageId, Error> {
     text.parse().map_err(|e| Error::Invalid(format!("{e}")))
 }
@@ -852,6 +1081,13 @@ pub struct AddUser {
     /// Grants as `GROUP[:read|:post]` (default access: `read`).
     #[serde(default)]
     pub grants: Vec<String>,
+    /// Web login to issue: `enrol` (a one-time enrolment code), `password` (a one-time
+    /// password, replaced at first login), or none (API token only).
+    #[serde(default)]
+    pub login: Option<String>,
+    /// Give the officer the web workspace's operator pages.
+    #[serde(default)]
+    pub operator: bool,
 }
 
 /// The answer to `POST /v1/users`: the token, shown this once.
@@ -861,6 +1097,13 @@ pub struct NewUser {
     pub user: UserView,
     /// The officer's bearer token. Only its hash is kept.
     pub token: String,
+    /// The one-time enrolment code for the web workspace (`login: enrol`), shown this once;
+    /// the enrolment link is the workspace's `/enrol#CODE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment_code: Option<String>,
+    /// The one-time web password (`login: password`), shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// `POST /v1/users/{name}/grants`.
@@ -905,14 +1148,44 @@ async fn add_user(
 ) -> ApiResult<NewUser> {
     let Json(body) = body?;
     s.admin_only(&who, "user.add", &body.name).await?;
-    let target = format!("{} {}", body.name, body.grants.join(" "));
+    let target = format!(
+        "{} {}{}",
+        body.name,
+        body.grants.join(" "),
+        body.login
+            .as_deref()
+            .map(|l| format!(" login:{l}"))
+            .unwrap_or_default()
+    );
     let result = async {
         let mut grants = BTreeMap::new();
         for spec in &body.grants {
             let (g, a) = s.resolve_grant(spec).await?;
             grants.insert(g, a);
         }
+        let login = body.login.as_deref().unwrap_or("");
+        if !matches!(login, "" | "enrol" | "password") {
+            return Err(Error::Invalid(format!(
+                "login {login:?} is neither enrol nor password"
+            )));
+        }
         let token = s.accounts.add(&body.name, grants).await?;
+        if body.operator {
+            s.accounts
+                .update(&body.name, |a| {
+                    a.operator = true;
+                    Ok(())
+                })
+                .await?;
+        }
+        let (mut enrolment_code, mut password) = (None, None);
+        match login {
+            "enrol" => {
+                enrolment_code = Some(s.accounts.issue_enrolment(&body.name).await?.to_string())
+            }
+            "password" => password = Some(s.accounts.issue_password(&body.name).await?.to_string()),
+            _ => {}
+        }
         let user = s
             .accounts
             .list()
@@ -923,6 +1196,8 @@ async fn add_user(
         Ok(NewUser {
             user,
             token: token.to_string(),
+            enrolment_code,
+            password,
         })
     }
     .await;
@@ -992,6 +1267,57 @@ async fn audit_log(
     // The reading itself is recorded first, so that it appears in what is returned.
     s.audited(&who, "audit.read", "audit", Ok(())).await?;
     Ok(Json(s.audit.records(q.since_ms.unwrap_or(0))?))
+}
+
+async fn quarantined(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<views::QuarantineView>> {
+    s.admin_only(&who, "quarantine.list", "quarantine").await?;
+    let result = s.node.ask(Command::Quarantined).await.and_then(|r| r);
+    Ok(Json(
+        s.audited(&who, "quarantine.list", "quarantine", result)
+            .await?,
+    ))
+}
+
+async fn quarantine(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::QuarantineRequest>, JsonRejection>,
+) -> ApiResult<views::QuarantineView> {
+    let Json(body) = body?;
+    s.admin_only(&who, "quarantine.add", &body.id).await?;
+    let target = body.id.clone();
+    let result = async {
+        let id = message_id(&body.id)?;
+        let reason = body.reason;
+        s.node
+            .ask(|reply| Command::Quarantine { id, reason, reply })
+            .await?
+    }
+    .await;
+    Ok(Json(
+        s.audited(&who, "quarantine.add", &target, result).await?,
+    ))
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<views::QuarantineView> {
+    s.admin_only(&who, "quarantine.release", &id).await?;
+    let target = id.clone();
+    let result = async {
+        let id = message_id(&id)?;
+        s.node.ask(|reply| Command::Release { id, reply }).await?
+    }
+    .await;
+    Ok(Json(
+        s.audited(&who, "quarantine.release", &target, result)
+            .await?,
+    ))
 }
 
 async fn audit_verify(

@@ -29,7 +29,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use liaison_protocol::roster::{AuthorityId, AuthorityKey, Entry, Revocation, Roster, SignedRoster};
+use liaison_protocol::roster::{
+    AuthorityId, AuthorityKey, Entry, Revocation, Roster, SignedRoster,
+};
 use liaison_protocol::{NodeId, Rejection, Timestamp};
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -215,9 +217,7 @@ pub fn roster_from_toml(
         entries,
         revocations,
     };
-    roster
-        .check()
-        .map_err(|e| at("roster", e.to_string()))?;
+    roster.check().map_err(|e| at("roster", e.to_string()))?;
     Ok(roster)
 }
 
@@ -244,7 +244,8 @@ pub fn sign(
 /// Reads and verifies a signed roster file against the authority it names (whether that
 /// authority is trusted is for the node to say).
 pub fn read_signed(path: &Path) -> Result<(Roster, Vec<u8>)> {
-    let bytes = fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let bytes =
+        fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     let claimed = match SignedRoster::verify(&bytes, &[]) {
         Err(Rejection::UnknownAuthority(a)) => a,
         Err(e) => {
@@ -286,7 +287,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("authority.key");
         let authority = init(&key, &mut rand_core::OsRng).unwrap();
-        assert!(init(&key, &mut rand_core::OsRng).is_err(), "never overwritten");
+        assert!(
+            init(&key, &mut rand_core::OsRng).is_err(),
+            "never overwritten"
+        );
         let toml_path = dir.path().join("europe.toml");
         fs::write(
             &toml_path,
@@ -345,8 +349,14 @@ reason = "left"
         };
         let head = "federation = \"f\"\nversion = 1\nvalid_for = \"1day\"\n";
         for (text, needle) in [
-            (format!("{head}{}{}", node("a", 1), node("a", 2)), "another node has this name"),
-            (format!("{head}{}{}", node("a", 1), node("b", 1)), "another node has this id"),
+            (
+                format!("{head}{}{}", node("a", 1), node("a", 2)),
+                "another node has this name",
+            ),
+            (
+                format!("{head}{}{}", node("a", 1), node("b", 1)),
+                "another node has this id",
+            ),
             (format!("{head}{}", node("Bad Name", 1)), "node name"),
             (
                 format!("{head}{}", node("a", 1).replace("police", "army")),

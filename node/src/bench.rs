@@ -943,6 +943,7 @@ fn bench_post(body: &str) -> Post {
         record: None,
         handling: Handling::Green,
         reply_to: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::views::{self, Created, GroupView, MessageView, PeerView, ReceiptView,
 
 /// Liaison: a federated node for exchanging enforcement intelligence in closed user groups.
 #[derive(Debug, Parser)]
-#[command(name = "liaison", version, about, long_about = None)]
+#[command(name = "liaison", version, long_version = LONG_VERSION, long_about = None)]
 pub struct Cli {
     /// The node's data directory.
     #[arg(
@@ -29,6 +29,17 @@ pub struct Cli {
     /// Bearer token for the API (default: the admin token in the data directory).
     #[arg(long, global = true, env = "LIAISON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Log lines on standard error as human-readable text or as one JSON object per line
+    /// (for journald, Loki, Elasticsearch). Colours only when standard error is a terminal;
+    /// `RUST_LOG` sets the level (e.g. `RUST_LOG=liaison_node=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "LIAISON_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -69,6 +80,9 @@ pub enum Cmd {
     /// Pinned peers.
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// Check or rebuild the store (works directly on the data directory; stop the node first).
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Closed user groups.
     #[command(subcommand)]
     Group(GroupCmd),
@@ -95,9 +109,20 @@ pub enum Cmd {
         /// Read the body from this file.
         #[arg(long, conflicts_with = "body")]
         file: Option<PathBuf>,
+        /// Attach this file (repeatable): a photo or a document, at most the node's
+        /// `[attachments] max_mb`. Image metadata (EXIF GPS position, serial numbers) is
+        /// removed unless --keep-metadata is given.
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+        /// Keep the attachments' image metadata as it is (GPS position, camera serial numbers).
+        #[arg(long, requires = "attach")]
+        keep_metadata: bool,
         /// The body; `-` reads standard input.
         body: Option<String>,
     },
+    /// Attachments of messages.
+    #[command(subcommand)]
+    Attachment(AttachmentCmd),
     /// Structured records: their kinds, schemas and templates.
     #[command(subcommand)]
     Record(RecordCmd),
@@ -182,6 +207,9 @@ pub enum Cmd {
         #[arg(value_parser = ["verify"])]
         action: Option<String>,
     },
+    /// Take a stored message out of this node's views, or put it back (admin token needed).
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// Stream new messages as they arrive (Ctrl-C stops).
     Watch {
         /// Only this group (id or name).
@@ -208,6 +236,19 @@ pub enum Cmd {
     /// Serve one benchmark node to a parent `liaison bench` over standard input and output.
     #[command(hide = true)]
     BenchNode,
+    /// Print a shell completion script, e.g. `liaison completions bash >
+    /// /usr/share/bash-completion/completions/liaison`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write manual pages (`liaison.1` and one `liaison-COMMAND.1` per command) into a
+    /// directory, e.g. `/usr/share/man/man1`.
+    Man {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// `liaison authority ...`.
@@ -267,6 +308,24 @@ pub enum KeyCmd {
         exchange_only: bool,
     },
 }
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`, `span`s.
+    Json,
+}
+
+/// `liaison --version`: the release and the formats it speaks and stores, so that an operator
+/// can tell whether two nodes interoperate and whether a data directory can be opened.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nwire format ",
+    "1",
+    "\nstore format ",
+    "4"
+);
 
 /// `liaison peer ...`.
 #[derive(Debug, Subcommand)]
@@ -296,6 +355,31 @@ pub enum PeerCmd {
     },
 }
 
+/// `liaison quarantine ...`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Quarantine a stored message: it stays stored and synced, but no view of this node (inbox,
+    /// read, export, thread, stats, watch) shows it until it is released.
+    Add {
+        /// The message id.
+        id: String,
+        /// Why (kept with the quarantine and shown).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The messages quarantined on this node.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a message's quarantine: the views show it again.
+    Release {
+        /// The message id.
+        id: String,
+    },
+}
+
 /// `liaison user ...`.
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
@@ -306,6 +390,16 @@ pub enum UserCmd {
         /// Grant a group: `GROUP[:read|:post]` (repeatable; default access read).
         #[arg(long = "grant", value_name = "GROUP[:read|:post]")]
         grants: Vec<String>,
+        /// Also issue a one-time enrolment link for the web workspace (the officer sets a
+        /// password with it).
+        #[arg(long, conflicts_with = "password")]
+        enrol: bool,
+        /// Also issue a one-time password for the web workspace (changed at first login).
+        #[arg(long)]
+        password: bool,
+        /// Give the officer the web workspace's operator pages.
+        #[arg(long)]
+        operator: bool,
     },
     /// Grant an officer a group: `GROUP[:read|:post]`.
     Grant {
@@ -332,6 +426,35 @@ pub enum UserCmd {
         /// The officer.
         name: String,
     },
+}
+
+/// `liaison store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Check the whole store: every message against its envelope, every envelope against the
+    /// index.
+    ///
+    /// Stop the node first (`liaison store check` refuses a store in use). Opening the store
+    /// repairs what a start repairs (half-written files sled left, a damaged `conf` or snapshot,
+    /// index entries the envelope log holds and the index lost); then every envelope is read and
+    /// its checksum checked. Damaged messages are marked: the node fetches them again from the
+    /// peers that hold them when it next runs. Nothing else is changed.
+    ///
+    /// Exits 0 if the store is sound, 1 if anything is damaged or missing; the report says what,
+    /// and whether `liaison store rebuild` would help.
+    Check,
+    /// Rebuild the store's index (sled's files) from the envelope log.
+    ///
+    /// Stop the node first. Use it when `liaison store check` reports entries the index lacks,
+    /// or when sled's files are damaged in a way a start does not repair. The envelope log
+    /// holds every message, control event and audit record with a checksum, so they all come
+    /// back. sled's files are moved into `store/set-aside-SECONDS/`, never deleted. What only
+    /// sled holds — peer pins, officer accounts, delivery receipts, marks of damaged messages —
+    /// is copied from the old index if it still opens; if it does not, pin the peers and make
+    /// the accounts again (receipts come back from peers).
+    ///
+    /// A start rebuilds the index by itself when sled's files do not open at all.
+    Rebuild,
 }
 
 /// `liaison group ...`.
@@ -423,6 +546,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             .await
             .map(drop),
         Cmd::BenchNode => crate::bench::serve_node(&dir).await,
+        Cmd::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "liaison", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Authority(cmd) => authority(cmd),
         Cmd::Roster(cmd) => roster(&client()?, cmd).await,
@@ -441,6 +570,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Store(cmd) => store(&dir, cmd),
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {
             group,
@@ -448,10 +578,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             reply_to,
             handling,
             to,
+            attach,
+            keep_metadata,
             ..
         } => {
-            let body = record_body(&path, handling, to, reply_to)?;
-            let created: Created = client()?
+            let mut body = record_body(&path, handling, to, reply_to)?;
+            let client = client()?;
+            let ids = upload_all(&client, &attach, keep_metadata).await?;
+            if let Some(object) = body.as_object_mut() {
+                object.insert("attachments".into(), ids.into());
+            }
+            let created: Created = client
                 .post(&format!("/v1/groups/{}/records", segment(&group)), &body)
                 .await?;
             println!("{}", created.id);
@@ -465,6 +602,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             handling,
             to,
             file,
+            attach,
+            keep_metadata,
             body,
         } => {
             let body = match (file, body.as_deref()) {
@@ -484,7 +623,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     ))
                 }
             };
-            let created: Created = client()?
+            let client = client()?;
+            let attachments = upload_all(&client, &attach, keep_metadata).await?;
+            let created: Created = client
                 .post(
                     &format!("/v1/groups/{}/messages", segment(&group)),
                     &views::PostMessage {
@@ -493,6 +634,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                         handling: Some(handling),
                         to,
                         reply_to,
+                        attachments,
                     },
                 )
                 .await?;
@@ -500,6 +642,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Record(cmd) => record_cmd(cmd),
+        Cmd::Attachment(AttachmentCmd::Get {
+            id,
+            out,
+            wait,
+            thumbnail,
+        }) => {
+            let path = match thumbnail {
+                Some(max) => format!("/v1/attachments/{}/thumbnail?max={max}", segment(&id)),
+                None => format!("/v1/attachments/{}", segment(&id)),
+            };
+            attachment_get(&client()?, &path, out, wait).await
+        }
         Cmd::Thread { id, json } => {
             let t: views::ThreadView = client()?
                 .get(&format!("/v1/messages/{}/thread", segment(&id)))
@@ -592,6 +746,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(parent) = &m.reply_to {
                 println!("Reply to: {parent}");
             }
+            for a in &m.attachments {
+                println!(
+                    "Attached: {} {} ({}, {} bytes{})",
+                    a.id,
+                    a.name,
+                    a.media_type,
+                    a.size,
+                    if a.held { "" } else { ", fetched when opened" }
+                );
+            }
             if let Some(why) = &m.unreadable {
                 println!();
                 println!("(kept, not readable here: {why})");
@@ -615,7 +779,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::User(cmd) => user(&client()?, cmd).await,
+        Cmd::User(cmd) => {
+            let web = dir.runtime().and_then(|r| r.web);
+            user(&client()?, cmd, web.as_deref()).await
+        }
         Cmd::Export {
             group,
             format,
@@ -671,6 +838,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             action,
         } => audit(&client()?, since, json, action.is_some()).await,
+        Cmd::Quarantine(cmd) => quarantine(&client()?, cmd).await,
         Cmd::Watch { group, json } => watch(&client()?, group, json).await,
         Cmd::Status { json } => {
             let s: Status = client()?.get("/v1/status").await?;
@@ -692,9 +860,138 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(w) = &s.roster_warning {
                 println!("warning   {w}");
             }
+            let free = s
+                .store
+                .free_bytes
+                .map_or("unknown".into(), |b| format!("{} MiB", b / (1024 * 1024)));
+            println!(
+                "store     {} ({free} free, keeps {} MiB)",
+                if s.store.healthy {
+                    "healthy"
+                } else {
+                    "NEEDS ATTENTION"
+                },
+                s.store.min_free_bytes / (1024 * 1024)
+            );
+            if let Some(at) = &s.store.last_flush {
+                println!(
+                    "          last flush {at} ({} since start)",
+                    s.store.flushes
+                );
+            }
+            for problem in s.store.problems.iter().chain(&s.store.repaired_at_start) {
+                println!("          {problem}");
+            }
+            if s.faults > 0 {
+                println!(
+                    "faults    {} inputs failed inside the node (each alone; see its log)",
+                    s.faults
+                );
+            }
             Ok(())
         }
     }
+}
+
+/// `liaison store check|rebuild`, on the store of `dir` directly.
+fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
+    use crate::store::Store;
+    let options = dir.config()?.store.options();
+    let path = dir.store_path();
+    match cmd {
+        StoreCmd::Check => {
+            let r = Store::check(&path, &options)?;
+            println!("store     {}", path.display());
+            println!("messages  {} in the index", r.messages);
+            println!(
+                "log       {} frames; {} damaged stretches ({} bytes), {} of them in no \
+                 message's place{}",
+                r.frames,
+                r.damaged_stretches,
+                r.damaged_bytes,
+                r.unused_stretches,
+                if r.unused_stretches > 0 {
+                    " (bytes no longer read, or control events and audit records the index \
+                     holds; a rebuild cannot bring those back)"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "damaged   {} messages, marked: the node fetches them again from peers when it runs",
+                r.damaged
+            );
+            println!(
+                "missing   {} entries the envelope log holds and the index lacks{}",
+                r.unindexed,
+                if r.unindexed > 0 {
+                    ": run `liaison store rebuild`"
+                } else {
+                    ""
+                }
+            );
+            for line in opened_lines(&r.opened) {
+                println!("opening   {line}");
+            }
+            if r.is_sound() {
+                println!("result    sound");
+                Ok(())
+            } else {
+                Err(Error::Corrupt(
+                    "the store is damaged (see above); start the node to fetch damaged messages \
+                     again from peers"
+                        .into(),
+                ))
+            }
+        }
+        StoreCmd::Rebuild => {
+            let r = Store::rebuild(&path, &options)?;
+            println!(
+                "rebuilt the index of {} from the envelope log: {} messages",
+                path.display(),
+                r.messages
+            );
+            for line in opened_lines(&r.opened) {
+                println!("          {line}");
+            }
+            if r.salvaged {
+                println!("peer pins, accounts and receipts: copied from the old index");
+            } else {
+                println!(
+                    "peer pins, accounts and receipts: lost (the old index does not open); pin \
+                     the peers and make the accounts again"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What opening the store repaired, in words.
+fn opened_lines(opened: &crate::store::OpenReport) -> Vec<String> {
+    let health_like = crate::views::StoreStatus::of(&crate::store::Health::from_report(opened));
+    health_like.repaired_at_start
+}
+
+/// `liaison attachment ...`.
+#[derive(Debug, Subcommand)]
+pub enum AttachmentCmd {
+    /// Save an attachment of a message you may read, decrypted; waits while this node fetches
+    /// it from the group's nodes.
+    Get {
+        /// Attachment id (listed by `liaison read MESSAGE_ID`).
+        id: String,
+        /// Write it to this file (default: standard output).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Give up after this many seconds if it is still being fetched.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+        /// Save a thumbnail of the photo, this many pixels on its longer edge (16 to 1024),
+        /// made by this node, instead of the photo.
+        #[arg(long, value_name = "PIXELS")]
+        thumbnail: Option<u32>,
+    },
 }
 
 /// `liaison record ...`.
@@ -732,6 +1029,75 @@ fn record_cmd(cmd: RecordCmd) -> Result<()> {
             Ok(())
         }
         RecordCmd::Schema { kind: k } => print_json(&record::json_schema(kind(&k)?)),
+    }
+}
+
+/// Uploads each file for the post that follows; reports on standard error what was removed
+/// from each. The ids, in order.
+async fn upload_all(
+    client: &Client,
+    files: &[PathBuf],
+    keep_metadata: bool,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(files.len());
+    for path in files {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
+        let uploaded: crate::attachments::Uploaded = client
+            .post_bytes(
+                &format!(
+                    "/v1/attachments?name={}&keep_metadata={keep_metadata}",
+                    segment(name)
+                ),
+                bytes,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::TooLarge(m) => Error::TooLarge(format!("{}: {m}", path.display())),
+                Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+                other => other,
+            })?;
+        if !uploaded.removed.is_empty() {
+            eprintln!(
+                "{}: removed {}",
+                path.display(),
+                uploaded.removed.join(", ")
+            );
+        }
+        ids.push(uploaded.id);
+    }
+    Ok(ids)
+}
+
+/// `liaison attachment get`: asks until the node holds the attachment whole, at most `wait`
+/// seconds.
+async fn attachment_get(
+    client: &Client,
+    path: &str,
+    out: Option<PathBuf>,
+    wait: u64,
+) -> Result<()> {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let (bytes, _) = loop {
+        match client.get_bytes(path).await {
+            Err(Error::NotYet(m)) if started.elapsed().as_secs() < wait => {
+                tracing::debug!(%m, "waiting for the attachment");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
+    match out {
+        Some(path) => std::fs::write(&path, &bytes)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e)),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| Error::io("cannot write standard output", e)),
     }
 }
 
@@ -889,11 +1255,7 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
             for e in &r.entries {
                 println!(
                     "  {:<20} {:<8} {} {:<30} {}",
-                    e.name,
-                    e.kind,
-                    e.country,
-                    e.organisation,
-                    e.node
+                    e.name, e.kind, e.country, e.organisation, e.node
                 );
             }
             for x in &r.revocations {
@@ -931,7 +1293,10 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
                     r.left.len(),
                     r.revoked.len()
                 ),
-                _ => println!("{} version {} was already in force", r.federation, r.version),
+                _ => println!(
+                    "{} version {} was already in force",
+                    r.federation, r.version
+                ),
             }
             Ok(())
         }
@@ -941,7 +1306,9 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
                 return print_json(&rosters);
             }
             if rosters.is_empty() {
-                println!("no roster: `liaison roster load FILE`, or wait for a peer to pass one on");
+                println!(
+                    "no roster: `liaison roster load FILE`, or wait for a peer to pass one on"
+                );
             }
             for r in &rosters {
                 println!(
@@ -958,6 +1325,38 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
                     println!("  revoked {} from {}: {}", x.node_id, x.at, x.reason);
                 }
             }
+            Ok(())
+        }
+    }
+}
+
+async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
+    match cmd {
+        QuarantineCmd::Add { id, reason } => {
+            let q: views::QuarantineView = client
+                .post("/v1/quarantine", &views::QuarantineRequest { id, reason })
+                .await?;
+            println!("quarantined {} ({})", q.id, q.reason);
+            Ok(())
+        }
+        QuarantineCmd::List { json } => {
+            let list: Vec<views::QuarantineView> = client.get("/v1/quarantine").await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no message is quarantined");
+            }
+            for q in &list {
+                println!("{}  {}  {}", q.id, q.at, q.reason);
+            }
+            Ok(())
+        }
+        QuarantineCmd::Release { id } => {
+            let q: views::QuarantineView = client
+                .delete(&format!("/v1/quarantine/{}", segment(&id)))
+                .await?;
+            println!("released {}", q.id);
             Ok(())
         }
     }
@@ -1036,16 +1435,44 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
     }
 }
 
-async fn user(client: &Client, cmd: UserCmd) -> Result<()> {
+async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
     use crate::api::{AddUser, GrantBody, NewUser, UserView};
     match cmd {
-        UserCmd::Add { name, grants } => {
-            let u: NewUser = client.post("/v1/users", &AddUser { name, grants }).await?;
+        UserCmd::Add {
+            name,
+            grants,
+            enrol,
+            password,
+            operator,
+        } => {
+            let login = match (enrol, password) {
+                (true, _) => Some("enrol".to_owned()),
+                (_, true) => Some("password".to_owned()),
+                _ => None,
+            };
+            let body = AddUser {
+                name,
+                grants,
+                login,
+                operator,
+            };
+            let u: NewUser = client.post("/v1/users", &body).await?;
             eprintln!(
-                "officer {} created; give them this token (it is not shown again):",
+                "officer {} created; give them this API token (it is not shown again):",
                 u.user.name
             );
             println!("{}", u.token);
+            if let Some(code) = &u.enrolment_code {
+                let base = web.unwrap_or("https://WORKSPACE/").trim_end_matches('/');
+                eprintln!(
+                    "web enrolment link (valid 72 hours, once; hand it over through a trusted channel):"
+                );
+                println!("{base}/enrol#{code}");
+            }
+            if let Some(p) = &u.password {
+                eprintln!("one-time web password (the officer chooses a new one at first login):");
+                println!("{p}");
+            }
             Ok(())
         }
         UserCmd::Grant { name, grant } => {
@@ -1245,6 +1672,15 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
         "{} running: node {} quic {} api {}",
         node.name, node.node_id, node.quic_addr, node.api_addr
     );
+    if let Some(url) = &node.web_url {
+        println!("web workspace: {url}");
+    }
+    if let Some(fingerprint) = &node.web_fingerprint {
+        println!(
+            "web certificate (self-signed) SHA-256 fingerprint: {fingerprint}\n  \
+             officers compare it with what their browser shows before they accept it"
+        );
+    }
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", e))?;
     let mut int =
@@ -1254,4 +1690,47 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     node.shutdown().await
+}
+
+/// Writes `liaison.1` and one page per command (and per subcommand, `liaison-group-add.1`) into
+/// `dir`; hidden commands get none.
+fn write_man_pages(dir: &std::path::Path) -> Result<()> {
+    fn write(dir: &std::path::Path, command: &clap::Command) -> Result<()> {
+        // After `build`, a subcommand's display name is its full path: `liaison-group-add`.
+        let name = command.get_display_name().unwrap_or(command.get_name());
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone())
+            .render(&mut page)
+            .map_err(|e| Error::io(format!("render {}", path.display()), e))?;
+        std::fs::write(&path, page)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        // clap's generated `help` subcommands repeat what each page already says.
+        let pages = command
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help");
+        for sub in pages {
+            write(dir, sub)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    write(dir, &command)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `--version` states the formats this build really speaks and stores.
+    #[test]
+    fn long_version_names_the_real_formats() {
+        let want = format!(
+            "{}\nwire format {}\nstore format {}",
+            env!("CARGO_PKG_VERSION"),
+            liaison_protocol::codec::WIRE_VERSION,
+            crate::store::STORE_FORMAT
+        );
+        assert_eq!(super::LONG_VERSION, want);
+    }
 }

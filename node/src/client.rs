@@ -58,11 +58,34 @@ impl Client {
         self.send(self.http.delete(self.url(path))).await
     }
 
+    /// `POST path` with raw bytes (an attachment upload).
+    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> Result<T> {
+        let req = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        self.send(req).await
+    }
+
+    /// `GET path` answered with raw bytes: the bytes and their media type.
+    pub async fn get_bytes(&self, path: &str) -> Result<(Vec<u8>, String)> {
+        let (bytes, media_type) = self.exchange(self.http.get(self.url(path))).await?;
+        Ok((bytes, media_type))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let (bytes, _) = self.exchange(req).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Invalid(format!("unexpected answer from the node: {e}")))
+    }
+
+    /// Sends `req`; the answer's bytes and media type, or its error.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(Vec<u8>, String)> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             if e.is_connect() {
                 Error::NotFound(format!(
@@ -74,6 +97,12 @@ impl Client {
             }
         })?;
         let status = resp.status();
+        let media_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
         let bytes = resp
             .bytes()
             .await
@@ -86,11 +115,12 @@ impl Client {
                 404 => Error::NotFound(message),
                 401 | 403 => Error::Forbidden(message),
                 409 => Error::Conflict(message),
+                413 => Error::TooLarge(message),
+                503 => Error::NotYet(message),
                 _ => Error::Invalid(message),
             });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Invalid(format!("unexpected answer from the node: {e}")))
+        Ok((bytes.to_vec(), media_type))
     }
 }
 

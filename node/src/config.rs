@@ -41,9 +41,15 @@ pub struct Config {
     /// The QUIC transport.
     #[serde(default)]
     pub transport: TransportSection,
+    /// The officers' web workspace.
+    #[serde(default)]
+    pub web: WebConfig,
     /// The store.
     #[serde(default)]
     pub store: StoreSection,
+    /// Attachments: what is fetched eagerly, how fast they are served.
+    #[serde(default)]
+    pub attachments: AttachmentsSection,
     /// Federation authorities and their rosters.
     #[serde(default)]
     pub federation: FederationSection,
@@ -78,6 +84,28 @@ impl Default for FederationSection {
             expiry_grace_ms: 24 * 3600 * 1000,
             warn_before_ms: 14 * 24 * 3600 * 1000,
             refuse: Vec::new(),
+        }
+    }
+}
+
+/// The `[attachments]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsSection {
+    /// Largest attachment an officer may upload here, in MiB (at most 50, the protocol's
+    /// limit).
+    pub max_mb: u64,
+    /// Attachments up to this size (MiB) are fetched as soon as their message arrives; larger
+    /// ones when an officer opens them (or a peer asks this node for them). 0 fetches nothing
+    /// eagerly.
+    pub eager_max_mb: u64,
+}
+
+impl Default for AttachmentsSection {
+    fn default() -> Self {
+        AttachmentsSection {
+            max_mb: 50,
+            eager_max_mb: 25,
         }
     }
 }
@@ -128,18 +156,88 @@ impl GroupsSection {
     }
 }
 
+impl AttachmentsSection {
+    /// The attachments' options.
+    pub fn options(&self) -> crate::attachments::Options {
+        crate::attachments::Options {
+            max_bytes: self.max_mb.saturating_mul(1024 * 1024),
+            eager_max_bytes: self.eager_max_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+/// The default address of the web workspace.
+pub const DEFAULT_WEB: &str = "127.0.0.1:7443";
+
+/// The `[web]` section: the officers' web workspace (see `node/src/web/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the workspace at all.
+    pub enabled: bool,
+    /// TCP address of the workspace. On loopback it is served over plain HTTP unless a
+    /// certificate is given; any other address is served over HTTPS only.
+    pub listen: SocketAddr,
+    /// The organisation's certificate chain (PEM). With `tls_key`, the workspace is served
+    /// over HTTPS with it; without, an address beyond loopback gets a self-signed certificate
+    /// kept in `DATA/web-tls/`, whose SHA-256 fingerprint `liaison run` prints.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Every officer must confirm a TOTP code at login (officers without one set it up at
+    /// their next login).
+    pub require_totp: bool,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: u64,
+    /// A session ends this many minutes after login, however active.
+    pub session_absolute_minutes: u64,
+    /// Failed logins of one officer name, in a row, before it is locked.
+    pub lockout_after: u32,
+    /// How long a locked officer name stays locked, in minutes.
+    pub lockout_minutes: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            tls_cert: None,
+            tls_key: None,
+            require_totp: false,
+            session_idle_minutes: 30,
+            session_absolute_minutes: 12 * 60,
+            lockout_after: 5,
+            lockout_minutes: 15,
+        }
+    }
+}
+
+impl WebConfig {
+    /// Whether the workspace is served over HTTPS: always beyond loopback, and whenever the
+    /// operator gave a certificate.
+    pub fn https(&self) -> bool {
+        !self.listen.ip().is_loopback() || self.tls_cert.is_some()
+    }
+}
+
 /// The `[store]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// Memory for the store engine's page cache, in MiB.
     pub cache_mb: u64,
+    /// Free disk space the store keeps, in MiB: below it new messages (posts and messages
+    /// from peers) are refused, while reads, their audit records and everything else small
+    /// go on. 0 turns the check off.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            min_free_mb: crate::store::DEFAULT_MIN_FREE_BYTES / (1024 * 1024),
         }
     }
 }
@@ -149,6 +247,7 @@ impl StoreSection {
     pub fn options(&self) -> crate::store::StoreOptions {
         crate::store::StoreOptions {
             cache_bytes: self.cache_mb.saturating_mul(1024 * 1024),
+            min_free_bytes: self.min_free_mb.saturating_mul(1024 * 1024),
         }
     }
 }
@@ -162,16 +261,31 @@ pub struct SyncConfig {
     /// Forward messages received from their author to other connected members at once, as a
     /// group owner always does.
     pub relay: bool,
-    /// Rejected inputs tolerated from a peer before its connection is dropped.
+    /// Rejected inputs tolerated from a peer within an hour before its connection is
+    /// dropped (and dropped again at once if it reconnects meanwhile).
     pub max_strikes: u32,
+    /// How far ahead of this node's clock a time signed by another node may be, in
+    /// milliseconds: messages created, or receipts stored, further in the future are refused.
+    pub max_clock_skew_ms: u64,
+    /// Most groups of one owner this node joins.
+    pub max_groups_per_owner: usize,
+    /// Most control events (membership changes, key rotations) this node applies per group.
+    pub max_controls_per_group: usize,
+    /// Most message bytes this node takes from one author per day.
+    pub max_author_bytes_per_day: u64,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
+        let engine = liaison_protocol::sync::Config::default();
         SyncConfig {
             interval_ms: 5_000,
             relay: false,
             max_strikes: 16,
+            max_clock_skew_ms: engine.max_clock_skew_ms,
+            max_groups_per_owner: engine.max_groups_per_owner,
+            max_controls_per_group: engine.max_controls_per_group,
+            max_author_bytes_per_day: engine.max_author_bytes_per_day,
         }
     }
 }
@@ -261,7 +375,17 @@ impl Config {
             danger_api_non_loopback: false,
             sync: SyncConfig::default(),
             transport: TransportSection::default(),
+            // A node whose API takes a free port (tests, the demo) takes one for the web too.
+            web: WebConfig {
+                listen: if api.port() == 0 {
+                    SocketAddr::new(api.ip(), 0)
+                } else {
+                    WebConfig::default().listen
+                },
+                ..WebConfig::default()
+            },
             store: StoreSection::default(),
+            attachments: AttachmentsSection::default(),
             federation: FederationSection::default(),
             groups: GroupsSection::default(),
         }
@@ -308,6 +432,20 @@ impl Config {
                 "api address {} is not loopback; set danger_api_non_loopback = true to allow it",
                 self.api
             ));
+        }
+        if self.web.tls_cert.is_some() != self.web.tls_key.is_some() {
+            return Err("web.tls_cert and web.tls_key go together: give both or neither".into());
+        }
+        if self.web.session_idle_minutes == 0
+            || self.web.session_absolute_minutes < self.web.session_idle_minutes
+        {
+            return Err(
+                "web.session_idle_minutes must be positive and at most web.session_absolute_minutes"
+                    .into(),
+            );
+        }
+        if self.web.lockout_after == 0 || self.web.lockout_minutes == 0 {
+            return Err("web.lockout_after and web.lockout_minutes must be positive".into());
         }
         if self.sync.interval_ms < 10 {
             return Err("sync.interval_ms must be at least 10".into());

@@ -39,6 +39,9 @@ pub struct Runtime {
     pub api: SocketAddr,
     /// The daemon's process id.
     pub pid: u32,
+    /// The web workspace's URL, when it is served.
+    #[serde(default)]
+    pub web: Option<String>,
 }
 
 impl DataDir {
@@ -219,8 +222,9 @@ impl DataDir {
             let identity = IdentityKey::from_seed(&*hex32(seed, &path)?);
             let exchange = ExchangeSecret::from_bytes(&*hex32(secret, &path)?)
                 .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-            let statement = hex::decode(statement)
-                .map_err(|_| Error::Corrupt(format!("{}: a statement is not hex", path.display())))?;
+            let statement = hex::decode(statement).map_err(|_| {
+                Error::Corrupt(format!("{}: a statement is not hex", path.display()))
+            })?;
             out.push((identity, exchange, statement));
         }
         Ok(out)
@@ -301,7 +305,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn hex32(text: &str, path: &Path) -> Result<Zeroizing<[u8; 32]>> {
     let mut out = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(text.trim(), out.as_mut()).map_err(|_| {
-        Error::Corrupt(format!("{} holds a key that is not 32 bytes of hex", path.display()))
+        Error::Corrupt(format!(
+            "{} holds a key that is not 32 bytes of hex",
+            path.display()
+        ))
     })?;
     Ok(out)
 }

@@ -164,6 +164,7 @@ pub async fn post(
         record: None,
         handling,
         reply_to: None,
+        attachments: Vec::new(),
     };
     node.handle
         .ask(|reply| Command::Post {
@@ -172,6 +173,62 @@ pub async fn post(
             reply,
         })
         .await?
+}
+
+/// The password of every demo officer.
+pub const DEMO_PASSWORD: &str = "liaison-demo-2026";
+
+/// Makes one officer per demo node with a web password and grants for every group the node
+/// holds (post where the node is a member, read where it is a reader); the RILO's officer is
+/// also an operator. Returns one line per node: name, URL, officer and password.
+pub async fn demo_officers(nodes: &[RunningNode]) -> Result<Vec<String>> {
+    let officers = [
+        ("rilo-wca", "analyst"),
+        ("customs-nl", "j.devries"),
+        ("customs-be", "m.peeters"),
+        ("museum-rmo", "curator"),
+    ];
+    let mut lines = Vec::new();
+    for n in nodes {
+        let officer = officers
+            .iter()
+            .find(|(node, _)| *node == n.name)
+            .map_or("officer", |(_, o)| *o);
+        let groups = n.handle.ask(Command::Groups).await?;
+        let mut grants = std::collections::BTreeMap::new();
+        for g in groups {
+            let access = if g.role == "member" {
+                crate::accounts::Access::Post
+            } else {
+                crate::accounts::Access::Read
+            };
+            if let Ok(id) = g.id.parse::<GroupId>() {
+                grants.insert(id, access);
+            }
+        }
+        n.accounts.add(officer, grants).await?;
+        n.accounts
+            .set_password(officer, DEMO_PASSWORD, false)
+            .await?;
+        let operator = n.name == "rilo-wca";
+        if operator {
+            n.accounts
+                .update(officer, |a| {
+                    a.operator = true;
+                    Ok(())
+                })
+                .await?;
+        }
+        lines.push(format!(
+            "{:<11} {}  officer {} password {}{}",
+            n.name,
+            n.web_url.as_deref().unwrap_or("(web workspace off)"),
+            officer,
+            DEMO_PASSWORD,
+            if operator { "  (operator)" } else { "" }
+        ));
+    }
+    Ok(lines)
 }
 
 struct Transcript {
@@ -203,6 +260,17 @@ pub async fn run(exit: bool) -> Result<()> {
         Ok(0) => println!("\nAll steps succeeded."),
         Ok(n) => println!("\n{n} step(s) failed."),
         Err(e) => println!("\nThe demo stopped: {e}"),
+    }
+    if result.is_ok() {
+        match demo_officers(&nodes).await {
+            Ok(lines) => {
+                println!("\nWeb workspaces (open in a browser on this machine; log in as shown):");
+                for line in lines {
+                    println!("  {line}");
+                }
+            }
+            Err(e) => println!("\nThe demo officers could not be made: {e}"),
+        }
     }
     if !exit {
         println!("\nThe four nodes keep running. Point the CLI at any of them, for example:");

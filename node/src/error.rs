@@ -37,9 +37,18 @@ pub enum Error {
     /// The caller is not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// What was sent is larger than this node accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// What was asked for is not here yet (an attachment being fetched): ask again later.
+    #[error("{0}")]
+    NotYet(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Handling the request failed inside the node (a fault, logged there); the node goes on.
+    #[error("{0}")]
+    Internal(&'static str),
     /// Stored data could not be read back.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -61,9 +70,9 @@ impl From<UsageError> for Error {
             UsageError::NotAMember(_)
             | UsageError::ReaderMayNotPost(_)
             | UsageError::NotOwner(_) => Error::Forbidden(e.to_string()),
-            UsageError::AlreadyMember(_) | UsageError::NameTaken(_) => {
-                Error::Conflict(e.to_string())
-            }
+            UsageError::AlreadyMember(_)
+            | UsageError::SequenceUnconfirmed(_)
+            | UsageError::NameTaken(_) => Error::Conflict(e.to_string()),
             UsageError::NoSuchMember(_) => Error::NotFound(e.to_string()),
             UsageError::InvalidRecord(fields) => Error::InvalidRecord(fields),
             _ => Error::Invalid(e.to_string()),

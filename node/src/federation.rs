@@ -11,9 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use liaison_protocol::roster::{
-    Admission, Entry, Federation, Kind, RosterUpdate, RotationUpdate,
-};
+use liaison_protocol::roster::{Admission, Entry, Federation, Kind, RosterUpdate, RotationUpdate};
 use liaison_protocol::sync::Policy;
 use liaison_protocol::{ExchangeKey, NodeId, Rejection, Timestamp};
 use serde::{Deserialize, Serialize};

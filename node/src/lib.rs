@@ -2,14 +2,15 @@
 //!
 //! The Liaison daemon and the `liaison` command-line tool: configuration, the sled store, the
 //! QUIC transport with raw-public-key TLS, the node actor that drives the protocol's sync
-//! engine, the local HTTP API, and the CLI that talks to it. `main.rs` only parses arguments,
+//! engine, the local HTTP API, the officers' web workspace, and the CLI that talks to it. `main.rs` only parses arguments,
 //! sets up logging and calls [`cli::run`].
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod api;
-pub mod authority;
+pub mod attachments;
 pub mod audit;
+pub mod authority;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -24,5 +25,6 @@ pub mod records;
 pub mod store;
 pub mod transport;
 pub mod views;
+pub mod web;
 
 pub use error::{Error, Result};

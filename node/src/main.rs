@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
-use liaison_node::cli::{run, Cli};
+use liaison_node::cli::{run, Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,13 +15,16 @@ fn main() -> ExitCode {
         liaison_node::cli::Cmd::Bench { .. } | liaison_node::cli::Cmd::BenchNode => "error",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // JSON never carries colour codes, whatever the output is.
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::group::Change;
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
@@ -34,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::accounts::{Access, Principal};
+use crate::attachments::transfer::{self as attachment_transfer, Connections};
+use crate::attachments::Attachments;
 use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
@@ -43,7 +46,8 @@ use crate::transport::{self, AllowList, Transport, TransportConfig};
 mod trust;
 
 use crate::views::{
-    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, Status,
+    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
+    Status,
 };
 
 /// Capacity of the command channel from the API.
@@ -73,6 +77,14 @@ const OUTBOUND_QUEUE: usize = 1024;
 /// by the node-id rule; a later one means the peer lost the first (it dials only while it has
 /// none), so it replaces the first, which may be a dead connection to an old address.
 const DIAL_RACE: Duration = Duration::from_secs(2);
+/// Messages accepted with attachments and waiting for the store, at most (beyond it their
+/// attachments are fetched when opened).
+const MAX_PENDING_ATTACHMENTS: usize = 4096;
+/// Attachment fetches running at once.
+const MAX_FETCHES: usize = 4;
+/// Attachments waiting for a fetch slot, at most (beyond it they are fetched when opened, or
+/// after a restart).
+const MAX_FETCH_QUEUE: usize = 4096;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now() -> Timestamp {
@@ -223,8 +235,36 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<crate::views::StatsView>>,
     },
+    /// An attachment the caller may open: the reference (key included) from a message naming
+    /// it that the caller may read, once it is held whole here. Not held yet: it is fetched,
+    /// and the answer is [`Error::NotYet`].
+    Attachment {
+        /// The attachment.
+        id: AttachmentId,
+        /// Reply.
+        reply: oneshot::Sender<Result<AttachmentRef>>,
+    },
     /// A feed of the ids of messages as they are durably stored.
     Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
+    /// Quarantine a stored message: no view of this node shows it until it is released (admin
+    /// only).
+    Quarantine {
+        /// The message.
+        id: MessageId,
+        /// Why.
+        reason: String,
+        /// Reply, once the quarantine is durable.
+        reply: oneshot::Sender<Result<crate::views::QuarantineView>>,
+    },
+    /// End a message's quarantine (admin only).
+    Release {
+        /// The message.
+        id: MessageId,
+        /// Reply, once the release is durable.
+        reply: oneshot::Sender<Result<crate::views::QuarantineView>>,
+    },
+    /// The quarantines in force (admin only).
+    Quarantined(oneshot::Sender<Result<Vec<crate::views::QuarantineView>>>),
     /// Run the inner command as `who` instead of as the admin: only granted groups are
     /// visible, and TLP:RED messages only to their named recipients.
     As(Principal, Box<Command>),
@@ -248,6 +288,8 @@ pub struct Post {
     pub handling: Handling,
     /// Reply-to.
     pub reply_to: Option<MessageId>,
+    /// Attachments uploaded by the posting officer (`POST /v1/attachments`) to name in it.
+    pub attachments: Vec<AttachmentId>,
 }
 
 /// A cheap handle to send commands to a running node.
@@ -264,7 +306,14 @@ impl NodeHandle {
             .send(make(tx))
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)
+        rx.await.map_err(|_| {
+            if self.tx.is_closed() {
+                Error::ShuttingDown
+            } else {
+                // The node runs on, but handling this request failed (see `Actor::isolated`).
+                Error::Internal("the node failed while handling this request; the fault is in its log, and the node goes on")
+            }
+        })
     }
 }
 
@@ -304,8 +353,14 @@ pub struct RunningNode {
     pub quic_addr: SocketAddr,
     /// The bound API address.
     pub api_addr: SocketAddr,
+    /// The web workspace's URL, when it is served.
+    pub web_url: Option<String>,
+    /// The SHA-256 fingerprint of the workspace's self-signed certificate, if it has one.
+    pub web_fingerprint: Option<String>,
     /// The store (for tests and the benchmark; the node owns it).
     pub store: Store,
+    /// Officer accounts (for the demo and tests that make officers directly).
+    pub accounts: Arc<crate::accounts::Accounts>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
     dir: DataDir,
@@ -414,6 +469,31 @@ enum Internal {
     KeysRotated(Box<trust::Rotated>),
     /// Close these connections made under keys rotated away from.
     CloseRotated(Vec<(NodeId, u64)>),
+    /// A peer asks for chunks of an attachment: may it have them?
+    ServeAttachment {
+        peer: NodeId,
+        request: liaison_protocol::transfer::ChunkRequest,
+        reply: oneshot::Sender<Option<AttachmentRef>>,
+    },
+    /// Messages naming attachments are in the attachment index.
+    AttachmentsNamed {
+        jobs: Vec<FetchWanted>,
+    },
+    /// A fetch ended.
+    FetchDone {
+        id: AttachmentId,
+        result: Result<()>,
+    },
+}
+
+/// An attachment a stored message names, which may need fetching.
+#[derive(Debug, Clone)]
+struct FetchWanted {
+    reference: AttachmentRef,
+    message: MessageId,
+    group: GroupId,
+    author: NodeId,
+    from: Option<NodeId>,
 }
 
 #[derive(Debug)]
@@ -430,6 +510,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
     let (identity, exchange) = dir.keys()?;
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
+    let attachments = Arc::new(Attachments::open(
+        &dir.store_path(),
+        config.attachments.options(),
+    )?);
     let node_id = identity.node_id();
     let allow = AllowList::new();
     let transport_config = TransportConfig {
@@ -450,6 +534,19 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let api_addr = api_listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the API address", e))?;
+    let web_listener = if config.web.enabled {
+        Some(crate::web::bind(
+            &config.web,
+            &dir.root().join("web-tls"),
+            &config.name,
+        )?)
+    } else {
+        None
+    };
+    let web_url = web_listener.as_ref().map(crate::web::Listener::url);
+    let web_fingerprint = web_listener
+        .as_ref()
+        .and_then(|l| l.self_signed_fingerprint().map(str::to_owned));
 
     let advertised = advertised_address(&config, quic_addr);
     let descriptor = Descriptor {
@@ -466,6 +563,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         sync_interval_ms: config.sync.interval_ms,
         max_strikes: config.sync.max_strikes,
         relay: config.sync.relay,
+        max_clock_skew_ms: config.sync.max_clock_skew_ms,
+        max_groups_per_owner: config.sync.max_groups_per_owner,
+        max_controls_per_group: config.sync.max_controls_per_group,
+        max_author_bytes_per_day: config.sync.max_author_bytes_per_day,
         ..sync::Config::default()
     };
     let mut engine = Engine::new(
@@ -515,14 +616,22 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         api_addr,
         pending_writes: 0,
         directory: BTreeMap::new(),
+        quarantined: quarantine::Quarantined::new(),
         new_messages: broadcast::channel(1024).0,
         events: events.clone(),
         local_posts: Vec::new(),
-        post_writes: 0,
+        post_writing: false,
         received: Vec::new(),
         received_writes: 0,
         origins: Origins::default(),
         read_ahead: RefCell::default(),
+        faults: 0,
+        attachments: attachments.clone(),
+        connections: Connections::default(),
+        accepted_attachments: HashMap::new(),
+        posted_attachments: HashMap::new(),
+        fetching: HashSet::new(),
+        fetch_queue: std::collections::VecDeque::new(),
         trust,
         dir: dir.clone(),
         rotate_after,
@@ -532,6 +641,8 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     };
     actor.load_peers()?;
     actor.load_directory()?;
+    actor.resume_fetches();
+    actor.load_quarantine()?;
     actor.load_federation(own_rotations)?;
 
     let span = info_span!("node", node = %node_id.short(), name = %config.name);
@@ -544,12 +655,24 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             .run(cmd_rx, internal_rx, inbound_rx)
             .instrument(span.clone()),
     );
+    let accounts_handle = accounts.clone();
+    if let Some(listener) = web_listener {
+        let parts = crate::web::Parts {
+            node: handle.clone(),
+            accounts: accounts.clone(),
+            audit: audit.clone(),
+            node_name: config.name.clone(),
+            config: config.web.clone(),
+        };
+        tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
+    }
     tasks.spawn(
         crate::api::serve(
             api_listener,
             handle.clone(),
             accounts,
             audit,
+            attachments,
             shutdown.clone(),
         )
         .instrument(span.clone()),
@@ -558,6 +681,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         quic: quic_addr,
         api: api_addr,
         pid: std::process::id(),
+        web: web_url.clone(),
     })?;
     info!(parent: &span, %quic_addr, %api_addr, "node started");
     Ok(RunningNode {
@@ -566,7 +690,10 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         name: config.name,
         quic_addr,
         api_addr,
+        web_url,
+        web_fingerprint,
         store,
+        accounts: accounts_handle,
         shutdown,
         tasks,
         dir: dir.clone(),
@@ -611,6 +738,9 @@ fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
         }
         engine.restore_held(store.held(&group)?);
     }
+    // Messages found damaged: fetched again from peers (see `Actor::refetch_damaged`).
+    let damaged: Vec<Place> = store.damaged()?.into_iter().map(|(_, p)| p).collect();
+    engine.handle_lost(&damaged);
     Ok(())
 }
 
@@ -678,6 +808,17 @@ impl StoreArchive<'_> {
     }
 }
 
+/// Those of `envelopes` (ascending by seq) with seq at most `through` (a range read ahead
+/// may run past the end of what is asked for).
+fn through_seq(mut envelopes: Vec<Vec<u8>>, through: u64) -> Vec<Vec<u8>> {
+    let seq = |e: &Vec<u8>| message::decode_header(e).map_or(u64::MAX, |h| h.seq);
+    if envelopes.last().is_some_and(|e| seq(e) > through) {
+        let keep = envelopes.partition_point(|e| seq(e) <= through);
+        envelopes.truncate(keep);
+    }
+    envelopes
+}
+
 impl Archive for StoreArchive<'_> {
     fn envelopes(
         &self,
@@ -685,6 +826,7 @@ impl Archive for StoreArchive<'_> {
         author: &NodeId,
         epoch: u64,
         after: u64,
+        through: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
         let key = Place {
@@ -709,14 +851,25 @@ impl Archive for StoreArchive<'_> {
                 read.truncate(keep);
                 read
             }
-            None => self
-                .store
-                .envelopes_after(&key, max_bytes)
-                .unwrap_or_else(|e| {
+            None => match self.store.readable_envelopes(&key, through, max_bytes) {
+                Ok((envelopes, 0)) => envelopes,
+                Ok((envelopes, skipped)) => {
+                    warn!(
+                        group = %group.short(),
+                        author = %author.short(),
+                        epoch,
+                        skipped,
+                        "stored envelopes cannot be read (damaged); left out of a sync response, peers that hold them serve them"
+                    );
+                    envelopes
+                }
+                Err(e) => {
                     warn!(error = %e, "cannot read envelopes for a sync response");
                     Vec::new()
-                }),
+                }
+            },
         };
+        let envelopes = through_seq(envelopes, through);
         // A range that (nearly) filled the budget is likely followed by a request for the next.
         let total: usize = envelopes.iter().map(Vec::len).sum();
         if total >= max_bytes / 2 {
@@ -822,14 +975,17 @@ struct Actor {
     pending_writes: usize,
     /// Descriptors of nodes learned through peers (not pinned).
     directory: BTreeMap<NodeId, Descriptor>,
+    /// Messages the admin quarantined (see the `quarantine` module).
+    quarantined: quarantine::Quarantined,
     /// Ids of messages as they become durable, for live feeds.
     new_messages: broadcast::Sender<MessageId>,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
     events: broadcast::Sender<NodeEvent>,
-    /// Posts sealed and waiting for the store, written together by `store_local_posts`.
-    local_posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
-    /// Batches of local posts being written.
-    post_writes: usize,
+    /// Posts waiting to be sealed and written together by `store_local_posts`.
+    local_posts: Vec<LocalPost>,
+    /// Whether a batch of local posts is being written (one at a time: see
+    /// `store_local_posts`).
+    post_writing: bool,
     /// Messages accepted from peers and waiting for the store, written by `store_received`.
     received: Vec<NewMessage>,
     /// Batches of received messages being written.
@@ -850,7 +1006,40 @@ struct Actor {
     rotating: bool,
     /// Groups with a timed key rotation of this node's own making waiting to be stored.
     quiet_pending: HashSet<GroupId>,
+    /// Inputs whose handling failed with a panic since the node started (see
+    /// [`Actor::isolated`]).
+    faults: u64,
+    /// Attachment files and their index.
+    attachments: Arc<Attachments>,
+    /// The live connection to each peer, for attachment fetches.
+    connections: Connections,
+    /// Attachments of messages accepted from peers and being stored, by message.
+    accepted_attachments: HashMap<MessageId, (NodeId, Place, Vec<AttachmentRef>)>,
+    /// Attachments of local posts being stored, by message.
+    posted_attachments: HashMap<MessageId, Vec<AttachmentRef>>,
+    /// Attachments being fetched now (at most [`MAX_FETCHES`]).
+    fetching: HashSet<AttachmentId>,
+    /// Attachments waiting for a fetch slot (at most [`MAX_FETCH_QUEUE`]).
+    fetch_queue: std::collections::VecDeque<FetchWanted>,
 }
+
+/// A post accepted from the API, not yet sealed.
+struct LocalPost {
+    group: GroupId,
+    content: Content,
+    /// The attachments the content names, stored with the message once it is sealed.
+    attachments: Vec<AttachmentRef>,
+    handling: Handling,
+    created_at: Timestamp,
+    /// Until when it may wait for the group's sequence numbers to be confirmed (see
+    /// `Engine::seal`): a node that has just started waits for its peers to connect.
+    wait_until: std::time::Instant,
+    reply: oneshot::Sender<Result<MessageId>>,
+}
+
+/// How long a post waits, after the node started or joined the group, for a member to say
+/// which of this node's sequence numbers it holds, before it is refused.
+const POST_CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 /// Meta key prefix of directory entries in the store.
 const DIRECTORY_PREFIX: &str = "directory/";
@@ -959,10 +1148,18 @@ impl Actor {
         mut internal: mpsc::Receiver<Internal>,
         mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
+        let mut damage = self.store.damage_notices();
         let mut federation = tokio::time::interval(trust::TICK);
         federation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self.engine.poll_timeout();
+            let mut deadline = self.engine.poll_timeout();
+            if let Some(first) = self.local_posts.iter().map(|p| p.wait_until).min() {
+                // Posts waiting for their group's sequence numbers are retried at each drain
+                // and refused once their wait is over.
+                let left = first.saturating_duration_since(std::time::Instant::now());
+                let at = now().plus_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
             let sleep = async {
                 match deadline {
                     Some(t) => {
@@ -975,27 +1172,33 @@ impl Actor {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
-                Some(msg) = internal.recv() => self.on_internal(msg),
-                Some(frame) = inbound.recv() => self.on_inbound(frame),
-                Some(cmd) = commands.recv() => self.on_command(cmd),
-                () = sleep => self.engine.handle_timeout(now()),
-                _ = federation.tick() => self.federation_tick(),
+                Some(msg) = internal.recv() => self.isolated("internal", |a| a.on_internal(msg)),
+                Some(frame) = inbound.recv() => self.isolated("frame", |a| a.on_inbound(frame)),
+                Some(cmd) = commands.recv() => self.isolated("command", |a| a.on_command(cmd)),
+                Ok(()) = damage.changed() => self.isolated("damage", Actor::refetch_damaged),
+                () = sleep => self.isolated("timer", |a| a.engine.handle_timeout(now())),
+                _ = federation.tick() => self.isolated("federation", Actor::federation_tick),
             }
             // Take what else is already waiting, in the same priority, before draining once.
             for _ in 0..MAX_BATCH_INPUTS {
                 if let Ok(msg) = internal.try_recv() {
-                    self.on_internal(msg);
+                    self.isolated("internal", |a| a.on_internal(msg));
                 } else if let Ok(frame) = inbound.try_recv() {
-                    self.on_inbound(frame);
+                    self.isolated("frame", |a| a.on_inbound(frame));
                 } else if let Ok(cmd) = commands.try_recv() {
-                    self.on_command(cmd);
+                    self.isolated("command", |a| a.on_command(cmd));
                 } else {
                     break;
                 }
             }
-            self.drain();
+            self.isolated("drain", Actor::drain);
         }
-        // Shutdown: let in-flight store writes finish, then close connections.
+        // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
+        // close connections.
+        for post in std::mem::take(&mut self.local_posts) {
+            self.pending_writes = self.pending_writes.saturating_sub(1);
+            let _ = post.reply.send(Err(Error::ShuttingDown));
+        }
         while self.pending_writes > 0 {
             let Some(msg) = internal.recv().await else {
                 break;
@@ -1009,6 +1212,49 @@ impl Actor {
         self.transport.close();
         // Give peers a moment to receive the close; the draining period itself is not needed.
         let _ = tokio::time::timeout(Duration::from_millis(300), self.transport.wait_idle()).await;
+    }
+
+    /// Runs one step of the actor (one command, one frame, one internal message, the timer, a
+    /// drain) so that a fault in it fails that step alone instead of the node: a panic is
+    /// caught and logged, the step's reply channel is dropped on the way (its caller gets
+    /// [`Error::Internal`]), and the actor goes on with the next input. No single input, be it
+    /// a command or a peer's frame, may stop every later one from being served.
+    fn isolated(&mut self, step: &'static str, handle: impl FnOnce(&mut Actor)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(self)));
+        if let Err(panic) = result {
+            self.note_fault(step, panic.as_ref());
+        }
+    }
+
+    /// Logs and counts a panic caught while handling `step`.
+    fn note_fault(&mut self, step: &'static str, panic: &(dyn std::any::Any + Send)) {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        self.faults = self.faults.saturating_add(1);
+        tracing::error!(
+            step,
+            %reason,
+            faults = self.faults,
+            "a fault while handling one input: that input failed, the node goes on (please report this with the log)"
+        );
+    }
+
+    /// Makes the engine ask peers again for the messages the store found damaged.
+    fn refetch_damaged(&mut self) {
+        match self.store.damaged() {
+            Ok(damaged) => {
+                let places: Vec<Place> = damaged.into_iter().map(|(_, p)| p).collect();
+                warn!(
+                    messages = places.len(),
+                    "fetching damaged messages again from peers that hold them"
+                );
+                self.engine.handle_lost(&places);
+            }
+            Err(e) => warn!(error = %e, "cannot list damaged messages"),
+        }
     }
 
     /// Remembers where a message being stored sits (see [`Origins`]).
@@ -1075,14 +1321,46 @@ impl Actor {
         }
     }
 
-    /// Writes the posts sealed since the last drain as one store batch (one sled batch, one
-    /// flush); each is answered, and pushed to peers, once that write is durable.
+    /// Seals the posts waiting since the last write and writes them as one store batch (one
+    /// sled batch, one flush); each is answered, and pushed to peers, once that write is
+    /// durable. One batch at a time, sealed only when it is written: this node's own messages
+    /// become durable in sequence order, and a failed write hands its sequence numbers back
+    /// (`Engine::handle_local_failed`), so it never leaves a gap in its own sequence.
     fn store_local_posts(&mut self) {
-        if self.local_posts.is_empty() || self.post_writes >= MAX_WRITES_IN_FLIGHT {
+        if self.local_posts.is_empty() || self.post_writing {
             return;
         }
-        self.post_writes += 1;
-        let posts = std::mem::take(&mut self.local_posts);
+        let now_instant = std::time::Instant::now();
+        let mut posts = Vec::new();
+        for post in std::mem::take(&mut self.local_posts) {
+            let draft = LocalDraft {
+                now: post.created_at,
+                handling: post.handling,
+                expires_at: None,
+                content: &post.content,
+            };
+            match self.engine.seal(&post.group, draft, &mut OsRng) {
+                Ok(sealed) => {
+                    if !post.attachments.is_empty() {
+                        self.posted_attachments.insert(sealed.id, post.attachments);
+                    }
+                    posts.push((sealed, post.reply));
+                }
+                Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
+                    if now_instant < post.wait_until =>
+                {
+                    self.local_posts.push(post);
+                }
+                Err(e) => {
+                    self.pending_writes = self.pending_writes.saturating_sub(1);
+                    let _ = post.reply.send(Err(e.into()));
+                }
+            }
+        }
+        if posts.is_empty() {
+            return;
+        }
+        self.post_writing = true;
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
@@ -1153,94 +1431,19 @@ impl Actor {
         let mut controls: Vec<(GroupId, u64, Vec<u8>)> = Vec::new();
         let mut receipts: Vec<crate::store::NewReceipt> = Vec::new();
         while let Some(event) = self.engine.poll_event() {
-            match event {
-                Event::MessageAccepted {
-                    from,
-                    id,
-                    header,
-                    envelope,
-                } => {
-                    debug!(peer = %from.short(), id = %id.short(), "message accepted");
-                    self.note_origin(id, &header);
-                    batch.push(NewMessage {
-                        id,
-                        place: header.place(),
-                        envelope,
-                        meta: now().0.to_be_bytes().to_vec(),
-                    });
+            let accepted = match &event {
+                Event::MessageAccepted { id, .. } => Some(*id),
+                _ => None,
+            };
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.on_event(event, &mut batch, &mut controls, &mut receipts);
+            }));
+            if let Err(panic) = step {
+                self.note_fault("event", panic.as_ref());
+                if let Some(id) = accepted {
+                    // Not stored: forgotten by the engine, so that it is fetched again.
+                    self.engine.handle_store_failed(&[id]);
                 }
-                Event::ControlApplied { group, seq, event } => {
-                    info!(group = %group.short(), seq, "control event applied");
-                    controls.push((group, seq, event));
-                }
-                Event::PeerDescriptor {
-                    peer,
-                    descriptor,
-                    bytes,
-                } => self.on_descriptor(peer, *descriptor, &bytes),
-                // This node's own receipts are not stored: they went to the author, and its
-                // own store already says when it stored each message (see `receipts`). A
-                // peer's may name messages still being written, which the store leaves out.
-                // The engine found the origin of every message named (the store's author
-                // index confirms each before indexing the receipt by place).
-                Event::Receipt {
-                    group,
-                    receiver,
-                    messages,
-                    bytes,
-                } if receiver != self.me => {
-                    let messages = messages
-                        .iter()
-                        .filter_map(|id| {
-                            let o = self.origins.get(id).filter(|o| o.group == group)?;
-                            Some((*id, *o))
-                        })
-                        .collect();
-                    receipts.push(crate::store::NewReceipt {
-                        receiver,
-                        messages,
-                        bytes,
-                    });
-                }
-                Event::Directory {
-                    node,
-                    descriptor,
-                    bytes,
-                } => {
-                    debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
-                    self.directory.insert(node, *descriptor);
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        let key = format!("{DIRECTORY_PREFIX}{node}");
-                        if let Err(e) = store.put_meta(&key, &bytes).await {
-                            warn!(error = %e, "cannot store a directory entry");
-                        }
-                    });
-                }
-                Event::Acked { peer, ids } => {
-                    debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
-                    if self.events.receiver_count() > 0 {
-                        let ids = ids.into();
-                        let _ = self.events.send(NodeEvent::Acked { peer, ids });
-                    }
-                }
-                Event::Rejected { peer, reason } => {
-                    warn!(peer = %peer.short(), %reason, "rejected input from peer");
-                }
-                Event::Refused { peer, reason } => {
-                    info!(peer = %peer.short(), %reason, "refused input relayed by peer");
-                }
-                Event::Rosters { peer, rosters } => self.on_rosters(peer, rosters),
-                Event::Rotations { peer, statements } => self.on_rotations(peer, statements),
-                Event::Disconnect { peer } => {
-                    warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
-                    if let Some(c) = self.conns.remove(&peer) {
-                        c.conn.close(1u32.into(), b"too many invalid frames");
-                        self.engine.handle_disconnected(&peer);
-                        self.set_connected(&peer, false);
-                    }
-                }
-                _ => {}
             }
         }
         if !controls.is_empty() {
@@ -1269,6 +1472,131 @@ impl Actor {
                     debug!(peer = %t.peer.short(), "outbound queue full; frame dropped");
                 }
             }
+        }
+    }
+
+    /// Handles one event of the engine within a drain: what is to be stored joins `batch`,
+    /// `controls` or `receipts`.
+    fn on_event(
+        &mut self,
+        event: Event,
+        batch: &mut Vec<NewMessage>,
+        controls: &mut Vec<(GroupId, u64, Vec<u8>)>,
+        receipts: &mut Vec<crate::store::NewReceipt>,
+    ) {
+        match event {
+            Event::MessageAccepted {
+                from,
+                id,
+                header,
+                envelope,
+                attachments,
+            } => {
+                debug!(peer = %from.short(), id = %id.short(), "message accepted");
+                #[cfg(test)]
+                faults::at_accept(&header.author);
+                self.note_origin(id, &header);
+                if !attachments.is_empty()
+                    && self.accepted_attachments.len() < MAX_PENDING_ATTACHMENTS
+                {
+                    self.accepted_attachments
+                        .insert(id, (from, header.place(), attachments));
+                }
+                batch.push(NewMessage {
+                    id,
+                    place: header.place(),
+                    envelope,
+                    meta: now().0.to_be_bytes().to_vec(),
+                });
+            }
+            Event::ControlApplied { group, seq, event } => {
+                info!(group = %group.short(), seq, "control event applied");
+                controls.push((group, seq, event));
+            }
+            Event::PeerDescriptor {
+                peer,
+                descriptor,
+                bytes,
+            } => self.on_descriptor(peer, *descriptor, &bytes),
+            // This node's own receipts are not stored: they went to the author, and its
+            // own store already says when it stored each message (see `receipts`). A
+            // peer's may name messages still being written, which the store leaves out.
+            // The engine found the origin of every message named (the store's author
+            // index confirms each before indexing the receipt by place).
+            Event::Receipt {
+                group,
+                receiver,
+                messages,
+                bytes,
+            } if receiver != self.me => {
+                let messages = messages
+                    .iter()
+                    .filter_map(|id| {
+                        let o = self.origins.get(id).filter(|o| o.group == group)?;
+                        Some((*id, *o))
+                    })
+                    .collect();
+                receipts.push(crate::store::NewReceipt {
+                    receiver,
+                    messages,
+                    bytes,
+                });
+            }
+            Event::Directory {
+                node,
+                descriptor,
+                bytes,
+            } => {
+                debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
+                self.directory.insert(node, *descriptor);
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let key = format!("{DIRECTORY_PREFIX}{node}");
+                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                        warn!(error = %e, "cannot store a directory entry");
+                    }
+                });
+            }
+            Event::Acked { peer, ids } => {
+                debug!(peer = %peer.short(), count = ids.len(), "acknowledged");
+                if self.events.receiver_count() > 0 {
+                    let ids = ids.into();
+                    let _ = self.events.send(NodeEvent::Acked { peer, ids });
+                }
+            }
+            Event::Rejected { peer, reason } => {
+                warn!(peer = %peer.short(), %reason, "rejected input from peer");
+            }
+            Event::Refused { peer, reason } => {
+                info!(peer = %peer.short(), %reason, "refused input relayed by peer");
+            }
+            Event::Rosters { peer, rosters } => self.on_rosters(peer, rosters),
+            Event::Rotations { peer, statements } => self.on_rotations(peer, statements),
+            Event::OwnMessagesElsewhere {
+                group,
+                epoch,
+                peer,
+                held_by_peer,
+                held_here,
+            } => {
+                warn!(
+                    group = %group.short(),
+                    epoch,
+                    peer = %peer.short(),
+                    held_by_peer,
+                    held_here,
+                    "a peer holds messages this node posted that its store lacks (restored from a backup, or its newest records lost); new posts continue after the peer's, and the missing ones are fetched back"
+                );
+            }
+            Event::Disconnect { peer } => {
+                warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
+                if let Some(c) = self.conns.remove(&peer) {
+                    c.conn.close(1u32.into(), b"too many invalid frames");
+                    self.engine.handle_disconnected(&peer);
+                    self.set_connected(&peer, false);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1332,6 +1660,10 @@ impl Actor {
             Internal::ConnDown { peer, id } => {
                 if self.conns.get(&peer).is_some_and(|c| c.id == id) {
                     self.conns.remove(&peer);
+                    self.connections
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&peer);
                     self.engine.handle_disconnected(&peer);
                     self.set_connected(&peer, false);
                     info!(peer = %peer.short(), "peer disconnected");
@@ -1349,8 +1681,24 @@ impl Actor {
                     self.engine.handle_store_failed(&failed);
                     for id in &failed {
                         self.origins.remove(id);
+                        self.accepted_attachments.remove(id);
                     }
                 }
+                let named: Vec<FetchWanted> = ids
+                    .iter()
+                    .filter_map(|id| {
+                        let (from, place, refs) = self.accepted_attachments.remove(id)?;
+                        Some(refs.into_iter().map(move |reference| FetchWanted {
+                            reference,
+                            message: *id,
+                            group: place.group,
+                            author: place.author,
+                            from: Some(from),
+                        }))
+                    })
+                    .flatten()
+                    .collect();
+                self.index_attachments(named);
                 self.engine.handle_durable(now(), &ids);
                 if self.events.receiver_count() > 0 && !ids.is_empty() {
                     let _ = self.events.send(NodeEvent::Durable {
@@ -1373,17 +1721,38 @@ impl Actor {
                 }
             }
             Internal::PostsStored { posts, result } => {
-                self.post_writes = self.post_writes.saturating_sub(1);
+                self.post_writing = false;
                 self.pending_writes = self.pending_writes.saturating_sub(posts.len());
+                if result.is_err() {
+                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _)| s.clone()).collect();
+                    self.engine.handle_local_failed(&sealed);
+                }
                 for (sealed, reply) in posts {
                     match &result {
                         Ok(()) => {
                             self.engine.commit_local_message(&sealed);
                             self.note_origin(sealed.id, &sealed.header);
+                            if let Some(refs) = self.posted_attachments.remove(&sealed.id) {
+                                let ids: Vec<AttachmentId> = refs.iter().map(|r| r.id).collect();
+                                self.attachments.posted(&ids);
+                                let place = sealed.header.place();
+                                self.index_attachments(
+                                    refs.into_iter()
+                                        .map(|reference| FetchWanted {
+                                            reference,
+                                            message: sealed.id,
+                                            group: place.group,
+                                            author: place.author,
+                                            from: None,
+                                        })
+                                        .collect(),
+                                );
+                            }
                             let _ = self.new_messages.send(sealed.id);
                             let _ = reply.send(Ok(sealed.id));
                         }
                         Err(e) => {
+                            self.posted_attachments.remove(&sealed.id);
                             let _ = reply.send(Err(Error::io(
                                 "cannot store the message",
                                 std::io::Error::other(e.clone()),
@@ -1437,6 +1806,32 @@ impl Actor {
                     }
                 }
             }
+            Internal::ServeAttachment {
+                peer,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.serve_attachment(peer, &request));
+            }
+            Internal::AttachmentsNamed { jobs } => {
+                for job in jobs {
+                    let eager = job.reference.size <= self.attachments.options().eager_max_bytes;
+                    if job.from.is_some() && eager {
+                        self.want_attachment(job);
+                    }
+                }
+            }
+            Internal::FetchDone { id, result } => {
+                self.fetching.remove(&id);
+                match result {
+                    Ok(()) => info!(attachment = %id.short(), "attachment held whole"),
+                    Err(Error::ShuttingDown) => {}
+                    Err(e) => {
+                        warn!(attachment = %id.short(), error = %e, "attachment fetch stopped")
+                    }
+                }
+                self.start_fetches();
+            }
         }
     }
 
@@ -1476,9 +1871,14 @@ impl Actor {
                 self.inbound_tx.clone(),
                 self.internal_tx.clone(),
                 self.shutdown.clone(),
+                self.attachments.clone(),
             )
             .instrument(info_span!("conn", peer = %peer.short(), id)),
         );
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer, conn.clone());
         info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
         self.conns.insert(
             peer,
@@ -1611,8 +2011,16 @@ impl Actor {
             Command::Stats { group, reply } => {
                 let _ = reply.send(self.stats(who, &group));
             }
+            Command::Attachment { id, reply } => {
+                let _ = reply.send(self.open_attachment(who, &id));
+            }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.new_messages.subscribe());
+            }
+            Command::Quarantine { id, reason, reply } => self.quarantine(who, id, reason, reply),
+            Command::Release { id, reply } => self.release(who, id, reply),
+            Command::Quarantined(reply) => {
+                let _ = reply.send(self.quarantine_list(who));
             }
             Command::As(inner_who, inner) => self.on_command_as(&inner_who, *inner),
         }
@@ -1630,6 +2038,8 @@ impl Actor {
             messages: self.store.message_count(),
             in_flight: self.engine.in_flight(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            faults: self.faults,
+            store: crate::views::StoreStatus::of(&self.store.health()),
             rosters: self.roster_status(),
             roster_warning: self.roster_warning(),
         }
@@ -1733,8 +2143,8 @@ impl Actor {
         }
         if let Some(same) = self.peers.get(&node).filter(|p| p.pinned) {
             if same.record.name == name && same.record.address == address {
-                let record = serde_json::to_vec(&same.record)
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let record =
+                    serde_json::to_vec(&same.record).map_err(|e| Error::Invalid(e.to_string()))?;
                 return Ok((self.peer_view(same), record, None));
             }
             if !replace {
@@ -1866,7 +2276,9 @@ impl Actor {
                 })?;
                 // Known only by its own descriptor: its name is taken only if nobody else
                 // answers to it.
-                if self.resolve_peer(&d.name).is_ok() || self.trust.resolve_name(&d.name).ok().flatten().is_some() {
+                if self.resolve_peer(&d.name).is_ok()
+                    || self.trust.resolve_name(&d.name).ok().flatten().is_some()
+                {
                     return Err(Error::Conflict(format!(
                         "node {} calls itself {:?}, which is another node's name; pin it under a name of your choice first",
                         node.short(),
@@ -2029,6 +2441,14 @@ impl Actor {
                     role: m.role.to_string(),
                 })
                 .collect(),
+            removed: g
+                .removed()
+                .map(|(node, epoch)| RemovedView {
+                    node_id: node.to_string(),
+                    name: self.node_name(&node, Some(id)),
+                    removed_in_epoch: epoch,
+                })
+                .collect(),
         })
     }
 
@@ -2068,7 +2488,11 @@ impl Actor {
                         Ok(n) => n,
                         Err(e) => self.resolve_member(&gid, peer).ok_or(e)?,
                     };
-                    Change::Remove { member }
+                    let event = self
+                        .engine
+                        .propose_remove(&gid, &member, now(), &mut OsRng)?;
+                    let seq = self.engine.group(&gid).map_or(0, |g| g.seq()) + 1;
+                    return Ok((gid, seq, event));
                 }
             };
             let event = self.engine.propose(&gid, change, now(), &mut OsRng)?;
@@ -2132,12 +2556,25 @@ impl Actor {
             if let Some(parent) = &post.reply_to {
                 self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
-            let payload = match &post.record {
-                Some(record) => record.to_payload(Vec::new())?,
-                None => Payload::Text {
+            // Before sealing, which takes the next seq: a post the store would refuse must not
+            // leave a gap in this node's sequence.
+            self.store.check_room()?;
+            let refs = post
+                .attachments
+                .iter()
+                .map(|id| self.attachments.pending(who.name(), id))
+                .collect::<Result<Vec<_>>>()?;
+            let payload = match (&post.record, refs.is_empty()) {
+                (Some(record), _) => record.to_payload(refs.clone())?,
+                (None, true) => Payload::Text {
                     subject: post.subject,
                     body: post.body,
                 },
+                (None, false) => Record::Note(liaison_protocol::record::Note {
+                    subject: post.subject,
+                    body: post.body,
+                })
+                .to_payload(refs.clone())?,
             };
             let content = Content {
                 officer: post.officer,
@@ -2145,28 +2582,33 @@ impl Actor {
                 reply_to: post.reply_to,
                 payload,
             };
-            let sealed = self.engine.seal(
-                &gid,
-                LocalDraft {
-                    now: now(),
-                    handling: post.handling,
-                    expires_at: None,
-                    content: &content,
-                },
-                &mut OsRng,
-            )?;
-            Ok(sealed)
+            // What `Engine::seal` would refuse (membership, role, content limits) is refused
+            // now; sealing itself waits for the write (see `store_local_posts`).
+            let state = self
+                .engine
+                .group(&gid)
+                .ok_or(liaison_protocol::UsageError::NotAMember(gid))?;
+            message::check_draft(state, &self.me, &content)?;
+            Ok((gid, content, refs))
         })();
-        let sealed = match result {
+        let (group, content, attachments) = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        // Stored with the other posts of this round in one write; see `store_local_posts`.
+        // Sealed and stored with the other posts of this round in one write.
         self.pending_writes += 1;
-        self.local_posts.push((sealed, reply));
+        self.local_posts.push(LocalPost {
+            group,
+            content,
+            attachments,
+            handling: post.handling,
+            created_at: now(),
+            wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
+            reply,
+        });
     }
 
     fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {
@@ -2196,6 +2638,10 @@ impl Actor {
     }
 
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
+        // Before a byte of it is read: a quarantined message may be one that breaks a view.
+        self.check_quarantine(who, id)?;
+        #[cfg(test)]
+        faults::at_view(id);
         let not_found = || Error::NotFound(format!("no message {id} on this node"));
         let bytes = self.store.message(id)?.ok_or_else(not_found)?;
         let (_, header, _) = message::decode(&bytes)?;
@@ -2203,6 +2649,11 @@ impl Actor {
             return Err(not_found());
         }
         let state = self.engine.group(&header.group).ok_or_else(not_found)?;
+        if state.beyond_cutoff(&header.author, header.epoch, header.seq) {
+            // Taken before this node learned that its author was removed, beyond the cut-off
+            // the owner recorded: no member keeps it.
+            return Err(not_found());
+        }
         if let Some(r) = self.trust.view().revocation(&header.author) {
             if header.created_at >= r.at {
                 // Taken before this node learnt of the revocation: no longer shown.
@@ -2239,11 +2690,24 @@ impl Actor {
             recipients,
             epoch: h.epoch,
             seq: h.seq,
+            author_removed_in_epoch: state.removed_in(&h.author),
             body: with_body.then_some(shown.body),
             kind: shown.kind,
             record: shown.record.filter(|_| with_body),
             unreadable: shown.unreadable,
             nominal_withheld: false,
+            attachments: content
+                .payload
+                .attachments()
+                .iter()
+                .map(|a| crate::views::AttachmentView {
+                    id: a.id.to_string(),
+                    name: a.name.clone(),
+                    media_type: a.media_type.clone(),
+                    size: a.size,
+                    held: self.attachments.is_whole(&a.id),
+                })
+                .collect(),
         })
     }
 
@@ -2436,7 +2900,18 @@ type InboundFrame = (NodeId, u64, Inbound);
 /// reader starts the checks of up to [`CHECKS_IN_FLIGHT`] frames while it reads on, and hands
 /// them to the actor in the order read.
 async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
-    let Ok((split, items)) = sync::SplitFrame::decode(&bytes) else {
+    // Decoding walks the whole frame (up to 4 MiB of items): on the blocking pool too, never
+    // on an async worker.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let split = sync::SplitFrame::decode(&bytes).ok();
+        (bytes, split)
+    })
+    .await;
+    let Ok((bytes, split)) = decoded else {
+        // The runtime is shutting down.
+        return Inbound::Raw(Vec::new());
+    };
+    let Some((split, items)) = split else {
         return Inbound::Raw(bytes);
     };
     if items.is_empty() {
@@ -2470,6 +2945,7 @@ async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
     Inbound::Split(split, checked)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection_task(
     conn: quinn::Connection,
     peer: NodeId,
@@ -2478,6 +2954,7 @@ async fn connection_task(
     inbound: mpsc::Sender<InboundFrame>,
     internal: mpsc::Sender<Internal>,
     shutdown: CancellationToken,
+    attachments: Arc<Attachments>,
 ) {
     let max = liaison_protocol::codec::MAX_FRAME_LEN;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -2495,10 +2972,33 @@ async fn connection_task(
     };
     let reader = {
         let conn = conn.clone();
+        let internal = internal.clone();
         async move {
             let mut streams = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
+                    // Attachment chunk requests (WIRE.md §13); QUIC bounds how many at once.
+                    accepted = conn.accept_bi() => {
+                        let (send, recv) = accepted.map_err(|e| e.to_string())?;
+                        let internal = internal.clone();
+                        let attachments = attachments.clone();
+                        tokio::spawn(async move {
+                            let authorize = |request| async move {
+                                let (reply, answer) = oneshot::channel();
+                                internal
+                                    .send(Internal::ServeAttachment { peer, request, reply })
+                                    .await
+                                    .ok()?;
+                                answer.await.ok().flatten()
+                            };
+                            if let Err(e) =
+                                attachment_transfer::serve_stream(send, recv, attachments, authorize)
+                                    .await
+                            {
+                                debug!(error = %e, "attachment stream ended");
+                            }
+                        });
+                    }
                     accepted = conn.accept_uni() => {
                         let mut recv = accepted.map_err(|e| e.to_string())?;
                         let inbound = inbound.clone();
@@ -2560,7 +3060,51 @@ async fn connection_task(
     let _ = internal.send(Internal::ConnDown { peer, id }).await;
 }
 
+mod attached;
+mod quarantine;
 mod records;
+
+/// Faults the tests inject into a running node, to show that one failing input does not stop
+/// the node (see [`Actor::isolated`]).
+#[cfg(test)]
+mod faults {
+    use std::sync::Mutex;
+
+    use liaison_protocol::{MessageId, NodeId};
+
+    /// Messages whose every view panics.
+    static AT_VIEW: Mutex<Vec<MessageId>> = Mutex::new(Vec::new());
+    /// Authors the next accepted message of which panics (once each).
+    static AT_ACCEPT: Mutex<Vec<NodeId>> = Mutex::new(Vec::new());
+
+    pub(super) fn panic_at_view(id: MessageId) {
+        AT_VIEW.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+    }
+
+    pub(super) fn panic_at_accept(author: NodeId) {
+        AT_ACCEPT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(author);
+    }
+
+    pub(super) fn at_view(id: &MessageId) {
+        let hit = AT_VIEW
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        assert!(!hit, "injected fault: viewing message {id}");
+    }
+
+    pub(super) fn at_accept(author: &NodeId) {
+        let mut authors = AT_ACCEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = authors.iter().position(|a| a == author) {
+            authors.remove(at);
+            drop(authors);
+            panic!("injected fault: accepting a message of {}", author.short());
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -2651,6 +3195,65 @@ mod tests {
         let next = archive(&origins);
         assert_eq!(next.receipt_origin(&sealed[0].id), Some((gid, author)));
         assert_eq!(next.receipt_origin(&MessageId::from([0u8; 32])), None);
+    }
+
+    /// One command and one peer's frame whose handling panics (faults injected for the test):
+    /// each fails alone, the caller gets an error that says so, and both nodes go on serving
+    /// commands and taking frames. The actor used to die with the first, after which every
+    /// call answered "shutting down" and no frame was handled, until a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fault_in_one_command_or_frame_fails_it_alone() {
+        use crate::demo::{create_group, holds, init_node, knows_group, peer, post, wait_until};
+        let root = tempfile::tempdir().unwrap();
+        let a = start(&init_node(root.path(), "a", 200).unwrap())
+            .await
+            .unwrap();
+        let b = start(&init_node(root.path(), "b", 200).unwrap())
+            .await
+            .unwrap();
+        peer(&a, &b).await.unwrap();
+        for (x, y) in [(&a, &b), (&b, &a)] {
+            wait_until("the link", || crate::demo::peer_ready(&x.handle, &y.name))
+                .await
+                .unwrap();
+        }
+        let g = create_group(&a, "ops", &[(&b, Role::Member)])
+            .await
+            .unwrap();
+        wait_until("b to know the group", || knows_group(&b.handle, g))
+            .await
+            .unwrap();
+
+        // A command: reading this message panics on `a`.
+        let first = post(&a, g, "j.doe", "first", "one", Handling::Green)
+            .await
+            .unwrap();
+        faults::panic_at_view(first);
+        let read = a
+            .handle
+            .ask(|reply| Command::Read { id: first, reply })
+            .await;
+        assert!(matches!(read, Err(Error::Internal(_))), "{read:?}");
+        assert_eq!(a.handle.ask(Command::Status).await.unwrap().faults, 1);
+
+        // A frame: `b` fails taking a's next message; the one after arrives as usual, and the
+        // failed one with the next sync.
+        faults::panic_at_accept(a.node_id);
+        let second = post(&a, g, "j.doe", "second", "two", Handling::Green)
+            .await
+            .unwrap();
+        let third = post(&a, g, "j.doe", "third", "three", Handling::Green)
+            .await
+            .unwrap();
+        for id in [third, second] {
+            wait_until("b to take a's messages", || holds(&b.handle, id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.handle.ask(Command::Status).await.unwrap().faults, 1);
+        assert!(holds(&a.handle, second).await);
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
     }
 
     #[test]

@@ -209,10 +209,12 @@ mod tests {
             recipients: vec![],
             epoch: 1,
             seq: 1,
+            author_removed_in_epoch: None,
             body: Some(shown.body),
             kind: shown.kind,
             record: shown.record,
             unreadable: shown.unreadable,
+            attachments: Vec::new(),
             nominal_withheld: false,
         }
     }

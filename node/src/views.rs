@@ -25,6 +25,12 @@ pub struct Status {
     pub in_flight: usize,
     /// The software version.
     pub version: String,
+    /// Inputs (commands, peers' frames) whose handling failed with a fault since the node
+    /// started; each failed alone, and the node went on. Its log says which.
+    #[serde(default)]
+    pub faults: u64,
+    /// The store's health.
+    pub store: StoreStatus,
     /// The federation rosters in force, if this node trusts an authority.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rosters: Vec<RosterStatus>,
@@ -78,6 +84,111 @@ pub struct Rotated {
     pub node_id: String,
     /// Groups this node owns that were moved to the new keys.
     pub groups_moved: usize,
+}
+
+/// The store's health, in `/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Whether nothing needs an operator's attention.
+    pub healthy: bool,
+    /// What needs attention, in words: a failed flush, a nearly full disk, damaged messages.
+    pub problems: Vec<String>,
+    /// Free bytes on the disk holding the store, if known.
+    pub free_bytes: Option<u64>,
+    /// Free bytes the store keeps; below them new messages are refused.
+    pub min_free_bytes: u64,
+    /// Messages found damaged and waiting to be fetched again from peers.
+    pub damaged: usize,
+    /// Times the store reopened its database after a failed flush.
+    pub reopened: u64,
+    /// When the store last flushed to disk (RFC 3339), if it has since the node started.
+    pub last_flush: Option<String>,
+    /// The same, in milliseconds since the Unix epoch.
+    pub last_flush_ms: Option<u64>,
+    /// Flushes since the node started.
+    pub flushes: u64,
+    /// What the store repaired when it last opened, in words.
+    pub repaired_at_start: Vec<String>,
+}
+
+impl StoreStatus {
+    /// The view of `health`.
+    pub fn of(health: &crate::store::Health) -> StoreStatus {
+        let mut problems = Vec::new();
+        if let Some(failed) = &health.failed {
+            problems.push(failed.clone());
+        }
+        if let Some(e) = &health.write_failed {
+            problems.push(if health.free_bytes == Some(0) {
+                format!(
+                    "the disk holding the store is full: writes fail ({e}); free space on it, \
+                     the node takes writes again by itself"
+                )
+            } else {
+                format!("the last write to the store failed: {e}")
+            });
+        }
+        if health.low_space() {
+            problems.push(format!(
+                "the disk is nearly full ({} bytes free, the store keeps {}): new messages are \
+                 refused until space is freed",
+                health.free_bytes.unwrap_or(0),
+                health.min_free_bytes
+            ));
+        }
+        if health.damaged > 0 {
+            problems.push(format!(
+                "{} damaged messages are being fetched again from peers",
+                health.damaged
+            ));
+        }
+        let opened = &health.opened;
+        let mut repaired = Vec::new();
+        if !opened.removed.is_empty() {
+            repaired.push(format!(
+                "removed {} half-written snapshot files",
+                opened.removed.len()
+            ));
+        }
+        for dir in &opened.set_aside {
+            repaired.push(format!(
+                "set damaged index files aside in {}",
+                dir.display()
+            ));
+        }
+        if opened.rebuilt {
+            repaired.push("rebuilt the index from the envelope log".into());
+        } else if opened.index_damaged {
+            repaired.push("restored what the damaged index lost from the envelope log".into());
+        } else if opened.replayed > 0 {
+            repaired.push(format!(
+                "indexed {} entries the index lacked from the envelope log",
+                opened.replayed
+            ));
+        }
+        if opened.dropped > 0 {
+            repaired.push(format!(
+                "dropped {} unacknowledged messages a crash cut short",
+                opened.dropped
+            ));
+        }
+        let last_flush_ms = health.last_flush.and_then(|t| {
+            let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+            u64::try_from(ms).ok()
+        });
+        StoreStatus {
+            healthy: health.is_healthy(),
+            problems,
+            free_bytes: health.free_bytes,
+            min_free_bytes: health.min_free_bytes,
+            damaged: health.damaged,
+            reopened: health.reopened,
+            last_flush_ms,
+            last_flush: last_flush_ms.map(rfc3339),
+            flushes: health.flushes,
+            repaired_at_start: repaired,
+        }
+    }
 }
 
 /// One pinned peer.
@@ -134,6 +245,20 @@ pub struct GroupView {
     pub owner_revoked: bool,
     /// Members of the current epoch.
     pub members: Vec<MemberView>,
+    /// Nodes removed from the group (and not added again).
+    #[serde(default)]
+    pub removed: Vec<RemovedView>,
+}
+
+/// A node removed from a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedView {
+    /// Its node id.
+    pub node_id: String,
+    /// Its name, as the owner stated it.
+    pub name: String,
+    /// The epoch its removal opened: of its messages, only those the owner held then count.
+    pub removed_in_epoch: u64,
 }
 
 /// One message.
@@ -170,6 +295,9 @@ pub struct MessageView {
     pub epoch: u64,
     /// The author's sequence number in the epoch.
     pub seq: u64,
+    /// If the author has since been removed from the group: the epoch its removal opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_removed_in_epoch: Option<u64>,
     /// The body (only when reading one message). For a record, its JSON, pretty-printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -187,6 +315,24 @@ pub struct MessageView {
     /// Set when an export left out the record's nominal section (persons, companies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nominal_withheld: bool,
+    /// The attachments it names (`GET /v1/attachments/{id}` opens one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentView>,
+}
+
+/// An attachment as a message names it (its key stays in the node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentView {
+    /// The attachment id.
+    pub id: String,
+    /// The file name.
+    pub name: String,
+    /// The media type, found from the content by the author's node.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether it is held whole on this node (else it is fetched when opened).
+    pub held: bool,
 }
 
 fn note_kind() -> String {
@@ -213,6 +359,30 @@ pub struct ExportView {
     pub exported: Vec<MessageView>,
     /// Messages a handling code keeps in.
     pub refused: Vec<Refused>,
+}
+
+/// A stored message the admin took out of this node's views.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineView {
+    /// The message id.
+    pub id: String,
+    /// Whether the quarantine is in force (false in the answer to a release).
+    pub quarantined: bool,
+    /// Why, in the admin's words.
+    pub reason: String,
+    /// When it was set (or released), RFC 3339.
+    pub at: String,
+    /// The same, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A request to quarantine a stored message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineRequest {
+    /// The message id (64 hex digits).
+    pub id: String,
+    /// Why (kept and shown; at most 500 characters).
+    pub reason: String,
 }
 
 /// One delivery receipt.
@@ -289,6 +459,9 @@ pub struct PostMessage {
     /// Message replied to.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Attachments to name, by the ids `POST /v1/attachments` answered to the poster.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// `POST /v1/groups/{group}/records`: a record in its tagged JSON form (what `liaison record
@@ -310,6 +483,9 @@ pub struct PostRecord {
     /// must reply to an alert or a request.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Attachments to name, by the ids `POST /v1/attachments` answered to the poster.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// One kind of record and its schema: `GET /v1/schemas`.
@@ -408,8 +584,63 @@ pub struct ErrorBody {
     pub fields: Vec<liaison_protocol::FieldError>,
 }
 
-/// Formats milliseconds since the Unix epoch as RFC 3339 UTC.
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds
+/// (`2026-01-20T10:00:00.000Z`). Every `u64` formats: a year after 9999, which RFC 3339 cannot
+/// write, is written in ISO 8601's expanded form, `+` and at least six digits
+/// (`+010000-01-01T00:00:00.000Z`), which JavaScript's `Date` reads. Times are signed by other
+/// nodes, so formatting one must never fail.
 pub fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
+    const DAY_MS: u64 = 86_400_000;
+    let (days, in_day) = (ms / DAY_MS, ms % DAY_MS);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
+    let year = if year <= 9999 {
+        format!("{year:04}")
+    } else {
+        format!("+{year:06}")
+    };
+    format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// The proleptic Gregorian (year, month, day) of `days` after 1970-01-01: the inverse of
+/// `days_from_civil` in H. Hinnant, "chrono-Compatible Low-Level Date Algorithms", for days
+/// from the epoch on (no overflow for any `u64` of milliseconds).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1
+    let mp = (5 * doy + 2) / 153; // [0, 11], from March
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_agrees_with_humantime_where_it_can_print() {
+        // Every day from 1970 to 9999 at a time that moves through the day, and the last
+        // millisecond humantime prints.
+        let mut ms = 0u64;
+        while ms < 253_402_300_800_000 {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            assert_eq!(rfc3339(ms), humantime::format_rfc3339_millis(t).to_string());
+            ms += 7 * 86_400_000 + 3_723_457;
+        }
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn rfc3339_formats_years_after_9999_and_every_u64() {
+        assert_eq!(rfc3339(253_402_300_800_000), "+010000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(u64::MAX), "+584556019-04-03T14:25:51.615Z");
+    }
 }

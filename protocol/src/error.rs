@@ -162,6 +162,42 @@ pub enum Rejection {
     /// A receipt contradicts what this node holds (it names a message of another group).
     #[error("invalid receipt: {0}")]
     InvalidReceipt(&'static str),
+    /// The author was removed from the group, and the message lies beyond the cut-off the owner
+    /// recorded in the removal: the owner did not hold it, so no member keeps it.
+    #[error(
+        "author {author} was removed from group {group}; its message {epoch}/{seq} lies beyond the owner's cut-off"
+    )]
+    BeyondCutoff {
+        /// The group.
+        group: GroupId,
+        /// The removed author.
+        author: NodeId,
+        /// The epoch named in the header.
+        epoch: u64,
+        /// The sequence number named in the header.
+        seq: u64,
+    },
+    /// A time its signer put in it lies further in this node's future than the clocks of two
+    /// nodes may differ, or contradicts another time of it.
+    #[error("{field} {at_ms} is {reason} (this node's clock: {now_ms})")]
+    BadTime {
+        /// Which time: `created_at`, `expires_at`, `stored_at`.
+        field: &'static str,
+        /// The time, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// This node's clock when it was checked.
+        now_ms: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The peer sent more than a quota allows (groups of one owner, control events of one
+    /// group, bytes of one author in a day).
+    #[error("over quota: {0}")]
+    OverQuota(&'static str),
+    /// The peer asked for something that concerns it in no way (a sync for a group it does not
+    /// belong to).
+    #[error("irrelevant request: {0}")]
+    Irrelevant(&'static str),
     /// A roster signed by an authority this node does not trust (not necessarily a fault: it
     /// may belong to another federation).
     #[error("roster of an authority not trusted here ({})", .0.short())]
@@ -242,6 +278,13 @@ pub enum UsageError {
     /// HPKE failed to wrap a key (a member's exchange key is invalid).
     #[error("cannot wrap the epoch key: {0}")]
     Wrap(String),
+    /// This node has not yet learned, since it started, which of its own sequence numbers in
+    /// the group its peers already hold; posting now could reuse one (after a restore from a
+    /// backup, or the loss of its newest records), and every peer would drop the new message.
+    #[error(
+        "group {0}: this node has not yet heard from a member since it started, so it cannot tell which of its sequence numbers are already used (as after a restore from a backup); posting resumes once a member is connected"
+    )]
+    SequenceUnconfirmed(GroupId),
 }
 
 /// Text that is not a valid identifier.

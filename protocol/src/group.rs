@@ -7,6 +7,14 @@
 //! random epoch key HPKE-wrapped (RFC 9180 base mode, X25519 / HKDF-SHA256 /
 //! ChaCha20-Poly1305) to each member of that epoch and to nobody else. A node that is not a
 //! member of an epoch never holds its key.
+//!
+//! **A removal carries the owner's cut-off** ([`Change::RemoveWithCutoff`]): for every epoch in
+//! which the removed node could post, the highest of its sequence numbers the owner held. A
+//! removed node keeps the keys of its old epochs and could go on signing messages into them;
+//! every node takes, keeps visible, serves and relays only the removed author's messages at or
+//! below the cut-off ([`GroupState::beyond_cutoff`]), including any it had taken before it
+//! learned of the removal, so that every member ends with the owner's view of what the removed
+//! node said.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -118,6 +126,44 @@ pub enum Change {
         /// Its X25519 key from now on.
         exchange_key: ExchangeKey,
     },
+    /// Removes a member (not the owner) and states which of its messages count: for each
+    /// earlier epoch in which it could post, the highest of its sequence numbers the owner held
+    /// (absent: none of that epoch). Its messages above the cut-off are refused, and hidden
+    /// where they were taken before. What an owner of this version proposes for a removal;
+    /// [`Change::Remove`] (no cut-off) is still applied as before.
+    RemoveWithCutoff {
+        /// The node removed.
+        member: NodeId,
+        /// Per epoch, strictly ascending by epoch: the removed node's last message that counts.
+        cutoff: Vec<Cutoff>,
+    },
+}
+
+impl Change {
+    /// The member a removal removes.
+    pub fn removed(&self) -> Option<NodeId> {
+        match self {
+            Change::Remove { member } | Change::RemoveWithCutoff { member, .. } => Some(*member),
+            _ => None,
+        }
+    }
+}
+
+/// One epoch's entry of a removal's cut-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cutoff {
+    /// An epoch in which the removed node was a member that may post.
+    pub epoch: u64,
+    /// Its highest sequence number in that epoch that counts (at least 1).
+    pub seq: u64,
+}
+
+/// A removal as applied: in which epoch it took effect, and its cut-off (`None` for a
+/// [`Change::Remove`], which has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Removal {
+    epoch: u64,
+    cutoff: Option<BTreeMap<u64, u64>>,
 }
 
 /// The epoch key wrapped to one member.
@@ -224,6 +270,8 @@ pub struct GroupState {
     /// When the owner made the event that opened each epoch; `opened[i]` is epoch `i + 1`'s.
     opened: Vec<Timestamp>,
     keys: BTreeMap<u64, EpochKey>,
+    /// Every removal of each node, in chain order.
+    removals: BTreeMap<NodeId, Vec<Removal>>,
 }
 
 fn hash_control(bytes: &[u8]) -> [u8; 32] {
@@ -349,6 +397,7 @@ impl GroupState {
             epochs: Vec::new(),
             opened: Vec::new(),
             keys: BTreeMap::new(),
+            removals: BTreeMap::new(),
         };
         state.commit(bytes, &event, members, locals)?;
         Ok(state)
@@ -417,6 +466,11 @@ impl GroupState {
                 Rejection::InvalidControl("rekeys a non-member")
             }
             UsageError::AlreadyMember(_) => Rejection::InvalidControl("adds an existing member"),
+            UsageError::Invalid {
+                field: "cutoff", ..
+            } => Rejection::InvalidControl(
+                "cut-off not strictly ascending by epoch, or naming an epoch in which the node could not post",
+            ),
             UsageError::NoSuchMember(_) => Rejection::InvalidControl("removes a non-member"),
             UsageError::RemoveOwner => Rejection::InvalidControl("removes the owner"),
             UsageError::Invalid {
@@ -431,6 +485,7 @@ impl GroupState {
             _ => Rejection::InvalidControl("invalid change"),
         })?;
         let have_key = self.commit(bytes, &event, members, locals)?;
+        self.note_removal(&event.change, event.seq);
         if let Change::Rekey { member, node, .. } = &event.change {
             if *member == self.owner {
                 self.owner = *node;
@@ -477,6 +532,40 @@ impl GroupState {
         Ok(have_key)
     }
 
+    /// Records the removal `change` makes in epoch `epoch`, if it is one.
+    fn note_removal(&mut self, change: &Change, epoch: u64) {
+        let (member, cutoff) = match change {
+            Change::Remove { member } => (*member, None),
+            Change::RemoveWithCutoff { member, cutoff } => (
+                *member,
+                Some(cutoff.iter().map(|c| (c.epoch, c.seq)).collect()),
+            ),
+            _ => return,
+        };
+        self.removals
+            .entry(member)
+            .or_default()
+            .push(Removal { epoch, cutoff });
+    }
+
+    /// Checks a cut-off for removing `member` by the event that opens the next epoch: strictly
+    /// ascending epochs before it, in each of which `member` could post, and seqs from 1.
+    fn check_cutoff(&self, member: &NodeId, cutoff: &[Cutoff]) -> Result<(), UsageError> {
+        let next = self.seq() + 1;
+        let ascending = cutoff.windows(2).all(|w| w[0].epoch < w[1].epoch);
+        let valid = cutoff
+            .iter()
+            .all(|c| c.seq >= 1 && c.epoch < next && self.may_post(member, c.epoch));
+        if ascending && valid {
+            Ok(())
+        } else {
+            Err(UsageError::Invalid {
+                field: "cutoff",
+                reason: "epochs must ascend strictly, each one in which the member could post, with seqs from 1".into(),
+            })
+        }
+    }
+
     fn next_members(&self, change: &Change) -> Result<BTreeMap<NodeId, Member>, UsageError> {
         let mut members = self.members().clone();
         match change {
@@ -515,6 +604,15 @@ impl GroupState {
                 if members.remove(member).is_none() {
                     return Err(UsageError::NoSuchMember(*member));
                 }
+            }
+            Change::RemoveWithCutoff { member, cutoff } => {
+                if *member == self.owner {
+                    return Err(UsageError::RemoveOwner);
+                }
+                if members.remove(member).is_none() {
+                    return Err(UsageError::NoSuchMember(*member));
+                }
+                self.check_cutoff(member, cutoff)?;
             }
             Change::Rotate => {}
             Change::Rekey {
@@ -632,6 +730,44 @@ impl GroupState {
     /// The key of `epoch`, if this node holds it.
     pub fn epoch_key(&self, epoch: u64) -> Option<&EpochKey> {
         self.keys.get(&epoch)
+    }
+
+    /// The cut-off that applies to `author`'s messages in `epoch`: the highest seq that counts,
+    /// if a removal with a cut-off ended the membership `epoch` belongs to (that of the first
+    /// removal after `epoch`); `None` if every seq counts (no removal since, or one made without
+    /// a cut-off).
+    pub fn cutoff(&self, author: &NodeId, epoch: u64) -> Option<u64> {
+        let removal = self
+            .removals
+            .get(author)?
+            .iter()
+            .find(|r| r.epoch > epoch)?;
+        removal
+            .cutoff
+            .as_ref()
+            .map(|c| c.get(&epoch).copied().unwrap_or(0))
+    }
+
+    /// Whether `author`'s message `seq` in `epoch` lies beyond the cut-off of its removal: such
+    /// a message is refused, and hidden where it was taken before the removal was known.
+    pub fn beyond_cutoff(&self, author: &NodeId, epoch: u64, seq: u64) -> bool {
+        self.cutoff(author, epoch).is_some_and(|last| seq > last)
+    }
+
+    /// The nodes removed and not added again, with the epoch their last removal opened.
+    pub fn removed(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.removals.iter().filter_map(|(node, removals)| {
+            let last = removals.last()?;
+            (!self.members().contains_key(node)).then_some((*node, last.epoch))
+        })
+    }
+
+    /// The epoch whose event removed `node`, if it was removed and not added again.
+    pub fn removed_in(&self, node: &NodeId) -> Option<u64> {
+        if self.members().contains_key(node) {
+            return None;
+        }
+        self.removals.get(node)?.last().map(|r| r.epoch)
     }
 
     /// Every epoch in which `node` was a member.

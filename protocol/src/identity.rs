@@ -224,6 +224,38 @@ impl FromStr for NodeId {
     }
 }
 
+/// A node id as its 32 bytes, not checked to be a curve point: for ids that a receiver only
+/// compares with the ids it knows and never verifies a signature with (the authors in a sync
+/// request's vector). Decoding a [`NodeId`] decompresses a curve point (about a fifth of a
+/// signature check); a request can name tens of thousands of authors.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeRef(pub [u8; 32]);
+
+impl NodeRef {
+    /// Whether this names `node`.
+    pub fn is(&self, node: &NodeId) -> bool {
+        self.0 == node.0
+    }
+}
+
+impl From<NodeId> for NodeRef {
+    fn from(node: NodeId) -> Self {
+        NodeRef(node.0)
+    }
+}
+
+impl From<&NodeId> for NodeRef {
+    fn from(node: &NodeId) -> Self {
+        NodeRef(node.0)
+    }
+}
+
+impl fmt::Debug for NodeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeRef({})", hex::encode(&self.0[..4]))
+    }
+}
+
 /// A node's ed25519 identity key. Zeroized on drop; `Debug` shows only the node id.
 pub struct IdentityKey(SigningKey);
 
@@ -417,6 +449,15 @@ impl Descriptor {
         Ok(())
     }
 
+    /// Whether this descriptor replaces `held`, an earlier one of the same node: descriptors
+    /// are ordered by `valid_from` (the node sets it to its clock each time it signs one), the
+    /// later one wins, and of two with the same `valid_from` the one held stays. Without an
+    /// order, two nodes holding different descriptors of a third would replace each other's
+    /// copy back and forth for ever.
+    pub fn supersedes(&self, held: &Descriptor) -> bool {
+        self.valid_from > held.valid_from
+    }
+
     /// Signs this descriptor with `key`, which must be the key of `self.node`.
     pub fn sign(&self, key: &IdentityKey) -> Result<SignedDescriptor, UsageError> {
         if key.node_id() != self.node {
@@ -441,8 +482,21 @@ impl SignedDescriptor {
         codec::encode(self)
     }
 
-    /// Decodes, checks limits and verifies the signature; `now` checks validity.
+    /// Decodes, checks limits and verifies the signature; `now` checks validity, allowing the
+    /// clocks of signer and receiver to differ by up to [`DEFAULT_MAX_CLOCK_SKEW_MS`].
     pub fn verify(bytes: &[u8], now: Timestamp) -> Result<Descriptor, Rejection> {
+        Self::verify_within(bytes, now, DEFAULT_MAX_CLOCK_SKEW_MS)
+    }
+
+    /// [`SignedDescriptor::verify`] with the clock difference tolerated given: the descriptor
+    /// is valid at `now` if `valid_from <= now + skew_ms` and `now <= valid_until + skew_ms`.
+    /// A node signs its descriptor with `valid_from` set to its own clock when it starts, so a
+    /// node whose clock runs a few seconds ahead must not look "not yet valid" to its peers.
+    pub fn verify_within(
+        bytes: &[u8],
+        now: Timestamp,
+        skew_ms: u64,
+    ) -> Result<Descriptor, Rejection> {
         let signed: SignedDescriptor = codec::decode(bytes, MAX_DESCRIPTOR_LEN)?;
         let desc: Descriptor = codec::decode_bare(&signed.body, MAX_DESCRIPTOR_LEN)?;
         desc.node.verify(
@@ -452,9 +506,15 @@ impl SignedDescriptor {
             "descriptor",
         )?;
         desc.check().map_err(Rejection::InvalidDescriptor)?;
-        if now < desc.valid_from || now > desc.valid_until {
+        if now.plus_millis(skew_ms) < desc.valid_from || now > desc.valid_until.plus_millis(skew_ms)
+        {
             return Err(Rejection::InvalidDescriptor("not valid at this time"));
         }
         Ok(desc)
     }
 }
+
+/// How far apart two nodes' clocks may be before a time one of them signed counts as in the
+/// future for the other: the default of the sync engine's `max_clock_skew_ms`, and what
+/// [`SignedDescriptor::verify`] tolerates.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;

@@ -33,6 +33,7 @@ pub mod receipt;
 pub mod record;
 pub mod roster;
 pub mod sync;
+pub mod transfer;
 
 pub use error::{DecodeError, ParseError, Rejection, UsageError};
 pub use frame::Frame;

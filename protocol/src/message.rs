@@ -357,31 +357,17 @@ pub fn seal<R: rand_core::CryptoRng + rand_core::RngCore>(
 ) -> Result<Sealed, UsageError> {
     let epoch = group.epoch();
     let me = author.node_id();
-    match group.role(&me) {
-        None => return Err(UsageError::NotAMember(group.id())),
-        Some(crate::group::Role::Reader) => return Err(UsageError::ReaderMayNotPost(group.id())),
-        Some(crate::group::Role::Member) => {}
-    }
     if draft.seq == 0 {
         return Err(UsageError::Invalid {
             field: "seq",
             reason: "sequence numbers start at 1".into(),
         });
     }
-    draft.content.check().map_err(UsageError::InvalidRecord)?;
+    check_draft(group, &me, draft.content)?;
     let key = group
         .epoch_key(epoch)
         .ok_or(UsageError::NoEpochKey(group.id()))?;
     let plain = Zeroizing::new(codec::encode(draft.content)?);
-    if plain.len() > MAX_CONTENT_LEN {
-        return Err(UsageError::Invalid {
-            field: "content",
-            reason: format!(
-                "{} bytes exceed the limit of {MAX_CONTENT_LEN}",
-                plain.len()
-            ),
-        });
-    }
     let mut nonce = [0u8; 24];
     rng.fill_bytes(&mut nonce);
     let mut header = Header {
@@ -423,6 +409,30 @@ pub fn seal<R: rand_core::CryptoRng + rand_core::RngCore>(
         });
     }
     Ok(Sealed { id, header, bytes })
+}
+
+/// What [`seal`] checks before it seals: that `author` may post in `group`'s current epoch,
+/// and that the content is within its limits. A node checks a post with it when it accepts
+/// it, and seals it later.
+pub fn check_draft(
+    group: &GroupState,
+    author: &NodeId,
+    content: &Content,
+) -> Result<(), UsageError> {
+    match group.role(author) {
+        None => return Err(UsageError::NotAMember(group.id())),
+        Some(crate::group::Role::Reader) => return Err(UsageError::ReaderMayNotPost(group.id())),
+        Some(crate::group::Role::Member) => {}
+    }
+    content.check().map_err(UsageError::InvalidRecord)?;
+    let len = codec::encode(content)?.len();
+    if len > MAX_CONTENT_LEN {
+        return Err(UsageError::Invalid {
+            field: "content",
+            reason: format!("{len} bytes exceed the limit of {MAX_CONTENT_LEN}"),
+        });
+    }
+    Ok(())
 }
 
 /// Decodes an envelope and its header (limits and encoding only; no signature check).
@@ -516,6 +526,14 @@ pub fn check_author(verified: &Verified, group: &GroupState) -> Result<(), Rejec
             })
         }
         Some(crate::group::Role::Member) => {}
+    }
+    if group.beyond_cutoff(&header.author, header.epoch, header.seq) {
+        return Err(Rejection::BeyondCutoff {
+            group: header.group,
+            author: header.author,
+            epoch: header.epoch,
+            seq: header.seq,
+        });
     }
     if derive(CIPHERTEXT_CONTEXT, &[&envelope.ciphertext]) != header.ciphertext_hash {
         return Err(Rejection::CiphertextMismatch);

@@ -30,7 +30,33 @@
 //! - A message is acknowledged (an `Ack` frame to the sender, a signed receipt towards the
 //!   author) only after the node reports it durable with [`Engine::handle_durable`].
 //! - Every rejected input raises [`Event::Rejected`] and a strike against the sending peer;
-//!   after [`Config::max_strikes`] the engine asks the node to drop the connection.
+//!   after [`Config::max_strikes`] within [`Config::strike_window_ms`] the engine asks the node
+//!   to drop the connection. Strikes belong to the peer, not the connection: one that
+//!   reconnects while it has that many is dropped again at once.
+//! - A removed author's messages count only up to the cut-off the owner put in the removal
+//!   ([`GroupState::beyond_cutoff`]): beyond it they are refused, never served or relayed, and
+//!   not counted as held, including those taken before the removal was known.
+//! - Times signed by others are checked against this node's clock: a message created, or a
+//!   receipt stored, more than [`Config::max_clock_skew_ms`] in the future is refused, and so
+//!   is a message that expires before it was created.
+//! - Quotas: at most [`Config::max_groups_per_owner`] groups of one owner are adopted, at most
+//!   [`Config::max_controls_per_group`] control events applied per group, and at most
+//!   [`Config::max_author_bytes_per_day`] envelope bytes taken per author per day (by this
+//!   node's clock). Over quota, input is refused with a strike if the peer is the one
+//!   responsible (the owner, the author), and ignored otherwise.
+//! - A version vector states, per author and epoch, the contiguous prefix held and the ranges
+//!   held above gaps, so a responder sends only what is missing and one message lost
+//!   everywhere never stops the catch-up of what follows it.
+//! - One sync request per peer and group is outstanding at a time; the responder answers every
+//!   request from a member (an empty answer if nothing is missing), with at most the bytes the
+//!   request asks for. The requester sizes that per peer: it doubles while answers come back
+//!   quickly, halves when one is slow or lost with its connection, so that on a slow or lossy
+//!   link every answer arrives whole and what arrived stays.
+//! - A node posts into a group only after it has heard, since it started, from a member of
+//!   the group which of its own sequence numbers that member holds (its vector, or a complete
+//!   answer); sequence numbers continue above anything a peer holds. A node restored from a
+//!   backup (or that lost its newest records) thus never reuses a sequence number its peers
+//!   know, and learns that its store is behind ([`Event::OwnMessagesElsewhere`]).
 //! - Queues are bounded: at most [`Config::max_queued_frames`] frames wait per peer and at most
 //!   [`Config::max_in_flight`] messages wait for the store; beyond that, input is dropped
 //!   unacknowledged, and the periodic sync recovers it.
@@ -50,25 +76,31 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::error::{Rejection, UsageError};
-use crate::frame::{vector_high, Frame, SyncRequest, SyncResponse, VectorEntry};
-use crate::group::{Applied, Change, GroupId, GroupState, LocalKeys};
-use crate::identity::{
-    Descriptor, ExchangeSecret, IdentityKey, NodeId, SignedDescriptor, Timestamp,
+use crate::frame::{
+    Frame, HeldRange, SyncRequest, SyncResponse, VectorEntry, MAX_FRAME_ACKS, MAX_FRAME_CONTROLS,
+    MAX_FRAME_DESCRIPTORS, MAX_FRAME_ENVELOPES, MAX_FRAME_RECEIPTS, MAX_HELD_RANGES,
+    MAX_VECTOR_ENTRIES,
 };
-use crate::message::{self, Draft, MessageId, Place, Sealed};
+use crate::group::{Applied, Change, Cutoff, GroupId, GroupState, LocalKeys, MAX_MEMBERS};
+use crate::identity::{
+    Descriptor, ExchangeSecret, IdentityKey, NodeId, NodeRef, SignedDescriptor, Timestamp,
+};
+use crate::message::{self, Draft, MessageId, Payload, Place, Sealed};
 use crate::receipt::{Receipt, MAX_RECEIPT_MESSAGES};
 
 /// Read access to the envelopes a node has stored, implemented by the node over its store.
 pub trait Archive {
-    /// Envelopes of `group` by `author` in `epoch` with a sequence number above `after`, in
-    /// ascending order, stopping once their total size would exceed `max_bytes` (but returning
-    /// at least one if any exists).
+    /// Envelopes of `group` by `author` in `epoch` with a sequence number above `after` and at
+    /// most `through`, in ascending order, stopping once their total size would exceed
+    /// `max_bytes` (but returning at least one if any exists). An envelope that cannot be read
+    /// (damaged) is left out and the rest returned: the requester gets it from another peer.
     fn envelopes(
         &self,
         group: &GroupId,
         author: &NodeId,
         epoch: u64,
         after: u64,
+        through: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>>;
 
@@ -95,11 +127,32 @@ pub struct Config {
     pub max_queued_frames: usize,
     /// Messages that may wait for the store at once.
     pub max_in_flight: usize,
-    /// Envelope bytes in one sync response.
+    /// Most envelope bytes in one sync response (a request may ask for less), and most this
+    /// node asks for.
     pub response_budget: usize,
+    /// Envelope bytes this node first asks a peer for in one sync response; then doubled while
+    /// answers come back within [`Config::response_target_ms`], halved when slower or lost,
+    /// never below [`MIN_REQUEST_BYTES`] nor above [`Config::response_budget`].
+    pub initial_request_bytes: usize,
+    /// How long an answer to a sync request may take before this node asks for less next time.
+    pub response_target_ms: u64,
+    /// How long this node waits for the answer to a sync request before it asks again.
+    pub response_timeout_ms: u64,
+    /// The window over which strikes count towards [`Config::max_strikes`], in milliseconds.
+    pub strike_window_ms: u64,
+    /// Most groups of one owner this node adopts.
+    pub max_groups_per_owner: usize,
+    /// Most control events this node applies in one group.
+    pub max_controls_per_group: usize,
+    /// Most envelope bytes this node takes from one author per day (its own messages aside).
+    pub max_author_bytes_per_day: u64,
     /// Forward messages received from their author to the other connected members at once.
     /// Group owners always do; other nodes rely on the periodic sync unless this is set.
     pub relay: bool,
+    /// How far a time signed by another node (a descriptor's `valid_from`, a message's
+    /// `created_at`, a receipt's `stored_at`) may lie ahead of this node's clock, in
+    /// milliseconds, before it is refused as being in the future.
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for Config {
@@ -110,7 +163,15 @@ impl Default for Config {
             max_queued_frames: 1024,
             max_in_flight: 16_384,
             response_budget: 1024 * 1024,
+            initial_request_bytes: 64 * 1024,
+            response_target_ms: 2_000,
+            response_timeout_ms: 10_000,
+            strike_window_ms: 3_600_000,
+            max_groups_per_owner: 256,
+            max_controls_per_group: 16_384,
+            max_author_bytes_per_day: 4 * 1024 * 1024 * 1024,
             relay: false,
+            max_clock_skew_ms: crate::identity::DEFAULT_MAX_CLOCK_SKEW_MS,
         }
     }
 }
@@ -129,6 +190,9 @@ pub enum Event {
         header: Box<message::Header>,
         /// The exact envelope bytes received.
         envelope: Vec<u8>,
+        /// The attachments its content names (opened while checking it): the node fetches
+        /// them on their own streams ([`crate::transfer`]).
+        attachments: Vec<crate::attachment::AttachmentRef>,
     },
     /// A control event was applied: store it (keyed by group and seq).
     ControlApplied {
@@ -188,6 +252,21 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
+    /// A peer holds messages of this node's own that its store lacks: the store was restored
+    /// from a backup or lost its newest records. Sequence numbers continue above what the peer
+    /// holds, and the messages come back with the next sync.
+    OwnMessagesElsewhere {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u64,
+        /// The peer.
+        peer: NodeId,
+        /// The highest of this node's seqs in that epoch the peer holds.
+        held_by_peer: u64,
+        /// The highest this node holds.
+        held_here: u64,
+    },
     /// Federation rosters from a peer, for the node to check against its authorities (a
     /// [`Frame::Roster`]); the engine itself holds no roster.
     Rosters {
@@ -236,39 +315,144 @@ pub struct Transmit {
     pub frame: Vec<u8>,
 }
 
-/// Sequence numbers held for one author in one epoch.
-#[derive(Debug, Clone, Default)]
+/// Sequence numbers held for one author in one epoch: every seq up to `high`, and runs above
+/// gaps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Held {
     high: u64,
-    above: BTreeSet<u64>,
+    /// Runs `first → last` above `high + 1`: disjoint, none adjacent to another or to `high`.
+    above: BTreeMap<u64, u64>,
 }
 
 impl Held {
     fn contains(&self, seq: u64) -> bool {
-        seq <= self.high || self.above.contains(&seq)
+        seq != 0
+            && (seq <= self.high
+                || self
+                    .above
+                    .range(..=seq)
+                    .next_back()
+                    .is_some_and(|(_, last)| seq <= *last))
     }
+
     fn insert(&mut self, seq: u64) {
-        if seq <= self.high {
+        if seq == 0 || self.contains(seq) {
             return;
         }
-        self.above.insert(seq);
-        while self.above.remove(&(self.high + 1)) {
-            self.high += 1;
+        let (mut first, mut last) = (seq, seq);
+        if let Some((&f, &l)) = self.above.range(..seq).next_back() {
+            if l.checked_add(1) == Some(seq) {
+                first = f;
+                self.above.remove(&f);
+            }
+        }
+        if let Some(next) = seq.checked_add(1) {
+            if let Some(l) = self.above.remove(&next) {
+                last = l;
+            }
+        }
+        if self.high.checked_add(1) == Some(first) {
+            self.high = last;
+        } else {
+            self.above.insert(first, last);
         }
     }
+
     fn remove(&mut self, seq: u64) {
-        if seq == 0 || seq > self.high {
-            self.above.remove(&seq);
+        if !self.contains(seq) {
             return;
         }
-        // `seq` was counted in the contiguous run: the run now ends below it, and what was
-        // held above it stays held, above a gap.
-        self.above.extend(seq + 1..=self.high);
-        self.high = seq - 1;
+        if seq <= self.high {
+            // The contiguous run now ends below `seq`; what was above it stays, above a gap.
+            if seq < self.high {
+                self.above.insert(seq + 1, self.high);
+            }
+            self.high = seq - 1;
+            return;
+        }
+        if let Some((&first, &last)) = self.above.range(..=seq).next_back() {
+            self.above.remove(&first);
+            if first < seq {
+                self.above.insert(first, seq - 1);
+            }
+            if seq < last {
+                self.above.insert(seq + 1, last);
+            }
+        }
     }
+
+    /// Whether every seq from `first` to `last` is held.
+    fn covers(&self, first: u64, last: u64) -> bool {
+        if first > last || last <= self.high {
+            return true;
+        }
+        let from = first.max(self.high.saturating_add(1));
+        self.above
+            .range(..=from)
+            .next_back()
+            .is_some_and(|(_, end)| *end >= last)
+    }
+
     fn max(&self) -> u64 {
-        self.above.last().copied().unwrap_or(0).max(self.high)
+        self.above
+            .last_key_value()
+            .map_or(self.high, |(_, last)| *last)
     }
+
+    /// Forgets every seq above `last`.
+    fn truncate(&mut self, last: u64) {
+        self.high = self.high.min(last);
+        self.above.retain(|first, _| *first <= last);
+        if let Some(end) = self.above.values_mut().next_back() {
+            *end = (*end).min(last);
+        }
+    }
+
+    /// The held runs, ascending, the contiguous prefix first.
+    fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        (self.high > 0)
+            .then_some((1, self.high))
+            .into_iter()
+            .chain(self.above.iter().map(|(f, l)| (*f, *l)))
+    }
+}
+
+/// The runs of `mine` that a requester holding `theirs_high` and the ranges `theirs` lacks,
+/// ascending, none above `limit`.
+fn missing_runs(
+    mine: &Held,
+    theirs_high: u64,
+    theirs: &[HeldRange],
+    limit: u64,
+) -> Vec<(u64, u64)> {
+    let mut theirs = theirs.iter().map(|r| (r.first, r.last)).peekable();
+    let mut out = Vec::new();
+    let Some(start) = theirs_high.checked_add(1) else {
+        return out; // They hold every seq there is.
+    };
+    for (first, last) in mine.runs() {
+        let last = last.min(limit);
+        let mut from = first.max(start);
+        while from <= last {
+            // Their ranges that end before `from` say nothing about what is left.
+            while theirs.next_if(|&(_, l)| l < from).is_some() {}
+            match theirs.peek() {
+                Some(&(f, l)) if f <= from => match l.checked_add(1) {
+                    Some(next) => from = next,
+                    None => break,
+                },
+                Some(&(f, _)) if f <= last => {
+                    out.push((from, f - 1));
+                    from = f;
+                }
+                _ => {
+                    out.push((from, last));
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -276,41 +460,104 @@ struct Replica {
     state: GroupState,
     controls: Vec<Vec<u8>>,
     held: BTreeMap<(NodeId, u64), Held>,
+    /// The members that told this node, since it started, which of its own seqs they hold
+    /// (see [`Engine::seal`]), and when the first did; `None` for a group made here.
+    reported: Option<(Timestamp, BTreeSet<NodeId>)>,
+    /// Whether the group was made here (nobody can hold anything of it yet).
+    made_here: bool,
 }
 
 impl Replica {
-    fn vector(&self) -> Vec<VectorEntry> {
-        self.held
-            .iter()
-            .filter(|(_, h)| h.high > 0)
-            .map(|((author, epoch), h)| VectorEntry {
-                author: *author,
-                epoch: *epoch,
-                high: h.high,
-            })
-            .collect()
+    fn new(state: GroupState, controls: Vec<Vec<u8>>) -> Replica {
+        Replica {
+            state,
+            controls,
+            held: BTreeMap::new(),
+            reported: None,
+            made_here: false,
+        }
     }
+
+    /// `member` told this node which of its own seqs it holds.
+    fn note_report(&mut self, now: Timestamp, member: NodeId) {
+        let (_, members) = self.reported.get_or_insert_with(|| (now, BTreeSet::new()));
+        if members.len() < MAX_MEMBERS {
+            members.insert(member);
+        }
+    }
+
+    /// What this node holds: its vector (contiguous prefixes) and the ranges above gaps, each
+    /// within its limit (the rest is left out: a responder then sends some of what is held).
+    fn holdings(&self) -> (Vec<VectorEntry>, Vec<HeldRange>) {
+        let mut vector = Vec::new();
+        let mut ranges = Vec::new();
+        for ((author, epoch), held) in &self.held {
+            if held.high > 0 && vector.len() < MAX_VECTOR_ENTRIES {
+                vector.push(VectorEntry {
+                    author: author.into(),
+                    epoch: *epoch,
+                    high: held.high,
+                });
+            }
+            for (first, last) in &held.above {
+                if ranges.len() < MAX_HELD_RANGES {
+                    ranges.push(HeldRange {
+                        author: author.into(),
+                        epoch: *epoch,
+                        first: *first,
+                        last: *last,
+                    });
+                }
+            }
+        }
+        (vector, ranges)
+    }
+
+    fn vector(&self) -> Vec<VectorEntry> {
+        self.holdings().0
+    }
+
     fn is_current_member(&self, node: &NodeId) -> bool {
         self.state.role(node).is_some()
+    }
+
+    /// Whether `node` is a current member other than `me`.
+    fn others_than(&self, me: &NodeId) -> bool {
+        self.state.members().keys().any(|m| m != me)
     }
 }
 
 #[derive(Debug, Default)]
 struct Peer {
     connected: bool,
-    strikes: u32,
+    /// When each strike within the window was counted, oldest first (at most `max_strikes`).
+    strikes: VecDeque<Timestamp>,
     next_sync: Timestamp,
+    /// Sync requests sent and not yet answered, per group: when, and the bytes asked for.
+    awaiting: HashMap<GroupId, (Timestamp, usize)>,
+    /// Envelope bytes to ask this peer for in one answer (see [`Config::initial_request_bytes`]).
+    request_bytes: usize,
     queued: usize,
     /// Last time a sync was requested from this peer per group outside the schedule.
     last_extra_request: HashMap<GroupId, Timestamp>,
-    /// Gaps this peer's pushes left, per group and author's sequence space: the seq up to
-    /// which everything must be held, and when to ask for what is missing if it still is not
+    /// Gaps this peer's pushes left, per group and author's sequence space: the seqs that
+    /// must all be held (first, last), and when to ask for what is missing if it still is not
     /// (see [`Engine::handle_timeout`]).
-    gaps: HashMap<(GroupId, NodeId, u64), (u64, Timestamp)>,
+    gaps: HashMap<(GroupId, NodeId, u64), (u64, u64, Timestamp)>,
 }
 
 /// Most gaps waiting per peer; a new gap beyond that is asked for at once.
 const MAX_GAPS: usize = 4096;
+
+/// Most unanswered sync requests per peer (one per group).
+const MAX_AWAITING: usize = 4096;
+
+/// The fewest envelope bytes a node asks for in one sync answer (a responder still sends at
+/// least one envelope).
+pub const MIN_REQUEST_BYTES: usize = 16 * 1024;
+
+/// One day, in milliseconds: the period of [`Config::max_author_bytes_per_day`].
+const DAY_MS: u64 = 86_400_000;
 
 #[derive(Debug)]
 struct InFlight {
@@ -339,10 +586,17 @@ pub struct Engine {
     /// Pushes, acks and receipts waiting to be coalesced into frames, per peer.
     outbox: BTreeMap<NodeId, Outbox>,
     events: VecDeque<Event>,
-    /// Signed descriptors of known nodes (this one included), shared with peers.
-    directory: BTreeMap<NodeId, Vec<u8>>,
+    /// Signed descriptors of other known nodes, with their `valid_from` (their order: see
+    /// [`Descriptor::supersedes`]), shared with peers.
+    directory: BTreeMap<NodeId, (Timestamp, Vec<u8>)>,
     /// BLAKE3 digests of receipts taken recently (see [`MAX_SEEN_RECEIPTS`]).
     seen_receipts: HashSet<[u8; 32]>,
+    /// The latest `now` the node passed in.
+    clock: Timestamp,
+    /// Envelope bytes taken per author in the current day: the day, and the bytes.
+    author_bytes: HashMap<NodeId, (u64, u64)>,
+    /// The highest of this node's own seqs per group and epoch that a peer said it holds.
+    own_floor: HashMap<(GroupId, u64), u64>,
     /// Keys this node had before it rotated, oldest first: epoch keys wrapped to them are still
     /// unwrapped, and groups still owned by one of them are moved to the current key.
     previous: Vec<(IdentityKey, ExchangeSecret)>,
@@ -363,12 +617,6 @@ struct Outbox {
     acks: Vec<MessageId>,
     receipts: Vec<Vec<u8>>,
 }
-
-/// Most message ids in one `Ack` frame.
-const MAX_ACKS_PER_FRAME: usize = 4096;
-/// Most receipts in one `Receipts` frame (each up to `MAX_RECEIPT_LEN`, so a frame stays far
-/// below `MAX_FRAME_LEN`).
-const MAX_RECEIPTS_PER_FRAME: usize = 64;
 
 /// The most descriptors a node keeps in its directory.
 pub const MAX_DIRECTORY: usize = 4096;
@@ -396,6 +644,9 @@ impl Engine {
             events: VecDeque::new(),
             directory: BTreeMap::new(),
             seen_receipts: HashSet::new(),
+            clock: Timestamp::default(),
+            author_bytes: HashMap::new(),
+            own_floor: HashMap::new(),
             previous: Vec::new(),
             policy: Policy::default(),
         }
@@ -421,6 +672,8 @@ impl Engine {
         self.previous.push((old_identity, old_exchange));
         self.descriptor = descriptor;
         self.next_seq.clear();
+        // What peers said they hold of this node's own messages was about the old key.
+        self.own_floor.clear();
     }
 
     /// The control events that move this node's own groups to its current keys: for every
@@ -529,23 +782,38 @@ impl Engine {
             state.apply_with(event, &locals)?;
         }
         let id = state.id();
-        self.groups.insert(
-            id,
-            Replica {
-                state,
-                controls,
-                held: BTreeMap::new(),
-            },
-        );
+        self.groups.insert(id, Replica::new(state, controls));
         Ok(id)
     }
 
     /// Records that the store holds messages at these places (of groups restored before).
+    /// Seqs beyond the cut-off of their author's removal are not counted (the store may still
+    /// hold what it took before it learned of the removal; the node hides it).
     pub fn restore_held(&mut self, places: impl IntoIterator<Item = Place>) {
         for place in places {
             if let Some(replica) = self.groups.get_mut(&place.group) {
+                if replica
+                    .state
+                    .beyond_cutoff(&place.author, place.epoch, place.seq)
+                {
+                    continue;
+                }
                 let held = replica.held.entry((place.author, place.epoch)).or_default();
                 held.insert(place.seq);
+            }
+        }
+    }
+
+    /// The store lost the messages at these places (found damaged on disk): they are no
+    /// longer held, so the next sync with a peer asks for them again, like any gap.
+    pub fn handle_lost(&mut self, places: &[Place]) {
+        for place in places {
+            if let Some(held) = self
+                .groups
+                .get_mut(&place.group)
+                .and_then(|r| r.held.get_mut(&(place.author, place.epoch)))
+            {
+                held.remove(place.seq);
             }
         }
     }
@@ -573,6 +841,11 @@ impl Engine {
             .get(&place.group)
             .and_then(|r| r.held.get(&(place.author, place.epoch)))
             .is_some_and(|h| h.contains(place.seq))
+    }
+
+    /// The signed descriptors of other nodes this node shares with its peers, one per node.
+    pub fn directory(&self) -> impl Iterator<Item = &[u8]> {
+        self.directory.values().map(|(_, bytes)| bytes.as_slice())
     }
 
     /// Whether `peer` is connected.
@@ -612,7 +885,8 @@ impl Engine {
     }
 
     /// Makes the next control event of a group this node owns. Store it durably, then pass
-    /// it to [`Engine::commit_local_control`].
+    /// it to [`Engine::commit_local_control`]. A removal is made with
+    /// [`Engine::propose_remove`], which records the cut-off.
     pub fn propose<R: rand_core::CryptoRng + rand_core::RngCore>(
         &self,
         group: &GroupId,
@@ -620,11 +894,61 @@ impl Engine {
         now: Timestamp,
         rng: &mut R,
     ) -> Result<Vec<u8>, UsageError> {
+        if let Change::Remove { .. } = change {
+            return Err(UsageError::Invalid {
+                field: "change",
+                reason: "a removal records the owner's cut-off: use propose_remove".into(),
+            });
+        }
         let replica = self
             .groups
             .get(group)
             .ok_or(UsageError::NotAMember(*group))?;
+        if replica.controls.len() >= self.config.max_controls_per_group {
+            return Err(UsageError::Invalid {
+                field: "change",
+                reason: format!(
+                    "the group has {} control events, the most this node keeps",
+                    replica.controls.len()
+                ),
+            });
+        }
         replica.state.propose(&self.identity, change, now, rng)
+    }
+
+    /// Makes the event that removes `member` from a group this node owns, with this node's
+    /// cut-off: for every epoch in which `member` could post, the highest of its seqs held here
+    /// (or being stored). Every member then keeps only those of its messages at or below that.
+    /// Store the event durably, then pass it to [`Engine::commit_local_control`].
+    pub fn propose_remove<R: rand_core::CryptoRng + rand_core::RngCore>(
+        &self,
+        group: &GroupId,
+        member: &NodeId,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, UsageError> {
+        let replica = self
+            .groups
+            .get(group)
+            .ok_or(UsageError::NotAMember(*group))?;
+        let cutoff = replica
+            .state
+            .epochs_of(member)
+            .filter(|e| replica.state.may_post(member, *e))
+            .filter_map(|epoch| {
+                let seq = replica.held.get(&(*member, epoch)).map_or(0, Held::max);
+                (seq > 0).then_some(Cutoff { epoch, seq })
+            })
+            .collect();
+        self.propose(
+            group,
+            Change::RemoveWithCutoff {
+                member: *member,
+                cutoff,
+            },
+            now,
+            rng,
+        )
     }
 
     /// Applies a control event this node made (after storing it) and sends it to the group's
@@ -648,7 +972,16 @@ impl Engine {
     }
 
     /// Seals a message from this node into `group`'s current epoch with the next sequence
-    /// number. Store the result durably, then pass it to [`Engine::commit_local_message`].
+    /// number. Store the result durably, then pass it to [`Engine::commit_local_message`] — or,
+    /// if the write failed, to [`Engine::handle_local_failed`], which frees its sequence number
+    /// again. Seal the next message only once the store took this one (or failed it), so that
+    /// a failed write never leaves a gap in this node's own sequence.
+    ///
+    /// Refused ([`UsageError::SequenceUnconfirmed`]) until a member of the group told this
+    /// node, since it started, which of its own sequence numbers it holds (its sync request,
+    /// or a complete answer to this node's), unless this node is the group's only member: a
+    /// store restored from a backup would otherwise reuse numbers its peers hold, and they
+    /// would drop the new messages. The next number lies above anything a peer said it holds.
     pub fn seal<R: rand_core::CryptoRng + rand_core::RngCore>(
         &mut self,
         group: &GroupId,
@@ -660,14 +993,25 @@ impl Engine {
             .groups
             .get(group)
             .ok_or(UsageError::NotAMember(*group))?;
+        if replica.state.role(&me).is_some() && !self.sequence_confirmed(replica, draft.now) {
+            return Err(UsageError::SequenceUnconfirmed(*group));
+        }
+        if draft.expires_at.is_some_and(|at| at < draft.now) {
+            return Err(UsageError::Invalid {
+                field: "expires_at",
+                reason: "a message cannot expire before it is created".into(),
+            });
+        }
         let epoch = replica.state.epoch();
         let held_max = replica.held.get(&(me, epoch)).map_or(0, Held::max);
+        let floor = self.own_floor.get(&(*group, epoch)).copied().unwrap_or(0);
         let next = self
             .next_seq
             .get(&(*group, epoch))
             .copied()
             .unwrap_or(1)
-            .max(held_max + 1);
+            .max(held_max.saturating_add(1))
+            .max(floor.saturating_add(1));
         let sealed = message::seal(
             &replica.state,
             &self.identity,
@@ -682,6 +1026,46 @@ impl Engine {
         )?;
         self.next_seq.insert((*group, epoch), next + 1);
         Ok(sealed)
+    }
+
+    /// Whether this node may number a new message in `replica`'s group (see [`Engine::seal`]):
+    /// it made the group, or is its only member, or members told it which of its seqs they
+    /// hold — every connected member, or at least one a sync interval ago (by then every
+    /// connected member that knows it belongs to the group has sent its vector).
+    fn sequence_confirmed(&self, replica: &Replica, now: Timestamp) -> bool {
+        let me = self.identity.node_id();
+        if replica.made_here || !replica.others_than(&me) {
+            return true;
+        }
+        let Some((first, reported)) = &replica.reported else {
+            return false;
+        };
+        if now >= first.plus_millis(self.config.sync_interval_ms) {
+            return true;
+        }
+        replica
+            .state
+            .members()
+            .keys()
+            .filter(|m| **m != me && self.is_connected(m))
+            .all(|m| reported.contains(m))
+    }
+
+    /// The store could not write these messages this node sealed: their sequence numbers are
+    /// free again, as long as none was sealed after them (see [`Engine::seal`]).
+    pub fn handle_local_failed(&mut self, sealed: &[Sealed]) {
+        let mut lowest: BTreeMap<(GroupId, u64), (u64, u64)> = BTreeMap::new();
+        for s in sealed {
+            let h = &s.header;
+            let range = lowest.entry((h.group, h.epoch)).or_insert((h.seq, h.seq));
+            range.0 = range.0.min(h.seq);
+            range.1 = range.1.max(h.seq);
+        }
+        for (key, (first, last)) in lowest {
+            if self.next_seq.get(&key) == Some(&(last + 1)) {
+                self.next_seq.insert(key, first);
+            }
+        }
     }
 
     /// Records a message this node sealed and stored durably, and pushes it to the connected
@@ -701,11 +1085,30 @@ impl Engine {
 
     // ----- peers --------------------------------------------------------------------------
 
-    /// A connection to `peer` is up: greet it and exchange vectors for shared groups.
+    /// A connection to `peer` is up: greet it and exchange vectors for shared groups. A peer
+    /// that still has [`Config::max_strikes`] strikes within the window is dropped again at
+    /// once ([`Event::Disconnect`]).
     pub fn handle_connected(&mut self, now: Timestamp, peer: NodeId) {
+        self.clock = self.clock.max(now);
+        let window = self.config.strike_window_ms;
+        let initial = self.config.initial_request_bytes;
         let p = self.peers.entry(peer).or_default();
         p.connected = true;
-        p.strikes = 0;
+        p.awaiting.clear();
+        if p.request_bytes == 0 {
+            p.request_bytes = initial;
+        }
+        while p
+            .strikes
+            .front()
+            .is_some_and(|at| at.plus_millis(window) <= now)
+        {
+            p.strikes.pop_front();
+        }
+        if p.strikes.len() >= self.config.max_strikes as usize {
+            self.events.push_back(Event::Disconnect { peer });
+            return;
+        }
         p.next_sync = now.plus_millis(self.config.sync_interval_ms);
         let hello = Frame::Hello {
             descriptor: self.descriptor.clone(),
@@ -715,9 +1118,9 @@ impl Engine {
             .directory
             .iter()
             .filter(|(node, _)| **node != peer)
-            .map(|(_, d)| d.clone())
+            .map(|(_, (_, d))| d.clone())
             .collect();
-        for chunk in known.chunks(256) {
+        for chunk in known.chunks(MAX_FRAME_DESCRIPTORS) {
             self.send(
                 peer,
                 &Frame::Directory {
@@ -725,34 +1128,47 @@ impl Engine {
                 },
             );
         }
-        self.sync_with(peer);
+        self.sync_with(now, peer);
     }
 
     /// Adds a signed descriptor (from the store, at start-up) to the directory shared with
-    /// peers. Invalid or expired descriptors are ignored.
+    /// peers, unless an invalid or expired one, or one older than the descriptor held for the
+    /// same node (see [`Descriptor::supersedes`]).
     pub fn restore_descriptor(&mut self, now: Timestamp, bytes: Vec<u8>) {
-        if let Ok(d) = SignedDescriptor::verify(&bytes, now) {
-            if self.directory.len() < MAX_DIRECTORY || self.directory.contains_key(&d.node) {
-                self.directory.insert(d.node, bytes);
-            }
+        if let Ok(d) = SignedDescriptor::verify_within(&bytes, now, self.config.max_clock_skew_ms) {
+            self.keep_descriptor(&d, &bytes);
         }
     }
 
-    /// Records a verified descriptor; if it is new, shares it with connected peers.
-    fn learn_descriptor(&mut self, node: NodeId, bytes: &[u8]) -> bool {
-        if node == self.identity.node_id()
-            || self.directory.get(&node).map(Vec::as_slice) == Some(bytes)
-        {
+    /// Keeps `d` (signed as `bytes`) in the directory if it is new and supersedes what is
+    /// held for its node; returns whether it did.
+    fn keep_descriptor(&mut self, d: &Descriptor, bytes: &[u8]) -> bool {
+        if d.node == self.identity.node_id() {
             return false;
         }
-        if self.directory.len() >= MAX_DIRECTORY && !self.directory.contains_key(&node) {
+        match self.directory.get(&d.node) {
+            // Equal or older: the held one stays (see `Descriptor::supersedes`).
+            Some((held_from, _)) if d.valid_from <= *held_from => return false,
+            Some(_) => {}
+            None if self.directory.len() >= MAX_DIRECTORY => return false,
+            None => {}
+        }
+        self.directory
+            .insert(d.node, (d.valid_from, bytes.to_vec()));
+        true
+    }
+
+    /// Records a verified descriptor received from `from`; if it supersedes what was held,
+    /// shares it with the other connected peers — never back to `from`, which has it.
+    fn learn_descriptor(&mut self, from: NodeId, d: &Descriptor, bytes: &[u8]) -> bool {
+        if !self.keep_descriptor(d, bytes) {
             return false;
         }
-        self.directory.insert(node, bytes.to_vec());
+        let node = d.node;
         let targets: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(id, p)| p.connected && **id != node)
+            .filter(|(id, p)| p.connected && **id != node && **id != from)
             .map(|(id, _)| *id)
             .collect();
         let frame = Frame::Directory {
@@ -766,14 +1182,19 @@ impl Engine {
 
     /// The connection to `peer` is gone.
     pub fn handle_disconnected(&mut self, peer: &NodeId) {
+        let min = MIN_REQUEST_BYTES;
         if let Some(p) = self.peers.get_mut(peer) {
             p.connected = false;
+            p.queued = 0;
+            // An answer was lost with the connection: ask for less next time, so that one
+            // arrives whole before the link drops again.
+            if !p.awaiting.is_empty() {
+                p.request_bytes = (p.request_bytes / 2).max(min);
+            }
+            p.awaiting.clear();
         }
         self.transmits.retain(|t| t.peer != *peer);
         self.outbox.remove(peer);
-        if let Some(p) = self.peers.get_mut(peer) {
-            p.queued = 0;
-        }
     }
 
     /// The next time [`Engine::handle_timeout`] must be called.
@@ -781,12 +1202,13 @@ impl Engine {
         self.peers
             .values()
             .filter(|p| p.connected)
-            .flat_map(|p| std::iter::once(p.next_sync).chain(p.gaps.values().map(|(_, at)| *at)))
+            .flat_map(|p| std::iter::once(p.next_sync).chain(p.gaps.values().map(|(_, _, at)| *at)))
             .min()
     }
 
     /// Runs the periodic sync with every peer that is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.clock = self.clock.max(now);
         self.ask_for_gaps(now);
         let due: Vec<NodeId> = self
             .peers
@@ -798,25 +1220,22 @@ impl Engine {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.next_sync = now.plus_millis(self.config.sync_interval_ms);
             }
-            self.sync_with(peer);
+            self.sync_with(now, peer);
         }
     }
 
-    fn sync_with(&mut self, peer: NodeId) {
-        let requests: Vec<Frame> = self
+    /// Sends `peer` a sync request for every group of which both are current members, except
+    /// those for which an earlier request is still unanswered (and not yet timed out).
+    fn sync_with(&mut self, now: Timestamp, peer: NodeId) {
+        let me = self.identity.node_id();
+        let groups: Vec<GroupId> = self
             .groups
             .values()
-            .filter(|r| r.is_current_member(&peer))
-            .map(|r| {
-                Frame::SyncRequest(SyncRequest {
-                    group: r.state.id(),
-                    control_seq: r.state.seq(),
-                    vector: r.vector(),
-                })
-            })
+            .filter(|r| r.is_current_member(&peer) && r.is_current_member(&me))
+            .map(|r| r.state.id())
             .collect();
-        for frame in requests {
-            self.send(peer, &frame);
+        for group in groups {
+            self.send_request(now, peer, group);
         }
     }
 
@@ -825,7 +1244,7 @@ impl Engine {
     fn ask_for_gaps(&mut self, now: Timestamp) {
         let mut ask = Vec::new();
         for (peer, p) in &mut self.peers {
-            p.gaps.retain(|(group, author, epoch), (through, at)| {
+            p.gaps.retain(|(group, author, epoch), (first, last, at)| {
                 if *at > now {
                     return true;
                 }
@@ -833,7 +1252,7 @@ impl Engine {
                     .groups
                     .get(group)
                     .and_then(|r| r.held.get(&(*author, *epoch)))
-                    .is_some_and(|held| held.high < *through);
+                    .is_some_and(|held| !held.covers(*first, *last));
                 if open && p.connected {
                     ask.push((*peer, *group));
                 }
@@ -850,7 +1269,7 @@ impl Engine {
     /// unless it closes within the grace period. Pushes of one author arrive out of order
     /// whenever the sender's store writes complete out of order, and the missing ones are
     /// usually a frame behind; asking at once brought them twice (and checked them twice).
-    fn note_gap(&mut self, now: Timestamp, peer: NodeId, h: &message::Header) {
+    fn note_gap(&mut self, now: Timestamp, peer: NodeId, h: &message::Header, from: u64) {
         let grace = (self.config.sync_interval_ms / 10).max(1);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -860,10 +1279,16 @@ impl Engine {
             self.request_sync(now, peer, h.group);
             return;
         }
-        let gap = p.gaps.entry(key).or_insert((0, now.plus_millis(grace)));
-        gap.0 = gap.0.max(h.seq);
+        let gap = p
+            .gaps
+            .entry(key)
+            .or_insert((from, from, now.plus_millis(grace)));
+        gap.0 = gap.0.min(from);
+        gap.1 = gap.1.max(h.seq - 1);
     }
 
+    /// Asks `peer` for a sync of `group` outside the schedule, at most once per tenth of the
+    /// sync interval, and not while an earlier request is unanswered.
     fn request_sync(&mut self, now: Timestamp, peer: NodeId, group: GroupId) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -878,16 +1303,58 @@ impl Engine {
             p.last_extra_request.clear();
         }
         p.last_extra_request.insert(group, now);
+        self.send_request(now, peer, group);
+    }
+
+    /// Sends `peer` a sync request for `group` (one for a group unknown here names no holdings)
+    /// unless one is unanswered and not yet timed out; a timed-out one makes the next ask for
+    /// less. A node removed from a group (that knows it) asks nothing more about it.
+    fn send_request(&mut self, now: Timestamp, peer: NodeId, group: GroupId) {
+        let me = self.identity.node_id();
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|r| !r.is_current_member(&me))
+        {
+            return;
+        }
+        let timeout = self.config.response_timeout_ms;
+        let max = self.config.response_budget.max(MIN_REQUEST_BYTES);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some((sent, _)) = p.awaiting.get(&group) {
+            if now < sent.plus_millis(timeout) {
+                return;
+            }
+            p.request_bytes = (p.request_bytes / 2).max(MIN_REQUEST_BYTES);
+        }
+        if p.awaiting.len() >= MAX_AWAITING && !p.awaiting.contains_key(&group) {
+            p.awaiting
+                .retain(|_, (sent, _)| now < sent.plus_millis(timeout));
+            if p.awaiting.len() >= MAX_AWAITING {
+                return;
+            }
+        }
+        let bytes = p.request_bytes.clamp(MIN_REQUEST_BYTES, max);
+        p.awaiting.insert(group, (now, bytes));
         let frame = match self.groups.get(&group) {
-            Some(r) => SyncRequest {
-                group,
-                control_seq: r.state.seq(),
-                vector: r.vector(),
-            },
+            Some(r) => {
+                let (vector, ranges) = r.holdings();
+                SyncRequest {
+                    group,
+                    control_seq: r.state.seq(),
+                    vector,
+                    ranges,
+                    max_bytes: bytes as u64,
+                }
+            }
             None => SyncRequest {
                 group,
                 control_seq: 0,
                 vector: Vec::new(),
+                ranges: Vec::new(),
+                max_bytes: bytes as u64,
             },
         };
         self.send(peer, &Frame::SyncRequest(frame));
@@ -923,8 +1390,13 @@ impl Engine {
         checked: Vec<Checked>,
         archive: &dyn Archive,
     ) {
+        self.clock = self.clock.max(now);
         match split.frame {
-            Frame::Hello { descriptor } => match SignedDescriptor::verify(&descriptor, now) {
+            Frame::Hello { descriptor } => match SignedDescriptor::verify_within(
+                &descriptor,
+                now,
+                self.config.max_clock_skew_ms,
+            ) {
                 Ok(d) if d.node == peer && self.claims_another_name(&d) => {
                     let reason = Rejection::NameClaimed {
                         node: d.node,
@@ -933,7 +1405,7 @@ impl Engine {
                     self.reject(peer, reason);
                 }
                 Ok(d) if d.node == peer => {
-                    self.learn_descriptor(peer, &descriptor);
+                    self.learn_descriptor(peer, &d, &descriptor);
                     self.events.push_back(Event::PeerDescriptor {
                         peer,
                         descriptor: Box::new(d),
@@ -954,12 +1426,16 @@ impl Engine {
             Frame::Receipts { .. } => {
                 for item in checked {
                     let (bytes, receipt) = item.into_receipt();
-                    self.take_receipt(peer, bytes, receipt, archive);
+                    self.take_receipt(now, peer, bytes, receipt, archive);
                 }
             }
             Frame::Directory { descriptors } => {
                 for bytes in descriptors {
-                    match SignedDescriptor::verify(&bytes, now) {
+                    match SignedDescriptor::verify_within(
+                        &bytes,
+                        now,
+                        self.config.max_clock_skew_ms,
+                    ) {
                         Ok(d) if self.claims_another_name(&d) => {
                             let reason = Rejection::NameClaimed {
                                 node: d.node,
@@ -972,7 +1448,7 @@ impl Engine {
                             self.events.push_back(Event::Refused { peer, reason });
                         }
                         Ok(d) => {
-                            if self.learn_descriptor(d.node, &bytes) {
+                            if self.learn_descriptor(peer, &d, &bytes) {
                                 self.events.push_back(Event::Directory {
                                     node: d.node,
                                     descriptor: Box::new(d),
@@ -1004,12 +1480,36 @@ impl Engine {
             .is_some_and(|owner| *owner != d.node)
     }
 
+    /// Refuses input from `peer`: an event for the log and a strike. Strikes count within
+    /// [`Config::strike_window_ms`], across connections; at [`Config::max_strikes`] the node
+    /// is asked to drop the peer.
     fn reject(&mut self, peer: NodeId, reason: Rejection) {
         self.events.push_back(Event::Rejected { peer, reason });
+        let now = self.clock;
+        let window = self.config.strike_window_ms;
+        let max = self.config.max_strikes as usize;
         let p = self.peers.entry(peer).or_default();
-        p.strikes += 1;
-        if p.strikes == self.config.max_strikes {
+        while p
+            .strikes
+            .front()
+            .is_some_and(|at| at.plus_millis(window) <= now)
+        {
+            p.strikes.pop_front();
+        }
+        p.strikes.push_back(now);
+        while p.strikes.len() > max.max(1) {
+            p.strikes.pop_front();
+        }
+        if p.strikes.len() >= max && p.connected {
             self.events.push_back(Event::Disconnect { peer });
+        }
+    }
+
+    /// Refuses input over a quota or beyond a cut-off: with a strike if `peer` is `culprit`
+    /// (the owner or author responsible), silently otherwise (an honest peer relaying it).
+    fn refuse(&mut self, peer: NodeId, culprit: NodeId, reason: Rejection) {
+        if peer == culprit {
+            self.reject(peer, reason);
         }
     }
 
@@ -1034,9 +1534,23 @@ impl Engine {
             exchange: x,
         }))
         .collect();
+        let max_controls = self.config.max_controls_per_group;
         let mut applied = Vec::new();
         if let Some(replica) = self.groups.get_mut(&group) {
+            let owner = replica.state.owner();
             for event in events {
+                let seq = crate::group::decode_control(event).map_or(0, |(_, e)| e.seq);
+                if seq > replica.state.seq() && replica.controls.len() >= max_controls {
+                    self.note_applied(from, group, applied);
+                    if let Some(peer) = from {
+                        self.refuse(
+                            peer,
+                            owner,
+                            Rejection::OverQuota("control events of one group"),
+                        );
+                    }
+                    return Ok(());
+                }
                 match replica.state.apply_with(event, &locals) {
                     Ok(Applied::New { epoch, .. }) => {
                         replica.controls.push(event.clone());
@@ -1073,6 +1587,26 @@ impl Engine {
             if genesis.id() != group {
                 return Err(Rejection::InvalidControl("event for another group"));
             }
+            let owner = genesis.owner();
+            if let Some(peer) = from {
+                let of_owner = self
+                    .groups
+                    .values()
+                    .filter(|r| r.state.owner() == owner)
+                    .count();
+                if of_owner >= self.config.max_groups_per_owner {
+                    self.refuse(peer, owner, Rejection::OverQuota("groups of one owner"));
+                    return Ok(());
+                }
+                if events.len() > max_controls {
+                    self.refuse(
+                        peer,
+                        owner,
+                        Rejection::OverQuota("control events of one group"),
+                    );
+                    return Ok(());
+                }
+            }
             let mut state = genesis;
             applied.push((1, first.clone()));
             for event in &events[1..] {
@@ -1090,17 +1624,41 @@ impl Engine {
                     "a group this node is not a member of",
                 ));
             }
-            self.groups.insert(
-                group,
-                Replica {
-                    state,
-                    controls: applied.iter().map(|(_, e)| e.clone()).collect(),
-                    held: BTreeMap::new(),
-                },
-            );
+            let controls = applied.iter().map(|(_, e)| e.clone()).collect();
+            let mut replica = Replica::new(state, controls);
+            // A group made here holds nothing of anyone yet; one learned from a peer is
+            // confirmed once members say what they hold (asked for at once).
+            replica.made_here = from.is_none();
+            self.groups.insert(group, replica);
+            if let Some(peer) = from {
+                self.request_sync(now, peer, group);
+            }
         }
+        self.apply_cutoffs(group, &applied);
         self.note_applied(from, group, applied);
         Ok(())
+    }
+
+    /// Forgets the seqs beyond the cut-off of every removal among `applied`: they are no longer
+    /// counted as held, served or relayed (the node hides what its store holds of them).
+    fn apply_cutoffs(&mut self, group: GroupId, applied: &[(u64, Vec<u8>)]) {
+        let Some(replica) = self.groups.get_mut(&group) else {
+            return;
+        };
+        for (_, event) in applied {
+            let Ok((_, e)) = crate::group::decode_control(event) else {
+                continue;
+            };
+            let Some(member) = e.change.removed() else {
+                continue;
+            };
+            for ((author, epoch), held) in replica.held.range_mut((member, 0)..=(member, u64::MAX))
+            {
+                if let Some(last) = replica.state.cutoff(author, *epoch) {
+                    held.truncate(last);
+                }
+            }
+        }
     }
 
     fn note_applied(&mut self, from: Option<NodeId>, group: GroupId, applied: Vec<(u64, Vec<u8>)>) {
@@ -1123,14 +1681,20 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
-        // A member removed by one of these events learns of its removal (and nothing after).
+        // A member removed by one of these events learns of its removal (and nothing after);
+        // one added by them is also sent this node's vector, which tells it which of its own
+        // seqs this node holds (so that it may post at once; see `Engine::seal`).
         let mut removed: Vec<(NodeId, usize)> = Vec::new();
+        let mut added: Vec<NodeId> = Vec::new();
         for (i, event) in events.iter().enumerate() {
             if let Ok((_, e)) = crate::group::decode_control(event) {
-                if let Change::Remove { member } = e.change {
+                if let Some(member) = e.change.removed() {
                     if Some(member) != from && self.is_connected(&member) {
                         removed.push((member, i + 1));
                     }
+                }
+                if let Change::Add { member, .. } = e.change {
+                    added.push(member);
                 }
             }
         }
@@ -1142,8 +1706,14 @@ impl Engine {
             self.send(member, &frame);
         }
         let frame = Frame::Control { group, events };
-        for peer in targets {
-            self.send(peer, &frame);
+        for peer in &targets {
+            self.send(*peer, &frame);
+        }
+        let now = self.clock;
+        for member in added {
+            if targets.contains(&member) {
+                self.send_request(now, member, group);
+            }
         }
     }
 
@@ -1203,7 +1773,16 @@ impl Engine {
             header,
             envelope: decoded_envelope,
         };
-        if let Err(e) = message::check_author(&verified, &replica.state) {
+        match message::check_author(&verified, &replica.state) {
+            Ok(()) => {}
+            // Beyond a removed author's cut-off: the author itself is to blame; a member that
+            // took it before it learned of the removal and passes it on is not.
+            Err(e @ Rejection::BeyondCutoff { .. }) => {
+                return self.refuse(peer, verified.header.author, e);
+            }
+            Err(e) => return self.reject(peer, e),
+        }
+        if let Err(e) = self.check_times(now, &verified.header) {
             return self.reject(peer, e);
         }
         if self.revoked_at(&verified.header.author, verified.header.created_at) {
@@ -1217,9 +1796,15 @@ impl Engine {
             .held
             .get(&(verified.header.author, verified.header.epoch))
             .is_some_and(|held| held.contains(verified.header.seq));
+        let mut attachments = Vec::new();
         if !held_here {
-            if let Err(e) = message::open(&verified, &replica.state) {
-                return self.reject(peer, e);
+            match message::open(&verified, &replica.state) {
+                Ok(content) => {
+                    if let Payload::Record(data) = content.payload {
+                        attachments = data.attachments;
+                    }
+                }
+                Err(e) => return self.reject(peer, e),
             }
         }
         let h = verified.header;
@@ -1240,10 +1825,18 @@ impl Engine {
         if self.in_flight.len() >= self.config.max_in_flight {
             return; // Dropped unacknowledged; the periodic sync brings it back.
         }
-        let gap = replica
+        let gap_from = replica
             .held
             .get(&(h.author, h.epoch))
-            .map_or(h.seq > 1, |held| h.seq > held.max().saturating_add(1));
+            .map_or(1, |held| held.max().saturating_add(1));
+        if !self.charge_author(now, &h.author, envelope.len()) {
+            // Refused, not stored: asked for again by the periodic sync, and taken the next day.
+            return self.refuse(
+                peer,
+                h.author,
+                Rejection::OverQuota("bytes of one author in a day"),
+            );
+        }
         if let Some(replica) = self.groups.get_mut(&h.group) {
             replica
                 .held
@@ -1274,10 +1867,52 @@ impl Engine {
             id,
             header: Box::new(h.clone()),
             envelope,
+            attachments,
         });
-        if gap {
-            self.note_gap(now, peer, &h);
+        if h.seq > gap_from {
+            self.note_gap(now, peer, &h, gap_from);
         }
+    }
+
+    /// The times of a message against this node's clock: created at most the allowed clock
+    /// skew in the future, and not expiring before it was created.
+    fn check_times(&self, now: Timestamp, h: &message::Header) -> Result<(), Rejection> {
+        let bad = |field, at: Timestamp, reason| Rejection::BadTime {
+            field,
+            at_ms: at.0,
+            now_ms: now.0,
+            reason,
+        };
+        if h.created_at > now.plus_millis(self.config.max_clock_skew_ms) {
+            return Err(bad("created_at", h.created_at, "in the future"));
+        }
+        if let Some(expires) = h.expires_at {
+            if expires < h.created_at {
+                return Err(bad("expires_at", expires, "before created_at"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` of `author` against today's quota; whether they fit. This node's own
+    /// messages never count.
+    fn charge_author(&mut self, now: Timestamp, author: &NodeId, bytes: usize) -> bool {
+        if *author == self.identity.node_id() {
+            return true;
+        }
+        let day = now.0 / DAY_MS;
+        let max = self.config.max_author_bytes_per_day;
+        let (at, used) = self.author_bytes.entry(*author).or_insert((day, 0));
+        if *at != day {
+            *at = day;
+            *used = 0;
+        }
+        let after = used.saturating_add(bytes as u64);
+        if after > max {
+            return false;
+        }
+        *used = after;
+        true
     }
 
     fn answer(&mut self, now: Timestamp, peer: NodeId, req: SyncRequest, archive: &dyn Archive) {
@@ -1285,75 +1920,88 @@ impl Engine {
             if req.control_seq > 0 {
                 // The peer knows a group this node lacks: ask for it.
                 self.request_sync(now, peer, req.group);
+            } else {
+                // Neither node holds the group: nothing this node sent can have led to this.
+                self.reject(
+                    peer,
+                    Rejection::Irrelevant("a sync request for a group neither node holds"),
+                );
             }
             return;
         };
         if !replica.is_current_member(&peer) {
-            // No longer a member: it gets the control events up to its removal, so that it
-            // learns of it, and nothing else of this group. Never a member: nothing at all.
-            if let Some(last) = replica.state.epochs_of(&peer).last() {
-                let start = usize::try_from(req.control_seq).unwrap_or(usize::MAX);
-                let end = usize::try_from(last + 1).unwrap_or(usize::MAX);
-                if let Some(controls) = replica.controls.get(start..end).filter(|c| !c.is_empty()) {
-                    let frame = Frame::SyncResponse(SyncResponse {
-                        group: req.group,
-                        controls: controls.to_vec(),
-                        envelopes: Vec::new(),
-                        more: false,
-                    });
-                    self.send(peer, &frame);
-                }
-            }
-            return;
+            return self.answer_non_member(now, peer, &req);
         }
+        self.learn_own_floor(peer, &req);
+        let Some(replica) = self.groups.get(&req.group) else {
+            return;
+        };
         let behind = req.control_seq > replica.state.seq();
-        let start = usize::try_from(req.control_seq).unwrap_or(usize::MAX);
-        let controls: Vec<Vec<u8>> = replica
-            .controls
-            .get(start..)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
-        let mut budget = self.config.response_budget;
-        let mut envelopes = Vec::new();
+        let mut budget = match usize::try_from(req.max_bytes) {
+            Ok(0) | Err(_) => self.config.response_budget,
+            Ok(asked) => asked.min(self.config.response_budget),
+        };
         let mut more = false;
-        for ((author, epoch), held) in &replica.held {
-            if replica.state.role_at(&peer, *epoch).is_none() {
-                continue;
-            }
-            let theirs = vector_high(&req.vector, author, *epoch);
-            if held.max() <= theirs {
-                continue;
-            }
-            if budget == 0 {
+        // Control events first (within the budget, at least one): a member must apply them
+        // before it can take messages of new epochs.
+        let start = usize::try_from(req.control_seq).unwrap_or(usize::MAX);
+        let mut controls = Vec::new();
+        for event in replica.controls.get(start..).unwrap_or_default() {
+            if !controls.is_empty()
+                && (event.len() > budget || controls.len() == MAX_FRAME_CONTROLS)
+            {
                 more = true;
                 break;
             }
-            let mut batch = archive.envelopes(&req.group, author, *epoch, theirs, budget);
-            // The archive stops *before* the budget is exceeded, so a spent budget is not the
-            // only sign that more is held: compare the last seq sent with the highest held.
-            let last_sent = batch
-                .last()
-                .and_then(|e| message::decode(e).ok())
-                .map(|(_, h, _)| h.seq);
-            if let Some(at) = self.policy.revoked.get(author) {
-                // Never serve what a revoked author signed after its revocation (this node may
-                // have taken it before it learnt of the revocation).
-                batch.retain(|e| message::decode_header(e).is_ok_and(|h| h.created_at < *at));
+            budget = budget.saturating_sub(event.len());
+            controls.push(event.clone());
+        }
+        let mut envelopes: Vec<Vec<u8>> = Vec::new();
+        'authors: for ((author, epoch), held) in &replica.held {
+            if more {
+                break;
             }
-            for e in batch {
-                budget = budget.saturating_sub(e.len());
-                envelopes.push(e);
+            if replica.state.role_at(&peer, *epoch).is_none() {
+                continue;
             }
-            if budget == 0 || last_sent.is_some_and(|seq| seq < held.max()) {
-                more = true;
+            let (high, ranges) = req.held(author, *epoch);
+            let limit = replica.state.cutoff(author, *epoch).unwrap_or(u64::MAX);
+            for (first, last) in missing_runs(held, high, ranges, limit) {
+                if envelopes.len() >= MAX_FRAME_ENVELOPES
+                    || (budget == 0 && !(envelopes.is_empty() && controls.is_empty()))
+                {
+                    more = true;
+                    break 'authors;
+                }
+                let mut batch =
+                    archive.envelopes(&req.group, author, *epoch, first - 1, last, budget);
+                let wanted = last - first + 1;
+                if (batch.len() as u64) < wanted {
+                    // The budget ran out, or the archive could not read some (damaged): the
+                    // requester gets those elsewhere, or asks again.
+                    more = true;
+                }
+                if let Some(at) = self.policy.revoked.get(author) {
+                    // Never serve what a revoked author signed after its revocation (this node
+                    // may have taken it before it learnt of the revocation).
+                    batch.retain(|e| message::decode_header(e).is_ok_and(|h| h.created_at < *at));
+                }
+                for e in batch {
+                    let over = e.len() > budget || envelopes.len() >= MAX_FRAME_ENVELOPES;
+                    if over && !(envelopes.is_empty() && controls.is_empty()) {
+                        more = true;
+                        break 'authors;
+                    }
+                    budget = budget.saturating_sub(e.len());
+                    envelopes.push(e);
+                }
             }
         }
         if behind {
             self.request_sync(now, peer, req.group);
         }
-        if controls.is_empty() && envelopes.is_empty() {
-            return;
-        }
+        // Answered even when nothing is missing: the requester waits for an answer before it
+        // asks again (see `Engine::send_request`).
         let frame = Frame::SyncResponse(SyncResponse {
             group: req.group,
             controls,
@@ -1361,6 +2009,88 @@ impl Engine {
             more,
         });
         self.send(peer, &frame);
+    }
+
+    /// A sync request from a node that is not a member of the group's current epoch here. One
+    /// that was removed gets the control events up to its removal, so that it learns of it, and
+    /// nothing else; one this node may lag behind on (its chain is longer) is asked back; any
+    /// other request concerns the peer in no way.
+    fn answer_non_member(&mut self, now: Timestamp, peer: NodeId, req: &SyncRequest) {
+        let Some(replica) = self.groups.get(&req.group) else {
+            return;
+        };
+        let seq = replica.state.seq();
+        // `last` is the last epoch the peer was a member of; event `last + 1` removed it.
+        match replica.state.epochs_of(&peer).last() {
+            Some(last) if req.control_seq <= last => {
+                let start = usize::try_from(req.control_seq).unwrap_or(usize::MAX);
+                let end = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
+                let controls = replica
+                    .controls
+                    .get(start..end)
+                    .unwrap_or_default()
+                    .iter()
+                    .take(MAX_FRAME_CONTROLS)
+                    .cloned()
+                    .collect();
+                let frame = Frame::SyncResponse(SyncResponse {
+                    group: req.group,
+                    controls,
+                    envelopes: Vec::new(),
+                    more: false,
+                });
+                self.send(peer, &frame);
+            }
+            // Added again in an epoch this node has not applied yet, perhaps: ask.
+            _ if req.control_seq > seq => self.request_sync(now, peer, req.group),
+            Some(_) => self.reject(
+                peer,
+                Rejection::Irrelevant("a sync request from a removed member that knows it"),
+            ),
+            None => self.reject(
+                peer,
+                Rejection::Irrelevant("a sync request for a group the peer is not a member of"),
+            ),
+        }
+    }
+
+    /// A member's sync request states which of this node's own messages it holds: sequence
+    /// numbers continue above them (see [`Engine::seal`]), and a peer holding more than this
+    /// node's store is reported ([`Event::OwnMessagesElsewhere`]).
+    fn learn_own_floor(&mut self, peer: NodeId, req: &SyncRequest) {
+        let me = self.identity.node_id();
+        let Some(replica) = self.groups.get_mut(&req.group) else {
+            return;
+        };
+        replica.note_report(self.clock, peer);
+        let mine = NodeRef::from(&me);
+        let mut highest: BTreeMap<u64, u64> = BTreeMap::new();
+        let entries = req.vector.partition_point(|e| e.author < mine);
+        for e in req.vector[entries..]
+            .iter()
+            .take_while(|e| e.author == mine)
+        {
+            highest.insert(e.epoch, e.high);
+        }
+        let ranges = req.ranges.partition_point(|r| r.author < mine);
+        for r in req.ranges[ranges..].iter().take_while(|r| r.author == mine) {
+            let h = highest.entry(r.epoch).or_insert(0);
+            *h = (*h).max(r.last);
+        }
+        for (epoch, theirs) in highest {
+            let here = replica.held.get(&(me, epoch)).map_or(0, Held::max);
+            let floor = self.own_floor.entry((req.group, epoch)).or_insert(0);
+            if theirs > here && theirs > *floor {
+                self.events.push_back(Event::OwnMessagesElsewhere {
+                    group: req.group,
+                    epoch,
+                    peer,
+                    held_by_peer: theirs,
+                    held_here: here,
+                });
+            }
+            *floor = (*floor).max(theirs);
+        }
     }
 
     fn take_response(
@@ -1371,6 +2101,7 @@ impl Engine {
         envelopes: Vec<Checked>,
         archive: &dyn Archive,
     ) {
+        self.note_answered(now, peer, &resp);
         if !resp.controls.is_empty() {
             if let Err(e) = self.apply_controls(now, Some(peer), resp.group, &resp.controls) {
                 return self.reject(peer, e);
@@ -1379,6 +2110,15 @@ impl Engine {
         let before = self.in_flight.len();
         for item in envelopes {
             self.accept_envelope(now, peer, item.into_envelope(), archive);
+        }
+        if !resp.more {
+            // A complete answer from a member: this node now holds (or is storing) all that
+            // member holds of its own messages.
+            if let Some(replica) = self.groups.get_mut(&resp.group) {
+                if replica.is_current_member(&peer) {
+                    replica.note_report(now, peer);
+                }
+            }
         }
         // Ask for the rest only if this response brought something new. One that brought
         // nothing answered a request already answered (two requests crossed, say a gap's and
@@ -1392,8 +2132,28 @@ impl Engine {
         }
     }
 
+    /// An answer from `peer` arrived: the request for its group is no longer outstanding, and
+    /// the next asks for twice as much if this one was full and quick, half if it was slow.
+    fn note_answered(&mut self, now: Timestamp, peer: NodeId, resp: &SyncResponse) {
+        let target = self.config.response_target_ms;
+        let max = self.config.response_budget.max(MIN_REQUEST_BYTES);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some((sent, asked)) = p.awaiting.remove(&resp.group) else {
+            return;
+        };
+        let took = now.0.saturating_sub(sent.0);
+        if took > target {
+            p.request_bytes = (asked / 2).max(MIN_REQUEST_BYTES);
+        } else if resp.more {
+            p.request_bytes = asked.saturating_mul(2).min(max);
+        }
+    }
+
     fn take_receipt(
         &mut self,
+        now: Timestamp,
         peer: NodeId,
         bytes: Vec<u8>,
         receipt: Result<Receipt, Rejection>,
@@ -1403,6 +2163,17 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return self.reject(peer, e),
         };
+        if receipt.stored_at > now.plus_millis(self.config.max_clock_skew_ms) {
+            return self.reject(
+                peer,
+                Rejection::BadTime {
+                    field: "stored_at",
+                    at_ms: receipt.stored_at.0,
+                    now_ms: now.0,
+                    reason: "in the future",
+                },
+            );
+        }
         let digest = *blake3::hash(&bytes).as_bytes();
         if self.seen_receipts.contains(&digest) {
             return; // Taken before: a replay.
@@ -1489,8 +2260,13 @@ impl Engine {
                     .groups
                     .get(&flight.group)
                     .is_some_and(|r| r.state.owner() == me);
+            let counts = self.groups.get(&flight.group).is_some_and(|r| {
+                !r.state
+                    .beyond_cutoff(&flight.author, flight.epoch, flight.seq)
+            });
             if let Some(envelope) = flight.envelope.as_deref() {
                 if relays
+                    && counts
                     && flight.from.contains(&flight.author)
                     && !self.revoked_at(&flight.author, flight.created_at)
                 {
@@ -1559,10 +2335,10 @@ impl Engine {
             return;
         }
         let budget = self.config.response_budget;
-        let full = self
-            .outbox
-            .get(&peer)
-            .is_some_and(|o| !o.push.is_empty() && o.push_bytes + envelope.len() > budget);
+        let full = self.outbox.get(&peer).is_some_and(|o| {
+            !o.push.is_empty()
+                && (o.push_bytes + envelope.len() > budget || o.push.len() >= MAX_FRAME_ENVELOPES)
+        });
         if full {
             self.flush_outbox(peer);
         }
@@ -1593,11 +2369,11 @@ impl Engine {
         if !o.push.is_empty() {
             self.send_now(peer, &Frame::Push { envelopes: o.push });
         }
-        for chunk in o.acks.chunks(MAX_ACKS_PER_FRAME) {
+        for chunk in o.acks.chunks(MAX_FRAME_ACKS) {
             let ids = chunk.to_vec();
             self.send_now(peer, &Frame::Ack { ids });
         }
-        for chunk in o.receipts.chunks(MAX_RECEIPTS_PER_FRAME) {
+        for chunk in o.receipts.chunks(MAX_FRAME_RECEIPTS) {
             let receipts = chunk.to_vec();
             self.send_now(peer, &Frame::Receipts { receipts });
         }

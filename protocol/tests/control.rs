@@ -562,7 +562,15 @@ fn the_engine_rejects_a_forged_event_from_a_peer() {
     .expect("encodes");
     struct NoArchive;
     impl liaison_protocol::sync::Archive for NoArchive {
-        fn envelopes(&self, _: &GroupId, _: &NodeId, _: u64, _: u64, _: usize) -> Vec<Vec<u8>> {
+        fn envelopes(
+            &self,
+            _: &GroupId,
+            _: &NodeId,
+            _: u64,
+            _: u64,
+            _: u64,
+            _: usize,
+        ) -> Vec<Vec<u8>> {
             Vec::new()
         }
         fn message_origin(&self, _: &liaison_protocol::MessageId) -> Option<(GroupId, NodeId)> {

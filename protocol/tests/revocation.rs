@@ -68,6 +68,7 @@ impl Archive for MemArchive {
         author: &NodeId,
         epoch: u64,
         after: u64,
+        through: u64,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -75,9 +76,12 @@ impl Archive for MemArchive {
         let Some(from) = after.checked_add(1) else {
             return out;
         };
+        if through < from {
+            return out;
+        }
         for (_, (_, bytes)) in self
             .messages
-            .range((*group, *author, epoch, from)..=(*group, *author, epoch, u64::MAX))
+            .range((*group, *author, epoch, from)..=(*group, *author, epoch, through))
         {
             if !out.is_empty() && total + bytes.len() > max_bytes {
                 break;
@@ -355,7 +359,7 @@ impl Sim {
                 let x = self.ids[X];
                 let event = self.nodes[O]
                     .engine
-                    .propose(&group, Change::Remove { member: x }, now, &mut rng)
+                    .propose_remove(&group, &x, now, &mut rng)
                     .expect("the owner removes X");
                 self.nodes[O]
                     .engine

@@ -20,8 +20,8 @@ use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
 use liaison_protocol::attachment::{self, AttachmentId, AttachmentKey, AttachmentRef};
 use liaison_protocol::codec;
-use liaison_protocol::frame::{SyncRequest, SyncResponse, VectorEntry};
-use liaison_protocol::group::{decode_control, Change, LocalKeys};
+use liaison_protocol::frame::{HeldRange, SyncRequest, SyncResponse, VectorEntry};
+use liaison_protocol::group::{decode_control, Change, Cutoff, LocalKeys};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
@@ -30,6 +30,7 @@ use liaison_protocol::record::{Feedback, Outcome, Record};
 use liaison_protocol::roster::{
     AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
 };
+use liaison_protocol::transfer::{self, ChunkRequest, ChunkResponse};
 use liaison_protocol::{
     Content, ExchangeKey, ExchangeSecret, Frame, GroupId, GroupState, Handling, IdentityKey,
     NodeId, Payload, Recipient, Rejection, Role, Timestamp,
@@ -854,10 +855,17 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         group: gid,
         control_seq: 1,
         vector: vec![VectorEntry {
-            author: owner_id,
+            author: owner_id.into(),
             epoch: 1,
             high: 1,
         }],
+        ranges: vec![HeldRange {
+            author: owner_id.into(),
+            epoch: 1,
+            first: 3,
+            last: 4,
+        }],
+        max_bytes: 65_536,
     })
     .encode()
     .expect("encodes");
@@ -865,11 +873,17 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         .u8(1)
         .u32(3) // Frame::SyncRequest
         .raw(&GROUP_ID)
-        .u64(1)
-        .u64(1)
+        .u64(1) // control_seq
+        .u64(1) // one vector entry
         .raw(owner_id.as_bytes())
         .u64(1)
         .u64(1)
+        .u64(1) // one held range
+        .raw(owner_id.as_bytes())
+        .u64(1)
+        .u64(3)
+        .u64(4)
+        .u64(65_536) // max_bytes
         .done();
     assert_eq!(request, expect);
     v.push(("frame-sync-request", request));
@@ -1472,6 +1486,72 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         &derive("liaison/v1/attachment-id", &[&cipher])
     );
     v.push(("attachment-id-two-chunks", aid.as_bytes().to_vec()));
+
+    // ----- a removal with the owner's cut-off (the change alone) -----------------------------
+    let member_id = member.node_id();
+    let change = Change::RemoveWithCutoff {
+        member: member_id,
+        cutoff: vec![Cutoff { epoch: 2, seq: 5 }, Cutoff { epoch: 4, seq: 1 }],
+    };
+    let mut encoded = codec::encode(&change).expect("encodes");
+    encoded.remove(0); // A change is part of a control event's body: no version byte.
+    let expect = w
+        .u32(5) // Change::RemoveWithCutoff
+        .raw(member_id.as_bytes())
+        .u64(2)
+        .u64(2)
+        .u64(5)
+        .u64(4)
+        .u64(1)
+        .done();
+    assert_eq!(encoded, expect);
+    v.push(("change-remove-with-cutoff", encoded));
+
+    // ----- attachment transfer (§13) ----------------------------------------------------------
+    let request = ChunkRequest {
+        attachment: aid,
+        message: liaison_protocol::MessageId::from(id),
+        first: 1,
+        count: 1,
+    };
+    let bytes = request.to_bytes().expect("encodes");
+    assert_eq!(
+        bytes,
+        W::default()
+            .u8(1)
+            .raw(aid.as_bytes())
+            .raw(&id)
+            .u64(1)
+            .u32(1)
+            .done()
+    );
+    v.push(("chunk-request", bytes));
+    let total = cipher.len() as u64;
+    assert_eq!(total, 70_032);
+    assert_eq!(
+        transfer::range_len(plain.len() as u64, 1, 1),
+        Some(total - 65_552)
+    );
+    let chunks = ChunkResponse::Chunks {
+        first: 1,
+        count: 1,
+        total,
+    }
+    .to_bytes()
+    .expect("encodes");
+    assert_eq!(
+        chunks,
+        W::default().u8(1).u32(0).u64(1).u32(1).u64(total).done()
+    );
+    v.push(("chunk-response-chunks", chunks));
+    for (name, response, index) in [
+        ("chunk-response-missing", ChunkResponse::Missing, 1),
+        ("chunk-response-unavailable", ChunkResponse::Unavailable, 2),
+    ] {
+        let bytes = response.to_bytes().expect("encodes");
+        assert_eq!(bytes, W::default().u8(1).u32(index).done());
+        v.push((name, bytes));
+    }
     v
 }
 
@@ -1563,6 +1643,16 @@ fn wire_md_states_the_constants() {
     assert_eq!(attachment::CHUNK_AAD, b"liaison/v1/attachment");
     assert_eq!(attachment::CHUNK_LEN, 65_536);
     assert_eq!(attachment::MAX_ATTACHMENT_LEN, 52_428_800);
+    for (name, value) in [
+        ("MAX_RANGE_CHUNKS", transfer::MAX_RANGE_CHUNKS as usize),
+        ("MAX_REQUEST_LEN", transfer::MAX_REQUEST_LEN),
+        ("MAX_RESPONSE_LEN", transfer::MAX_RESPONSE_LEN),
+    ] {
+        let found = WIRE_MD
+            .lines()
+            .any(|l| l.starts_with(&format!("| `{name}`")) && l.contains(&format!("| {value} ")));
+        assert!(found, "WIRE.md lacks the row of {name} = {value}");
+    }
     for (code, kind) in [
         (0, "note"),
         (1, "seizure"),

@@ -80,14 +80,19 @@ impl Hostile {
 
     /// Its signed descriptor, valid from an hour ago for a day.
     pub fn descriptor(&self) -> Vec<u8> {
-        let now = now().0;
+        self.descriptor_from(Timestamp(now().0.saturating_sub(3_600_000)))
+    }
+
+    /// Its signed descriptor, valid from `valid_from` for a day: what a node whose clock is off
+    /// by the difference to now signs when it starts.
+    pub fn descriptor_from(&self, valid_from: Timestamp) -> Vec<u8> {
         Descriptor {
             node: self.node_id(),
             name: self.name.clone(),
             addresses: vec![self.addr().to_string()],
             exchange_key: self.exchange.public(),
-            valid_from: Timestamp(now.saturating_sub(3_600_000)),
-            valid_until: Timestamp(now + 86_400_000),
+            valid_from,
+            valid_until: valid_from.plus_millis(86_400_000),
         }
         .sign(&self.identity)
         .expect("sign descriptor")
@@ -110,6 +115,25 @@ impl Hostile {
         let (tx, inbox) = mpsc::unbounded_channel();
         tokio::spawn(read_frames(conn.clone(), tx));
         Session { conn, send, inbox }
+    }
+
+    /// Dials `target` and waits until the connection is closed, the way `target` closed it,
+    /// or `None` if the handshake itself failed: for a peer the node drops as soon as it
+    /// connects.
+    pub async fn connect_and_wait_closed(&self, target: &RunningNode) -> Option<ConnectionError> {
+        let conn = tokio::time::timeout(
+            GUARD,
+            self.transport
+                .connect(target.quic_addr, *target.node_id.as_bytes()),
+        )
+        .await
+        .expect("handshake in time")
+        .ok()?;
+        Some(
+            tokio::time::timeout(GUARD, conn.closed())
+                .await
+                .expect("the node closes the connection in time"),
+        )
     }
 
     /// The group as this peer sees it after applying `controls` (event 1 first), holding the
@@ -221,6 +245,8 @@ impl Session {
             group,
             control_seq: 0,
             vector: Vec::new(),
+            ranges: Vec::new(),
+            max_bytes: 0,
         }))
         .await;
         match self

@@ -2,6 +2,7 @@
 //! temporary data directory, sled store, QUIC endpoint on 127.0.0.1 port 0 and API.
 #![allow(missing_docs)]
 
+pub mod browser;
 pub mod hostile;
 pub mod logs;
 pub mod nodes;

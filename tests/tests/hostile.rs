@@ -72,19 +72,27 @@ impl Scene {
     /// A fresh connection from the hostile peer, once any earlier one is gone; it has sent its
     /// descriptor, so the target knows its exchange key.
     async fn session(&self) -> Session {
+        let name = self.h.name.clone();
         wait_until("the old hostile connection to go", || async {
-            !nodes::connected(&self.a, "mallory").await
+            !nodes::connected(&self.a, &name).await
         })
         .await
         .expect("old connection gone");
         let mut s = self.h.connect(&self.a).await;
         s.hello(&self.h).await;
-        wait_until("the target to know mallory", || {
-            peer_ready(&self.a.handle, "mallory")
+        wait_until("the target to know the hostile peer", || {
+            peer_ready(&self.a.handle, &name)
         })
         .await
         .expect("hostile peer connected");
         s
+    }
+
+    /// The hostile peer from now on is another node the target has pinned: strikes stay with
+    /// a peer (for an hour), so one dropped for them is dropped again whenever it reconnects.
+    async fn next_hostile(&mut self, name: &str) {
+        self.h = Hostile::new(name);
+        nodes::pin(&self.a, name, self.h.node_id(), self.h.addr()).await;
     }
 
     fn rejection_needles(&self) -> [String; 3] {
@@ -284,6 +292,7 @@ async fn malformed_truncated_and_oversized_frames_are_refused_and_the_abuser_dro
         )
         .await;
     sc.honest_exchange().await;
+    sc.next_hostile("mallory-2").await;
 
     // --- a frame announced over the size limit: dropped at once, nothing allocated ----------
     let mut s = sc.session().await;
@@ -321,6 +330,7 @@ async fn malformed_truncated_and_oversized_frames_are_refused_and_the_abuser_dro
 
     // --- a flood of streams: 64 unidirectional streams with junk, bidirectional ones the
     //     node never accepts; QUIC admits 8 at a time and the strikes drop the peer ----------
+    sc.next_hostile("mallory-3").await;
     let s = sc.session().await;
     let before = sc.rejections();
     let mut flood = tokio::task::JoinSet::new();

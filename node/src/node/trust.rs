@@ -155,7 +155,8 @@ impl Actor {
                         self.admit(node);
                     }
                 }
-            } else if self.trust.blocked(node).is_none() {
+            } else {
+                // Tracked even when refused here, so that `peer list` says why it is no peer.
                 let record = roster_record(entry, None);
                 self.insert_peer(*node, record, false, Some(entry.clone()));
             }
@@ -210,9 +211,19 @@ impl Actor {
     /// Sends `peer` the rosters in force (one per frame) and the rotation statements held:
     /// what a connection starts with, so that rosters travel through the federation.
     pub(super) fn send_federation(&mut self, peer: NodeId) {
-        let rosters: Vec<Vec<u8>> = self.trust.view().roster_bytes().map(<[u8]>::to_vec).collect();
+        let rosters: Vec<Vec<u8>> = self
+            .trust
+            .view()
+            .roster_bytes()
+            .map(<[u8]>::to_vec)
+            .collect();
         for roster in rosters {
-            self.engine.send_frame(peer, &Frame::Roster { rosters: vec![roster] });
+            self.engine.send_frame(
+                peer,
+                &Frame::Roster {
+                    rosters: vec![roster],
+                },
+            );
         }
         let statements: Vec<Vec<u8>> = self
             .trust
@@ -657,7 +668,8 @@ impl Actor {
             }
         }
         let engine_identity = IdentityKey::from_seed(&identity.seed());
-        self.engine.rotate_keys(engine_identity, exchange, descriptor);
+        self.engine
+            .rotate_keys(engine_identity, exchange, descriptor);
         self.me = new;
         self.engine.set_policy(self.trust.policy());
         self.spread(
@@ -700,7 +712,9 @@ impl Actor {
                     moved += 1;
                     self.store_controls_in_order(gid, vec![(seq, event)]);
                 }
-                Err(e) => warn!(group = %gid.short(), error = %e, "cannot move an own group to the new keys"),
+                Err(e) => {
+                    warn!(group = %gid.short(), error = %e, "cannot move an own group to the new keys")
+                }
             }
         }
         moved

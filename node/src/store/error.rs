@@ -74,10 +74,12 @@ pub enum StoreError {
         detail: String,
     },
     /// Flushing to disk failed. Writes since the last successful flush are
-    /// not known to be durable and the store refuses further writes.
+    /// not known to be durable and the store refuses further writes until it has reopened
+    /// its database (see the module docs, "Durability").
     #[error(
         "flushing store at {} to disk failed: {source}; recent writes may be lost and \
-         the store refuses further writes; check the disk and restart the node",
+         the store refuses writes until it has reopened its database, which it does by \
+         itself once the disk has room",
         path.display()
     )]
     FlushFailed {
@@ -98,6 +100,31 @@ pub enum StoreError {
         /// Directory of the store.
         path: PathBuf,
     },
+    /// The store is reopening its database after a failed flush; try again in a moment.
+    #[error(
+        "the store at {} is reopening after a failed flush; try again in a moment",
+        path.display()
+    )]
+    Reopening {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// The file system holding the store has less free space than the store keeps
+    /// ([`StoreOptions::min_free_bytes`](super::StoreOptions::min_free_bytes)): new messages
+    /// are refused until space is freed; reads go on.
+    #[error(
+        "the disk holding the store at {} is nearly full ({available} bytes free, the store \
+         keeps {floor}): new messages are refused until space is freed; reads go on",
+        path.display()
+    )]
+    DiskFull {
+        /// Directory of the store.
+        path: PathBuf,
+        /// Bytes free.
+        available: u64,
+        /// Bytes the store keeps free.
+        floor: u64,
+    },
     /// The caller used a `meta-v1` key reserved for the store itself.
     #[error("meta key {key:?} is reserved for the store (prefix {RESERVED_META_PREFIX:?})")]
     ReservedKey {
@@ -109,8 +136,22 @@ pub enum StoreError {
 /// A failure of the engine underneath the store: an I/O error, or one the embedded database
 /// reported. Its text says what failed; [`EngineError::io_kind`] tells the kind of an I/O
 /// failure.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineError(sled::Error);
+
+/// sled's own `Clone` turns an I/O error into the `Debug` text of the original, nested once per
+/// clone; this keeps its kind and its message.
+impl Clone for EngineError {
+    fn clone(&self) -> Self {
+        match &self.0 {
+            sled::Error::Io(e) => EngineError(sled::Error::Io(std::io::Error::new(
+                e.kind(),
+                e.to_string(),
+            ))),
+            other => EngineError(other.clone()),
+        }
+    }
+}
 
 impl EngineError {
     /// The kind of the I/O error behind this failure, if it is one.
@@ -119,6 +160,37 @@ impl EngineError {
             sled::Error::Io(e) => Some(e.kind()),
             _ => None,
         }
+    }
+
+    /// Whether the engine found its own files damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self.0, sled::Error::Corruption { .. })
+    }
+}
+
+impl StoreError {
+    /// Whether the store's files were found damaged (by the engine when opening them).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Open { source, .. } => source.is_corruption(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is the file system running out of space, found by the store
+    /// ([`StoreError::DiskFull`]) or reported by the operating system.
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            StoreError::DiskFull { .. } => return true,
+            StoreError::Open { source, .. }
+            | StoreError::Engine { source, .. }
+            | StoreError::FlushFailed { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.io_kind(),
+            Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        )
     }
 }
 
@@ -160,6 +232,18 @@ pub(super) fn open_error(path: &Path, source: impl Into<EngineError>) -> StoreEr
     }
 }
 
+pub(super) fn engine_at(
+    path: &Path,
+    op: &'static str,
+    source: impl Into<EngineError>,
+) -> StoreError {
+    StoreError::Engine {
+        op,
+        path: path.to_path_buf(),
+        source: source.into(),
+    }
+}
+
 pub(super) fn corrupt_at(path: &Path, tree: &'static str, detail: String) -> StoreError {
     StoreError::Corrupt {
         tree,
@@ -168,9 +252,9 @@ pub(super) fn corrupt_at(path: &Path, tree: &'static str, detail: String) -> Sto
     }
 }
 
-impl Store {
+impl super::Engine {
     pub(super) fn corrupt(&self, tree: &'static str, detail: String) -> StoreError {
-        corrupt_at(&self.inner.path, tree, detail)
+        corrupt_at(&self.path, tree, detail)
     }
 
     pub(super) fn bad_key_len(&self, tree: &'static str, got: usize, want: usize) -> StoreError {
@@ -178,18 +262,7 @@ impl Store {
     }
 
     pub(super) fn engine(&self, op: &'static str, source: impl Into<EngineError>) -> StoreError {
-        StoreError::Engine {
-            op,
-            path: self.inner.path.clone(),
-            source: source.into(),
-        }
-    }
-
-    pub(super) fn flush_failed(&self, source: EngineError) -> StoreError {
-        StoreError::FlushFailed {
-            path: self.inner.path.clone(),
-            source,
-        }
+        engine_at(&self.path, op, source)
     }
 
     /// `bytes` as an array of `N` bytes, or corrupt in `tree`.
@@ -204,5 +277,14 @@ impl Store {
                 format!("field has {} bytes, expected {N}", bytes.len()),
             )
         })
+    }
+}
+
+impl Store {
+    pub(super) fn flush_failed(&self, source: EngineError) -> StoreError {
+        StoreError::FlushFailed {
+            path: self.inner.path.clone(),
+            source,
+        }
     }
 }

@@ -23,6 +23,8 @@ pub(super) const TREE_META: &str = "meta-v1";
 pub(super) const TREE_AUDIT: &str = "audit-v1";
 /// Officer accounts: name -> record.
 pub(super) const TREE_USERS: &str = "users-v1";
+/// Messages found damaged, to be fetched again: author index key -> message id.
+pub(super) const TREE_DAMAGED: &str = "damaged-v1";
 /// Trees of layouts that development builds used before format 4, the first released one.
 /// `Store::open` drops them when empty (opening a tree creates it) and refuses a store that
 /// holds data in one. Their names are never used again.

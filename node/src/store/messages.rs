@@ -1,5 +1,6 @@
 //! Messages: writing a batch (duplicate and conflict checks, the envelope log, the author
-//! index, the id index) and reading messages back by id, by place and by group.
+//! index, the id index), repairing damaged ones, and reading messages back by id, by place
+//! and by group.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -7,13 +8,13 @@ use std::time::Instant;
 
 use liaison_protocol::{GroupId, MessageId, Place};
 
-use super::envelope_log::{self, Location};
+use super::envelope_log::{self, encode_frame, message_parts, Kind, Location};
 use super::keys::{
     author_key, author_key_at, author_space, place_of, seq_of, AuthorKey, BY_AUTHOR_KEY_LEN,
     GROUP_LEN, ID_LEN, PART_BY_AUTHOR, SEQ_SPACE_LEN,
 };
 use super::runs::{author_runs, encode_record, numbered, parse_run, record_id, Record, MAX_RUN};
-use super::{Store, StoreError};
+use super::{Engine, Store, StoreError};
 
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub enum Inserted {
     /// Its place is already taken by a different message; nothing was written. The author
     /// equivocated (or the sender lies).
     Conflict,
+    /// The message was stored, but its envelope had been found damaged: it is stored again
+    /// and no longer waits to be fetched (see [`Store::damaged`]).
+    Repaired,
 }
 
 impl Store {
@@ -49,6 +53,9 @@ impl Store {
     /// Idempotent: a message whose id is stored already is a [`Inserted::Duplicate`], one whose
     /// place holds another id a [`Inserted::Conflict`]; neither writes anything. The call still
     /// waits until the stored originals are durable, so any outcome may be acknowledged.
+    ///
+    /// Refused with [`StoreError::DiskFull`] while the file system has less free space than
+    /// the store keeps.
     pub async fn insert_messages(
         &self,
         batch: Vec<NewMessage>,
@@ -57,14 +64,19 @@ impl Store {
             return Ok(Vec::new());
         }
         self.check_writable()?;
+        self.check_free_space()?;
         let (messages, started) = (batch.len(), Instant::now());
         let outcomes = self
             .blocking("inserting messages", move |store| {
-                store.apply_messages(&batch)
+                let engine = store.engine()?;
+                let _writer = engine.lock_writer();
+                engine.apply_messages(&batch)
             })
-            .await?;
+            .await;
+        self.note_write(&outcomes);
+        let outcomes = outcomes?;
         let applied = started.elapsed();
-        self.wait_durable(self.note_written()).await?;
+        self.wait_durable(self.note_written(false)).await?;
         tracing::trace!(
             messages,
             ?applied,
@@ -74,86 +86,294 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// Appends the envelopes of the messages that are neither duplicates nor conflicts to the
-    /// log with one write, then writes their author index runs in one atomic batch and adds
-    /// them to the id index; one outcome per message, in order. Does not wait for durability.
+    /// The stored envelope of a message. A damaged one is an error (and is marked for fetching
+    /// again, see [`Store::damaged`]).
+    pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        let engine = self.engine()?;
+        engine.stored_message(id, |key, record| engine.read_envelope(&key, &record))
+    }
+
+    /// Hands the stored envelope of a message to `read`.
+    pub fn with_envelope<T>(
+        &self,
+        id: &MessageId,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.message(id)?.map(|envelope| read(&envelope)))
+    }
+
+    /// The metadata blob stored with a message.
+    pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine()?
+            .stored_message(id, |_, record| Ok(record.meta.to_vec()))
+    }
+
+    /// Whether a message with this id is stored.
+    pub fn has_message(&self, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self.engine()?.locate(id)?.is_some())
+    }
+
+    /// Envelopes of the author of `after` in its group and epoch with a seq above
+    /// `after.seq`, ascending by seq, stopping before their total size would exceed
+    /// `max_bytes` (but returning at least one if any exists). Serves
+    /// `liaison_protocol::sync::Archive::envelopes`. A damaged envelope is left out (and
+    /// marked for fetching again, see [`Store::damaged`]): what is intact is still served.
+    pub fn envelopes_after(
+        &self,
+        after: &Place,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some(first) = after.seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let engine = self.engine()?;
+        let from = Place {
+            seq: first,
+            ..*after
+        };
+        let from_key = author_key(&from);
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        engine.each_held(&from, |seq, record| {
+            // The envelope's own length: the frame's, less its head, the metadata and its
+            // length.
+            let envelope = (record.loc.len as usize).saturating_sub(
+                envelope_log::HEAD_LEN + envelope_log::MESSAGE_HEAD_LEN + record.meta.len(),
+            );
+            total = total.saturating_add(envelope);
+            if total > max_bytes && !out.is_empty() {
+                return Ok(false);
+            }
+            match engine.read_envelope(&author_key_at(&from_key, seq), record) {
+                Ok(envelope) => out.push(envelope),
+                Err(StoreError::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Envelopes of the author of `after` in its group and epoch with a seq above `after.seq`
+    /// and at most `through`, ascending by seq, within `max_bytes` as
+    /// [`Store::envelopes_after`]; an envelope that cannot be read back intact (damaged: its
+    /// checksum fails) is left out instead of failing the read (and is marked for fetching
+    /// again, see [`Store::damaged`]), so that one damaged envelope does not keep the others
+    /// from a peer, which gets that one from another. Returns the envelopes and how many were
+    /// left out.
+    pub fn readable_envelopes(
+        &self,
+        after: &Place,
+        through: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<Vec<u8>>, usize), StoreError> {
+        let Some(first) = after.seq.checked_add(1) else {
+            return Ok((Vec::new(), 0));
+        };
+        let engine = self.engine()?;
+        let from = Place {
+            seq: first,
+            ..*after
+        };
+        let from_key = author_key(&from);
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        let mut total = 0usize;
+        engine.each_held(&from, |seq, record| {
+            if seq > through {
+                return Ok(false);
+            }
+            let envelope = (record.loc.len as usize).saturating_sub(
+                envelope_log::HEAD_LEN + envelope_log::MESSAGE_HEAD_LEN + record.meta.len(),
+            );
+            if total.saturating_add(envelope) > max_bytes && !out.is_empty() {
+                return Ok(false);
+            }
+            match engine.read_envelope(&author_key_at(&from_key, seq), record) {
+                Ok(bytes) => {
+                    total = total.saturating_add(envelope);
+                    out.push(bytes);
+                }
+                Err(StoreError::Corrupt { .. }) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+            Ok(true)
+        })?;
+        Ok((out, skipped))
+    }
+
+    /// The place of every message held in `group`, ascending. Rebuilds the sync engine's
+    /// version vectors at start-up.
+    pub fn held(&self, group: &GroupId) -> Result<Vec<Place>, StoreError> {
+        let mut out = Vec::new();
+        self.engine()?
+            .each_in_group(group, |place, _| out.push(place))?;
+        Ok(out)
+    }
+
+    /// The ids of every message held in `group`, ordered by place.
+    pub fn group_messages(&self, group: &GroupId) -> Result<Vec<MessageId>, StoreError> {
+        let mut out = Vec::new();
+        self.engine()?.each_in_group(group, |_, id| out.push(id))?;
+        Ok(out)
+    }
+
+    /// Number of stored messages (the size of the id index; O(1)).
+    pub fn message_count(&self) -> usize {
+        self.engine().map(|e| e.message_count()).unwrap_or(0)
+    }
+}
+
+impl Engine {
+    /// Appends the messages that are neither duplicates nor conflicts to the log with one
+    /// write, then writes their author index runs in one atomic batch and adds them to the id
+    /// index; one outcome per message, in order. A message whose envelope was found damaged is
+    /// written again in its place. Does not wait for durability. Call with the writer lock.
     pub(super) fn apply_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
-        // A panic while holding the lock cannot leave the log end behind bytes an entry points
-        // to: it moves before the batch is applied. Nor the id index behind the tree in a way
-        // that loses a message: the index is rebuilt from the tree at the next open.
-        let _writer = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let log_start = self.inner.log_end.load(Ordering::Acquire);
-        // The envelopes to append, back to back from `log_start`.
-        let mut envelopes = Vec::new();
+        let log_start = self.log_end.load(Ordering::Acquire);
+        // The frames to append, back to back from `log_start`.
+        let mut frames = Vec::new();
         // Earlier messages of this batch, which the tree does not show yet.
         let mut ids = HashSet::new();
         // The new messages' records by place in their author's sequence space: the runs.
         let mut records: BTreeMap<AuthorKey, Vec<u8>> = BTreeMap::new();
+        // Damaged messages stored again: their places and new records.
+        let mut repairs: BTreeMap<AuthorKey, Vec<u8>> = BTreeMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let places: Vec<AuthorKey> = batch.iter().map(|m| author_key(&m.place)).collect();
         let taken = self.held_among(&places)?;
         for (m, key) in batch.iter().zip(places) {
-            if ids.contains(&m.id) || self.locate(&m.id)?.is_some() {
+            if ids.contains(&m.id) {
                 outcomes.push(Inserted::Duplicate);
                 continue;
             }
-            let existing = match records.get(&key) {
-                Some(record) => Some(record_id(record)),
-                None => taken.get(&key).copied(),
+            let repair = match self.locate(&m.id)? {
+                // Stored already: a duplicate, unless its envelope was found damaged and this
+                // copy is for its place.
+                Some(at) if at == key && self.is_damaged(&key, &m.id)? => true,
+                Some(_) => {
+                    outcomes.push(Inserted::Duplicate);
+                    continue;
+                }
+                None => {
+                    let existing = match records.get(&key) {
+                        Some(record) => Some(record_id(record)),
+                        None => taken.get(&key).copied(),
+                    };
+                    if existing.is_some() {
+                        outcomes.push(Inserted::Conflict);
+                        continue;
+                    }
+                    false
+                }
             };
-            if let Some(existing) = existing {
-                // Not this id: it would have been found above.
-                debug_assert_ne!(existing, m.id);
-                outcomes.push(Inserted::Conflict);
-                continue;
-            }
-            let offset = log_start.saturating_add(envelopes.len() as u64);
+            let meta_len = u32::try_from(m.meta.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes();
             let mut record = Vec::new();
-            Location::new(offset, &m.envelope)
-                .and_then(|loc| encode_record(&mut record, &m.id, &loc, &m.meta))
-                .ok_or_else(|| {
-                    self.corrupt(
-                        PART_BY_AUTHOR,
-                        "message metadata or envelope over 4 GiB".into(),
-                    )
-                })?;
-            envelopes.extend_from_slice(&m.envelope);
+            encode_frame(
+                &mut frames,
+                log_start,
+                Kind::Message,
+                &[m.id.as_bytes(), &key[1..], &meta_len, &m.meta, &m.envelope],
+            )
+            .and_then(|loc| encode_record(&mut record, &m.id, &loc, &m.meta))
+            .ok_or_else(|| {
+                self.corrupt(
+                    PART_BY_AUTHOR,
+                    "message metadata or envelope too long for the log".into(),
+                )
+            })?;
             ids.insert(m.id);
-            records.insert(key, record);
-            outcomes.push(Inserted::New);
+            if repair {
+                repairs.insert(key, record);
+                outcomes.push(Inserted::Repaired);
+            } else {
+                records.insert(key, record);
+                outcomes.push(Inserted::New);
+            }
         }
-        if records.is_empty() {
+        if frames.is_empty() {
             return Ok(outcomes);
         }
-        self.inner
-            .log
-            .write_at(log_start, &envelopes)
-            .map_err(|e| self.engine("appending envelopes", e))?;
-        // Published before the batch: a flush that sees an entry of this batch syncs these
-        // bytes, and one that does not may still cover them.
-        let log_end = log_start.saturating_add(envelopes.len() as u64);
-        self.inner.log_end.store(log_end, Ordering::Release);
+        self.append(log_start, &frames)?;
         let mut writes = sled::Batch::default();
         for (key, run, _) in author_runs(&records, MAX_RUN) {
             writes.insert(&key[..], run);
         }
-        self.inner
-            .messages
+        for (run_key, run) in self.repaired_runs(&repairs)? {
+            writes.insert(run_key, run);
+        }
+        self.messages
             .apply_batch(writes)
             .map_err(|e| self.engine("inserting messages", e))?;
+        if !repairs.is_empty() {
+            let mut cleared = sled::Batch::default();
+            for key in repairs.keys() {
+                cleared.remove(&key[..]);
+            }
+            self.damaged
+                .apply_batch(cleared)
+                .map_err(|e| self.engine("clearing repaired messages", e))?;
+            tracing::info!(
+                path = %self.path.display(),
+                repaired = repairs.len(),
+                "damaged messages fetched again and stored"
+            );
+        }
+        self.index_records(&records);
+        Ok(outcomes)
+    }
+
+    /// Appends `frames` (encoded for `start`, the log end) to the log and publishes the new
+    /// end. Call with the writer lock.
+    pub(super) fn append(&self, start: u64, frames: &[u8]) -> Result<(), StoreError> {
+        self.log
+            .write_at(start, frames)
+            .map_err(|e| self.engine("appending to the envelope log", e))?;
+        // Published before the entries pointing here are written: a flush that sees one of
+        // them syncs these bytes, and one that does not may still cover them.
+        self.log_end
+            .store(start.saturating_add(frames.len() as u64), Ordering::Release);
+        Ok(())
+    }
+
+    /// Adds the records just written to the id index.
+    pub(super) fn index_records(&self, records: &BTreeMap<AuthorKey, Vec<u8>>) {
         let mut index = self
-            .inner
             .index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (key, record) in &records {
+        for (key, record) in records {
             index.insert(&record_id(record), key);
         }
-        Ok(outcomes)
+    }
+
+    /// The runs holding the places of `repairs`, each with their records replaced, by run key.
+    fn repaired_runs(
+        &self,
+        repairs: &BTreeMap<AuthorKey, Vec<u8>>,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let mut runs: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (key, new) in repairs {
+            let Some((k, v)) = self.run_at_or_below(key)? else {
+                continue;
+            };
+            let value = runs.get(k.as_ref()).cloned().unwrap_or_else(|| v.to_vec());
+            let (first, records) = self.run(&k, &value)?;
+            let mut rebuilt = Vec::with_capacity(value.len() + new.len());
+            for (seq, record) in numbered(first, &records) {
+                if seq == seq_of(key) {
+                    rebuilt.extend_from_slice(new);
+                } else {
+                    encode_record(&mut rebuilt, &record.id, &record.loc, record.meta).ok_or_else(
+                        || self.corrupt(PART_BY_AUTHOR, "metadata over 4 GiB".into()),
+                    )?;
+                }
+            }
+            runs.insert(k.to_vec(), rebuilt);
+        }
+        Ok(runs)
     }
 
     /// Which of `places` (author index keys) hold a message, and its id: per sequence space,
@@ -193,7 +413,7 @@ impl Store {
                 Some((k, _)) => k.to_vec(),
                 None => key(low).to_vec(),
             };
-            for item in self.inner.messages.range(start..=key(high).to_vec()) {
+            for item in self.messages.range(start..=key(high).to_vec()) {
                 let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
                 let (first, records) = self.run(&k, &v)?;
                 for (seq, record) in numbered(first, &records) {
@@ -206,132 +426,91 @@ impl Store {
         Ok(held)
     }
 
-    /// The stored envelope of a message.
-    pub fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stored_message(id, |record| self.read_envelope(&record))
-    }
-
-    /// Hands the stored envelope of a message to `read`.
-    pub fn with_envelope<T>(
-        &self,
-        id: &MessageId,
-        read: impl FnOnce(&[u8]) -> T,
-    ) -> Result<Option<T>, StoreError> {
-        Ok(self.message(id)?.map(|envelope| read(&envelope)))
-    }
-
-    /// The metadata blob stored with a message.
-    pub fn message_meta(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stored_message(id, |record| Ok(record.meta.to_vec()))
-    }
-
-    /// Whether a message with this id is stored.
-    pub fn has_message(&self, id: &MessageId) -> Result<bool, StoreError> {
-        Ok(self.locate(id)?.is_some())
-    }
-
-    /// Envelopes of the author of `after` in its group and epoch with a seq above
-    /// `after.seq`, ascending by seq, stopping before their total size would exceed
-    /// `max_bytes` (but returning at least one if any exists). Serves
-    /// `liaison_protocol::sync::Archive::envelopes`.
-    pub fn envelopes_after(
-        &self,
-        after: &Place,
-        max_bytes: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let Some(first) = after.seq.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        self.each_held(
-            &Place {
-                seq: first,
-                ..*after
-            },
-            |_, record| {
-                total = total.saturating_add(record.loc.len as usize);
-                if total > max_bytes && !out.is_empty() {
-                    return Ok(false);
-                }
-                out.push(self.read_envelope(record)?);
-                Ok(true)
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// The place of every message held in `group`, ascending. Rebuilds the sync engine's
-    /// version vectors at start-up.
-    pub fn held(&self, group: &GroupId) -> Result<Vec<Place>, StoreError> {
-        let mut out = Vec::new();
-        self.each_in_group(group, |place, _| out.push(place))?;
-        Ok(out)
-    }
-
-    /// The ids of every message held in `group`, ordered by place.
-    pub fn group_messages(&self, group: &GroupId) -> Result<Vec<MessageId>, StoreError> {
-        let mut out = Vec::new();
-        self.each_in_group(group, |_, id| out.push(id))?;
-        Ok(out)
-    }
-
-    /// Number of stored messages (the size of the id index; O(1)).
-    pub fn message_count(&self) -> usize {
-        self.inner
-            .index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
-    }
-
-    /// Hands the record of message `id` to `take`, if the message is stored.
+    /// Hands the place and record of message `id` to `take`, if the message is stored.
     pub(super) fn stored_message<T>(
         &self,
         id: &MessageId,
-        take: impl FnOnce(Record<'_>) -> Result<T, StoreError>,
+        take: impl FnOnce(AuthorKey, Record<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let Some(key) = self.candidate(id) else {
             return Ok(None);
         };
-        match self.record_at(&key, |record| (record.id == *id).then(|| take(record)))? {
+        match self.record_at(&key, |record| (record.id == *id).then(|| take(key, record)))? {
             Some(Some(taken)) => taken.map(Some),
             _ => Ok(None),
         }
     }
 
-    /// Where the id index says message `id` is, if anywhere; [`Store::held_at`] confirms it.
+    /// Where the id index says message `id` is, if anywhere; [`Engine::held_at`] confirms it.
     fn candidate(&self, id: &MessageId) -> Option<AuthorKey> {
-        self.inner
-            .index
+        self.index
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .candidate(id)
     }
 
     /// The author index key of message `id`, if it is stored.
-    fn locate(&self, id: &MessageId) -> Result<Option<AuthorKey>, StoreError> {
+    pub(super) fn locate(&self, id: &MessageId) -> Result<Option<AuthorKey>, StoreError> {
         let Some(key) = self.candidate(id) else {
             return Ok(None);
         };
         Ok((self.held_at(&key)? == Some(*id)).then_some(key))
     }
 
-    /// Reads the envelope a record points to from the log and checks it against its checksum.
-    pub(super) fn read_envelope(&self, record: &Record<'_>) -> Result<Vec<u8>, StoreError> {
-        // Loaded after the record was read, so it covers the record's bytes.
-        let end = self.inner.log_end.load(Ordering::Acquire);
-        let loc = &record.loc;
-        match self.inner.log.read(loc, end) {
-            Ok(Ok(envelope)) => Ok(envelope),
-            Ok(Err(fault)) => Err(self.corrupt(
-                envelope_log::FILE_NAME,
-                format!(
-                    "the envelope of message {} at offset {} ({} bytes) {fault}",
-                    record.id, loc.offset, loc.len
-                ),
-            )),
-            Err(e) => Err(self.engine("reading an envelope", e)),
+    /// Number of stored messages.
+    pub(super) fn message_count(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// Bytes the id index holds.
+    pub(super) fn id_index_bytes(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .heap_bytes()
+    }
+
+    /// Reads the envelope of the record held at `key` from the log and checks it; a damaged
+    /// one is marked for fetching again and reported as [`StoreError::Corrupt`].
+    pub(super) fn read_envelope(
+        &self,
+        key: &AuthorKey,
+        record: &Record<'_>,
+    ) -> Result<Vec<u8>, StoreError> {
+        match self.read_frame(&record.loc)? {
+            Ok(envelope) => Ok(envelope),
+            Err(fault) => {
+                self.mark_damaged(key, &record.id)?;
+                Err(self.corrupt(
+                    envelope_log::FILE_NAME,
+                    format!(
+                        "the envelope of message {} at offset {} ({} bytes) {fault}; it is \
+                         fetched again from peers that hold it",
+                        record.id, record.loc.offset, record.loc.len
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The envelope in the message frame at `loc`, or why it cannot be read.
+    pub(super) fn read_frame(
+        &self,
+        loc: &Location,
+    ) -> Result<Result<Vec<u8>, envelope_log::Fault>, StoreError> {
+        // Loaded after the record was read, so it covers the frame's bytes.
+        let end = self.log_end.load(Ordering::Acquire);
+        let frame = match self.log.read(loc, end) {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(fault)) => return Ok(Err(fault)),
+            Err(e) => return Err(self.engine("reading an envelope", e)),
+        };
+        match (frame.kind, message_parts(&frame.body)) {
+            (Kind::Message, Some(parts)) => Ok(Ok(parts.envelope.to_vec())),
+            _ => Ok(Err(envelope_log::Fault::Mismatch)),
         }
     }
 
@@ -366,8 +545,7 @@ impl Store {
         key: &AuthorKey,
     ) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
         let space = &key[..1 + SEQ_SPACE_LEN];
-        self.inner
-            .messages
+        self.messages
             .range(space..=&key[..])
             .next_back()
             .transpose()
@@ -389,7 +567,7 @@ impl Store {
             Some((k, _)) => k.to_vec(),
             None => from_key.to_vec(),
         };
-        for item in self.inner.messages.range(start..=end.to_vec()) {
+        for item in self.messages.range(start..=end.to_vec()) {
             let (k, v) = item.map_err(read)?;
             let (first, records) = self.run(&k, &v)?;
             for (seq, record) in numbered(first, &records) {
@@ -407,7 +585,7 @@ impl Store {
         group: &GroupId,
         mut each: impl FnMut(Place, MessageId),
     ) -> Result<(), StoreError> {
-        for item in self.inner.messages.scan_prefix(author_space(group)) {
+        for item in self.messages.scan_prefix(author_space(group)) {
             let (k, v) = item.map_err(|e| self.engine("reading the author index", e))?;
             let place = self.place_of(&k)?;
             let (first, records) = self.run(&k, &v)?;

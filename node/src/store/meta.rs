@@ -13,20 +13,22 @@ impl Store {
             });
         }
         self.check_writable()?;
-        self.inner
+        let engine = self.engine()?;
+        engine
             .meta
             .insert(key.as_bytes(), value)
-            .map_err(|e| self.engine("writing a meta value", e))?;
-        self.wait_durable(self.note_written()).await
+            .map_err(|e| engine.engine("writing a meta value", e))?;
+        self.wait_durable(self.note_written(true)).await
     }
 
     /// Every meta value whose key starts with `prefix`, in key order.
     pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let engine = self.engine()?;
         let mut out = Vec::new();
-        for item in self.inner.meta.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item.map_err(|e| self.engine("reading meta values", e))?;
+        for item in engine.meta.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item.map_err(|e| engine.engine("reading meta values", e))?;
             let key = String::from_utf8(k.to_vec())
-                .map_err(|_| self.corrupt(TREE_META, "meta key is not UTF-8".into()))?;
+                .map_err(|_| engine.corrupt(TREE_META, "meta key is not UTF-8".into()))?;
             out.push((key, v.to_vec()));
         }
         Ok(out)

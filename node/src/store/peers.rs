@@ -10,20 +10,22 @@ impl Store {
     /// durable.
     pub async fn put_peer(&self, node: &NodeId, record: &[u8]) -> Result<(), StoreError> {
         self.check_writable()?;
-        self.inner
+        let engine = self.engine()?;
+        engine
             .peers
             .insert(node.as_bytes(), record)
-            .map_err(|e| self.engine("writing a peer record", e))?;
-        self.wait_durable(self.note_written()).await
+            .map_err(|e| engine.engine("writing a peer record", e))?;
+        self.wait_durable(self.note_written(true)).await
     }
 
     /// All peer records as `(node, record)`, ascending by node id.
     pub fn peers(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+        let engine = self.engine()?;
         let mut out = Vec::new();
-        for item in self.inner.peers.iter() {
-            let (k, v) = item.map_err(|e| self.engine("reading peer records", e))?;
-            let node = NodeId::from_bytes(self.array(TREE_PEERS, &k)?).map_err(|_| {
-                self.corrupt(
+        for item in engine.peers.iter() {
+            let (k, v) = item.map_err(|e| engine.engine("reading peer records", e))?;
+            let node = NodeId::from_bytes(engine.array(TREE_PEERS, &k)?).map_err(|_| {
+                engine.corrupt(
                     TREE_PEERS,
                     format!("key {} is not a node id", hex::encode(&k)),
                 )
@@ -37,12 +39,12 @@ impl Store {
     /// whether the peer was present.
     pub async fn remove_peer(&self, node: &NodeId) -> Result<bool, StoreError> {
         self.check_writable()?;
-        let old = self
-            .inner
+        let engine = self.engine()?;
+        let old = engine
             .peers
             .remove(node.as_bytes())
-            .map_err(|e| self.engine("removing a peer record", e))?;
-        self.wait_durable(self.note_written()).await?;
+            .map_err(|e| engine.engine("removing a peer record", e))?;
+        self.wait_durable(self.note_written(true)).await?;
         Ok(old.is_some())
     }
 }

@@ -10,7 +10,7 @@ use super::keys::{
     TREE_RECEIPT_RUNS,
 };
 use super::runs::{author_runs, first_plus};
-use super::{Store, StoreError};
+use super::{Engine, Store, StoreError};
 
 /// Most seqs one receipt run covers: a receipt names at most this many messages.
 const MAX_RECEIPT_RUN: usize = liaison_protocol::receipt::MAX_RECEIPT_MESSAGES;
@@ -42,6 +42,7 @@ impl Store {
         }
         self.check_writable()?;
         self.blocking("writing receipts", move |store| {
+            let store = store.engine()?;
             let mut blobs = sled::Batch::default();
             let mut index = sled::Batch::default();
             for r in &receipts {
@@ -70,19 +71,26 @@ impl Store {
                     blobs.insert(key.as_bytes(), r.bytes.as_slice());
                 }
             }
-            let i = &store.inner;
-            i.receipt_blobs
+            store
+                .receipt_blobs
                 .apply_batch(blobs)
-                .and_then(|()| i.receipt_runs.apply_batch(index))
+                .and_then(|()| store.receipt_runs.apply_batch(index))
                 .map_err(|e| store.engine("writing receipts", e))
         })
         .await?;
-        self.wait_durable(self.note_written()).await
+        self.wait_durable(self.note_written(true)).await
     }
 
     /// All receipts naming the message at `place` as `(receiver, bytes)`, ascending by
     /// receiver; a receiver may have sent more than one.
     pub fn receipts(&self, place: &Place) -> Result<Vec<StoredReceipt>, StoreError> {
+        let engine = self.engine()?;
+        engine.receipts(place)
+    }
+}
+
+impl Engine {
+    fn receipts(&self, place: &Place) -> Result<Vec<StoredReceipt>, StoreError> {
         let op = "reading receipts";
         let mut found = BTreeSet::new();
         // Receipt runs holding the seq start at most a receipt's length below it.
@@ -90,7 +98,7 @@ impl Store {
         let low = place.seq.saturating_sub(MAX_RECEIPT_RUN as u64 - 1);
         let start = [space, &low.to_be_bytes()[..]].concat();
         let end = [space, &place.seq.to_be_bytes()[..], &[0xff; ID_LEN][..]].concat();
-        for item in self.inner.receipt_runs.range(start..=end) {
+        for item in self.receipt_runs.range(start..=end) {
             let (k, v) = item.map_err(|e| self.engine(op, e))?;
             if k.len() != RECEIPT_RUN_KEY_LEN || v.len() != SEQ_LEN + ID_LEN {
                 return Err(self.corrupt(
@@ -115,7 +123,6 @@ impl Store {
                 )
             })?;
             let bytes = self
-                .inner
                 .receipt_blobs
                 .get(blob)
                 .map_err(|e| self.engine(op, e))?

@@ -44,6 +44,11 @@ impl Store {
         Ok(self.insert_messages(vec![m]).await?[0])
     }
 
+    /// The open database.
+    fn e(&self) -> Arc<Engine> {
+        self.engine().unwrap()
+    }
+
     fn flush_count(&self) -> u64 {
         self.inner.state.borrow().flushes
     }
@@ -55,7 +60,8 @@ impl Store {
         epoch: u64,
         seq: u64,
     ) -> Result<Option<MessageId>, StoreError> {
-        self.held_at(&author_key(&at(group, author, epoch, seq)))
+        self.e()
+            .held_at(&author_key(&at(group, author, epoch, seq)))
     }
 
     /// Up to `limit` held `(seq, id)` pairs of a sequence space from `from_seq` on.
@@ -69,10 +75,11 @@ impl Store {
     ) -> Result<Vec<(u64, MessageId)>, StoreError> {
         let mut out = Vec::new();
         if limit > 0 {
-            self.each_held(&at(group, author, epoch, from_seq), |seq, record| {
-                out.push((seq, record.id));
-                Ok(out.len() < limit)
-            })?;
+            self.e()
+                .each_held(&at(group, author, epoch, from_seq), |seq, record| {
+                    out.push((seq, record.id));
+                    Ok(out.len() < limit)
+                })?;
         }
         Ok(out)
     }
@@ -116,7 +123,7 @@ impl Store {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.meta.get(key).unwrap().map(|v| v.to_vec()))
+        Ok(self.e().meta.get(key).unwrap().map(|v| v.to_vec()))
     }
 }
 
@@ -388,7 +395,7 @@ async fn store_receipts_peers_and_meta() {
     assert_eq!(receipts_of(&store, 5), vec![]);
     for gone in [&b"none"[..], b"misplaced"] {
         let key = blake3::hash(gone);
-        assert_eq!(store.inner.receipt_blobs.get(key.as_bytes()).unwrap(), None);
+        assert_eq!(store.e().receipt_blobs.get(key.as_bytes()).unwrap(), None);
     }
 
     store.put_peer(&A2, b"peer2").await.unwrap();
@@ -561,7 +568,7 @@ async fn store_durable_wait_requires_flush_started_after_write() {
     // durable mark (the `written` snapshot taken when a flush started)
     // reaches the ticket.
     for _ in 0..20 {
-        let ticket = store.note_written();
+        let ticket = store.note_written(false);
         store.wait_durable(ticket).await.unwrap();
         assert!(store.inner.state.borrow().flushed >= ticket);
     }
@@ -571,7 +578,7 @@ async fn store_durable_wait_requires_flush_started_after_write() {
         .map(|_| {
             let s = store.clone();
             tokio::spawn(async move {
-                let t = s.note_written();
+                let t = s.note_written(false);
                 s.wait_durable(t).await.unwrap();
                 assert!(s.inner.state.borrow().flushed >= t);
             })
@@ -583,8 +590,16 @@ async fn store_durable_wait_requires_flush_started_after_write() {
     assert!(store.flush_count() - before <= 50);
 }
 
+/// Waits until the store has reopened its database `n` times after failed flushes.
+async fn reopened(store: &Store, n: u64) {
+    let mut state = store.inner.state.clone();
+    while state.borrow_and_update().reopened < n {
+        state.changed().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn store_flush_failure_reaches_waiters_and_blocks_writes() {
+async fn store_flush_failure_refuses_writes_until_the_store_reopens() {
     let (_dir, store) = open_tmp();
     store.insert_message(msg(1, *G1, *A1, 1)).await.unwrap();
     store
@@ -595,16 +610,30 @@ async fn store_flush_failure_reaches_waiters_and_blocks_writes() {
     let err = store.insert_message(msg(2, *G1, *A1, 2)).await.unwrap_err();
     assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("injected flush failure"), "{err}");
-    // The store stays failed: later writes and flushes are refused.
+    // Failed: writes and flushes are refused, the store says so, and reads go on.
     let err = store.put_meta("k", b"v").await.unwrap_err();
     assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
     assert!(matches!(
         store.flush().await,
         Err(StoreError::FlushFailed { .. })
     ));
+    let health = store.health();
+    assert!(!health.is_healthy());
+    assert!(health.failed.unwrap().contains("injected"));
     assert_eq!(store.meta("k").unwrap(), None);
-    // Reads still work.
     assert!(store.message(&id(1)).unwrap().is_some());
+    // The store reopens its database by itself (recovering as at a start), and takes writes
+    // again.
+    reopened(&store, 1).await;
+    assert!(store.health().failed.is_none());
+    store.put_meta("k", b"v").await.unwrap();
+    assert_eq!(
+        store.insert_message(msg(3, *G1, *A1, 3)).await.unwrap(),
+        Inserted::New
+    );
+    for n in [1, 3] {
+        assert!(store.message(&id(n)).unwrap().is_some());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -613,7 +642,7 @@ async fn store_corrupt_entries_are_errors_not_panics() {
     store.insert_message(msg(1, *G1, *A1, 1)).await.unwrap();
     // A short key under G1's prefix in the author index.
     store
-        .inner
+        .e()
         .messages
         .insert(
             [&author_space(&G1)[..], &[0xa1; 3]].concat(),
@@ -625,7 +654,7 @@ async fn store_corrupt_entries_are_errors_not_panics() {
 
     // A value that is not a message id.
     store
-        .inner
+        .e()
         .messages
         .insert(author_key(&at(&G2, &A1, 1, 1)), &b"short"[..])
         .unwrap();
@@ -636,7 +665,7 @@ async fn store_corrupt_entries_are_errors_not_panics() {
     encode_record(&mut record, &id(7), &location(&store, 1), b"meta 7").unwrap();
     record.truncate(record.len() - 1);
     store
-        .inner
+        .e()
         .messages
         .insert(author_key(&at(&G1, &A2, 1, 1)), record)
         .unwrap();
@@ -646,10 +675,10 @@ async fn store_corrupt_entries_are_errors_not_panics() {
     assert_eq!(store.message_meta(&id(7)).unwrap(), None);
 
     // Malformed keys in control, receipts and peers.
-    store.inner.control.insert(&b"bad"[..], &b"x"[..]).unwrap();
+    store.e().control.insert(&b"bad"[..], &b"x"[..]).unwrap();
     corrupt_in(store.groups(), TREE_CONTROL);
     store
-        .inner
+        .e()
         .receipt_runs
         .insert(
             [&seq_space(&placed(1).1)[1..], &1u64.to_be_bytes()[..]].concat(),
@@ -657,44 +686,241 @@ async fn store_corrupt_entries_are_errors_not_panics() {
         )
         .unwrap();
     corrupt_in(store.receipts(&placed(1).1), TREE_RECEIPT_RUNS);
-    store.inner.peers.insert(&b"p"[..], &b"x"[..]).unwrap();
+    store.e().peers.insert(&b"p"[..], &b"x"[..]).unwrap();
     corrupt_in(store.peers(), TREE_PEERS);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn store_corrupt_watermark_or_run_is_refused_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(dir.path()).unwrap();
-        insert_seqs(&store, 1..=2).await;
-        store
-            .inner
-            .messages
-            .insert(KEY_WATERMARK, &b"xyz"[..])
-            .unwrap();
-        store.flush().await.unwrap();
+/// Writes messages (two groups, in batches), control events and audit records, flushed.
+async fn fill(store: &Store) {
+    for b in 0..10 {
+        insert_seqs(store, b * 50 + 1..=b * 50 + 50).await;
     }
-    let err = corrupt_in(Store::open(dir.path()), PART_WATERMARK);
-    assert!(err.to_string().contains("watermark"), "{err}");
+    store
+        .insert_messages((1..=20).map(|n| msg(10_000 + n, *G2, *A2, n)).collect())
+        .await
+        .unwrap();
+    for (group, seq) in [(*G1, 1), (*G1, 2), (*G2, 1)] {
+        store
+            .insert_control(&group, seq, format!("event {seq}").as_bytes())
+            .await
+            .unwrap();
+    }
+    for seq in 1..=30 {
+        let ticket = store
+            .append_audit(seq, format!("audit {seq}").as_bytes())
+            .unwrap();
+        store.wait_for(ticket).await.unwrap();
+    }
+    store.flush().await.unwrap();
+}
 
-    // The id index is built from every run when the store opens: a run that is not whole
-    // records is found then.
+/// Everything `fill` wrote is there and readable.
+fn assert_filled(store: &Store) {
+    assert_eq!(store.message_count(), 520);
+    assert_eq!(
+        store.held_seqs(&G1, &A1, 1).unwrap(),
+        (1..=500).collect::<Vec<_>>()
+    );
+    for n in [1, 250, 500, 10_001, 10_020] {
+        assert_eq!(
+            store.message(&id(n)).unwrap(),
+            Some(format!("envelope {n}").into_bytes()),
+            "{n}"
+        );
+        assert_eq!(
+            store.message_meta(&id(n)).unwrap(),
+            Some(format!("meta {n}").into_bytes())
+        );
+    }
+    assert_eq!(store.groups().unwrap(), vec![*G1, *G2]);
+    assert_eq!(store.control_events(&G1).unwrap().len(), 2);
+    let audit = store.audit_records(0).unwrap();
+    assert_eq!(audit.len(), 30);
+    assert_eq!(audit[29], (30, b"audit 30".to_vec()));
+}
+
+/// Damage to sled's files that its own recovery passes over (it opens, and silently holds
+/// less) is found by the counts the watermark records, and the envelope log gives back what
+/// was lost: messages, control events, audit records.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_damage_to_sleds_files_is_found_and_repaired_from_the_log() {
+    for offset in [0u64, 64 * 1024, 256 * 1024, u64::MAX] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            fill(&store).await;
+        }
+        let db = dir.path().join("db");
+        let len = std::fs::metadata(&db).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &[0x5a; 8192],
+            offset.min(len.saturating_sub(8192)),
+        )
+        .unwrap();
+        drop(file);
+        let store = Store::open(dir.path()).unwrap();
+        assert_filled(&store);
+    }
+
+    // Entries lost while the watermark stayed: found by the counts.
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        insert_seqs(&store, 1..=2).await;
-        store
-            .inner
-            .messages
+        fill(&store).await;
+        let e = store.e();
+        e.messages
+            .remove(author_key(&at(&G1, &A1, 1, 51)))
+            .unwrap()
+            .unwrap();
+        e.audit.remove(30u64.to_be_bytes()).unwrap().unwrap();
+        e.control
+            .remove(keys::group_seq_key(&G2, 1))
+            .unwrap()
+            .unwrap();
+        e.db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let opened = store.health().opened;
+    assert!(opened.index_damaged, "{opened:?}");
+    assert_eq!(opened.replayed, 50 + 1 + 1);
+    assert_filled(&store);
+}
+
+/// An index entry that is not a run of records, and a malformed watermark, are dropped when
+/// the store opens; the log gives back what they held.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_malformed_index_entries_are_dropped_and_restored_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        fill(&store).await;
+        let e = store.e();
+        e.messages
             .insert(
-                author_key(&at(&G1, &A1, 1, 5)),
+                author_key(&at(&G1, &A1, 1, 51)),
                 &[7u8; RECORD_HEAD_LEN - 1][..],
             )
             .unwrap();
-        store.flush().await.unwrap();
+        e.messages
+            .insert([&author_space(&G1)[..], &[0xa1; 3]].concat(), &b"short"[..])
+            .unwrap();
+        e.messages.insert(KEY_WATERMARK, &b"xyz"[..]).unwrap();
+        e.db.flush().unwrap();
     }
-    let err = corrupt_in(Store::open(dir.path()), PART_BY_AUTHOR);
-    assert!(err.to_string().contains("from seq 5"), "{err}");
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.health().opened.index_damaged);
+    assert_filled(&store);
+}
+
+/// sled's files gone altogether (or set aside by `rebuild`): the whole index comes back from
+/// the log; what only sled held (peers) does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_index_is_rebuilt_from_the_log_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        fill(&store).await;
+        store.put_peer(&A2, b"peer").await.unwrap();
+    }
+    for name in ["db", "conf", "blobs"] {
+        let path = dir.path().join(name);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.health().opened.replayed, 520 + 3 + 30);
+    assert_filled(&store);
+    assert_eq!(store.peers().unwrap(), vec![]);
+    drop(store);
+
+    // `rebuild` sets the index aside, rebuilds it, and keeps what only sled held.
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.put_peer(&A2, b"peer").await.unwrap();
+        assert_eq!(
+            store.insert_message(msg(9999, *G2, *A1, 1)).await.unwrap(),
+            Inserted::New
+        );
+    }
+    let report = Store::rebuild(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(report.salvaged);
+    assert_eq!(report.messages, 521);
+    assert_eq!(report.opened.set_aside.len(), 1);
+    assert!(report.opened.set_aside[0].join("db").exists());
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.peers().unwrap(), vec![(*A2, b"peer".to_vec())]);
+    assert_eq!(
+        store.message(&id(9999)).unwrap(),
+        Some(b"envelope 9999".to_vec())
+    );
+}
+
+/// What sled leaves half-made when it fails — a snapshot cut short by a full disk
+/// (spacejam/sled#1527), a damaged `conf` or snapshot — no longer stops the store from
+/// opening.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_opens_over_what_sled_left_half_made() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        fill(&store).await;
+    }
+    // Opening again makes sled write a snapshot.
+    drop(Store::open(dir.path()).unwrap());
+    let snapshots = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap."))
+            .collect();
+        names.sort();
+        names
+    };
+    let snapshot = snapshots().pop().expect("sled wrote a snapshot");
+
+    // An empty snapshot left by a full disk, named to be read first.
+    let leftover = "snap.FFFFFFFFFFFFFFFF.generating";
+    std::fs::write(dir.path().join(leftover), b"").unwrap();
+    assert!(
+        sled::open(dir.path()).is_err(),
+        "sled itself does not open over it"
+    );
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.health().opened.removed, vec![leftover.to_owned()]);
+    assert_filled(&store);
+    drop(store);
+
+    // A damaged conf is set aside, and sled writes it anew.
+    let conf = dir.path().join("conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes[14] = b'9';
+    std::fs::write(&conf, &bytes).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let opened = store.health().opened;
+    assert_eq!(opened.set_aside.len(), 1);
+    assert!(opened.set_aside[0].join("conf").exists());
+    assert_filled(&store);
+    drop(store);
+
+    // A damaged snapshot is set aside, and sled replays its log.
+    let snapshot = snapshots().pop().unwrap_or(snapshot);
+    let path = dir.path().join(&snapshot);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let opened = store.health().opened;
+    assert!(
+        opened.set_aside.iter().any(|d| d.join(&snapshot).exists()),
+        "{opened:?}"
+    );
+    assert_filled(&store);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -797,20 +1023,21 @@ fn store_successor_handles_carries() {
 /// Where the envelope of message `n` lies in the log.
 fn location(store: &Store, n: u64) -> Location {
     store
-        .stored_message(&id(n), |record| Ok(record.loc))
+        .e()
+        .stored_message(&id(n), |_, record| Ok(record.loc))
         .unwrap()
         .unwrap()
 }
 
 /// The log watermark stored in the tree.
 fn watermark(store: &Store) -> Option<u64> {
-    let v = store.inner.messages.get(KEY_WATERMARK).unwrap()?;
-    Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))
+    let v = store.e().messages.get(KEY_WATERMARK).unwrap()?;
+    Some(durability::Mark::decode(&v)?.end)
 }
 
 /// Number of keys in the key space `prefix` of the message tree.
 fn keys_under(store: &Store, prefix: u8) -> usize {
-    store.inner.messages.scan_prefix([prefix]).count()
+    store.e().messages.scan_prefix([prefix]).count()
 }
 
 fn log_path(dir: &Path) -> PathBuf {
@@ -843,18 +1070,37 @@ fn log_len(dir: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
     let (dir, store) = open_tmp();
-    assert_eq!(watermark(&store), None);
+    assert_eq!(watermark(&store), Some(0));
     insert_seqs(&store, 1..=3).await;
     // One record per message, back to back, in the order of the batch.
     let locs: Vec<Location> = (1..=3).map(|n| location(&store, n)).collect();
     assert_eq!(locs[0].offset, 0);
     assert_eq!(locs[1].offset, locs[0].end());
     assert_eq!(locs[2].offset, locs[1].end());
+    // Each in a frame: its metadata and envelope, checksummed.
     let bytes = std::fs::read(log_path(dir.path())).unwrap();
-    assert_eq!(bytes, b"envelope 1envelope 2envelope 3");
+    let mut frames = Vec::new();
+    for n in 1..=3 {
+        let m = msg(n, *G1, *A1, n);
+        let meta_len = (m.meta.len() as u32).to_be_bytes();
+        envelope_log::encode_frame(
+            &mut frames,
+            0,
+            envelope_log::Kind::Message,
+            &[
+                m.id.as_bytes(),
+                &author_key(&m.place)[1..],
+                &meta_len,
+                &m.meta,
+                &m.envelope,
+            ],
+        )
+        .unwrap();
+    }
+    assert_eq!(bytes, frames);
     assert_eq!(watermark(&store), Some(locs[2].end()));
     // One author index entry holds the batch: no entry per message.
-    assert_eq!(store.inner.messages.len(), 2);
+    assert_eq!(store.e().messages.len(), 2);
     assert_eq!(keys_under(&store, P_AUTHOR), 1);
     assert_eq!(store.message_by_seq(&G1, &A1, 1, 2).unwrap(), Some(id(2)));
     assert_eq!(
@@ -868,7 +1114,7 @@ async fn store_envelopes_live_in_the_log_and_the_watermark_follows_flushes() {
 
     // Until a flush covers it, a batch lies past the watermark.
     let batch: Vec<_> = (4..=5).map(|n| msg(n, *G1, *A1, n)).collect();
-    store.apply_messages(&batch).unwrap();
+    store.e().apply_messages(&batch).unwrap();
     assert_eq!(location(&store, 4).offset, locs[2].end());
     assert_eq!(watermark(&store), Some(locs[2].end()));
     store.flush().await.unwrap();
@@ -887,9 +1133,14 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
         (loc5, loc7) = (location(&store, 5), location(&store, 7));
         // As if sled had persisted the second batch on its own and the process had died
         // before the log was synced: the stored watermark still ends at the first batch.
-        let m = &store.inner.messages;
-        m.insert(KEY_WATERMARK, &synced.to_be_bytes()[..]).unwrap();
-        store.inner.db.flush().unwrap();
+        let mark = durability::Mark {
+            end: synced,
+            messages: 3,
+            ..Default::default()
+        };
+        let m = &store.e().messages;
+        m.insert(KEY_WATERMARK, &mark.encode()[..]).unwrap();
+        store.e().db.flush().unwrap();
     }
     // Of the second batch's envelopes, 4 and 6 reached the disk, 5 came back garbled and 7
     // cut short.
@@ -924,7 +1175,7 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
         5
     );
 
-    // The dropped messages can be stored again; they go after the torn tail.
+    // The dropped messages can be stored again; they go where the torn tail was cut off.
     assert_eq!(
         store
             .insert_messages(vec![msg(5, *G1, *A1, 5), msg(7, *G1, *A1, 7)])
@@ -932,7 +1183,7 @@ async fn store_drops_entries_past_the_watermark_whose_envelopes_are_lost() {
             .unwrap(),
         vec![Inserted::New, Inserted::New]
     );
-    assert_eq!(location(&store, 5).offset, loc7.offset + 3);
+    assert_eq!(location(&store, 5).offset, loc7.offset);
     assert_eq!(store.message(&id(7)).unwrap(), Some(b"envelope 7".to_vec()));
     drop(store);
     let store = Store::open(dir.path()).unwrap();
@@ -1088,15 +1339,17 @@ async fn store_author_index_runs_read_like_single_entries() {
     }
     two.push(0);
     store
-        .inner
+        .e()
         .messages
         .insert(author_key(&at(&G2, &A1, 1, 1)), two)
         .unwrap();
     corrupt_in(store.message_by_seq(&G2, &A1, 1, 1), PART_BY_AUTHOR);
 }
 
+/// A damaged envelope is an error to read, marked for fetching again (and whoever watches is
+/// told), left out of what is served to peers, and repaired when the message is stored again.
 #[tokio::test(flavor = "multi_thread")]
-async fn store_damaged_envelopes_below_the_watermark_are_corrupt_on_read() {
+async fn store_damaged_envelopes_are_marked_skipped_and_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let (loc2, loc3, synced);
     {
@@ -1106,9 +1359,10 @@ async fn store_damaged_envelopes_below_the_watermark_are_corrupt_on_read() {
         synced = watermark(&store).unwrap();
     }
     // Below the watermark: 2 garbled, 3 cut short.
-    damage_log(dir.path(), loc2.offset, loc3.offset + 1);
+    damage_log(dir.path(), loc2.offset + 30, loc3.offset + 1);
 
     let store = Store::open(dir.path()).unwrap();
+    let notices = store.damage_notices();
     // Nothing is dropped: these envelopes were synced, so this is damage, not a crash.
     assert_eq!(store.message_count(), 3);
     assert!(store.has_message(&id(2)).unwrap());
@@ -1120,21 +1374,64 @@ async fn store_damaged_envelopes_below_the_watermark_are_corrupt_on_read() {
     let err = store.message(&id(3)).unwrap_err();
     assert!(err.to_string().contains("past the end"), "{err}");
     assert!(store.with_envelope(&id(2), |_| ()).is_err());
-    assert!(store
-        .envelopes_after(&at(&G1, &A1, 1, 0), usize::MAX)
-        .is_err());
+    // What is intact is still served to peers; the damaged are left out.
+    assert_eq!(
+        store
+            .envelopes_after(&at(&G1, &A1, 1, 0), usize::MAX)
+            .unwrap(),
+        vec![b"envelope 1".to_vec()]
+    );
     // The metadata and the undamaged envelope are still there.
     assert_eq!(
         store.message_meta(&id(2)).unwrap(),
         Some(b"meta 2".to_vec())
     );
     assert_eq!(store.message(&id(1)).unwrap(), Some(b"envelope 1".to_vec()));
+    // Both are marked, to be fetched again, and whoever watches was told.
+    let mut damaged = store.damaged().unwrap();
+    damaged.sort();
+    assert_eq!(
+        damaged,
+        vec![(id(2), at(&G1, &A1, 1, 2)), (id(3), at(&G1, &A1, 1, 3))]
+    );
+    assert!(notices.has_changed().unwrap());
+    assert_eq!(store.health().damaged, 2);
 
     // New envelopes go past the watermark, not over what is missing below it.
     store.insert_message(msg(4, *G1, *A1, 4)).await.unwrap();
     assert_eq!(location(&store, 4).offset, synced);
     assert_eq!(store.message(&id(4)).unwrap(), Some(b"envelope 4".to_vec()));
-    assert!(store.message(&id(3)).is_err());
+
+    // Stored again (as when fetched from a peer), a damaged message is repaired in place.
+    assert_eq!(
+        store
+            .insert_messages(vec![msg(2, *G1, *A1, 2), msg(3, *G1, *A1, 3)])
+            .await
+            .unwrap(),
+        vec![Inserted::Repaired, Inserted::Repaired]
+    );
+    assert_eq!(
+        store.insert_message(msg(2, *G1, *A1, 2)).await.unwrap(),
+        Inserted::Duplicate
+    );
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.damaged().unwrap(), vec![]);
+    assert_eq!(store.message_count(), 4);
+    assert_eq!(store.held_seqs(&G1, &A1, 1).unwrap(), vec![1, 2, 3, 4]);
+    for n in 1..=4 {
+        assert_eq!(
+            store.message(&id(n)).unwrap(),
+            Some(format!("envelope {n}").into_bytes())
+        );
+    }
+    assert_eq!(
+        store
+            .envelopes_after(&at(&G1, &A1, 1, 0), usize::MAX)
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1147,7 +1444,7 @@ async fn store_envelope_location_past_the_log_is_corrupt_without_reading() {
     let mut record = Vec::new();
     encode_record(&mut record, &id(1), &loc, b"meta 1").unwrap();
     store
-        .inner
+        .e()
         .messages
         .insert(author_key(&at(&G1, &A1, 1, 1)), record)
         .unwrap();
@@ -1164,7 +1461,7 @@ async fn store_log_sync_failure_blocks_writes() {
     store.insert_message(msg(1, *G1, *A1, 1)).await.unwrap();
     let synced = watermark(&store);
     let flushes = store.flush_count();
-    store.inner.log.fail_next_sync.store(true, Ordering::SeqCst);
+    store.e().log.fail_next_sync.store(true, Ordering::SeqCst);
     let err = store.insert_message(msg(2, *G1, *A1, 2)).await.unwrap_err();
     assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("envelope log"), "{err}");
@@ -1179,6 +1476,12 @@ async fn store_log_sync_failure_blocks_writes() {
         assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
     }
     assert!(store.message(&id(1)).unwrap().is_some());
+    // Reopened, the store takes writes again.
+    reopened(&store, 1).await;
+    assert_eq!(
+        store.insert_message(msg(3, *G1, *A1, 3)).await.unwrap(),
+        Inserted::New
+    );
 }
 
 /// One receipt becomes one index entry per run of consecutive seqs it names, whichever
@@ -1193,7 +1496,7 @@ async fn store_receipts_are_indexed_by_runs_of_seqs() {
         .await
         .unwrap();
     // Runs 1-700 and 702-1024.
-    assert_eq!(store.inner.receipt_runs.len(), 2);
+    assert_eq!(store.e().receipt_runs.len(), 2);
     for n in [1, 350, 700, 702, 1000, 1024] {
         assert_eq!(receipts_of(&store, n), vec![(*A2, b"many".to_vec())], "{n}");
     }
@@ -1271,7 +1574,7 @@ async fn store_refuses_layouts_of_development_builds() {
     }
     {
         let store = Store::open(dir.path()).unwrap();
-        let names = store.inner.db.tree_names();
+        let names = store.e().db.tree_names();
         assert!(!names.iter().any(|n| n.as_ref() == b"receipts-v2"));
     }
     {
@@ -1292,4 +1595,54 @@ async fn store_refuses_layouts_of_development_builds() {
         "{err:?}"
     );
     assert!(err.to_string().contains("new data directory"), "{err}");
+}
+
+/// Below the free-space floor new messages are refused with a clear error; what reads need
+/// (their audit records) and small writes go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_refuses_new_messages_below_the_free_space_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        min_free_bytes: u64::MAX,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), &options).unwrap();
+    let err = store.insert_message(msg(1, *G1, *A1, 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+    assert!(err.is_disk_full());
+    assert!(err.to_string().contains("reads go on"), "{err}");
+    assert_eq!(store.message_count(), 0);
+    let ticket = store.append_audit(1, b"read").unwrap();
+    store.wait_for(ticket).await.unwrap();
+    store.put_meta("k", b"v").await.unwrap();
+    let health = store.health();
+    assert!(health.low_space() && !health.is_healthy(), "{health:?}");
+}
+
+/// `check` reads every frame and every index entry: a damaged envelope is counted and marked,
+/// to be fetched again when the node runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_check_finds_and_marks_damaged_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        fill(&store).await;
+        loc = location(&store, 250);
+    }
+    let report = Store::check(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!((report.messages, report.frames), (520, 520 + 3 + 30));
+
+    damage_log(dir.path(), loc.offset + 40, log_len(dir.path()));
+    let report = Store::check(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.damaged, 1);
+    assert_eq!((report.damaged_stretches, report.unused_stretches), (1, 0));
+    assert_eq!(report.frames, 520 + 3 + 30 - 1);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.damaged().unwrap(),
+        vec![(id(250), at(&G1, &A1, 1, 250))]
+    );
 }

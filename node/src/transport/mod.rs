@@ -467,7 +467,10 @@ impl Transport {
         let certified = tls::certified_key(identity)?;
         let server = Self::server(&self.provider, &certified, &self.allow, &self.quic)?;
         self.endpoint.set_server_config(Some(server));
-        *self.identity.write().unwrap_or_else(PoisonError::into_inner) =
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) =
             (certified, identity.verifying_key().to_bytes());
         info!(key = %short_key(&self.local_key()), "QUIC transport presents a new key");
         Ok(())

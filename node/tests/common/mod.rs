@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that drive the `liaison` binary.
 #![allow(dead_code)]
 
+pub mod fault_fs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

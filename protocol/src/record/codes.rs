@@ -1,5 +1,5 @@
 //! Coded values shared by the record kinds: each a string in its canonical form, checked by
-//! [`Check`](super::check::Check) against its standard (format, check digit, list).
+//! [`Check`] against its standard (format, check digit, list).
 //!
 //! They are plain strings on the wire and in JSON, so that a value that fails a check can
 //! still be carried back to the person who typed it, with the reason.
