@@ -2230,10 +2230,11 @@ impl Actor {
                 return Ok(id);
             }
         }
+        // A pinned peer answers to its pin name and to its roster name.
         let named: Vec<NodeId> = self
             .peers
             .values()
-            .filter(|p| p.record.name == sel)
+            .filter(|p| p.record.name == sel || p.roster.as_ref().is_some_and(|e| e.name == sel))
             .map(|p| p.node)
             .collect();
         match named.as_slice() {
@@ -2551,8 +2552,14 @@ impl Actor {
                 ));
             }
             let state = self.engine.group(&gid).ok_or(UsageError::NotAMember(gid))?;
-            let recipients =
-                crate::names::resolve_recipients(state, self.me, &self.name, &post.recipients)?;
+            let known = |name: &str| self.resolve_peer(name).ok();
+            let recipients = crate::names::resolve_recipients(
+                state,
+                self.me,
+                &self.name,
+                &known,
+                &post.recipients,
+            )?;
             if let Some(parent) = &post.reply_to {
                 self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
