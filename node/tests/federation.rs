@@ -704,3 +704,88 @@ fn a_descriptor_claiming_a_roster_name_with_another_key_is_refused() {
         d.stop();
     }
 }
+
+/// `liaison key rotate` on a member: the node moves to a new identity key, its peer follows
+/// the signed statement without an operator (the roster entry, the connection, the owner's
+/// group moving the member to its new key), its earlier message stays readable on both sides,
+/// and its next message, signed with the new key, arrives.
+#[test]
+fn a_rotated_node_keeps_its_group_and_history_and_peers_follow() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let key = authority_ok(root, &["init"]);
+    let (members, daemons) = start_nodes(root, &["rilo-wca", "customs-nl"], &key, |_| Vec::new());
+    let all: Vec<&Member> = members.iter().collect();
+    let signed = sign(
+        root,
+        "europe.toml",
+        &roster_toml(1, "valid_for = \"30days\"", &all, &[]),
+    );
+    for m in &members {
+        ok(&m.dir, &["roster", "load", signed.to_str().expect("utf-8")]);
+    }
+    let (owner, nl) = (&members[0], &members[1]);
+    for m in &members {
+        eventually(&format!("{} connected", m.name), || {
+            (connected(&m.dir) == 1).then_some(())
+        });
+    }
+    let group = ok(&owner.dir, &["group", "create", "Operation Heritage"]);
+    ok(&owner.dir, &["group", "add", &group, "customs-nl"]);
+    eventually("customs-nl holds the group", || {
+        let groups = json(&nl.dir, &["group", "list", "--json"]);
+        (groups.as_array().map(Vec::len) == Some(1)).then_some(())
+    });
+    let before = ok(
+        &nl.dir,
+        &["send", &group, "--subject", "s", "before the rotation"],
+    );
+    eventually("rilo receives the first message", || {
+        inbox_ids(&owner.dir).contains(&before).then_some(())
+    });
+
+    let out = ok(&nl.dir, &["key", "rotate"]);
+    assert!(out.contains(&format!("node {} is now", nl.id)), "{out}");
+    let new_id = ok(&nl.dir, &["id"])
+        .split_whitespace()
+        .nth(1)
+        .expect("id")
+        .to_owned();
+    assert_ne!(new_id, nl.id);
+    eventually("rilo follows: connected to the new key", || {
+        peers(&owner.dir)
+            .iter()
+            .any(|p| p["node_id"] == new_id.as_str() && p["state"] == "connected")
+            .then_some(())
+    });
+    eventually("the owner moves the member to its new key", || {
+        let g = json(&owner.dir, &["group", "show", &group, "--json"]);
+        g["members"]
+            .as_array()?
+            .iter()
+            .any(|m| m["node_id"] == new_id.as_str())
+            .then_some(())
+    });
+    let after = eventually("customs-nl posts under its new key", || {
+        let out = liaison(
+            &nl.dir,
+            &["send", &group, "--subject", "s", "after the rotation"],
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    eventually("rilo receives the message signed with the new key", || {
+        inbox_ids(&owner.dir).contains(&after).then_some(())
+    });
+    for dir in [&owner.dir, &nl.dir] {
+        let read = json(dir, &["read", &before, "--json"]);
+        assert_eq!(read["body"], "before the rotation", "{read}");
+        assert_eq!(read["author_id"], nl.id.as_str());
+    }
+    let read = json(&owner.dir, &["read", &after, "--json"]);
+    assert_eq!(read["author_id"], new_id.as_str());
+    for d in daemons {
+        d.stop();
+    }
+}
