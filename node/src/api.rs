@@ -13,6 +13,8 @@
 //! | `GET /v1/status`                             | admin   | node status                       |
 //! | `GET /v1/peers`, `POST /v1/peers`            | admin   | list, pin a peer                  |
 //! | `DELETE /v1/peers/{peer}`                    | admin   | unpin a peer, drop its connection |
+//! | `GET /v1/roster`, `POST /v1/roster`          | admin   | the federation rosters; take one  |
+//! | `POST /v1/key/rotate`                        | admin   | move this node to new keys        |
 //! | `GET /v1/groups`                             | any     | groups visible to the caller      |
 //! | `POST /v1/groups`                            | admin   | create a group                    |
 //! | `GET /v1/groups/{group}`                     | any     | one group with its members        |
@@ -57,7 +59,7 @@ use axum::{Extension, Json, Router};
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{self, Record, RecordKind};
-use liaison_protocol::{FieldError, GroupId, Handling, IdentityKey, NodeId, Role};
+use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +68,7 @@ use tracing::{info, warn};
 use crate::accounts::{Access, Account, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, AuditRecord, Verification};
+use crate::datadir::DataDir;
 use crate::error::Error;
 use crate::node::{Command, NodeHandle, Post};
 use crate::store::StoreError;
@@ -80,8 +83,9 @@ struct AppState {
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
-    /// The node's identity key: it signs the challenges of `/v1/identity`.
-    identity: Arc<IdentityKey>,
+    /// The node's data directory: its identity key (read afresh, as `liaison key rotate`
+    /// replaces it) signs the challenges of `/v1/identity`.
+    dir: DataDir,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -91,7 +95,7 @@ pub async fn serve(
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
-    identity: Arc<IdentityKey>,
+    dir: DataDir,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
@@ -99,7 +103,7 @@ pub async fn serve(
         accounts,
         audit,
         attachments,
-        identity,
+        dir,
     };
     let app = router(state);
     let result = axum::serve(listener, app)
@@ -120,6 +124,8 @@ fn router(state: AppState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{peer}", delete(remove_peer))
+        .route("/v1/roster", get(rosters).post(load_roster))
+        .route("/v1/key/rotate", post(rotate_keys))
         .route("/v1/groups", get(groups).post(create_group))
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", post(add_member))
@@ -180,7 +186,11 @@ async fn identity(
     let mut challenge = [0u8; 32];
     hex::decode_to_slice(&query.challenge, &mut challenge)
         .map_err(|_| Error::Invalid("challenge: 64 hex digits".into()))?;
-    Ok(Json(crate::api_identity::prove(&s.identity, &challenge)))
+    let dir = s.dir.clone();
+    let key = tokio::task::spawn_blocking(move || dir.identity_key())
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+    Ok(Json(crate::api_identity::prove(&key, &challenge)))
 }
 
 /// `/healthz`: the process serves HTTP.
@@ -408,17 +418,81 @@ async fn add_peer(
             .node_id
             .parse()
             .map_err(|e| Error::Invalid(format!("{e}")))?;
-        s.node
-            .ask(|reply| Command::AddPeer {
-                name: body.name,
-                node,
-                address: body.address,
-                reply,
-            })
-            .await?
+        if body.replace {
+            s.node
+                .ask(|reply| Command::ReplacePeer {
+                    name: body.name,
+                    node,
+                    address: body.address,
+                    reply,
+                })
+                .await?
+        } else {
+            s.node
+                .ask(|reply| Command::AddPeer {
+                    name: body.name,
+                    node,
+                    address: body.address,
+                    reply,
+                })
+                .await?
+        }
     }
     .await;
     Ok(Json(s.audited(&who, "peer.add", &target, result).await?))
+}
+
+async fn rosters(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<crate::federation::RosterView>> {
+    s.admin_only(&who, "roster.show", "").await?;
+    let result = s.node.ask(Command::Rosters).await;
+    Ok(Json(s.audited(&who, "roster.show", "", result).await?))
+}
+
+async fn load_roster(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::LoadRoster>, JsonRejection>,
+) -> ApiResult<views::RosterLoaded> {
+    let Json(body) = body?;
+    s.admin_only(&who, "roster.load", "").await?;
+    let result = async {
+        let bytes = hex::decode(body.roster.trim())
+            .map_err(|_| Error::Invalid("the roster is not hex".into()))?;
+        s.node
+            .ask(|reply| Command::LoadRoster { bytes, reply })
+            .await?
+    }
+    .await;
+    let target = match &result {
+        Ok(r) => format!("{} version {}", r.federation, r.version),
+        Err(_) => String::new(),
+    };
+    Ok(Json(s.audited(&who, "roster.load", &target, result).await?))
+}
+
+async fn rotate_keys(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::RotateKeys>, JsonRejection>,
+) -> ApiResult<views::Rotated> {
+    let Json(body) = body?;
+    s.admin_only(&who, "key.rotate", "").await?;
+    let result = s
+        .node
+        .ask(|reply| Command::RotateKeys {
+            exchange_only: body.exchange_only,
+            reply,
+        })
+        .await
+        .and_then(|r| r);
+    let target = match &result {
+        Ok(r) => format!("{} -> {}", r.old_node_id, r.node_id),
+        Err(_) => String::new(),
+    };
+    Ok(Json(s.audited(&who, "key.rotate", &target, result).await?))
 }
 
 async fn remove_peer(

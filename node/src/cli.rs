@@ -69,9 +69,22 @@ pub enum Cmd {
         /// TCP address of the local HTTP API (port 0: pick a free port at each start).
         #[arg(long, default_value = crate::config::DEFAULT_API)]
         api: SocketAddr,
+        /// The `HOST:PORT` peers dial (a host name or an address); written to node.toml.
+        #[arg(long)]
+        advertise: Option<String>,
     },
     /// Print `NAME NODE_ID HOST:PORT`, the line another node's `peer add` takes.
     Id,
+    /// A federation authority's tools; they need no node and no network, so the key can stay
+    /// offline.
+    #[command(subcommand)]
+    Authority(AuthorityCmd),
+    /// Federation rosters on this node.
+    #[command(subcommand)]
+    Roster(RosterCmd),
+    /// This node's keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Run the node in the foreground until SIGINT or SIGTERM.
     Run,
     /// Pinned peers.
@@ -248,6 +261,63 @@ pub enum Cmd {
     },
 }
 
+/// `liaison authority ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuthorityCmd {
+    /// Make an authority key (never overwrites one); prints the public key nodes trust.
+    Init {
+        /// Where to write the key (mode 0600).
+        #[arg(long, default_value = crate::authority::DEFAULT_KEY)]
+        key: PathBuf,
+    },
+    /// Sign a roster written as TOML (see `liaison authority --help` and the README).
+    Sign {
+        /// The roster file.
+        roster: PathBuf,
+        /// The authority key.
+        #[arg(long, default_value = crate::authority::DEFAULT_KEY)]
+        key: PathBuf,
+        /// Where to write the signed roster (default: the roster file with extension
+        /// `.roster`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a signed roster against the authority it names and print it.
+    Show {
+        /// The signed roster file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `liaison roster ...`.
+#[derive(Debug, Subcommand)]
+pub enum RosterCmd {
+    /// Give the running node a signed roster file; it passes it on to its peers.
+    Load {
+        /// The signed roster file (`liaison authority sign` writes it).
+        file: PathBuf,
+    },
+    /// The rosters in force and how this node treats each entry.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `liaison key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Move this node to new keys; peers and the groups it is in follow.
+    Rotate {
+        /// Only the exchange key (to which group keys are wrapped), not the identity.
+        #[arg(long)]
+        exchange_only: bool,
+    },
+}
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -272,12 +342,15 @@ const LONG_VERSION: &str = concat!(
 pub enum PeerCmd {
     /// Pin a peer: `liaison peer add $(liaison --data OTHER id)`.
     Add {
-        /// A name for the peer.
+        /// A name for the peer (a-z, 0-9, '.', '-', '_').
         name: String,
         /// Its node id.
         node_id: String,
-        /// Its QUIC address.
+        /// Its QUIC address, `HOST:PORT` (a host name or an address).
         address: String,
+        /// Replace the pin that already has this name or node id.
+        #[arg(long)]
+        replace: bool,
     },
     /// List pinned peers with their connection state.
     List {
@@ -441,8 +514,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     let token = cli.token.clone();
     let client = || Client::for_data_dir(&dir, token.clone());
     match cli.command {
-        Cmd::Init { name, listen, api } => {
-            let config = Config::new(&name, listen, api);
+        Cmd::Init {
+            name,
+            listen,
+            api,
+            advertise,
+        } => {
+            let mut config = Config::new(&name, listen, api);
+            config.advertise = advertise;
             // Check the values as a loaded file would be checked.
             Config::parse(&config.to_toml(), &dir.config_path())?;
             let identity = dir.init(&config, &mut rand_core::OsRng)?;
@@ -484,6 +563,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
+        Cmd::Authority(cmd) => authority(cmd),
+        Cmd::Roster(cmd) => roster(&client()?, cmd).await,
+        Cmd::Key(KeyCmd::Rotate { exchange_only }) => {
+            let r: views::Rotated = client()?
+                .post("/v1/key/rotate", &views::RotateKeys { exchange_only })
+                .await?;
+            if r.old_node_id == r.node_id {
+                say!("new exchange key for node {}", r.node_id);
+            } else {
+                say!("node {} is now {}", r.old_node_id, r.node_id);
+            }
+            say!(
+                "{} owned group(s) moved; peers follow the signed rotation statement",
+                r.groups_moved
+            );
+            Ok(())
+        }
         Cmd::Store(cmd) => store(&dir, cmd),
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {
@@ -767,6 +863,20 @@ pub async fn run(cli: Cli) -> Result<()> {
             say!("peers     {} pinned, {} connected", s.peers, s.connected);
             say!("groups    {}", s.groups);
             say!("messages  {}", s.messages);
+            for r in &s.rosters {
+                say!(
+                    "roster    {} version {} ({}), {} entries, {} revoked, valid until {}",
+                    r.federation,
+                    r.version,
+                    r.state,
+                    r.entries,
+                    r.revoked,
+                    r.valid_until
+                );
+            }
+            if let Some(w) = &s.roster_warning {
+                say!("warning   {w}");
+            }
             let free = s
                 .store
                 .free_bytes
@@ -1049,6 +1159,7 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             name,
             node_id,
             address,
+            replace,
         } => {
             let p: PeerView = client
                 .post(
@@ -1057,6 +1168,7 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                         name,
                         node_id,
                         address,
+                        replace,
                     },
                 )
                 .await?;
@@ -1073,13 +1185,15 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             }
             for p in &peers {
                 say!(
-                    "{:<20} {:<12} {:<22} {}{}",
+                    "{:<20} {:<12} {:<10} {:<22} {}{}",
                     p.name,
                     p.state,
+                    p.source,
                     p.address,
                     p.node_id,
-                    p.last_error
+                    p.blocked
                         .as_deref()
+                        .or(p.last_error.as_deref())
                         .map(|e| format!("  ({e})"))
                         .unwrap_or_default()
                 );
@@ -1091,6 +1205,156 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                 .delete(&format!("/v1/peers/{}", segment(&peer)))
                 .await?;
             say!("removed {peer}");
+            Ok(())
+        }
+    }
+}
+
+fn authority(cmd: AuthorityCmd) -> Result<()> {
+    match cmd {
+        AuthorityCmd::Init { key } => {
+            let id = crate::authority::init(&key, &mut rand_core::OsRng)?;
+            eprintln!(
+                "authority key written to {}; keep it offline. Every node of the federation lists this public key in federation.authorities:",
+                key.display()
+            );
+            say!("{id}");
+            Ok(())
+        }
+        AuthorityCmd::Sign { roster, key, out } => {
+            let (r, path) =
+                crate::authority::sign(&key, &roster, out.as_deref(), crate::node::now())?;
+            say!(
+                "signed {} version {}: {} node(s), {} revoked, valid until {} -> {}",
+                r.federation,
+                r.version,
+                r.entries.len(),
+                r.revocations.len(),
+                views::rfc3339(r.valid_until.0),
+                path.display()
+            );
+            Ok(())
+        }
+        AuthorityCmd::Show { file, json } => {
+            let (r, _) = crate::authority::read_signed(&file)?;
+            if json {
+                let value = serde_json::json!({
+                    "authority": r.authority.to_string(),
+                    "federation": r.federation,
+                    "version": r.version,
+                    "issued_at": views::rfc3339(r.issued_at.0),
+                    "valid_until": views::rfc3339(r.valid_until.0),
+                    "entries": r.entries.iter().map(|e| serde_json::json!({
+                        "node_id": e.node.to_string(),
+                        "name": e.name,
+                        "organisation": e.organisation,
+                        "country": e.country,
+                        "kind": e.kind.to_string(),
+                        "addresses": e.addresses,
+                    })).collect::<Vec<_>>(),
+                    "revocations": r.revocations.iter().map(|x| serde_json::json!({
+                        "node_id": x.node.to_string(),
+                        "at": views::rfc3339(x.at.0),
+                        "reason": x.reason,
+                    })).collect::<Vec<_>>(),
+                });
+                return print_json(&value);
+            }
+            say!(
+                "{} version {} by authority {}",
+                r.federation,
+                r.version,
+                r.authority
+            );
+            say!(
+                "issued {}, valid until {}",
+                views::rfc3339(r.issued_at.0),
+                views::rfc3339(r.valid_until.0)
+            );
+            for e in &r.entries {
+                say!(
+                    "  {:<20} {:<8} {} {:<30} {}",
+                    e.name,
+                    e.kind,
+                    e.country,
+                    e.organisation,
+                    e.node
+                );
+            }
+            for x in &r.revocations {
+                say!(
+                    "  revoked {} from {}: {}",
+                    x.node,
+                    views::rfc3339(x.at.0),
+                    x.reason
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
+    match cmd {
+        RosterCmd::Load { file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+            let r: views::RosterLoaded = client
+                .post(
+                    "/v1/roster",
+                    &views::LoadRoster {
+                        roster: hex::encode(bytes),
+                    },
+                )
+                .await?;
+            match r.outcome.as_str() {
+                "new" => say!(
+                    "{} version {} in force: {} joined, {} left, {} newly revoked",
+                    r.federation,
+                    r.version,
+                    r.joined.len(),
+                    r.left.len(),
+                    r.revoked.len()
+                ),
+                _ => say!(
+                    "{} version {} was already in force",
+                    r.federation,
+                    r.version
+                ),
+            }
+            Ok(())
+        }
+        RosterCmd::Show { json } => {
+            let rosters: Vec<crate::federation::RosterView> = client.get("/v1/roster").await?;
+            if json {
+                return print_json(&rosters);
+            }
+            if rosters.is_empty() {
+                say!("no roster: `liaison roster load FILE`, or wait for a peer to pass one on");
+            }
+            for r in &rosters {
+                say!(
+                    "{} version {} ({}), valid until {}, authority {}",
+                    r.federation,
+                    r.version,
+                    r.state,
+                    r.valid_until,
+                    r.authority
+                );
+                for e in &r.entries {
+                    say!(
+                        "  {:<20} {:<8} {} {:<24} {}",
+                        e.name,
+                        e.kind,
+                        e.country,
+                        e.standing,
+                        e.node_id
+                    );
+                }
+                for x in &r.revocations {
+                    say!("  revoked {} from {}: {}", x.node_id, x.at, x.reason);
+                }
+            }
             Ok(())
         }
     }
