@@ -70,6 +70,8 @@ use crate::node::{Command, NodeHandle, Post};
 use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
 
+mod posts;
+
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -303,16 +305,16 @@ impl AppState {
         target: &str,
         result: Result<T, Error>,
     ) -> Result<T, ApiError> {
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(Error::Forbidden(m)) => format!("denied: {m}"),
-            Err(Error::NotFound(m)) if *who != Principal::Admin => format!("denied: {m}"),
-            Err(e) => format!("error: {e}"),
+        let outcome = crate::audit::outcome(who, result.as_ref().err());
+        let actor = who.audit_name();
+        let written = if crate::audit::is_read_only(action) {
+            self.audit
+                .append_read(&actor, action, target, &outcome)
+                .await
+        } else {
+            self.audit.append(&actor, action, target, &outcome).await
         };
-        self.audit
-            .append(&who.audit_name(), action, target, &outcome)
-            .await
-            .map_err(audit_failed)?;
+        written.map_err(audit_failed)?;
         result.map_err(ApiError::from)
     }
 
@@ -526,15 +528,10 @@ async fn post_message(
             reply_to,
             attachments: attachment_ids(&body.attachments)?,
         };
-        s.ask(&who, |reply| Command::Post { group, post, reply })
-            .await?
+        s.post_one(&who, group, post).await
     }
     .await;
-    let target = match &result {
-        Ok(id) => format!("{target} {id}"),
-        Err(_) => target,
-    };
-    let id = s.audited(&who, "post", &target, result).await?;
+    let id = s.audited_post(&who, &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 
@@ -567,15 +564,10 @@ async fn post_record(
             reply_to,
             attachments: attachment_ids(&post.attachments)?,
         };
-        s.ask(&who, |reply| Command::Post { group, post, reply })
-            .await?
+        s.post_one(&who, group, post).await
     }
     .await;
-    let target = match &result {
-        Ok(id) => format!("{target} {id}"),
-        Err(_) => target,
-    };
-    let id = s.audited(&who, "post", &target, result).await?;
+    let id = s.audited_post(&who, &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 
