@@ -19,7 +19,8 @@
 //! | `POST /v1/groups/{group}/members`            | admin   | add a member (owner node only)    |
 //! | `DELETE /v1/groups/{group}/members/{peer}`   | admin   | remove a member                   |
 //! | `POST /v1/groups/{group}/messages`           | any     | post; answers once durable        |
-//! | `POST /v1/groups/{group}/records`            | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `POST /v1/groups/{group}/records`           | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `POST /v1/groups/{group}/messages/batch`     | any     | post up to 1,000 messages and records (JSON array or JSON lines); each answered with its id or its error (see [`BatchAnswer`]) |
 //! | `GET /v1/groups/{group}/export[?include_nominal=true][&format=csv&kind=K]` | any | messages that may leave (JSON, or one kind as CSV), and why others may not |
 //! | `GET /v1/groups/{group}/stats`               | any     | counts by kind, commodity, outcome, month, state |
 //! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
@@ -55,8 +56,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
-use liaison_protocol::record::{self, Record, RecordKind};
-use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
+use liaison_protocol::record::{self, RecordKind};
+use liaison_protocol::{FieldError, GroupId, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -66,11 +67,14 @@ use crate::accounts::{Access, Account, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, AuditRecord, Verification};
 use crate::error::Error;
-use crate::node::{Command, NodeHandle, Post};
+use crate::node::{Command, NodeHandle};
 use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
 
+mod batch;
 mod posts;
+
+pub use batch::{BatchAnswer, ItemAnswer, MAX_BATCH_ITEMS};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -123,6 +127,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
         .route("/v1/groups/{group}/messages", post(post_message))
         .route("/v1/groups/{group}/records", post(post_record))
+        .route("/v1/groups/{group}/messages/batch", post(batch::post_batch))
         .route("/v1/groups/{group}/export", get(export))
         .route("/v1/groups/{group}/stats", get(stats))
         .route("/v1/schemas", get(schemas))
@@ -506,28 +511,7 @@ async fn post_message(
     let Json(body) = body?;
     let target = group.clone();
     let result = async {
-        let handling: Handling = body
-            .handling
-            .as_deref()
-            .unwrap_or("green")
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let reply_to = body
-            .reply_to
-            .as_deref()
-            .map(str::parse::<MessageId>)
-            .transpose()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let post = Post {
-            officer: who.name().to_owned(),
-            recipients: body.to,
-            subject: body.subject,
-            body: body.body,
-            record: None,
-            handling,
-            reply_to,
-            attachments: attachment_ids(&body.attachments)?,
-        };
+        let post = posts::message_post(&who, body)?;
         s.post_one(&who, group, post).await
     }
     .await;
@@ -544,26 +528,7 @@ async fn post_record(
     let Json(body) = body?;
     let target = group.clone();
     let result = async {
-        let record = Record::from_tagged_value(&body).map_err(Error::InvalidRecord)?;
-        let post: views::PostRecord = serde_json::from_value(body)
-            .map_err(|e| Error::Invalid(format!("invalid request body: {e}")))?;
-        let handling: Handling = post
-            .handling
-            .as_deref()
-            .unwrap_or("green")
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let reply_to = post.reply_to.as_deref().map(message_id).transpose()?;
-        let post = Post {
-            officer: who.name().to_owned(),
-            recipients: post.to,
-            subject: String::new(),
-            body: String::new(),
-            record: Some(Box::new(record)),
-            handling,
-            reply_to,
-            attachments: attachment_ids(&post.attachments)?,
-        };
+        let post = posts::record_post(&who, body)?;
         s.post_one(&who, group, post).await
     }
     .await;
