@@ -21,7 +21,8 @@
 //! | `POST /v1/groups/{group}/members`            | admin   | add a member (owner node only)    |
 //! | `DELETE /v1/groups/{group}/members/{peer}`   | admin   | remove a member                   |
 //! | `POST /v1/groups/{group}/messages`           | any     | post; answers once durable        |
-//! | `POST /v1/groups/{group}/records`            | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `POST /v1/groups/{group}/records`           | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `POST /v1/groups/{group}/messages/batch`     | any     | post up to 1,000 messages and records (JSON array or JSON lines); each answered with its id or its error (see [`BatchAnswer`]) |
 //! | `GET /v1/groups/{group}/export[?include_nominal=true][&format=csv&kind=K]` | any | messages that may leave (JSON, or one kind as CSV), and why others may not |
 //! | `GET /v1/groups/{group}/stats`               | any     | counts by kind, commodity, outcome, month, state |
 //! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
@@ -58,8 +59,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
-use liaison_protocol::record::{self, Record, RecordKind};
-use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
+use liaison_protocol::record::{self, RecordKind};
+use liaison_protocol::{FieldError, GroupId, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -70,9 +71,14 @@ use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, AuditRecord, Verification};
 use crate::datadir::DataDir;
 use crate::error::Error;
-use crate::node::{Command, NodeHandle, Post};
+use crate::node::{Command, NodeHandle};
 use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
+
+mod batch;
+mod posts;
+
+pub use batch::{BatchAnswer, ItemAnswer, MAX_BATCH_ITEMS};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -132,6 +138,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
         .route("/v1/groups/{group}/messages", post(post_message))
         .route("/v1/groups/{group}/records", post(post_record))
+        .route("/v1/groups/{group}/messages/batch", post(batch::post_batch))
         .route("/v1/groups/{group}/export", get(export))
         .route("/v1/groups/{group}/stats", get(stats))
         .route("/v1/schemas", get(schemas))
@@ -339,16 +346,16 @@ impl AppState {
         target: &str,
         result: Result<T, Error>,
     ) -> Result<T, ApiError> {
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(Error::Forbidden(m)) => format!("denied: {m}"),
-            Err(Error::NotFound(m)) if *who != Principal::Admin => format!("denied: {m}"),
-            Err(e) => format!("error: {e}"),
+        let outcome = crate::audit::outcome(who, result.as_ref().err());
+        let actor = who.audit_name();
+        let written = if crate::audit::is_read_only(action) {
+            self.audit
+                .append_read(&actor, action, target, &outcome)
+                .await
+        } else {
+            self.audit.append(&actor, action, target, &outcome).await
         };
-        self.audit
-            .append(&who.audit_name(), action, target, &outcome)
-            .await
-            .map_err(audit_failed)?;
+        written.map_err(audit_failed)?;
         result.map_err(ApiError::from)
     }
 
@@ -604,37 +611,11 @@ async fn post_message(
     let Json(body) = body?;
     let target = group.clone();
     let result = async {
-        let handling: Handling = body
-            .handling
-            .as_deref()
-            .unwrap_or("green")
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let reply_to = body
-            .reply_to
-            .as_deref()
-            .map(str::parse::<MessageId>)
-            .transpose()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let post = Post {
-            officer: who.name().to_owned(),
-            recipients: body.to,
-            subject: body.subject,
-            body: body.body,
-            record: None,
-            handling,
-            reply_to,
-            attachments: attachment_ids(&body.attachments)?,
-        };
-        s.ask(&who, |reply| Command::Post { group, post, reply })
-            .await?
+        let post = posts::message_post(&who, body)?;
+        s.post_one(&who, group, post).await
     }
     .await;
-    let target = match &result {
-        Ok(id) => format!("{target} {id}"),
-        Err(_) => target,
-    };
-    let id = s.audited(&who, "post", &target, result).await?;
+    let id = s.audited_post(&who, &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 
@@ -647,35 +628,11 @@ async fn post_record(
     let Json(body) = body?;
     let target = group.clone();
     let result = async {
-        let record = Record::from_tagged_value(&body).map_err(Error::InvalidRecord)?;
-        let post: views::PostRecord = serde_json::from_value(body)
-            .map_err(|e| Error::Invalid(format!("invalid request body: {e}")))?;
-        let handling: Handling = post
-            .handling
-            .as_deref()
-            .unwrap_or("green")
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let reply_to = post.reply_to.as_deref().map(message_id).transpose()?;
-        let post = Post {
-            officer: who.name().to_owned(),
-            recipients: post.to,
-            subject: String::new(),
-            body: String::new(),
-            record: Some(Box::new(record)),
-            handling,
-            reply_to,
-            attachments: attachment_ids(&post.attachments)?,
-        };
-        s.ask(&who, |reply| Command::Post { group, post, reply })
-            .await?
+        let post = posts::record_post(&who, body)?;
+        s.post_one(&who, group, post).await
     }
     .await;
-    let target = match &result {
-        Ok(id) => format!("{target} {id}"),
-        Err(_) => target,
-    };
-    let id = s.audited(&who, "post", &target, result).await?;
+    let id = s.audited_post(&who, &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 

@@ -14,6 +14,8 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::views::{self, Created, GroupView, MessageView, PeerView, ReceiptView, Status};
 
+mod batch;
+
 /// Prints one line for a person on standard output, through [`say_line`].
 macro_rules! say {
     () => {
@@ -129,6 +131,14 @@ pub enum Cmd {
         keep_metadata: bool,
         /// The body; `-` reads standard input.
         body: Option<String>,
+        /// Post every line of this JSON-lines file instead (a message, or a record with its
+        /// `kind`, a line); prints a JSON line per item: its file line and its id or its error.
+        #[arg(
+            long,
+            value_name = "FILE.jsonl",
+            conflicts_with_all = ["record", "body", "file", "subject", "attach", "reply_to", "to"]
+        )]
+        batch: Option<PathBuf>,
     },
     /// Attachments of messages.
     #[command(subcommand)]
@@ -584,6 +594,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Group(cmd) => group(&client()?, cmd).await,
         Cmd::Send {
             group,
+            batch: Some(path),
+            ..
+        } => batch::send(&client()?, &group, &path).await,
+        Cmd::Send {
+            group,
             record: Some(path),
             reply_to,
             handling,
@@ -615,6 +630,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             attach,
             keep_metadata,
             body,
+            batch: None,
         } => {
             let body = match (file, body.as_deref()) {
                 (Some(path), _) => std::fs::read_to_string(&path)

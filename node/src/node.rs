@@ -191,6 +191,18 @@ pub enum Command {
         /// Reply with the message id once durable.
         reply: oneshot::Sender<Result<MessageId>>,
     },
+    /// Post several messages to one group, in order, each as [`Command::Post`] posts one and
+    /// answered on its own channel; an item's audit record, if it has one, is written by the
+    /// node with the message and made durable by the same flush. A refused item changes nothing
+    /// for the others. `reply` says that every item was taken.
+    PostEach {
+        /// Group id or name.
+        group: String,
+        /// The posts.
+        items: Vec<PostItem>,
+        /// Answered once every item is taken (each has its own answer).
+        reply: oneshot::Sender<()>,
+    },
     /// List messages (newest last).
     Inbox {
         /// Group id or name, or all groups.
@@ -297,6 +309,17 @@ pub struct Post {
     pub reply_to: Option<MessageId>,
     /// Attachments uploaded by the posting officer (`POST /v1/attachments`) to name in it.
     pub attachments: Vec<AttachmentId>,
+}
+
+/// One post of [`Command::PostEach`].
+#[derive(Debug)]
+pub struct PostItem {
+    /// What to post.
+    pub post: Post,
+    /// The audit record to write once the message is stored, before its flush.
+    pub audit: Option<crate::audit::PostAudit>,
+    /// Answered with the message id once the message and its audit record are durable.
+    pub reply: oneshot::Sender<Result<MessageId>>,
 }
 
 /// A cheap handle to send commands to a running node.
@@ -458,8 +481,9 @@ enum Internal {
         failed: Vec<MessageId>,
     },
     /// A batch of local posts was written (or failed to be): one input for the whole batch.
+    /// With each post, why its audit record could not be written, if it could not.
     PostsStored {
-        posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
+        posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>, Option<Error>)>,
         result: std::result::Result<(), String>,
     },
     /// Envelopes read ahead for a sync response (see [`ReadAhead`]).
@@ -1045,6 +1069,8 @@ struct LocalPost {
     /// `Engine::seal`): a node that has just started waits for its peers to connect.
     wait_until: std::time::Instant,
     reply: oneshot::Sender<Result<MessageId>>,
+    /// Its audit record, written when it is stored (see [`Command::PostEach`]).
+    audit: Option<crate::audit::PostAudit>,
 }
 
 /// How long a post waits, after the node started or joined the group, for a member to say
@@ -1354,7 +1380,7 @@ impl Actor {
                     if !post.attachments.is_empty() {
                         self.posted_attachments.insert(sealed.id, post.attachments);
                     }
-                    posts.push((sealed, post.reply));
+                    posts.push((sealed, post.reply, post.audit));
                 }
                 Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
                     if now_instant < post.wait_until =>
@@ -1376,18 +1402,26 @@ impl Actor {
         tokio::spawn(async move {
             let batch = posts
                 .iter()
-                .map(|(sealed, _)| NewMessage {
+                .map(|(sealed, _, _)| NewMessage {
                     id: sealed.id,
                     place: sealed.header.place(),
                     envelope: sealed.bytes.clone(),
                     meta: now().0.to_be_bytes().to_vec(),
                 })
                 .collect();
-            let result = store
-                .insert_messages(batch)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            let (result, audited) = crate::audit::store_posts(
+                &store,
+                batch,
+                posts
+                    .iter()
+                    .map(|(sealed, _, audit)| (sealed.id, audit.as_ref())),
+            )
+            .await;
+            let posts = posts
+                .into_iter()
+                .zip(audited)
+                .map(|((sealed, reply, _), audited)| (sealed, reply, audited.err()))
+                .collect();
             let _ = tx.send(Internal::PostsStored { posts, result }).await;
         });
     }
@@ -1734,10 +1768,10 @@ impl Actor {
                 self.post_writing = false;
                 self.pending_writes = self.pending_writes.saturating_sub(posts.len());
                 if result.is_err() {
-                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _)| s.clone()).collect();
+                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _, _)| s.clone()).collect();
                     self.engine.handle_local_failed(&sealed);
                 }
-                for (sealed, reply) in posts {
+                for (sealed, reply, audit_failed) in posts {
                     match &result {
                         Ok(()) => {
                             self.engine.commit_local_message(&sealed);
@@ -1759,7 +1793,10 @@ impl Actor {
                                 );
                             }
                             let _ = self.new_messages.send(sealed.id);
-                            let _ = reply.send(Ok(sealed.id));
+                            let _ = reply.send(match audit_failed {
+                                None => Ok(sealed.id),
+                                Some(e) => Err(e),
+                            });
                         }
                         Err(e) => {
                             self.posted_attachments.remove(&sealed.id);
@@ -1997,7 +2034,20 @@ impl Actor {
                 if *who != Principal::Admin {
                     who.name().clone_into(&mut post.officer);
                 }
-                self.post(who, &group, post, reply);
+                self.post(who, &group, post, None, reply);
+            }
+            Command::PostEach {
+                group,
+                items,
+                reply,
+            } => {
+                for mut item in items {
+                    if *who != Principal::Admin {
+                        who.name().clone_into(&mut item.post.officer);
+                    }
+                    self.post(who, &group, item.post, item.audit, item.reply);
+                }
+                let _ = reply.send(());
             }
             Command::Inbox { group, reply } => {
                 let _ = reply.send(self.inbox(who, group.as_deref()));
@@ -2554,6 +2604,7 @@ impl Actor {
         who: &Principal,
         group: &str,
         post: Post,
+        audit: Option<crate::audit::PostAudit>,
         reply: oneshot::Sender<Result<MessageId>>,
     ) {
         let result = (|| {
@@ -2634,6 +2685,7 @@ impl Actor {
             created_at: now(),
             wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
             reply,
+            audit,
         });
     }
 
