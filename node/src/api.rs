@@ -13,25 +13,29 @@
 //! | `GET /v1/status`                             | admin   | node status                       |
 //! | `GET /v1/peers`, `POST /v1/peers`            | admin   | list, pin a peer                  |
 //! | `DELETE /v1/peers/{peer}`                    | admin   | unpin a peer, drop its connection |
+//! | `GET /v1/roster`, `POST /v1/roster`          | admin   | the federation rosters; take one  |
+//! | `POST /v1/key/rotate`                        | admin   | move this node to new keys        |
 //! | `GET /v1/groups`                             | any     | groups visible to the caller      |
 //! | `POST /v1/groups`                            | admin   | create a group                    |
 //! | `GET /v1/groups/{group}`                     | any     | one group with its members        |
 //! | `POST /v1/groups/{group}/members`            | admin   | add a member (owner node only)    |
 //! | `DELETE /v1/groups/{group}/members/{peer}`   | admin   | remove a member                   |
 //! | `POST /v1/groups/{group}/messages`           | any     | post; answers once durable        |
-//! | `POST /v1/groups/{group}/records`            | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `POST /v1/groups/{group}/records`           | any     | post a record (`{"kind", "record", …}`); 422 with `fields` if invalid |
+//! | `POST /v1/groups/{group}/messages/batch`     | any     | post up to 1,000 messages and records (JSON array or JSON lines); each answered with its id or its error (see [`BatchAnswer`]) |
 //! | `GET /v1/groups/{group}/export[?include_nominal=true][&format=csv&kind=K]` | any | messages that may leave (JSON, or one kind as CSV), and why others may not |
 //! | `GET /v1/groups/{group}/stats`               | any     | counts by kind, commodity, outcome, month, state |
 //! | `GET /v1/schemas`, `GET /v1/schemas/{kind}`  | any     | record kinds; a kind's JSON Schema |
 //! | `GET /v1/schemas/{kind}/template`            | any     | a commented example to fill in    |
 //! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
-//! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched) |
+//! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched); `Range: bytes=A-B` answers that part (206) |
 //! | `GET /v1/attachments/{id}/thumbnail[?max=N]` | any     | a thumbnail of such a photo, made here (JPEG or PNG, longest edge N, default 256) |
 //! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
 //! | `GET /v1/messages/{id}/thread`               | any     | the thread, with alert and request states |
-//! | `GET /v1/events[?group=G]`                   | any     | server-sent events: new messages  |
+//! | `GET /v1/events[?group=G]`                   | any     | server-sent events: new messages; `end` when the caller's access goes |
+//! | `GET /v1/identity?challenge=HEX`             | none    | the node's signature over the challenge: the CLI checks it before sending a token |
 //! | `GET /v1/users`, `POST /v1/users`            | admin   | list, add an officer              |
 //! | `DELETE /v1/users/{name}`                    | admin   | remove an officer                 |
 //! | `POST /v1/users/{name}/grants`               | admin   | grant `GROUP[:read\|:post]`       |
@@ -58,8 +62,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
-use liaison_protocol::record::{self, Record, RecordKind};
-use liaison_protocol::{FieldError, GroupId, Handling, NodeId, Role};
+use liaison_protocol::record::{self, RecordKind};
+use liaison_protocol::{FieldError, GroupId, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -68,10 +72,16 @@ use tracing::{info, warn};
 use crate::accounts::{Access, Account, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, AuditRecord, Verification};
+use crate::datadir::DataDir;
 use crate::error::Error;
-use crate::node::{Command, NodeHandle, Post};
+use crate::node::{Command, NodeHandle};
 use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
+
+mod batch;
+mod posts;
+
+pub use batch::{BatchAnswer, ItemAnswer, MAX_BATCH_ITEMS};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -82,15 +92,20 @@ struct AppState {
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
+    /// The node's data directory: its identity key (read afresh, as `liaison key rotate`
+    /// replaces it) signs the challenges of `/v1/identity`.
+    dir: DataDir,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: NodeHandle,
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     attachments: Arc<Attachments>,
+    dir: DataDir,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -99,6 +114,7 @@ pub async fn serve(
         accounts,
         audit,
         attachments,
+        dir,
     };
     // Outermost, so that refused requests (401, 413) are timed and counted too.
     let app = router(state).layer(middleware::from_fn_with_state(
@@ -123,12 +139,15 @@ fn router(state: AppState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{peer}", delete(remove_peer))
+        .route("/v1/roster", get(rosters).post(load_roster))
+        .route("/v1/key/rotate", post(rotate_keys))
         .route("/v1/groups", get(groups).post(create_group))
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", post(add_member))
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
         .route("/v1/groups/{group}/messages", post(post_message))
         .route("/v1/groups/{group}/records", post(post_record))
+        .route("/v1/groups/{group}/messages/batch", post(batch::post_batch))
         .route("/v1/groups/{group}/export", get(export))
         .route("/v1/groups/{group}/stats", get(stats))
         .route("/v1/schemas", get(schemas))
@@ -161,9 +180,34 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/identity", get(identity))
         .route("/v1/openapi.json", get(openapi_json))
         .merge(api)
         .with_state(state)
+}
+
+/// `GET /v1/identity?challenge=HEX`.
+#[derive(Debug, Deserialize)]
+struct IdentityQuery {
+    /// 32 random bytes, hex.
+    challenge: String,
+}
+
+/// `/v1/identity`: the node's signature over a caller's challenge, so that the CLI knows it
+/// speaks to its own node before it sends a token (see [`crate::api_identity`]). No token.
+async fn identity(
+    State(s): State<AppState>,
+    query: Result<Query<IdentityQuery>, QueryRejection>,
+) -> Result<Json<crate::api_identity::Proof>, ApiError> {
+    let Query(query) = query.map_err(|e| Error::Invalid(e.body_text()))?;
+    let mut challenge = [0u8; 32];
+    hex::decode_to_slice(&query.challenge, &mut challenge)
+        .map_err(|_| Error::Invalid("challenge: 64 hex digits".into()))?;
+    let dir = s.dir.clone();
+    let key = tokio::task::spawn_blocking(move || dir.identity_key())
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+    Ok(Json(crate::api_identity::prove(&key, &challenge)))
 }
 
 /// `/healthz`: the process serves HTTP.
@@ -320,16 +364,16 @@ impl AppState {
         target: &str,
         result: Result<T, Error>,
     ) -> Result<T, ApiError> {
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(Error::Forbidden(m)) => format!("denied: {m}"),
-            Err(Error::NotFound(m)) if *who != Principal::Admin => format!("denied: {m}"),
-            Err(e) => format!("error: {e}"),
+        let outcome = crate::audit::outcome(who, result.as_ref().err());
+        let actor = who.audit_name();
+        let written = if crate::audit::is_read_only(action) {
+            self.audit
+                .append_read(&actor, action, target, &outcome)
+                .await
+        } else {
+            self.audit.append(&actor, action, target, &outcome).await
         };
-        self.audit
-            .append(&who.audit_name(), action, target, &outcome)
-            .await
-            .map_err(audit_failed)?;
+        written.map_err(audit_failed)?;
         result.map_err(ApiError::from)
     }
 
@@ -399,17 +443,81 @@ async fn add_peer(
             .node_id
             .parse()
             .map_err(|e| Error::Invalid(format!("{e}")))?;
-        s.node
-            .ask(|reply| Command::AddPeer {
-                name: body.name,
-                node,
-                address: body.address,
-                reply,
-            })
-            .await?
+        if body.replace {
+            s.node
+                .ask(|reply| Command::ReplacePeer {
+                    name: body.name,
+                    node,
+                    address: body.address,
+                    reply,
+                })
+                .await?
+        } else {
+            s.node
+                .ask(|reply| Command::AddPeer {
+                    name: body.name,
+                    node,
+                    address: body.address,
+                    reply,
+                })
+                .await?
+        }
     }
     .await;
     Ok(Json(s.audited(&who, "peer.add", &target, result).await?))
+}
+
+async fn rosters(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Vec<crate::federation::RosterView>> {
+    s.admin_only(&who, "roster.show", "").await?;
+    let result = s.node.ask(Command::Rosters).await;
+    Ok(Json(s.audited(&who, "roster.show", "", result).await?))
+}
+
+async fn load_roster(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::LoadRoster>, JsonRejection>,
+) -> ApiResult<views::RosterLoaded> {
+    let Json(body) = body?;
+    s.admin_only(&who, "roster.load", "").await?;
+    let result = async {
+        let bytes = hex::decode(body.roster.trim())
+            .map_err(|_| Error::Invalid("the roster is not hex".into()))?;
+        s.node
+            .ask(|reply| Command::LoadRoster { bytes, reply })
+            .await?
+    }
+    .await;
+    let target = match &result {
+        Ok(r) => format!("{} version {}", r.federation, r.version),
+        Err(_) => String::new(),
+    };
+    Ok(Json(s.audited(&who, "roster.load", &target, result).await?))
+}
+
+async fn rotate_keys(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<views::RotateKeys>, JsonRejection>,
+) -> ApiResult<views::Rotated> {
+    let Json(body) = body?;
+    s.admin_only(&who, "key.rotate", "").await?;
+    let result = s
+        .node
+        .ask(|reply| Command::RotateKeys {
+            exchange_only: body.exchange_only,
+            reply,
+        })
+        .await
+        .and_then(|r| r);
+    let target = match &result {
+        Ok(r) => format!("{} -> {}", r.old_node_id, r.node_id),
+        Err(_) => String::new(),
+    };
+    Ok(Json(s.audited(&who, "key.rotate", &target, result).await?))
 }
 
 async fn remove_peer(
@@ -521,37 +629,11 @@ async fn post_message(
     let Json(body) = body?;
     let target = group.clone();
     let result = async {
-        let handling: Handling = body
-            .handling
-            .as_deref()
-            .unwrap_or("green")
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let reply_to = body
-            .reply_to
-            .as_deref()
-            .map(str::parse::<MessageId>)
-            .transpose()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let post = Post {
-            officer: who.name().to_owned(),
-            recipients: body.to,
-            subject: body.subject,
-            body: body.body,
-            record: None,
-            handling,
-            reply_to,
-            attachments: attachment_ids(&body.attachments)?,
-        };
-        s.ask(&who, |reply| Command::Post { group, post, reply })
-            .await?
+        let post = posts::message_post(&who, body)?;
+        s.post_one(&who, group, post).await
     }
     .await;
-    let target = match &result {
-        Ok(id) => format!("{target} {id}"),
-        Err(_) => target,
-    };
-    let id = s.audited(&who, "post", &target, result).await?;
+    let id = s.audited_post(&who, &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 
@@ -564,35 +646,11 @@ async fn post_record(
     let Json(body) = body?;
     let target = group.clone();
     let result = async {
-        let record = Record::from_tagged_value(&body).map_err(Error::InvalidRecord)?;
-        let post: views::PostRecord = serde_json::from_value(body)
-            .map_err(|e| Error::Invalid(format!("invalid request body: {e}")))?;
-        let handling: Handling = post
-            .handling
-            .as_deref()
-            .unwrap_or("green")
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
-        let reply_to = post.reply_to.as_deref().map(message_id).transpose()?;
-        let post = Post {
-            officer: who.name().to_owned(),
-            recipients: post.to,
-            subject: String::new(),
-            body: String::new(),
-            record: Some(Box::new(record)),
-            handling,
-            reply_to,
-            attachments: attachment_ids(&post.attachments)?,
-        };
-        s.ask(&who, |reply| Command::Post { group, post, reply })
-            .await?
+        let post = posts::record_post(&who, body)?;
+        s.post_one(&who, group, post).await
     }
     .await;
-    let target = match &result {
-        Ok(id) => format!("{target} {id}"),
-        Err(_) => target,
-    };
-    let id = s.audited(&who, "post", &target, result).await?;
+    let id = s.audited_post(&who, &target, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
 
@@ -613,7 +671,7 @@ async fn thread(
 ) -> ApiResult<views::ThreadView> {
     let target = id.clone();
     let result = async {
-        let id = message_id(&id)?;
+        let id = find_message(&s, &who, &id).await?;
         s.ask(&who, |reply| Command::Thread { id, reply }).await?
     }
     .await;
@@ -844,34 +902,60 @@ async fn open_attachment(
     .map_err(|_| Error::ShuttingDown)?
 }
 
+/// `GET /v1/attachments/{id}`: the whole file, or with a `Range: bytes=A-B` header one range
+/// of it (206, `Content-Range`; 416 when the range lies beyond the file). A request for several
+/// ranges gets the whole file, as HTTP allows.
 async fn download(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let result = open_attachment(&s, &who, &id).await;
     let (plain, reference) = s.audited(&who, "attachment", &id, result).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
-        reference
-            .name
-            .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' {
-                c
-            } else {
-                '_'
-            })
-            .collect::<String>()
+        crate::attachments::header_file_name(&reference.name)
     );
-    Ok((
-        [
-            (header::CONTENT_TYPE, reference.media_type.clone()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        ],
-        plain,
-    )
-        .into_response())
+    let len = plain.len() as u64;
+    let common = [
+        (header::CONTENT_TYPE, reference.media_type.clone()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::ACCEPT_RANGES, "bytes".to_owned()),
+    ];
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        // Another unit than bytes is ignored, as HTTP allows.
+        .filter(|v| v.trim_start().starts_with("bytes="))
+        .map(|v| http_range_header::parse_range_header(v).and_then(|r| r.validate(len)));
+    match asked {
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let (start, end) = (*ranges[0].start(), *ranges[0].end());
+            let part = plain
+                .get(
+                    usize::try_from(start).unwrap_or(usize::MAX)
+                        ..=usize::try_from(end).unwrap_or(usize::MAX),
+                )
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            Ok((
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))],
+                part,
+            )
+                .into_response())
+        }
+        Some(Err(_)) => Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            "the range lies beyond the file, or is not bytes=START-END",
+        )
+            .into_response()),
+        _ => Ok((common, plain).into_response()),
+    }
 }
 
 /// `GET /v1/attachments/{id}/thumbnail` options.
@@ -917,6 +1001,17 @@ fn message_id(text: &str) -> Result<MessageId, Error> {
     text.parse().map_err(|e| Error::Invalid(format!("{e}")))
 }
 
+/// A message named by its whole id, or by an unambiguous prefix of at least 8 hex digits
+/// among the messages `who` may read (as `inbox` prints them).
+async fn find_message(s: &AppState, who: &Principal, text: &str) -> Result<MessageId, Error> {
+    if text.len() == 64 {
+        return message_id(text);
+    }
+    let prefix = text.to_owned();
+    s.ask(who, |reply| Command::ResolveId { prefix, reply })
+        .await?
+}
+
 async fn read(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -924,7 +1019,7 @@ async fn read(
 ) -> ApiResult<views::MessageView> {
     let target = id.clone();
     let result = async {
-        let id = message_id(&id)?;
+        let id = find_message(&s, &who, &id).await?;
         s.ask(&who, |reply| Command::Read { id, reply }).await?
     }
     .await;
@@ -938,11 +1033,32 @@ async fn receipts(
 ) -> ApiResult<Vec<views::ReceiptView>> {
     let target = id.clone();
     let result = async {
-        let id = message_id(&id)?;
+        let id = find_message(&s, &who, &id).await?;
         s.ask(&who, |reply| Command::Receipts { id, reply }).await?
     }
     .await;
     Ok(Json(s.audited(&who, "receipts", &target, result).await?))
+}
+
+/// How often an open event stream re-reads its officer's access when no message comes.
+const ACCESS_RECHECK: Duration = Duration::from_secs(2);
+
+/// `who` as the accounts say now, or why the stream must end: the account is gone, or the
+/// grant of the one group watched is.
+fn access_now(s: &AppState, who: &Principal, group: Option<&GroupId>) -> Result<Principal, String> {
+    let now = match who {
+        Principal::Admin => Principal::Admin,
+        Principal::Officer { name, .. } => s
+            .accounts
+            .principal(name)
+            .ok_or_else(|| format!("the account {name} was removed"))?,
+    };
+    if let Some(g) = group {
+        if now.access(g).is_none() {
+            return Err(format!("access to group {g} was revoked"));
+        }
+    }
+    Ok(now)
 }
 
 /// Server-sent events: one `message` event (a message view without body) per new message the
@@ -960,7 +1076,11 @@ async fn events(
                 let view = s
                     .ask(&who, |reply| Command::Group { group: g, reply })
                     .await??;
-                Some(view.id)
+                Some(
+                    view.id
+                        .parse::<GroupId>()
+                        .map_err(|e| Error::Invalid(format!("group {}: {e}", view.id)))?,
+                )
             }
             None => None,
         };
@@ -969,23 +1089,46 @@ async fn events(
     }
     .await;
     let (group, feed) = s.audited(&who, "watch", &target, result).await?;
-    let state = (s, who, group, feed);
-    let stream = futures_util::stream::unfold(state, |(s, who, group, mut feed)| async move {
+    // The feed is taken away once an `end` event is sent: the stream stops after it.
+    let state = (s, who, group, Some(feed));
+    let stream = futures_util::stream::unfold(state, |(s, who, group, feed)| async move {
+        let mut feed = feed?;
+        let mut recheck =
+            tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
         loop {
-            let id = match feed.recv().await {
-                Ok(id) => id,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let event = SseEvent::default().event("lagged").data(format!(
-                        "{n} messages were skipped; list the inbox to catch up"
-                    ));
-                    return Some((Ok(event), (s, who, group, feed)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            // Access is read afresh at each message and every ACCESS_RECHECK: a deleted
+            // account or a revoked grant ends the stream with an `end` event saying why.
+            if let Err(why) = access_now(&s, &who, group.as_ref()) {
+                let event = SseEvent::default().event("end").data(why);
+                return Some((Ok(event), (s, who, group, None)));
+            }
+            let id = tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(id) => id,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let event = SseEvent::default().event("lagged").data(format!(
+                            "{n} messages were skipped; list the inbox to catch up"
+                        ));
+                        return Some((Ok(event), (s, who, group, Some(feed))));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = recheck.tick() => continue,
             };
-            let Ok(Ok(mut view)) = s.ask(&who, |reply| Command::Read { id, reply }).await else {
+            let now = match access_now(&s, &who, group.as_ref()) {
+                Ok(p) => p,
+                Err(why) => {
+                    let event = SseEvent::default().event("end").data(why);
+                    return Some((Ok(event), (s, who, group, None)));
+                }
+            };
+            let Ok(Ok(mut view)) = s.ask(&now, |reply| Command::Read { id, reply }).await else {
                 continue;
             };
-            if group.as_ref().is_some_and(|g| *g != view.group_id) {
+            if group
+                .as_ref()
+                .is_some_and(|g| g.to_string() != view.group_id)
+            {
                 continue;
             }
             view.body = None;
@@ -993,7 +1136,7 @@ async fn events(
                 continue;
             };
             let event = SseEvent::default().event("message").data(data);
-            return Some((Ok(event), (s, who, group, feed)));
+            return Some((Ok(event), (s, who, group, Some(feed))));
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -1069,10 +1212,22 @@ impl AppState {
             _ => (spec, Access::Read),
         };
         let g = group.to_owned();
-        let view = self
+        let view = match self
             .node
             .ask(|reply| Command::Group { group: g, reply })
-            .await??;
+            .await?
+        {
+            Ok(view) => view,
+            // `ops:write` names no group; say what is wrong with it rather than "unknown group".
+            Err(Error::NotFound(_)) if spec.rsplit_once(':').is_some() && group == spec => {
+                let (_, a) = spec.rsplit_once(':').unwrap_or_default();
+                return Err(Error::Invalid(format!(
+                    "grant {spec:?}: access {a:?} is neither read nor post \
+                     (give GROUP:read or GROUP:post)"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         let id = view
             .id
             .parse::<GroupId>()

@@ -6,11 +6,15 @@
 //! target, outcome))`. Changing, inserting or removing a record in the middle breaks the chain
 //! at that record, which [`verify`] names.
 
+use std::sync::Arc;
+
+use liaison_protocol::MessageId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::accounts::Principal;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{DurableTicket, NewMessage, Store};
 
 /// BLAKE3 key-derivation context of audit record hashes.
 pub const AUDIT_CONTEXT: &str = "liaison/v1/audit-record";
@@ -63,16 +67,83 @@ fn record_hash(prev: &[u8; 32], r: &AuditRecord) -> Result<[u8; 32]> {
 }
 
 /// The node's audit log. Appends are serialised; their flushes are shared (group commit).
+///
+/// What it guarantees, and what the API answers by:
+///
+/// - Every record is written to the store's log (handed to the operating system) before the
+///   request it describes is answered: a node process that is killed keeps the record of every
+///   answered request.
+/// - A request that changes state (or is refused one) is answered only once its record, and
+///   every record written before it, is on disk ([`AuditLog::append`]). A post's record is
+///   written with the message and made durable by the same flush
+///   ([`store_posts`]).
+/// - A read-only request ([`is_read_only`]) does not wait for a flush of its own
+///   ([`AuditLog::append_read`]): the flush its record starts runs while the answer goes out,
+///   and the record is on disk before the next state-changing request is answered (if it
+///   cannot be made so, that request is refused). Only a power loss or an operating-system
+///   crash in between can lose it.
 #[derive(Debug)]
 pub struct AuditLog {
     store: Store,
-    head: Mutex<(u64, [u8; 32])>,
+    head: Mutex<Head>,
+}
+
+#[derive(Debug)]
+struct Head {
+    seq: u64,
+    hash: [u8; 32],
+    /// The last read-only record that nothing has waited for yet.
+    unsettled: Option<DurableTicket>,
+}
+
+/// A record written to the store but not yet known to be on disk: pass it to
+/// [`AuditLog::settle`] before answering the request it describes.
+#[derive(Debug)]
+#[must_use]
+pub struct Staged {
+    ticket: DurableTicket,
+    /// The newest read-only record written before it that nothing had waited for.
+    reads: Option<DurableTicket>,
+}
+
+/// The outcome an audit record gives a request that `error` refused (`None`: it succeeded):
+/// `ok`, `denied: ...` (forbidden, or hidden from an officer) or `error: ...`.
+pub fn outcome(who: &Principal, error: Option<&Error>) -> String {
+    match error {
+        None => "ok".to_owned(),
+        Some(Error::Forbidden(m)) => format!("denied: {m}"),
+        Some(Error::NotFound(m)) if *who != Principal::Admin => format!("denied: {m}"),
+        Some(e) => format!("error: {e}"),
+    }
+}
+
+/// Whether the action an audit record names only reads: its request need not wait for a flush
+/// of its own (see [`AuditLog`]). Anything not named here waits.
+pub fn is_read_only(action: &str) -> bool {
+    matches!(
+        action,
+        "read"
+            | "list"
+            | "watch"
+            | "thread"
+            | "stats"
+            | "export"
+            | "receipts"
+            | "attachment"
+            | "attachment.thumbnail"
+            | "group.list"
+            | "group.show"
+            | "user.list"
+            | "audit.read"
+            | "audit.verify"
+            | "quarantine.list"
+    )
 }
 
 impl AuditLog {
     /// Opens the log kept in `store`, continuing its chain.
     pub fn open(store: Store) -> Result<AuditLog> {
-        let head = match store.last_audit()? {
+        let (seq, hash) = match store.last_audit()? {
             None => (0, [0u8; 32]),
             Some((seq, bytes)) => {
                 let r: AuditRecord = serde_json::from_slice(&bytes)
@@ -85,11 +156,15 @@ impl AuditLog {
         };
         Ok(AuditLog {
             store,
-            head: Mutex::new(head),
+            head: Mutex::new(Head {
+                seq,
+                hash,
+                unsettled: None,
+            }),
         })
     }
 
-    /// Appends a record and waits until it is on disk.
+    /// Appends a record and waits until it, and every record before it, is on disk.
     pub async fn append(
         &self,
         actor: &str,
@@ -97,28 +172,87 @@ impl AuditLog {
         target: &str,
         outcome: &str,
     ) -> Result<()> {
-        let ticket = {
-            let mut head = self.head.lock().await;
-            let mut record = AuditRecord {
-                seq: head.0 + 1,
-                at_ms: crate::node::now().0,
-                actor: actor.to_owned(),
-                action: action.to_owned(),
-                target: target.to_owned(),
-                outcome: outcome.to_owned(),
-                prev: hex::encode(head.1),
-                hash: String::new(),
-            };
-            let hash = record_hash(&head.1, &record)?;
-            record.hash = hex::encode(hash);
-            let bytes = serde_json::to_vec(&record)
-                .map_err(|e| Error::Invalid(format!("cannot encode an audit record: {e}")))?;
-            let ticket = self.store.append_audit(record.seq, &bytes)?;
-            *head = (record.seq, hash);
-            ticket
-        };
-        self.store.wait_for(ticket).await?;
+        let staged = self.stage(actor, action, target, outcome).await?;
+        self.settle(staged).await
+    }
+
+    /// Appends the record of a read-only request: written to the store's log before this
+    /// returns, on disk before the next [`AuditLog::settle`] returns (see [`AuditLog`]).
+    pub async fn append_read(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+    ) -> Result<()> {
+        // Settled by the next change's settle (see `write`), not here.
+        let _unsettled = self.write(actor, action, target, outcome, true).await?;
+        // On disk within one flush, though nobody waits for it.
+        self.store.flush_soon();
         Ok(())
+    }
+
+    /// Appends a record without waiting for it to be on disk.
+    pub async fn stage(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+    ) -> Result<Staged> {
+        self.write(actor, action, target, outcome, false).await
+    }
+
+    /// Waits until a staged record, and every record written before it (those of read-only
+    /// requests included), is on disk.
+    pub async fn settle(&self, staged: Staged) -> Result<()> {
+        self.store.wait_for(staged.ticket).await?;
+        if let Some(reads) = staged.reads {
+            // Covered by the same flushes unless a flush failed in between, which this wait
+            // reports. Cleared once waited for, failed or not: a record that could not be made
+            // durable refuses the requests waiting now, not every later one.
+            let result = self.store.wait_for(reads).await;
+            let mut head = self.head.lock().await;
+            if head.unsettled == Some(reads) {
+                head.unsettled = None;
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        read_only: bool,
+    ) -> Result<Staged> {
+        let mut head = self.head.lock().await;
+        let mut record = AuditRecord {
+            seq: head.seq + 1,
+            at_ms: crate::node::now().0,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            prev: hex::encode(head.hash),
+            hash: String::new(),
+        };
+        let hash = record_hash(&head.hash, &record)?;
+        record.hash = hex::encode(hash);
+        let bytes = serde_json::to_vec(&record)
+            .map_err(|e| Error::Invalid(format!("cannot encode an audit record: {e}")))?;
+        let ticket = self.store.append_audit(record.seq, &bytes)?;
+        head.seq = record.seq;
+        head.hash = hash;
+        let reads = if read_only {
+            head.unsettled.replace(ticket)
+        } else {
+            head.unsettled
+        };
+        Ok(Staged { ticket, reads })
     }
 
     /// Records at or after `since_ms`.
@@ -194,4 +328,73 @@ pub fn verify(store: &Store) -> Result<Verification> {
         first_broken: None,
         reason: None,
     })
+}
+
+/// The audit record of one post, written by the node once the message is stored and made
+/// durable by the same flush (see [`store_posts`]).
+#[derive(Debug)]
+pub struct PostAudit {
+    log: Arc<AuditLog>,
+    actor: String,
+    action: &'static str,
+    target: String,
+}
+
+impl PostAudit {
+    /// The record `actor` `action` `TARGET ID` `ok` of a post to `target` (a group as the caller
+    /// named it), once stored as message `ID`.
+    pub fn new(log: Arc<AuditLog>, actor: String, action: &'static str, target: String) -> Self {
+        PostAudit {
+            log,
+            actor,
+            action,
+            target,
+        }
+    }
+}
+
+/// Stores a batch of local posts (`posts`: each message's id and the audit record to write for
+/// it) so that one flush covers the messages and their audit records: the messages are applied,
+/// then the records written, then both waited for. Returns how the batch went, and per post
+/// whether its record was written and is durable. A record that cannot be written fails only
+/// its own post's answer (the message is stored, as the batch's result says).
+pub async fn store_posts<'a>(
+    store: &Store,
+    batch: Vec<NewMessage>,
+    posts: impl Iterator<Item = (MessageId, Option<&'a PostAudit>)>,
+) -> (std::result::Result<(), String>, Vec<Result<()>>) {
+    let posts: Vec<(MessageId, Option<&PostAudit>)> = posts.collect();
+    // The batch's error answers every post; no audit record is owed to the node then.
+    let failed = |e: String| -> (std::result::Result<(), String>, Vec<Result<()>>) {
+        (Err(e), posts.iter().map(|_| Ok(())).collect())
+    };
+    let ticket = match store.stage_messages(batch).await {
+        Ok((_, ticket)) => ticket,
+        Err(e) => return failed(e.to_string()),
+    };
+    let mut staged = Vec::with_capacity(posts.len());
+    for (id, audit) in &posts {
+        staged.push(match audit {
+            None => None,
+            Some(a) => Some(
+                a.log
+                    .stage(&a.actor, a.action, &format!("{} {id}", a.target), "ok")
+                    .await,
+            ),
+        });
+    }
+    if let Some(ticket) = ticket {
+        if let Err(e) = store.wait_for(ticket).await {
+            return failed(e.to_string());
+        }
+    }
+    let mut audited = Vec::with_capacity(posts.len());
+    for ((_, audit), staged) in posts.iter().zip(staged) {
+        audited.push(match (audit, staged) {
+            (Some(a), Some(Ok(staged))) => a.log.settle(staged).await,
+            (_, Some(Err(e))) => Err(e),
+            _ => Ok(()),
+        });
+    }
+    (Ok(()), audited)
 }

@@ -5,10 +5,11 @@
 //!  1. limits     ed25519 sign / verify_strict, seal / open of 1 KiB bodies, ChaCha20-Poly1305,
 //!                sled flushed write batches, raw quinn request/ack round trips
 //!  2. e2e        A ──post──▶ A's store ──Push──▶ B (verify, open, store, flush) ──Ack──▶ A
+//!     api        HTTP POST on A (1 and 16 clients) ──▶ … ──▶ B's event stream (see [`api`])
 //!  3. fan-out    author ──▶ hub (group owner, relays at once) ──▶ every other member
 //!  4. catch-up   C offline while A posts; C restarts and syncs until it holds everything
 //!  5. resources  peak RSS (VmHWM of this process), store bytes on disk per message
-//!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn
+//!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn, API / e2e
 //! ```
 //!
 //! Every node is a real node ([`crate::node::start`]) with its own data directory under a
@@ -44,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 
+pub mod api;
 mod process;
 
 pub use process::serve as serve_node;
@@ -88,6 +90,8 @@ struct Scale {
     fanout_messages: usize,
     /// Messages posted while the catch-up node is offline.
     catchup: usize,
+    /// Messages posted through the API by one client, then by sixteen.
+    api: (usize, usize),
     /// Messages posted on A but not yet durable on B, at most, in the sustained runs.
     window: usize,
 }
@@ -105,6 +109,7 @@ impl Scale {
                 fanout_nodes: 5,
                 fanout_messages: 30,
                 catchup: 2_000,
+                api: (100, 400),
                 window: 2048,
             }
         } else {
@@ -118,6 +123,7 @@ impl Scale {
                 fanout_nodes: 10,
                 fanout_messages: 200,
                 catchup: 20_000,
+                api: (1_000, 4_000),
                 window: 2048,
             }
         }
@@ -134,6 +140,8 @@ pub struct Report {
     pub limits: Limits,
     /// Two nodes, one author, one receiver.
     pub e2e: E2e,
+    /// The same two nodes through their HTTP APIs.
+    pub api: api::Api,
     /// One author, many receivers.
     pub fanout: Fanout,
     /// A node that was offline catching up.
@@ -276,6 +284,9 @@ pub struct Ratios {
     pub catchup_over_verify: f64,
     /// `e2e.msgs_per_s_1k / limits.quinn_roundtrips_per_s`.
     pub e2e_over_quinn: f64,
+    /// `api.msgs_per_s_16 / e2e.msgs_per_s_1k`: what an integration gets through the
+    /// API against what the node sustains.
+    pub api_over_e2e: f64,
 }
 
 /// Runs the benchmark, prints progress and a table, and writes the JSON if asked.
@@ -315,11 +326,13 @@ pub async fn run(options: Options) -> Result<Report> {
         println!("1/5 limits of this machine");
         report.limits = limits(scale, tmp.path()).await?;
     }
-    if wanted("e2e") {
-        println!("2/5 end to end, two nodes");
+    if wanted("e2e") || wanted("api") {
+        println!("2/5 end to end, two nodes, and through their APIs");
         reset_peak_rss();
-        let (e2e, peak_rss_b) = e2e(scale, &tmp.path().join("e2e")).await?;
+        let phases = (wanted("e2e"), wanted("api"));
+        let (e2e, api, peak_rss_b) = e2e(scale, &tmp.path().join("e2e"), phases).await?;
         report.e2e = e2e;
+        report.api = api;
         report.resources.peak_rss_e2e_bytes = peak_rss("self");
         report.resources.peak_rss_node_bytes = peak_rss_b;
     }
@@ -354,6 +367,7 @@ pub async fn run(options: Options) -> Result<Report> {
             report.e2e.msgs_per_s_1k,
             report.limits.quinn_roundtrips_per_s,
         ),
+        api_over_e2e: ratio(report.api.msgs_per_s_16, report.e2e.msgs_per_s_1k),
     };
     report.machine.run_seconds = started.elapsed().as_secs_f64();
     report.machine.load_1m_end = load_average();
@@ -620,9 +634,9 @@ async fn quinn_rate(secs: f64) -> Result<f64> {
 // ----- 2. end to end -------------------------------------------------------------------------
 
 /// Runs the end-to-end phase: node A in this process, node B in a child process (as in a
-/// deployment, the two share no runtime and no store lock); returns the figures and B's peak
-/// resident set.
-async fn e2e(scale: Scale, root: &Path) -> Result<(E2e, u64)> {
+/// deployment, the two share no runtime and no store lock), then the API phase on the same
+/// nodes; `(e2e, api)` says which to measure. Returns the figures and B's peak resident set.
+async fn e2e(scale: Scale, root: &Path, phases: (bool, bool)) -> Result<(E2e, api::Api, u64)> {
     let nodes = demo::start_nodes(root, &["bench-a"], SYNC_INTERVAL_MS).await?;
     let mut b = match NodeProcess::spawn(root, "bench-b", SYNC_INTERVAL_MS).await {
         Ok(b) => b,
@@ -636,6 +650,9 @@ async fn e2e(scale: Scale, root: &Path) -> Result<(E2e, u64)> {
             return Err(Error::Invalid("expected one node".into()));
         };
         let group = e2e_group(a, &mut b).await?;
+        if !phases.0 {
+            return Ok((E2e::default(), group));
+        }
         let small = "x".repeat(1024);
         // Warm-up: connections, allocator, store files.
         sustained(a, &b, group, &small, 200.min(scale.e2e_1k), scale.window).await?;
@@ -667,7 +684,7 @@ async fn e2e(scale: Scale, root: &Path) -> Result<(E2e, u64)> {
             "",
         );
         progress("  cores busy", run_64k.cores_busy, "");
-        Ok(E2e {
+        let e2e = E2e {
             msgs_per_s_1k: run_1k.per_s,
             msgs_per_s_64k: run_64k.per_s,
             body_bytes_per_s_64k: run_64k.per_s * large.len() as f64,
@@ -682,15 +699,21 @@ async fn e2e(scale: Scale, root: &Path) -> Result<(E2e, u64)> {
             messages_1k: scale.e2e_1k,
             messages_64k: scale.e2e_64k,
             window: scale.window,
-        })
+        };
+        Ok((e2e, group))
     }
     .await;
+    let api = match (&result, nodes.as_slice()) {
+        (Ok((_, group)), [a]) if phases.1 => api::run(root, a, &b, *group, scale.api).await,
+        _ => Ok(api::Api::default()),
+    };
     let peak_rss_b = b.peak_rss();
     let stopped = b.stop().await;
     shutdown_all(nodes).await?;
-    let e2e = result?;
+    let (e2e, _) = result?;
+    let api = api?;
     stopped?;
-    Ok((e2e, peak_rss_b))
+    Ok((e2e, api, peak_rss_b))
 }
 
 /// Pins A and B to each other, creates a group on A with B as member and waits until B
@@ -1322,6 +1345,18 @@ fn print_table(r: &Report) {
         s.store_bytes_per_msg,
         "B  (1 KiB bodies)",
     );
+    let a = &r.api;
+    row(
+        "api",
+        "msgs_per_s_1",
+        a.msgs_per_s_1,
+        "/s  (HTTP post on A → B's event stream, 1 client)",
+    );
+    row("", "post_p50_ms_1", a.post_p50_ms_1, "ms  (answered on A)");
+    row("", "post_p99_ms_1", a.post_p99_ms_1, "ms");
+    row("", "msgs_per_s_16", a.msgs_per_s_16, "/s  (16 clients)");
+    row("", "post_p50_ms_16", a.post_p50_ms_16, "ms");
+    row("", "post_p99_ms_16", a.post_p99_ms_16, "ms");
     let q = &r.ratios;
     row(
         "ratios",
@@ -1336,4 +1371,10 @@ fn print_table(r: &Report) {
         "(goal ≥ 0.5)",
     );
     row("", "e2e_over_quinn", q.e2e_over_quinn, "");
+    row(
+        "",
+        "api_over_e2e",
+        q.api_over_e2e,
+        "(goal ≥ 0.5, 16 clients)",
+    );
 }

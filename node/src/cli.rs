@@ -14,6 +14,18 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::views::{self, Created, GroupView, MessageView, PeerView, ReceiptView, Status};
 
+mod batch;
+
+/// Prints one line for a person on standard output, through [`say_line`].
+macro_rules! say {
+    () => {
+        say_line("")
+    };
+    ($($arg:tt)*) => {
+        say_line(&format!($($arg)*))
+    };
+}
+
 /// Liaison: a federated node for exchanging enforcement intelligence in closed user groups.
 #[derive(Debug, Parser)]
 #[command(name = "liaison", version, long_version = LONG_VERSION, long_about = None)]
@@ -59,9 +71,22 @@ pub enum Cmd {
         /// TCP address of the local HTTP API (port 0: pick a free port at each start).
         #[arg(long, default_value = crate::config::DEFAULT_API)]
         api: SocketAddr,
+        /// The `HOST:PORT` peers dial (a host name or an address); written to node.toml.
+        #[arg(long)]
+        advertise: Option<String>,
     },
     /// Print `NAME NODE_ID HOST:PORT`, the line another node's `peer add` takes.
     Id,
+    /// A federation authority's tools; they need no node and no network, so the key can stay
+    /// offline.
+    #[command(subcommand)]
+    Authority(AuthorityCmd),
+    /// Federation rosters on this node.
+    #[command(subcommand)]
+    Roster(RosterCmd),
+    /// This node's keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Run the node in the foreground until SIGINT or SIGTERM.
     Run,
     /// Pinned peers.
@@ -106,6 +131,14 @@ pub enum Cmd {
         keep_metadata: bool,
         /// The body; `-` reads standard input.
         body: Option<String>,
+        /// Post every line of this JSON-lines file instead (a message, or a record with its
+        /// `kind`, a line); prints a JSON line per item: its file line and its id or its error.
+        #[arg(
+            long,
+            value_name = "FILE.jsonl",
+            conflicts_with_all = ["record", "body", "file", "subject", "attach", "reply_to", "to"]
+        )]
+        batch: Option<PathBuf>,
     },
     /// Attachments of messages.
     #[command(subcommand)]
@@ -238,6 +271,63 @@ pub enum Cmd {
     },
 }
 
+/// `liaison authority ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuthorityCmd {
+    /// Make an authority key (never overwrites one); prints the public key nodes trust.
+    Init {
+        /// Where to write the key (mode 0600).
+        #[arg(long, default_value = crate::authority::DEFAULT_KEY)]
+        key: PathBuf,
+    },
+    /// Sign a roster written as TOML (see `liaison authority --help` and the README).
+    Sign {
+        /// The roster file.
+        roster: PathBuf,
+        /// The authority key.
+        #[arg(long, default_value = crate::authority::DEFAULT_KEY)]
+        key: PathBuf,
+        /// Where to write the signed roster (default: the roster file with extension
+        /// `.roster`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a signed roster against the authority it names and print it.
+    Show {
+        /// The signed roster file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `liaison roster ...`.
+#[derive(Debug, Subcommand)]
+pub enum RosterCmd {
+    /// Give the running node a signed roster file; it passes it on to its peers.
+    Load {
+        /// The signed roster file (`liaison authority sign` writes it).
+        file: PathBuf,
+    },
+    /// The rosters in force and how this node treats each entry.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `liaison key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Move this node to new keys; peers and the groups it is in follow.
+    Rotate {
+        /// Only the exchange key (to which group keys are wrapped), not the identity.
+        #[arg(long)]
+        exchange_only: bool,
+    },
+}
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -262,12 +352,15 @@ const LONG_VERSION: &str = concat!(
 pub enum PeerCmd {
     /// Pin a peer: `liaison peer add $(liaison --data OTHER id)`.
     Add {
-        /// A name for the peer.
+        /// A name for the peer (a-z, 0-9, '.', '-', '_').
         name: String,
         /// Its node id.
         node_id: String,
-        /// Its QUIC address.
+        /// Its QUIC address, `HOST:PORT` (a host name or an address).
         address: String,
+        /// Replace the pin that already has this name or node id.
+        #[arg(long)]
+        replace: bool,
     },
     /// List pinned peers with their connection state.
     List {
@@ -431,18 +524,24 @@ pub async fn run(cli: Cli) -> Result<()> {
     let token = cli.token.clone();
     let client = || Client::for_data_dir(&dir, token.clone());
     match cli.command {
-        Cmd::Init { name, listen, api } => {
-            let config = Config::new(&name, listen, api);
+        Cmd::Init {
+            name,
+            listen,
+            api,
+            advertise,
+        } => {
+            let mut config = Config::new(&name, listen, api);
+            config.advertise = advertise;
             // Check the values as a loaded file would be checked.
             Config::parse(&config.to_toml(), &dir.config_path())?;
             let identity = dir.init(&config, &mut rand_core::OsRng)?;
             drop(crate::store::Store::open(&dir.store_path())?);
-            println!(
+            say!(
                 "initialised node {name} ({}) in {}",
                 identity.node_id(),
                 dir.root().display()
             );
-            println!("admin token: {}", dir.token_path().display());
+            say!("admin token: {}", dir.token_path().display());
             Ok(())
         }
         Cmd::Id => {
@@ -453,7 +552,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .map(|r| r.quic)
                 .filter(|_| config.listen.port() == 0)
                 .unwrap_or(config.listen);
-            println!(
+            say!(
                 "{} {} {}",
                 config.name,
                 identity.node_id(),
@@ -474,8 +573,30 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
+        Cmd::Authority(cmd) => authority(cmd),
+        Cmd::Roster(cmd) => roster(&client()?, cmd).await,
+        Cmd::Key(KeyCmd::Rotate { exchange_only }) => {
+            let r: views::Rotated = client()?
+                .post("/v1/key/rotate", &views::RotateKeys { exchange_only })
+                .await?;
+            if r.old_node_id == r.node_id {
+                say!("new exchange key for node {}", r.node_id);
+            } else {
+                say!("node {} is now {}", r.old_node_id, r.node_id);
+            }
+            say!(
+                "{} owned group(s) moved; peers follow the signed rotation statement",
+                r.groups_moved
+            );
+            Ok(())
+        }
         Cmd::Store(cmd) => store(&dir, cmd),
         Cmd::Group(cmd) => group(&client()?, cmd).await,
+        Cmd::Send {
+            group,
+            batch: Some(path),
+            ..
+        } => batch::send(&client()?, &group, &path).await,
         Cmd::Send {
             group,
             record: Some(path),
@@ -495,7 +616,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let created: Created = client
                 .post(&format!("/v1/groups/{}/records", segment(&group)), &body)
                 .await?;
-            println!("{}", created.id);
+            say!("{}", created.id);
             Ok(())
         }
         Cmd::Send {
@@ -509,6 +630,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             attach,
             keep_metadata,
             body,
+            batch: None,
         } => {
             let body = match (file, body.as_deref()) {
                 (Some(path), _) => std::fs::read_to_string(&path)
@@ -542,7 +664,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     },
                 )
                 .await?;
-            println!("{}", created.id);
+            say!("{}", created.id);
             Ok(())
         }
         Cmd::Record(cmd) => record_cmd(cmd),
@@ -572,7 +694,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     (None, _, Some(o)) => format!("  [{o}]"),
                     _ => String::new(),
                 };
-                println!(
+                say!(
                     "{}{}  {}  {:<15} {}  {}{}",
                     "  ".repeat(e.depth),
                     e.id.get(..16).unwrap_or(&e.id),
@@ -584,7 +706,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 );
             }
             if let Some(parent) = &t.root_replies_to {
-                println!("(the first message replies to {parent}, which is not shown here)");
+                say!("(the first message replies to {parent}, which is not shown here)");
             }
             Ok(())
         }
@@ -595,7 +717,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&s);
             }
-            println!("messages  {}", s.messages);
+            say!("messages  {}", s.messages);
             for (title, map) in [
                 ("by kind", &s.by_kind),
                 ("by commodity", &s.by_commodity),
@@ -606,9 +728,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 if map.is_empty() {
                     continue;
                 }
-                println!("{title}:");
+                say!("{title}:");
                 for (k, n) in map {
-                    println!("  {k:<24} {n}");
+                    say!("  {k:<24} {n}");
                 }
             }
             Ok(())
@@ -623,10 +745,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 return print_json(&messages);
             }
             if messages.is_empty() {
-                println!("no messages");
+                say!("no messages");
             }
             for m in &messages {
-                println!("{}", message_line(m));
+                say!("{}", message_line(m));
             }
             Ok(())
         }
@@ -637,21 +759,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&m);
             }
-            println!("Message:  {}", m.id);
-            println!("Group:    {} ({})", m.group_name, m.group_id);
-            println!(
+            say!("Message:  {}", m.id);
+            say!("Group:    {} ({})", m.group_name, m.group_id);
+            say!(
                 "From:     {} [{}] ({})",
-                m.author_name, m.officer, m.author_id
+                m.author_name,
+                m.officer,
+                m.author_id
             );
-            println!("Date:     {}", m.created_at);
-            println!("Handling: TLP:{}", m.handling.to_uppercase());
-            println!("Kind:     {}", m.kind);
-            println!("Subject:  {}", m.subject);
+            say!("Date:     {}", m.created_at);
+            say!("Handling: TLP:{}", m.handling.to_uppercase());
+            say!("Kind:     {}", m.kind);
+            say!("Subject:  {}", m.subject);
             if let Some(parent) = &m.reply_to {
-                println!("Reply to: {parent}");
+                say!("Reply to: {parent}");
             }
             for a in &m.attachments {
-                println!(
+                say!(
                     "Attached: {} {} ({}, {} bytes{})",
                     a.id,
                     a.name,
@@ -661,11 +785,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 );
             }
             if let Some(why) = &m.unreadable {
-                println!();
-                println!("(kept, not readable here: {why})");
+                say!();
+                say!("(kept, not readable here: {why})");
             }
-            println!();
-            println!("{}", m.body.unwrap_or_default());
+            say!();
+            say!("{}", m.body.unwrap_or_default());
             Ok(())
         }
         Cmd::Receipts { id, json } => {
@@ -676,10 +800,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 return print_json(&r);
             }
             if r.is_empty() {
-                println!("no receipts yet");
+                say!("no receipts yet");
             }
             for x in &r {
-                println!("{:<20} {}  {}", x.receiver_name, x.stored_at, x.receiver_id);
+                say!("{:<20} {}  {}", x.receiver_name, x.stored_at, x.receiver_id);
             }
             Ok(())
         }
@@ -711,7 +835,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 for m in &v.exported {
                     let line =
                         serde_json::to_string(m).map_err(|e| Error::Invalid(e.to_string()))?;
-                    println!("{line}");
+                    emit_line(&line);
                 }
             }
             let withheld = v.exported.iter().filter(|m| m.nominal_withheld).count();
@@ -749,17 +873,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&s);
             }
-            println!("node      {} ({})", s.name, s.node_id);
-            println!("quic      {}", s.quic_addr);
-            println!("api       {}", s.api_addr);
-            println!("peers     {} pinned, {} connected", s.peers, s.connected);
-            println!("groups    {}", s.groups);
-            println!("messages  {}", s.messages);
+            say!("node      {} ({})", s.name, s.node_id);
+            say!("quic      {}", s.quic_addr);
+            say!("api       {}", s.api_addr);
+            say!("peers     {} pinned, {} connected", s.peers, s.connected);
+            say!("groups    {}", s.groups);
+            say!("messages  {}", s.messages);
+            for r in &s.rosters {
+                say!(
+                    "roster    {} version {} ({}), {} entries, {} revoked, valid until {}",
+                    r.federation,
+                    r.version,
+                    r.state,
+                    r.entries,
+                    r.revoked,
+                    r.valid_until
+                );
+            }
+            if let Some(w) = &s.roster_warning {
+                say!("warning   {w}");
+            }
             let free = s
                 .store
                 .free_bytes
                 .map_or("unknown".into(), |b| format!("{} MiB", b / (1024 * 1024)));
-            println!(
+            say!(
                 "store     {} ({free} free, keeps {} MiB)",
                 if s.store.healthy {
                     "healthy"
@@ -769,16 +907,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                 s.store.min_free_bytes / (1024 * 1024)
             );
             if let Some(at) = &s.store.last_flush {
-                println!(
+                say!(
                     "          last flush {at} ({} since start)",
                     s.store.flushes
                 );
             }
             for problem in s.store.problems.iter().chain(&s.store.repaired_at_start) {
-                println!("          {problem}");
+                say!("          {problem}");
             }
             if s.faults > 0 {
-                println!(
+                say!(
                     "faults    {} inputs failed inside the node (each alone; see its log)",
                     s.faults
                 );
@@ -796,9 +934,9 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
     match cmd {
         StoreCmd::Check => {
             let r = Store::check(&path, &options)?;
-            println!("store     {}", path.display());
-            println!("messages  {} in the index", r.messages);
-            println!(
+            say!("store     {}", path.display());
+            say!("messages  {} in the index", r.messages);
+            say!(
                 "log       {} frames; {} damaged stretches ({} bytes), {} of them in no \
                  message's place{}",
                 r.frames,
@@ -812,11 +950,11 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
                     ""
                 }
             );
-            println!(
+            say!(
                 "damaged   {} messages, marked: the node fetches them again from peers when it runs",
                 r.damaged
             );
-            println!(
+            say!(
                 "missing   {} entries the envelope log holds and the index lacks{}",
                 r.unindexed,
                 if r.unindexed > 0 {
@@ -826,10 +964,10 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
                 }
             );
             for line in opened_lines(&r.opened) {
-                println!("opening   {line}");
+                say!("opening   {line}");
             }
             if r.is_sound() {
-                println!("result    sound");
+                say!("result    sound");
                 Ok(())
             } else {
                 Err(Error::Corrupt(
@@ -841,18 +979,18 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
         }
         StoreCmd::Rebuild => {
             let r = Store::rebuild(&path, &options)?;
-            println!(
+            say!(
                 "rebuilt the index of {} from the envelope log: {} messages",
                 path.display(),
                 r.messages
             );
             for line in opened_lines(&r.opened) {
-                println!("          {line}");
+                say!("          {line}");
             }
             if r.salvaged {
-                println!("peer pins, accounts and receipts: copied from the old index");
+                say!("peer pins, accounts and receipts: copied from the old index");
             } else {
-                println!(
+                say!(
                     "peer pins, accounts and receipts: lost (the old index does not open); pin \
                      the peers and make the accounts again"
                 );
@@ -915,7 +1053,7 @@ fn record_cmd(cmd: RecordCmd) -> Result<()> {
     match cmd {
         RecordCmd::Kinds => {
             for k in RecordKind::ALL {
-                println!("{:<16} schema {}  {}", k.as_str(), k.schema(), k.title());
+                say!("{:<16} schema {}  {}", k.as_str(), k.schema(), k.title());
             }
             Ok(())
         }
@@ -1037,6 +1175,7 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             name,
             node_id,
             address,
+            replace,
         } => {
             let p: PeerView = client
                 .post(
@@ -1045,10 +1184,11 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                         name,
                         node_id,
                         address,
+                        replace,
                     },
                 )
                 .await?;
-            println!("pinned {} ({}) at {}", p.name, p.node_id, p.address);
+            say!("pinned {} ({}) at {}", p.name, p.node_id, p.address);
             Ok(())
         }
         PeerCmd::List { json } => {
@@ -1057,17 +1197,19 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                 return print_json(&peers);
             }
             if peers.is_empty() {
-                println!("no peers: pin one with `liaison peer add NAME NODE_ID HOST:PORT`");
+                say!("no peers: pin one with `liaison peer add NAME NODE_ID HOST:PORT`");
             }
             for p in &peers {
-                println!(
-                    "{:<20} {:<12} {:<22} {}{}",
+                say!(
+                    "{:<20} {:<12} {:<10} {:<22} {}{}",
                     p.name,
                     p.state,
+                    p.source,
                     p.address,
                     p.node_id,
-                    p.last_error
+                    p.blocked
                         .as_deref()
+                        .or(p.last_error.as_deref())
                         .map(|e| format!("  ({e})"))
                         .unwrap_or_default()
                 );
@@ -1078,7 +1220,157 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             let _: serde_json::Value = client
                 .delete(&format!("/v1/peers/{}", segment(&peer)))
                 .await?;
-            println!("removed {peer}");
+            say!("removed {peer}");
+            Ok(())
+        }
+    }
+}
+
+fn authority(cmd: AuthorityCmd) -> Result<()> {
+    match cmd {
+        AuthorityCmd::Init { key } => {
+            let id = crate::authority::init(&key, &mut rand_core::OsRng)?;
+            eprintln!(
+                "authority key written to {}; keep it offline. Every node of the federation lists this public key in federation.authorities:",
+                key.display()
+            );
+            say!("{id}");
+            Ok(())
+        }
+        AuthorityCmd::Sign { roster, key, out } => {
+            let (r, path) =
+                crate::authority::sign(&key, &roster, out.as_deref(), crate::node::now())?;
+            say!(
+                "signed {} version {}: {} node(s), {} revoked, valid until {} -> {}",
+                r.federation,
+                r.version,
+                r.entries.len(),
+                r.revocations.len(),
+                views::rfc3339(r.valid_until.0),
+                path.display()
+            );
+            Ok(())
+        }
+        AuthorityCmd::Show { file, json } => {
+            let (r, _) = crate::authority::read_signed(&file)?;
+            if json {
+                let value = serde_json::json!({
+                    "authority": r.authority.to_string(),
+                    "federation": r.federation,
+                    "version": r.version,
+                    "issued_at": views::rfc3339(r.issued_at.0),
+                    "valid_until": views::rfc3339(r.valid_until.0),
+                    "entries": r.entries.iter().map(|e| serde_json::json!({
+                        "node_id": e.node.to_string(),
+                        "name": e.name,
+                        "organisation": e.organisation,
+                        "country": e.country,
+                        "kind": e.kind.to_string(),
+                        "addresses": e.addresses,
+                    })).collect::<Vec<_>>(),
+                    "revocations": r.revocations.iter().map(|x| serde_json::json!({
+                        "node_id": x.node.to_string(),
+                        "at": views::rfc3339(x.at.0),
+                        "reason": x.reason,
+                    })).collect::<Vec<_>>(),
+                });
+                return print_json(&value);
+            }
+            say!(
+                "{} version {} by authority {}",
+                r.federation,
+                r.version,
+                r.authority
+            );
+            say!(
+                "issued {}, valid until {}",
+                views::rfc3339(r.issued_at.0),
+                views::rfc3339(r.valid_until.0)
+            );
+            for e in &r.entries {
+                say!(
+                    "  {:<20} {:<8} {} {:<30} {}",
+                    e.name,
+                    e.kind,
+                    e.country,
+                    e.organisation,
+                    e.node
+                );
+            }
+            for x in &r.revocations {
+                say!(
+                    "  revoked {} from {}: {}",
+                    x.node,
+                    views::rfc3339(x.at.0),
+                    x.reason
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
+    match cmd {
+        RosterCmd::Load { file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+            let r: views::RosterLoaded = client
+                .post(
+                    "/v1/roster",
+                    &views::LoadRoster {
+                        roster: hex::encode(bytes),
+                    },
+                )
+                .await?;
+            match r.outcome.as_str() {
+                "new" => say!(
+                    "{} version {} in force: {} joined, {} left, {} newly revoked",
+                    r.federation,
+                    r.version,
+                    r.joined.len(),
+                    r.left.len(),
+                    r.revoked.len()
+                ),
+                _ => say!(
+                    "{} version {} was already in force",
+                    r.federation,
+                    r.version
+                ),
+            }
+            Ok(())
+        }
+        RosterCmd::Show { json } => {
+            let rosters: Vec<crate::federation::RosterView> = client.get("/v1/roster").await?;
+            if json {
+                return print_json(&rosters);
+            }
+            if rosters.is_empty() {
+                say!("no roster: `liaison roster load FILE`, or wait for a peer to pass one on");
+            }
+            for r in &rosters {
+                say!(
+                    "{} version {} ({}), valid until {}, authority {}",
+                    r.federation,
+                    r.version,
+                    r.state,
+                    r.valid_until,
+                    r.authority
+                );
+                for e in &r.entries {
+                    say!(
+                        "  {:<20} {:<8} {} {:<24} {}",
+                        e.name,
+                        e.kind,
+                        e.country,
+                        e.standing,
+                        e.node_id
+                    );
+                }
+                for x in &r.revocations {
+                    say!("  revoked {} from {}: {}", x.node_id, x.at, x.reason);
+                }
+            }
             Ok(())
         }
     }
@@ -1090,7 +1382,7 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
             let q: views::QuarantineView = client
                 .post("/v1/quarantine", &views::QuarantineRequest { id, reason })
                 .await?;
-            println!("quarantined {} ({})", q.id, q.reason);
+            say!("quarantined {} ({})", q.id, q.reason);
             Ok(())
         }
         QuarantineCmd::List { json } => {
@@ -1099,10 +1391,10 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
                 return print_json(&list);
             }
             if list.is_empty() {
-                println!("no message is quarantined");
+                say!("no message is quarantined");
             }
             for q in &list {
-                println!("{}  {}  {}", q.id, q.at, q.reason);
+                say!("{}  {}  {}", q.id, q.at, q.reason);
             }
             Ok(())
         }
@@ -1110,7 +1402,7 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
             let q: views::QuarantineView = client
                 .delete(&format!("/v1/quarantine/{}", segment(&id)))
                 .await?;
-            println!("released {}", q.id);
+            say!("released {}", q.id);
             Ok(())
         }
     }
@@ -1122,7 +1414,7 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
             let c: Created = client
                 .post("/v1/groups", &views::CreateGroup { name })
                 .await?;
-            println!("{}", c.id);
+            say!("{}", c.id);
             Ok(())
         }
         GroupCmd::Add { group, peer, role } => {
@@ -1135,7 +1427,7 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     },
                 )
                 .await?;
-            println!("added {peer} to {} as {role} (epoch {})", g.name, g.epoch);
+            say!("added {peer} to {} as {role} (epoch {})", g.name, g.epoch);
             Ok(())
         }
         GroupCmd::Remove { group, peer } => {
@@ -1146,7 +1438,7 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     segment(&peer)
                 ))
                 .await?;
-            println!("removed {peer} from {} (epoch {})", g.name, g.epoch);
+            say!("removed {peer} from {} (epoch {})", g.name, g.epoch);
             Ok(())
         }
         GroupCmd::List { json } => {
@@ -1155,10 +1447,10 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                 return print_json(&groups);
             }
             if groups.is_empty() {
-                println!("no groups");
+                say!("no groups");
             }
             for g in &groups {
-                println!(
+                say!(
                     "{}  {:<30} owner {:<16} {:<8} {} members, epoch {}",
                     g.id,
                     g.name,
@@ -1177,12 +1469,12 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
             if json {
                 return print_json(&g);
             }
-            println!("group   {} ({})", g.name, g.id);
-            println!("owner   {} ({})", g.owner_name, g.owner_id);
-            println!("epoch   {}", g.epoch);
-            println!("you     {}", g.role);
+            say!("group   {} ({})", g.name, g.id);
+            say!("owner   {} ({})", g.owner_name, g.owner_id);
+            say!("epoch   {}", g.epoch);
+            say!("you     {}", g.role);
             for m in &g.members {
-                println!("  {:<20} {:<7} {}", m.name, m.role, m.node_id);
+                say!("  {:<20} {:<7} {}", m.name, m.role, m.node_id);
             }
             Ok(())
         }
@@ -1215,17 +1507,17 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                 "officer {} created; give them this API token (it is not shown again):",
                 u.user.name
             );
-            println!("{}", u.token);
+            say!("{}", u.token);
             if let Some(code) = &u.enrolment_code {
                 let base = web.unwrap_or("https://WORKSPACE/").trim_end_matches('/');
                 eprintln!(
                     "web enrolment link (valid 72 hours, once; hand it over through a trusted channel):"
                 );
-                println!("{base}/enrol#{code}");
+                say!("{base}/enrol#{code}");
             }
             if let Some(p) = &u.password {
                 eprintln!("one-time web password (the officer chooses a new one at first login):");
-                println!("{p}");
+                say!("{p}");
             }
             Ok(())
         }
@@ -1236,7 +1528,7 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                     &GrantBody { grant },
                 )
                 .await?;
-            println!("{}: {}", u.name, format_grants(&u));
+            say!("{}: {}", u.name, format_grants(&u));
             Ok(())
         }
         UserCmd::Revoke { name, group } => {
@@ -1247,7 +1539,7 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                     segment(&group)
                 ))
                 .await?;
-            println!("{}: {}", u.name, format_grants(&u));
+            say!("{}: {}", u.name, format_grants(&u));
             Ok(())
         }
         UserCmd::List { json } => {
@@ -1256,10 +1548,10 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                 return print_json(&users);
             }
             if users.is_empty() {
-                println!("no officers: add one with `liaison user add NAME --grant GROUP:post`");
+                say!("no officers: add one with `liaison user add NAME --grant GROUP:post`");
             }
             for u in &users {
-                println!("{:<20} {}", u.name, format_grants(u));
+                say!("{:<20} {}", u.name, format_grants(u));
             }
             Ok(())
         }
@@ -1267,7 +1559,7 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             let _: serde_json::Value = client
                 .delete(&format!("/v1/users/{}", segment(&name)))
                 .await?;
-            println!("removed {name}");
+            say!("removed {name}");
             Ok(())
         }
     }
@@ -1293,7 +1585,7 @@ async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool)
         }
         return match v.first_broken {
             None => {
-                println!("audit log intact: {} records", v.records);
+                say!("audit log intact: {} records", v.records);
                 Ok(())
             }
             Some(seq) => Err(Error::Corrupt(format!(
@@ -1314,7 +1606,7 @@ async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool)
         return print_json(&records);
     }
     for r in &records {
-        println!(
+        say!(
             "{:>6} {} {:<20} {:<14} {:<12} {}",
             r.seq,
             views::rfc3339(r.at_ms),
@@ -1355,14 +1647,17 @@ async fn watch(client: &Client, group: Option<String>, json: bool) -> Result<()>
         };
         if json {
             let line = serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?;
-            println!("{line}");
+            emit_line(&line);
         } else {
-            println!("{}", message_line(&m));
+            say!("{}", message_line(&m));
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
-    Ok(())
+    Err(Error::NotFound(format!(
+        "the node closed the event stream ({}): it stopped",
+        client.base()
+    )))
 }
 
 /// One line per message, as `inbox` and `watch` print them.
@@ -1412,9 +1707,48 @@ fn export_csv(v: &views::ExportView, kind: Option<String>, out: Option<PathBuf>)
     }
 }
 
+/// `text` as it may be shown on a terminal: every control character but line feed and tab
+/// (escape sequences a remote author could use to repaint the screen, or a TLP label) and
+/// every bidirectional formatting character is shown as its code, `\u{1b}`.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c != '\n' && c != '\t' && liaison_protocol::fields::is_refused_char(c);
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Prints `text` and a newline for a person, made [`terminal_safe`].
+fn say_line(text: &str) {
+    emit_line(&terminal_safe(text));
+}
+
+/// Prints `text` and a newline as it is (JSON, which escapes what it must). A reader that has
+/// gone (`liaison inbox | head`) ends the command quietly, as for other Unix tools.
+fn emit_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Invalid(e.to_string()))?;
-    println!("{text}");
+    emit_line(&text);
     Ok(())
 }
 
@@ -1433,18 +1767,21 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
     // the node runs on.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("cannot watch SIGHUP", e))?;
     let node = crate::node::start(dir).await?;
-    println!(
+    say!(
         "{} running: node {} quic {} api {}",
-        node.name, node.node_id, node.quic_addr, node.api_addr
+        node.name,
+        node.node_id,
+        node.quic_addr,
+        node.api_addr
     );
     if let Some(url) = &node.web_url {
-        println!("web workspace: {url}");
+        say!("web workspace: {url}");
     }
     if let Some(addr) = node.metrics_addr {
         println!("metrics: http://{addr}/metrics");
     }
     if let Some(fingerprint) = &node.web_fingerprint {
-        println!(
+        say!(
             "web certificate (self-signed) SHA-256 fingerprint: {fingerprint}\n  \
              officers compare it with what their browser shows before they accept it"
         );
@@ -1498,6 +1835,25 @@ fn write_man_pages(dir: &std::path::Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn remote_text_cannot_drive_the_terminal() {
+        assert_eq!(
+            terminal_safe("\u{1b}[2K\rTLP:CLEAR"),
+            "\\u{1b}[2K\\u{d}TLP:CLEAR"
+        );
+        assert_eq!(terminal_safe("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        assert_eq!(
+            terminal_safe("two\nlines\tand a tab"),
+            "two\nlines\tand a tab"
+        );
+        assert!(matches!(
+            terminal_safe("Saisie à Anvers"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     /// `--version` states the formats this build really speaks and stores.
     #[test]
     fn long_version_names_the_real_formats() {

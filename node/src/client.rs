@@ -1,6 +1,10 @@
 //! The CLI's HTTP client for a running node's API.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use liaison_protocol::NodeId;
+use rand_core::RngCore;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,6 +19,11 @@ pub struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// The node the data directory names: the process at `base` must prove to be it before
+    /// the token is sent ([`crate::api_identity`]). None for a client given an address.
+    expect: Option<NodeId>,
+    /// Whether that proof was given, once.
+    proven: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Client {
@@ -27,12 +36,14 @@ impl Client {
             Some(t) => t,
             None => dir.admin_token()?.to_string(),
         };
-        Client::new(&format!("http://{api}"), token)
+        let mut client = Client::new(&format!("http://{api}"), token)?;
+        client.expect = Some(dir.node_id()?);
+        Ok(client)
     }
 
     /// A client for the API at `base` (`http://HOST:PORT`).
     pub fn new(base: &str, token: String) -> Result<Client> {
-        let http = reqwest::Client::builder()
+        let http = builder()
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot build the HTTP client: {e}")))?;
@@ -40,7 +51,14 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
             http,
+            expect: None,
+            proven: Arc::default(),
         })
+    }
+
+    /// The node's API address (`http://HOST:PORT`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// `GET path`.
@@ -84,8 +102,57 @@ impl Client {
             .map_err(|e| Error::Invalid(format!("unexpected answer from the node: {e}")))
     }
 
+    /// Makes the process at the API address prove it is the expected node, once, before any
+    /// token leaves ([`crate::api_identity`]).
+    async fn authenticate_node(&self) -> Result<()> {
+        let Some(expected) = self.expect else {
+            return Ok(());
+        };
+        self.proven
+            .get_or_try_init(|| async {
+                let mut challenge = [0u8; 32];
+                rand_core::OsRng.fill_bytes(&mut challenge);
+                let url = format!(
+                    "{}?challenge={}",
+                    self.url("/v1/identity"),
+                    hex::encode(challenge)
+                );
+                let resp = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| self.unreachable(&e))?;
+                let proof = if resp.status().is_success() {
+                    resp.json::<crate::api_identity::Proof>().await.ok()
+                } else {
+                    None
+                };
+                let proof = proof.unwrap_or(crate::api_identity::Proof {
+                    node_id: String::new(),
+                    signature: String::new(),
+                });
+                crate::api_identity::check(&expected, &challenge, &proof)
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The error for a request that reached no node.
+    fn unreachable(&self, e: &reqwest::Error) -> Error {
+        if e.is_connect() {
+            Error::NotFound(format!(
+                "the node is not running (nothing answers at {}): start it with `liaison run`",
+                self.base
+            ))
+        } else {
+            Error::Invalid(format!("request to the node failed: {e}"))
+        }
+    }
+
     /// Sends `req`; the answer's bytes and media type, or its error.
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(Vec<u8>, String)> {
+        self.authenticate_node().await?;
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             if e.is_connect() {
                 Error::NotFound(format!(
@@ -132,7 +199,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// The data of the next `message` event; `None` when the node closes the stream.
+    /// The data of the next `message` event; `None` when the node closes the stream (it
+    /// stopped); an error when the node ends it with a reason (an `end` event).
     pub async fn next(&mut self) -> Result<Option<String>> {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
@@ -142,19 +210,25 @@ impl Events {
                 let mut data = String::new();
                 for line in text.lines() {
                     if let Some(e) = line.strip_prefix("event:") {
-                        event = if e.trim() == "message" {
-                            "message"
-                        } else {
-                            "other"
+                        event = match e.trim() {
+                            "message" => "message",
+                            "end" => "end",
+                            _ => "other",
                         };
                     } else if let Some(d) = line.strip_prefix("data:") {
                         data.push_str(d.trim_start());
                     }
                 }
-                if event == "message" && !data.is_empty() {
-                    return Ok(Some(data));
+                match event {
+                    "message" if !data.is_empty() => return Ok(Some(data)),
+                    // The node ended the stream, and says why (access revoked, say).
+                    "end" => {
+                        return Err(Error::Forbidden(format!(
+                            "the node ended the stream: {data}"
+                        )))
+                    }
+                    _ => continue,
                 }
-                continue;
             }
             match self
                 .resp
@@ -174,10 +248,17 @@ impl Events {
     }
 }
 
+/// The HTTP client of the CLI: never through a proxy. The CLI speaks to its own node and
+/// carries the admin token; `HTTP_PROXY` and friends would hand that token to the proxy.
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().no_proxy()
+}
+
 impl Client {
     /// Opens a server-sent event stream at `path`.
     pub async fn events(&self, path: &str) -> Result<Events> {
-        let resp = reqwest::Client::builder()
+        self.authenticate_node().await?;
+        let resp = builder()
             .build()
             .map_err(|e| Error::Invalid(format!("cannot build the HTTP client: {e}")))?
             .get(self.url(path))

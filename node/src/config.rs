@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use liaison_protocol::roster::AuthorityId;
+use liaison_protocol::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// The default QUIC listen address.
@@ -51,6 +53,42 @@ pub struct Config {
     /// The Prometheus metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Federation authorities and their rosters.
+    #[serde(default)]
+    pub federation: FederationSection,
+    /// Groups this node owns.
+    #[serde(default)]
+    pub groups: GroupsSection,
+}
+
+/// The `[federation]` section: which authorities this node trusts (see WIRE.md §12).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationSection {
+    /// Public keys (64 hex characters) of the authorities whose rosters this node takes.
+    pub authorities: Vec<String>,
+    /// A roster file to take at every start (relative to the data directory), besides the
+    /// rosters the node already holds and those its peers send.
+    pub roster: Option<String>,
+    /// How long after a roster's `valid_until` its entries are still admitted for new
+    /// connections, in milliseconds.
+    pub expiry_grace_ms: u64,
+    /// How long before a roster's `valid_until` the node starts warning, in milliseconds.
+    pub warn_before_ms: u64,
+    /// Node ids (64 hex characters) of roster entries this node refuses to admit.
+    pub refuse: Vec<String>,
+}
+
+impl Default for FederationSection {
+    fn default() -> Self {
+        FederationSection {
+            authorities: Vec::new(),
+            roster: None,
+            expiry_grace_ms: 24 * 3600 * 1000,
+            warn_before_ms: 14 * 24 * 3600 * 1000,
+            refuse: Vec::new(),
+        }
+    }
 }
 
 /// The `[metrics]` section: Prometheus metrics on a listener of their own (see
@@ -84,6 +122,52 @@ impl Default for AttachmentsSection {
             max_mb: 50,
             eager_max_mb: 25,
         }
+    }
+}
+
+impl FederationSection {
+    /// The authority keys, parsed.
+    pub fn authority_ids(&self) -> Result<Vec<AuthorityId>, String> {
+        self.authorities
+            .iter()
+            .map(|a| {
+                a.parse::<AuthorityId>()
+                    .map_err(|e| format!("federation.authorities: {a:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The refused node ids, parsed.
+    pub fn refused_ids(&self) -> Result<Vec<NodeId>, String> {
+        self.refuse
+            .iter()
+            .map(|n| {
+                n.parse::<NodeId>()
+                    .map_err(|e| format!("federation.refuse: {n:?}: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// The `[groups]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupsSection {
+    /// Open a new key epoch in every group this node owns once the current one is this old
+    /// (a duration such as `"7days"` or `"12h"`); unset: only membership changes do.
+    pub rotate_after: Option<String>,
+}
+
+impl GroupsSection {
+    /// [`GroupsSection::rotate_after`] as a duration.
+    pub fn rotate_after(&self) -> Result<Option<Duration>, String> {
+        self.rotate_after
+            .as_deref()
+            .map(|text| {
+                humantime::parse_duration(text)
+                    .map_err(|e| format!("groups.rotate_after {text:?}: {e}"))
+            })
+            .transpose()
     }
 }
 
@@ -317,6 +401,8 @@ impl Config {
             },
             store: StoreSection::default(),
             attachments: AttachmentsSection::default(),
+            federation: FederationSection::default(),
+            groups: GroupsSection::default(),
             metrics: MetricsSection::default(),
         }
     }
@@ -347,6 +433,16 @@ impl Config {
         if let Err(e) = liaison_protocol::fields::check_node_name(&self.name) {
             return Err(format!("name {:?}: {e}", self.name));
         }
+        if let Some(a) = &self.advertise {
+            if let Err(e) = liaison_protocol::fields::check_address(a) {
+                return Err(format!("advertise {a:?}: {e}"));
+            }
+        }
+        self.federation.authority_ids()?;
+        self.federation.refused_ids()?;
+        if let Some(Duration::ZERO) = self.groups.rotate_after()? {
+            return Err("groups.rotate_after must be longer than zero".into());
+        }
         if !self.api.ip().is_loopback() && !self.danger_api_non_loopback {
             return Err(format!(
                 "api address {} is not loopback; set danger_api_non_loopback = true to allow it",
@@ -367,6 +463,13 @@ impl Config {
         if self.web.lockout_after == 0 || self.web.lockout_minutes == 0 {
             return Err("web.lockout_after and web.lockout_minutes must be positive".into());
         }
+        if self.sync.max_strikes == 0 {
+            return Err(
+                "sync.max_strikes must be at least 1: a peer that misbehaves must be disconnected \
+                 at some point"
+                    .into(),
+            );
+        }
         if self.sync.interval_ms < 10 {
             return Err("sync.interval_ms must be at least 10".into());
         }
@@ -386,12 +489,19 @@ impl Config {
         Ok(())
     }
 
-    /// Renders the config as commented TOML, as `init` writes it.
+    /// Renders the config as commented TOML, as `init` writes it. Without an `advertise`
+    /// address it writes a commented-out line to fill in.
     pub fn to_toml(&self) -> String {
         let body = toml::to_string_pretty(self).unwrap_or_default();
+        let advertise = if self.advertise.is_none() {
+            "# The HOST:PORT peers dial (`liaison id` prints it); without it, the listen address.\n\
+             # advertise = \"node.example.org:7400\"\n\n"
+        } else {
+            ""
+        };
         format!(
             "# Liaison node configuration. Reference: config/node.example.toml.\n\
-             # Changes take effect when the node is restarted.\n\n{body}"
+             # Changes take effect when the node is restarted.\n\n{advertise}{body}"
         )
     }
 }

@@ -8,8 +8,10 @@
 
 pub mod accounts;
 pub mod api;
+pub mod api_identity;
 pub mod attachments;
 pub mod audit;
+pub mod authority;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod metrics;
 pub mod names;
 pub mod node;

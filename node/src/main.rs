@@ -7,6 +7,9 @@ use std::io::IsTerminal;
 use clap::Parser;
 use liaison_node::cli::{run, Cli, LogFormat};
 
+/// The log directive that keeps sled at `info` or quieter.
+const SLED_AT_MOST_INFO: &str = "sled=info";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
@@ -15,8 +18,13 @@ fn main() -> ExitCode {
         liaison_node::cli::Cmd::Bench { .. } | liaison_node::cli::Cmd::BenchNode => "error",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // sled logs whole pages (account records, token hashes) at debug and trace: whatever the
+    // filter asks, it says no more than info.
+    if let Ok(sled) = SLED_AT_MOST_INFO.parse() {
+        filter = filter.add_directive(sled);
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

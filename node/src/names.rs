@@ -14,11 +14,14 @@ use crate::error::{Error, Result};
 
 /// Resolves `OFFICER@NODE` recipients against the members of `group`'s current epoch. `NODE`
 /// is a member name as the owner stated it, or a node id; this node (`me`) is also found by
-/// its own configured name `own_name`. Unknown and ambiguous names are refused.
+/// its own configured name `own_name`; a name no member has is looked up with `known` (this
+/// node's pins and the rosters in force), and taken if it names a member. Unknown and
+/// ambiguous names are refused.
 pub fn resolve_recipients(
     group: &GroupState,
     me: NodeId,
     own_name: &str,
+    known: &dyn Fn(&str) -> Option<NodeId>,
     recipients: &[String],
 ) -> Result<Vec<Recipient>> {
     let mut out: Vec<Recipient> = Vec::with_capacity(recipients.len());
@@ -28,7 +31,7 @@ pub fn resolve_recipients(
             .ok_or_else(|| Error::Invalid(format!("recipient {text:?} is not OFFICER@NODE")))?;
         liaison_protocol::fields::check_officer_name(officer)
             .map_err(|e| Error::Invalid(format!("recipient {text:?}: {e}")))?;
-        let node = resolve_member(group, me, own_name, node).map_err(|why| {
+        let node = resolve_member(group, me, own_name, known, node).map_err(|why| {
             Error::Invalid(format!(
                 "recipient {text:?}: {why} (`liaison group show {}` lists the members)",
                 group.id()
@@ -50,6 +53,7 @@ fn resolve_member(
     group: &GroupState,
     me: NodeId,
     own_name: &str,
+    known: &dyn Fn(&str) -> Option<NodeId>,
     sel: &str,
 ) -> std::result::Result<NodeId, String> {
     if let Ok(node) = sel.parse::<NodeId>() {
@@ -73,7 +77,14 @@ fn resolve_member(
     }
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => Err(format!("no member of the group is named {sel:?}")),
+        [] => match known(sel) {
+            Some(node) if group.members().contains_key(&node) => Ok(node),
+            Some(node) => Err(format!(
+                "{sel:?} is node {}, which is not a member of the group",
+                node.short()
+            )),
+            None => Err(format!("no member of the group is named {sel:?}")),
+        },
         _ => Err(format!(
             "several members answer to {sel:?}; give the node id after '@'"
         )),

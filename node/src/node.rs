@@ -27,7 +27,7 @@ use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Pla
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
-use liaison_protocol::{GroupId, IdentityKey, NodeId, Role, Timestamp, UsageError};
+use liaison_protocol::{ExchangeKey, GroupId, IdentityKey, NodeId, Role, Timestamp, UsageError};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -43,6 +43,8 @@ use crate::error::{Error, Result};
 use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
+mod trust;
+
 use crate::views::{
     ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
     Status,
@@ -110,6 +112,33 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<PeerView>>,
     },
+    /// Pin a peer in place of the pin that has its name or its node id (`peer add --replace`).
+    ReplacePeer {
+        /// Name.
+        name: String,
+        /// Node id.
+        node: NodeId,
+        /// Address.
+        address: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<PeerView>>,
+    },
+    /// Take a federation roster (its encoded bytes) from the operator.
+    LoadRoster {
+        /// The encoded signed roster.
+        bytes: Vec<u8>,
+        /// Reply: what changed.
+        reply: oneshot::Sender<Result<crate::views::RosterLoaded>>,
+    },
+    /// The federation rosters in force.
+    Rosters(oneshot::Sender<Vec<crate::federation::RosterView>>),
+    /// Move this node to new keys, with a rotation statement its peers follow.
+    RotateKeys {
+        /// Only the exchange key (the key group keys are wrapped to), not the identity.
+        exchange_only: bool,
+        /// Reply: the node id from now on.
+        reply: oneshot::Sender<Result<crate::views::Rotated>>,
+    },
     /// Unpin a peer and drop its connection.
     RemovePeer {
         /// Peer name or node id.
@@ -162,6 +191,18 @@ pub enum Command {
         /// Reply with the message id once durable.
         reply: oneshot::Sender<Result<MessageId>>,
     },
+    /// Post several messages to one group, in order, each as [`Command::Post`] posts one and
+    /// answered on its own channel; an item's audit record, if it has one, is written by the
+    /// node with the message and made durable by the same flush. A refused item changes nothing
+    /// for the others. `reply` says that every item was taken.
+    PostEach {
+        /// Group id or name.
+        group: String,
+        /// The posts.
+        items: Vec<PostItem>,
+        /// Answered once every item is taken (each has its own answer).
+        reply: oneshot::Sender<()>,
+    },
     /// List messages (newest last).
     Inbox {
         /// Group id or name, or all groups.
@@ -175,6 +216,13 @@ pub enum Command {
         id: MessageId,
         /// Reply.
         reply: oneshot::Sender<Result<MessageView>>,
+    },
+    /// The one message whose id starts with a prefix, among those the caller may read.
+    ResolveId {
+        /// 8 to 63 lowercase hex digits.
+        prefix: String,
+        /// Reply.
+        reply: oneshot::Sender<Result<MessageId>>,
     },
     /// Receipts of one message.
     Receipts {
@@ -263,6 +311,17 @@ pub struct Post {
     pub reply_to: Option<MessageId>,
     /// Attachments uploaded by the posting officer (`POST /v1/attachments`) to name in it.
     pub attachments: Vec<AttachmentId>,
+}
+
+/// One post of [`Command::PostEach`].
+#[derive(Debug)]
+pub struct PostItem {
+    /// What to post.
+    pub post: Post,
+    /// The audit record to write once the message is stored, before its flush.
+    pub audit: Option<crate::audit::PostAudit>,
+    /// Answered with the message id once the message and its audit record are durable.
+    pub reply: oneshot::Sender<Result<MessageId>>,
 }
 
 /// A cheap handle to send commands to a running node.
@@ -375,15 +434,24 @@ struct PeerRecord {
     descriptor: Option<String>,
 }
 
-/// A peer as the actor tracks it.
+/// A peer as the actor tracks it: pinned by the operator, admitted through a roster, or both.
 #[derive(Debug)]
 struct PeerEntry {
+    /// The operator's pin, or (for a peer known only through a roster) its roster name and
+    /// first address.
     record: PeerRecord,
     node: NodeId,
     descriptor: Option<Descriptor>,
     connected: watch::Sender<bool>,
     last_error: Option<String>,
     dialer: CancellationToken,
+    /// Whether the operator pinned it (the record is stored).
+    pinned: bool,
+    /// Its roster entry, if a roster in force admits it.
+    roster: Option<liaison_protocol::roster::Entry>,
+    /// Why it is not admitted now (revoked, rotated away, refused here, roster expired): not
+    /// on the allow-list and not dialled.
+    blocked: Option<String>,
 }
 
 /// A live connection.
@@ -417,8 +485,9 @@ enum Internal {
         failed: Vec<MessageId>,
     },
     /// A batch of local posts was written (or failed to be): one input for the whole batch.
+    /// With each post, why its audit record could not be written, if it could not.
     PostsStored {
-        posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>)>,
+        posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>, Option<Error>)>,
         result: std::result::Result<(), String>,
     },
     /// Envelopes read ahead for a sync response (see [`ReadAhead`]).
@@ -431,6 +500,10 @@ enum Internal {
         result: Result<()>,
         reply: ControlReply,
     },
+    /// New keys are on disk (see `trust::Actor::rotate_keys`).
+    KeysRotated(Box<trust::Rotated>),
+    /// Close these connections made under keys rotated away from.
+    CloseRotated(Vec<(NodeId, u64)>),
     /// A peer asks for chunks of an attachment: may it have them?
     ServeAttachment {
         peer: NodeId,
@@ -462,11 +535,15 @@ struct FetchWanted {
 enum ControlReply {
     Created(oneshot::Sender<Result<GroupId>>),
     Changed(oneshot::Sender<Result<GroupView>>),
+    /// A change the node made on its own (a revoked member removed, a rotated member moved, a
+    /// timed key rotation): logged, nobody waits.
+    Quiet,
 }
 
 /// Opens the store, binds the endpoints and starts every task of the node in `dir`.
 pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let config = dir.config()?;
+    dir.check_permissions()?;
     let (identity, exchange) = dir.keys()?;
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
     let attachments = Arc::new(Attachments::open(
@@ -534,7 +611,15 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         descriptor,
         engine_config,
     );
+    let previous = dir.previous_keys()?;
+    let mut own_rotations = Vec::with_capacity(previous.len());
+    for (old_identity, old_exchange, statement) in previous {
+        engine.add_previous_keys(old_identity, old_exchange);
+        own_rotations.push(statement);
+    }
     restore(&mut engine, &store)?;
+    let trust = crate::federation::Trust::new(&config.federation)?;
+    let rotate_after = config.groups.rotate_after().map_err(Error::Invalid)?;
 
     let accounts = Arc::new(crate::accounts::Accounts::load(
         store.clone(),
@@ -595,12 +680,19 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         posted_attachments: HashMap::new(),
         fetching: HashSet::new(),
         fetch_queue: std::collections::VecDeque::new(),
+        trust,
+        dir: dir.clone(),
+        rotate_after,
+        expiry_logged: None,
+        rotating: false,
+        quiet_pending: HashSet::new(),
         metrics: metrics.clone(),
     };
     actor.load_peers()?;
     actor.load_directory()?;
     actor.resume_fetches();
     actor.load_quarantine()?;
+    actor.load_federation(own_rotations)?;
 
     let span = info_span!("node", node = %node_id.short(), name = %config.name);
     tasks.spawn(
@@ -620,6 +712,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             audit: audit.clone(),
             node_name: config.name.clone(),
             config: config.web.clone(),
+            attachments: attachments.clone(),
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
@@ -636,6 +729,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             accounts,
             audit,
             attachments,
+            dir.clone(),
             metrics,
             shutdown.clone(),
         )
@@ -959,6 +1053,18 @@ struct Actor {
     origins: Origins,
     /// See [`ReadAhead`].
     read_ahead: RefCell<ReadAhead>,
+    /// The federation view: rosters, revocations, rotations (see [`crate::federation`]).
+    trust: crate::federation::Trust,
+    /// The data directory (its keys change when the node rotates them).
+    dir: DataDir,
+    /// `groups.rotate_after`.
+    rotate_after: Option<Duration>,
+    /// The roster expiry state last logged, so that it is logged once per change.
+    expiry_logged: Option<crate::federation::Expiry>,
+    /// A key rotation is being written.
+    rotating: bool,
+    /// Groups with a timed key rotation of this node's own making waiting to be stored.
+    quiet_pending: HashSet<GroupId>,
     /// Inputs whose handling failed with a panic since the node started (see
     /// [`Actor::isolated`]).
     faults: u64,
@@ -990,6 +1096,8 @@ struct LocalPost {
     /// `Engine::seal`): a node that has just started waits for its peers to connect.
     wait_until: std::time::Instant,
     reply: oneshot::Sender<Result<MessageId>>,
+    /// Its audit record, written when it is stored (see [`Command::PostEach`]).
+    audit: Option<crate::audit::PostAudit>,
 }
 
 /// How long a post waits, after the node started or joined the group, for a member to say
@@ -1004,7 +1112,7 @@ impl Actor {
         for (node, bytes) in self.store.peers()? {
             let record: PeerRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Corrupt(format!("peer record: {e}")))?;
-            self.insert_peer(node, record);
+            self.insert_peer(node, record, true, None);
         }
         Ok(())
     }
@@ -1030,24 +1138,57 @@ impl Actor {
         Ok(())
     }
 
-    fn insert_peer(&mut self, node: NodeId, record: PeerRecord) {
+    /// Tracks a peer (replacing what was tracked for it): on the allow-list and dialled unless
+    /// the federation view blocks it.
+    fn insert_peer(
+        &mut self,
+        node: NodeId,
+        record: PeerRecord,
+        pinned: bool,
+        roster: Option<liaison_protocol::roster::Entry>,
+    ) {
         let descriptor = record
             .descriptor
             .as_deref()
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| SignedDescriptor::verify(&b, now()).ok())
-            .filter(|d| d.node == node);
-        let (connected, _) = watch::channel(false);
-        let dialer = self.shutdown.child_token();
-        self.allow.insert(*node.as_bytes());
+            .filter(|d| d.node == node)
+            .or_else(|| self.directory.get(&node).cloned());
+        let (connected, _) = watch::channel(self.conns.contains_key(&node));
+        if let Some(old) = self.peers.remove(&node) {
+            old.dialer.cancel();
+        }
         let entry = PeerEntry {
             record,
             node,
             descriptor,
             connected,
             last_error: None,
-            dialer: dialer.clone(),
+            dialer: self.shutdown.child_token(),
+            pinned,
+            roster,
+            blocked: None,
         };
+        self.peers.insert(node, entry);
+        self.admit(node);
+    }
+
+    /// Puts a tracked peer on the allow-list and starts dialling it, unless the federation view
+    /// blocks it (then it is taken off and not dialled; its connection, if any, stays).
+    fn admit(&mut self, node: NodeId) {
+        let blocked = self.peer_blocked(&node);
+        let Some(entry) = self.peers.get_mut(&node) else {
+            return;
+        };
+        entry.dialer.cancel();
+        entry.blocked = blocked;
+        if entry.blocked.is_some() {
+            self.allow.remove(node.as_bytes());
+            return;
+        }
+        self.allow.insert(*node.as_bytes());
+        let dialer = self.shutdown.child_token();
+        entry.dialer = dialer.clone();
         tokio::spawn(
             dial_loop(
                 self.transport.clone(),
@@ -1062,7 +1203,6 @@ impl Actor {
             )
             .instrument(info_span!("dial", peer = %node.short())),
         );
-        self.peers.insert(node, entry);
     }
 
     async fn run(
@@ -1072,6 +1212,8 @@ impl Actor {
         mut inbound: mpsc::Receiver<InboundFrame>,
     ) {
         let mut damage = self.store.damage_notices();
+        let mut federation = tokio::time::interval(trust::TICK);
+        federation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut deadline = self.engine.poll_timeout();
             if let Some(first) = self.local_posts.iter().map(|p| p.wait_until).min() {
@@ -1098,6 +1240,7 @@ impl Actor {
                 Some(cmd) = commands.recv() => self.isolated("command", |a| a.on_command(cmd)),
                 Ok(()) = damage.changed() => self.isolated("damage", Actor::refetch_damaged),
                 () = sleep => self.isolated("timer", |a| a.engine.handle_timeout(now())),
+                _ = federation.tick() => self.isolated("federation", Actor::federation_tick),
             }
             // Take what else is already waiting, in the same priority, before draining once.
             for _ in 0..MAX_BATCH_INPUTS {
@@ -1264,7 +1407,7 @@ impl Actor {
                     if !post.attachments.is_empty() {
                         self.posted_attachments.insert(sealed.id, post.attachments);
                     }
-                    posts.push((sealed, post.reply));
+                    posts.push((sealed, post.reply, post.audit));
                 }
                 Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
                     if now_instant < post.wait_until =>
@@ -1286,18 +1429,26 @@ impl Actor {
         tokio::spawn(async move {
             let batch = posts
                 .iter()
-                .map(|(sealed, _)| NewMessage {
+                .map(|(sealed, _, _)| NewMessage {
                     id: sealed.id,
                     place: sealed.header.place(),
                     envelope: sealed.bytes.clone(),
                     meta: now().0.to_be_bytes().to_vec(),
                 })
                 .collect();
-            let result = store
-                .insert_messages(batch)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            let (result, audited) = crate::audit::store_posts(
+                &store,
+                batch,
+                posts
+                    .iter()
+                    .map(|(sealed, _, audit)| (sealed.id, audit.as_ref())),
+            )
+            .await;
+            let posts = posts
+                .into_iter()
+                .zip(audited)
+                .map(|((sealed, reply, _), audited)| (sealed, reply, audited.err()))
+                .collect();
             let _ = tx.send(Internal::PostsStored { posts, result }).await;
         });
     }
@@ -1493,6 +1644,11 @@ impl Actor {
                 self.metrics.rejected(&reason);
                 warn!(peer = %peer.short(), %reason, "rejected input from peer");
             }
+            Event::Refused { peer, reason } => {
+                info!(peer = %peer.short(), %reason, "refused input relayed by peer");
+            }
+            Event::Rosters { peer, rosters } => self.on_rosters(peer, rosters),
+            Event::Rotations { peer, statements } => self.on_rotations(peer, statements),
             Event::OwnMessagesElsewhere {
                 group,
                 epoch,
@@ -1527,15 +1683,29 @@ impl Actor {
         };
         debug!(peer = %peer.short(), name = %descriptor.name, "descriptor received");
         let changed = entry.record.descriptor.as_deref() != Some(&hex::encode(bytes));
-        entry.descriptor = Some(descriptor);
+        entry.descriptor = Some(descriptor.clone());
         if changed {
             entry.record.descriptor = Some(hex::encode(bytes));
-            self.persist_peer(peer);
+            if entry.pinned {
+                self.persist_peer(peer);
+            } else {
+                // Known through a roster: kept as a directory entry, so that it can be added to
+                // a group after a restart before it connects again.
+                self.directory.insert(peer, descriptor);
+                let store = self.store.clone();
+                let bytes = bytes.to_vec();
+                tokio::spawn(async move {
+                    let key = format!("{DIRECTORY_PREFIX}{peer}");
+                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                        warn!(error = %e, "cannot store a directory entry");
+                    }
+                });
+            }
         }
     }
 
     fn persist_peer(&self, peer: NodeId) {
-        let Some(entry) = self.peers.get(&peer) else {
+        let Some(entry) = self.peers.get(&peer).filter(|e| e.pinned) else {
             return;
         };
         let Ok(bytes) = serde_json::to_vec(&entry.record) else {
@@ -1632,12 +1802,12 @@ impl Actor {
                 self.post_writing = false;
                 self.pending_writes = self.pending_writes.saturating_sub(posts.len());
                 if result.is_err() {
-                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _)| s.clone()).collect();
+                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _, _)| s.clone()).collect();
                     self.engine.handle_local_failed(&sealed);
                 } else {
                     self.metrics.stored_local(posts.len());
                 }
-                for (sealed, reply) in posts {
+                for (sealed, reply, audit_failed) in posts {
                     match &result {
                         Ok(()) => {
                             self.engine.commit_local_message(&sealed);
@@ -1659,7 +1829,10 @@ impl Actor {
                                 );
                             }
                             let _ = self.new_messages.send(sealed.id);
-                            let _ = reply.send(Ok(sealed.id));
+                            let _ = reply.send(match audit_failed {
+                                None => Ok(sealed.id),
+                                Some(e) => Err(e),
+                            });
                         }
                         Err(e) => {
                             self.posted_attachments.remove(&sealed.id);
@@ -1668,6 +1841,18 @@ impl Actor {
                                 std::io::Error::other(e.clone()),
                             )));
                         }
+                    }
+                }
+            }
+            Internal::KeysRotated(rotated) => self.on_keys_rotated(*rotated),
+            Internal::CloseRotated(conns) => {
+                for (peer, id) in conns {
+                    if self.conns.get(&peer).is_some_and(|c| c.id == id) {
+                        if let Some(c) = self.conns.remove(&peer) {
+                            c.conn.close(4u32.into(), b"key rotated");
+                        }
+                        self.engine.handle_disconnected(&peer);
+                        self.set_connected(&peer, false);
                     }
                 }
             }
@@ -1691,6 +1876,16 @@ impl Actor {
                     }
                     (ControlReply::Changed(r), Err(e)) => {
                         let _ = r.send(Err(e));
+                    }
+                    (ControlReply::Quiet, Ok(gid)) => {
+                        info!(group = %gid.short(), "group changed by this node on its own");
+                        self.quiet_done(&gid);
+                    }
+                    (ControlReply::Quiet, Err(e)) => {
+                        warn!(error = %e, "cannot change a group");
+                        if let Ok((_, parsed)) = liaison_protocol::group::decode_control(&event) {
+                            self.quiet_done(&parsed.group);
+                        }
                     }
                 }
             }
@@ -1724,9 +1919,17 @@ impl Actor {
     }
 
     fn on_conn_up(&mut self, peer: NodeId, conn: quinn::Connection, initiator: NodeId) {
-        if !self.peers.contains_key(&peer) {
-            conn.close(2u32.into(), b"not a pinned peer");
-            return;
+        match self.peers.get(&peer).map(|p| p.blocked.is_some()) {
+            None => {
+                conn.close(2u32.into(), b"not an admitted peer");
+                return;
+            }
+            Some(true) => {
+                // Blocked between the handshake and now (revoked, rotated away, expired).
+                conn.close(4u32.into(), b"not admitted");
+                return;
+            }
+            Some(false) => {}
         }
         let preferred = |init: NodeId| init == peer.min(self.me);
         if let Some(existing) = self.conns.get(&peer) {
@@ -1775,6 +1978,7 @@ impl Actor {
         }
         self.set_connected(&peer, true);
         self.engine.handle_connected(now(), peer);
+        self.send_federation(peer);
     }
 
     // ----- commands ----------------------------------------------------------------------
@@ -1796,23 +2000,21 @@ impl Actor {
                 node,
                 address,
                 reply,
-            } => match self.add_peer(name, node, address) {
-                // Answer once the peer record is on disk.
-                Ok((view, record)) => {
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        let result = store
-                            .put_peer(&node, &record)
-                            .await
-                            .map(|()| view)
-                            .map_err(Error::from);
-                        let _ = reply.send(result);
-                    });
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => self.pin(name, node, address, false, reply),
+            Command::ReplacePeer {
+                name,
+                node,
+                address,
+                reply,
+            } => self.pin(name, node, address, true, reply),
+            Command::LoadRoster { bytes, reply } => self.load_roster(bytes, reply),
+            Command::Rosters(reply) => {
+                let _ = reply.send(self.trust.views(&self.me, now()));
+            }
+            Command::RotateKeys {
+                exchange_only,
+                reply,
+            } => self.rotate_keys(exchange_only, reply),
             Command::RemovePeer { peer, reply } => match self.remove_peer(&peer) {
                 // Answer once the removal is on disk.
                 Ok(node) => {
@@ -1868,7 +2070,20 @@ impl Actor {
                 if *who != Principal::Admin {
                     who.name().clone_into(&mut post.officer);
                 }
-                self.post(who, &group, post, reply);
+                self.post(who, &group, post, None, reply);
+            }
+            Command::PostEach {
+                group,
+                items,
+                reply,
+            } => {
+                for mut item in items {
+                    if *who != Principal::Admin {
+                        who.name().clone_into(&mut item.post.officer);
+                    }
+                    self.post(who, &group, item.post, item.audit, item.reply);
+                }
+                let _ = reply.send(());
             }
             Command::Inbox { group, reply } => {
                 let _ = reply.send(self.inbox(who, group.as_deref()));
@@ -1876,6 +2091,7 @@ impl Actor {
             Command::Read { id, reply } => {
                 let _ = reply.send(self.read(who, &id, true));
             }
+            Command::ResolveId { prefix, reply } => self.resolve_id(who, prefix, reply),
             Command::Receipts { id, reply } => {
                 let _ = reply.send(self.receipts(who, &id));
             }
@@ -1924,6 +2140,8 @@ impl Actor {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             faults: self.faults,
             store: crate::views::StoreStatus::of(&self.store.health()),
+            rosters: self.roster_status(),
+            roster_warning: self.roster_warning(),
         }
     }
 
@@ -1935,66 +2153,163 @@ impl Actor {
         } else {
             "connecting"
         };
+        let state = match (&p.blocked, state) {
+            (Some(_), "connected") => "connected",
+            (Some(_), _) => "blocked",
+            (None, s) => s,
+        };
         PeerView {
             name: p.record.name.clone(),
-            node_id: p.record.node_id.clone(),
+            node_id: p.node.to_string(),
             address: p.record.address.clone(),
             state: state.to_owned(),
             descriptor_name: p.descriptor.as_ref().map(|d| d.name.clone()),
             last_error: p.last_error.clone(),
+            source: match (p.pinned, p.roster.is_some()) {
+                (true, true) => "pin+roster",
+                (true, false) => "pin",
+                (false, _) => "roster",
+            }
+            .to_owned(),
+            blocked: p.blocked.clone(),
         }
     }
 
-    /// Pins a peer; returns its view and the record to store.
+    /// Pins a peer and answers once the pin is on disk; with `replace`, in place of the pin
+    /// that has its name or node id.
+    fn pin(
+        &mut self,
+        name: String,
+        node: NodeId,
+        address: String,
+        replace: bool,
+        reply: oneshot::Sender<Result<PeerView>>,
+    ) {
+        match self.add_peer(name, node, address, replace) {
+            Ok((view, record, unpinned)) => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let result = async {
+                        if let Some(old) = unpinned {
+                            store.remove_peer(&old).await?;
+                        }
+                        store.put_peer(&node, &record).await
+                    }
+                    .await
+                    .map(|()| view)
+                    .map_err(Error::from);
+                    let _ = reply.send(result);
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Pins a peer; returns its view, the record to store and the node whose pin it replaced.
+    /// A name or node id already pinned is refused unless `replace`; the same pin again changes
+    /// nothing.
     fn add_peer(
         &mut self,
         name: String,
         node: NodeId,
         address: String,
-    ) -> Result<(PeerView, Vec<u8>)> {
+        replace: bool,
+    ) -> Result<(PeerView, Vec<u8>, Option<NodeId>)> {
         if node == self.me {
             return Err(Error::Invalid("that node id is this node's own".into()));
         }
-        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
-            return Err(Error::Invalid(
-                "a peer name must be 1 to 64 characters without spaces".into(),
-            ));
-        }
-        if address.parse::<SocketAddr>().is_err() {
-            return Err(Error::Invalid(format!(
-                "address {address:?} is not IP:PORT (as `liaison id` prints it)"
+        liaison_protocol::fields::check_node_name(&name)
+            .map_err(|e| Error::Invalid(format!("peer name {name:?}: {e}")))?;
+        liaison_protocol::fields::check_address(&address).map_err(|e| {
+            Error::Invalid(format!(
+                "address {address:?}: {e} (as `liaison id` prints it)"
+            ))
+        })?;
+        if let Some(why) = self.trust.blocked(&node) {
+            return Err(Error::Conflict(format!(
+                "node {} cannot be a peer: {why}",
+                node.short()
             )));
         }
+        if let Ok(Some(other)) = self.trust.resolve_name(&name) {
+            if other != node {
+                return Err(Error::Conflict(format!(
+                    "the federation roster gives the name {name:?} to node {}; pin this node under another name",
+                    other.short()
+                )));
+            }
+        }
+        if let Some(same) = self.peers.get(&node).filter(|p| p.pinned) {
+            if same.record.name == name && same.record.address == address {
+                let record =
+                    serde_json::to_vec(&same.record).map_err(|e| Error::Invalid(e.to_string()))?;
+                return Ok((self.peer_view(same), record, None));
+            }
+            if !replace {
+                return Err(Error::Conflict(format!(
+                    "node {} is already pinned as {:?} at {}; `liaison peer add --replace` changes the pin",
+                    node.short(),
+                    same.record.name,
+                    same.record.address
+                )));
+            }
+        }
+        let mut unpinned = None;
         if let Some(existing) = self
             .peers
             .values()
-            .find(|p| p.record.name == name && p.node != node)
+            .find(|p| p.pinned && p.record.name == name && p.node != node)
+            .map(|p| p.node)
         {
-            return Err(Error::Conflict(format!(
-                "another peer is already named {name:?} ({})",
-                existing.node.short()
-            )));
+            if !replace {
+                return Err(Error::Conflict(format!(
+                    "another peer is already named {name:?} ({}); `liaison peer add --replace` replaces its pin",
+                    existing.short()
+                )));
+            }
+            if let Some(old) = self.peers.remove(&existing) {
+                old.dialer.cancel();
+            }
+            self.allow.remove(existing.as_bytes());
+            if let Some(c) = self.conns.remove(&existing) {
+                c.conn.close(4u32.into(), b"peer replaced");
+                self.engine.handle_disconnected(&existing);
+            }
+            info!(peer = %existing.short(), "pin replaced");
+            unpinned = Some(existing);
         }
-        if let Some(old) = self.peers.remove(&node) {
-            old.dialer.cancel();
-        }
+        let roster = self.trust.entries(&self.me).remove(&node);
         let record = PeerRecord {
             name,
             node_id: node.to_string(),
             address,
             descriptor: None,
         };
-        self.insert_peer(node, record);
+        self.insert_peer(node, record, true, roster);
         info!(peer = %node.short(), "peer pinned");
         let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
         let record =
             serde_json::to_vec(&entry.record).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok((self.peer_view(entry), record))
+        Ok((self.peer_view(entry), record, unpinned))
     }
 
     /// Unpins a peer and drops its connection; returns its id for the store update.
     fn remove_peer(&mut self, sel: &str) -> Result<NodeId> {
         let node = self.resolve_peer(sel)?;
+        if !self.peers.get(&node).is_some_and(|p| p.pinned) {
+            return Err(Error::Conflict(format!(
+                "peer {sel:?} is not pinned: a federation roster admits it (refuse it with federation.refuse in node.toml)"
+            )));
+        }
+        if let Some(entry) = self.trust.entries(&self.me).remove(&node) {
+            // Still admitted by a roster: it stays a peer, connection and all.
+            let record = trust::roster_record(&entry, self.peers.get(&node));
+            self.insert_peer(node, record, false, Some(entry));
+            info!(peer = %node.short(), "pin removed; the roster still admits the peer");
+            return Ok(node);
+        }
         if let Some(entry) = self.peers.remove(&node) {
             entry.dialer.cancel();
         }
@@ -2007,53 +2322,83 @@ impl Actor {
         Ok(node)
     }
 
+    /// A peer by node id, or by name: the name it is pinned under or its roster name (a
+    /// node's self-chosen descriptor name is never used).
     fn resolve_peer(&self, sel: &str) -> Result<NodeId> {
         if let Ok(id) = sel.parse::<NodeId>() {
             if self.peers.contains_key(&id) {
                 return Ok(id);
             }
         }
-        self.peers
+        // A pinned peer answers to its pin name and to its roster name.
+        let named: Vec<NodeId> = self
+            .peers
             .values()
-            .find(|p| p.record.name == sel)
+            .filter(|p| p.record.name == sel || p.roster.as_ref().is_some_and(|e| e.name == sel))
             .map(|p| p.node)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "unknown peer {sel:?}: `liaison peer list` shows the pinned peers"
-                ))
-            })
-    }
-
-    /// The descriptor of a node to admit: a pinned peer (by name or id) that has connected, or
-    /// a node learned through peers (by id, or by its unambiguous descriptor name).
-    fn resolve_candidate(&self, sel: &str) -> Result<&Descriptor> {
-        if let Ok(node) = self.resolve_peer(sel) {
-            let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
-            return entry.descriptor.as_ref().or_else(|| self.directory.get(&node)).ok_or_else(|| {
-                Error::Conflict(format!(
-                    "peer {:?} has not connected yet, so its key for receiving group keys is unknown; wait until `liaison peer list` shows it connected",
-                    entry.record.name
-                ))
-            });
-        }
-        if let Ok(node) = sel.parse::<NodeId>() {
-            return self.directory.get(&node).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "node {} is neither a pinned peer nor known through one: pin it with `liaison peer add`, or wait until a peer that knows it connects",
-                    node.short()
-                ))
-            });
-        }
-        let named: Vec<&Descriptor> = self.directory.values().filter(|d| d.name == sel).collect();
+            .collect();
         match named.as_slice() {
-            [one] => Ok(one),
+            [one] => Ok(*one),
             [] => Err(Error::NotFound(format!(
-                "unknown peer {sel:?}: `liaison peer list` shows the pinned peers"
+                "unknown peer {sel:?}: `liaison peer list` shows the pinned peers and those a federation roster admits"
             ))),
             _ => Err(Error::Invalid(format!(
-                "several nodes known through peers are named {sel:?}; give the node id"
+                "several peers answer to {sel:?} (a pin and a roster entry); give the node id"
             ))),
         }
+    }
+
+    /// The node to admit to a group, the member name the owner states for it, and the key its
+    /// group keys are wrapped to. By name, only a pinned peer or a roster entry (never a name
+    /// some node gave itself); a node known only through the directory, by its node id.
+    fn resolve_candidate(&self, sel: &str) -> Result<(NodeId, String, ExchangeKey)> {
+        let node = match sel.parse::<NodeId>() {
+            Ok(id) => id,
+            Err(_) => self.resolve_peer(sel)?,
+        };
+        if let Some(why) = self.trust.blocked(&node) {
+            return Err(Error::Conflict(format!(
+                "node {} cannot be added: {why}",
+                node.short()
+            )));
+        }
+        let entry = self.peers.get(&node);
+        let descriptor = entry
+            .and_then(|p| p.descriptor.as_ref())
+            .or_else(|| self.directory.get(&node));
+        let name = match entry {
+            Some(p) => p.record.name.clone(),
+            None => {
+                let d = descriptor.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "node {} is neither a peer nor known through one: pin it with `liaison peer add`, or wait until a peer that knows it connects",
+                        node.short()
+                    ))
+                })?;
+                // Known only by its own descriptor: its name is taken only if nobody else
+                // answers to it.
+                if self.resolve_peer(&d.name).is_ok()
+                    || self.trust.resolve_name(&d.name).ok().flatten().is_some()
+                {
+                    return Err(Error::Conflict(format!(
+                        "node {} calls itself {:?}, which is another node's name; pin it under a name of your choice first",
+                        node.short(),
+                        d.name
+                    )));
+                }
+                d.name.clone()
+            }
+        };
+        let exchange_key = self
+            .trust
+            .exchange_key(&node)
+            .or_else(|| descriptor.map(|d| d.exchange_key))
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "peer {name:?} has not connected yet, so its key for receiving group keys is unknown; wait until `liaison peer list` shows it connected"
+                ))
+            })?;
+        Ok((node, name, exchange_key))
     }
 
     /// A current member of `group` by node id or member name.
@@ -2181,11 +2526,13 @@ impl Actor {
             name: g.name().to_owned(),
             owner_id: g.owner().to_string(),
             owner_name: g
-                .members_at(1)
-                .and_then(|m| m.get(&g.owner()))
+                .members()
+                .get(&g.owner())
+                .or_else(|| g.members_at(1).and_then(|m| m.get(&g.owner())))
                 .map_or_else(|| g.owner().short(), |m| m.name.clone()),
             epoch: g.epoch(),
             role,
+            owner_revoked: self.trust.view().revocation(&g.owner()).is_some(),
             members: g
                 .members()
                 .iter()
@@ -2207,6 +2554,14 @@ impl Actor {
     }
 
     fn create_group(&mut self, name: String, reply: oneshot::Sender<Result<GroupId>>) {
+        // A second group of the same name would make every lookup by that name ambiguous.
+        if let Some(existing) = self.engine.groups().find(|g| g.name() == name) {
+            let _ = reply.send(Err(Error::Conflict(format!(
+                "a group named {name:?} exists already ({}); choose another name",
+                existing.id()
+            ))));
+            return;
+        }
         let proposed = self
             .engine
             .propose_create(&self.name, &name, now(), &mut OsRng);
@@ -2229,12 +2584,12 @@ impl Actor {
             let gid = self.resolve_group(group)?;
             let change = match role {
                 Some(role) => {
-                    let descriptor = self.resolve_candidate(peer)?;
+                    let (member, name, exchange_key) = self.resolve_candidate(peer)?;
                     Change::Add {
-                        member: descriptor.node,
-                        name: descriptor.name.clone(),
+                        member,
+                        name,
                         role,
-                        exchange_key: descriptor.exchange_key,
+                        exchange_key,
                     }
                 }
                 None => {
@@ -2288,6 +2643,7 @@ impl Actor {
         who: &Principal,
         group: &str,
         post: Post,
+        audit: Option<crate::audit::PostAudit>,
         reply: oneshot::Sender<Result<MessageId>>,
     ) {
         let result = (|| {
@@ -2305,8 +2661,14 @@ impl Actor {
                 ));
             }
             let state = self.engine.group(&gid).ok_or(UsageError::NotAMember(gid))?;
-            let recipients =
-                crate::names::resolve_recipients(state, self.me, &self.name, &post.recipients)?;
+            let known = |name: &str| self.resolve_peer(name).ok();
+            let recipients = crate::names::resolve_recipients(
+                state,
+                self.me,
+                &self.name,
+                &known,
+                &post.recipients,
+            )?;
             if let Some(parent) = &post.reply_to {
                 self.check_reply(who, &gid, parent, post.record.as_deref())?;
             }
@@ -2362,6 +2724,7 @@ impl Actor {
             created_at: now(),
             wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
             reply,
+            audit,
         });
     }
 
@@ -2407,6 +2770,12 @@ impl Actor {
             // Taken before this node learned that its author was removed, beyond the cut-off
             // the owner recorded: no member keeps it.
             return Err(not_found());
+        }
+        if let Some(r) = self.trust.view().revocation(&header.author) {
+            if header.created_at >= r.at {
+                // Taken before this node learnt of the revocation: no longer shown.
+                return Err(not_found());
+            }
         }
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
@@ -2559,10 +2928,9 @@ async fn dial_loop(
     min_ms: u64,
     max_ms: u64,
 ) {
-    let Ok(addr) = address.parse::<SocketAddr>() else {
-        warn!(%address, "peer address is not IP:PORT; not dialling");
-        return;
-    };
+    if address.is_empty() {
+        return; // A roster entry without an address: it dials us.
+    }
     let mut backoff = min_ms;
     loop {
         // Wait while connected.
@@ -2572,9 +2940,17 @@ async fn dial_loop(
                 changed = connected.changed() => if changed.is_err() { return },
             }
         }
-        let dialled = tokio::select! {
+        // A host name is resolved again at every attempt: its address may have changed.
+        let resolved = tokio::select! {
             () = cancel.cancelled() => return,
-            r = transport.connect(addr, *peer.as_bytes()) => r,
+            r = resolve(&address) => r,
+        };
+        let dialled = match resolved {
+            Ok(addr) => tokio::select! {
+                () = cancel.cancelled() => return,
+                r = transport.connect(addr, *peer.as_bytes()) => r.map_err(|e| e.to_string()),
+            },
+            Err(e) => Err(e),
         };
         match dialled {
             Ok(conn) => {
@@ -2595,13 +2971,8 @@ async fn dial_loop(
                     tokio::time::timeout(Duration::from_millis(min_ms), connected.changed()).await;
             }
             Err(e) => {
-                debug!(%addr, error = %e, "dial failed");
-                let _ = tx
-                    .send(Internal::DialFailed {
-                        peer,
-                        error: e.to_string(),
-                    })
-                    .await;
+                debug!(%address, error = %e, "dial failed");
+                let _ = tx.send(Internal::DialFailed { peer, error: e }).await;
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(backoff)) => {}
@@ -2611,6 +2982,21 @@ async fn dial_loop(
             }
         }
     }
+}
+
+/// The first socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for.
+async fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = liaison_protocol::fields::split_address(address) else {
+        return Err(format!("{address:?} is not HOST:PORT"));
+    };
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} resolves to no address"))
 }
 
 /// A frame from a connection on its way to the actor.
@@ -2795,6 +3181,7 @@ mod attached;
 mod observe;
 mod quarantine;
 mod records;
+pub mod resolve;
 
 /// Faults the tests inject into a running node, to show that one failing input does not stop
 /// the node (see [`Actor::isolated`]).

@@ -22,12 +22,14 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::api::{AddUser, GrantBody, NewUser, UserView};
+use crate::api_identity::Proof;
 use crate::attachments::Uploaded;
 use crate::audit::{AuditRecord, Verification};
+use crate::federation::RosterView;
 use crate::views::{
-    AddMember, AddPeer, CreateGroup, Created, ErrorBody, ExportView, GroupView, MessageView,
-    PeerView, PostMessage, PostRecord, QuarantineRequest, QuarantineView, ReceiptView, Removed,
-    SchemaInfo, StatsView, Status, ThreadView,
+    AddMember, AddPeer, CreateGroup, Created, ErrorBody, ExportView, GroupView, LoadRoster,
+    MessageView, PeerView, PostMessage, PostRecord, QuarantineRequest, QuarantineView, ReceiptView,
+    Removed, RosterLoaded, RotateKeys, Rotated, SchemaInfo, StatsView, Status, ThreadView,
 };
 
 /// The document.
@@ -47,11 +49,12 @@ use crate::views::{
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        healthz, readyz, openapi_json,
+        healthz, readyz, openapi_json, identity,
         status,
         peers, add_peer, remove_peer,
+        rosters, load_roster, rotate_keys,
         groups, create_group, group, add_member, remove_member,
-        post_message, post_record, export, stats,
+        post_message, post_record, post_batch, export, stats,
         schemas, schema, schema_template,
         upload, download, thumbnail,
         inbox, read, receipts, thread, events,
@@ -173,7 +176,7 @@ impl Modify for CommonErrors {
         let requirement =
             utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            if !path.starts_with("/v1/") || path == "/v1/openapi.json" || path == "/v1/identity" {
                 continue;
             }
             for op in [
@@ -232,6 +235,58 @@ fn openapi_json() {}
     (status = 403, description = "An officer's token: this needs the admin token.", body = ErrorBody),
 ))]
 fn status() {}
+
+/// The node's signature, by its identity key, over a caller's 32 random bytes: the `liaison`
+/// CLI checks it before it sends a token, so that a process holding a stopped node's port gets
+/// none. No token.
+#[utoipa::path(get, path = "/v1/identity", tag = "node",
+    params(("challenge" = String, Query, description = "32 random bytes, as 64 hex digits.")),
+    responses(
+        (status = 200, description = "The node id and its signature over `liaison/v1/api-identity\\0` followed by the challenge.", body = Proof),
+        (status = 400, description = "No challenge, or not 64 hex digits.", body = ErrorBody),
+    ))]
+fn identity() {}
+
+// ----- federation ------------------------------------------------------------------------------
+
+/// The federation rosters this node holds, with their state (valid, expiring, expired).
+#[utoipa::path(get, path = "/v1/roster", tag = "peers", responses(
+    (status = 200, description = "The rosters.", body = Vec<RosterView>),
+    (status = 403, description = "This needs the admin token.", body = ErrorBody),
+))]
+fn rosters() {}
+
+/// Takes a signed roster (from a file the operator was given): refused unless signed by a
+/// configured authority and newer than the one held.
+#[utoipa::path(post, path = "/v1/roster", tag = "peers", request_body = LoadRoster, responses(
+    (status = 200, description = "Taken.", body = RosterLoaded),
+    (status = 400, description = "Not a roster, a bad signature, an unknown authority, or an older version.", body = ErrorBody),
+    (status = 403, description = "This needs the admin token.", body = ErrorBody),
+    (status = 413, description = "The body is over 1 MiB.", body = ErrorBody),
+))]
+fn load_roster() {}
+
+/// Moves the node to new keys with a statement signed by the old key; peers follow it.
+#[utoipa::path(post, path = "/v1/key/rotate", tag = "peers", request_body = RotateKeys, responses(
+    (status = 200, description = "Rotated.", body = Rotated),
+    (status = 403, description = "This needs the admin token.", body = ErrorBody),
+    (status = 409, description = "A rotation is under way.", body = ErrorBody),
+))]
+fn rotate_keys() {}
+
+/// Posts many messages or records at once (a JSON array, or JSON lines): each item is checked
+/// and posted on its own and answered with its id or its error; a bad item changes nothing
+/// for the others. At most 1,000 items and 1 MiB.
+#[utoipa::path(post, path = "/v1/groups/{group}/messages/batch", tag = "messages",
+    params(("group" = String, Path, description = "Group id or name.")),
+    request_body(content = serde_json::Value, description = "A JSON array of items, or one item per line; an item with `kind` is a record (as `POST .../records`), else a message (as `POST .../messages`)."),
+    responses(
+        (status = 200, description = "`{posted, failed, items: [{id} | {error, status, fields}]}`, in the order of the body.", body = serde_json::Value),
+        (status = 400, description = "An empty or unreadable body.", body = ErrorBody),
+        (status = 404, description = "No such group (for this caller).", body = ErrorBody),
+        (status = 413, description = "Over 1,000 items or 1 MiB.", body = ErrorBody),
+    ))]
+fn post_batch() {}
 
 // ----- peers ---------------------------------------------------------------------------------
 
@@ -442,7 +497,9 @@ fn upload() {}
     params(("id" = String, Path, description = "The attachment id (64 hex digits).")),
     responses(
         (status = 200, description = "The file, as its media type.", content_type = "application/octet-stream", body = Binary),
+        (status = 206, description = "The range asked for with `Range: bytes=A-B` (one range; several get the whole file), with `Content-Range`.", content_type = "application/octet-stream", body = Binary),
         (status = 400, description = "Not an attachment id.", body = ErrorBody),
+        (status = 416, description = "The range lies beyond the file (`Content-Range: bytes */LEN`).", content_type = "text/plain", body = String),
         (status = 404, description = "No message the caller may read names it.", body = ErrorBody),
         (status = 503, description = "It is being fetched from the group's nodes; ask again.", body = ErrorBody),
     ))]

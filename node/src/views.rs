@@ -31,6 +31,59 @@ pub struct Status {
     pub faults: u64,
     /// The store's health.
     pub store: StoreStatus,
+    /// The federation rosters in force, if this node trusts an authority.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rosters: Vec<RosterStatus>,
+    /// A roster nearing or past its end of validity, said in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster_warning: Option<String>,
+}
+
+/// One roster in force, in the status.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RosterStatus {
+    /// The authority's key.
+    pub authority: String,
+    /// The federation.
+    pub federation: String,
+    /// Its version.
+    pub version: u64,
+    /// Its end of validity, RFC 3339.
+    pub valid_until: String,
+    /// `valid`, `expiring`, `expired (grace)` or `expired`.
+    pub state: String,
+    /// How many entries it admits.
+    pub entries: usize,
+    /// How many nodes it revokes.
+    pub revoked: usize,
+}
+
+/// What taking a roster did (`liaison roster load`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RosterLoaded {
+    /// The federation.
+    pub federation: String,
+    /// The version now in force.
+    pub version: u64,
+    /// `new`, or `known` (this roster was already in force).
+    pub outcome: String,
+    /// Nodes revoked by it that were not before.
+    pub revoked: Vec<String>,
+    /// Entries new in it.
+    pub joined: Vec<String>,
+    /// Entries it dropped.
+    pub left: Vec<String>,
+}
+
+/// What a key rotation did (`liaison key rotate`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rotated {
+    /// The node id before.
+    pub old_node_id: String,
+    /// The node id from now on (the same for an exchange key rotation).
+    pub node_id: String,
+    /// Groups this node owns that were moved to the new keys.
+    pub groups_moved: usize,
 }
 
 /// The store's health, in `/v1/status`.
@@ -153,6 +206,12 @@ pub struct PeerView {
     pub descriptor_name: Option<String>,
     /// The last connection error.
     pub last_error: Option<String>,
+    /// `pin`, `roster`, or `pin+roster`: why this node is a peer.
+    #[serde(default)]
+    pub source: String,
+    /// Why it is not admitted now (revoked, rotated away, refused here, roster expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 /// One member of a group.
@@ -181,6 +240,9 @@ pub struct GroupView {
     pub epoch: u64,
     /// This node's role (`member`, `reader`), or `removed`.
     pub role: String,
+    /// The owner was revoked by a federation authority: the group gets no new epochs.
+    #[serde(default)]
+    pub owner_revoked: bool,
     /// Members of the current epoch.
     pub members: Vec<MemberView>,
     /// Nodes removed from the group (and not added again).
@@ -343,6 +405,24 @@ pub struct AddPeer {
     pub node_id: String,
     /// Its QUIC address, `HOST:PORT`.
     pub address: String,
+    /// Replace the pin that already has this name or node id.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// `POST /v1/roster`: a signed roster to take.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoadRoster {
+    /// The roster file's bytes, hex.
+    pub roster: String,
+}
+
+/// `POST /v1/key/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RotateKeys {
+    /// Rotate only the exchange key, not the identity.
+    #[serde(default)]
+    pub exchange_only: bool,
 }
 
 /// `POST /v1/groups`.

@@ -18,6 +18,14 @@ const KEYS: &[&str] = &[
     "e2e.msgs_per_s_64k",
     "e2e.p50_ms",
     "e2e.p99_ms",
+    "api.msgs_per_s_1",
+    "api.post_p50_ms_1",
+    "api.post_p99_ms_1",
+    "api.seen_p50_ms_1",
+    "api.msgs_per_s_16",
+    "api.post_p50_ms_16",
+    "api.post_p99_ms_16",
+    "api.seen_p50_ms_16",
     "fanout.p50_ms",
     "fanout.p99_ms",
     "catchup.msgs_per_s",
@@ -27,6 +35,7 @@ const KEYS: &[&str] = &[
     "ratios.e2e_over_verify",
     "ratios.catchup_over_verify",
     "ratios.e2e_over_quinn",
+    "ratios.api_over_e2e",
 ];
 
 #[test]

@@ -180,3 +180,57 @@ fn cli_end_to_end() {
     assert_eq!(inbox.as_array().map(Vec::len), Some(2));
     da.stop();
 }
+
+/// Mistakes a new operator makes get an answer that names the mistake, and change nothing:
+/// a second group of the same name, and an access level that does not exist.
+#[test]
+fn duplicate_group_names_and_unknown_access_levels_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    common::init(&data, "customs");
+    let daemon = Daemon::start(&data);
+    ok(&data, &["group", "create", "ops"]);
+    let again = liaison(&data, &["group", "create", "ops"]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("exists already"), "{err}");
+    let groups = json(&data, &["group", "list", "--json"]);
+    assert_eq!(groups.as_array().map(Vec::len), Some(1), "{groups}");
+
+    let wrong = liaison(&data, &["user", "add", "ana", "--grant", "ops:write"]);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("\"write\" is neither read nor post"), "{err}");
+    let users = json(&data, &["user", "list", "--json"]);
+    assert_eq!(users.as_array().map(Vec::len), Some(0), "{users}");
+    daemon.stop();
+}
+
+/// The short ids `inbox` prints are accepted by `read`, `receipts` and `thread`, as any
+/// unambiguous prefix of at least 8 hex digits is.
+#[test]
+fn short_ids_from_the_inbox_name_their_message() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    common::init(&data, "customs");
+    let daemon = Daemon::start(&data);
+    ok(&data, &["group", "create", "ops"]);
+    let id = ok(&data, &["send", "ops", "--subject", "Seizure", "3 icons"]);
+    let inbox = ok(&data, &["inbox"]);
+    let short = inbox
+        .split_whitespace()
+        .next()
+        .expect("an inbox line")
+        .to_owned();
+    assert_eq!(short.len(), 16, "{inbox}");
+    assert!(id.starts_with(&short), "{short} is not a prefix of {id}");
+    let read = json(&data, &["read", &short, "--json"]);
+    assert_eq!(read["id"], id.as_str());
+    assert!(liaison(&data, &["receipts", &short]).status.success());
+    assert!(liaison(&data, &["thread", &short[..8]]).status.success());
+    let too_short = liaison(&data, &["read", &short[..7]]);
+    assert!(!too_short.status.success());
+    let err = String::from_utf8_lossy(&too_short.stderr);
+    assert!(err.contains("at least its first 8"), "{err}");
+    daemon.stop();
+}

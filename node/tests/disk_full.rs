@@ -201,12 +201,13 @@ fn a_full_disk_fails_writes_clearly_and_the_store_recovers_when_space_returns() 
     );
 
     // A little room, but syncs fail: the store's flush fails. It refuses writes (and so
-    // reads, which are audited) until it has reopened its database.
+    // reads, which are audited) until it has reopened its database. A read does not wait for
+    // the flush its audit record starts, so one may still be answered before that flush has
+    // failed; no change is answered after it (the post below).
     set_free(&control, 8 * MIB);
     std::fs::write(&fail_sync, b"").expect("fail syncs");
     let (code, v) = eventually("a read to meet the failed flush", || {
         let (code, v) = api.get(addr, &format!("/v1/messages/{}", acked[0]));
-        assert_ne!(code, 200, "a read whose audit record was not flushed");
         v["error"]
             .as_str()
             .is_some_and(|e| e.contains("flushing"))

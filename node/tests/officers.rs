@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use common::{eventually, init, json, json_as, link, ok, ok_as, run, Daemon, BIN};
@@ -268,7 +268,7 @@ fn officers_see_exactly_what_they_are_granted() {
         .arg(&a)
         .args(["--token", &bob, "watch", "ops", "--json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("watch");
     let stdout = watch.stdout.take().expect("stdout");
@@ -298,8 +298,22 @@ fn officers_see_exactly_what_they_are_granted() {
         .expect("watch prints the new message");
     let m: serde_json::Value = serde_json::from_str(&line).expect("json line");
     assert_eq!(m["id"], live.as_str());
-    let _ = watch.kill();
-    let _ = watch.wait();
+
+    // Bob's grant is revoked: his open stream ends, saying why, and shows nothing more.
+    ok(&a, &["user", "revoke", "bob", "ops"]);
+    let status = eventually("the watch ends after the revocation", || {
+        watch.try_wait().expect("wait")
+    });
+    let mut why = String::new();
+    watch
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut why)
+        .expect("stderr");
+    assert!(!status.success(), "watch exited 0 after losing access");
+    assert!(why.contains("revoked"), "{why}");
+    ok(&a, &["user", "grant", "bob", "ops:read"]);
 
     // A wrong token is refused and audited.
     assert_eq!(http.get("lsn_off_wrong", "/v1/groups").0, 401);

@@ -267,6 +267,8 @@ pub struct GroupState {
     hashes: Vec<[u8; 32]>,
     /// Members of each epoch; `epochs[i]` is epoch `i + 1`.
     epochs: Vec<BTreeMap<NodeId, Member>>,
+    /// When the owner made the event that opened each epoch; `opened[i]` is epoch `i + 1`'s.
+    opened: Vec<Timestamp>,
     keys: BTreeMap<u64, EpochKey>,
     /// Every removal of each node, in chain order.
     removals: BTreeMap<NodeId, Vec<Removal>>,
@@ -393,6 +395,7 @@ impl GroupState {
             owner: *owner,
             hashes: Vec::new(),
             epochs: Vec::new(),
+            opened: Vec::new(),
             keys: BTreeMap::new(),
             removals: BTreeMap::new(),
         };
@@ -525,6 +528,7 @@ impl GroupState {
         }
         self.hashes.push(hash_control(bytes));
         self.epochs.push(members);
+        self.opened.push(event.created_at);
         Ok(have_key)
     }
 
@@ -690,6 +694,14 @@ impl GroupState {
     pub fn members(&self) -> &BTreeMap<NodeId, Member> {
         static EMPTY: BTreeMap<NodeId, Member> = BTreeMap::new();
         self.epochs.last().unwrap_or(&EMPTY)
+    }
+
+    /// When the owner opened `epoch` (its event's `created_at`), if it exists.
+    pub fn opened_at(&self, epoch: u64) -> Option<Timestamp> {
+        if epoch == 0 {
+            return None;
+        }
+        self.opened.get(idx(epoch)).copied()
     }
 
     /// Members of `epoch`, if it exists.

@@ -272,6 +272,21 @@ impl Content {
             Payload::Text { subject, .. } if subject.len() > MAX_SUBJECT_LEN => {
                 Err(format!("subject over {MAX_SUBJECT_LEN} bytes"))
             }
+            // Control characters would reach officers' terminals as escape sequences: a
+            // subject that repaints its line, a TLP label rewritten.
+            Payload::Text { subject, .. } if subject.chars().any(char::is_control) => {
+                Err("subject holds a control character".to_owned())
+            }
+            Payload::Text { body, .. }
+                if body
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
+                Err(
+                    "text holds a control character other than line feed, carriage return and tab"
+                        .to_owned(),
+                )
+            }
             Payload::Text { .. } | Payload::Record(_) => Ok(()),
         }
     }

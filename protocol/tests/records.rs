@@ -833,3 +833,27 @@ fn case_state_follows_feedback() {
         CaseState::Closed(SeizureMade)
     );
 }
+
+#[test]
+fn a_text_message_with_terminal_escapes_is_refused() {
+    let text = |subject: &str, body: &str| {
+        content(
+            Payload::Text {
+                subject: subject.into(),
+                body: body.into(),
+            },
+            None,
+        )
+        .check()
+    };
+    // What repainted an AMBER line as "TLP:CLEAR" on a terminal.
+    let errors = text("\u{1b}[2K\rTLP:CLEAR routine", "body").expect_err("refused");
+    assert!(errors[0].reason.contains("control character"), "{errors:?}");
+    assert!(text("subject\nsecond line", "body").is_err());
+    assert!(text("subject", "text \u{1b}[31mred\u{1b}[0m").is_err());
+    assert!(text("subject", "C1 \u{9b}31m").is_err());
+    assert_eq!(
+        text("Seizure at Rotterdam", "line one\nline two\r\n\tindented"),
+        Ok(())
+    );
+}

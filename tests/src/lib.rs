@@ -6,6 +6,7 @@ pub mod browser;
 pub mod hostile;
 pub mod logs;
 pub mod nodes;
+pub mod photos;
 pub mod relay;
 
 use std::path::PathBuf;

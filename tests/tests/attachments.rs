@@ -18,75 +18,8 @@ use liaison_protocol::transfer::{ChunkRequest, ChunkResponse, MAX_RESPONSE_LEN};
 use liaison_protocol::{MessageId, Role};
 use liaison_tests::hostile::Hostile;
 use liaison_tests::nodes::{pin, start_with};
+use liaison_tests::photos::photo_with_gps;
 use liaison_tests::{create_group, holds, knows_group, peer, peer_ready, wait_until};
-
-/// A TIFF EXIF block (little-endian) with a GPS latitude of 52° 22' 12.34" N and a body
-/// serial number.
-fn exif_with_gps() -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(b"II*\0");
-    t.extend_from_slice(&8u32.to_le_bytes());
-    let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32| {
-        t.extend_from_slice(&tag.to_le_bytes());
-        t.extend_from_slice(&kind.to_le_bytes());
-        t.extend_from_slice(&count.to_le_bytes());
-        t.extend_from_slice(&value.to_le_bytes());
-    };
-    // IFD0 at 8: the Exif IFD pointer and the GPS IFD pointer.
-    let exif_ifd = 8 + 2 + 2 * 12 + 4;
-    let gps_ifd = exif_ifd + 2 + 12 + 4;
-    let serial_at = gps_ifd + 2 + 2 * 12 + 4;
-    let lat_at = serial_at + 8;
-    t.extend_from_slice(&2u16.to_le_bytes());
-    entry(&mut t, 0x8769, 4, 1, exif_ifd);
-    entry(&mut t, 0x8825, 4, 1, gps_ifd);
-    t.extend_from_slice(&0u32.to_le_bytes());
-    t.extend_from_slice(&1u16.to_le_bytes());
-    entry(&mut t, 0xa431, 2, 7, serial_at);
-    t.extend_from_slice(&0u32.to_le_bytes());
-    t.extend_from_slice(&2u16.to_le_bytes());
-    entry(&mut t, 0x0001, 2, 2, u32::from_le_bytes(*b"N\0\0\0"));
-    entry(&mut t, 0x0002, 5, 3, lat_at);
-    t.extend_from_slice(&0u32.to_le_bytes());
-    t.extend_from_slice(b"SN1234\0\0");
-    for (n, d) in [(52u32, 1u32), (22, 1), (1234, 100)] {
-        t.extend_from_slice(&n.to_le_bytes());
-        t.extend_from_slice(&d.to_le_bytes());
-    }
-    t
-}
-
-/// A real JPEG of noise (`w` × `h`) carrying an EXIF block with a GPS position, and the same
-/// JPEG as the encoder wrote it, without.
-fn photo_with_gps(w: u32, h: u32) -> (Vec<u8>, Vec<u8>) {
-    let mut seed = 0x9e37_79b9u32;
-    let img = image::RgbImage::from_fn(w, h, |_, _| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        image::Rgb([seed as u8, (seed >> 8) as u8, (seed >> 16) as u8])
-    });
-    let mut clean = Cursor::new(Vec::new());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut clean, 90)
-        .encode_image(&img)
-        .expect("encode the test photo");
-    let clean = clean.into_inner();
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend(exif_with_gps());
-    let mut with = clean[..2].to_vec();
-    with.extend_from_slice(&[0xFF, 0xE1]);
-    with.extend_from_slice(&u16::try_from(app1.len() + 2).expect("short").to_be_bytes());
-    with.extend_from_slice(&app1);
-    with.extend_from_slice(&clean[2..]);
-    // What a phone's EXIF reader sees: a GPS latitude.
-    let exif = exif::Reader::new()
-        .read_from_container(&mut Cursor::new(&with))
-        .expect("the test photo carries EXIF");
-    assert!(exif
-        .get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY)
-        .is_some());
-    (with, clean)
-}
 
 fn admin(node: &RunningNode, dir: &Path) -> Client {
     let token = DataDir::new(dir).admin_token().expect("admin token");
@@ -223,6 +156,50 @@ async fn a_photo_crosses_without_its_gps_and_only_to_members() {
         .await
         .expect("the author's node serves it too");
     assert_eq!(on_a, bytes);
+
+    // Part of it, by byte range (a large file fetched in parts, or resumed).
+    let token = DataDir::new(root.path().join("customs-b"))
+        .admin_token()
+        .expect("token");
+    let url = format!("http://{}/v1/attachments/{}", b.api_addr, uploaded.id);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client");
+    let ranged = |range: &'static str| {
+        http.get(&url)
+            .bearer_auth(token.as_str())
+            .header("Range", range)
+            .send()
+    };
+    let part = ranged("bytes=100-1099").await.expect("a range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-1099/{}", clean.len()).as_str()
+    );
+    assert_eq!(
+        part.bytes().await.expect("body").as_ref(),
+        &clean[100..1100]
+    );
+    let tail = ranged("bytes=-10").await.expect("a suffix");
+    assert_eq!(tail.status(), 206);
+    assert_eq!(
+        tail.bytes().await.expect("body").as_ref(),
+        &clean[clean.len() - 10..]
+    );
+    let beyond = http
+        .get(&url)
+        .bearer_auth(token.as_str())
+        .header("Range", format!("bytes={}-", clean.len() + 5))
+        .send()
+        .await
+        .expect("a range beyond");
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{}", clean.len()).as_str()
+    );
 
     // B's node makes the thumbnail itself, from the photo it fetched.
     let (thumb, thumb_type) = reader_b

@@ -15,6 +15,7 @@ use liaison_node::accounts::Access;
 use liaison_node::node::RunningNode;
 use liaison_protocol::{GroupId, Role};
 use liaison_tests::browser::{Driver, Page};
+use liaison_tests::photos::photo_with_gps;
 use liaison_tests::{create_group, knows_group, wait_until, Cluster};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -365,6 +366,25 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
         .await;
     ana.fill("#r-items-1-value-amount", "25000").await;
     ana.fill("#r-items-1-value-currency", "EUR").await;
+    // A photo from a phone, with its GPS position: previewed, and warned about.
+    let (photo, clean) = photo_with_gps(64, 48);
+    let photo_dir = tempfile::tempdir().expect("photo dir");
+    let photo_path = photo_dir.path().join("statuette.jpg");
+    std::fs::write(&photo_path, &photo).expect("write the photo");
+    ana.find("#files")
+        .await
+        .send_keys(&photo_path.to_string_lossy())
+        .await
+        .expect("choose the photo");
+    ana.find("#photo-preview figure img").await;
+    ana.find("#photo-preview .metadata-warning").await;
+    accessible(&ana, "record form with a photo", &mut axe).await;
+    ana.js(
+        "document.querySelector('#photo-preview').scrollIntoView({block: 'center'});",
+        vec![],
+    )
+    .await;
+    ana.screenshot(&dir, "compose-photo").await;
     ana.click("#send").await;
     ana.wait_for_text("TLP:AMBER").await;
     let text = ana.text().await;
@@ -386,8 +406,55 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
         ana.has("dl.record dd[data-field=items] ol.rows li:nth-child(2)")
             .await
     );
+    // The photo is shown as a thumbnail made on this node.
+    assert!(text.contains("statuette.jpg"), "no attachment:\n{text}");
+    ana.find("ul.attachments img").await;
+    assert!(
+        photo_shown(&ana).await,
+        "the thumbnail did not load on the author's node"
+    );
     accessible(&ana, "record", &mut axe).await;
     ana.screenshot(&dir, "record").await;
+
+    // Ben's node fetches the photo over QUIC; he sees it, opens it, and it carries no GPS.
+    let mut shown = false;
+    for _ in 0..200 {
+        ben.open(&format!("{b}m/{seizure}")).await;
+        if ben.has("ul.attachments img").await && photo_shown(&ben).await {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown, "the photo never showed on the member's node");
+    ben.js(
+        "document.querySelector('#att-h').scrollIntoView({block: 'center'});",
+        vec![],
+    )
+    .await;
+    ben.screenshot(&dir, "photo").await;
+    let href = ben
+        .find("ul.attachments a.photo")
+        .await
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link to the photo");
+    let opened = ben
+        .js(
+            "return fetch(arguments[0]).then(r => r.arrayBuffer().then(b => ({
+                 type: r.headers.get('content-type'),
+                 bytes: Array.from(new Uint8Array(b)),
+             })));",
+            vec![serde_json::json!(href)],
+        )
+        .await;
+    assert_eq!(opened["type"], "image/jpeg");
+    let bytes: Vec<u8> = serde_json::from_value(opened["bytes"].clone()).expect("bytes");
+    assert_eq!(
+        bytes, clean,
+        "the photo is the author's, with its metadata removed"
+    );
 
     // An alert; Ben on the other node watches the timeline for it.
     ben.open(&format!("{b}g/{g}")).await;
@@ -478,6 +545,23 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
         axe.join("\n")
     );
     c.shutdown().await;
+}
+
+/// Whether the first photo thumbnail on the page has loaded as an image.
+async fn photo_shown(page: &Page) -> bool {
+    page.js(
+        "const i = document.querySelector('ul.attachments img');
+         if (!i) { return false; }
+         const loaded = () => i.naturalWidth > 0;
+         if (i.complete) { return loaded(); }
+         return new Promise(done => {
+             i.addEventListener('load', () => done(loaded()));
+             i.addEventListener('error', () => done(false));
+         });",
+        vec![],
+    )
+    .await
+        == serde_json::Value::Bool(true)
 }
 
 /// The `data-seq` of every row of the audit table on the page.

@@ -294,6 +294,20 @@ impl Attachments {
     }
 }
 
+/// An attachment's file name as it may stand in a `Content-Disposition` header: printable
+/// ASCII without quotes or backslashes, anything else replaced by `_`.
+pub fn header_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

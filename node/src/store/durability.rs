@@ -160,6 +160,15 @@ impl Store {
         self.wait_durable(self.note_written(true)).await
     }
 
+    /// Starts a flush covering every write applied before this call, without waiting for it
+    /// (if one is running, the next one covers them). [`Store::wait_for`] on such a write's
+    /// ticket then returns as soon as that flush has.
+    pub fn flush_soon(&self) {
+        // Full: a wake-up is already pending. Closed: the flusher has stopped; a later wait
+        // reports it.
+        let _ = self.inner.wake.try_send(());
+    }
+
     /// Refuses writes while the store is failed.
     pub(super) fn check_writable(&self) -> Result<(), StoreError> {
         match &self.inner.state.borrow().failed {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use liaison_protocol::{GroupId, MessageId, Place};
 
+use super::durability::DurableTicket;
 use super::envelope_log::{self, encode_frame, message_parts, Kind, Location};
 use super::keys::{
     author_key, author_key_at, author_space, place_of, seq_of, AuthorKey, BY_AUTHOR_KEY_LEN,
@@ -60,12 +61,34 @@ impl Store {
         &self,
         batch: Vec<NewMessage>,
     ) -> Result<Vec<Inserted>, StoreError> {
+        let (messages, started) = (batch.len(), Instant::now());
+        let (outcomes, ticket) = self.stage_messages(batch).await?;
+        let applied = started.elapsed();
+        if let Some(ticket) = ticket {
+            self.wait_for(ticket).await?;
+        }
+        tracing::trace!(
+            messages,
+            ?applied,
+            durable = ?started.elapsed(),
+            "message batch stored"
+        );
+        Ok(outcomes)
+    }
+
+    /// Applies a batch as [`Store::insert_messages`] does, without waiting: the outcomes are
+    /// final, but nothing is durable until [`Store::wait_for`] on the ticket returns (`None`
+    /// for an empty batch). Writes made between this call and that wait (the audit records of
+    /// the posts in the batch) join the same flush.
+    pub async fn stage_messages(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<(Vec<Inserted>, Option<DurableTicket>), StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         self.check_writable()?;
         self.check_free_space()?;
-        let (messages, started) = (batch.len(), Instant::now());
         let outcomes = self
             .blocking("inserting messages", move |store| {
                 let engine = store.engine()?;
@@ -75,15 +98,7 @@ impl Store {
             .await;
         self.note_write(&outcomes);
         let outcomes = outcomes?;
-        let applied = started.elapsed();
-        self.wait_durable(self.note_written(false)).await?;
-        tracing::trace!(
-            messages,
-            ?applied,
-            durable = ?started.elapsed(),
-            "message batch stored"
-        );
-        Ok(outcomes)
+        Ok((outcomes, Some(DurableTicket(self.note_written(false)))))
     }
 
     /// The stored envelope of a message. A damaged one is an error (and is marked for fetching

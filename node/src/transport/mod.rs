@@ -337,8 +337,9 @@ enum AcceptError {
 pub struct Transport {
     endpoint: Endpoint,
     provider: Arc<CryptoProvider>,
-    identity: Arc<CertifiedKey>,
-    local_key: [u8; 32],
+    /// The TLS identity and its key; replaced by [`Transport::set_identity`].
+    identity: RwLock<(Arc<CertifiedKey>, [u8; 32])>,
+    allow: AllowList,
     quic: Arc<quinn::TransportConfig>,
     confirm_timeout: Duration,
     accepted: Mutex<mpsc::Receiver<(Connection, [u8; 32])>>,
@@ -349,7 +350,7 @@ impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
             .field("local_addr", &self.endpoint.local_addr().ok())
-            .field("local_key", &short_key(&self.local_key))
+            .field("local_key", &short_key(&self.local_key()))
             .finish_non_exhaustive()
     }
 }
@@ -404,11 +405,7 @@ impl Transport {
         let quic = Arc::new(config.to_quinn()?);
         let provider = tls::provider();
 
-        let tls_server = tls::server_config(provider.clone(), identity.clone(), allow.clone())?;
-        let crypto = QuicServerConfig::try_from(tls_server)
-            .map_err(|e| TransportError::InvalidConfig(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(quic.clone());
+        let server = Self::server(&provider, &identity, &allow, &quic)?;
 
         let endpoint = {
             // quinn picks up the runtime from the current context.
@@ -420,7 +417,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let acceptor = runtime.spawn(accept_loop(
             endpoint.clone(),
-            allow,
+            allow.clone(),
             tx,
             config.idle_timeout,
         ));
@@ -432,13 +429,51 @@ impl Transport {
         Ok(Self {
             endpoint,
             provider,
-            identity,
-            local_key,
+            identity: RwLock::new((identity, local_key)),
+            allow,
             quic,
             confirm_timeout: config.idle_timeout,
             accepted: Mutex::new(rx),
             acceptor,
         })
+    }
+
+    /// The listener's QUIC configuration for `identity`.
+    fn server(
+        provider: &Arc<CryptoProvider>,
+        identity: &Arc<CertifiedKey>,
+        allow: &AllowList,
+        quic: &Arc<quinn::TransportConfig>,
+    ) -> Result<quinn::ServerConfig, TransportError> {
+        let tls_server = tls::server_config(provider.clone(), identity.clone(), allow.clone())?;
+        let crypto = QuicServerConfig::try_from(tls_server)
+            .map_err(|e| TransportError::InvalidConfig(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(quic.clone());
+        Ok(server)
+    }
+
+    /// The node key this endpoint presents.
+    pub fn local_key(&self) -> [u8; 32] {
+        self.identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+    }
+
+    /// Presents `identity` from now on, to the peers it dials and to those that dial it (after
+    /// a key rotation). Established connections keep the key they were made with.
+    pub fn set_identity(&self, identity: &SigningKey) -> Result<(), TransportError> {
+        let certified = tls::certified_key(identity)?;
+        let server = Self::server(&self.provider, &certified, &self.allow, &self.quic)?;
+        self.endpoint.set_server_config(Some(server));
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) =
+            (certified, identity.verifying_key().to_bytes());
+        info!(key = %short_key(&self.local_key()), "QUIC transport presents a new key");
+        Ok(())
     }
 
     /// The address the endpoint is bound to (with the actual port if port 0 was requested).
@@ -471,11 +506,13 @@ impl Transport {
         expected: [u8; 32],
     ) -> Result<Connection, TransportError> {
         let verifier = Arc::new(tls::PinnedServerVerifier::new(expected, &self.provider));
-        let tls_client = tls::client_config(
-            self.provider.clone(),
-            self.identity.clone(),
-            verifier.clone(),
-        )?;
+        let identity = self
+            .identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone();
+        let tls_client = tls::client_config(self.provider.clone(), identity, verifier.clone())?;
         let crypto = QuicClientConfig::try_from(tls_client)
             .map_err(|e| TransportError::InvalidConfig(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
@@ -543,7 +580,7 @@ impl Transport {
                 TransportError::Refused {
                     addr,
                     reason: String::from_utf8_lossy(&close.reason).into_owned(),
-                    local_key: short_key(&self.local_key),
+                    local_key: short_key(&self.local_key()),
                 }
             }
             _ => TransportError::Handshake { addr, source },

@@ -10,6 +10,7 @@
 //! filters and cuts that list into pages of [`PAGE_SIZE`], newest first, behind a cursor, so
 //! that pages and their links stay the same when the node serves pages itself.
 
+use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{Record, RecordKind};
 use liaison_protocol::{Handling, NodeId, Role};
@@ -88,6 +89,8 @@ pub struct Draft {
     /// A structured record (any kind but a note), in its JSON Schema's shape; subject and
     /// body are then unused.
     pub record: Option<(RecordKind, serde_json::Value)>,
+    /// Files uploaded with the form (by this officer, not yet posted), to name.
+    pub attachments: Vec<AttachmentId>,
 }
 
 /// A refusal of one field of a draft, or of the whole draft (`field` empty).
@@ -319,8 +322,7 @@ impl Facade {
             subject: draft.subject,
             body: draft.body,
             record,
-            // Photos from the web workspace are not there yet: its forms post text and records.
-            attachments: Vec::new(),
+            attachments: draft.attachments,
             handling,
             reply_to,
         };
@@ -340,6 +342,16 @@ impl Facade {
             }])),
             Err(e) => Err(PostError::Node(e)),
         }
+    }
+
+    /// The reference of attachment `id` (its name, media type, key) if `who` may read a
+    /// message that names it.
+    pub async fn attachment(&self, who: &Principal, id: &str) -> Result<AttachmentRef> {
+        let id: AttachmentId = id
+            .parse()
+            .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
+        self.ask_as(who, |reply| Command::Attachment { id, reply })
+            .await?
     }
 
     /// The thread of message `id` as the node sees it: each entry with the state of an alert

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::accounts::Accounts;
+use crate::attachments::Attachments;
 use crate::audit::AuditLog;
 use crate::config::WebConfig;
 use crate::error::{Error, Result};
@@ -55,8 +56,11 @@ pub const CSP: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Largest request body, in bytes (forms; photos come with attachments).
+/// Largest request body, in bytes, of a form without files.
 pub const MAX_FORM: usize = 256 * 1024;
+
+/// Most files one compose form may carry (each at most `[attachments] max_mb`).
+pub const MAX_FILES: usize = 8;
 
 /// A bound, not yet serving, web listener.
 #[derive(Debug)]
@@ -122,6 +126,8 @@ pub struct Parts {
     pub node_name: String,
     /// The `[web]` configuration.
     pub config: WebConfig,
+    /// Attachments: photos uploaded with a compose form, and opened from a message page.
+    pub attachments: Arc<Attachments>,
 }
 
 /// The shared state of the handlers.
@@ -147,6 +153,8 @@ pub struct Inner {
     pub https: bool,
     /// The node's name.
     pub node_name: String,
+    /// Attachments.
+    pub attachments: Arc<Attachments>,
 }
 
 impl std::ops::Deref for App {
@@ -176,6 +184,7 @@ impl App {
             https,
             config: parts.config,
             node_name: parts.node_name,
+            attachments: parts.attachments,
         }))
     }
 
@@ -231,14 +240,21 @@ pub async fn serve(listener: Listener, parts: Parts, shutdown: CancellationToken
 
 /// The workspace's routes.
 pub fn router(app: App) -> Router {
+    // A compose form carries its files in the same request: room for as many as it may name.
+    let max_file = usize::try_from(app.attachments.options().max_bytes).unwrap_or(usize::MAX);
+    let compose_limit = max_file.saturating_mul(MAX_FILES).saturating_add(MAX_FORM);
     Router::new()
         .route("/", get(pages::groups::index))
         .route("/g/{group}", get(pages::groups::timeline))
         .route(
             "/g/{group}/compose",
-            get(pages::compose::form).post(pages::compose::submit),
+            get(pages::compose::form)
+                .post(pages::compose::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(compose_limit)),
         )
         .route("/m/{id}", get(pages::message::show))
+        .route("/a/{id}", get(pages::attachment::open))
+        .route("/a/{id}/thumbnail", get(pages::attachment::thumbnail))
         .route("/events", get(events::stream))
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/login/totp", get(auth::totp_form).post(auth::totp_submit))

@@ -143,6 +143,9 @@ message-receipt-at = تاريخ الحفظ
 message-body = النص
 message-attachments = المرفقات
 message-attachments-none = لا مرفقات.
+message-attachment-size = { $kib } كيبيبايت
+message-photo-alt = صورة { $name }
+message-attachment-fetched = يُجلب من عُقد المجموعة عند فتحه
 message-thread = سلسلة الرسائل
 message-reply = رد
 tlp-rule-clear = يجوز للمستلمين نشرها دون قيود.
@@ -166,6 +169,10 @@ compose-recipients-required = تحتاج رسالة TLP:RED إلى مستلم م
 compose-subject = الموضوع
 compose-body = النص
 compose-submit = إرسال
+compose-files = الصور والملفات
+compose-files-hint = { $count } ملفات كحد أقصى، حجم كل منها { $mib } ميبيبايت. تُزال من الصور قبل إرسالها بيانات الموقع والأرقام التسلسلية للكاميرا وغيرها من البيانات الوصفية.
+compose-files-metadata = تحمل هذه الصورة بيانات وصفية (مثل موقعها)، وستُزال قبل الإرسال.
+compose-files-again = لم يُرسل شيء: اختر الملفات مرة أخرى.
 compose-read-only = يمكنك قراءة هذه المجموعة فقط: الكتابة فيها غير متاحة لك.
 
 ## Operators

@@ -144,6 +144,9 @@ message-receipt-at = Stored
 message-body = Text
 message-attachments = Attachments
 message-attachments-none = No attachments.
+message-attachment-size = { $kib } KiB
+message-photo-alt = Photo { $name }
+message-attachment-fetched = fetched from the group's nodes when opened
 message-thread = Thread
 message-reply = Reply
 tlp-rule-clear = recipients may share this without limit.
@@ -167,6 +170,10 @@ compose-recipients-required = A TLP:RED message needs at least one named recipie
 compose-subject = Subject
 compose-body = Text
 compose-submit = Send
+compose-files = Photos and files
+compose-files-hint = At most { $count } files of { $mib } MiB each. Location, camera serial numbers and other metadata are removed from photos before they are sent.
+compose-files-metadata = This photo carries metadata (such as its location); it will be removed before sending.
+compose-files-again = Nothing was sent: choose the files again.
 compose-read-only = You may only read this group: composing is not open to you.
 
 ## Operators

@@ -143,6 +143,9 @@ message-receipt-at = Almacenado
 message-body = Texto
 message-attachments = Adjuntos
 message-attachments-none = Sin adjuntos.
+message-attachment-size = { $kib } KiB
+message-photo-alt = Foto { $name }
+message-attachment-fetched = se obtiene de los nodos del grupo al abrirlo
 message-thread = Hilo
 message-reply = Responder
 tlp-rule-clear = los destinatarios pueden difundirlo sin límite.
@@ -166,6 +169,10 @@ compose-recipients-required = Un mensaje TLP:RED necesita al menos un destinatar
 compose-subject = Asunto
 compose-body = Texto
 compose-submit = Enviar
+compose-files = Fotos y archivos
+compose-files-hint = Como máximo { $count } archivos de { $mib } MiB cada uno. La ubicación, los números de serie de la cámara y otros metadatos se eliminan de las fotos antes del envío.
+compose-files-metadata = Esta foto contiene metadatos (como su ubicación); se eliminarán antes del envío.
+compose-files-again = No se ha enviado nada: vuelva a elegir los archivos.
 compose-read-only = Solo puede leer este grupo: no puede redactar en él.
 
 ## Operators

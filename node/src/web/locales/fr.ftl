@@ -143,6 +143,9 @@ message-receipt-at = Stocké
 message-body = Texte
 message-attachments = Pièces jointes
 message-attachments-none = Aucune pièce jointe.
+message-attachment-size = { $kib } Kio
+message-photo-alt = Photo { $name }
+message-attachment-fetched = récupéré auprès des nœuds du groupe à l'ouverture
 message-thread = Fil
 message-reply = Répondre
 tlp-rule-clear = les destinataires peuvent le diffuser sans limite.
@@ -166,6 +169,10 @@ compose-recipients-required = Un message TLP:RED exige au moins un destinataire 
 compose-subject = Objet
 compose-body = Texte
 compose-submit = Envoyer
+compose-files = Photos et fichiers
+compose-files-hint = Au plus { $count } fichiers de { $mib } Mio chacun. La localisation, les numéros de série de l'appareil et les autres métadonnées sont retirés des photos avant l'envoi.
+compose-files-metadata = Cette photo contient des métadonnées (comme sa localisation) ; elles seront retirées avant l'envoi.
+compose-files-again = Rien n'a été envoyé : choisissez à nouveau les fichiers.
 compose-read-only = Vous ne pouvez que lire ce groupe : la rédaction ne vous est pas ouverte.
 
 ## Operators

@@ -4,10 +4,11 @@
 //! next to the field it concerns. RED recipients are chosen per member organisation of the
 //! group.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
+use liaison_protocol::attachment::AttachmentId;
 use liaison_protocol::RecordKind;
 use maud::html;
 use serde_json::Value;
@@ -17,7 +18,7 @@ use super::{csrf_field, csrf_refused, error_page, layout, node_error, see_other,
 use crate::views::GroupView;
 use crate::web::facade::{Draft, FieldError, PostError, HANDLINGS};
 use crate::web::record_form::{self, RecordForm};
-use crate::web::App;
+use crate::web::{App, MAX_FILES};
 
 /// The query of the compose page.
 #[derive(Debug, serde::Deserialize)]
@@ -108,7 +109,7 @@ fn compose_page(
                 @if !rec.errors.is_empty() { (record_form::summary(rec.errors)) }
             }
         }
-        form class="panel" method="post" action=(format!("/g/{}/compose", g.id)) novalidate {
+        form class="panel" method="post" action=(format!("/g/{}/compose", g.id)) enctype="multipart/form-data" novalidate {
             (csrf_field(&officer.csrf))
             @if let Some(r) = &draft.reply_to { input type="hidden" name="reply_to" value=(r); }
             input type="hidden" name="kind" value=(rec.kind.as_str());
@@ -144,6 +145,20 @@ fn compose_page(
                 textarea id="body" name="body" aria-invalid=[invalid("body")]
                     aria-describedby=[described("body", None)] { (draft.body) }
                 (field_error("body"))
+            }
+            div class="files" {
+                label for="files" { (l.t("compose-files")) }
+                input type="file" id="files" name="files" multiple data-preview="photo-preview"
+                    aria-invalid=[invalid("files")] aria-describedby=[described("files", Some("files-hint"))];
+                p class="hint" id="files-hint" {
+                    (l.t_args("compose-files-hint", &[
+                        ("count", &MAX_FILES.to_string()),
+                        ("mib", &(app.attachments.options().max_bytes / (1024 * 1024)).to_string()),
+                    ]))
+                }
+                (field_error("files"))
+                div id="photo-preview" class="photo-preview" aria-live="polite"
+                    data-metadata-warning=(l.t("compose-files-metadata")) {}
             }
             div { button type="submit" id="send" { (l.t("compose-submit")) } }
         }
@@ -255,13 +270,109 @@ pub async fn form(
     compose_page(&app, &officer, &g, &draft, &orgs(&g), &[], &rec)
 }
 
-/// `POST /g/{group}/compose`.
+/// A file chosen in the compose form.
+struct Chosen {
+    /// Its name, as the browser gave it.
+    name: String,
+    /// Its content.
+    bytes: axum::body::Bytes,
+}
+
+/// The fields and files of a compose form, or why they cannot be read.
+async fn read_form(
+    app: &App,
+    mut form: Multipart,
+) -> Result<(Vec<(String, String)>, Vec<Chosen>), (StatusCode, String)> {
+    let bad = |e: MultipartError| (e.status(), e.body_text());
+    let mut fields = Vec::new();
+    let mut files = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match field.file_name().map(str::to_owned) {
+            Some(file_name) => {
+                let bytes = field.bytes().await.map_err(bad)?;
+                // A file input left empty still sends a part, with no name and no content.
+                if file_name.is_empty() && bytes.is_empty() {
+                    continue;
+                }
+                if files.len() == MAX_FILES {
+                    return Err((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("at most {MAX_FILES} files per message"),
+                    ));
+                }
+                app.attachments
+                    .check_len(bytes.len() as u64)
+                    .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+                files.push(Chosen {
+                    name: file_name,
+                    bytes,
+                });
+            }
+            None => fields.push((name, field.text().await.map_err(bad)?)),
+        }
+    }
+    Ok((fields, files))
+}
+
+/// Uploads the chosen files as the officer's, audited one by one; the first refusal (a kind
+/// of file this node cannot clean, say) stops and is shown at the file field.
+async fn upload(
+    app: &App,
+    officer: &Officer,
+    files: Vec<Chosen>,
+) -> Result<Vec<AttachmentId>, FieldError> {
+    let mut ids = Vec::with_capacity(files.len());
+    for file in files {
+        let attachments = app.attachments.clone();
+        let owner = officer.name().to_owned();
+        let name = file.name.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            attachments.upload(&owner, &name, file.bytes.to_vec(), false)
+        })
+        .await
+        .unwrap_or(Err(crate::error::Error::ShuttingDown));
+        let uploaded = match result {
+            Ok(u) => {
+                let _ = app.audit(&officer.actor(), "upload", &u.id, "ok").await;
+                u
+            }
+            Err(e) => {
+                let _ = app
+                    .audit(&officer.actor(), "upload", "", &format!("error: {e}"))
+                    .await;
+                return Err(FieldError {
+                    field: "files",
+                    message: format!("{}: {e}", file.name),
+                });
+            }
+        };
+        match uploaded.id.parse() {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                return Err(FieldError {
+                    field: "files",
+                    message: format!("{}: {e}", file.name),
+                })
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// `POST /g/{group}/compose`: a multipart form, with the files chosen.
 pub async fn submit(
     State(app): State<App>,
     officer: Officer,
     Path(group): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    form: Multipart,
 ) -> Response {
+    let (fields, files) = match read_form(&app, form).await {
+        Ok(read) => read,
+        Err((status, message)) => {
+            return error_page(&app, &officer.ctx, Some(&officer), status, &message);
+        }
+    };
     let value = |k: &str| {
         fields
             .iter()
@@ -333,6 +444,17 @@ pub async fn submit(
         recipients,
         reply_to,
         record: (kind != RecordKind::Note).then(|| (kind, record.clone())),
+        attachments: Vec::new(),
+    };
+    // Files are uploaded only with a draft that is sent; a form shown again cannot keep them.
+    let files_chosen = !files.is_empty();
+    let chosen_again = |errors: &mut Vec<FieldError>| {
+        if files_chosen {
+            errors.push(FieldError {
+                field: "files",
+                message: l.t("compose-files-again"),
+            });
+        }
     };
     let page = |errors: &[FieldError], record_errors: &[liaison_protocol::FieldError]| {
         let rec = RecordPart {
@@ -346,7 +468,9 @@ pub async fn submit(
     };
     // "Add a row": the same form again, one row longer, nothing sent.
     if more.is_some() {
-        return page(&[], &[]);
+        let mut errors = Vec::new();
+        chosen_again(&mut errors);
+        return page(&errors, &[]);
     }
     let mut errors = Vec::new();
     if draft.handling == "red" && draft.recipients.is_empty() {
@@ -356,13 +480,15 @@ pub async fn submit(
         });
     }
     if !errors.is_empty() || !record_errors.is_empty() {
+        chosen_again(&mut errors);
         return page(&errors, &record_errors);
     }
-    match app
-        .facade
-        .post(&officer.principal, &g.id, draft.clone())
-        .await
-    {
+    let mut sent = draft.clone();
+    match upload(&app, &officer, files).await {
+        Ok(ids) => sent.attachments = ids,
+        Err(e) => return page(&[e], &[]),
+    }
+    match app.facade.post(&officer.principal, &g.id, sent).await {
         Ok(id) => {
             let _ = app
                 .audit(&officer.actor(), "post", &format!("{} {id}", g.id), "ok")
@@ -385,6 +511,8 @@ pub async fn submit(
                     ),
                 )
                 .await;
+            let mut errors = errors;
+            chosen_again(&mut errors);
             page(&errors, &[])
         }
         Err(PostError::Record(errors)) => {
@@ -397,7 +525,9 @@ pub async fn submit(
                 )
                 .await;
             record_errors = errors;
-            page(&[], &record_errors)
+            let mut errors = Vec::new();
+            chosen_again(&mut errors);
+            page(&errors, &record_errors)
         }
         Err(PostError::Node(e)) => {
             let _ = app

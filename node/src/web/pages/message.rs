@@ -6,9 +6,10 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{html, Markup};
 
+use super::attachment::is_photo;
 use super::groups::{handling_label, kind_label, may_post};
 use super::{layout, node_error, time, tlp, Officer};
-use crate::views::{MessageView, ThreadEntry};
+use crate::views::{AttachmentView, MessageView, ThreadEntry};
 use crate::web::facade;
 use crate::web::i18n::Lang;
 use crate::web::record_form::{self, RecordForm};
@@ -201,7 +202,13 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
         }
         section class="panel" aria-labelledby="att-h" {
             h2 id="att-h" { (l.t("message-attachments")) }
-            p class="muted" { (l.t("message-attachments-none")) }
+            @if m.attachments.is_empty() {
+                p class="muted" { (l.t("message-attachments-none")) }
+            } @else {
+                ul class="attachments" {
+                    @for a in &m.attachments { (attachment_item(l, a)) }
+                }
+            }
         }
         section class="panel" aria-labelledby="thread-h" {
             h2 id="thread-h" { (l.t("message-thread")) }
@@ -220,6 +227,32 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
         }
     };
     layout(&app, &officer.ctx, Some(&officer), &subject, body)
+}
+
+/// One attachment: a photo held here as a thumbnail that opens it, anything else as a link;
+/// one not yet held says it is fetched from the group's nodes when opened.
+fn attachment_item(l: Lang, a: &AttachmentView) -> Markup {
+    let href = format!("/a/{}", a.id);
+    let size = l.t_args(
+        "message-attachment-size",
+        &[("kib", &l.number(a.size.div_ceil(1024)))],
+    );
+    html! {
+        li data-attachment=(a.id) {
+            @if a.held && is_photo(&a.media_type) {
+                a class="photo" href=(href) {
+                    img src=(format!("{href}/thumbnail")) alt=(l.t_args("message-photo-alt", &[("name", &a.name)]));
+                }
+            }
+            a href=(href) { (a.name) }
+            " "
+            span class="muted" { (a.media_type) ", " (size) }
+            @if !a.held {
+                " "
+                span class="muted fetching" { (l.t("message-attachment-fetched")) }
+            }
+        }
+    }
 }
 
 fn stored_at(l: Lang, rfc3339: &str) -> Markup {

@@ -2,6 +2,7 @@
 //! pieces every page uses (TLP labels, dates, CSRF fields, error pages).
 
 pub mod admin;
+pub mod attachment;
 pub mod compose;
 pub mod groups;
 pub mod message;
@@ -301,7 +302,8 @@ pub fn node_error(app: &App, officer: &Officer, e: &Error) -> Response {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::Invalid(_) | Error::Conflict(_) => StatusCode::BAD_REQUEST,
-        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        Error::ShuttingDown | Error::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = match e {

@@ -1,6 +1,6 @@
 // Liaison workspace: small progressive enhancement. Every page works without this file;
 // with it, new messages appear live (server-sent events), the enrolment code is taken from
-// the link's fragment, and the RED recipients show only when RED is chosen.
+// the link's fragment, and the RED recipients show only when RED is chosen, and chosen photos are previewed.
 "use strict";
 
 (function () {
@@ -52,19 +52,59 @@
     sync();
   }
 
-  // Photo previews, before upload.
+  // Files chosen in a compose form: a preview of each photo, and a warning on each file that
+  // carries metadata the node will remove (EXIF or XMP in a JPEG, text or EXIF chunks in a
+  // PNG, EXIF or XMP in a WebP). Only the first 256 KiB are read, where such blocks sit.
+  var bytesOf = function (text) {
+    return Array.prototype.map.call(text, function (c) { return c.charCodeAt(0); });
+  };
+  var contains = function (hay, needle) {
+    outer: for (var i = 0; i + needle.length <= hay.length; i++) {
+      for (var k = 0; k < needle.length; k++) {
+        if (hay[i + k] !== needle[k]) { continue outer; }
+      }
+      return true;
+    }
+    return false;
+  };
+  var carriesMetadata = function (b) {
+    var any = function (marks) {
+      return marks.some(function (m) { return contains(b, bytesOf(m)); });
+    };
+    if (b[0] === 0xFF && b[1] === 0xD8) { return any(["Exif\0\0", "http://ns.adobe.com/xap/"]); }
+    if (b[0] === 0x89 && b[1] === 0x50) { return any(["eXIf", "tEXt", "zTXt", "iTXt"]); }
+    if (contains(b.subarray(8, 12), bytesOf("WEBP"))) { return any(["EXIF", "XMP "]); }
+    return false;
+  };
   document.querySelectorAll("input[type=file][data-preview]").forEach(function (input) {
     input.addEventListener("change", function () {
       var out = document.getElementById(input.getAttribute("data-preview"));
       if (!out) { return; }
       out.textContent = "";
       Array.prototype.forEach.call(input.files, function (f) {
-        if (!/^image\//.test(f.type)) { return; }
-        var img = document.createElement("img");
-        img.src = URL.createObjectURL(f);
-        img.alt = f.name;
-        img.width = 160;
-        out.appendChild(img);
+        var figure = document.createElement("figure");
+        if (/^image\/(jpeg|png|webp|gif|bmp)$/.test(f.type)) {
+          var img = document.createElement("img");
+          img.src = URL.createObjectURL(f);
+          img.alt = f.name;
+          img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
+          figure.appendChild(img);
+        }
+        var caption = document.createElement("figcaption");
+        caption.textContent = f.name;
+        figure.appendChild(caption);
+        out.appendChild(figure);
+        if (!window.FileReader) { return; }
+        var reader = new FileReader();
+        reader.addEventListener("load", function () {
+          if (carriesMetadata(new Uint8Array(reader.result))) {
+            var warning = document.createElement("p");
+            warning.className = "metadata-warning";
+            warning.textContent = out.getAttribute("data-metadata-warning");
+            figure.appendChild(warning);
+          }
+        });
+        reader.readAsArrayBuffer(f.slice(0, 262144));
       });
     });
   });

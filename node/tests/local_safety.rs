@@ -1,0 +1,283 @@
+//! What other processes and users of the node's own machine must not get: the admin token
+//! through a proxy, secrets through lax file modes or an empty token, a node that never
+//! disconnects a misbehaving peer, and account pages in sled's trace logs; and a CLI that
+//! panics when its reader goes away.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{eventually, init, liaison, Daemon, BIN};
+
+/// The CLI talks to its own node directly, whatever `HTTP_PROXY` and friends say: a proxy
+/// would receive the admin token.
+#[test]
+fn the_cli_never_sends_its_token_through_a_proxy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    let daemon = Daemon::start(&data);
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .arg("status")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env("HTTP_PROXY", &url)
+        .env("http_proxy", &url)
+        .env("ALL_PROXY", &url)
+        .env("all_proxy", &url)
+        .output()
+        .expect("run");
+    let reached = proxy.accept();
+    assert!(
+        reached.is_err(),
+        "the CLI connected to the proxy (and would have sent it the admin token)"
+    );
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.stop();
+}
+
+/// A process holding the port a stale `runtime.json` names gets no token: the CLI asks it to
+/// prove it is the data directory's node first, and stops with an error when it cannot.
+#[test]
+fn the_cli_sends_no_token_to_a_process_that_is_not_its_node() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    // Another local process on the port the node last used.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = squatter.local_addr().expect("addr");
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = heard.clone();
+    std::thread::spawn(move || {
+        for stream in squatter.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            log.lock()
+                .expect("log")
+                .push_str(&String::from_utf8_lossy(&request));
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            );
+        }
+    });
+    liaison_node::datadir::DataDir::new(&data)
+        .write_runtime(&liaison_node::datadir::Runtime {
+            quic: addr,
+            api: addr,
+            pid: 1,
+            web: None,
+        })
+        .expect("stale runtime file");
+    let out = liaison(&data, &["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "status succeeded against another process"
+    );
+    assert!(
+        stderr.contains("not this data directory's node"),
+        "{stderr}"
+    );
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let heard = heard.lock().expect("log").clone();
+    assert!(
+        heard.contains("/v1/identity"),
+        "the CLI did not ask for a proof: {heard}"
+    );
+    assert!(
+        !heard.to_ascii_lowercase().contains("authorization") && !heard.contains(token.trim()),
+        "the CLI sent a token to a process that is not its node:\n{heard}"
+    );
+}
+
+/// `liaison status | head -0`: the reader is gone before the CLI writes; the CLI ends quietly
+/// with success, as other Unix tools do, instead of panicking.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    let daemon = Daemon::start(&data);
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .arg("status")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    daemon.stop();
+}
+
+/// How `liaison run` ends on `data`: its error, or None if it started (then it is stopped).
+fn refused(data: &Path) -> Option<String> {
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let exited = eventually("the node to refuse or start", || {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(Some(status));
+        }
+        liaison(data, &["status"]).status.success().then_some(None)
+    });
+    match exited {
+        Some(status) => {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err)
+                .expect("stderr");
+            assert!(!status.success(), "run exited 0: {err}");
+            Some(err)
+        }
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A data directory others can write, key or token files others can read, an empty admin
+/// token and `sync.max_strikes = 0` each stop `liaison run` with an error that says what to
+/// fix; put right, the node starts.
+#[test]
+fn unsafe_files_and_settings_are_refused_at_start() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+
+    chmod(&data, 0o777);
+    let err = refused(&data).expect("a world-writable data directory was accepted");
+    assert!(err.contains("chmod 700"), "{err}");
+    chmod(&data, 0o700);
+
+    for file in ["identity.key", "exchange.key", "admin.token"] {
+        let path = data.join(file);
+        chmod(&path, 0o644);
+        let err = refused(&data).unwrap_or_else(|| panic!("{file} readable by all was accepted"));
+        assert!(err.contains("chmod 600") && err.contains(file), "{err}");
+        chmod(&path, 0o600);
+    }
+
+    let token_path = data.join("admin.token");
+    let token = std::fs::read_to_string(&token_path).expect("token");
+    std::fs::write(&token_path, "\n").expect("empty token");
+    let err = refused(&data).expect("an empty admin token was accepted");
+    assert!(
+        err.contains("admin token") && err.contains("empty"),
+        "{err}"
+    );
+    std::fs::write(&token_path, &token).expect("token back");
+
+    let config_path = data.join("node.toml");
+    let config = std::fs::read_to_string(&config_path).expect("config");
+    assert!(config.contains("max_strikes = 16"), "{config}");
+    std::fs::write(
+        &config_path,
+        config.replace("max_strikes = 16", "max_strikes = 0"),
+    )
+    .expect("config");
+    let err = refused(&data).expect("max_strikes = 0 was accepted");
+    assert!(err.contains("max_strikes"), "{err}");
+    std::fs::write(&config_path, &config).expect("config back");
+
+    assert!(
+        refused(&data).is_none(),
+        "the node did not start once put right"
+    );
+}
+
+/// `RUST_LOG=trace` shows the node's own traces, never sled's pages (which hold account
+/// records and token hashes).
+#[test]
+fn sled_says_no_more_than_info_whatever_the_filter() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["--log-format", "json", "run"])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    eventually("daemon API", || {
+        liaison(&data, &["status"]).status.success().then_some(())
+    });
+    // An account written to the store: what sled would have dumped.
+    let added = liaison(&data, &["user", "add", "ana"]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .expect("logs");
+    child.wait().expect("wait");
+    let mut ours = 0;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let target = v["target"].as_str().unwrap_or_default();
+        let level = v["level"].as_str().unwrap_or_default();
+        assert!(
+            !(target.starts_with("sled") && matches!(level, "DEBUG" | "TRACE")),
+            "sled logged at {level}: {line}"
+        );
+        ours += usize::from(target.starts_with("liaison") && matches!(level, "DEBUG" | "TRACE"));
+    }
+    assert!(
+        ours > 0,
+        "nothing at debug or trace: the filter was not applied\n{logs}"
+    );
+}
