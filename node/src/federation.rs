@@ -68,7 +68,7 @@ pub struct RosterView {
 }
 
 /// One roster entry, with how this node treats it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RosterEntryView {
     /// Node id.
     pub node_id: String,
@@ -87,7 +87,7 @@ pub struct RosterEntryView {
 }
 
 /// One revocation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevocationView {
     /// Node id.
     pub node_id: String,

@@ -9,7 +9,7 @@
 //! route cannot be added without its description. The operation functions below are never
 //! called: they only carry the descriptions.
 //!
-//! Every operation under `/v1/` (except this document) needs a bearer token and may also
+//! Every operation under `/v1/` (except this document and `/v1/identity`) needs a bearer token and may also
 //! answer 401 (no or wrong token), 500 (a fault, or the audit record could not be written) and
 //! 503 (the node is shutting down or its store is reopening); those three are added to each by
 //! [`CommonErrors`] rather than repeated below.
@@ -122,6 +122,9 @@ impl utoipa::PartialSchema for Binary {
 
 impl ToSchema for Binary {}
 
+/// The paths under `/v1/` that need no token: this document, and the node's proof of identity.
+const UNAUTHENTICATED: [&str; 2] = ["/v1/openapi.json", "/v1/identity"];
+
 /// Adds the bearer scheme, and to every operation that needs it the requirement and the
 /// answers every such operation may give (401, 500, 503).
 #[derive(Debug)]
@@ -176,7 +179,7 @@ impl Modify for CommonErrors {
         let requirement =
             utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") || path == "/v1/openapi.json" || path == "/v1/identity" {
+            if !path.starts_with("/v1/") || UNAUTHENTICATED.contains(&path.as_str()) {
                 continue;
             }
             for op in [
@@ -791,7 +794,7 @@ mod tests {
                     statuses.iter().any(|s| s.starts_with('2')),
                     "{name} documents no success"
                 );
-                if path.starts_with("/v1/") && path != "/v1/openapi.json" {
+                if path.starts_with("/v1/") && !UNAUTHENTICATED.contains(&path.as_str()) {
                     for s in ["401", "500", "503"] {
                         assert!(statuses.contains(&&s.to_owned()), "{name} lacks {s}");
                     }
