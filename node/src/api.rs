@@ -892,14 +892,7 @@ async fn open_attachment(
     let reference = s
         .ask(who, |reply| Command::Attachment { id, reply })
         .await??;
-    let attachments = s.attachments.clone();
-    tokio::task::spawn_blocking(move || {
-        attachments
-            .read_plain(&reference)
-            .map(|plain| (plain, reference))
-    })
-    .await
-    .map_err(|_| Error::ShuttingDown)?
+    crate::attachments::open_plain(s.attachments.clone(), reference).await
 }
 
 /// `GET /v1/attachments/{id}`: the whole file, or with a `Range: bytes=A-B` header one range

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{eventually, init, liaison, Daemon, BIN};
+use common::{eventually, init, liaison, start_logging, stop_and_read_logs, Daemon, BIN};
 
 /// The CLI talks to its own node directly, whatever `HTTP_PROXY` and friends say: a proxy
 /// would receive the admin token.
@@ -231,18 +231,7 @@ fn sled_says_no_more_than_info_whatever_the_filter() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("n");
     init(&data, "customs");
-    let mut child = Command::new(BIN)
-        .arg("--data")
-        .arg(&data)
-        .args(["--log-format", "json", "run"])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    eventually("daemon API", || {
-        liaison(&data, &["status"]).status.success().then_some(())
-    });
+    let child = start_logging(&data, "json", "trace");
     // An account written to the store: what sled would have dumped.
     let added = liaison(&data, &["user", "add", "ana"]);
     assert!(
@@ -250,20 +239,7 @@ fn sled_says_no_more_than_info_whatever_the_filter() {
         "{}",
         String::from_utf8_lossy(&added.stderr)
     );
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut logs)
-        .expect("logs");
-    child.wait().expect("wait");
+    let (_, logs) = stop_and_read_logs(child);
     let mut ours = 0;
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{eventually, init, liaison, BIN};
+use common::{eventually, init, liaison, start_logging, stop_and_read_logs, BIN};
 
 #[test]
 fn version_names_the_wire_and_store_formats() {
@@ -84,32 +83,9 @@ fn logs_parse_line_by_line_and_carry_no_colour_codes_in_a_pipe() {
         ("text", tmp.path().join("t")),
     ] {
         init(&dir, "customs");
-        let mut child = Command::new(BIN)
-            .arg("--data")
-            .arg(&dir)
-            .args(["--log-format", format, "run"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        eventually("daemon API", || {
-            liaison(&dir, &["status"]).status.success().then_some(())
-        });
-        let pid = child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
-        let mut logs = String::new();
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut logs)
-            .expect("read logs");
-        assert!(child.wait().expect("wait").success(), "{logs}");
+        let child = start_logging(&dir, format, "info");
+        let (status, logs) = stop_and_read_logs(child);
+        assert!(status.success(), "{logs}");
         assert!(
             !logs.contains('\u{1b}'),
             "{format}: colour codes in a pipe: {logs}"

@@ -294,6 +294,21 @@ impl Attachments {
     }
 }
 
+/// [`Attachments::read_plain`] of `reference` on the blocking pool, with the reference back:
+/// what the API and the web workspace serve once the node has said the caller may open it.
+pub async fn open_plain(
+    attachments: std::sync::Arc<Attachments>,
+    reference: AttachmentRef,
+) -> Result<(Vec<u8>, AttachmentRef)> {
+    tokio::task::spawn_blocking(move || {
+        attachments
+            .read_plain(&reference)
+            .map(|plain| (plain, reference))
+    })
+    .await
+    .map_err(|_| Error::ShuttingDown)?
+}
+
 /// An attachment's file name as it may stand in a `Content-Disposition` header: printable
 /// ASCII without quotes or backslashes, anything else replaced by `_`.
 pub fn header_file_name(name: &str) -> String {

@@ -113,6 +113,43 @@ impl Drop for Daemon {
     }
 }
 
+/// `liaison --log-format FORMAT run` on `data` with `RUST_LOG` set and its log on a pipe,
+/// once its API answers.
+pub fn start_logging(data: &Path, format: &str, rust_log: &str) -> Child {
+    let child = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(["--log-format", format, "run"])
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    eventually("daemon API", || {
+        liaison(data, &["status"]).status.success().then_some(())
+    });
+    child
+}
+
+/// Stops a node started by [`start_logging`] with SIGTERM: how it exited, and all it logged.
+pub fn stop_and_read_logs(mut child: Child) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    (child.wait().expect("wait"), logs)
+}
+
 /// Inits a node named `name` in `dir` on loopback with system-chosen ports.
 pub fn init(dir: &Path, name: &str) {
     ok(

@@ -36,14 +36,7 @@ pub fn is_photo(media_type: &str) -> bool {
 /// The plaintext of attachment `id` for the officer, and its reference.
 async fn plain(app: &App, officer: &Officer, id: &str) -> Result<(Vec<u8>, AttachmentRef)> {
     let reference = app.facade.attachment(&officer.principal, id).await?;
-    let attachments = app.attachments.clone();
-    tokio::task::spawn_blocking(move || {
-        attachments
-            .read_plain(&reference)
-            .map(|plain| (plain, reference))
-    })
-    .await
-    .map_err(|_| Error::ShuttingDown)?
+    crate::attachments::open_plain(app.attachments.clone(), reference).await
 }
 
 /// Writes the audit record of a read; the page answers only if it is written.
