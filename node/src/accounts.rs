@@ -195,6 +195,11 @@ impl Accounts {
         })
     }
 
+    /// The store the accounts live in (the node's).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The principal a presented token stands for. Every stored hash is compared, in
     /// constant time, whatever matches.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {

@@ -15,6 +15,7 @@
 //! | `DELETE /v1/peers/{peer}`                    | admin   | unpin a peer, drop its connection |
 //! | `GET /v1/roster`, `POST /v1/roster`          | admin   | the federation rosters; take one  |
 //! | `POST /v1/key/rotate`                        | admin   | move this node to new keys        |
+//! | `POST /v1/backup`                            | admin   | write a consistent copy of the store into a new directory (see [`crate::backup`]) |
 //! | `GET /v1/groups`                             | any     | groups visible to the caller      |
 //! | `POST /v1/groups`                            | admin   | create a group                    |
 //! | `GET /v1/groups/{group}`                     | any     | one group with its members        |
@@ -78,6 +79,7 @@ use crate::node::{Command, NodeHandle};
 use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
 
+mod backup;
 mod batch;
 mod posts;
 
@@ -141,6 +143,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/peers/{peer}", delete(remove_peer))
         .route("/v1/roster", get(rosters).post(load_roster))
         .route("/v1/key/rotate", post(rotate_keys))
+        .route("/v1/backup", post(backup::take))
         .route("/v1/groups", get(groups).post(create_group))
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", post(add_member))

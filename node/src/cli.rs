@@ -14,6 +14,7 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::views::{self, Created, GroupView, MessageView, PeerView, ReceiptView, Status};
 
+mod backup;
 mod batch;
 
 /// Prints one line for a person on standard output, through [`say_line`].
@@ -256,6 +257,36 @@ pub enum Cmd {
     /// Serve one benchmark node to a parent `liaison bench` over standard input and output.
     #[command(hide = true)]
     BenchNode,
+    /// Write a consistent copy of this node's data into a new directory DEST, while the node
+    /// runs (writes pause only while the store's index is exported) or while it is stopped.
+    Backup {
+        /// The directory to create (never overwritten).
+        dest: PathBuf,
+        /// Also copy the key files and the admin token, encrypted with a passphrase.
+        #[arg(long)]
+        with_keys: bool,
+        /// A file whose first line is the passphrase (else $LIAISON_BACKUP_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Make the data directory (`--data`, absent or empty; the node stopped) from a backup.
+    /// On its next start the node learns its own state from its peers before it posts.
+    Restore {
+        /// The backup directory.
+        src: Option<PathBuf>,
+        /// A file whose first line is the passphrase of the keys (else
+        /// $LIAISON_BACKUP_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Restore everything but the keys (put them in place yourself).
+        #[arg(long)]
+        without_keys: bool,
+        /// Let the node post at once on its next start, without first learning its own
+        /// sequence numbers from its peers: only if no peer can ever be reached. Without SRC,
+        /// it removes the mark a restore left in a stopped node's data directory.
+        #[arg(long)]
+        skip_catch_up: bool,
+    },
     /// Print a shell completion script, e.g. `liaison completions bash >
     /// /usr/share/bash-completion/completions/liaison`.
     Completions {
@@ -572,6 +603,34 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Man { dir } => write_man_pages(&dir),
+        Cmd::Backup {
+            dest,
+            with_keys,
+            passphrase_file,
+        } => {
+            let passphrase = crate::backup::Passphrase {
+                file: passphrase_file,
+            };
+            backup::take(&dir, client, &dest, with_keys, &passphrase).await
+        }
+        Cmd::Restore {
+            src,
+            passphrase_file,
+            without_keys,
+            skip_catch_up,
+        } => {
+            let passphrase = crate::backup::Passphrase {
+                file: passphrase_file,
+            };
+            backup::restore(
+                &dir,
+                src.as_deref(),
+                &passphrase,
+                without_keys,
+                skip_catch_up,
+            )
+            .await
+        }
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Authority(cmd) => authority(cmd),
         Cmd::Roster(cmd) => roster(&client()?, cmd).await,
@@ -892,6 +951,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(w) = &s.roster_warning {
                 say!("warning   {w}");
+            }
+            if let Some(r) = &s.restore {
+                say!("{}", backup::status_line(r));
             }
             let free = s
                 .store
@@ -1728,7 +1790,7 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Prints `text` and a newline for a person, made [`terminal_safe`].
-fn say_line(text: &str) {
+pub(crate) fn say_line(text: &str) {
     emit_line(&terminal_safe(text));
 }
 

@@ -72,6 +72,7 @@ impl From<UsageError> for Error {
             | UsageError::NotOwner(_) => Error::Forbidden(e.to_string()),
             UsageError::AlreadyMember(_)
             | UsageError::SequenceUnconfirmed(_)
+            | UsageError::RestorePending(_)
             | UsageError::NameTaken(_) => Error::Conflict(e.to_string()),
             UsageError::NoSuchMember(_) => Error::NotFound(e.to_string()),
             UsageError::InvalidRecord(fields) => Error::InvalidRecord(fields),

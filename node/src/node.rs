@@ -618,6 +618,8 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         own_rotations.push(statement);
     }
     restore(&mut engine, &store)?;
+    let restoring = crate::restored::at_start(dir, &node_id)?;
+    engine.set_restoring(restoring.is_some());
     let trust = crate::federation::Trust::new(&config.federation)?;
     let rotate_after = config.groups.rotate_after().map_err(Error::Invalid)?;
 
@@ -687,6 +689,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         rotating: false,
         quiet_pending: HashSet::new(),
         metrics: metrics.clone(),
+        restoring,
     };
     actor.load_peers()?;
     actor.load_directory()?;
@@ -1082,6 +1085,8 @@ struct Actor {
     fetch_queue: std::collections::VecDeque<FetchWanted>,
     /// The node's metrics (counted here, shown by [`crate::metrics`]).
     metrics: Arc<crate::metrics::Metrics>,
+    /// The restore mark, while this node learns its own state from its peers.
+    restoring: Option<crate::restored::Marker>,
 }
 
 /// A post accepted from the API, not yet sealed.
@@ -1240,7 +1245,10 @@ impl Actor {
                 Some(cmd) = commands.recv() => self.isolated("command", |a| a.on_command(cmd)),
                 Ok(()) = damage.changed() => self.isolated("damage", Actor::refetch_damaged),
                 () = sleep => self.isolated("timer", |a| a.engine.handle_timeout(now())),
-                _ = federation.tick() => self.isolated("federation", Actor::federation_tick),
+                _ = federation.tick() => {
+                    self.isolated("federation", Actor::federation_tick);
+                    self.isolated("restore", Actor::restore_check);
+                }
             }
             // Take what else is already waiting, in the same priority, before draining once.
             for _ in 0..MAX_BATCH_INPUTS {
@@ -1409,9 +1417,10 @@ impl Actor {
                     }
                     posts.push((sealed, post.reply, post.audit));
                 }
-                Err(liaison_protocol::UsageError::SequenceUnconfirmed(_))
-                    if now_instant < post.wait_until =>
-                {
+                Err(
+                    liaison_protocol::UsageError::SequenceUnconfirmed(_)
+                    | liaison_protocol::UsageError::RestorePending(_),
+                ) if now_instant < post.wait_until => {
                     self.local_posts.push(post);
                 }
                 Err(e) => {
@@ -2142,6 +2151,7 @@ impl Actor {
             store: crate::views::StoreStatus::of(&self.store.health()),
             rosters: self.roster_status(),
             roster_warning: self.roster_warning(),
+            restore: self.restore_status(),
         }
     }
 
@@ -3182,6 +3192,7 @@ mod observe;
 mod quarantine;
 mod records;
 pub mod resolve;
+mod restoring;
 
 /// Faults the tests inject into a running node, to show that one failing input does not stop
 /// the node (see [`Actor::isolated`]).

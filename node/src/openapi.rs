@@ -52,7 +52,7 @@ use crate::views::{
         healthz, readyz, openapi_json, identity,
         status,
         peers, add_peer, remove_peer,
-        rosters, load_roster, rotate_keys,
+        rosters, load_roster, rotate_keys, backup,
         groups, create_group, group, add_member, remove_member,
         post_message, post_record, post_batch, export, stats,
         schemas, schema, schema_template,
@@ -276,6 +276,19 @@ fn load_roster() {}
     (status = 409, description = "A rotation is under way.", body = ErrorBody),
 ))]
 fn rotate_keys() {}
+
+/// Writes a consistent copy of the store (its index, the envelope log up to one point, the
+/// attachments held whole) and the configuration into a new directory on the node's own file
+/// system: everything the node acknowledged before the call is in it. Writes pause only while
+/// the index is exported. `liaison backup` calls it and adds the manifest (and, if asked, the
+/// encrypted keys).
+#[utoipa::path(post, path = "/v1/backup", tag = "node", request_body = crate::backup::BackupRequest, responses(
+    (status = 200, description = "Written: the files, their checksums, and what the copy holds.", body = crate::backup::DataPart),
+    (status = 400, description = "The path is not absolute.", body = ErrorBody),
+    (status = 403, description = "This needs the admin token.", body = ErrorBody),
+    (status = 500, description = "The directory exists, or cannot be written (the error says which).", body = ErrorBody),
+))]
+fn backup() {}
 
 /// Posts many messages or records at once (a JSON array, or JSON lines): each item is checked
 /// and posted on its own and answered with its id or its error; a bad item changes nothing

@@ -18,6 +18,7 @@
 //! | `peers`, `meta`, `audit` | peer records, node-level values, audit records, accounts |
 //! | `durability`   | write tickets, the flusher, the durability wait, reopening     |
 //! | `recovery`     | opening after a crash or damage, the id index, check, rebuild  |
+//! | `backup`       | a consistent copy while writes go on, and a store made from one |
 //! | `damage`, `health`, `sled_files` | damaged messages, the store's state, sled's own files |
 //! | `envelope_log`, `runs`, `id_index`, `keys` | the log file, run values, the id index, key layouts |
 //!
@@ -168,6 +169,7 @@ use keys::{
 };
 
 mod audit;
+mod backup;
 mod control;
 mod damage;
 mod durability;
@@ -184,6 +186,7 @@ mod recovery;
 mod runs;
 mod sled_files;
 
+pub use backup::{import as import_snapshot, Snapshot};
 pub use control::ControlInserted;
 pub use durability::DurableTicket;
 pub use error::{EngineError, StoreError};

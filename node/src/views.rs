@@ -37,6 +37,11 @@ pub struct Status {
     /// A roster nearing or past its end of validity, said in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roster_warning: Option<String>,
+    /// Present while this node, restored from a backup, learns from its peers which of its own
+    /// messages and group changes they hold; it posts to a group only once that group is
+    /// confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::restored::RestoreStatus>,
 }
 
 /// One roster in force, in the status.

@@ -285,6 +285,13 @@ pub enum UsageError {
         "group {0}: this node has not yet heard from a member since it started, so it cannot tell which of its sequence numbers are already used (as after a restore from a backup); posting resumes once a member is connected"
     )]
     SequenceUnconfirmed(GroupId),
+    /// This node was restored from a backup and has not yet learned from its peers which of
+    /// its own sequence numbers and control events they hold (see
+    /// `sync::Engine::set_restoring`); posting or changing the group now could reuse them.
+    #[error(
+        "group {0}: this node was restored from a backup and is still learning from its peers which of its own messages and group changes they hold; posting and membership changes resume once a member has told it (`liaison status` shows the progress)"
+    )]
+    RestorePending(GroupId),
 }
 
 /// Text that is not a valid identifier.

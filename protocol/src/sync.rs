@@ -557,6 +557,8 @@ struct Replica {
     reported: Option<(Timestamp, BTreeSet<NodeId>)>,
     /// Whether the group was made here (nobody can hold anything of it yet).
     made_here: bool,
+    /// The longest control chain a member stated in a sync request (see [`Engine::restoring`]).
+    members_chain: u64,
 }
 
 impl Replica {
@@ -567,6 +569,7 @@ impl Replica {
             held: BTreeMap::new(),
             reported: None,
             made_here: false,
+            members_chain: 0,
         }
     }
 
@@ -640,6 +643,16 @@ struct Peer {
     lag: HashMap<GroupId, Lag>,
 }
 
+/// How far a node restored from a backup is in learning its own state from its peers (see
+/// [`Engine::restore_progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// Whether a member has told this node what it holds since it started.
+    pub heard: bool,
+    /// The groups in which this node may not post or change membership yet.
+    pub pending: Vec<GroupId>,
+}
+
 /// Most gaps waiting per peer; a new gap beyond that is asked for at once.
 const MAX_GAPS: usize = 4096;
 
@@ -698,6 +711,9 @@ pub struct Engine {
     policy: Policy,
     /// See [`Counters`].
     counters: Counters,
+    /// Set while this node, restored from a backup, learns its own state from its peers: when
+    /// a member first told it what it holds (see [`Engine::set_restoring`]).
+    restoring: Option<Option<Timestamp>>,
 }
 
 /// Most receipt digests kept to recognise a receipt taken before; emptied when full. Receipts
@@ -746,6 +762,7 @@ impl Engine {
             previous: Vec::new(),
             policy: Policy::default(),
             counters: Counters::default(),
+            restoring: None,
         }
     }
 
@@ -1015,6 +1032,9 @@ impl Engine {
             .groups
             .get(group)
             .ok_or(UsageError::NotAMember(*group))?;
+        if !self.restore_confirmed(replica, now) {
+            return Err(UsageError::RestorePending(*group));
+        }
         if replica.controls.len() >= self.config.max_controls_per_group {
             return Err(UsageError::Invalid {
                 field: "change",
@@ -1104,6 +1124,9 @@ impl Engine {
             .groups
             .get(group)
             .ok_or(UsageError::NotAMember(*group))?;
+        if replica.state.role(&me).is_some() && !self.restore_confirmed(replica, draft.now) {
+            return Err(UsageError::RestorePending(*group));
+        }
         if replica.state.role(&me).is_some() && !self.sequence_confirmed(replica, draft.now) {
             return Err(UsageError::SequenceUnconfirmed(*group));
         }
@@ -1160,6 +1183,64 @@ impl Engine {
             .keys()
             .filter(|m| **m != me && self.is_connected(m))
             .all(|m| reported.contains(m))
+    }
+
+    /// Puts the engine in (or out of) the state of a node restored from a backup, which must
+    /// learn from its peers what it authored after the backup before it authors more: its own
+    /// sequence numbers (peers' vectors) and the control events of groups it owns (peers' longer
+    /// chains). While it is on, [`Engine::seal`] and [`Engine::propose`] refuse a group
+    /// ([`UsageError::RestorePending`]) until [`Engine::restore_progress`] no longer lists it.
+    pub fn set_restoring(&mut self, on: bool) {
+        self.restoring = on.then_some(None);
+    }
+
+    /// While restoring (see [`Engine::set_restoring`]): whether a member has told this node
+    /// what it holds yet, and the groups this node is a current member of that are not yet
+    /// confirmed. `None` when not restoring.
+    ///
+    /// A group is confirmed once a sync interval has passed since the first member spoke (by
+    /// then every connected peer sent its requests, so a group this node thinks it is alone in
+    /// but was joined by others after the backup has been heard of), no member stated a longer
+    /// control chain than this node holds (its own later events are being fetched), and, if it
+    /// has other members, one of them said which of this node's seqs it holds. A group made
+    /// since this start is confirmed.
+    pub fn restore_progress(&self, now: Timestamp) -> Option<RestoreProgress> {
+        let heard = (*self.restoring.as_ref()?).is_some();
+        let me = self.identity.node_id();
+        let pending = self
+            .groups
+            .iter()
+            .filter(|(_, r)| r.is_current_member(&me) && !self.restore_confirmed(r, now))
+            .map(|(g, _)| *g)
+            .collect();
+        Some(RestoreProgress { heard, pending })
+    }
+
+    /// See [`Engine::restore_progress`].
+    fn restore_confirmed(&self, replica: &Replica, now: Timestamp) -> bool {
+        let Some(heard) = self.restoring else {
+            return true;
+        };
+        if replica.made_here {
+            return true;
+        }
+        let Some(heard) = heard else {
+            return false;
+        };
+        if now < heard.plus_millis(self.config.sync_interval_ms)
+            || replica.members_chain > replica.state.seq()
+        {
+            return false;
+        }
+        !replica.others_than(&self.identity.node_id()) || replica.reported.is_some()
+    }
+
+    /// A member told this node what it holds: while restoring, the first such word starts the
+    /// wait of [`Engine::restore_progress`].
+    fn heard_while_restoring(&mut self, now: Timestamp) {
+        if let Some(heard @ None) = &mut self.restoring {
+            *heard = Some(now);
+        }
     }
 
     /// The store could not write these messages this node sealed: their sequence numbers are
@@ -2185,6 +2266,12 @@ impl Engine {
             return;
         };
         replica.note_report(self.clock, peer);
+        replica.members_chain = replica.members_chain.max(req.control_seq);
+        let clock = self.clock;
+        self.heard_while_restoring(clock);
+        let Some(replica) = self.groups.get_mut(&req.group) else {
+            return;
+        };
         let mine = NodeRef::from(&me);
         let mut highest: BTreeMap<u64, u64> = BTreeMap::new();
         let entries = req.vector.partition_point(|e| e.author < mine);
@@ -2239,6 +2326,7 @@ impl Engine {
             if let Some(replica) = self.groups.get_mut(&resp.group) {
                 if replica.is_current_member(&peer) {
                     replica.note_report(now, peer);
+                    self.heard_while_restoring(now);
                 }
             }
         }
