@@ -710,8 +710,6 @@ fn a_descriptor_claiming_a_roster_name_with_another_key_is_refused() {
 /// group moving the member to its new key), its earlier message stays readable on both sides,
 /// and its next message, signed with the new key, arrives.
 #[test]
-#[ignore = "known race: now and then the rotated member never learns its group under its new \
-            key (\"not a member\" for as long as one waits); run with --ignored while it is fixed"]
 fn a_rotated_node_keeps_its_group_and_history_and_peers_follow() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
