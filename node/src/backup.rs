@@ -379,10 +379,16 @@ pub fn verify(src: &Path) -> Result<Manifest> {
 
 /// Makes the data directory `target` (absent, or an empty directory) from the backup in
 /// `src`. Everything is checked before anything is written; see the module docs. Must run
-/// within a tokio runtime (the store is opened to check it).
-pub fn restore(src: &Path, target: &Path, passphrase: Option<&str>) -> Result<Restored> {
+/// within a tokio runtime (the store is opened to check it). `passphrase` opens the keys; with
+/// `without_keys` they are left out.
+pub fn restore(
+    src: &Path,
+    target: &Path,
+    passphrase: Option<&str>,
+    without_keys: bool,
+) -> Result<Restored> {
     let manifest = verify(src)?;
-    let keys = match (manifest.keys, passphrase) {
+    let keys = match (manifest.keys && !without_keys, passphrase) {
         (true, Some(p)) => {
             let sealed = read_bounded(&src.join(KEYS_FILE), MAX_KEYS)?;
             let node_id: liaison_protocol::NodeId =

@@ -71,6 +71,21 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
+    /// `POST path` with a JSON body, for work that may outlast the usual timeout (a backup
+    /// of a large store): waits up to an hour.
+    pub async fn post_slow<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let req = self
+            .http
+            .post(self.url(path))
+            .timeout(Duration::from_secs(3600))
+            .json(body);
+        self.send(req).await
+    }
+
     /// `DELETE path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(self.http.delete(self.url(path))).await

@@ -299,6 +299,24 @@ fn restore_refuses_a_wrong_passphrase_a_damaged_backup_and_a_non_empty_target() 
     assert!(!target.exists());
     assert_eq!(tree(&dest), backup, "the backup itself is unchanged");
 
+    // Restored without its keys, with another node's keys put in place: it refuses to start.
+    let other = tmp.path().join("other");
+    init(&other, "someone-else");
+    let keyless = tmp.path().join("keyless");
+    let out = liaison(&keyless, &["restore", dest_s, "--without-keys"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!keyless.join("identity.key").exists());
+    for key in ["identity.key", "exchange.key", "admin.token"] {
+        std::fs::copy(other.join(key), keyless.join(key)).expect("key");
+    }
+    let out = liaison(&keyless, &["run"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("restored from a backup of node"),
+        "{}",
+        stderr(&out)
+    );
+
     // The real one restores, and holds the message.
     let out = liaison(&target, &["restore", dest_s, "--passphrase-file", pass]);
     assert!(out.status.success(), "{}", stderr(&out));

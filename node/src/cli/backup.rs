@@ -72,7 +72,7 @@ pub async fn take(
                     .ok_or_else(|| Error::Invalid(format!("{} is not UTF-8", partial.display())))?
                     .to_owned(),
             };
-            client()?.post("/v1/backup", &request).await?
+            client()?.post_slow("/v1/backup", &request).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -127,6 +127,7 @@ pub async fn restore(
             &src,
             &target,
             secret_for_task.as_deref().map(|s| s.as_str()),
+            without_keys,
         )
     })
     .await
