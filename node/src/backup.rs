@@ -139,7 +139,35 @@ pub fn write_data(store: &Store, dir: &DataDir, into: &Path) -> Result<DataPart>
     fs::DirBuilder::new()
         .mode(0o700)
         .create(into)
-        .map_err(|e| Error::io(format!("cannot create {}", into.display()), e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Conflict(format!(
+                "{} exists; a backup never overwrites anything",
+                into.display()
+            )),
+            _ => Error::io(format!("cannot create {}", into.display()), e),
+        })?;
+    let written = copy_data(store, dir, into);
+    if written.is_err() {
+        // Nothing half-written is left behind to be taken for a backup.
+        let _ = fs::remove_dir_all(into);
+    }
+    let snapshot = written?;
+    Ok(DataPart {
+        node_id: node_id.to_string(),
+        node_name: config.name,
+        created_at_ms,
+        log_end: snapshot.0.log_end,
+        messages: snapshot.0.messages,
+        files: snapshot.1,
+    })
+}
+
+/// The files of [`write_data`], in `into` (created).
+fn copy_data(
+    store: &Store,
+    dir: &DataDir,
+    into: &Path,
+) -> Result<(crate::store::Snapshot, Vec<FileEntry>)> {
     mkdir(&into.join("store"))?;
     let snapshot = store.snapshot(&into.join(EXPORT), &into.join(LOG))?;
     copy_file(&dir.config_path(), &into.join("node.toml"))?;
@@ -169,14 +197,7 @@ pub fn write_data(store: &Store, dir: &DataDir, into: &Path) -> Result<DataPart>
     }
     let files = list_files(into)?;
     sync_dir(into)?;
-    Ok(DataPart {
-        node_id: node_id.to_string(),
-        node_name: config.name,
-        created_at_ms,
-        log_end: snapshot.log_end,
-        messages: snapshot.messages,
-        files,
-    })
+    Ok((snapshot, files))
 }
 
 /// How `liaison backup` gets a passphrase.

@@ -9,6 +9,7 @@
 //! DATA/admin.token     admin bearer token, mode 0600
 //! DATA/store/          the store: the sled database and the envelope log
 //! DATA/runtime.json    addresses actually bound by the running node (removed at shutdown)
+//! DATA/restored.json   left by `liaison restore` until the node caught up (crate::restored)
 //! ```
 
 use std::fs;

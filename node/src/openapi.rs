@@ -286,7 +286,8 @@ fn rotate_keys() {}
     (status = 200, description = "Written: the files, their checksums, and what the copy holds.", body = crate::backup::DataPart),
     (status = 400, description = "The path is not absolute.", body = ErrorBody),
     (status = 403, description = "This needs the admin token.", body = ErrorBody),
-    (status = 500, description = "The directory exists, or cannot be written (the error says which).", body = ErrorBody),
+    (status = 409, description = "The directory exists: a backup never overwrites anything.", body = ErrorBody),
+    (status = 500, description = "The directory cannot be written, or the store cannot be read (the error says which); nothing is left behind.", body = ErrorBody),
 ))]
 fn backup() {}
 
