@@ -95,6 +95,9 @@ pub struct DataPart {
     pub log_end: u64,
     /// Messages in the store at the snapshot.
     pub messages: u64,
+    /// How long the node's writes waited while the store's index was exported (µs).
+    #[serde(default)]
+    pub writes_paused_us: u64,
     /// The files written.
     pub files: Vec<FileEntry>,
 }
@@ -158,6 +161,7 @@ pub fn write_data(store: &Store, dir: &DataDir, into: &Path) -> Result<DataPart>
         created_at_ms,
         log_end: snapshot.0.log_end,
         messages: snapshot.0.messages,
+        writes_paused_us: snapshot.0.paused_us,
         files: snapshot.1,
     })
 }

@@ -84,7 +84,7 @@ pub async fn take(
         secret.as_deref().map(|s| s.as_str()),
     )?;
     crate::cli::say_line(&format!(
-        "backup of node {} ({} messages, {} files{}) written to {}",
+        "backup of node {} ({} messages, {} files{}, writes paused {} ms) written to {}",
         manifest.data.node_id,
         manifest.data.messages,
         manifest.data.files.len(),
@@ -93,6 +93,7 @@ pub async fn take(
         } else {
             ", without keys"
         },
+        manifest.data.writes_paused_us / 1000,
         dest.display()
     ));
     Ok(())
@@ -137,10 +138,12 @@ pub async fn restore(
     }
     let m = &restored.manifest;
     crate::cli::say_line(&format!(
-        "restored node {} ({}) from the backup of {} ms: {} messages, into {}",
+        "restored node {} ({}) from the backup taken {}: {} messages, into {}",
         m.data.node_id,
         m.data.node_name,
-        m.data.created_at_ms,
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.data.created_at_ms)
+        ),
         restored.messages,
         dir.root().display()
     ));

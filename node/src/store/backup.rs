@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub messages: u64,
     /// The index entries exported.
     pub entries: u64,
+    /// How long writes waited for the export (the writer lock was held), in microseconds.
+    pub paused_us: u64,
 }
 
 impl Store {
@@ -77,8 +79,9 @@ impl Store {
             move |e: io::Error| engine_at(&path, op, e)
         };
         let mut out = BufWriter::new(create_new(export).map_err(err("creating the export"))?);
-        let (log_end, messages, entries) = {
+        let (log_end, messages, entries, paused_us) = {
             let _writer = engine.lock_writer();
+            let locked = std::time::Instant::now();
             let log_end = engine.log_end.load(Ordering::Acquire);
             let messages = engine.message_count() as u64;
             out.write_all(EXPORT_MAGIC)
@@ -96,7 +99,8 @@ impl Store {
                     entries += 1;
                 }
             }
-            (log_end, messages, entries)
+            let paused_us = u64::try_from(locked.elapsed().as_micros()).unwrap_or(u64::MAX);
+            (log_end, messages, entries, paused_us)
         };
         out.write_all(&[END]).map_err(err("writing the export"))?;
         let file = out
@@ -118,10 +122,18 @@ impl Store {
             ));
         }
         target.sync_all().map_err(err("syncing the log copy"))?;
+        tracing::info!(
+            log_bytes = log_end,
+            messages,
+            index_entries = entries,
+            writes_paused_us = paused_us,
+            "store snapshot taken"
+        );
         Ok(Snapshot {
             log_end,
             messages,
             entries,
+            paused_us,
         })
     }
 }
