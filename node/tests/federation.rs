@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{eventually, init, json, liaison, ok, Daemon, BIN};
+use common::{eventually, init, json, liaison, link, ok, Daemon, BIN};
 
 /// Runs `liaison authority ARGS...` in `cwd`, with no data directory at all.
 fn authority(cwd: &Path, args: &[&str]) -> Output {
@@ -911,6 +911,161 @@ fn an_owner_rotates_group_epochs_on_its_timer() {
     // The member of the group is still the only other member: a timed epoch changes no one.
     let g = json(&owner.dir, &["group", "show", &group, "--json"]);
     assert_eq!(g["members"].as_array().map(Vec::len), Some(2), "{g}");
+    for d in daemons {
+        d.stop();
+    }
+}
+
+fn member(dir: &Path) -> Member {
+    let id = ok(dir, &["id"]);
+    let parts: Vec<&str> = id.split_whitespace().collect();
+    Member {
+        dir: dir.to_path_buf(),
+        name: parts[0].to_owned(),
+        id: parts[1].to_owned(),
+        address: parts[2].to_owned(),
+    }
+}
+
+/// The id of the first attachment message `id` names, as `dir` shows it.
+fn attachment_of(dir: &Path, id: &str) -> String {
+    let read = json(dir, &["read", id, "--json"]);
+    read["attachments"][0]["id"]
+        .as_str()
+        .expect("the message names an attachment")
+        .to_owned()
+}
+
+/// A file a revoked node attached to a message it created after its revocation time is
+/// withheld like the message: a node that learnt of the revocation neither opens it nor
+/// serves it to a peer that has not learnt of it yet (and still shows the message), while
+/// another author's file still travels between the same two nodes.
+#[test]
+fn a_revoked_authors_later_attachment_is_not_served() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let key = authority_ok(root, &["init"]);
+    let (o, b, x) = (
+        root.join("rilo-wca"),
+        root.join("customs-nl"),
+        root.join("rogue"),
+    );
+    init(&o, "rilo-wca");
+    init(&b, "customs-nl");
+    init(&x, "rogue");
+    // Only the owner trusts the authority; customs-nl fetches files only when asked.
+    federation_config(&o, &[("authorities", format!("[\"{key}\"]"))]);
+    federation_config(&b, &[("attachments.eager_max_mb", "0".to_owned())]);
+    let mut daemons = vec![Daemon::start(&o), Daemon::start(&b), Daemon::start(&x)];
+    link(&o, &b);
+    link(&o, &x);
+    link(&b, &x);
+    let group = ok(&o, &["group", "create", "Operation Heritage"]);
+    ok(&o, &["group", "add", &group, "customs-nl"]);
+    ok(&o, &["group", "add", &group, "rogue"]);
+    for dir in [&b, &x] {
+        eventually("the members hold the group", || {
+            let g = json(dir, &["group", "show", &group, "--json"]);
+            (g["members"].as_array().map(Vec::len) == Some(3)).then_some(())
+        });
+    }
+
+    let at_ms = now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let file = root.join("ledger.txt");
+    std::fs::write(&file, b"the rogue's ledger").expect("write");
+    let from_rogue = ok(
+        &x,
+        &[
+            "send",
+            &group,
+            "--subject",
+            "s",
+            "ledger",
+            "--attach",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    eventually("both nodes hold the rogue's message", || {
+        let ids = (inbox_ids(&o), inbox_ids(&b));
+        (ids.0.contains(&from_rogue) && ids.1.contains(&from_rogue)).then_some(())
+    });
+    let rogue_file = attachment_of(&o, &from_rogue);
+    // The owner fetches it at once (eagerly); customs-nl does not.
+    ok(
+        &o,
+        &[
+            "attachment",
+            "get",
+            &rogue_file,
+            "--wait",
+            "60",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    daemons.pop().expect("rogue").stop();
+
+    let owner = member(&o);
+    let rogue = member(&x);
+    let at = liaison_node::views::rfc3339(at_ms);
+    let roster = sign(
+        root,
+        "v1.toml",
+        &roster_toml(1, "valid_for = \"30days\"", &[&owner], &[(&rogue.id, &at)]),
+    );
+    ok(&o, &["roster", "load", roster.to_str().expect("utf-8")]);
+    eventually("the owner withholds the rogue's message", || {
+        (!liaison(&o, &["read", &from_rogue, "--json"])
+            .status
+            .success())
+        .then_some(())
+    });
+    let opened = liaison(&o, &["attachment", "get", &rogue_file, "--wait", "0"]);
+    assert!(!opened.status.success(), "the owner opens a withheld file");
+
+    // The same two nodes still pass another author's file.
+    let control = root.join("control.txt");
+    std::fs::write(&control, b"the owner's note").expect("write");
+    let from_owner = ok(
+        &o,
+        &[
+            "send",
+            &group,
+            "--subject",
+            "s",
+            "note",
+            "--attach",
+            control.to_str().expect("utf-8"),
+        ],
+    );
+    eventually("customs-nl holds the owner's message", || {
+        inbox_ids(&b).contains(&from_owner).then_some(())
+    });
+    let saved = root.join("saved.txt");
+    ok(
+        &b,
+        &[
+            "attachment",
+            "get",
+            &attachment_of(&b, &from_owner),
+            "--wait",
+            "60",
+            "-o",
+            saved.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(std::fs::read(&saved).expect("saved"), b"the owner's note");
+
+    // customs-nl, which knows nothing of the revocation, still shows the message and asks
+    // for its file; the rogue is down and the owner refuses.
+    assert_eq!(attachment_of(&b, &from_rogue), rogue_file);
+    let asked = liaison(&b, &["attachment", "get", &rogue_file, "--wait", "3"]);
+    assert!(
+        !asked.status.success(),
+        "customs-nl got the rogue's file: {}",
+        String::from_utf8_lossy(&asked.stdout)
+    );
     for d in daemons {
         d.stop();
     }
