@@ -1627,10 +1627,11 @@ impl Actor {
             } => {
                 debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
                 self.directory.insert(node, *descriptor);
-                let store = self.store.clone();
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{node}"), &bytes);
                 tokio::spawn(async move {
-                    let key = format!("{DIRECTORY_PREFIX}{node}");
-                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                    if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
                 });
@@ -1694,11 +1695,11 @@ impl Actor {
                 // Known through a roster: kept as a directory entry, so that it can be added to
                 // a group after a restart before it connects again.
                 self.directory.insert(peer, descriptor);
-                let store = self.store.clone();
-                let bytes = bytes.to_vec();
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{peer}"), bytes);
                 tokio::spawn(async move {
-                    let key = format!("{DIRECTORY_PREFIX}{peer}");
-                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                    if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
                 });
