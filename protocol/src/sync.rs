@@ -57,6 +57,11 @@
 //!   answer); sequence numbers continue above anything a peer holds. A node restored from a
 //!   backup (or that lost its newest records) thus never reuses a sequence number its peers
 //!   know, and learns that its store is behind ([`Event::OwnMessagesElsewhere`]).
+//! - A node that knows it was restored ([`Engine::set_restoring`]) also refuses to post into or
+//!   change a group, including one it made or is alone in as far as it knows, until members
+//!   have spoken and it holds the longest control chain they stated
+//!   ([`Engine::restore_progress`]), so it never issues a second event under a number it
+//!   used after the backup.
 //! - Queues are bounded: at most [`Config::max_queued_frames`] frames wait per peer and at most
 //!   [`Config::max_in_flight`] messages wait for the store; beyond that, input is dropped
 //!   unacknowledged, and the periodic sync recovers it.
@@ -561,7 +566,8 @@ struct Replica {
     reported: Option<(Timestamp, BTreeSet<NodeId>)>,
     /// Whether the group was made here (nobody can hold anything of it yet).
     made_here: bool,
-    /// The longest control chain a member stated in a sync request (see [`Engine::restoring`]).
+    /// The longest control chain a member (or a node this one does not count as a member yet)
+    /// stated in a sync request (see [`Engine::set_restoring`]).
     members_chain: u64,
 }
 
@@ -2269,7 +2275,12 @@ impl Engine {
                 self.send(peer, &frame);
             }
             // Added again in an epoch this node has not applied yet, perhaps: ask.
-            _ if req.control_seq > seq => self.request_sync(now, peer, req.group),
+            _ if req.control_seq > seq => {
+                if let Some(r) = self.groups.get_mut(&req.group) {
+                    r.members_chain = r.members_chain.max(req.control_seq);
+                }
+                self.request_sync(now, peer, req.group);
+            }
             // The new key of a member whose move (`Rekey`) is not applied here yet: the owner
             // pushes the event to it once it is.
             None if self.rotated_from_member(replica, peer) => {}
