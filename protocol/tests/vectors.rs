@@ -1737,3 +1737,151 @@ fn non_canonical_point_encodings_are_refused_as_node_ids() {
     }
     assert!(large_order > 0);
 }
+
+/// One value of a ```` ```fields ```` line: quoted strings (escapes `\u{HEX}`, `\t`, `\n`,
+/// `\r`, `\"`, `\\`), each optionally followed by `* N`, concatenated.
+fn parse_field_value(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => continue,
+            '"' => {}
+            other => panic!("unexpected {other:?} in {text}"),
+        }
+        let mut piece = String::new();
+        loop {
+            match chars
+                .next()
+                .unwrap_or_else(|| panic!("unterminated: {text}"))
+            {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('t') => piece.push('\t'),
+                    Some('n') => piece.push('\n'),
+                    Some('r') => piece.push('\r'),
+                    Some('"') => piece.push('"'),
+                    Some('\\') => piece.push('\\'),
+                    Some('u') => {
+                        assert_eq!(chars.next(), Some('{'), "{text}");
+                        let hex: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                        let code = u32::from_str_radix(&hex, 16).expect("hex");
+                        piece.push(char::from_u32(code).expect("a character"));
+                    }
+                    other => panic!("unknown escape {other:?} in {text}"),
+                },
+                c => piece.push(c),
+            }
+        }
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let mut times = 1;
+        if chars.peek() == Some(&'*') {
+            chars.next();
+            while chars.peek() == Some(&' ') {
+                chars.next();
+            }
+            let mut n = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                n.push(d);
+            }
+            times = n.parse().expect("a count");
+        }
+        out.push_str(&piece.repeat(times));
+    }
+    out
+}
+
+/// Whether the reference implementation accepts `value` under the WIRE.md §2.3 rule `rule`.
+fn field_rule_accepts(rule: &str, value: &str) -> bool {
+    use liaison_protocol::fields;
+    let text = |subject: &str, body: &str| Content {
+        officer: "j.doe".into(),
+        recipients: vec![],
+        reply_to: None,
+        payload: Payload::Text {
+            subject: subject.into(),
+            body: body.into(),
+        },
+    };
+    match rule {
+        "node-name" => fields::check_node_name(value).is_ok(),
+        "printable" => {
+            let group = fields::check_group_name(value).is_ok();
+            assert_eq!(group, fields::check_officer_name(value).is_ok());
+            assert_eq!(
+                group,
+                fields::check_printable(value, 1, fields::MAX_TEXT_LEN).is_ok()
+            );
+            group
+        }
+        "address" => fields::check_address(value).is_ok(),
+        "country" => fields::check_country(value).is_ok(),
+        "subject" => text(value, "").check().is_ok(),
+        "text-body" => text("s", value).check().is_ok(),
+        "media-type" => attachment::check_media_type(value).is_ok(),
+        "file-name" => attachment::check_name(value).is_ok(),
+        other => panic!("WIRE.md names an unknown field rule {other}"),
+    }
+}
+
+#[test]
+fn wire_md_field_rule_examples_hold() {
+    // Every line of the ```fields blocks of WIRE.md §2.3, against the crate's checks; every
+    // rule has examples both ways.
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut lines = WIRE_MD.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```fields" {
+            continue;
+        }
+        for line in lines.by_ref() {
+            if line.trim() == "```" {
+                break;
+            }
+            let (rule, rest) = line.split_once(' ').expect("a rule");
+            let (verdict, value) = rest
+                .trim_start()
+                .split_once(' ')
+                .expect("a verdict and a value");
+            let value = parse_field_value(value);
+            let expected = match verdict {
+                "ok" => true,
+                "no" => false,
+                other => panic!("verdict {other:?} is neither ok nor no"),
+            };
+            assert_eq!(
+                field_rule_accepts(rule, &value),
+                expected,
+                "WIRE.md says {rule} {verdict} {value:?}"
+            );
+            let counts = seen.entry(rule.to_owned()).or_default();
+            if expected {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
+    let rules: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(
+        rules,
+        [
+            "address",
+            "country",
+            "file-name",
+            "media-type",
+            "node-name",
+            "printable",
+            "subject",
+            "text-body"
+        ]
+    );
+    for (rule, (ok, no)) in seen {
+        assert!(ok > 0 && no > 0, "{rule}: examples both ways");
+    }
+    // The parser itself, so that a line cannot pass by being read wrongly.
+    assert_eq!(parse_field_value(r#""a" * 3 "\u{e9}\t""#), "aaa\u{e9}\t");
+    assert_eq!(parse_field_value(r#""\\\"""#), "\\\"");
+}
