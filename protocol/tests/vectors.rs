@@ -150,6 +150,7 @@ const NEW_OWNER_ID_SEED: [u8; 32] = [0x16; 32];
 const NEW_OWNER_X_SEED: [u8; 32] = [0x17; 32];
 const REKEY_OWNER_RNG_SEED: [u8; 32] = [0x18; 32];
 const ROTATE_AFTER_REKEY_RNG_SEED: [u8; 32] = [0x19; 32];
+const REMOVE_WITH_CUTOFF_RNG_SEED: [u8; 32] = [0x1a; 32];
 const DAY_MS: u64 = 86_400_000;
 
 /// The order of the ed25519 base point, little-endian.
@@ -1355,8 +1356,51 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     // Messages signed under the old keys stay valid: their authors were members then.
     assert!(message::verify(&red.bytes, &owner_state).is_ok());
     assert!(message::verify(&sealed.bytes, &owner_state).is_ok());
+    // Event 9: the new owner removes the member's new key the way the reference node removes a
+    // member, with its cut-off (seq 2 in epoch 6; nothing in epochs 7 and 8): one wrapped key.
+    let c9 = owner_state
+        .propose(
+            &new_owner,
+            Change::RemoveWithCutoff {
+                member: new_member_id,
+                cutoff: vec![Cutoff { epoch: 6, seq: 2 }],
+            },
+            Timestamp(T0 + 13 * DAY_MS),
+            &mut ChaCha20Rng::from_seed(REMOVE_WITH_CUTOFF_RNG_SEED),
+        )
+        .expect("the new owner removes");
+    check_control(
+        &c9,
+        &ExpectControl {
+            seq: 9,
+            prev: derive("liaison/v1/control-hash", &[&c8]),
+            created_at: T0 + 13 * DAY_MS,
+            change: w
+                .u32(5) // Change::RemoveWithCutoff
+                .raw(new_member_id.as_bytes())
+                .u64(1) // one cut-off entry
+                .u64(6)
+                .u64(2)
+                .done(),
+            members: &[(new_owner_id, new_owner_x.public())],
+            rng_seed: REMOVE_WITH_CUTOFF_RNG_SEED,
+            signer_seed: NEW_OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    owner_state.apply(&c9, None).expect("applies");
+    assert_eq!(owner_state.role(&new_member_id), None);
+    // §4: the member's seqs above 2 in epoch 6, and every seq in epochs 7 and 8, are beyond the
+    // cut-off; messages its earlier key signed are not (the removal names the new key).
+    assert_eq!(owner_state.cutoff(&new_member_id, 6), Some(2));
+    assert!(!owner_state.beyond_cutoff(&new_member_id, 6, 2));
+    assert!(owner_state.beyond_cutoff(&new_member_id, 6, 3));
+    assert!(owner_state.beyond_cutoff(&new_member_id, 8, 1));
+    assert_eq!(owner_state.cutoff(&member_id, 4), None);
+    assert!(message::verify(&red.bytes, &owner_state).is_ok());
     v.push(("control-7", c7));
     v.push(("control-8", c8));
+    v.push(("control-9", c9));
 
     let roster_frame = Frame::Roster {
         rosters: vec![roster_bytes.clone()],
