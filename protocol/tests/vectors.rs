@@ -21,7 +21,7 @@ use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
 use liaison_protocol::attachment::{self, AttachmentId, AttachmentKey, AttachmentRef};
 use liaison_protocol::codec;
 use liaison_protocol::frame::{HeldRange, SyncRequest, SyncResponse, VectorEntry};
-use liaison_protocol::group::{decode_control, Change, Cutoff, LocalKeys};
+use liaison_protocol::group::{decode_control, Applied, Change, Cutoff, LocalKeys};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
@@ -626,6 +626,39 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     reader_state.apply(&c2, Some(reader_keys)).expect("applies");
     v.push(("control-2", c2.clone()));
     v.push(("epoch-2-key", epoch_2_key.to_vec()));
+
+    // Event 2 as an owner could also have signed it: the member's wrapped ciphertext empty.
+    // Nobody but the member can tell, so every node applies it (§4); the member holds no key.
+    let (signed_c2, event_c2) = decode_control(&c2).expect("decodes");
+    let member_ct = &event_c2
+        .keys
+        .iter()
+        .find(|k| k.member == member_id)
+        .expect("wrapped to the member")
+        .ciphertext;
+    let at = signed_c2
+        .body
+        .windows(8 + member_ct.len())
+        .position(|win| win[..8] == 48u64.to_be_bytes() && win[8..] == member_ct[..])
+        .expect("the member's ciphertext in the body");
+    let mut body = signed_c2.body[..at].to_vec();
+    body.extend_from_slice(&0u64.to_be_bytes());
+    body.extend_from_slice(&signed_c2.body[at + 8 + member_ct.len()..]);
+    let signature = sign(&OWNER_ID_SEED, b"liaison/v1/control\0", &body);
+    let unopenable = w.u8(1).bytes(&body).raw(&signature).done();
+    for (keys, opens) in [(member_keys, false), (owner_keys, true)] {
+        let mut fresh = GroupState::from_genesis(&genesis, Some(keys)).expect("genesis");
+        assert_eq!(
+            fresh.apply(&unopenable, Some(keys)),
+            Ok(Applied::New {
+                epoch: 2,
+                have_key: opens
+            })
+        );
+        assert_eq!(fresh.role(&member_id), Some(Role::Member));
+        assert_eq!(fresh.epoch_key(2).is_some(), opens);
+    }
+    v.push(("control-2-unopenable", unopenable));
 
     // Event 3 adds a reader: three wrapped keys.
     let c3 = control(
