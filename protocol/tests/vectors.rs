@@ -28,7 +28,8 @@ use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::codes::MessageRef;
 use liaison_protocol::record::{Feedback, Outcome, Record};
 use liaison_protocol::roster::{
-    AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
+    Admission, AuthorityKey, Entry, Federation, Kind, Revocation, Roster, RosterUpdate, Rotation,
+    RotationUpdate, SignedRoster,
 };
 use liaison_protocol::transfer::{self, ChunkRequest, ChunkResponse};
 use liaison_protocol::{
@@ -1434,6 +1435,119 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     v.push(("control-7", c7));
     v.push(("control-8", c8));
     v.push(("control-9", c9));
+
+    // Roster version 2 confirms the member's rotation (its entry names the new key), revokes
+    // the reader, and leaves out the revocation of version 1, which is not forgotten (§12.2).
+    let mut entries_2 = vec![
+        entries
+            .iter()
+            .find(|e| e.node == owner_id)
+            .expect("the owner's entry")
+            .clone(),
+        Entry {
+            node: new_member_id,
+            ..entries
+                .iter()
+                .find(|e| e.node == member_id)
+                .expect("the member's entry")
+                .clone()
+        },
+    ];
+    entries_2.sort_by_key(|e| e.node);
+    let roster_2 = Roster {
+        authority: authority_id,
+        federation: "WCO Europe".into(),
+        version: 2,
+        issued_at: Timestamp(T0 + 30 * DAY_MS),
+        valid_until: Timestamp(T0 + 120 * DAY_MS),
+        entries: entries_2.clone(),
+        revocations: vec![Revocation {
+            node: reader_id,
+            at: Timestamp(T0 + 20 * DAY_MS),
+            reason: "left the federation".into(),
+        }],
+    };
+    let roster_2_bytes = authority.sign(&roster_2).expect("signs");
+    w.raw(authority_id.as_bytes())
+        .str("WCO Europe")
+        .u64(2)
+        .u64(T0 + 30 * DAY_MS)
+        .u64(T0 + 120 * DAY_MS)
+        .u64(2);
+    for e in &entries_2 {
+        let kind = match e.kind {
+            Kind::Customs => 0,
+            Kind::Police => 1,
+            Kind::Academia => 2,
+            Kind::Rilo => 3,
+        };
+        w.raw(e.node.as_bytes())
+            .str(&e.name)
+            .str(&e.organisation)
+            .str(&e.country)
+            .u32(kind)
+            .u64(e.addresses.len() as u64);
+        for a in &e.addresses {
+            w.str(a);
+        }
+    }
+    let body = w
+        .u64(1)
+        .raw(reader_id.as_bytes())
+        .u64(T0 + 20 * DAY_MS)
+        .str("left the federation")
+        .done();
+    let signature = sign(&AUTHORITY_SEED, b"liaison/v1/roster\0", &body);
+    assert_eq!(roster_2_bytes, w.u8(1).bytes(&body).raw(&signature).done());
+    // Taking version 1, the member's rotation, then version 2, as §12.2 and §12.4 describe.
+    let mut federation = Federation::new(vec![authority_id]);
+    assert!(matches!(
+        federation.take_roster(&roster_bytes),
+        Ok(RosterUpdate::New { version: 1, .. })
+    ));
+    assert!(matches!(
+        federation.take_rotation(&rotation_bytes),
+        Ok(RotationUpdate::New(_))
+    ));
+    let mut left = vec![member_id, reader_id];
+    left.sort_unstable();
+    assert_eq!(
+        federation.take_roster(&roster_2_bytes),
+        Ok(RosterUpdate::New {
+            version: 2,
+            previous: Some(1),
+            revoked: vec![reader_id],
+            joined: vec![new_member_id],
+            left,
+        })
+    );
+    assert_eq!(
+        federation.take_roster(&roster_bytes),
+        Ok(RosterUpdate::Older {
+            offered: 1,
+            held: 2
+        })
+    );
+    let now = Timestamp(T0 + 30 * DAY_MS);
+    assert!(federation.revocation(&revoked_id).is_some());
+    assert!(matches!(
+        federation.admission(&reader_id, now, DAY_MS),
+        Admission::Revoked(_)
+    ));
+    assert_eq!(
+        federation.admission(&member_id, now, DAY_MS),
+        Admission::Rotated { new: new_member_id }
+    );
+    assert!(matches!(
+        federation.admission(&new_member_id, now, DAY_MS),
+        Admission::Member { .. }
+    ));
+    assert_eq!(
+        federation.resolve_name("customs-nl"),
+        Ok(Some(new_member_id))
+    );
+    assert_eq!(federation.resolve_name("museum-rmo"), Ok(None));
+    v.push(("roster-2", roster_2_bytes));
 
     let roster_frame = Frame::Roster {
         rosters: vec![roster_bytes.clone()],
