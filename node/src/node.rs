@@ -27,7 +27,9 @@ use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Pla
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
-use liaison_protocol::{ExchangeKey, GroupId, IdentityKey, NodeId, Role, Timestamp, UsageError};
+use liaison_protocol::{
+    ExchangeKey, GroupId, GroupState, IdentityKey, NodeId, Role, Timestamp, UsageError,
+};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -1625,10 +1627,11 @@ impl Actor {
             } => {
                 debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
                 self.directory.insert(node, *descriptor);
-                let store = self.store.clone();
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{node}"), &bytes);
                 tokio::spawn(async move {
-                    let key = format!("{DIRECTORY_PREFIX}{node}");
-                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                    if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
                 });
@@ -1692,11 +1695,11 @@ impl Actor {
                 // Known through a roster: kept as a directory entry, so that it can be added to
                 // a group after a restart before it connects again.
                 self.directory.insert(peer, descriptor);
-                let store = self.store.clone();
-                let bytes = bytes.to_vec();
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{peer}"), bytes);
                 tokio::spawn(async move {
-                    let key = format!("{DIRECTORY_PREFIX}{peer}");
-                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                    if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
                 });
@@ -2754,6 +2757,19 @@ impl Actor {
         Ok(out)
     }
 
+    /// Whether a stored message is withheld from every view, and its attachments from every
+    /// fetch and every peer: it was taken before this node learned that its author was
+    /// removed, beyond the cut-off the owner recorded (no member keeps it), or that its author
+    /// was revoked from a time at or before its creation.
+    fn withheld(&self, state: &GroupState, header: &message::Header) -> bool {
+        state.beyond_cutoff(&header.author, header.epoch, header.seq)
+            || self
+                .trust
+                .view()
+                .revocation(&header.author)
+                .is_some_and(|r| header.created_at >= r.at)
+    }
+
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
         // Before a byte of it is read: a quarantined message may be one that breaks a view.
         self.check_quarantine(who, id)?;
@@ -2766,16 +2782,8 @@ impl Actor {
             return Err(not_found());
         }
         let state = self.engine.group(&header.group).ok_or_else(not_found)?;
-        if state.beyond_cutoff(&header.author, header.epoch, header.seq) {
-            // Taken before this node learned that its author was removed, beyond the cut-off
-            // the owner recorded: no member keeps it.
+        if self.withheld(state, &header) {
             return Err(not_found());
-        }
-        if let Some(r) = self.trust.view().revocation(&header.author) {
-            if header.created_at >= r.at {
-                // Taken before this node learnt of the revocation: no longer shown.
-                return Err(not_found());
-            }
         }
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;
