@@ -25,6 +25,8 @@ use liaison_protocol::group::{decode_control, Applied, Change, Cutoff, LocalKeys
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::record;
+use liaison_protocol::record::check::{self, Check, Checker};
 use liaison_protocol::record::codes::MessageRef;
 use liaison_protocol::record::{Feedback, Outcome, Record};
 use liaison_protocol::roster::{
@@ -2013,6 +2015,33 @@ fn field_rule_accepts(rule: &str, value: &str) -> bool {
         "text-body" => text("s", value).check().is_ok(),
         "media-type" => attachment::check_media_type(value).is_ok(),
         "file-name" => attachment::check_name(value).is_ok(),
+        // The value rules of records (§10).
+        "short-text" | "free-text" => {
+            let max = if rule == "short-text" {
+                record::NAME_MAX
+            } else {
+                record::TEXT_MAX
+            };
+            let mut c = Checker::new();
+            c.text_here(value, 1, max);
+            c.finish().is_ok()
+        }
+        "country-code" => check::country(value).is_ok(),
+        "currency" => check::currency(value).is_ok(),
+        "date" => check::date(value).is_ok(),
+        "decimal" => check::decimal(value).is_ok(),
+        "container" => check::container_number(value).is_ok(),
+        "imo" => check::imo_number(value).is_ok(),
+        "air-waybill" => check::air_waybill(value).is_ok(),
+        "hs-code" => check::hs_code(value).is_ok(),
+        "locode" => check::locode(value).is_ok(),
+        "voyage" => check::reference(value, 17).is_ok(),
+        "bill-of-lading" => check::reference(value, 35).is_ok(),
+        "message-ref" => {
+            let mut c = Checker::new();
+            MessageRef::from(value).check(&mut c);
+            c.finish().is_ok()
+        }
         other => panic!("WIRE.md names an unknown field rule {other}"),
     }
 }
@@ -2060,13 +2089,27 @@ fn wire_md_field_rule_examples_hold() {
         rules,
         [
             "address",
+            "air-waybill",
+            "bill-of-lading",
+            "container",
             "country",
+            "country-code",
+            "currency",
+            "date",
+            "decimal",
             "file-name",
+            "free-text",
+            "hs-code",
+            "imo",
+            "locode",
             "media-type",
+            "message-ref",
             "node-name",
             "printable",
+            "short-text",
             "subject",
-            "text-body"
+            "text-body",
+            "voyage"
         ]
     );
     for (rule, (ok, no)) in seen {
@@ -2075,4 +2118,62 @@ fn wire_md_field_rule_examples_hold() {
     // The parser itself, so that a line cannot pass by being read wrongly.
     assert_eq!(parse_field_value(r#""a" * 3 "\u{e9}\t""#), "aaa\u{e9}\t");
     assert_eq!(parse_field_value(r#""\\\"""#), "\\\"");
+}
+
+/// The ```` ```codes NAME ```` blocks of WIRE.md: whitespace-separated codes.
+fn document_codes(name: &str) -> Vec<String> {
+    let mut lines = WIRE_MD.lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.trim() != format!("```codes {name}") {
+            continue;
+        }
+        for line in lines.by_ref() {
+            if line.trim() == "```" {
+                break;
+            }
+            out.extend(line.split_whitespace().map(str::to_owned));
+        }
+    }
+    out
+}
+
+/// Every string of `len` capital letters, in order.
+fn capital_strings(len: u32) -> Vec<String> {
+    (0..26u32.pow(len))
+        .map(|mut n| {
+            let mut s = vec![b'A'; len as usize];
+            for slot in s.iter_mut().rev() {
+                *slot = b'A' + (n % 26) as u8;
+                n /= 26;
+            }
+            String::from_utf8(s).expect("ASCII")
+        })
+        .collect()
+}
+
+#[test]
+fn wire_md_lists_the_country_and_currency_codes_accepted() {
+    // WIRE.md §10: the lists are exactly what the record checks accept among all strings of
+    // two (countries) and three (currencies) capital letters.
+    let countries: Vec<String> = capital_strings(2)
+        .into_iter()
+        .filter(|c| check::country(c).is_ok())
+        .collect();
+    let currencies: Vec<String> = capital_strings(3)
+        .into_iter()
+        .filter(|c| check::currency(c).is_ok())
+        .collect();
+    if std::env::var_os("LIAISON_PRINT_VECTORS").is_some() {
+        for (name, codes) in [("country", &countries), ("currency", &currencies)] {
+            println!("```codes {name}");
+            for row in codes.chunks(16) {
+                println!("{}", row.join(" "));
+            }
+            println!("```\n");
+        }
+    }
+    assert_eq!(document_codes("country"), countries);
+    assert_eq!(document_codes("currency"), currencies);
+    assert_eq!(countries.len(), 249);
 }
