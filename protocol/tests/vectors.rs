@@ -1260,6 +1260,14 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     assert_eq!(Rotation::verify(&rotation_bytes), Ok(rotation));
     v.push(("new-member-node-id", new_member_id.as_bytes().to_vec()));
     v.push(("rotation", rotation_bytes.clone()));
+    // The same statement with the old key's signature in both places: whoever holds only the
+    // old key cannot prove it holds the new one (§12.4), so it is refused.
+    let one_signer = w.u8(1).bytes(&body).raw(&old_sig).raw(&old_sig).done();
+    assert_eq!(
+        Rotation::verify(&one_signer),
+        Err(Rejection::BadSignature("rotation"))
+    );
+    v.push(("negative-rotation-old-key-only", one_signer));
 
     // The owner moves to a new exchange key only.
     let owner_new_x = ExchangeSecret::from_seed(&OWNER_NEW_X_SEED);
