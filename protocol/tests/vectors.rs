@@ -2185,3 +2185,42 @@ fn wire_md_lists_the_country_and_currency_codes_accepted() {
     assert_eq!(document_codes("currency"), currencies);
     assert_eq!(countries.len(), 249);
 }
+
+#[test]
+fn wire_md_has_a_vector_of_every_frame_and_every_change() {
+    // Every variant of `Frame` and of `Change` is shown by at least one vector of WIRE.md §9,
+    // so a variant appended later without a vector fails here.
+    let documented = document_vectors();
+    let mut frames = std::collections::BTreeSet::new();
+    for (name, bytes) in &documented {
+        let Some(kind) = name.strip_prefix("frame-") else {
+            continue;
+        };
+        let frame = Frame::decode(bytes).expect("a frame vector decodes");
+        assert_eq!(frame.kind(), kind, "{name}");
+        let index = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+        frames.insert(index);
+    }
+    assert_eq!(frames, (0..10).collect());
+    // The next index is not a frame yet: once it is, it needs a vector (and the range above).
+    let mut unknown = documented["frame-ack"].clone();
+    unknown[1..5].copy_from_slice(&10u32.to_be_bytes());
+    assert!(Frame::decode(&unknown).is_err());
+
+    let mut changes = std::collections::BTreeSet::new();
+    for (name, bytes) in &documented {
+        if name != "genesis" && !name.starts_with("control-") || name.ends_with("-chain-hash") {
+            continue;
+        }
+        let (_, event) = decode_control(bytes).expect("a control vector decodes");
+        changes.insert(match event.change {
+            Change::Create { .. } => 0,
+            Change::Add { .. } => 1,
+            Change::Remove { .. } => 2,
+            Change::Rotate => 3,
+            Change::Rekey { .. } => 4,
+            Change::RemoveWithCutoff { .. } => 5,
+        });
+    }
+    assert_eq!(changes, (0..6).collect());
+}
