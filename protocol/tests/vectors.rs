@@ -2224,3 +2224,49 @@ fn wire_md_has_a_vector_of_every_frame_and_every_change() {
     }
     assert_eq!(changes, (0..6).collect());
 }
+
+#[test]
+fn wire_md_states_the_item_limits() {
+    // The limits WIRE.md states in prose (§1, §4, §5, §6, §12), against the crate's constants;
+    // whitespace is collapsed, as the prose wraps anywhere.
+    use liaison_protocol::{frame, group, identity, receipt, roster};
+    let text: String = WIRE_MD.split_whitespace().collect::<Vec<_>>().join(" ");
+    for phrase in [
+        format!(
+            "at most {} envelopes in a `Push`",
+            frame::MAX_FRAME_ENVELOPES
+        ),
+        format!(
+            "{} control events in a `Control`",
+            frame::MAX_FRAME_CONTROLS
+        ),
+        format!("{} ids in an `Ack`", frame::MAX_FRAME_ACKS),
+        format!("{} receipts in a `Receipts`", frame::MAX_FRAME_RECEIPTS),
+        format!(
+            "{} descriptors in a `Directory`",
+            frame::MAX_FRAME_DESCRIPTORS
+        ),
+        format!("{} rosters in a `Roster`", frame::MAX_FRAME_ROSTERS),
+        format!("{} statements in a `Rotation`", frame::MAX_FRAME_ROTATIONS),
+        format!(
+            "at most {} vector entries and {} held ranges",
+            frame::MAX_VECTOR_ENTRIES,
+            frame::MAX_HELD_RANGES
+        ),
+        format!("at most {} addresses", identity::MAX_ADDRESSES),
+        format!("at most {} members", group::MAX_MEMBERS),
+        format!("at most {} recipients", message::MAX_RECIPIENTS),
+        format!("a subject is at most {} bytes", message::MAX_SUBJECT_LEN),
+        format!("1 to {} ids", receipt::MAX_RECEIPT_MESSAGES),
+        format!(
+            "at most {} entries and at most {} revocations",
+            roster::MAX_ROSTER_ENTRIES,
+            roster::MAX_ROSTER_ENTRIES
+        ),
+        format!("at most {} `addresses`", roster::MAX_ENTRY_ADDRESSES),
+        format!("printable text of 0 to {} bytes", roster::MAX_REASON_LEN),
+        format!("at most {} identity rotations", roster::MAX_ROTATIONS),
+    ] {
+        assert!(text.contains(&phrase), "WIRE.md lacks \"{phrase}\"");
+    }
+}
