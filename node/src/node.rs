@@ -2575,10 +2575,20 @@ impl Actor {
                 .collect(),
             removed: g
                 .removed()
-                .map(|(node, epoch)| RemovedView {
-                    node_id: node.to_string(),
-                    name: self.node_name(&node, Some(id)),
-                    removed_in_epoch: epoch,
+                .map(|(node, epoch)| {
+                    let cutoff: Vec<crate::views::CutoffView> = g
+                        .epochs_of(&node)
+                        .filter_map(|e| {
+                            g.cutoff(&node, e)
+                                .map(|last_seq| crate::views::CutoffView { epoch: e, last_seq })
+                        })
+                        .collect();
+                    RemovedView {
+                        node_id: node.to_string(),
+                        name: self.node_name(&node, Some(id)),
+                        removed_in_epoch: epoch,
+                        cutoff: (!cutoff.is_empty()).then_some(cutoff),
+                    }
                 })
                 .collect(),
         })
