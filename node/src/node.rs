@@ -716,6 +716,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
+    tasks.spawn(sweep_unposted(attachments.clone(), shutdown.clone()).instrument(span.clone()));
     if let Some(listener) = metrics_listener {
         tasks.spawn(
             crate::metrics::serve(listener, metrics.clone(), handle.clone(), shutdown.clone())
@@ -2929,6 +2930,28 @@ impl Actor {
 }
 
 // ----- helper tasks ----------------------------------------------------------------------
+
+/// How often the files of uploads never posted are looked for (see
+/// [`Attachments::sweep_unposted`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes, at start and then every [`SWEEP_EVERY`], the files of uploads no message names
+/// and that no longer wait for one, on the blocking pool.
+async fn sweep_unposted(attachments: Arc<Attachments>, shutdown: CancellationToken) {
+    loop {
+        let a = attachments.clone();
+        match tokio::task::spawn_blocking(move || a.sweep_unposted()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(files = n, "deleted the files of uploads never posted"),
+            Ok(Err(e)) => warn!(error = %e, "cannot delete the files of uploads never posted"),
+            Err(_) => return,
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
 
 async fn accept_loop(
     transport: Arc<Transport>,
