@@ -485,6 +485,8 @@ enum Internal {
     Durable {
         ids: Vec<MessageId>,
         failed: Vec<MessageId>,
+        /// What the written messages name, already in the attachment index.
+        named: Vec<FetchWanted>,
     },
     /// A batch of local posts was written (or failed to be): one input for the whole batch.
     /// With each post, why its audit record could not be written, if it could not.
@@ -511,10 +513,6 @@ enum Internal {
         peer: NodeId,
         request: liaison_protocol::transfer::ChunkRequest,
         reply: oneshot::Sender<Option<AttachmentRef>>,
-    },
-    /// Messages naming attachments are in the attachment index.
-    AttachmentsNamed {
-        jobs: Vec<FetchWanted>,
     },
     /// A fetch ended.
     FetchDone {
@@ -721,6 +719,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
+    tasks.spawn(sweep_unposted(attachments.clone(), shutdown.clone()).instrument(span.clone()));
     if let Some(listener) = metrics_listener {
         tasks.spawn(
             crate::metrics::serve(listener, metrics.clone(), handle.clone(), shutdown.clone())
@@ -1435,9 +1434,37 @@ impl Actor {
             return;
         }
         self.post_writing = true;
+        let named: Vec<FetchWanted> = posts
+            .iter()
+            .flat_map(|(sealed, _, _)| {
+                let place = sealed.header.place();
+                let id = sealed.id;
+                self.posted_attachments
+                    .get(&id)
+                    .into_iter()
+                    .flatten()
+                    .map(move |reference| FetchWanted {
+                        reference: reference.clone(),
+                        message: id,
+                        group: place.group,
+                        author: place.author,
+                        from: None,
+                    })
+            })
+            .collect();
         let store = self.store.clone();
+        let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
+            if let Err(e) = attached::index_ahead(&attachments, &named).await {
+                let posts = posts
+                    .into_iter()
+                    .map(|(sealed, reply, _)| (sealed, reply, None))
+                    .collect();
+                let result = Err(format!("cannot index the attachments it names: {e}"));
+                let _ = tx.send(Internal::PostsStored { posts, result }).await;
+                return;
+            }
             let batch = posts
                 .iter()
                 .map(|(sealed, _, _)| NewMessage {
@@ -1473,10 +1500,37 @@ impl Actor {
         self.received_writes += 1;
         let batch = std::mem::take(&mut self.received);
         self.pending_writes += 1;
+        let named: Vec<FetchWanted> = batch
+            .iter()
+            .filter_map(|m| {
+                let (from, place, refs) = self.accepted_attachments.remove(&m.id)?;
+                let id = m.id;
+                Some(refs.into_iter().map(move |reference| FetchWanted {
+                    reference,
+                    message: id,
+                    group: place.group,
+                    author: place.author,
+                    from: Some(from),
+                }))
+            })
+            .flatten()
+            .collect();
         let store = self.store.clone();
+        let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
+            if let Err(e) = attached::index_ahead(&attachments, &named).await {
+                warn!(error = %e, "cannot index the attachments of received messages; they are not stored now and are asked for again");
+                let _ = tx
+                    .send(Internal::Durable {
+                        ids: Vec::new(),
+                        failed: ids,
+                        named: Vec::new(),
+                    })
+                    .await;
+                return;
+            }
             let (durable, failed) = match store.insert_messages(batch).await {
                 Ok(outcomes) => {
                     let mut durable = Vec::new();
@@ -1500,6 +1554,7 @@ impl Actor {
                 .send(Internal::Durable {
                     ids: durable,
                     failed,
+                    named,
                 })
                 .await;
         });
@@ -1763,7 +1818,7 @@ impl Actor {
                     entry.last_error = Some(error);
                 }
             }
-            Internal::Durable { ids, failed } => {
+            Internal::Durable { ids, failed, named } => {
                 self.pending_writes = self.pending_writes.saturating_sub(1);
                 self.received_writes = self.received_writes.saturating_sub(1);
                 if !failed.is_empty() {
@@ -1773,21 +1828,14 @@ impl Actor {
                         self.accepted_attachments.remove(id);
                     }
                 }
-                let named: Vec<FetchWanted> = ids
-                    .iter()
-                    .filter_map(|id| {
-                        let (from, place, refs) = self.accepted_attachments.remove(id)?;
-                        Some(refs.into_iter().map(move |reference| FetchWanted {
-                            reference,
-                            message: *id,
-                            group: place.group,
-                            author: place.author,
-                            from: Some(from),
-                        }))
-                    })
-                    .flatten()
-                    .collect();
-                self.index_attachments(named);
+                // Written, and indexed before that: fetch the eager ones.
+                let written: HashSet<MessageId> = ids.iter().copied().collect();
+                self.fetch_eager(
+                    named
+                        .into_iter()
+                        .filter(|w| written.contains(&w.message))
+                        .collect(),
+                );
                 self.metrics.stored_from_peers(ids.len());
                 self.engine.handle_durable(now(), &ids);
                 if self.events.receiver_count() > 0 && !ids.is_empty() {
@@ -1825,20 +1873,9 @@ impl Actor {
                             self.engine.commit_local_message(&sealed);
                             self.note_origin(sealed.id, &sealed.header);
                             if let Some(refs) = self.posted_attachments.remove(&sealed.id) {
+                                // Indexed before the write (`attached::index_ahead`).
                                 let ids: Vec<AttachmentId> = refs.iter().map(|r| r.id).collect();
                                 self.attachments.posted(&ids);
-                                let place = sealed.header.place();
-                                self.index_attachments(
-                                    refs.into_iter()
-                                        .map(|reference| FetchWanted {
-                                            reference,
-                                            message: sealed.id,
-                                            group: place.group,
-                                            author: place.author,
-                                            from: None,
-                                        })
-                                        .collect(),
-                                );
                             }
                             let _ = self.new_messages.send(sealed.id);
                             let _ = reply.send(match audit_failed {
@@ -1907,14 +1944,6 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.serve_attachment(peer, &request));
-            }
-            Internal::AttachmentsNamed { jobs } => {
-                for job in jobs {
-                    let eager = job.reference.size <= self.attachments.options().eager_max_bytes;
-                    if job.from.is_some() && eager {
-                        self.want_attachment(job);
-                    }
-                }
             }
             Internal::FetchDone { id, result } => {
                 self.fetching.remove(&id);
@@ -2557,10 +2586,20 @@ impl Actor {
                 .collect(),
             removed: g
                 .removed()
-                .map(|(node, epoch)| RemovedView {
-                    node_id: node.to_string(),
-                    name: self.node_name(&node, Some(id)),
-                    removed_in_epoch: epoch,
+                .map(|(node, epoch)| {
+                    let cutoff: Vec<crate::views::CutoffView> = g
+                        .epochs_of(&node)
+                        .filter_map(|e| {
+                            g.cutoff(&node, e)
+                                .map(|last_seq| crate::views::CutoffView { epoch: e, last_seq })
+                        })
+                        .collect();
+                    RemovedView {
+                        node_id: node.to_string(),
+                        name: self.node_name(&node, Some(id)),
+                        removed_in_epoch: epoch,
+                        cutoff: (!cutoff.is_empty()).then_some(cutoff),
+                    }
                 })
                 .collect(),
         })
@@ -2901,6 +2940,28 @@ impl Actor {
 }
 
 // ----- helper tasks ----------------------------------------------------------------------
+
+/// How often the files of uploads never posted are looked for (see
+/// [`Attachments::sweep_unposted`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes, at start and then every [`SWEEP_EVERY`], the files of uploads no message names
+/// and that no longer wait for one, on the blocking pool.
+async fn sweep_unposted(attachments: Arc<Attachments>, shutdown: CancellationToken) {
+    loop {
+        let a = attachments.clone();
+        match tokio::task::spawn_blocking(move || a.sweep_unposted()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(files = n, "deleted the files of uploads never posted"),
+            Ok(Err(e)) => warn!(error = %e, "cannot delete the files of uploads never posted"),
+            Err(_) => return,
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
 
 async fn accept_loop(
     transport: Arc<Transport>,
