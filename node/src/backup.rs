@@ -20,8 +20,8 @@
 //! are authenticated with them, so a keys file cannot be moved to another node's backup.
 //!
 //! `liaison restore` checks the manifest and every checksum, and decrypts the keys, before
-//! it writes anything; it builds the data directory beside the target and renames it into
-//! place, opens the store once to check it, and leaves a marker (`restored.json`, see
+//! it writes anything; it builds the data directory beside an absent target (inside an
+//! existing empty one, which may be a mount point) and renames it into place, opens the store once to check it, and leaves a marker (`restored.json`, see
 //! [`crate::restored`]) that makes the node learn its own sequence numbers and group state
 //! from its peers before it posts again.
 
@@ -441,46 +441,68 @@ pub fn restore(
     check_target(target)?;
     let target = std::path::absolute(target)
         .map_err(|e| Error::io(format!("cannot resolve {}", target.display()), e))?;
-    let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(".restoring");
-    let staging = target.with_file_name(name);
+    // An existing (empty) target may be a mount point, or sit in a directory the node's user
+    // may not write (`/var/lib`): the data is then built inside it and moved into place.
+    let exists = target.exists();
+    let staging = if exists {
+        target.join(".restoring")
+    } else {
+        let mut name = target.file_name().unwrap_or_default().to_os_string();
+        name.push(".restoring");
+        target.with_file_name(name)
+    };
     if staging.symlink_metadata().is_ok() {
         return Err(Error::Conflict(format!(
             "{} exists: an interrupted restore; remove it first",
             staging.display()
         )));
     }
-    let result = build(src, &staging, &manifest, keys.as_ref());
-    let messages = match result {
+    let placed = build(src, &staging, &manifest, keys.as_ref())
+        .and_then(|messages| place(&staging, &target, exists).map(|()| messages));
+    let messages = match placed {
         Ok(m) => m,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
     };
-    if target.exists() {
-        // Checked empty above; rename replaces an empty directory.
-        fs::remove_dir(&target)
-            .map_err(|e| Error::io(format!("cannot replace {}", target.display()), e))?;
-    }
-    fs::rename(&staging, &target).map_err(|e| {
-        Error::io(
-            format!(
-                "cannot rename {} to {}",
-                staging.display(),
-                target.display()
-            ),
-            e,
-        )
-    })?;
-    if let Some(parent) = target.parent() {
-        sync_dir(parent)?;
-    }
     Ok(Restored {
         manifest,
         keys: keys.is_some(),
         messages,
     })
+}
+
+/// Moves the data directory built in `staging` to `target`: renames it, or, into an existing
+/// empty `target`, renames each of its entries and makes `target` the node's alone (0700).
+fn place(staging: &Path, target: &Path, exists: bool) -> Result<()> {
+    let rename = |from: &Path, to: &Path| {
+        fs::rename(from, to).map_err(|e| {
+            Error::io(
+                format!("cannot rename {} to {}", from.display(), to.display()),
+                e,
+            )
+        })
+    };
+    if !exists {
+        rename(staging, target)?;
+        return match target.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        };
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(target, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(format!("cannot restrict {}", target.display()), e))?;
+    for entry in fs::read_dir(staging)
+        .map_err(|e| Error::io(format!("cannot list {}", staging.display()), e))?
+    {
+        let entry = entry.map_err(|e| Error::io("cannot list the restored data", e))?;
+        rename(&entry.path(), &target.join(entry.file_name()))?;
+    }
+    fs::remove_dir(staging)
+        .map_err(|e| Error::io(format!("cannot remove {}", staging.display()), e))?;
+    sync_dir(target)
 }
 
 fn build(

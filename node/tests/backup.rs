@@ -266,7 +266,9 @@ fn restore_refuses_a_wrong_passphrase_a_damaged_backup_and_a_non_empty_target() 
         tree(&target),
         vec![("notes.txt".into(), b"keep me".to_vec())]
     );
-    std::fs::remove_dir_all(&target).expect("clean");
+    // From here on the target is an existing empty directory (a mount point, say).
+    std::fs::remove_file(target.join("notes.txt")).expect("clean");
+    let empty = |dir: &Path| std::fs::read_dir(dir).expect("list").next().is_none();
 
     // A damaged backup: one byte of the envelope log flipped.
     let damaged = tmp.path().join("damaged");
@@ -296,7 +298,7 @@ fn restore_refuses_a_wrong_passphrase_a_damaged_backup_and_a_non_empty_target() 
         "{}",
         stderr(&out)
     );
-    assert!(!target.exists());
+    assert!(empty(&target), "nothing was left in the target");
     assert_eq!(tree(&dest), backup, "the backup itself is unchanged");
 
     // Restored without its keys, with another node's keys put in place: it refuses to start.
@@ -320,6 +322,12 @@ fn restore_refuses_a_wrong_passphrase_a_damaged_backup_and_a_non_empty_target() 
     // The real one restores, and holds the message.
     let out = liaison(&target, &["restore", dest_s, "--passphrase-file", pass]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!target.join(".restoring").exists());
+    let mode = std::fs::metadata(&target)
+        .expect("dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the data directory is the node's alone");
     // Alone in its group, with no peer at all: the operator lets it post at once.
     ok(&target, &["restore", "--skip-catch-up"]);
     assert!(!target.join("restored.json").exists());
