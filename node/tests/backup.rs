@@ -464,3 +464,28 @@ fn a_restored_owner_learns_its_later_group_changes_before_it_changes_the_group()
     node_b.stop();
     node_c.stop();
 }
+
+/// The new commands are completed by the shells and have manual pages.
+#[test]
+fn backup_and_restore_have_completions_and_manual_pages() {
+    let out = std::process::Command::new(common::BIN)
+        .args(["completions", "bash"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).expect("utf-8");
+    for word in ["backup", "restore", "--with-keys", "--skip-catch-up"] {
+        assert!(script.contains(word), "{word}");
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let man = tmp.path().join("man1");
+    let out = std::process::Command::new(common::BIN)
+        .arg("man")
+        .arg(&man)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(man.join("liaison-restore.1")).expect("restore page");
+    assert!(page.contains("skip\\-catch\\-up"), "{page}");
+    assert!(man.join("liaison-backup.1").exists());
+}
