@@ -54,16 +54,9 @@ pub async fn take(
         Ok(store) => {
             let d = dir.clone();
             let into = partial.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let r = backup::write_data(&store, &d, &into);
-                drop(store);
-                r
-            })
-            .await
-            .unwrap_or(Err(Error::Internal("the backup task failed")))?;
-            // Closed before the node may be started again.
-            tokio::task::yield_now().await;
-            result
+            tokio::task::spawn_blocking(move || backup::write_data(&store, &d, &into))
+                .await
+                .unwrap_or(Err(Error::Internal("the backup task failed")))?
         }
         Err(StoreError::InUse { .. }) => {
             let request = backup::BackupRequest {
