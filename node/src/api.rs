@@ -1095,9 +1095,9 @@ async fn events(
                 let event = SseEvent::default().event("end").data(why);
                 return Some((Ok(event), (s, who, group, None)));
             }
-            let id = tokio::select! {
+            let fresh = tokio::select! {
                 received = feed.recv() => match received {
-                    Ok(id) => id,
+                    Ok(fresh) => fresh,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         let event = SseEvent::default().event("lagged").data(format!(
                             "{n} messages were skipped; list the inbox to catch up"
@@ -1115,7 +1115,8 @@ async fn events(
                     return Some((Ok(event), (s, who, group, None)));
                 }
             };
-            let Ok(Ok(mut view)) = s.ask(&now, |reply| Command::Read { id, reply }).await else {
+            // Opened once by the node for every stream (see `crate::node::Fresh`).
+            let Some(mut view) = fresh.view_for(&now, true) else {
                 continue;
             };
             if group

@@ -1354,9 +1354,16 @@ fn print_table(r: &Report) {
     );
     row("", "post_p50_ms_1", a.post_p50_ms_1, "ms  (answered on A)");
     row("", "post_p99_ms_1", a.post_p99_ms_1, "ms");
+    row(
+        "",
+        "cores_busy_1",
+        a.cores_busy_1,
+        "cores (both processes, clients included)",
+    );
     row("", "msgs_per_s_16", a.msgs_per_s_16, "/s  (16 clients)");
     row("", "post_p50_ms_16", a.post_p50_ms_16, "ms");
     row("", "post_p99_ms_16", a.post_p99_ms_16, "ms");
+    row("", "cores_busy_16", a.cores_busy_16, "cores");
     let q = &r.ratios;
     row(
         "ratios",

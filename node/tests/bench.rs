@@ -26,6 +26,8 @@ const KEYS: &[&str] = &[
     "api.post_p50_ms_16",
     "api.post_p99_ms_16",
     "api.seen_p50_ms_16",
+    "api.cores_busy_1",
+    "api.cores_busy_16",
     "fanout.p50_ms",
     "fanout.p99_ms",
     "catchup.msgs_per_s",
