@@ -487,6 +487,8 @@ enum Internal {
     Durable {
         ids: Vec<MessageId>,
         failed: Vec<MessageId>,
+        /// What the written messages name, already in the attachment index.
+        named: Vec<FetchWanted>,
     },
     /// A batch of local posts was written (or failed to be): one input for the whole batch.
     /// With each post, why its audit record could not be written, if it could not.
@@ -521,10 +523,6 @@ enum Internal {
         peer: NodeId,
         request: liaison_protocol::transfer::ChunkRequest,
         reply: oneshot::Sender<Option<AttachmentRef>>,
-    },
-    /// Messages naming attachments are in the attachment index.
-    AttachmentsNamed {
-        jobs: Vec<FetchWanted>,
     },
     /// A fetch ended.
     FetchDone {
@@ -728,6 +726,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
+    tasks.spawn(sweep_unposted(attachments.clone(), shutdown.clone()).instrument(span.clone()));
     if let Some(listener) = metrics_listener {
         tasks.spawn(
             crate::metrics::serve(listener, metrics.clone(), handle.clone(), shutdown.clone())
@@ -1404,10 +1403,37 @@ impl Actor {
         self.received_writes += 1;
         let batch = std::mem::take(&mut self.received);
         self.pending_writes += 1;
+        let named: Vec<FetchWanted> = batch
+            .iter()
+            .filter_map(|m| {
+                let (from, place, refs) = self.accepted_attachments.remove(&m.id)?;
+                let id = m.id;
+                Some(refs.into_iter().map(move |reference| FetchWanted {
+                    reference,
+                    message: id,
+                    group: place.group,
+                    author: place.author,
+                    from: Some(from),
+                }))
+            })
+            .flatten()
+            .collect();
         let store = self.store.clone();
+        let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
+            if let Err(e) = attached::index_ahead(&attachments, &named).await {
+                warn!(error = %e, "cannot index the attachments of received messages; they are not stored now and are asked for again");
+                let _ = tx
+                    .send(Internal::Durable {
+                        ids: Vec::new(),
+                        failed: ids,
+                        named: Vec::new(),
+                    })
+                    .await;
+                return;
+            }
             let (durable, failed) = match store.insert_messages(batch).await {
                 Ok(outcomes) => {
                     let mut durable = Vec::new();
@@ -1431,6 +1457,7 @@ impl Actor {
                 .send(Internal::Durable {
                     ids: durable,
                     failed,
+                    named,
                 })
                 .await;
         });
@@ -1694,7 +1721,7 @@ impl Actor {
                     entry.last_error = Some(error);
                 }
             }
-            Internal::Durable { ids, failed } => {
+            Internal::Durable { ids, failed, named } => {
                 self.pending_writes = self.pending_writes.saturating_sub(1);
                 self.received_writes = self.received_writes.saturating_sub(1);
                 if !failed.is_empty() {
@@ -1704,21 +1731,14 @@ impl Actor {
                         self.accepted_attachments.remove(id);
                     }
                 }
-                let named: Vec<FetchWanted> = ids
-                    .iter()
-                    .filter_map(|id| {
-                        let (from, place, refs) = self.accepted_attachments.remove(id)?;
-                        Some(refs.into_iter().map(move |reference| FetchWanted {
-                            reference,
-                            message: *id,
-                            group: place.group,
-                            author: place.author,
-                            from: Some(from),
-                        }))
-                    })
-                    .flatten()
-                    .collect();
-                self.index_attachments(named);
+                // Written, and indexed before that: fetch the eager ones.
+                let written: HashSet<MessageId> = ids.iter().copied().collect();
+                self.fetch_eager(
+                    named
+                        .into_iter()
+                        .filter(|w| written.contains(&w.message))
+                        .collect(),
+                );
                 self.metrics.stored_from_peers(ids.len());
                 self.engine.handle_durable(now(), &ids);
                 if self.events.receiver_count() > 0 && !ids.is_empty() {
@@ -1796,14 +1816,6 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.serve_attachment(peer, &request));
-            }
-            Internal::AttachmentsNamed { jobs } => {
-                for job in jobs {
-                    let eager = job.reference.size <= self.attachments.options().eager_max_bytes;
-                    if job.from.is_some() && eager {
-                        self.want_attachment(job);
-                    }
-                }
             }
             Internal::FetchDone { id, result } => {
                 self.fetching.remove(&id);
@@ -2445,10 +2457,20 @@ impl Actor {
                 .collect(),
             removed: g
                 .removed()
-                .map(|(node, epoch)| RemovedView {
-                    node_id: node.to_string(),
-                    name: self.node_name(&node, Some(id)),
-                    removed_in_epoch: epoch,
+                .map(|(node, epoch)| {
+                    let cutoff: Vec<crate::views::CutoffView> = g
+                        .epochs_of(&node)
+                        .filter_map(|e| {
+                            g.cutoff(&node, e)
+                                .map(|last_seq| crate::views::CutoffView { epoch: e, last_seq })
+                        })
+                        .collect();
+                    RemovedView {
+                        node_id: node.to_string(),
+                        name: self.node_name(&node, Some(id)),
+                        removed_in_epoch: epoch,
+                        cutoff: (!cutoff.is_empty()).then_some(cutoff),
+                    }
                 })
                 .collect(),
         })
@@ -2801,6 +2823,28 @@ impl Actor {
 }
 
 // ----- helper tasks ----------------------------------------------------------------------
+
+/// How often the files of uploads never posted are looked for (see
+/// [`Attachments::sweep_unposted`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes, at start and then every [`SWEEP_EVERY`], the files of uploads no message names
+/// and that no longer wait for one, on the blocking pool.
+async fn sweep_unposted(attachments: Arc<Attachments>, shutdown: CancellationToken) {
+    loop {
+        let a = attachments.clone();
+        match tokio::task::spawn_blocking(move || a.sweep_unposted()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(files = n, "deleted the files of uploads never posted"),
+            Ok(Err(e)) => warn!(error = %e, "cannot delete the files of uploads never posted"),
+            Err(_) => return,
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
 
 async fn accept_loop(
     transport: Arc<Transport>,

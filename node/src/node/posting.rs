@@ -105,9 +105,32 @@ impl Actor {
         let (done, last) = oneshot::channel();
         rounds.last = Some(last);
         let after = rounds.last_ticket;
+        let named: Vec<FetchWanted> = posts
+            .iter()
+            .flat_map(|(sealed, _, _)| {
+                let place = sealed.header.place();
+                let id = sealed.id;
+                self.posted_attachments
+                    .get(&id)
+                    .into_iter()
+                    .flatten()
+                    .map(move |reference| FetchWanted {
+                        reference: reference.clone(),
+                        message: id,
+                        group: place.group,
+                        author: place.author,
+                        from: None,
+                    })
+            })
+            .collect();
         let store = self.store.clone();
+        let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
+            // The attachments a post names are indexed before it is written.
+            let indexed = super::attached::index_ahead(&attachments, &named)
+                .await
+                .map_err(|e| format!("cannot index the attachments it names: {e}"));
             let batch = posts
                 .iter()
                 .map(|(sealed, _, _)| NewMessage {
@@ -117,15 +140,20 @@ impl Actor {
                     meta: now().0.to_be_bytes().to_vec(),
                 })
                 .collect();
-            let staged = crate::audit::stage_posts(
-                &store,
-                batch,
-                after,
-                posts
-                    .iter()
-                    .map(|(sealed, _, audit)| (sealed.id, audit.as_ref())),
-            )
-            .await;
+            let staged = match indexed {
+                Ok(()) => {
+                    crate::audit::stage_posts(
+                        &store,
+                        batch,
+                        after,
+                        posts
+                            .iter()
+                            .map(|(sealed, _, audit)| (sealed.id, audit.as_ref())),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             let (result, audited, staged) = match staged {
                 Ok(staged) => {
                     let _ = tx
@@ -205,20 +233,9 @@ impl Actor {
                     self.engine.commit_local_message(&sealed);
                     self.note_origin(sealed.id, &sealed.header);
                     if let Some(refs) = self.posted_attachments.remove(&sealed.id) {
+                        // Indexed before the write (`attached::index_ahead`).
                         let ids: Vec<AttachmentId> = refs.iter().map(|r| r.id).collect();
                         self.attachments.posted(&ids);
-                        let place = sealed.header.place();
-                        self.index_attachments(
-                            refs.into_iter()
-                                .map(|reference| FetchWanted {
-                                    reference,
-                                    message: sealed.id,
-                                    group: place.group,
-                                    author: place.author,
-                                    from: None,
-                                })
-                                .collect(),
-                        );
                     }
                     self.publish_fresh(std::iter::once((sealed.id, Some(&sealed.bytes[..]))));
                     let _ = reply.send(match audit_failed {
