@@ -2941,9 +2941,10 @@ async fn dial_loop(
             }
         }
         // A host name is resolved again at every attempt: its address may have changed.
+        let ipv6 = transport.local_addr().is_ok_and(|a| a.is_ipv6());
         let resolved = tokio::select! {
             () = cancel.cancelled() => return,
-            r = resolve(&address) => r,
+            r = resolve(&address, ipv6) => r,
         };
         let dialled = match resolved {
             Ok(addr) => tokio::select! {
@@ -2984,18 +2985,25 @@ async fn dial_loop(
     }
 }
 
-/// The first socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for.
-async fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
+/// The socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for: the first address a
+/// host name resolves to in the family of the node's own socket (`ipv6`), which is the one it
+/// can send to, or else the first one.
+async fn resolve(address: &str, ipv6: bool) -> std::result::Result<SocketAddr, String> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let Some((host, port)) = liaison_protocol::fields::split_address(address) else {
         return Err(format!("{address:?} is not HOST:PORT"));
     };
-    tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv6() == ipv6)
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("{host} resolves to no address"))
 }
 

@@ -234,3 +234,74 @@ fn short_ids_from_the_inbox_name_their_message() {
     assert!(err.contains("at least its first 8"), "{err}");
     daemon.stop();
 }
+
+/// `peer add` refuses node ids that are no usable key (all zero, a point of small order) with
+/// an answer that says so, and pins nothing; it takes a host name as address (resolved at each
+/// connection attempt) and connects; `init` writes a commented `advertise` line to fill in, and
+/// `liaison id` prints the `advertise` that is set, host name and all.
+#[test]
+fn peer_keys_are_checked_and_addresses_may_be_host_names() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    common::init(&a, "rilo");
+    let toml = std::fs::read_to_string(a.join("node.toml")).expect("node.toml");
+    assert!(
+        toml.lines().any(|l| l.starts_with("# advertise = ")),
+        "no advertise line to fill in:\n{toml}"
+    );
+    ok(
+        &b,
+        &[
+            "init",
+            "--name",
+            "customs",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--advertise",
+            "liaison.customs.example:7400",
+        ],
+    );
+    let id_b = ok(&b, &["id"]);
+    assert!(id_b.ends_with(" liaison.customs.example:7400"), "{id_b}");
+    let toml = std::fs::read_to_string(b.join("node.toml")).expect("node.toml");
+    assert!(
+        toml.contains("advertise = \"liaison.customs.example:7400\""),
+        "{toml}"
+    );
+    // Run b on whatever port it gets: a pins it by host name.
+    let config = toml
+        .lines()
+        .filter(|l| !l.starts_with("advertise"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(b.join("node.toml"), config).expect("node.toml");
+    let da = Daemon::start(&a);
+    let db = Daemon::start(&b);
+
+    let id_a = ok(&a, &["id"]);
+    let args_a: Vec<&str> = id_a.split_whitespace().collect();
+    let id_b = ok(&b, &["id"]);
+    let args_b: Vec<&str> = id_b.split_whitespace().collect();
+    let port_b = args_b[2].rsplit_once(':').expect("HOST:PORT").1;
+    let small_order = format!("01{}", "00".repeat(31));
+    for bad in ["0".repeat(64), small_order] {
+        let out = liaison(&a, &["peer", "add", "customs", &bad, "localhost:7400"]);
+        assert!(!out.status.success(), "key {bad} was pinned");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not an ed25519 public key"), "{err}");
+    }
+    let peers = json(&a, &["peer", "list", "--json"]);
+    assert_eq!(peers.as_array().map(Vec::len), Some(0), "{peers}");
+
+    let by_name = format!("localhost:{port_b}");
+    ok(&a, &["peer", "add", "customs", args_b[1], &by_name]);
+    ok(&b, &["peer", "add", args_a[0], args_a[1], args_a[2]]);
+    eventually("a reaches b by its host name", || {
+        let peers = json(&a, &["peer", "list", "--json"]);
+        (peers[0]["address"] == by_name.as_str() && peers[0]["state"] == "connected").then_some(())
+    });
+    da.stop();
+    db.stop();
+}
