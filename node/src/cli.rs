@@ -74,6 +74,9 @@ pub enum Cmd {
         /// The `HOST:PORT` peers dial (a host name or an address); written to node.toml.
         #[arg(long)]
         advertise: Option<String>,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Print `NAME NODE_ID HOST:PORT`, the line another node's `peer add` takes.
     Id,
@@ -139,6 +142,10 @@ pub enum Cmd {
             conflicts_with_all = ["record", "body", "file", "subject", "attach", "reply_to", "to"]
         )]
         batch: Option<PathBuf>,
+        /// Print the new message's id and group as one JSON document (not with `--batch`,
+        /// which prints JSON lines).
+        #[arg(long, conflicts_with = "batch")]
+        json: bool,
     },
     /// Attachments of messages.
     #[command(subcommand)]
@@ -279,6 +286,9 @@ pub enum AuthorityCmd {
         /// Where to write the key (mode 0600).
         #[arg(long, default_value = crate::authority::DEFAULT_KEY)]
         key: PathBuf,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Sign a roster written as TOML (see `liaison authority --help` and the README).
     Sign {
@@ -291,6 +301,9 @@ pub enum AuthorityCmd {
         /// `.roster`).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a signed roster against the authority it names and print it.
     Show {
@@ -309,6 +322,9 @@ pub enum RosterCmd {
     Load {
         /// The signed roster file (`liaison authority sign` writes it).
         file: PathBuf,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// The rosters in force and how this node treats each entry.
     Show {
@@ -326,6 +342,9 @@ pub enum KeyCmd {
         /// Only the exchange key (to which group keys are wrapped), not the identity.
         #[arg(long)]
         exchange_only: bool,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 /// How log lines are written (`--log-format`).
@@ -361,6 +380,9 @@ pub enum PeerCmd {
         /// Replace the pin that already has this name or node id.
         #[arg(long)]
         replace: bool,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List pinned peers with their connection state.
     List {
@@ -372,6 +394,9 @@ pub enum PeerCmd {
     Remove {
         /// Peer name or node id.
         peer: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -386,6 +411,9 @@ pub enum QuarantineCmd {
         /// Why (kept with the quarantine and shown).
         #[arg(long)]
         reason: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// The messages quarantined on this node.
     List {
@@ -397,6 +425,9 @@ pub enum QuarantineCmd {
     Release {
         /// The message id.
         id: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -420,6 +451,9 @@ pub enum UserCmd {
         /// Give the officer the web workspace's operator pages.
         #[arg(long)]
         operator: bool,
+        /// Print the account, its token (and one-time login) as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Grant an officer a group: `GROUP[:read|:post]`.
     Grant {
@@ -427,6 +461,9 @@ pub enum UserCmd {
         name: String,
         /// `GROUP[:read|:post]`.
         grant: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke an officer's grant of a group.
     Revoke {
@@ -434,6 +471,9 @@ pub enum UserCmd {
         name: String,
         /// Group id or name.
         group: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List officer accounts and their grants.
     List {
@@ -445,6 +485,9 @@ pub enum UserCmd {
     Remove {
         /// The officer.
         name: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -484,8 +527,17 @@ pub enum GroupCmd {
     Create {
         /// The group's name.
         name: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Add a peer to a group this node owns.
+    ///
+    /// This node passes the group's messages to the members it is connected to, and they pass
+    /// them on to the members they are connected to. It can see only its own connections: if
+    /// the new member is neither a peer of this node (pinned, or in a roster with an address)
+    /// nor connected to it now, it is added with a warning, as it receives the group's
+    /// messages only if a member it is connected to passes them on.
     Add {
         /// Group id or name.
         group: String,
@@ -494,6 +546,9 @@ pub enum GroupCmd {
         /// member (posts and reads) or reader (reads only).
         #[arg(long, default_value = "member")]
         role: String,
+        /// Print the group as it is now (with any warning) as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a member from a group this node owns.
     Remove {
@@ -501,6 +556,9 @@ pub enum GroupCmd {
         group: String,
         /// Peer name or node id.
         peer: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List groups.
     List {
@@ -529,6 +587,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             listen,
             api,
             advertise,
+            json,
         } => {
             let mut config = Config::new(&name, listen, api);
             config.advertise = advertise;
@@ -536,6 +595,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             Config::parse(&config.to_toml(), &dir.config_path())?;
             let identity = dir.init(&config, &mut rand_core::OsRng)?;
             drop(crate::store::Store::open(&dir.store_path())?);
+            if json {
+                return print_json(&serde_json::json!({
+                    "name": name,
+                    "node_id": identity.node_id().to_string(),
+                    "data": dir.root(),
+                    "config": dir.config_path(),
+                    "token_file": dir.token_path(),
+                }));
+            }
             say!(
                 "initialised node {name} ({}) in {}",
                 identity.node_id(),
@@ -575,10 +643,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Authority(cmd) => authority(cmd),
         Cmd::Roster(cmd) => roster(&client()?, cmd).await,
-        Cmd::Key(KeyCmd::Rotate { exchange_only }) => {
+        Cmd::Key(KeyCmd::Rotate {
+            exchange_only,
+            json,
+        }) => {
             let r: views::Rotated = client()?
                 .post("/v1/key/rotate", &views::RotateKeys { exchange_only })
                 .await?;
+            if json {
+                return print_json(&r);
+            }
             if r.old_node_id == r.node_id {
                 say!("new exchange key for node {}", r.node_id);
             } else {
@@ -605,6 +679,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             to,
             attach,
             keep_metadata,
+            json,
             ..
         } => {
             let mut body = record_body(&path, handling, to, reply_to)?;
@@ -616,8 +691,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let created: Created = client
                 .post(&format!("/v1/groups/{}/records", segment(&group)), &body)
                 .await?;
-            say!("{}", created.id);
-            Ok(())
+            posted(&created, &group, json)
         }
         Cmd::Send {
             group,
@@ -631,6 +705,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             keep_metadata,
             body,
             batch: None,
+            json,
         } => {
             let body = match (file, body.as_deref()) {
                 (Some(path), _) => std::fs::read_to_string(&path)
@@ -664,8 +739,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     },
                 )
                 .await?;
-            say!("{}", created.id);
-            Ok(())
+            posted(&created, &group, json)
         }
         Cmd::Record(cmd) => record_cmd(cmd),
         Cmd::Attachment(AttachmentCmd::Get {
@@ -1176,6 +1250,7 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             node_id,
             address,
             replace,
+            json,
         } => {
             let p: PeerView = client
                 .post(
@@ -1188,6 +1263,9 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                     },
                 )
                 .await?;
+            if json {
+                return print_json(&p);
+            }
             say!("pinned {} ({}) at {}", p.name, p.node_id, p.address);
             Ok(())
         }
@@ -1216,10 +1294,13 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             }
             Ok(())
         }
-        PeerCmd::Remove { peer } => {
+        PeerCmd::Remove { peer, json } => {
             let _: serde_json::Value = client
                 .delete(&format!("/v1/peers/{}", segment(&peer)))
                 .await?;
+            if json {
+                return print_json(&serde_json::json!({ "removed": peer }));
+            }
             say!("removed {peer}");
             Ok(())
         }
@@ -1228,8 +1309,14 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
 
 fn authority(cmd: AuthorityCmd) -> Result<()> {
     match cmd {
-        AuthorityCmd::Init { key } => {
+        AuthorityCmd::Init { key, json } => {
             let id = crate::authority::init(&key, &mut rand_core::OsRng)?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "authority": id.to_string(),
+                    "key": key,
+                }));
+            }
             eprintln!(
                 "authority key written to {}; keep it offline. Every node of the federation lists this public key in federation.authorities:",
                 key.display()
@@ -1237,9 +1324,24 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
             say!("{id}");
             Ok(())
         }
-        AuthorityCmd::Sign { roster, key, out } => {
+        AuthorityCmd::Sign {
+            roster,
+            key,
+            out,
+            json,
+        } => {
             let (r, path) =
                 crate::authority::sign(&key, &roster, out.as_deref(), crate::node::now())?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "federation": r.federation,
+                    "version": r.version,
+                    "entries": r.entries.len(),
+                    "revocations": r.revocations.len(),
+                    "valid_until": views::rfc3339(r.valid_until.0),
+                    "out": path,
+                }));
+            }
             say!(
                 "signed {} version {}: {} node(s), {} revoked, valid until {} -> {}",
                 r.federation,
@@ -1312,7 +1414,7 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
 
 async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
     match cmd {
-        RosterCmd::Load { file } => {
+        RosterCmd::Load { file, json } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
             let r: views::RosterLoaded = client
@@ -1323,6 +1425,9 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
                     },
                 )
                 .await?;
+            if json {
+                return print_json(&r);
+            }
             match r.outcome.as_str() {
                 "new" => say!(
                     "{} version {} in force: {} joined, {} left, {} newly revoked",
@@ -1378,10 +1483,13 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
 
 async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
     match cmd {
-        QuarantineCmd::Add { id, reason } => {
+        QuarantineCmd::Add { id, reason, json } => {
             let q: views::QuarantineView = client
                 .post("/v1/quarantine", &views::QuarantineRequest { id, reason })
                 .await?;
+            if json {
+                return print_json(&q);
+            }
             say!("quarantined {} ({})", q.id, q.reason);
             Ok(())
         }
@@ -1398,10 +1506,13 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
             }
             Ok(())
         }
-        QuarantineCmd::Release { id } => {
+        QuarantineCmd::Release { id, json } => {
             let q: views::QuarantineView = client
                 .delete(&format!("/v1/quarantine/{}", segment(&id)))
                 .await?;
+            if json {
+                return print_json(&q);
+            }
             say!("released {}", q.id);
             Ok(())
         }
@@ -1410,14 +1521,22 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
 
 async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
     match cmd {
-        GroupCmd::Create { name } => {
+        GroupCmd::Create { name, json } => {
             let c: Created = client
-                .post("/v1/groups", &views::CreateGroup { name })
+                .post("/v1/groups", &views::CreateGroup { name: name.clone() })
                 .await?;
+            if json {
+                return print_json(&serde_json::json!({ "id": c.id, "name": name }));
+            }
             say!("{}", c.id);
             Ok(())
         }
-        GroupCmd::Add { group, peer, role } => {
+        GroupCmd::Add {
+            group,
+            peer,
+            role,
+            json,
+        } => {
             let g: GroupView = client
                 .post(
                     &format!("/v1/groups/{}/members", segment(&group)),
@@ -1427,10 +1546,16 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     },
                 )
                 .await?;
+            if json {
+                return print_json(&g);
+            }
             say!("added {peer} to {} as {role} (epoch {})", g.name, g.epoch);
+            for w in &g.warnings {
+                eprintln!("warning: {w}");
+            }
             Ok(())
         }
-        GroupCmd::Remove { group, peer } => {
+        GroupCmd::Remove { group, peer, json } => {
             let g: GroupView = client
                 .delete(&format!(
                     "/v1/groups/{}/members/{}",
@@ -1438,6 +1563,9 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     segment(&peer)
                 ))
                 .await?;
+            if json {
+                return print_json(&g);
+            }
             say!("removed {peer} from {} (epoch {})", g.name, g.epoch);
             Ok(())
         }
@@ -1490,6 +1618,7 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             enrol,
             password,
             operator,
+            json,
         } => {
             let login = match (enrol, password) {
                 (true, _) => Some("enrol".to_owned()),
@@ -1503,6 +1632,18 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                 operator,
             };
             let u: NewUser = client.post("/v1/users", &body).await?;
+            if json {
+                let mut value =
+                    serde_json::to_value(&u).map_err(|e| Error::Invalid(e.to_string()))?;
+                if let (Some(code), Some(object)) = (&u.enrolment_code, value.as_object_mut()) {
+                    let base = web.unwrap_or("https://WORKSPACE/").trim_end_matches('/');
+                    object.insert(
+                        "enrolment_link".into(),
+                        format!("{base}/enrol#{code}").into(),
+                    );
+                }
+                return print_json(&value);
+            }
             eprintln!(
                 "officer {} created; give them this API token (it is not shown again):",
                 u.user.name
@@ -1521,17 +1662,20 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             }
             Ok(())
         }
-        UserCmd::Grant { name, grant } => {
+        UserCmd::Grant { name, grant, json } => {
             let u: UserView = client
                 .post(
                     &format!("/v1/users/{}/grants", segment(&name)),
                     &GrantBody { grant },
                 )
                 .await?;
+            if json {
+                return print_json(&u);
+            }
             say!("{}: {}", u.name, format_grants(&u));
             Ok(())
         }
-        UserCmd::Revoke { name, group } => {
+        UserCmd::Revoke { name, group, json } => {
             let u: UserView = client
                 .delete(&format!(
                     "/v1/users/{}/grants/{}",
@@ -1539,6 +1683,9 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                     segment(&group)
                 ))
                 .await?;
+            if json {
+                return print_json(&u);
+            }
             say!("{}: {}", u.name, format_grants(&u));
             Ok(())
         }
@@ -1555,10 +1702,13 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             }
             Ok(())
         }
-        UserCmd::Remove { name } => {
+        UserCmd::Remove { name, json } => {
             let _: serde_json::Value = client
                 .delete(&format!("/v1/users/{}", segment(&name)))
                 .await?;
+            if json {
+                return print_json(&serde_json::json!({ "removed": name }));
+            }
             say!("removed {name}");
             Ok(())
         }
@@ -1744,6 +1894,15 @@ fn emit_line(text: &str) {
         eprintln!("error: cannot write to standard output: {e}");
         std::process::exit(1);
     }
+}
+
+/// What `send` prints: the new message's id, or with `--json` the id and the group as named.
+fn posted(created: &Created, group: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({ "id": created.id, "group": group }));
+    }
+    say!("{}", created.id);
+    Ok(())
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {

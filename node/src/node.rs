@@ -534,7 +534,8 @@ struct FetchWanted {
 #[derive(Debug)]
 enum ControlReply {
     Created(oneshot::Sender<Result<GroupId>>),
-    Changed(oneshot::Sender<Result<GroupView>>),
+    /// A change asked for through the API: the group as it is then, with these warnings.
+    Changed(oneshot::Sender<Result<GroupView>>, Vec<String>),
     /// A change the node made on its own (a revoked member removed, a rotated member moved, a
     /// timed key rotation): logged, nobody waits.
     Quiet,
@@ -1871,10 +1872,13 @@ impl Actor {
                     (ControlReply::Created(r), o) => {
                         let _ = r.send(o);
                     }
-                    (ControlReply::Changed(r), Ok(gid)) => {
-                        let _ = r.send(self.group_view(&gid));
+                    (ControlReply::Changed(r, warnings), Ok(gid)) => {
+                        let _ = r.send(self.group_view(&gid).map(|mut view| {
+                            view.warnings = warnings;
+                            view
+                        }));
                     }
-                    (ControlReply::Changed(r), Err(e)) => {
+                    (ControlReply::Changed(r, _), Err(e)) => {
                         let _ = r.send(Err(e));
                     }
                     (ControlReply::Quiet, Ok(gid)) => {
@@ -2550,6 +2554,7 @@ impl Actor {
                     removed_in_epoch: epoch,
                 })
                 .collect(),
+            warnings: Vec::new(),
         })
     }
 
@@ -2580,11 +2585,13 @@ impl Actor {
         role: Option<Role>,
         reply: oneshot::Sender<Result<GroupView>>,
     ) {
+        let mut warnings = Vec::new();
         let result = (|| {
             let gid = self.resolve_group(group)?;
             let change = match role {
                 Some(role) => {
                     let (member, name, exchange_key) = self.resolve_candidate(peer)?;
+                    warnings.extend(self.unreachable_warning(&member, &name));
                     Change::Add {
                         member,
                         name,
@@ -2610,12 +2617,34 @@ impl Actor {
         })();
         match result {
             Ok((gid, seq, event)) => {
-                self.store_control(gid, seq, event, ControlReply::Changed(reply))
+                self.store_control(gid, seq, event, ControlReply::Changed(reply, warnings))
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    /// Why a new member `node` may never receive the group's messages, if this node sees no way
+    /// to it. This node passes a group's messages to the members it is connected to, and they
+    /// pass them on to the members they are connected to; it sees only its own connections. So
+    /// a member that is neither a peer this node dials (pinned, or in a roster with an address)
+    /// nor connected to it now gets the messages only if some member it is connected to passes
+    /// them on, which this node cannot check.
+    fn unreachable_warning(&self, node: &NodeId, name: &str) -> Option<String> {
+        let dialled = self
+            .peers
+            .get(node)
+            .is_some_and(|p| p.blocked.is_none() && !p.record.address.is_empty());
+        if dialled || self.conns.contains_key(node) {
+            return None;
+        }
+        Some(format!(
+            "{name} ({}) is not a peer of this node and not connected to it: it receives the \
+             group's messages only if a member it is connected to passes them on, which this \
+             node cannot see. Pin it (`liaison peer add`) so that this node reaches it itself",
+            node.short()
+        ))
     }
 
     fn store_control(&mut self, gid: GroupId, seq: u64, event: Vec<u8>, reply: ControlReply) {

@@ -305,3 +305,174 @@ fn peer_keys_are_checked_and_addresses_may_be_host_names() {
     da.stop();
     db.stop();
 }
+
+/// Every command that changes something answers with one JSON document on stdout under
+/// `--json` (errors stay on stderr with a non-zero exit); a RED message to a node that is no
+/// member is refused; a member this node sees no way to reach is added with a warning.
+#[test]
+fn changing_commands_answer_in_json_and_unreachable_members_are_warned_of() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let init = json(
+        &a,
+        &[
+            "init",
+            "--name",
+            "rilo",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--json",
+        ],
+    );
+    assert_eq!(init["name"], "rilo", "{init}");
+    assert_eq!(init["node_id"].as_str().map(str::len), Some(64), "{init}");
+    assert!(init["token_file"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("admin.token")));
+    common::init(&b, "hub");
+    common::init(&c, "leaf");
+    let authority = json(
+        &a,
+        &[
+            "authority",
+            "init",
+            "--key",
+            &tmp.path().join("authority.key").display().to_string(),
+            "--json",
+        ],
+    );
+    assert_eq!(authority["authority"].as_str().map(str::len), Some(64));
+    let (da, db, dc) = (Daemon::start(&a), Daemon::start(&b), Daemon::start(&c));
+    // The leaf is b's peer only; a learns of it through b.
+    common::link(&b, &c);
+    common::link(&a, &b);
+
+    let created = json(&a, &["group", "create", "ops", "--json"]);
+    assert_eq!(created["name"], "ops");
+    let group = created["id"].as_str().expect("group id").to_owned();
+    let added = json(&a, &["group", "add", "ops", "hub", "--json"]);
+    assert_eq!(added["id"], group.as_str());
+    assert_eq!(
+        added["members"].as_array().map(Vec::len),
+        Some(2),
+        "{added}"
+    );
+    assert!(
+        added.get("warnings").is_none(),
+        "a peer is reachable: {added}"
+    );
+
+    let leaf_id = ok(&c, &["id"])
+        .split_whitespace()
+        .nth(1)
+        .expect("node id")
+        .to_owned();
+    let added = eventually("a admits the leaf it knows through the hub", || {
+        let out = liaison(&a, &["group", "add", "ops", &leaf_id, "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json"))
+    });
+    assert_eq!(
+        added["members"].as_array().map(Vec::len),
+        Some(3),
+        "{added}"
+    );
+    let warning = added["warnings"][0].as_str().unwrap_or_default().to_owned();
+    assert!(warning.contains("not a peer of this node"), "{added}");
+    // Without --json the warning goes to stderr, and stdout stays what it was.
+    ok(&a, &["group", "create", "ops2"]);
+    let out = liaison(&a, &["group", "add", "ops2", &leaf_id]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("warning: leaf"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("added "), "{stdout}");
+
+    // A mistake under --json: stdout empty, the error on stderr, non-zero.
+    let out = liaison(&a, &["group", "add", "ops", "nobody", "--json"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!out.stderr.is_empty());
+
+    let sent = json(&a, &["send", "ops", "--subject", "Seizure", "x", "--json"]);
+    assert_eq!(sent["group"], "ops");
+    let id = sent["id"].as_str().expect("message id").to_owned();
+    assert_eq!(id.len(), 64);
+    let before = json(&a, &["inbox", "--json"]);
+    let red = liaison(
+        &a,
+        &[
+            "send",
+            "ops",
+            "--handling",
+            "red",
+            "--to",
+            "nobody@nowhere",
+            "--json",
+            "secret",
+        ],
+    );
+    assert!(
+        !red.status.success(),
+        "a RED message to nobody was accepted"
+    );
+    assert!(red.stdout.is_empty());
+    let err = String::from_utf8_lossy(&red.stderr);
+    assert!(err.contains("nobody@nowhere"), "{err}");
+    assert_eq!(json(&a, &["inbox", "--json"]), before);
+
+    let user = json(&a, &["user", "add", "ana", "--grant", "ops:post", "--json"]);
+    assert_eq!(user["user"]["name"], "ana");
+    assert!(user["token"].as_str().is_some_and(|t| !t.is_empty()));
+    let granted = json(&a, &["user", "grant", "ana", "ops2:read", "--json"]);
+    assert_eq!(granted["name"], "ana");
+    let revoked = json(&a, &["user", "revoke", "ana", "ops2", "--json"]);
+    assert_eq!(revoked["grants"].as_object().map(|g| g.len()), Some(1));
+    assert_eq!(
+        json(&a, &["user", "remove", "ana", "--json"])["removed"],
+        "ana"
+    );
+
+    let q = json(
+        &a,
+        &["quarantine", "add", &id, "--reason", "check", "--json"],
+    );
+    assert_eq!(q["id"], id.as_str());
+    assert_eq!(
+        json(&a, &["quarantine", "release", &id, "--json"])["id"],
+        id.as_str()
+    );
+
+    let removed = json(&a, &["group", "remove", "ops", &leaf_id, "--json"]);
+    assert_eq!(removed["members"].as_array().map(Vec::len), Some(2));
+    let pinned = json(
+        &c,
+        &[
+            "peer",
+            "add",
+            "rilo",
+            init["node_id"].as_str().expect("id"),
+            "127.0.0.1:9",
+            "--json",
+        ],
+    );
+    assert_eq!(pinned["name"], "rilo");
+    assert_eq!(
+        json(&c, &["peer", "remove", "rilo", "--json"])["removed"],
+        "rilo"
+    );
+    da.stop();
+    db.stop();
+    dc.stop();
+}
