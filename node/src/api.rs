@@ -71,7 +71,7 @@ use tracing::{info, warn};
 
 use crate::accounts::{Access, Account, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
-use crate::audit::{AuditLog, AuditRecord, Verification};
+use crate::audit::{AuditLog, Verification};
 use crate::datadir::DataDir;
 use crate::error::Error;
 use crate::node::{Command, NodeHandle};
@@ -95,6 +95,8 @@ struct AppState {
     /// The node's data directory: its identity key (read afresh, as `liaison key rotate`
     /// replaces it) signs the challenges of `/v1/identity`.
     dir: DataDir,
+    /// The bounded record of requests refused before a handler took them.
+    refusals: Arc<crate::audit::refused::Refusals>,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -109,21 +111,27 @@ pub async fn serve(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
+    let refusals = Arc::new(crate::audit::refused::Refusals::new(audit.clone()));
     let state = AppState {
         node,
         accounts,
         audit,
         attachments,
         dir,
+        refusals: refusals.clone(),
     };
     // Outermost, so that refused requests (401, 413) are timed and counted too.
     let app = router(state).layer(middleware::from_fn_with_state(
         metrics,
         crate::metrics::track_api,
     ));
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let stopping = shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stopping.cancelled().await });
+    let (result, ()) = tokio::join!(server, refusals.run(shutdown));
     if let Err(e) = result {
         warn!(error = %e, "API server failed");
     }
@@ -330,10 +338,22 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let target = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
+    let source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let Some(presented) = presented else {
-        let _ = state
-            .audit
-            .append("unknown", "auth", &target, "denied: no token")
+        state
+            .refusals
+            .record(
+                source,
+                "unknown",
+                "auth",
+                &method,
+                &target,
+                "denied: no token",
+            )
             .await;
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -342,16 +362,38 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .into_response();
     };
     let Some(who) = state.accounts.authenticate(presented) else {
-        warn!(%target, "API request with a wrong token refused");
-        let _ = state
-            .audit
-            .append("unknown", "auth", &target, "denied: wrong token")
+        warn!(
+            path = %crate::audit::refused::short(&target, crate::audit::refused::MAX_PATH),
+            "API request with a wrong token refused"
+        );
+        state
+            .refusals
+            .record(
+                source,
+                "unknown",
+                "auth",
+                &method,
+                &target,
+                "denied: wrong token",
+            )
             .await;
         return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token".into())
             .into_response();
     };
+    let actor = who.audit_name();
     req.extensions_mut().insert(who);
-    next.run(req).await
+    // A request refused before its handler wrote a record (a body or query that does not
+    // parse, an unknown route or method) is recorded here, bounded like a refused token.
+    let (response, audited) = crate::audit::refused::handled(next.run(req)).await;
+    let status = response.status();
+    if !audited && (status.is_client_error() || status.is_server_error()) {
+        let outcome = format!("error: {status}");
+        state
+            .refusals
+            .record(source, &actor, "refused", &method, &target, &outcome)
+            .await;
+    }
+    response
 }
 
 impl AppState {
@@ -364,6 +406,7 @@ impl AppState {
         target: &str,
         result: Result<T, Error>,
     ) -> Result<T, ApiError> {
+        crate::audit::refused::mark_audited();
         let outcome = crate::audit::outcome(who, result.as_ref().err());
         let actor = who.audit_name();
         let written = if crate::audit::is_read_only(action) {
@@ -1355,15 +1398,22 @@ struct AuditQuery {
     since_ms: Option<u64>,
 }
 
+/// `GET /v1/audit`: a JSON array, one record per line, streamed from the store a page at a
+/// time (see [`crate::audit::read::json_array`]), so that neither side holds the whole log.
 async fn audit_log(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Vec<AuditRecord>> {
+) -> Result<Response, ApiError> {
     s.admin_only(&who, "audit.read", "audit").await?;
     // The reading itself is recorded first, so that it appears in what is returned.
     s.audited(&who, "audit.read", "audit", Ok(())).await?;
-    Ok(Json(s.audit.records(q.since_ms.unwrap_or(0))?))
+    let records = crate::audit::read::json_array(s.audit.store().clone(), q.since_ms.unwrap_or(0));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(records),
+    )
+        .into_response())
 }
 
 async fn quarantined(
@@ -1422,7 +1472,11 @@ async fn audit_verify(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Verification> {
     s.admin_only(&who, "audit.verify", "audit").await?;
-    let result = s.audit.verify();
+    let store = s.audit.store().clone();
+    let result = tokio::task::spawn_blocking(move || crate::audit::verify(&store))
+        .await
+        .map_err(|_| Error::ShuttingDown)
+        .and_then(|r| r);
     Ok(Json(
         s.audited(&who, "audit.verify", "audit", result).await?,
     ))

@@ -1749,13 +1749,31 @@ async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool)
         None => 0,
         Some(text) => parse_since(&text)?,
     };
-    let records: Vec<AuditRecord> = client
-        .get(&format!("/v1/audit?since_ms={since_ms}"))
+    // The node streams a JSON array, one record per line: taken and printed a line at a time,
+    // so that a long log is never held whole.
+    let mut lines = client
+        .lines(&format!("/v1/audit?since_ms={since_ms}"))
         .await?;
-    if json {
-        return print_json(&records);
-    }
-    for r in &records {
+    let mut closed = false;
+    while let Some(line) = lines.next().await? {
+        let item = line.trim().trim_end_matches(',');
+        match item {
+            "" => continue,
+            "[" | "]" => {
+                closed = item == "]";
+                if json {
+                    emit_line(item);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let r: AuditRecord = serde_json::from_str(item)
+            .map_err(|e| Error::Invalid(format!("unexpected audit record from the node: {e}")))?;
+        if json {
+            emit_line(line.trim());
+            continue;
+        }
         say!(
             "{:>6} {} {:<20} {:<14} {:<12} {}",
             r.seq,
@@ -1765,6 +1783,11 @@ async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool)
             r.outcome,
             r.target
         );
+    }
+    if !closed {
+        return Err(Error::Invalid(
+            "the node's audit log answer broke off before its end (see the node's log)".into(),
+        ));
     }
     Ok(())
 }

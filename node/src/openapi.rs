@@ -671,7 +671,10 @@ fn release() {}
 
 // ----- audit ---------------------------------------------------------------------------------
 
-/// The audit log from a time on (this reading is recorded first, so it is in the answer).
+/// The audit log from a time on (this reading is recorded first, so it is in the answer),
+/// streamed from the store a page at a time: a JSON array with one record per line. A store
+/// error midway ends the answer early, so an answer that is not a complete array is not the
+/// whole log.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
     params(("since_ms" = Option<u64>, Query, description = "Only records from this time on, in milliseconds since the Unix epoch.")),
     responses(
