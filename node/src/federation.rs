@@ -206,6 +206,11 @@ impl Trust {
                 .iter()
                 .map(|(n, r)| (*n, r.at))
                 .collect(),
+            rotated: self
+                .view
+                .identity_rotations()
+                .map(|r| (r.new, r.old))
+                .collect(),
         }
     }
 

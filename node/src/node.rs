@@ -27,7 +27,9 @@ use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Pla
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
-use liaison_protocol::{ExchangeKey, GroupId, IdentityKey, NodeId, Role, Timestamp, UsageError};
+use liaison_protocol::{
+    ExchangeKey, GroupId, GroupState, IdentityKey, NodeId, Role, Timestamp, UsageError,
+};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -2783,6 +2785,19 @@ impl Actor {
         Ok(out)
     }
 
+    /// Whether a stored message is withheld from every view, and its attachments from every
+    /// fetch and every peer: it was taken before this node learned that its author was
+    /// removed, beyond the cut-off the owner recorded (no member keeps it), or that its author
+    /// was revoked from a time at or before its creation.
+    fn withheld(&self, state: &GroupState, header: &message::Header) -> bool {
+        state.beyond_cutoff(&header.author, header.epoch, header.seq)
+            || self
+                .trust
+                .view()
+                .revocation(&header.author)
+                .is_some_and(|r| header.created_at >= r.at)
+    }
+
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
         // Before a byte of it is read: a quarantined message may be one that breaks a view.
         self.check_quarantine(who, id)?;
@@ -2795,16 +2810,8 @@ impl Actor {
             return Err(not_found());
         }
         let state = self.engine.group(&header.group).ok_or_else(not_found)?;
-        if state.beyond_cutoff(&header.author, header.epoch, header.seq) {
-            // Taken before this node learned that its author was removed, beyond the cut-off
-            // the owner recorded: no member keeps it.
+        if self.withheld(state, &header) {
             return Err(not_found());
-        }
-        if let Some(r) = self.trust.view().revocation(&header.author) {
-            if header.created_at >= r.at {
-                // Taken before this node learnt of the revocation: no longer shown.
-                return Err(not_found());
-            }
         }
         let (verified, content) = message::verify_and_open(&bytes, state)?;
         let h = verified.header;

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{eventually, init, json, liaison, ok, Daemon, BIN};
+use common::{eventually, init, json, liaison, link, ok, Daemon, BIN};
 
 /// Runs `liaison authority ARGS...` in `cwd`, with no data directory at all.
 fn authority(cwd: &Path, args: &[&str]) -> Output {
@@ -35,30 +35,36 @@ fn authority_ok(cwd: &Path, args: &[&str]) -> String {
         .to_owned()
 }
 
-/// Changes the `[federation]` section of `dir`'s node.toml: `key = value` lines replace the
-/// defaults `liaison init` wrote.
+/// Changes `dir`'s node.toml: `key = value` lines replace the defaults `liaison init` wrote in
+/// `[federation]`; a key written `section.key` goes to that section instead.
 fn federation_config(dir: &Path, lines: &[(&str, String)]) {
     let path = dir.join("node.toml");
     let text = std::fs::read_to_string(&path).expect("node.toml");
+    let placed = |section: &str| -> Vec<(&str, &String)> {
+        lines
+            .iter()
+            .filter_map(|(k, v)| match k.split_once('.') {
+                Some((s, key)) if s == section => Some((key, v)),
+                None if section == "federation" => Some((*k, v)),
+                _ => None,
+            })
+            .collect()
+    };
     let mut out = String::new();
-    let mut section = "";
+    let mut section = String::new();
     for line in text.lines() {
         let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            section = if trimmed == "[federation]" {
-                "federation"
-            } else {
-                "other"
-            };
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            section = name.to_owned();
         }
         let key = trimmed.split('=').next().unwrap_or("").trim();
-        if section == "federation" && lines.iter().any(|(k, _)| *k == key) {
+        if placed(&section).iter().any(|(k, _)| *k == key) {
             continue;
         }
         out.push_str(line);
         out.push('\n');
-        if trimmed == "[federation]" {
-            for (k, v) in lines {
+        if trimmed.starts_with('[') {
+            for (k, v) in placed(&section) {
                 out.push_str(&format!("{k} = {v}\n"));
             }
         }
@@ -710,41 +716,10 @@ fn a_descriptor_claiming_a_roster_name_with_another_key_is_refused() {
 /// group moving the member to its new key), its earlier message stays readable on both sides,
 /// and its next message, signed with the new key, arrives.
 #[test]
-#[ignore = "known race: now and then the rotated member never learns its group under its new \
-            key (\"not a member\" for as long as one waits); run with --ignored while it is fixed"]
 fn a_rotated_node_keeps_its_group_and_history_and_peers_follow() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let key = authority_ok(root, &["init"]);
-    let (members, daemons) = start_nodes(root, &["rilo-wca", "customs-nl"], &key, |_| Vec::new());
-    let all: Vec<&Member> = members.iter().collect();
-    let signed = sign(
-        root,
-        "europe.toml",
-        &roster_toml(1, "valid_for = \"30days\"", &all, &[]),
-    );
-    for m in &members {
-        ok(&m.dir, &["roster", "load", signed.to_str().expect("utf-8")]);
-    }
+    let (members, daemons, group, before) = owner_and_member(tmp.path(), |_| Vec::new());
     let (owner, nl) = (&members[0], &members[1]);
-    for m in &members {
-        eventually(&format!("{} connected", m.name), || {
-            (connected(&m.dir) == 1).then_some(())
-        });
-    }
-    let group = ok(&owner.dir, &["group", "create", "Operation Heritage"]);
-    ok(&owner.dir, &["group", "add", &group, "customs-nl"]);
-    eventually("customs-nl holds the group", || {
-        let groups = json(&nl.dir, &["group", "list", "--json"]);
-        (groups.as_array().map(Vec::len) == Some(1)).then_some(())
-    });
-    let before = ok(
-        &nl.dir,
-        &["send", &group, "--subject", "s", "before the rotation"],
-    );
-    eventually("rilo receives the first message", || {
-        inbox_ids(&owner.dir).contains(&before).then_some(())
-    });
 
     let out = ok(&nl.dir, &["key", "rotate"]);
     assert!(out.contains(&format!("node {} is now", nl.id)), "{out}");
@@ -787,6 +762,310 @@ fn a_rotated_node_keeps_its_group_and_history_and_peers_follow() {
     }
     let read = json(&owner.dir, &["read", &after, "--json"]);
     assert_eq!(read["author_id"], new_id.as_str());
+    for d in daemons {
+        d.stop();
+    }
+}
+
+/// `rilo-wca` (owner) and `customs-nl` (member) from one roster, with `extra` config lines per
+/// node (see [`federation_config`]), connected, in one group, and a first message of
+/// customs-nl that rilo-wca received. Returns the nodes, the daemons, the group and the
+/// message.
+fn owner_and_member(
+    root: &Path,
+    extra: impl Fn(&str) -> Vec<(&'static str, String)>,
+) -> (Vec<Member>, Vec<Daemon>, String, String) {
+    let key = authority_ok(root, &["init"]);
+    let (members, daemons) = start_nodes(root, &["rilo-wca", "customs-nl"], &key, extra);
+    let all: Vec<&Member> = members.iter().collect();
+    let signed = sign(
+        root,
+        "europe.toml",
+        &roster_toml(1, "valid_for = \"30days\"", &all, &[]),
+    );
+    for m in &members {
+        ok(&m.dir, &["roster", "load", signed.to_str().expect("utf-8")]);
+    }
+    let (owner, nl) = (&members[0], &members[1]);
+    for m in &members {
+        eventually(&format!("{} connected", m.name), || {
+            (connected(&m.dir) == 1).then_some(())
+        });
+    }
+    let group = ok(&owner.dir, &["group", "create", "Operation Heritage"]);
+    ok(&owner.dir, &["group", "add", &group, "customs-nl"]);
+    eventually("customs-nl holds the group", || {
+        let groups = json(&nl.dir, &["group", "list", "--json"]);
+        (groups.as_array().map(Vec::len) == Some(1)).then_some(())
+    });
+    let before = ok(
+        &nl.dir,
+        &["send", &group, "--subject", "s", "before the rotation"],
+    );
+    eventually("rilo receives the first message", || {
+        inbox_ids(&owner.dir).contains(&before).then_some(())
+    });
+    (members, daemons, group, before)
+}
+
+/// The current epoch of `group` as `dir` holds it.
+fn epoch(dir: &Path, group: &str) -> u64 {
+    json(dir, &["group", "show", group, "--json"])["epoch"]
+        .as_u64()
+        .expect("epoch")
+}
+
+/// Posts `body` on `dir` as soon as the node lets it (a member waits for its owner's move
+/// after a rotation), and waits until `reader` holds it; returns its id.
+fn post_and_deliver(dir: &Path, group: &str, body: &str, reader: &Path) -> String {
+    let id = eventually(&format!("post {body:?}"), || {
+        let out = liaison(dir, &["send", group, "--subject", "s", body]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    eventually(&format!("{body:?} delivered"), || {
+        inbox_ids(reader).contains(&id).then_some(())
+    });
+    id
+}
+
+/// `liaison key rotate --exchange-only`: the node keeps its id, its owner opens an epoch whose
+/// key only the new exchange key unwraps, the member reads the owner's message of that epoch,
+/// and what it read under its old exchange key stays readable, after a restart too.
+#[test]
+fn an_exchange_key_rotation_opens_an_epoch_and_keeps_history_readable() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (members, mut daemons, group, before) = owner_and_member(tmp.path(), |_| Vec::new());
+    let (owner, nl) = (&members[0], &members[1]);
+    let first = epoch(&owner.dir, &group);
+    let from_owner = post_and_deliver(&owner.dir, &group, "under the old keys", &nl.dir);
+
+    let out = ok(&nl.dir, &["key", "rotate", "--exchange-only"]);
+    assert!(out.contains(&nl.id), "{out}");
+    let id = ok(&nl.dir, &["id"]);
+    assert_eq!(id.split_whitespace().nth(1), Some(nl.id.as_str()), "{id}");
+    eventually("the owner opens an epoch for the new exchange key", || {
+        (epoch(&owner.dir, &group) > first && epoch(&nl.dir, &group) > first).then_some(())
+    });
+    let new_epoch = epoch(&owner.dir, &group);
+    let owner_after = post_and_deliver(&owner.dir, &group, "under the new keys", &nl.dir);
+    let nl_after = post_and_deliver(&nl.dir, &group, "after the rotation", &owner.dir);
+
+    // The member's previous exchange key survives a restart: every epoch stays readable.
+    let nl_daemon = daemons.pop().expect("customs-nl");
+    nl_daemon.stop();
+    daemons.push(Daemon::start(&nl.dir));
+    for (id, body, epoch_at_least) in [
+        (&before, "before the rotation", first),
+        (&from_owner, "under the old keys", first),
+        (&owner_after, "under the new keys", new_epoch),
+        (&nl_after, "after the rotation", new_epoch),
+    ] {
+        let read = json(&nl.dir, &["read", id, "--json"]);
+        assert_eq!(read["body"], body, "{read}");
+        assert!(read["epoch"].as_u64() >= Some(epoch_at_least), "{read}");
+    }
+    let read = json(&owner.dir, &["read", &nl_after, "--json"]);
+    assert_eq!(read["body"], "after the rotation", "{read}");
+    assert_eq!(read["author_id"], nl.id.as_str());
+    for d in daemons {
+        d.stop();
+    }
+}
+
+/// `groups.rotate_after`: the owner opens new epochs on its own, the member follows, and
+/// messages of the new epochs are read on both sides.
+#[test]
+fn an_owner_rotates_group_epochs_on_its_timer() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (members, daemons, group, before) = owner_and_member(tmp.path(), |name| {
+        if name == "rilo-wca" {
+            vec![("groups.rotate_after", "\"1s\"".to_owned())]
+        } else {
+            Vec::new()
+        }
+    });
+    let (owner, nl) = (&members[0], &members[1]);
+    let first = json(&owner.dir, &["read", &before, "--json"])["epoch"]
+        .as_u64()
+        .expect("epoch");
+    eventually("two timed epochs later, on both nodes", || {
+        (epoch(&owner.dir, &group) >= first + 2 && epoch(&nl.dir, &group) >= first + 2)
+            .then_some(())
+    });
+    let from_owner = post_and_deliver(&owner.dir, &group, "a later epoch", &nl.dir);
+    let from_nl = post_and_deliver(&nl.dir, &group, "a later epoch too", &owner.dir);
+    for dir in [&owner.dir, &nl.dir] {
+        for (id, body) in [
+            (&before, "before the rotation"),
+            (&from_owner, "a later epoch"),
+            (&from_nl, "a later epoch too"),
+        ] {
+            let read = json(dir, &["read", id, "--json"]);
+            assert_eq!(read["body"], body, "{read}");
+        }
+        let read = json(dir, &["read", &from_nl, "--json"]);
+        assert!(read["epoch"].as_u64() >= Some(first + 2), "{read}");
+    }
+    // The member of the group is still the only other member: a timed epoch changes no one.
+    let g = json(&owner.dir, &["group", "show", &group, "--json"]);
+    assert_eq!(g["members"].as_array().map(Vec::len), Some(2), "{g}");
+    for d in daemons {
+        d.stop();
+    }
+}
+
+fn member(dir: &Path) -> Member {
+    let id = ok(dir, &["id"]);
+    let parts: Vec<&str> = id.split_whitespace().collect();
+    Member {
+        dir: dir.to_path_buf(),
+        name: parts[0].to_owned(),
+        id: parts[1].to_owned(),
+        address: parts[2].to_owned(),
+    }
+}
+
+/// The id of the first attachment message `id` names, as `dir` shows it.
+fn attachment_of(dir: &Path, id: &str) -> String {
+    let read = json(dir, &["read", id, "--json"]);
+    read["attachments"][0]["id"]
+        .as_str()
+        .expect("the message names an attachment")
+        .to_owned()
+}
+
+/// A file a revoked node attached to a message it created after its revocation time is
+/// withheld like the message: a node that learnt of the revocation neither opens it nor
+/// serves it to a peer that has not learnt of it yet (and still shows the message), while
+/// another author's file still travels between the same two nodes.
+#[test]
+fn a_revoked_authors_later_attachment_is_not_served() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let key = authority_ok(root, &["init"]);
+    let (o, b, x) = (
+        root.join("rilo-wca"),
+        root.join("customs-nl"),
+        root.join("rogue"),
+    );
+    init(&o, "rilo-wca");
+    init(&b, "customs-nl");
+    init(&x, "rogue");
+    // Only the owner trusts the authority; customs-nl fetches files only when asked.
+    federation_config(&o, &[("authorities", format!("[\"{key}\"]"))]);
+    federation_config(&b, &[("attachments.eager_max_mb", "0".to_owned())]);
+    let mut daemons = vec![Daemon::start(&o), Daemon::start(&b), Daemon::start(&x)];
+    link(&o, &b);
+    link(&o, &x);
+    link(&b, &x);
+    let group = ok(&o, &["group", "create", "Operation Heritage"]);
+    ok(&o, &["group", "add", &group, "customs-nl"]);
+    ok(&o, &["group", "add", &group, "rogue"]);
+    for dir in [&b, &x] {
+        eventually("the members hold the group", || {
+            let g = json(dir, &["group", "show", &group, "--json"]);
+            (g["members"].as_array().map(Vec::len) == Some(3)).then_some(())
+        });
+    }
+
+    let at_ms = now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let file = root.join("ledger.txt");
+    std::fs::write(&file, b"the rogue's ledger").expect("write");
+    let from_rogue = ok(
+        &x,
+        &[
+            "send",
+            &group,
+            "--subject",
+            "s",
+            "ledger",
+            "--attach",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    eventually("both nodes hold the rogue's message", || {
+        let ids = (inbox_ids(&o), inbox_ids(&b));
+        (ids.0.contains(&from_rogue) && ids.1.contains(&from_rogue)).then_some(())
+    });
+    let rogue_file = attachment_of(&o, &from_rogue);
+    // The owner fetches it at once (eagerly); customs-nl does not.
+    ok(
+        &o,
+        &[
+            "attachment",
+            "get",
+            &rogue_file,
+            "--wait",
+            "60",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    daemons.pop().expect("rogue").stop();
+
+    let owner = member(&o);
+    let rogue = member(&x);
+    let at = liaison_node::views::rfc3339(at_ms);
+    let roster = sign(
+        root,
+        "v1.toml",
+        &roster_toml(1, "valid_for = \"30days\"", &[&owner], &[(&rogue.id, &at)]),
+    );
+    ok(&o, &["roster", "load", roster.to_str().expect("utf-8")]);
+    eventually("the owner withholds the rogue's message", || {
+        (!liaison(&o, &["read", &from_rogue, "--json"])
+            .status
+            .success())
+        .then_some(())
+    });
+    let opened = liaison(&o, &["attachment", "get", &rogue_file, "--wait", "0"]);
+    assert!(!opened.status.success(), "the owner opens a withheld file");
+
+    // The same two nodes still pass another author's file.
+    let control = root.join("control.txt");
+    std::fs::write(&control, b"the owner's note").expect("write");
+    let from_owner = ok(
+        &o,
+        &[
+            "send",
+            &group,
+            "--subject",
+            "s",
+            "note",
+            "--attach",
+            control.to_str().expect("utf-8"),
+        ],
+    );
+    eventually("customs-nl holds the owner's message", || {
+        inbox_ids(&b).contains(&from_owner).then_some(())
+    });
+    let saved = root.join("saved.txt");
+    ok(
+        &b,
+        &[
+            "attachment",
+            "get",
+            &attachment_of(&b, &from_owner),
+            "--wait",
+            "60",
+            "-o",
+            saved.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(std::fs::read(&saved).expect("saved"), b"the owner's note");
+
+    // customs-nl, which knows nothing of the revocation, still shows the message and asks
+    // for its file; the rogue is down and the owner refuses.
+    assert_eq!(attachment_of(&b, &from_rogue), rogue_file);
+    let asked = liaison(&b, &["attachment", "get", &rogue_file, "--wait", "3"]);
+    assert!(
+        !asked.status.success(),
+        "customs-nl got the rogue's file: {}",
+        String::from_utf8_lossy(&asked.stdout)
+    );
     for d in daemons {
         d.stop();
     }

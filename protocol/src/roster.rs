@@ -44,7 +44,7 @@ pub const MAX_REASON_LEN: usize = 256;
 /// The most rotation statements a node keeps.
 pub const MAX_ROTATIONS: usize = 4096;
 /// The most identity rotations followed from one node id to its newest key.
-const MAX_ROTATION_CHAIN: usize = 64;
+pub(crate) const MAX_ROTATION_CHAIN: usize = 64;
 
 /// A federation authority's public key: a valid node id (WIRE.md §2.1) used only to sign
 /// rosters. Text form: 64 lowercase hex characters.
@@ -622,6 +622,11 @@ impl Federation {
     /// Every revocation seen, by node.
     pub fn revocations(&self) -> &BTreeMap<NodeId, Revocation> {
         &self.revoked
+    }
+
+    /// Every identity rotation held, each from the key rotated from to the key rotated to.
+    pub fn identity_rotations(&self) -> impl Iterator<Item = &Rotation> {
+        self.rotations.values().map(|(r, _)| r)
     }
 
     /// The key `node` rotated to, if it did (one step).

@@ -323,6 +323,10 @@ pub struct Policy {
     /// created at or after it are neither accepted nor served, and their descriptors are
     /// not shared.
     pub revoked: BTreeMap<NodeId, Timestamp>,
+    /// Identity rotations: each new key and the key it rotated from. A group's owner moves a
+    /// rotated member to its new key with a `Rekey` event; until that event is applied here,
+    /// the new key asking about a group its old key belongs to is expected, not a fault.
+    pub rotated: BTreeMap<NodeId, NodeId>,
 }
 
 /// A frame to send.
@@ -1335,14 +1339,25 @@ impl Engine {
         }
     }
 
+    /// Whether this node is a current member of `replica` under its current key or under a
+    /// key it rotated from: after an identity rotation, the owner's `Rekey` moving it to its
+    /// new key is learnt by syncing as the new key, so the old key's membership must still
+    /// count (a node that rotated is not a node that was removed).
+    fn is_mine(&self, replica: &Replica) -> bool {
+        replica.is_current_member(&self.identity.node_id())
+            || self
+                .previous
+                .iter()
+                .any(|(key, _)| replica.is_current_member(&key.node_id()))
+    }
+
     /// Sends `peer` a sync request for every group of which both are current members, except
     /// those for which an earlier request is still unanswered (and not yet timed out).
     fn sync_with(&mut self, now: Timestamp, peer: NodeId) {
-        let me = self.identity.node_id();
         let groups: Vec<GroupId> = self
             .groups
             .values()
-            .filter(|r| r.is_current_member(&peer) && r.is_current_member(&me))
+            .filter(|r| r.is_current_member(&peer) && self.is_mine(r))
             .map(|r| r.state.id())
             .collect();
         for group in groups {
@@ -1421,12 +1436,7 @@ impl Engine {
     /// unless one is unanswered and not yet timed out; a timed-out one makes the next ask for
     /// less. A node removed from a group (that knows it) asks nothing more about it.
     fn send_request(&mut self, now: Timestamp, peer: NodeId, group: GroupId) {
-        let me = self.identity.node_id();
-        if self
-            .groups
-            .get(&group)
-            .is_some_and(|r| !r.is_current_member(&me))
-        {
+        if self.groups.get(&group).is_some_and(|r| !self.is_mine(r)) {
             return;
         }
         let timeout = self.config.response_timeout_ms;
@@ -2137,6 +2147,20 @@ impl Engine {
     /// that was removed gets the control events up to its removal, so that it learns of it, and
     /// nothing else; one this node may lag behind on (its chain is longer) is asked back; any
     /// other request concerns the peer in no way.
+    /// Whether `peer` is the newest key of a current member of `replica`, by the identity
+    /// rotations of the policy (followed back a bounded number of steps).
+    fn rotated_from_member(&self, replica: &Replica, peer: NodeId) -> bool {
+        let mut key = peer;
+        for _ in 0..crate::roster::MAX_ROTATION_CHAIN {
+            match self.policy.rotated.get(&key) {
+                Some(old) if replica.is_current_member(old) => return true,
+                Some(old) => key = *old,
+                None => return false,
+            }
+        }
+        false
+    }
+
     fn answer_non_member(&mut self, now: Timestamp, peer: NodeId, req: &SyncRequest) {
         let Some(replica) = self.groups.get(&req.group) else {
             return;
@@ -2165,6 +2189,9 @@ impl Engine {
             }
             // Added again in an epoch this node has not applied yet, perhaps: ask.
             _ if req.control_seq > seq => self.request_sync(now, peer, req.group),
+            // The new key of a member whose move (`Rekey`) is not applied here yet: the owner
+            // pushes the event to it once it is.
+            None if self.rotated_from_member(replica, peer) => {}
             Some(_) => self.reject(
                 peer,
                 Rejection::Irrelevant("a sync request from a removed member that knows it"),

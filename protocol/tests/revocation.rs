@@ -351,6 +351,7 @@ impl Sim {
         self.nodes[i].engine.set_policy(Policy {
             names: BTreeMap::new(),
             revoked,
+            rotated: BTreeMap::new(),
         });
         self.link_down(i, X);
         if i == O {

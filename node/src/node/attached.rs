@@ -133,11 +133,16 @@ impl Actor {
         }
     }
 
-    /// The attachment `id` as stored message `message` names it.
+    /// The attachment `id` as stored message `message` names it; none if the message is
+    /// withheld (its author removed or revoked before it), so that such a file is neither
+    /// fetched nor served to peers.
     fn wanted_from_message(&self, message: MessageId, id: AttachmentId) -> Option<FetchWanted> {
         let bytes = self.store.message(&message).ok()??;
         let (_, header, _) = message::decode(&bytes).ok()?;
         let state = self.engine.group(&header.group)?;
+        if self.withheld(state, &header) {
+            return None;
+        }
         let (_, content) = message::verify_and_open(&bytes, state).ok()?;
         let reference = content
             .payload
