@@ -42,6 +42,8 @@
 //! | `DELETE /v1/users/{name}/grants/{group}`     | admin   | revoke a grant                    |
 //! | `GET /v1/audit[?since_ms=T]`                 | admin   | the audit log                     |
 //! | `GET /v1/audit/verify`                       | admin   | check the audit chain             |
+//! | `POST /v1/audit/verify`                      | admin   | check it against a checkpoint     |
+//! | `POST /v1/audit/checkpoint`                  | admin   | sign the chain's head now         |
 //! | `GET /v1/openapi.json`                       | no token | this API's OpenAPI 3.1 description (see [`crate::openapi`]) |
 //!
 //! Every route here is described in [`crate::openapi`]; a test there compares the two.
@@ -112,6 +114,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let refusals = Arc::new(crate::audit::refused::Refusals::new(audit.clone()));
+    let checkpoints = crate::audit::checkpoint::run(audit.clone(), dir.clone(), shutdown.clone());
     let state = AppState {
         node,
         accounts,
@@ -131,7 +134,7 @@ pub async fn serve(
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move { stopping.cancelled().await });
-    let (result, ()) = tokio::join!(server, refusals.run(shutdown));
+    let (result, (), ()) = tokio::join!(server, refusals.run(shutdown), checkpoints);
     if let Err(e) = result {
         warn!(error = %e, "API server failed");
     }
@@ -179,7 +182,11 @@ fn router(state: AppState) -> Router {
         .route("/v1/quarantine", get(quarantined).post(quarantine))
         .route("/v1/quarantine/{id}", delete(release))
         .route("/v1/audit", get(audit_log))
-        .route("/v1/audit/verify", get(audit_verify))
+        .route(
+            "/v1/audit/verify",
+            get(audit_verify).post(audit_verify_checkpoint),
+        )
+        .route("/v1/audit/checkpoint", post(audit_checkpoint))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY));
@@ -1479,5 +1486,47 @@ async fn audit_verify(
         .and_then(|r| r);
     Ok(Json(
         s.audited(&who, "audit.verify", "audit", result).await?,
+    ))
+}
+
+/// `POST /v1/audit/checkpoint`: the chain's head, signed now (its own record included).
+async fn audit_checkpoint(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<crate::audit::checkpoint::Checkpoint> {
+    s.admin_only(&who, "audit.checkpoint", "audit").await?;
+    // Recorded and durable first, so that the checkpoint covers its own request.
+    s.audited(&who, "audit.checkpoint", "audit", Ok(())).await?;
+    let dir = s.dir.clone();
+    let key = tokio::task::spawn_blocking(move || dir.identity_key())
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+    let checkpoint = crate::audit::checkpoint::take(&s.audit, &key)
+        .await
+        .ok_or_else(|| Error::NotYet("the audit log is empty".into()))?;
+    Ok(Json(checkpoint))
+}
+
+/// `POST /v1/audit/verify` with a checkpoint this node signed: the chain, and that the record
+/// the checkpoint names still has the signed hash.
+async fn audit_verify_checkpoint(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<crate::audit::checkpoint::Checkpoint>, JsonRejection>,
+) -> ApiResult<Verification> {
+    let Json(checkpoint) = body?;
+    s.admin_only(&who, "audit.verify", "audit").await?;
+    let target = format!("audit checkpoint {}", checkpoint.seq);
+    let dir = s.dir.clone();
+    let store = s.audit.store().clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let anchor = checkpoint.check(&dir.node_id()?)?;
+        crate::audit::read::verify(&store, Some(anchor))
+    })
+    .await
+    .map_err(|_| Error::ShuttingDown)
+    .and_then(|r| r);
+    Ok(Json(
+        s.audited(&who, "audit.verify", &target, result).await?,
     ))
 }

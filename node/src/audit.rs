@@ -16,6 +16,7 @@ use crate::accounts::Principal;
 use crate::error::{Error, Result};
 use crate::store::{DurableTicket, NewMessage, Store};
 
+pub mod checkpoint;
 pub mod read;
 pub mod refused;
 
@@ -276,6 +277,12 @@ impl AuditLog {
         verify(&self.store)
     }
 
+    /// The number and hash of the last record (0 and all zero while the log is empty).
+    pub async fn head(&self) -> (u64, [u8; 32]) {
+        let head = self.head.lock().await;
+        (head.seq, head.hash)
+    }
+
     /// The store the log is kept in, for readers that page through it ([`read`]).
     pub fn store(&self) -> &Store {
         &self.store
@@ -293,6 +300,9 @@ pub struct Verification {
     pub first_broken: Option<u64>,
     /// Why it is broken.
     pub reason: Option<String>,
+    /// The record whose signed checkpoint the chain was checked against, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
 }
 
 /// Checks the audit chain in `store` and names the first broken record (a page of records

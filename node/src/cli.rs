@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -230,9 +230,18 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// `verify`: check the hash chain and name the first broken record.
-        #[arg(value_parser = ["verify"])]
+        /// `verify`: check the hash chain and name the first broken record. `checkpoint`:
+        /// have the node sign the chain's head now, and write it to `--out`; keep it where
+        /// whoever can write the node's store cannot change it.
+        #[arg(value_parser = ["verify", "checkpoint"])]
         action: Option<String>,
+        /// With `checkpoint`: the file to write the signed checkpoint to.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// With `verify`: also check that the log still holds the record this checkpoint
+        /// signed (a history rewritten before it, hashes recomputed and all, does not).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
     /// Take a stored message out of this node's views, or put it back (admin token needed).
     #[command(subcommand)]
@@ -939,7 +948,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             since,
             json,
             action,
-        } => audit(&client()?, since, json, action.is_some()).await,
+            out,
+            checkpoint,
+        } => match action.as_deref() {
+            Some("checkpoint") => {
+                let out = out.ok_or_else(|| {
+                    Error::Invalid("audit checkpoint needs --out FILE to write it to".into())
+                })?;
+                audit_checkpoint(&client()?, &out, json).await
+            }
+            Some(_) => audit_verify(&client()?, checkpoint.as_deref(), json).await,
+            None => audit(&client()?, since, json).await,
+        },
         Cmd::Quarantine(cmd) => quarantine(&client()?, cmd).await,
         Cmd::Watch { group, json } => watch(&client()?, group, json).await,
         Cmd::Status { json } => {
@@ -1726,25 +1746,69 @@ fn format_grants(u: &crate::api::UserView) -> String {
         .join(" ")
 }
 
-async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool) -> Result<()> {
-    use crate::audit::{AuditRecord, Verification};
-    if verify {
-        let v: Verification = client.get("/v1/audit/verify").await?;
-        if json {
-            return print_json(&v);
-        }
-        return match v.first_broken {
-            None => {
-                say!("audit log intact: {} records", v.records);
-                Ok(())
-            }
-            Some(seq) => Err(Error::Corrupt(format!(
-                "audit log broken at record {seq} of {}: {}",
-                v.records,
-                v.reason.unwrap_or_default()
-            ))),
-        };
+/// `liaison audit checkpoint --out FILE`.
+async fn audit_checkpoint(client: &Client, out: &Path, json: bool) -> Result<()> {
+    use crate::audit::checkpoint::Checkpoint;
+    let c: Checkpoint = client
+        .post("/v1/audit/checkpoint", &serde_json::json!({}))
+        .await?;
+    let text = serde_json::to_string_pretty(&c).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(out, format!("{text}\n"))
+        .map_err(|e| Error::io(format!("cannot write {}", out.display()), e))?;
+    if json {
+        return print_json(&c);
     }
+    say!(
+        "checkpoint of audit record {} signed at {} written to {}",
+        c.seq,
+        views::rfc3339(c.at_ms),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `liaison audit verify [--checkpoint FILE]`.
+async fn audit_verify(client: &Client, checkpoint: Option<&Path>, json: bool) -> Result<()> {
+    use crate::audit::checkpoint::Checkpoint;
+    use crate::audit::Verification;
+    let v: Verification = match checkpoint {
+        None => client.get("/v1/audit/verify").await?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            let c: Checkpoint = serde_json::from_str(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{} is not an audit checkpoint: {e}",
+                    path.display()
+                ))
+            })?;
+            client.post("/v1/audit/verify", &c).await?
+        }
+    };
+    if json {
+        return print_json(&v);
+    }
+    match v.first_broken {
+        None => {
+            match v.checkpoint {
+                Some(seq) => say!(
+                    "audit log intact: {} records; record {seq} is the one the checkpoint signed",
+                    v.records
+                ),
+                None => say!("audit log intact: {} records", v.records),
+            }
+            Ok(())
+        }
+        Some(seq) => Err(Error::Corrupt(format!(
+            "audit log broken at record {seq} of {}: {}",
+            v.records,
+            v.reason.unwrap_or_default()
+        ))),
+    }
+}
+
+async fn audit(client: &Client, since: Option<String>, json: bool) -> Result<()> {
+    use crate::audit::AuditRecord;
     let since_ms = match since {
         None => 0,
         Some(text) => parse_since(&text)?,

@@ -383,3 +383,129 @@ fn refused_requests_are_audited_within_bounds_and_the_disk_floor_refuses_posts()
     assert!(common::ok(&data, &["audit", "verify"]).contains("intact"));
     daemon.stop();
 }
+
+/// Rewrites the target of audit record `seq` in a stopped node's store and recomputes the
+/// hash of it and of every later record, as anyone who can write the store can; returns the
+/// record as it was. (The store is opened once: sled keeps its lock a while after a drop.)
+fn rewrite_audit_record(data: &Path, seq: u64, target: &str) -> serde_json::Value {
+    let db = sled::open(data.join("store")).expect("open the store's index");
+    let tree = db.open_tree("audit-v1").expect("audit tree");
+    let hash_of = |v: &[u8]| -> [u8; 32] {
+        let r: serde_json::Value = serde_json::from_slice(v).expect("record");
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(r["hash"].as_str().expect("hash"), &mut h).expect("hex");
+        h
+    };
+    let mut prev = match tree.get((seq - 1).to_be_bytes()).expect("read") {
+        Some(v) => hash_of(&v),
+        None => [0u8; 32],
+    };
+    let mut original = serde_json::Value::Null;
+    let records: Vec<(sled::IVec, sled::IVec)> = tree
+        .range(seq.to_be_bytes()..)
+        .map(|item| item.expect("read"))
+        .collect();
+    for (k, v) in records {
+        let mut r: serde_json::Value = serde_json::from_slice(&v).expect("record");
+        if r["seq"] == seq {
+            original = r.clone();
+            r["target"] = target.into();
+        }
+        let text = |key: &str| serde_json::to_string(&r[key]).expect("json");
+        // The hashed form: seq, at_ms, actor, action, target, outcome, in this order.
+        let body = format!(
+            "{{\"seq\":{},\"at_ms\":{},\"actor\":{},\"action\":{},\"target\":{},\"outcome\":{}}}",
+            r["seq"],
+            r["at_ms"],
+            text("actor"),
+            text("action"),
+            text("target"),
+            text("outcome")
+        );
+        let mut h = blake3::Hasher::new_derive_key(liaison_node::audit::AUDIT_CONTEXT);
+        h.update(&prev);
+        h.update(body.as_bytes());
+        let hash = *h.finalize().as_bytes();
+        r["prev"] = hex::encode(prev).into();
+        r["hash"] = hex::encode(hash).into();
+        tree.insert(k, serde_json::to_vec(&r).expect("json"))
+            .expect("write");
+        prev = hash;
+    }
+    db.flush().expect("flush");
+    original
+}
+
+/// A checkpoint the node signs is kept outside the node; whoever rewrites the audit log in the
+/// store and recomputes every hash fools the plain chain check, not the check against the
+/// checkpoint. A checkpoint that was altered is refused.
+#[test]
+fn a_signed_checkpoint_exposes_a_rewritten_audit_log() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    let daemon = Daemon::start(&data);
+    common::ok(&data, &["group", "create", "ops"]);
+    common::ok(&data, &["send", "ops", "--subject", "Seizure", "12 icons"]);
+    let file = tmp.path().join("checkpoint.json");
+    let said = common::ok(
+        &data,
+        &["audit", "checkpoint", "--out", &file.display().to_string()],
+    );
+    assert!(said.contains("checkpoint of audit record"), "{said}");
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("checkpoint file")).expect("json");
+    let seq = checkpoint["seq"].as_u64().expect("seq");
+    assert!(seq >= 3, "{checkpoint}");
+    let against = [
+        "audit",
+        "verify",
+        "--checkpoint",
+        &file.display().to_string(),
+    ];
+    let ok = common::ok(&data, &against);
+    assert!(ok.contains("the one the checkpoint signed"), "{ok}");
+    // An altered checkpoint is refused.
+    let mut altered = checkpoint.clone();
+    altered["seq"] = (seq - 1).into();
+    let altered_file = tmp.path().join("altered.json");
+    std::fs::write(&altered_file, altered.to_string()).expect("write");
+    let out = liaison(
+        &data,
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            &altered_file.display().to_string(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("signature does not verify"), "{err}");
+    common::ok(
+        &data,
+        &["send", "ops", "--subject", "Later", "after the checkpoint"],
+    );
+    daemon.stop();
+
+    // Record 2 (the first post) is rewritten, every later hash recomputed.
+    let before = rewrite_audit_record(&data, 2, "nothing to see");
+    assert_eq!(before["action"], "post", "{before}");
+
+    let daemon = Daemon::start(&data);
+    let log = common::json(&data, &["audit", "--json"]);
+    assert_eq!(log[1]["target"], "nothing to see");
+    let plain = common::ok(&data, &["audit", "verify"]);
+    assert!(plain.contains("intact"), "the plain check: {plain}");
+    let out = liaison(&data, &against);
+    assert!(
+        !out.status.success(),
+        "the check against the checkpoint missed the rewrite"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("broken at record {seq}")) && err.contains("rewritten"),
+        "{err}"
+    );
+    daemon.stop();
+}

@@ -151,12 +151,14 @@ pub fn verify(store: &Store, anchor: Option<Anchor>) -> Result<Verification> {
             intact: true,
             first_broken: None,
             reason: None,
+            checkpoint: anchor.map(|a| a.seq),
         },
         Some((seq, reason)) => Verification {
             records: count,
             intact: false,
             first_broken: Some(seq),
             reason: Some(reason),
+            checkpoint: anchor.map(|a| a.seq),
         },
     })
 }
