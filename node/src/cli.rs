@@ -514,7 +514,11 @@ pub enum StoreCmd {
     ///
     /// Exits 0 if the store is sound, 1 if anything is damaged or missing; the report says what,
     /// and whether `liaison store rebuild` would help.
-    Check,
+    Check {
+        /// Print the report as one JSON document (the exit code is the same).
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild the store's index (sled's files) from the envelope log.
     ///
     /// Stop the node first. Use it when `liaison store check` reports entries the index lacks,
@@ -526,7 +530,11 @@ pub enum StoreCmd {
     /// the accounts again (receipts come back from peers).
     ///
     /// A start rebuilds the index by itself when sled's files do not open at all.
-    Rebuild,
+    Rebuild {
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `liaison group ...`.
@@ -1026,8 +1034,21 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
     let options = dir.config()?.store.options();
     let path = dir.store_path();
     match cmd {
-        StoreCmd::Check => {
+        StoreCmd::Check { json } => {
             let r = Store::check(&path, &options)?;
+            if json {
+                let mut value =
+                    serde_json::to_value(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("sound".into(), r.is_sound().into());
+                }
+                print_json(&value)?;
+                return if r.is_sound() {
+                    Ok(())
+                } else {
+                    Err(Error::Corrupt("the store is damaged".into()))
+                };
+            }
             say!("store     {}", path.display());
             say!("messages  {} in the index", r.messages);
             say!(
@@ -1071,8 +1092,11 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
                 ))
             }
         }
-        StoreCmd::Rebuild => {
+        StoreCmd::Rebuild { json } => {
             let r = Store::rebuild(&path, &options)?;
+            if json {
+                return print_json(&r);
+            }
             say!(
                 "rebuilt the index of {} from the envelope log: {} messages",
                 path.display(),
