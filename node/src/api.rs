@@ -369,10 +369,6 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .into_response();
     };
     let Some(who) = state.accounts.authenticate(presented) else {
-        warn!(
-            path = %crate::audit::refused::short(&target, crate::audit::refused::MAX_PATH),
-            "API request with a wrong token refused"
-        );
         state
             .refusals
             .record(

@@ -110,6 +110,14 @@ impl Refusals {
                 short(method, 16),
                 short(path, MAX_PATH)
             );
+            // Logged as it is recorded: the first of its kind in an interval.
+            warn!(
+                request = %target,
+                actor = %kind.actor,
+                outcome = %kind.outcome,
+                "API request refused (repeats within a minute are counted in the audit log, \
+                 not logged)"
+            );
             self.write(&kind.actor, &kind.action, &target, &kind.outcome)
                 .await;
         }
