@@ -485,6 +485,8 @@ enum Internal {
     Durable {
         ids: Vec<MessageId>,
         failed: Vec<MessageId>,
+        /// What the written messages name, already in the attachment index.
+        named: Vec<FetchWanted>,
     },
     /// A batch of local posts was written (or failed to be): one input for the whole batch.
     /// With each post, why its audit record could not be written, if it could not.
@@ -511,10 +513,6 @@ enum Internal {
         peer: NodeId,
         request: liaison_protocol::transfer::ChunkRequest,
         reply: oneshot::Sender<Option<AttachmentRef>>,
-    },
-    /// Messages naming attachments are in the attachment index.
-    AttachmentsNamed {
-        jobs: Vec<FetchWanted>,
     },
     /// A fetch ended.
     FetchDone {
@@ -1427,9 +1425,37 @@ impl Actor {
             return;
         }
         self.post_writing = true;
+        let named: Vec<FetchWanted> = posts
+            .iter()
+            .flat_map(|(sealed, _, _)| {
+                let place = sealed.header.place();
+                let id = sealed.id;
+                self.posted_attachments
+                    .get(&id)
+                    .into_iter()
+                    .flatten()
+                    .map(move |reference| FetchWanted {
+                        reference: reference.clone(),
+                        message: id,
+                        group: place.group,
+                        author: place.author,
+                        from: None,
+                    })
+            })
+            .collect();
         let store = self.store.clone();
+        let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
+            if let Err(e) = attached::index_ahead(&attachments, &named).await {
+                let posts = posts
+                    .into_iter()
+                    .map(|(sealed, reply, _)| (sealed, reply, None))
+                    .collect();
+                let result = Err(format!("cannot index the attachments it names: {e}"));
+                let _ = tx.send(Internal::PostsStored { posts, result }).await;
+                return;
+            }
             let batch = posts
                 .iter()
                 .map(|(sealed, _, _)| NewMessage {
@@ -1465,10 +1491,37 @@ impl Actor {
         self.received_writes += 1;
         let batch = std::mem::take(&mut self.received);
         self.pending_writes += 1;
+        let named: Vec<FetchWanted> = batch
+            .iter()
+            .filter_map(|m| {
+                let (from, place, refs) = self.accepted_attachments.remove(&m.id)?;
+                let id = m.id;
+                Some(refs.into_iter().map(move |reference| FetchWanted {
+                    reference,
+                    message: id,
+                    group: place.group,
+                    author: place.author,
+                    from: Some(from),
+                }))
+            })
+            .flatten()
+            .collect();
         let store = self.store.clone();
+        let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
+            if let Err(e) = attached::index_ahead(&attachments, &named).await {
+                warn!(error = %e, "cannot index the attachments of received messages; they are not stored now and are asked for again");
+                let _ = tx
+                    .send(Internal::Durable {
+                        ids: Vec::new(),
+                        failed: ids,
+                        named: Vec::new(),
+                    })
+                    .await;
+                return;
+            }
             let (durable, failed) = match store.insert_messages(batch).await {
                 Ok(outcomes) => {
                     let mut durable = Vec::new();
@@ -1492,6 +1545,7 @@ impl Actor {
                 .send(Internal::Durable {
                     ids: durable,
                     failed,
+                    named,
                 })
                 .await;
         });
@@ -1628,10 +1682,11 @@ impl Actor {
             } => {
                 debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
                 self.directory.insert(node, *descriptor);
-                let store = self.store.clone();
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{node}"), &bytes);
                 tokio::spawn(async move {
-                    let key = format!("{DIRECTORY_PREFIX}{node}");
-                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                    if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
                 });
@@ -1695,11 +1750,11 @@ impl Actor {
                 // Known through a roster: kept as a directory entry, so that it can be added to
                 // a group after a restart before it connects again.
                 self.directory.insert(peer, descriptor);
-                let store = self.store.clone();
-                let bytes = bytes.to_vec();
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{peer}"), bytes);
                 tokio::spawn(async move {
-                    let key = format!("{DIRECTORY_PREFIX}{peer}");
-                    if let Err(e) = store.put_meta(&key, &bytes).await {
+                    if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
                 });
@@ -1754,7 +1809,7 @@ impl Actor {
                     entry.last_error = Some(error);
                 }
             }
-            Internal::Durable { ids, failed } => {
+            Internal::Durable { ids, failed, named } => {
                 self.pending_writes = self.pending_writes.saturating_sub(1);
                 self.received_writes = self.received_writes.saturating_sub(1);
                 if !failed.is_empty() {
@@ -1764,21 +1819,14 @@ impl Actor {
                         self.accepted_attachments.remove(id);
                     }
                 }
-                let named: Vec<FetchWanted> = ids
-                    .iter()
-                    .filter_map(|id| {
-                        let (from, place, refs) = self.accepted_attachments.remove(id)?;
-                        Some(refs.into_iter().map(move |reference| FetchWanted {
-                            reference,
-                            message: *id,
-                            group: place.group,
-                            author: place.author,
-                            from: Some(from),
-                        }))
-                    })
-                    .flatten()
-                    .collect();
-                self.index_attachments(named);
+                // Written, and indexed before that: fetch the eager ones.
+                let written: HashSet<MessageId> = ids.iter().copied().collect();
+                self.fetch_eager(
+                    named
+                        .into_iter()
+                        .filter(|w| written.contains(&w.message))
+                        .collect(),
+                );
                 self.metrics.stored_from_peers(ids.len());
                 self.engine.handle_durable(now(), &ids);
                 if self.events.receiver_count() > 0 && !ids.is_empty() {
@@ -1816,20 +1864,9 @@ impl Actor {
                             self.engine.commit_local_message(&sealed);
                             self.note_origin(sealed.id, &sealed.header);
                             if let Some(refs) = self.posted_attachments.remove(&sealed.id) {
+                                // Indexed before the write (`attached::index_ahead`).
                                 let ids: Vec<AttachmentId> = refs.iter().map(|r| r.id).collect();
                                 self.attachments.posted(&ids);
-                                let place = sealed.header.place();
-                                self.index_attachments(
-                                    refs.into_iter()
-                                        .map(|reference| FetchWanted {
-                                            reference,
-                                            message: sealed.id,
-                                            group: place.group,
-                                            author: place.author,
-                                            from: None,
-                                        })
-                                        .collect(),
-                                );
                             }
                             let _ = self.new_messages.send(sealed.id);
                             let _ = reply.send(match audit_failed {
@@ -1901,14 +1938,6 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.serve_attachment(peer, &request));
-            }
-            Internal::AttachmentsNamed { jobs } => {
-                for job in jobs {
-                    let eager = job.reference.size <= self.attachments.options().eager_max_bytes;
-                    if job.from.is_some() && eager {
-                        self.want_attachment(job);
-                    }
-                }
             }
             Internal::FetchDone { id, result } => {
                 self.fetching.remove(&id);

@@ -260,3 +260,76 @@ fn power_loss_keeps_every_acknowledged_post() {
 fn remove_tree(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A post that names an attachment: once the API answered it, a power cut keeps not only the
+/// message and the file but also the index entry that lets an officer open the file through
+/// the message. Each round posts one such message, cuts the power as soon as the answer is in,
+/// and opens the file on the disk that survived.
+#[test]
+fn power_loss_keeps_a_posted_attachment_openable() {
+    let Some(lib) = fault_fs::library() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let disk = |n: u64| tmp.path().join(format!("disk{n}"));
+    let log = tmp.path().join("node.log");
+    init(&disk(0), "victim");
+    let group = {
+        let d = Daemon::start(&disk(0));
+        let group = ok(&disk(0), &["group", "create", "power"]);
+        d.stop();
+        group
+    };
+    for round in 0..3u64 {
+        let (here, next) = (disk(round), disk(round + 1));
+        copy_tree(&here, &next);
+        let mut node = Node::start_under(&lib, &here, &log, &[("FAULT_FS_SHADOW", &next)]);
+        let file = tmp.path().join(format!("seizure-{round}.txt"));
+        let content = format!("inventory of seizure {round}");
+        std::fs::write(&file, &content).expect("write");
+        let id = ok(
+            &here,
+            &[
+                "send",
+                &group,
+                "--subject",
+                "seizure",
+                "see the file",
+                "--attach",
+                file.to_str().expect("utf-8"),
+            ],
+        );
+        // The power cut, as soon as the answer is in.
+        node.kill();
+        remove_tree(&here);
+
+        let mut after = Node::start(&next, &log, &[]);
+        let read = common::json(&next, &["read", &id, "--json"]);
+        let attachment = read["attachments"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("round {round}: the message names no attachment: {read}"))
+            .to_owned();
+        let saved = tmp.path().join("saved.txt");
+        let out = common::liaison(
+            &next,
+            &[
+                "attachment",
+                "get",
+                &attachment,
+                "--wait",
+                "0",
+                "-o",
+                saved.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "round {round}: the attachment of an acknowledged post does not open after a power \
+             cut: {}\nthe node's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            after.log_tail()
+        );
+        assert_eq!(std::fs::read_to_string(&saved).expect("saved"), content);
+        after.stop();
+    }
+}

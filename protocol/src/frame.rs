@@ -136,7 +136,9 @@ pub struct SyncResponse {
     /// Envelopes the requester lacks.
     #[serde(with = "crate::codec::bytes::list")]
     pub envelopes: Vec<Vec<u8>>,
-    /// More is available: request again after applying this.
+    /// The responder left out something it holds that the requester lacks by its request
+    /// (WIRE.md §8). The requester asks again at once only if this answer brought something
+    /// new; asking again on every `more` doubles every later answer when two requests cross.
     pub more: bool,
 }
 

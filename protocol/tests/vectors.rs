@@ -21,14 +21,17 @@ use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
 use liaison_protocol::attachment::{self, AttachmentId, AttachmentKey, AttachmentRef};
 use liaison_protocol::codec;
 use liaison_protocol::frame::{HeldRange, SyncRequest, SyncResponse, VectorEntry};
-use liaison_protocol::group::{decode_control, Change, Cutoff, LocalKeys};
+use liaison_protocol::group::{decode_control, Applied, Change, Cutoff, LocalKeys};
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Draft};
 use liaison_protocol::receipt::Receipt;
+use liaison_protocol::record;
+use liaison_protocol::record::check::{self, Check, Checker};
 use liaison_protocol::record::codes::MessageRef;
 use liaison_protocol::record::{Feedback, Outcome, Record};
 use liaison_protocol::roster::{
-    AuthorityKey, Entry, Kind, Revocation, Roster, Rotation, SignedRoster,
+    Admission, AuthorityKey, Entry, Federation, Kind, Revocation, Roster, RosterUpdate, Rotation,
+    RotationUpdate, SignedRoster,
 };
 use liaison_protocol::transfer::{self, ChunkRequest, ChunkResponse};
 use liaison_protocol::{
@@ -150,6 +153,7 @@ const NEW_OWNER_ID_SEED: [u8; 32] = [0x16; 32];
 const NEW_OWNER_X_SEED: [u8; 32] = [0x17; 32];
 const REKEY_OWNER_RNG_SEED: [u8; 32] = [0x18; 32];
 const ROTATE_AFTER_REKEY_RNG_SEED: [u8; 32] = [0x19; 32];
+const REMOVE_WITH_CUTOFF_RNG_SEED: [u8; 32] = [0x1a; 32];
 const DAY_MS: u64 = 86_400_000;
 
 /// The order of the ed25519 base point, little-endian.
@@ -625,6 +629,39 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     reader_state.apply(&c2, Some(reader_keys)).expect("applies");
     v.push(("control-2", c2.clone()));
     v.push(("epoch-2-key", epoch_2_key.to_vec()));
+
+    // Event 2 as an owner could also have signed it: the member's wrapped ciphertext empty.
+    // Nobody but the member can tell, so every node applies it (§4); the member holds no key.
+    let (signed_c2, event_c2) = decode_control(&c2).expect("decodes");
+    let member_ct = &event_c2
+        .keys
+        .iter()
+        .find(|k| k.member == member_id)
+        .expect("wrapped to the member")
+        .ciphertext;
+    let at = signed_c2
+        .body
+        .windows(8 + member_ct.len())
+        .position(|win| win[..8] == 48u64.to_be_bytes() && win[8..] == member_ct[..])
+        .expect("the member's ciphertext in the body");
+    let mut body = signed_c2.body[..at].to_vec();
+    body.extend_from_slice(&0u64.to_be_bytes());
+    body.extend_from_slice(&signed_c2.body[at + 8 + member_ct.len()..]);
+    let signature = sign(&OWNER_ID_SEED, b"liaison/v1/control\0", &body);
+    let unopenable = w.u8(1).bytes(&body).raw(&signature).done();
+    for (keys, opens) in [(member_keys, false), (owner_keys, true)] {
+        let mut fresh = GroupState::from_genesis(&genesis, Some(keys)).expect("genesis");
+        assert_eq!(
+            fresh.apply(&unopenable, Some(keys)),
+            Ok(Applied::New {
+                epoch: 2,
+                have_key: opens
+            })
+        );
+        assert_eq!(fresh.role(&member_id), Some(Role::Member));
+        assert_eq!(fresh.epoch_key(2).is_some(), opens);
+    }
+    v.push(("control-2-unopenable", unopenable));
 
     // Event 3 adds a reader: three wrapped keys.
     let c3 = control(
@@ -1223,6 +1260,14 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     assert_eq!(Rotation::verify(&rotation_bytes), Ok(rotation));
     v.push(("new-member-node-id", new_member_id.as_bytes().to_vec()));
     v.push(("rotation", rotation_bytes.clone()));
+    // The same statement with the old key's signature in both places: whoever holds only the
+    // old key cannot prove it holds the new one (§12.4), so it is refused.
+    let one_signer = w.u8(1).bytes(&body).raw(&old_sig).raw(&old_sig).done();
+    assert_eq!(
+        Rotation::verify(&one_signer),
+        Err(Rejection::BadSignature("rotation"))
+    );
+    v.push(("negative-rotation-old-key-only", one_signer));
 
     // The owner moves to a new exchange key only.
     let owner_new_x = ExchangeSecret::from_seed(&OWNER_NEW_X_SEED);
@@ -1355,8 +1400,164 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     // Messages signed under the old keys stay valid: their authors were members then.
     assert!(message::verify(&red.bytes, &owner_state).is_ok());
     assert!(message::verify(&sealed.bytes, &owner_state).is_ok());
+    // Event 9: the new owner removes the member's new key the way the reference node removes a
+    // member, with its cut-off (seq 2 in epoch 6; nothing in epochs 7 and 8): one wrapped key.
+    let c9 = owner_state
+        .propose(
+            &new_owner,
+            Change::RemoveWithCutoff {
+                member: new_member_id,
+                cutoff: vec![Cutoff { epoch: 6, seq: 2 }],
+            },
+            Timestamp(T0 + 13 * DAY_MS),
+            &mut ChaCha20Rng::from_seed(REMOVE_WITH_CUTOFF_RNG_SEED),
+        )
+        .expect("the new owner removes");
+    check_control(
+        &c9,
+        &ExpectControl {
+            seq: 9,
+            prev: derive("liaison/v1/control-hash", &[&c8]),
+            created_at: T0 + 13 * DAY_MS,
+            change: w
+                .u32(5) // Change::RemoveWithCutoff
+                .raw(new_member_id.as_bytes())
+                .u64(1) // one cut-off entry
+                .u64(6)
+                .u64(2)
+                .done(),
+            members: &[(new_owner_id, new_owner_x.public())],
+            rng_seed: REMOVE_WITH_CUTOFF_RNG_SEED,
+            signer_seed: NEW_OWNER_ID_SEED,
+        },
+        &mut w,
+    );
+    owner_state.apply(&c9, None).expect("applies");
+    assert_eq!(owner_state.role(&new_member_id), None);
+    // §4: the member's seqs above 2 in epoch 6, and every seq in epochs 7 and 8, are beyond the
+    // cut-off; messages its earlier key signed are not (the removal names the new key).
+    assert_eq!(owner_state.cutoff(&new_member_id, 6), Some(2));
+    assert!(!owner_state.beyond_cutoff(&new_member_id, 6, 2));
+    assert!(owner_state.beyond_cutoff(&new_member_id, 6, 3));
+    assert!(owner_state.beyond_cutoff(&new_member_id, 8, 1));
+    assert_eq!(owner_state.cutoff(&member_id, 4), None);
+    assert!(message::verify(&red.bytes, &owner_state).is_ok());
     v.push(("control-7", c7));
     v.push(("control-8", c8));
+    v.push(("control-9", c9));
+
+    // Roster version 2 confirms the member's rotation (its entry names the new key), revokes
+    // the reader, and leaves out the revocation of version 1, which is not forgotten (§12.2).
+    let mut entries_2 = vec![
+        entries
+            .iter()
+            .find(|e| e.node == owner_id)
+            .expect("the owner's entry")
+            .clone(),
+        Entry {
+            node: new_member_id,
+            ..entries
+                .iter()
+                .find(|e| e.node == member_id)
+                .expect("the member's entry")
+                .clone()
+        },
+    ];
+    entries_2.sort_by_key(|e| e.node);
+    let roster_2 = Roster {
+        authority: authority_id,
+        federation: "WCO Europe".into(),
+        version: 2,
+        issued_at: Timestamp(T0 + 30 * DAY_MS),
+        valid_until: Timestamp(T0 + 120 * DAY_MS),
+        entries: entries_2.clone(),
+        revocations: vec![Revocation {
+            node: reader_id,
+            at: Timestamp(T0 + 20 * DAY_MS),
+            reason: "left the federation".into(),
+        }],
+    };
+    let roster_2_bytes = authority.sign(&roster_2).expect("signs");
+    w.raw(authority_id.as_bytes())
+        .str("WCO Europe")
+        .u64(2)
+        .u64(T0 + 30 * DAY_MS)
+        .u64(T0 + 120 * DAY_MS)
+        .u64(2);
+    for e in &entries_2 {
+        let kind = match e.kind {
+            Kind::Customs => 0,
+            Kind::Police => 1,
+            Kind::Academia => 2,
+            Kind::Rilo => 3,
+        };
+        w.raw(e.node.as_bytes())
+            .str(&e.name)
+            .str(&e.organisation)
+            .str(&e.country)
+            .u32(kind)
+            .u64(e.addresses.len() as u64);
+        for a in &e.addresses {
+            w.str(a);
+        }
+    }
+    let body = w
+        .u64(1)
+        .raw(reader_id.as_bytes())
+        .u64(T0 + 20 * DAY_MS)
+        .str("left the federation")
+        .done();
+    let signature = sign(&AUTHORITY_SEED, b"liaison/v1/roster\0", &body);
+    assert_eq!(roster_2_bytes, w.u8(1).bytes(&body).raw(&signature).done());
+    // Taking version 1, the member's rotation, then version 2, as §12.2 and §12.4 describe.
+    let mut federation = Federation::new(vec![authority_id]);
+    assert!(matches!(
+        federation.take_roster(&roster_bytes),
+        Ok(RosterUpdate::New { version: 1, .. })
+    ));
+    assert!(matches!(
+        federation.take_rotation(&rotation_bytes),
+        Ok(RotationUpdate::New(_))
+    ));
+    let mut left = vec![member_id, reader_id];
+    left.sort_unstable();
+    assert_eq!(
+        federation.take_roster(&roster_2_bytes),
+        Ok(RosterUpdate::New {
+            version: 2,
+            previous: Some(1),
+            revoked: vec![reader_id],
+            joined: vec![new_member_id],
+            left,
+        })
+    );
+    assert_eq!(
+        federation.take_roster(&roster_bytes),
+        Ok(RosterUpdate::Older {
+            offered: 1,
+            held: 2
+        })
+    );
+    let now = Timestamp(T0 + 30 * DAY_MS);
+    assert!(federation.revocation(&revoked_id).is_some());
+    assert!(matches!(
+        federation.admission(&reader_id, now, DAY_MS),
+        Admission::Revoked(_)
+    ));
+    assert_eq!(
+        federation.admission(&member_id, now, DAY_MS),
+        Admission::Rotated { new: new_member_id }
+    );
+    assert!(matches!(
+        federation.admission(&new_member_id, now, DAY_MS),
+        Admission::Member { .. }
+    ));
+    assert_eq!(
+        federation.resolve_name("customs-nl"),
+        Ok(Some(new_member_id))
+    );
+    assert_eq!(federation.resolve_name("museum-rmo"), Ok(None));
+    v.push(("roster-2", roster_2_bytes));
 
     let roster_frame = Frame::Roster {
         rosters: vec![roster_bytes.clone()],
@@ -1736,4 +1937,336 @@ fn non_canonical_point_encodings_are_refused_as_node_ids() {
         assert!(NodeId::from_bytes(bytes).is_err(), "{}", hex::encode(bytes));
     }
     assert!(large_order > 0);
+}
+
+/// One value of a ```` ```fields ```` line: quoted strings (escapes `\u{HEX}`, `\t`, `\n`,
+/// `\r`, `\"`, `\\`), each optionally followed by `* N`, concatenated.
+fn parse_field_value(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => continue,
+            '"' => {}
+            other => panic!("unexpected {other:?} in {text}"),
+        }
+        let mut piece = String::new();
+        loop {
+            match chars
+                .next()
+                .unwrap_or_else(|| panic!("unterminated: {text}"))
+            {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('t') => piece.push('\t'),
+                    Some('n') => piece.push('\n'),
+                    Some('r') => piece.push('\r'),
+                    Some('"') => piece.push('"'),
+                    Some('\\') => piece.push('\\'),
+                    Some('u') => {
+                        assert_eq!(chars.next(), Some('{'), "{text}");
+                        let hex: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                        let code = u32::from_str_radix(&hex, 16).expect("hex");
+                        piece.push(char::from_u32(code).expect("a character"));
+                    }
+                    other => panic!("unknown escape {other:?} in {text}"),
+                },
+                c => piece.push(c),
+            }
+        }
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let mut times = 1;
+        if chars.peek() == Some(&'*') {
+            chars.next();
+            while chars.peek() == Some(&' ') {
+                chars.next();
+            }
+            let mut n = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                n.push(d);
+            }
+            times = n.parse().expect("a count");
+        }
+        out.push_str(&piece.repeat(times));
+    }
+    out
+}
+
+/// Whether the reference implementation accepts `value` under the WIRE.md §2.3 rule `rule`.
+fn field_rule_accepts(rule: &str, value: &str) -> bool {
+    use liaison_protocol::fields;
+    let text = |subject: &str, body: &str| Content {
+        officer: "j.doe".into(),
+        recipients: vec![],
+        reply_to: None,
+        payload: Payload::Text {
+            subject: subject.into(),
+            body: body.into(),
+        },
+    };
+    match rule {
+        "node-name" => fields::check_node_name(value).is_ok(),
+        "printable" => {
+            let group = fields::check_group_name(value).is_ok();
+            assert_eq!(group, fields::check_officer_name(value).is_ok());
+            assert_eq!(
+                group,
+                fields::check_printable(value, 1, fields::MAX_TEXT_LEN).is_ok()
+            );
+            group
+        }
+        "address" => fields::check_address(value).is_ok(),
+        "country" => fields::check_country(value).is_ok(),
+        "subject" => text(value, "").check().is_ok(),
+        "text-body" => text("s", value).check().is_ok(),
+        "media-type" => attachment::check_media_type(value).is_ok(),
+        "file-name" => attachment::check_name(value).is_ok(),
+        // The value rules of records (§10).
+        "short-text" | "free-text" => {
+            let max = if rule == "short-text" {
+                record::NAME_MAX
+            } else {
+                record::TEXT_MAX
+            };
+            let mut c = Checker::new();
+            c.text_here(value, 1, max);
+            c.finish().is_ok()
+        }
+        "country-code" => check::country(value).is_ok(),
+        "currency" => check::currency(value).is_ok(),
+        "date" => check::date(value).is_ok(),
+        "decimal" => check::decimal(value).is_ok(),
+        "container" => check::container_number(value).is_ok(),
+        "imo" => check::imo_number(value).is_ok(),
+        "air-waybill" => check::air_waybill(value).is_ok(),
+        "hs-code" => check::hs_code(value).is_ok(),
+        "locode" => check::locode(value).is_ok(),
+        "voyage" => check::reference(value, 17).is_ok(),
+        "bill-of-lading" => check::reference(value, 35).is_ok(),
+        "message-ref" => {
+            let mut c = Checker::new();
+            MessageRef::from(value).check(&mut c);
+            c.finish().is_ok()
+        }
+        other => panic!("WIRE.md names an unknown field rule {other}"),
+    }
+}
+
+#[test]
+fn wire_md_field_rule_examples_hold() {
+    // Every line of the ```fields blocks of WIRE.md §2.3, against the crate's checks; every
+    // rule has examples both ways.
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut lines = WIRE_MD.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```fields" {
+            continue;
+        }
+        for line in lines.by_ref() {
+            if line.trim() == "```" {
+                break;
+            }
+            let (rule, rest) = line.split_once(' ').expect("a rule");
+            let (verdict, value) = rest
+                .trim_start()
+                .split_once(' ')
+                .expect("a verdict and a value");
+            let value = parse_field_value(value);
+            let expected = match verdict {
+                "ok" => true,
+                "no" => false,
+                other => panic!("verdict {other:?} is neither ok nor no"),
+            };
+            assert_eq!(
+                field_rule_accepts(rule, &value),
+                expected,
+                "WIRE.md says {rule} {verdict} {value:?}"
+            );
+            let counts = seen.entry(rule.to_owned()).or_default();
+            if expected {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
+    let rules: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(
+        rules,
+        [
+            "address",
+            "air-waybill",
+            "bill-of-lading",
+            "container",
+            "country",
+            "country-code",
+            "currency",
+            "date",
+            "decimal",
+            "file-name",
+            "free-text",
+            "hs-code",
+            "imo",
+            "locode",
+            "media-type",
+            "message-ref",
+            "node-name",
+            "printable",
+            "short-text",
+            "subject",
+            "text-body",
+            "voyage"
+        ]
+    );
+    for (rule, (ok, no)) in seen {
+        assert!(ok > 0 && no > 0, "{rule}: examples both ways");
+    }
+    // The parser itself, so that a line cannot pass by being read wrongly.
+    assert_eq!(parse_field_value(r#""a" * 3 "\u{e9}\t""#), "aaa\u{e9}\t");
+    assert_eq!(parse_field_value(r#""\\\"""#), "\\\"");
+}
+
+/// The ```` ```codes NAME ```` blocks of WIRE.md: whitespace-separated codes.
+fn document_codes(name: &str) -> Vec<String> {
+    let mut lines = WIRE_MD.lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.trim() != format!("```codes {name}") {
+            continue;
+        }
+        for line in lines.by_ref() {
+            if line.trim() == "```" {
+                break;
+            }
+            out.extend(line.split_whitespace().map(str::to_owned));
+        }
+    }
+    out
+}
+
+/// Every string of `len` capital letters, in order.
+fn capital_strings(len: u32) -> Vec<String> {
+    (0..26u32.pow(len))
+        .map(|mut n| {
+            let mut s = vec![b'A'; len as usize];
+            for slot in s.iter_mut().rev() {
+                *slot = b'A' + (n % 26) as u8;
+                n /= 26;
+            }
+            String::from_utf8(s).expect("ASCII")
+        })
+        .collect()
+}
+
+#[test]
+fn wire_md_lists_the_country_and_currency_codes_accepted() {
+    // WIRE.md §10: the lists are exactly what the record checks accept among all strings of
+    // two (countries) and three (currencies) capital letters.
+    let countries: Vec<String> = capital_strings(2)
+        .into_iter()
+        .filter(|c| check::country(c).is_ok())
+        .collect();
+    let currencies: Vec<String> = capital_strings(3)
+        .into_iter()
+        .filter(|c| check::currency(c).is_ok())
+        .collect();
+    if std::env::var_os("LIAISON_PRINT_VECTORS").is_some() {
+        for (name, codes) in [("country", &countries), ("currency", &currencies)] {
+            println!("```codes {name}");
+            for row in codes.chunks(16) {
+                println!("{}", row.join(" "));
+            }
+            println!("```\n");
+        }
+    }
+    assert_eq!(document_codes("country"), countries);
+    assert_eq!(document_codes("currency"), currencies);
+    assert_eq!(countries.len(), 249);
+}
+
+#[test]
+fn wire_md_has_a_vector_of_every_frame_and_every_change() {
+    // Every variant of `Frame` and of `Change` is shown by at least one vector of WIRE.md §9,
+    // so a variant appended later without a vector fails here.
+    let documented = document_vectors();
+    let mut frames = std::collections::BTreeSet::new();
+    for (name, bytes) in &documented {
+        let Some(kind) = name.strip_prefix("frame-") else {
+            continue;
+        };
+        let frame = Frame::decode(bytes).expect("a frame vector decodes");
+        assert_eq!(frame.kind(), kind, "{name}");
+        let index = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+        frames.insert(index);
+    }
+    assert_eq!(frames, (0..10).collect());
+    // The next index is not a frame yet: once it is, it needs a vector (and the range above).
+    let mut unknown = documented["frame-ack"].clone();
+    unknown[1..5].copy_from_slice(&10u32.to_be_bytes());
+    assert!(Frame::decode(&unknown).is_err());
+
+    let mut changes = std::collections::BTreeSet::new();
+    for (name, bytes) in &documented {
+        if name != "genesis" && !name.starts_with("control-") || name.ends_with("-chain-hash") {
+            continue;
+        }
+        let (_, event) = decode_control(bytes).expect("a control vector decodes");
+        changes.insert(match event.change {
+            Change::Create { .. } => 0,
+            Change::Add { .. } => 1,
+            Change::Remove { .. } => 2,
+            Change::Rotate => 3,
+            Change::Rekey { .. } => 4,
+            Change::RemoveWithCutoff { .. } => 5,
+        });
+    }
+    assert_eq!(changes, (0..6).collect());
+}
+
+#[test]
+fn wire_md_states_the_item_limits() {
+    // The limits WIRE.md states in prose (§1, §4, §5, §6, §12), against the crate's constants;
+    // whitespace is collapsed, as the prose wraps anywhere.
+    use liaison_protocol::{frame, group, identity, receipt, roster};
+    let text: String = WIRE_MD.split_whitespace().collect::<Vec<_>>().join(" ");
+    for phrase in [
+        format!(
+            "at most {} envelopes in a `Push`",
+            frame::MAX_FRAME_ENVELOPES
+        ),
+        format!(
+            "{} control events in a `Control`",
+            frame::MAX_FRAME_CONTROLS
+        ),
+        format!("{} ids in an `Ack`", frame::MAX_FRAME_ACKS),
+        format!("{} receipts in a `Receipts`", frame::MAX_FRAME_RECEIPTS),
+        format!(
+            "{} descriptors in a `Directory`",
+            frame::MAX_FRAME_DESCRIPTORS
+        ),
+        format!("{} rosters in a `Roster`", frame::MAX_FRAME_ROSTERS),
+        format!("{} statements in a `Rotation`", frame::MAX_FRAME_ROTATIONS),
+        format!(
+            "at most {} vector entries and {} held ranges",
+            frame::MAX_VECTOR_ENTRIES,
+            frame::MAX_HELD_RANGES
+        ),
+        format!("at most {} addresses", identity::MAX_ADDRESSES),
+        format!("at most {} members", group::MAX_MEMBERS),
+        format!("at most {} recipients", message::MAX_RECIPIENTS),
+        format!("a subject is at most {} bytes", message::MAX_SUBJECT_LEN),
+        format!("1 to {} ids", receipt::MAX_RECEIPT_MESSAGES),
+        format!(
+            "at most {} entries and at most {} revocations",
+            roster::MAX_ROSTER_ENTRIES,
+            roster::MAX_ROSTER_ENTRIES
+        ),
+        format!("at most {} `addresses`", roster::MAX_ENTRY_ADDRESSES),
+        format!("printable text of 0 to {} bytes", roster::MAX_REASON_LEN),
+        format!("at most {} identity rotations", roster::MAX_ROTATIONS),
+    ] {
+        assert!(text.contains(&phrase), "WIRE.md lacks \"{phrase}\"");
+    }
 }

@@ -6,12 +6,13 @@
 //! check             = the first 8 bytes of BLAKE3(the 72 bytes before it)
 //! ```
 //!
-//! A record is appended when a message naming an attachment is durably stored here (posted or
-//! received). It holds no key: the key is only ever in the message, which the node opens when
-//! it needs it. The log answers "which message lets an officer open attachment X" and, after a
-//! restart, "which attachments should be fetched". A torn record at the end (a crash during
-//! an append) is cut off when the log is opened; a record whose check fails is skipped with a
-//! warning. The log is synced before a fetch starts from it.
+//! Records are appended and synced *before* the messages naming them are stored (posted or
+//! received): a record may name a message a crash kept from being stored, never the other way
+//! round. A record holds no key: the key is only ever in the message, which the node opens
+//! when it needs it. The log answers "which message lets an officer open attachment X" and,
+//! after a restart, "which attachments should be fetched". A torn record at the end (a crash
+//! during an append) is cut off when the log is opened; a record whose check fails is skipped
+//! with a warning.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

@@ -8,6 +8,8 @@
 //! may read (grants and TLP:RED recipients apply as to the message). Anything else looks
 //! exactly like an attachment this node does not have.
 
+use std::sync::Arc;
+
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message;
 use liaison_protocol::transfer::ChunkRequest;
@@ -17,39 +19,19 @@ use tracing::{info_span, warn, Instrument};
 use super::{Actor, FetchWanted, Internal, MAX_FETCHES, MAX_FETCH_QUEUE};
 use crate::accounts::Principal;
 use crate::attachments::transfer::{self, Job};
+use crate::attachments::Attachments;
 use crate::error::{Error, Result};
 
 impl Actor {
-    /// Records durably, off the actor, that these stored messages name these attachments;
-    /// then the eager ones of received messages are fetched.
-    pub(super) fn index_attachments(&mut self, wanted: Vec<FetchWanted>) {
-        if wanted.is_empty() {
-            return;
-        }
-        let attachments = self.attachments.clone();
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let jobs = wanted.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                for w in &wanted {
-                    attachments
-                        .named()
-                        .add(w.reference.id, w.message, w.reference.size)?;
-                }
-                attachments.named().sync()
-            })
-            .await;
-            match written {
-                Ok(Ok(())) => {
-                    let _ = tx.send(Internal::AttachmentsNamed { jobs }).await;
-                }
-                Ok(Err(e)) => warn!(
-                    error = %e,
-                    "cannot record which messages name attachments; they cannot be opened here"
-                ),
-                Err(_) => {} // The runtime is shutting down.
+    /// The received messages of a durable write are stored and indexed: fetch the eager
+    /// attachments among them.
+    pub(super) fn fetch_eager(&mut self, wanted: Vec<FetchWanted>) {
+        let eager = self.attachments.options().eager_max_bytes;
+        for job in wanted {
+            if job.from.is_some() && job.reference.size <= eager {
+                self.want_attachment(job);
             }
-        });
+        }
     }
 
     /// Fetches the attachment of `wanted` unless it is held whole or being fetched: at once
@@ -215,4 +197,31 @@ impl Actor {
         }
         Err(not_found())
     }
+}
+
+/// Records durably in the attachment index that these messages name these attachments. Called
+/// on a write's own task *before* the messages are written: a crash between the two leaves an
+/// index entry for a message that is not stored (harmless: opening an attachment goes through
+/// a stored message the officer may read), never a stored message whose attachments cannot be
+/// opened. Nothing to record costs nothing.
+pub(super) async fn index_ahead(
+    attachments: &Arc<Attachments>,
+    wanted: &[FetchWanted],
+) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let attachments = attachments.clone();
+    let entries: Vec<(AttachmentId, MessageId, u64)> = wanted
+        .iter()
+        .map(|w| (w.reference.id, w.message, w.reference.size))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for (id, message, size) in entries {
+            attachments.named().add(id, message, size)?;
+        }
+        attachments.named().sync()
+    })
+    .await
+    .map_err(|_| Error::ShuttingDown)?
 }

@@ -139,16 +139,18 @@ impl Actor {
         record: Quarantine,
         reply: oneshot::Sender<Result<QuarantineView>>,
     ) {
-        let store = self.store.clone();
+        let stored = match serde_json::to_vec(&record) {
+            Ok(bytes) => self.store.put_meta(&format!("{PREFIX}{id}"), &bytes),
+            Err(e) => {
+                let _ = reply.send(Err(Error::Invalid(format!("quarantine record: {e}"))));
+                return;
+            }
+        };
         tokio::spawn(async move {
-            let result = match serde_json::to_vec(&record) {
-                Ok(bytes) => store
-                    .put_meta(&format!("{PREFIX}{id}"), &bytes)
-                    .await
-                    .map(|()| view(&id, &record))
-                    .map_err(Error::from),
-                Err(e) => Err(Error::Invalid(format!("quarantine record: {e}"))),
-            };
+            let result = stored
+                .await
+                .map(|()| view(&id, &record))
+                .map_err(Error::from);
             let _ = reply.send(result);
         });
     }

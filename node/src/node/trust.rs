@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use liaison_protocol::group::Change;
 use liaison_protocol::identity::Descriptor;
 use liaison_protocol::roster::{Entry, RosterUpdate, Rotation, RotationUpdate, SignedRoster};
@@ -96,7 +97,7 @@ impl Actor {
             match self.trust.take_roster(&bytes) {
                 Ok(RosterUpdate::New { version, .. }) => {
                     info!(version, file = %path.display(), "roster taken from the configuration");
-                    self.store_roster(&bytes);
+                    self.store_roster_logged(&bytes);
                 }
                 Ok(RosterUpdate::Older { offered, held }) => {
                     warn!(file = %path.display(), offered, held, "the configured roster is older than the one in force; ignored");
@@ -263,7 +264,11 @@ impl Actor {
         }
         for bytes in rosters {
             match self.trust.take_roster(&bytes) {
-                Ok(update) => self.after_roster(Some(peer), &bytes, update),
+                Ok(update) => {
+                    if let Some(stored) = self.after_roster(Some(peer), &bytes, update) {
+                        log_store_failure(stored, "cannot store a roster");
+                    }
+                }
                 Err(Rejection::UnknownAuthority(a)) => {
                     debug!(peer = %peer.short(), authority = %a.short(), "roster of an authority not trusted here");
                 }
@@ -321,15 +326,34 @@ impl Actor {
                     left: Vec::new(),
                 },
             };
-            self.after_roster(None, &bytes, update);
-            Ok(loaded)
+            Ok((loaded, self.after_roster(None, &bytes, update)))
         })();
-        let _ = reply.send(result);
+        match result {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok((loaded, None)) => {
+                let _ = reply.send(Ok(loaded));
+            }
+            // Answered once the roster is durable: a roster the operator was told is loaded
+            // is still in force after a crash.
+            Ok((loaded, Some(stored))) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(stored.await.map(|()| loaded));
+                });
+            }
+        }
     }
 
     /// What follows a roster taken: store it, tell the engine, pass it on, act on revocations,
-    /// and bring the peer set in line.
-    fn after_roster(&mut self, from: Option<NodeId>, bytes: &[u8], update: RosterUpdate) {
+    /// and bring the peer set in line. A new roster is written at once; the future returned
+    /// resolves once it is durable.
+    fn after_roster(
+        &mut self,
+        from: Option<NodeId>,
+        bytes: &[u8],
+        update: RosterUpdate,
+    ) -> Option<BoxFuture<'static, Result<()>>> {
         let RosterUpdate::New {
             version,
             previous,
@@ -338,7 +362,7 @@ impl Actor {
             left,
         } = update
         else {
-            return;
+            return None;
         };
         info!(
             version,
@@ -349,7 +373,7 @@ impl Actor {
             from = ?from.map(|p| p.short()),
             "new federation roster in force"
         );
-        self.store_roster(bytes);
+        let stored = self.store_roster(bytes);
         self.engine.set_policy(self.trust.policy());
         self.spread(
             from,
@@ -364,20 +388,27 @@ impl Actor {
         self.remove_from_owned_groups(&revoked);
         self.refresh_admission();
         self.expiry_logged = None;
+        Some(stored)
     }
 
-    fn store_roster(&self, bytes: &[u8]) {
-        let Ok(roster) = SignedRoster::verify(bytes, self.trust.view().authorities()) else {
-            return;
-        };
-        let key = format!("{ROSTER_PREFIX}{}", roster.authority);
-        let store = self.store.clone();
-        let bytes = bytes.to_vec();
-        tokio::spawn(async move {
-            if let Err(e) = store.put_meta(&key, &bytes).await {
-                warn!(error = %e, "cannot store a roster");
+    /// Writes a roster now, in the order rosters are taken (so a newer one is never
+    /// overwritten by an older one); the future resolves once it is durable.
+    fn store_roster(&self, bytes: &[u8]) -> BoxFuture<'static, Result<()>> {
+        let roster = match SignedRoster::verify(bytes, self.trust.view().authorities()) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = Error::Invalid(format!("roster refused: {e}"));
+                return Box::pin(async move { Err(e) });
             }
-        });
+        };
+        let stored = self
+            .store
+            .put_meta(&format!("{ROSTER_PREFIX}{}", roster.authority), bytes);
+        Box::pin(async move { stored.await.map_err(Error::from) })
+    }
+
+    fn store_roster_logged(&self, bytes: &[u8]) {
+        log_store_failure(self.store_roster(bytes), "cannot store a roster");
     }
 
     /// As the owner, removes `nodes` from every group this node owns that they are in.
@@ -484,10 +515,9 @@ impl Actor {
             "{ROTATION_PREFIX}{}/{}/{:016x}",
             rotation.old, rotation.new, rotation.at.0
         );
-        let store = self.store.clone();
-        let bytes = bytes.to_vec();
+        let stored = self.store.put_meta(&key, bytes);
         tokio::spawn(async move {
-            if let Err(e) = store.put_meta(&key, &bytes).await {
+            if let Err(e) = stored.await {
                 warn!(error = %e, "cannot store a rotation statement");
             }
         });
@@ -810,4 +840,13 @@ impl Actor {
     pub(super) fn quiet_done(&mut self, group: &GroupId) {
         self.quiet_pending.remove(group);
     }
+}
+
+/// Waits, off the actor, for a write to be durable, and logs it if it is not.
+fn log_store_failure(stored: BoxFuture<'static, Result<()>>, what: &'static str) {
+    tokio::spawn(async move {
+        if let Err(e) = stored.await {
+            warn!(error = %e, "{what}");
+        }
+    });
 }

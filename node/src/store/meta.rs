@@ -1,12 +1,28 @@
 //! Small node-level values by name (the node's directory of other nodes, among others).
 
+use std::future::Future;
+
 use super::keys::TREE_META;
 use super::{Store, StoreError, RESERVED_META_PREFIX};
 
 impl Store {
-    /// Stores (or replaces) a small node-level value and waits until it is
-    /// durable. Keys starting with [`RESERVED_META_PREFIX`] are refused.
-    pub async fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    /// Stores (or replaces) a small node-level value at once, and returns a future that
+    /// resolves once it is durable. The write happens in this call, not when the future is
+    /// first polled: values written one after the other under one key end in the order of
+    /// the calls (a newer roster is never overwritten by an older one whose task ran later),
+    /// whoever awaits what and when. Keys starting with [`RESERVED_META_PREFIX`] are refused.
+    pub fn put_meta(
+        &self,
+        key: &str,
+        value: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let written = self.write_meta(key, value);
+        let store = self.clone();
+        async move { store.wait_durable(written?).await }
+    }
+
+    /// Writes a meta value (not yet durable); the ticket to wait for.
+    fn write_meta(&self, key: &str, value: &[u8]) -> Result<u64, StoreError> {
         if key.starts_with(RESERVED_META_PREFIX) {
             return Err(StoreError::ReservedKey {
                 key: key.to_owned(),
@@ -18,7 +34,7 @@ impl Store {
             .meta
             .insert(key.as_bytes(), value)
             .map_err(|e| engine.engine("writing a meta value", e))?;
-        self.wait_durable(self.note_written(true)).await
+        Ok(self.note_written(true))
     }
 
     /// Every meta value whose key starts with `prefix`, in key order.

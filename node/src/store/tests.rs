@@ -416,6 +416,14 @@ async fn store_receipts_peers_and_meta() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::ReservedKey { .. }), "{err}");
+
+    // Written in call order, whatever order the writers wait in: a task that stores an older
+    // roster and runs late must not overwrite a newer one.
+    let older = store.put_meta("roster/a", b"version 1");
+    let newer = store.put_meta("roster/a", b"version 2");
+    newer.await.unwrap();
+    older.await.unwrap();
+    assert_eq!(store.meta("roster/a").unwrap(), Some(b"version 2".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -377,12 +377,40 @@ async fn peers_page(app: &App, op: &Operator, notice: Option<Markup>) -> Respons
                 p class="muted" { (l.t_args("admin-node-counts", &[("groups", &l.number(s.groups as u64)), ("messages", &l.number(s.messages as u64)), ("connected", &l.number(s.connected as u64)), ("peers", &l.number(s.peers as u64))])) }
             }
         }
+        @if let Some(s) = &status {
+            @if let Some(w) = &s.roster_warning { div class="alert" role="alert" { (w) } }
+            @if !s.rosters.is_empty() {
+                h2 { (l.t("admin-rosters-title")) }
+                table {
+                    caption class="sr-only" { (l.t("admin-rosters-title")) }
+                    thead { tr {
+                        th scope="col" { (l.t("admin-roster-federation")) }
+                        th scope="col" { (l.t("admin-roster-version")) }
+                        th scope="col" { (l.t("admin-roster-valid-until")) }
+                        th scope="col" { (l.t("admin-roster-state")) }
+                        th scope="col" { (l.t("admin-roster-counts")) }
+                    } }
+                    tbody {
+                        @for r in &s.rosters {
+                            tr {
+                                th scope="row" { (r.federation) br; span class="mono muted" { (r.authority) } }
+                                td { (l.number(r.version)) }
+                                td { (r.valid_until) }
+                                td { (r.state) }
+                                td { (l.t_args("admin-roster-entries", &[("entries", &l.number(r.entries as u64)), ("revoked", &l.number(r.revoked as u64))])) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         table {
             caption class="sr-only" { (l.t("admin-peers-title")) }
             thead { tr {
                 th scope="col" { (l.t("admin-peer-name")) }
                 th scope="col" { (l.t("admin-peer-id")) }
                 th scope="col" { (l.t("admin-peer-address")) }
+                th scope="col" { (l.t("admin-peer-source")) }
                 th scope="col" { (l.t("admin-peer-state")) }
                 th scope="col" { (l.t("admin-account-actions")) }
             } }
@@ -392,14 +420,23 @@ async fn peers_page(app: &App, op: &Operator, notice: Option<Markup>) -> Respons
                         th scope="row" { (p.name) }
                         td class="mono" { (p.node_id) }
                         td class="mono" { (p.address) }
+                        td { (match p.source.as_str() { "pin+roster" => l.t("peer-source-both"), "roster" => l.t("peer-source-roster"), _ => l.t("peer-source-pin") }) }
                         td {
-                            (match p.state.as_str() { "connected" => l.t("peer-connected"), "connecting" => l.t("peer-connecting"), _ => l.t("peer-disconnected") })
+                            @if let Some(why) = &p.blocked {
+                                strong { (l.t_args("peer-blocked", &[("reason", why)])) }
+                            } @else {
+                                (match p.state.as_str() { "connected" => l.t("peer-connected"), "connecting" => l.t("peer-connecting"), _ => l.t("peer-disconnected") })
+                            }
                             @if let Some(e) = &p.last_error { br; span class="muted" { (e) } }
                         }
                         td {
-                            form class="inline" method="post" action=(format!("/admin/peers/{}/remove", p.name)) {
-                                (csrf_field(&o.csrf))
-                                button type="submit" class="danger" aria-label=(format!("{} — {}", l.t("admin-peer-remove"), p.name)) { (l.t("admin-peer-remove")) }
+                            // A node admitted only by the roster has no pin to remove: it is
+                            // refused in `[federation] refuse`, or revoked by the authority.
+                            @if p.source != "roster" {
+                                form class="inline" method="post" action=(format!("/admin/peers/{}/remove", p.name)) {
+                                    (csrf_field(&o.csrf))
+                                    button type="submit" class="danger" aria-label=(format!("{} — {}", l.t("admin-peer-remove"), p.name)) { (l.t("admin-peer-remove")) }
+                                }
                             }
                         }
                     }
