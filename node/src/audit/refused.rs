@@ -209,7 +209,64 @@ pub async fn handled<F: std::future::Future>(handling: F) -> (F::Output, bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::short;
+    use super::*;
+    use crate::store::Store;
+
+    /// Refusals from many sources cost at most [`MAX_FIRST`] records at once and one count per
+    /// kind told apart ([`MAX_KINDS`], the rest under `other`), and every refusal is counted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refusals_from_many_sources_cost_a_bounded_number_of_records() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let log = Arc::new(AuditLog::open(store.clone()).expect("log"));
+        let refusals = Refusals::new(log.clone());
+        let sent = 1_000u64;
+        for i in 0..sent {
+            let source = IpAddr::from([127, 0, (i / 250) as u8, (i % 250) as u8]);
+            let long = format!("/v1/{}", "x".repeat(10_000));
+            refusals
+                .record(
+                    Some(source),
+                    "unknown",
+                    "auth",
+                    "GET",
+                    &long,
+                    "denied: wrong token",
+                )
+                .await;
+            refusals
+                .record(
+                    Some(source),
+                    "unknown",
+                    "auth",
+                    "GET",
+                    "/v1/status",
+                    "denied: wrong token",
+                )
+                .await;
+        }
+        refusals.flush().await;
+        let records = crate::audit::read::page(&store, 1).expect("records");
+        assert!(
+            records.len() <= MAX_FIRST + MAX_KINDS + 1,
+            "{} records",
+            records.len()
+        );
+        let mut told = 0;
+        for r in &records {
+            assert!(r.target.len() <= MAX_PATH + 40, "{}", r.target);
+            told += match r.outcome.strip_prefix("denied: wrong token, ") {
+                None => 1,
+                Some(rest) => rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .expect("a count"),
+            };
+        }
+        assert_eq!(told, 2 * sent);
+        assert!(records.iter().any(|r| r.target == "other"));
+    }
 
     #[test]
     fn paths_are_cut_at_a_character_boundary_and_control_characters_replaced() {
