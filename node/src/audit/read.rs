@@ -29,6 +29,29 @@ pub fn page(store: &Store, from: u64) -> Result<Vec<AuditRecord>> {
         .collect()
 }
 
+/// Every record with `seq >= from`, in order, read a page at a time as the iterator is taken
+/// (call it on the blocking pool); it ends after the first error, which it yields.
+pub fn records(store: Store, from: u64) -> impl Iterator<Item = Result<AuditRecord>> {
+    let mut next = Some(from);
+    let mut buffered = std::collections::VecDeque::new();
+    std::iter::from_fn(move || {
+        if buffered.is_empty() {
+            let from = next?;
+            match page(&store, from) {
+                Ok(records) => {
+                    next = records.last().map(|r| r.seq.saturating_add(1));
+                    buffered.extend(records);
+                }
+                Err(e) => {
+                    next = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+        buffered.pop_front().map(Ok)
+    })
+}
+
 /// The answer of `GET /v1/audit`: a JSON array of the records at or after `since_ms`, oldest
 /// first, one record per line (`[`, then a record and `,` per line, then `]`), read a page at a
 /// time as the client takes it. A store error midway ends the body early (the client sees an
@@ -239,6 +262,11 @@ mod tests {
         let none: Vec<AuditRecord> =
             serde_json::from_slice(&body(&store, u64::MAX).await).expect("an empty array");
         assert!(none.is_empty());
+
+        let walked: Vec<u64> = super::records(store.clone(), 1)
+            .map(|r| r.expect("record").seq)
+            .collect();
+        assert_eq!(walked, (1..=n).collect::<Vec<_>>());
 
         let (seq, hash) = log.head().await;
         assert!(
