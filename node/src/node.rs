@@ -717,6 +717,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         };
         tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
     }
+    tasks.spawn(sweep_unposted(attachments.clone(), shutdown.clone()).instrument(span.clone()));
     if let Some(listener) = metrics_listener {
         tasks.spawn(
             crate::metrics::serve(listener, metrics.clone(), handle.clone(), shutdown.clone())
@@ -2579,10 +2580,20 @@ impl Actor {
                 .collect(),
             removed: g
                 .removed()
-                .map(|(node, epoch)| RemovedView {
-                    node_id: node.to_string(),
-                    name: self.node_name(&node, Some(id)),
-                    removed_in_epoch: epoch,
+                .map(|(node, epoch)| {
+                    let cutoff: Vec<crate::views::CutoffView> = g
+                        .epochs_of(&node)
+                        .filter_map(|e| {
+                            g.cutoff(&node, e)
+                                .map(|last_seq| crate::views::CutoffView { epoch: e, last_seq })
+                        })
+                        .collect();
+                    RemovedView {
+                        node_id: node.to_string(),
+                        name: self.node_name(&node, Some(id)),
+                        removed_in_epoch: epoch,
+                        cutoff: (!cutoff.is_empty()).then_some(cutoff),
+                    }
                 })
                 .collect(),
             warnings: Vec::new(),
@@ -2948,6 +2959,28 @@ impl Actor {
 }
 
 // ----- helper tasks ----------------------------------------------------------------------
+
+/// How often the files of uploads never posted are looked for (see
+/// [`Attachments::sweep_unposted`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes, at start and then every [`SWEEP_EVERY`], the files of uploads no message names
+/// and that no longer wait for one, on the blocking pool.
+async fn sweep_unposted(attachments: Arc<Attachments>, shutdown: CancellationToken) {
+    loop {
+        let a = attachments.clone();
+        match tokio::task::spawn_blocking(move || a.sweep_unposted()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(files = n, "deleted the files of uploads never posted"),
+            Ok(Err(e)) => warn!(error = %e, "cannot delete the files of uploads never posted"),
+            Err(_) => return,
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
 
 async fn accept_loop(
     transport: Arc<Transport>,

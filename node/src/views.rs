@@ -263,6 +263,20 @@ pub struct RemovedView {
     pub name: String,
     /// The epoch its removal opened: of its messages, only those the owner held then count.
     pub removed_in_epoch: u64,
+    /// The owner's cut-off, per epoch in which it was a member: the highest of its sequence
+    /// numbers the owner held when it removed it; what lies above is dropped by every member.
+    /// Absent for a removal made without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutoff: Option<Vec<CutoffView>>,
+}
+
+/// One epoch of a removal's cut-off.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CutoffView {
+    /// The epoch.
+    pub epoch: u64,
+    /// The highest sequence number of the removed node kept in that epoch (0: none).
+    pub last_seq: u64,
 }
 
 /// One message.

@@ -137,3 +137,102 @@ fn send_attach_and_attachment_get() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("no attachment"), "{err}");
 }
+
+/// The files of uploads never posted are deleted once they are two hours old (at start, then
+/// hourly); a posted file of the same age stays, and still opens. The test makes the files old
+/// by setting their modification time, and restarts the node to run the sweep.
+#[test]
+fn files_of_uploads_never_posted_are_deleted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    init(&a, "customs-fr");
+    let daemon = Daemon::start(&a);
+    ok(&a, &["group", "create", "heritage"]);
+    let posted = tmp.path().join("posted.txt");
+    std::fs::write(&posted, b"named by a message").expect("write");
+    let id = ok(
+        &a,
+        &[
+            "send",
+            "heritage",
+            "--subject",
+            "s",
+            "b",
+            "--attach",
+            posted.to_str().expect("utf-8"),
+        ],
+    );
+    let kept = json(&a, &["read", &id, "--json"])["attachments"][0]["id"]
+        .as_str()
+        .expect("attachment")
+        .to_owned();
+    // An upload through the API whose message never comes.
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("runtime.json")).expect("runtime.json"))
+            .expect("json");
+    let token = liaison_node::datadir::DataDir::new(&a)
+        .admin_token()
+        .expect("token")
+        .to_string();
+    let uploaded: serde_json::Value = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .post(format!(
+            "http://{}/v1/attachments?name=draft.txt",
+            runtime["api"].as_str().expect("api")
+        ))
+        .bearer_auth(token)
+        .body("never posted")
+        .send()
+        .expect("upload")
+        .json()
+        .expect("json");
+    let orphan = uploaded["id"].as_str().expect("id").to_owned();
+    daemon.stop();
+
+    let whole = a.join("store/attachments-v1/whole");
+    let mut names: Vec<String> = std::fs::read_dir(&whole)
+        .expect("whole files")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected = vec![kept.clone(), orphan.clone()];
+    expected.sort();
+    assert_eq!(names, expected, "both files are on disk");
+    // An hour and a half old: within the margin, both stay.
+    let age = |secs: u64| {
+        for name in &names {
+            std::fs::File::options()
+                .write(true)
+                .open(whole.join(name))
+                .expect("open")
+                .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+                .expect("set mtime");
+        }
+    };
+    age(5_400);
+    Daemon::start(&a).stop();
+    assert!(whole.join(&orphan).exists(), "deleted within the margin");
+    age(7_300);
+    let daemon = Daemon::start(&a);
+    eventually("the unposted file is deleted", || {
+        (!whole.join(&orphan).exists()).then_some(())
+    });
+    assert!(whole.join(&kept).exists(), "a posted file was deleted");
+    let saved = tmp.path().join("saved.txt");
+    ok(
+        &a,
+        &[
+            "attachment",
+            "get",
+            &kept,
+            "--wait",
+            "0",
+            "-o",
+            saved.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(std::fs::read(&saved).expect("saved"), b"named by a message");
+    daemon.stop();
+}

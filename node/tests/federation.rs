@@ -427,13 +427,22 @@ fn a_revoked_node_is_cut_off_by_every_node_and_its_later_messages_refused() {
         let status = json(&m.dir, &["status", "--json"]);
         assert_eq!(status["rosters"][0]["version"], 2, "{status}");
     }
-    // The owner removed it from the group (a new epoch the others follow).
+    // The owner removed it from the group (a new epoch the others follow), with its cut-off:
+    // the rogue's two messages are the last of its that count, whatever its stolen key signs
+    // (even dated before the revocation).
     for m in members3 {
-        eventually(&format!("{} sees the rogue removed", m.name), || {
+        let g = eventually(&format!("{} sees the rogue removed", m.name), || {
             let g = json(&m.dir, &["group", "show", &group, "--json"]);
             let members = g["members"].as_array()?;
-            (!members.iter().any(|x| x["node_id"] == rogue.id.as_str())).then_some(())
+            (!members.iter().any(|x| x["node_id"] == rogue.id.as_str())).then_some(g)
         });
+        let removed = &g["removed"][0];
+        assert_eq!(removed["node_id"], rogue.id.as_str(), "{g}");
+        let cutoff = removed["cutoff"]
+            .as_array()
+            .expect("a removal with a cut-off");
+        assert_eq!(cutoff.len(), 1, "{g}");
+        assert_eq!(cutoff[0]["last_seq"], 2, "{g}");
     }
     // The rogue keeps dialling and every handshake fails.
     eventually("the rogue connected to nobody, its dials refused", || {

@@ -1042,6 +1042,13 @@ impl Engine {
         now: Timestamp,
         rng: &mut R,
     ) -> Result<Vec<u8>, UsageError> {
+        let change = self.removal(group, member)?;
+        self.propose(group, change, now, rng)
+    }
+
+    /// The change that removes `member` from a group this node owns, with this node's cut-off
+    /// (see [`Engine::propose_remove`]), for a caller that signs several changes in a row.
+    pub fn removal(&self, group: &GroupId, member: &NodeId) -> Result<Change, UsageError> {
         let replica = self
             .groups
             .get(group)
@@ -1055,15 +1062,20 @@ impl Engine {
                 (seq > 0).then_some(Cutoff { epoch, seq })
             })
             .collect();
-        self.propose(
-            group,
-            Change::RemoveWithCutoff {
-                member: *member,
-                cutoff,
-            },
-            now,
-            rng,
-        )
+        Ok(Change::RemoveWithCutoff {
+            member: *member,
+            cutoff,
+        })
+    }
+
+    /// How many more control events this node keeps for `group` (see
+    /// [`Config::max_controls_per_group`]); zero for a group it does not hold.
+    pub fn control_room(&self, group: &GroupId) -> usize {
+        self.groups.get(group).map_or(0, |r| {
+            self.config
+                .max_controls_per_group
+                .saturating_sub(r.controls.len())
+        })
     }
 
     /// Applies a control event this node made (after storing it) and sends it to the group's

@@ -119,6 +119,13 @@ impl Files {
         fs::metadata(self.whole_path(id)).ok().map(|m| m.len())
     }
 
+    /// When the whole attachment `id` was last written (its upload or the end of its fetch).
+    pub fn whole_modified(&self, id: &AttachmentId) -> Option<std::time::SystemTime> {
+        fs::metadata(self.whole_path(id))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// The ids of the whole attachments held.
     pub fn wholes(&self) -> Result<Vec<AttachmentId>> {
         list_ids(&self.root.join(WHOLE), "")

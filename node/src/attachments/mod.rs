@@ -19,7 +19,7 @@ pub mod media;
 pub mod named;
 pub mod transfer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -235,6 +235,12 @@ impl Attachments {
     pub fn pending(&self, owner: &str, id: &AttachmentId) -> Result<AttachmentRef> {
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         match pending.get(id) {
+            Some(p) if p.owner == owner && p.since.elapsed() >= PENDING_FOR => {
+                Err(Error::Invalid(format!(
+                    "attachment {id} was uploaded more than an hour ago and was not posted: \
+                     upload the file again"
+                )))
+            }
             Some(p) if p.owner == owner => Ok(p.reference.clone()),
             _ => Err(Error::Invalid(format!(
                 "attachment {id} is not an upload of {owner} waiting for its message on this \
@@ -249,6 +255,39 @@ impl Attachments {
         for id in ids {
             pending.remove(id);
         }
+    }
+
+    /// Deletes the files of uploads that no stored message names and that no longer wait for
+    /// their message: not a pending upload, and written more than twice the upload's hour
+    /// (`PENDING_FOR`) ago. A restart forgets pending uploads, so their files go once old
+    /// enough. A message names its files in the index (`named.log`) before it is stored, an
+    /// upload stays pending until then, and a post may only name an upload younger than an
+    /// hour ([`Attachments::pending`]): the second hour is the margin for a post under way,
+    /// so a file a message names is never taken. Returns how many files were deleted.
+    pub fn sweep_unposted(&self) -> Result<usize> {
+        let pending: HashSet<AttachmentId> = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        let mut removed = 0;
+        for id in self.files.wholes()? {
+            if pending.contains(&id) || self.named.entry(&id).is_some() {
+                continue;
+            }
+            let old = self
+                .files
+                .whole_modified(&id)
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age >= 2 * PENDING_FOR);
+            if old {
+                self.files.remove_whole(&id)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Whether attachment `id` is held whole here.

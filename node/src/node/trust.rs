@@ -418,10 +418,15 @@ impl Actor {
         for group in self.engine.groups().filter(|g| g.owner() == me) {
             for node in nodes {
                 if group.members().contains_key(node) {
-                    changes
-                        .entry(group.id())
-                        .or_default()
-                        .push(Change::Remove { member: *node });
+                    // With the owner's cut-off: a compromised key can still sign messages
+                    // dated before its revocation, and members drop those above what the
+                    // owner held when it removed the node.
+                    match self.engine.removal(&group.id(), node) {
+                        Ok(change) => changes.entry(group.id()).or_default().push(change),
+                        Err(e) => {
+                            warn!(group = %group.id().short(), error = %e, "cannot remove a revoked member")
+                        }
+                    }
                 }
             }
         }
@@ -437,9 +442,18 @@ impl Actor {
         let Some(mut state) = self.engine.group(&gid).cloned() else {
             return;
         };
+        let room = self.engine.control_room(&gid);
+        if changes.len() > room {
+            warn!(
+                group = %gid.short(),
+                changes = changes.len(),
+                room,
+                "the group holds the most control events this node keeps; changes left out"
+            );
+        }
         let identity = self.engine.identity();
-        let mut events = Vec::with_capacity(changes.len());
-        for change in changes {
+        let mut events = Vec::with_capacity(changes.len().min(room));
+        for change in changes.into_iter().take(room) {
             match state.propose(identity, change, now(), &mut OsRng) {
                 Ok(event) => {
                     if let Err(e) = state.apply(&event, None) {
