@@ -16,6 +16,10 @@ use crate::accounts::Principal;
 use crate::error::{Error, Result};
 use crate::store::{DurableTicket, NewMessage, Store};
 
+pub mod checkpoint;
+pub mod read;
+pub mod refused;
+
 /// BLAKE3 key-derivation context of audit record hashes.
 pub const AUDIT_CONTEXT: &str = "liaison/v1/audit-record";
 
@@ -272,6 +276,17 @@ impl AuditLog {
     pub fn verify(&self) -> Result<Verification> {
         verify(&self.store)
     }
+
+    /// The number and hash of the last record (0 and all zero while the log is empty).
+    pub async fn head(&self) -> (u64, [u8; 32]) {
+        let head = self.head.lock().await;
+        (head.seq, head.hash)
+    }
+
+    /// The store the log is kept in, for readers that page through it ([`read`]).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 /// The result of checking the audit chain.
@@ -285,49 +300,15 @@ pub struct Verification {
     pub first_broken: Option<u64>,
     /// Why it is broken.
     pub reason: Option<String>,
+    /// The record whose signed checkpoint the chain was checked against, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
 }
 
-/// Checks the audit chain in `store` and names the first broken record.
+/// Checks the audit chain in `store` and names the first broken record (a page of records
+/// in memory at a time; see [`read::verify`]).
 pub fn verify(store: &Store) -> Result<Verification> {
-    let records = store.audit_records(1)?;
-    let total = records.len() as u64;
-    let mut prev = [0u8; 32];
-    let broken = |seq: u64, reason: String| Verification {
-        records: total,
-        intact: false,
-        first_broken: Some(seq),
-        reason: Some(reason),
-    };
-    for (i, (seq, bytes)) in records.into_iter().enumerate() {
-        let expected = i as u64 + 1;
-        if seq != expected {
-            return Ok(broken(expected, format!("record {expected} is missing")));
-        }
-        let r: AuditRecord = match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => return Ok(broken(seq, format!("record is unreadable: {e}"))),
-        };
-        if r.seq != seq {
-            return Ok(broken(seq, format!("record claims number {}", r.seq)));
-        }
-        if r.prev != hex::encode(prev) {
-            return Ok(broken(seq, "does not link to the previous record".into()));
-        }
-        let hash = record_hash(&prev, &r)?;
-        if r.hash != hex::encode(hash) {
-            return Ok(broken(
-                seq,
-                "content does not match its hash (altered)".into(),
-            ));
-        }
-        prev = hash;
-    }
-    Ok(Verification {
-        records: total,
-        intact: true,
-        first_broken: None,
-        reason: None,
-    })
+    read::verify(store, None)
 }
 
 /// The audit record of one post, written by the node once the message is stored and made

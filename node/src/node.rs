@@ -544,7 +544,8 @@ struct FetchWanted {
 #[derive(Debug)]
 enum ControlReply {
     Created(oneshot::Sender<Result<GroupId>>),
-    Changed(oneshot::Sender<Result<GroupView>>),
+    /// A change asked for through the API: the group as it is then, with these warnings.
+    Changed(oneshot::Sender<Result<GroupView>>, Vec<String>),
     /// A change the node made on its own (a revoked member removed, a rotated member moved, a
     /// timed key rotation): logged, nobody waits.
     Quiet,
@@ -1792,10 +1793,13 @@ impl Actor {
                     (ControlReply::Created(r), o) => {
                         let _ = r.send(o);
                     }
-                    (ControlReply::Changed(r), Ok(gid)) => {
-                        let _ = r.send(self.group_view(&gid));
+                    (ControlReply::Changed(r, warnings), Ok(gid)) => {
+                        let _ = r.send(self.group_view(&gid).map(|mut view| {
+                            view.warnings = warnings;
+                            view
+                        }));
                     }
-                    (ControlReply::Changed(r), Err(e)) => {
+                    (ControlReply::Changed(r, _), Err(e)) => {
                         let _ = r.send(Err(e));
                     }
                     (ControlReply::Quiet, Ok(gid)) => {
@@ -2473,6 +2477,7 @@ impl Actor {
                     }
                 })
                 .collect(),
+            warnings: Vec::new(),
         })
     }
 
@@ -2503,11 +2508,13 @@ impl Actor {
         role: Option<Role>,
         reply: oneshot::Sender<Result<GroupView>>,
     ) {
+        let mut warnings = Vec::new();
         let result = (|| {
             let gid = self.resolve_group(group)?;
             let change = match role {
                 Some(role) => {
                     let (member, name, exchange_key) = self.resolve_candidate(peer)?;
+                    warnings.extend(self.unreachable_warning(&member, &name));
                     Change::Add {
                         member,
                         name,
@@ -2533,12 +2540,34 @@ impl Actor {
         })();
         match result {
             Ok((gid, seq, event)) => {
-                self.store_control(gid, seq, event, ControlReply::Changed(reply))
+                self.store_control(gid, seq, event, ControlReply::Changed(reply, warnings))
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    /// Why a new member `node` may never receive the group's messages, if this node sees no way
+    /// to it. This node passes a group's messages to the members it is connected to, and they
+    /// pass them on to the members they are connected to; it sees only its own connections. So
+    /// a member that is neither a peer this node dials (pinned, or in a roster with an address)
+    /// nor connected to it now gets the messages only if some member it is connected to passes
+    /// them on, which this node cannot check.
+    fn unreachable_warning(&self, node: &NodeId, name: &str) -> Option<String> {
+        let dialled = self
+            .peers
+            .get(node)
+            .is_some_and(|p| p.blocked.is_none() && !p.record.address.is_empty());
+        if dialled || self.conns.contains_key(node) {
+            return None;
+        }
+        Some(format!(
+            "{name} ({}) is not a peer of this node and not connected to it: it receives the \
+             group's messages only if a member it is connected to passes them on, which this \
+             node cannot see. Pin it (`liaison peer add`) so that this node reaches it itself",
+            node.short()
+        ))
     }
 
     fn store_control(&mut self, gid: GroupId, seq: u64, event: Vec<u8>, reply: ControlReply) {
@@ -2903,9 +2932,10 @@ async fn dial_loop(
             }
         }
         // A host name is resolved again at every attempt: its address may have changed.
+        let ipv6 = transport.local_addr().is_ok_and(|a| a.is_ipv6());
         let resolved = tokio::select! {
             () = cancel.cancelled() => return,
-            r = resolve(&address) => r,
+            r = resolve(&address, ipv6) => r,
         };
         let dialled = match resolved {
             Ok(addr) => tokio::select! {
@@ -2946,18 +2976,25 @@ async fn dial_loop(
     }
 }
 
-/// The first socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for.
-async fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
+/// The socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for: the first address a
+/// host name resolves to in the family of the node's own socket (`ipv6`), which is the one it
+/// can send to, or else the first one.
+async fn resolve(address: &str, ipv6: bool) -> std::result::Result<SocketAddr, String> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let Some((host, port)) = liaison_protocol::fields::split_address(address) else {
         return Err(format!("{address:?} is not HOST:PORT"));
     };
-    tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv6() == ipv6)
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("{host} resolves to no address"))
 }
 

@@ -106,7 +106,7 @@ fn compose_page(
             div class="alert" role="alert" {
                 p { (l.t("compose-refused")) }
                 @for e in &general { p { (e.message) } }
-                @if !rec.errors.is_empty() { (record_form::summary(rec.errors)) }
+                @if !rec.errors.is_empty() { (record_form::summary(l, rec.errors)) }
             }
         }
         form class="panel" method="post" action=(format!("/g/{}/compose", g.id)) enctype="multipart/form-data" novalidate {
