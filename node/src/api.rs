@@ -43,6 +43,8 @@
 //! | `DELETE /v1/users/{name}/grants/{group}`     | admin   | revoke a grant                    |
 //! | `GET /v1/audit[?since_ms=T]`                 | admin   | the audit log                     |
 //! | `GET /v1/audit/verify`                       | admin   | check the audit chain             |
+//! | `POST /v1/audit/verify`                      | admin   | check it against a checkpoint     |
+//! | `POST /v1/audit/checkpoint`                  | admin   | sign the chain's head now         |
 //! | `GET /v1/openapi.json`                       | no token | this API's OpenAPI 3.1 description (see [`crate::openapi`]) |
 //!
 //! Every route here is described in [`crate::openapi`]; a test there compares the two.
@@ -72,7 +74,7 @@ use tracing::{info, warn};
 
 use crate::accounts::{Access, Account, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
-use crate::audit::{AuditLog, AuditRecord, Verification};
+use crate::audit::{AuditLog, Verification};
 use crate::datadir::DataDir;
 use crate::error::Error;
 use crate::node::{Command, NodeHandle};
@@ -97,6 +99,8 @@ struct AppState {
     /// The node's data directory: its identity key (read afresh, as `liaison key rotate`
     /// replaces it) signs the challenges of `/v1/identity`.
     dir: DataDir,
+    /// The bounded record of requests refused before a handler took them.
+    refusals: Arc<crate::audit::refused::Refusals>,
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
@@ -111,21 +115,28 @@ pub async fn serve(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
+    let refusals = Arc::new(crate::audit::refused::Refusals::new(audit.clone()));
+    let checkpoints = crate::audit::checkpoint::run(audit.clone(), dir.clone(), shutdown.clone());
     let state = AppState {
         node,
         accounts,
         audit,
         attachments,
         dir,
+        refusals: refusals.clone(),
     };
     // Outermost, so that refused requests (401, 413) are timed and counted too.
     let app = router(state).layer(middleware::from_fn_with_state(
         metrics,
         crate::metrics::track_api,
     ));
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let stopping = shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stopping.cancelled().await });
+    let (result, (), ()) = tokio::join!(server, refusals.run(shutdown), checkpoints);
     if let Err(e) = result {
         warn!(error = %e, "API server failed");
     }
@@ -174,7 +185,11 @@ fn router(state: AppState) -> Router {
         .route("/v1/quarantine", get(quarantined).post(quarantine))
         .route("/v1/quarantine/{id}", delete(release))
         .route("/v1/audit", get(audit_log))
-        .route("/v1/audit/verify", get(audit_verify))
+        .route(
+            "/v1/audit/verify",
+            get(audit_verify).post(audit_verify_checkpoint),
+        )
+        .route("/v1/audit/checkpoint", post(audit_checkpoint))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY));
@@ -333,10 +348,22 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let target = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
+    let source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let Some(presented) = presented else {
-        let _ = state
-            .audit
-            .append("unknown", "auth", &target, "denied: no token")
+        state
+            .refusals
+            .record(
+                source,
+                "unknown",
+                "auth",
+                &method,
+                &target,
+                "denied: no token",
+            )
             .await;
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -345,16 +372,34 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .into_response();
     };
     let Some(who) = state.accounts.authenticate(presented) else {
-        warn!(%target, "API request with a wrong token refused");
-        let _ = state
-            .audit
-            .append("unknown", "auth", &target, "denied: wrong token")
+        state
+            .refusals
+            .record(
+                source,
+                "unknown",
+                "auth",
+                &method,
+                &target,
+                "denied: wrong token",
+            )
             .await;
         return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token".into())
             .into_response();
     };
+    let actor = who.audit_name();
     req.extensions_mut().insert(who);
-    next.run(req).await
+    // A request refused before its handler wrote a record (a body or query that does not
+    // parse, an unknown route or method) is recorded here, bounded like a refused token.
+    let (response, audited) = crate::audit::refused::handled(next.run(req)).await;
+    let status = response.status();
+    if !audited && (status.is_client_error() || status.is_server_error()) {
+        let outcome = format!("error: {status}");
+        state
+            .refusals
+            .record(source, &actor, "refused", &method, &target, &outcome)
+            .await;
+    }
+    response
 }
 
 impl AppState {
@@ -367,6 +412,7 @@ impl AppState {
         target: &str,
         result: Result<T, Error>,
     ) -> Result<T, ApiError> {
+        crate::audit::refused::mark_audited();
         let outcome = crate::audit::outcome(who, result.as_ref().err());
         let actor = who.audit_name();
         let written = if crate::audit::is_read_only(action) {
@@ -1098,9 +1144,9 @@ async fn events(
                 let event = SseEvent::default().event("end").data(why);
                 return Some((Ok(event), (s, who, group, None)));
             }
-            let id = tokio::select! {
+            let fresh = tokio::select! {
                 received = feed.recv() => match received {
-                    Ok(id) => id,
+                    Ok(fresh) => fresh,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         let event = SseEvent::default().event("lagged").data(format!(
                             "{n} messages were skipped; list the inbox to catch up"
@@ -1118,7 +1164,8 @@ async fn events(
                     return Some((Ok(event), (s, who, group, None)));
                 }
             };
-            let Ok(Ok(mut view)) = s.ask(&now, |reply| Command::Read { id, reply }).await else {
+            // Opened once by the node for every stream (see `crate::node::Fresh`).
+            let Some(mut view) = fresh.view_for(&now, true) else {
                 continue;
             };
             if group
@@ -1358,15 +1405,22 @@ struct AuditQuery {
     since_ms: Option<u64>,
 }
 
+/// `GET /v1/audit`: a JSON array, one record per line, streamed from the store a page at a
+/// time (see [`crate::audit::read::json_array`]), so that neither side holds the whole log.
 async fn audit_log(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Vec<AuditRecord>> {
+) -> Result<Response, ApiError> {
     s.admin_only(&who, "audit.read", "audit").await?;
     // The reading itself is recorded first, so that it appears in what is returned.
     s.audited(&who, "audit.read", "audit", Ok(())).await?;
-    Ok(Json(s.audit.records(q.since_ms.unwrap_or(0))?))
+    let records = crate::audit::read::json_array(s.audit.store().clone(), q.since_ms.unwrap_or(0));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(records),
+    )
+        .into_response())
 }
 
 async fn quarantined(
@@ -1425,8 +1479,54 @@ async fn audit_verify(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Verification> {
     s.admin_only(&who, "audit.verify", "audit").await?;
-    let result = s.audit.verify();
+    let store = s.audit.store().clone();
+    let result = tokio::task::spawn_blocking(move || crate::audit::verify(&store))
+        .await
+        .map_err(|_| Error::ShuttingDown)
+        .and_then(|r| r);
     Ok(Json(
         s.audited(&who, "audit.verify", "audit", result).await?,
+    ))
+}
+
+/// `POST /v1/audit/checkpoint`: the chain's head, signed now (its own record included).
+async fn audit_checkpoint(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<crate::audit::checkpoint::Checkpoint> {
+    s.admin_only(&who, "audit.checkpoint", "audit").await?;
+    // Recorded and durable first, so that the checkpoint covers its own request.
+    s.audited(&who, "audit.checkpoint", "audit", Ok(())).await?;
+    let dir = s.dir.clone();
+    let key = tokio::task::spawn_blocking(move || dir.identity_key())
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+    let checkpoint = crate::audit::checkpoint::take(&s.audit, &key)
+        .await
+        .ok_or_else(|| Error::NotYet("the audit log is empty".into()))?;
+    Ok(Json(checkpoint))
+}
+
+/// `POST /v1/audit/verify` with a checkpoint this node signed: the chain, and that the record
+/// the checkpoint names still has the signed hash.
+async fn audit_verify_checkpoint(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<crate::audit::checkpoint::Checkpoint>, JsonRejection>,
+) -> ApiResult<Verification> {
+    let Json(checkpoint) = body?;
+    s.admin_only(&who, "audit.verify", "audit").await?;
+    let target = format!("audit checkpoint {}", checkpoint.seq);
+    let dir = s.dir.clone();
+    let store = s.audit.store().clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let anchor = checkpoint.check(&dir.node_id()?)?;
+        crate::audit::read::verify(&store, Some(anchor))
+    })
+    .await
+    .map_err(|_| Error::ShuttingDown)
+    .and_then(|r| r);
+    Ok(Json(
+        s.audited(&who, "audit.verify", &target, result).await?,
     ))
 }

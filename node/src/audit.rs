@@ -16,6 +16,10 @@ use crate::accounts::Principal;
 use crate::error::{Error, Result};
 use crate::store::{DurableTicket, NewMessage, Store};
 
+pub mod checkpoint;
+pub mod read;
+pub mod refused;
+
 /// BLAKE3 key-derivation context of audit record hashes.
 pub const AUDIT_CONTEXT: &str = "liaison/v1/audit-record";
 
@@ -76,7 +80,7 @@ fn record_hash(prev: &[u8; 32], r: &AuditRecord) -> Result<[u8; 32]> {
 /// - A request that changes state (or is refused one) is answered only once its record, and
 ///   every record written before it, is on disk ([`AuditLog::append`]). A post's record is
 ///   written with the message and made durable by the same flush
-///   ([`store_posts`]).
+///   ([`stage_posts`]).
 /// - A read-only request ([`is_read_only`]) does not wait for a flush of its own
 ///   ([`AuditLog::append_read`]): the flush its record starts runs while the answer goes out,
 ///   and the record is on disk before the next state-changing request is answered (if it
@@ -272,6 +276,17 @@ impl AuditLog {
     pub fn verify(&self) -> Result<Verification> {
         verify(&self.store)
     }
+
+    /// The number and hash of the last record (0 and all zero while the log is empty).
+    pub async fn head(&self) -> (u64, [u8; 32]) {
+        let head = self.head.lock().await;
+        (head.seq, head.hash)
+    }
+
+    /// The store the log is kept in, for readers that page through it ([`read`]).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 /// The result of checking the audit chain.
@@ -285,53 +300,19 @@ pub struct Verification {
     pub first_broken: Option<u64>,
     /// Why it is broken.
     pub reason: Option<String>,
+    /// The record whose signed checkpoint the chain was checked against, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
 }
 
-/// Checks the audit chain in `store` and names the first broken record.
+/// Checks the audit chain in `store` and names the first broken record (a page of records
+/// in memory at a time; see [`read::verify`]).
 pub fn verify(store: &Store) -> Result<Verification> {
-    let records = store.audit_records(1)?;
-    let total = records.len() as u64;
-    let mut prev = [0u8; 32];
-    let broken = |seq: u64, reason: String| Verification {
-        records: total,
-        intact: false,
-        first_broken: Some(seq),
-        reason: Some(reason),
-    };
-    for (i, (seq, bytes)) in records.into_iter().enumerate() {
-        let expected = i as u64 + 1;
-        if seq != expected {
-            return Ok(broken(expected, format!("record {expected} is missing")));
-        }
-        let r: AuditRecord = match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => return Ok(broken(seq, format!("record is unreadable: {e}"))),
-        };
-        if r.seq != seq {
-            return Ok(broken(seq, format!("record claims number {}", r.seq)));
-        }
-        if r.prev != hex::encode(prev) {
-            return Ok(broken(seq, "does not link to the previous record".into()));
-        }
-        let hash = record_hash(&prev, &r)?;
-        if r.hash != hex::encode(hash) {
-            return Ok(broken(
-                seq,
-                "content does not match its hash (altered)".into(),
-            ));
-        }
-        prev = hash;
-    }
-    Ok(Verification {
-        records: total,
-        intact: true,
-        first_broken: None,
-        reason: None,
-    })
+    read::verify(store, None)
 }
 
 /// The audit record of one post, written by the node once the message is stored and made
-/// durable by the same flush (see [`store_posts`]).
+/// durable by the same flush (see [`stage_posts`]).
 #[derive(Debug)]
 pub struct PostAudit {
     log: Arc<AuditLog>,
@@ -353,48 +334,78 @@ impl PostAudit {
     }
 }
 
-/// Stores a batch of local posts (`posts`: each message's id and the audit record to write for
+/// A batch of local posts applied to the store with their audit records written, nothing of
+/// it known to be on disk yet: [`StagedPosts::settle`] waits for that. See [`stage_posts`].
+#[derive(Debug)]
+#[must_use]
+pub struct StagedPosts {
+    /// The messages' write (`None` for an empty batch).
+    ticket: Option<DurableTicket>,
+    /// Per post, its audit record as written (or why it could not be), if it has one.
+    records: Vec<Option<(Arc<AuditLog>, Result<Staged>)>>,
+}
+
+impl StagedPosts {
+    /// The ticket of the messages' write: a later batch passes it to
+    /// [`Store::stage_messages_after`], so that it is never durable when this one was lost.
+    pub fn ticket(&self) -> Option<DurableTicket> {
+        self.ticket
+    }
+
+    /// Waits until the messages and their audit records are on disk (one flush covers both,
+    /// and any batch staged meanwhile). Returns how the batch went, and per post whether its
+    /// record was written and is durable. A record that cannot be written fails only its own
+    /// post's answer (the message is stored, as the batch's result says).
+    pub async fn settle(self, store: &Store) -> (std::result::Result<(), String>, Vec<Result<()>>) {
+        if let Some(ticket) = self.ticket {
+            if let Err(e) = store.wait_for(ticket).await {
+                // The batch's error answers every post; no audit record is owed to the node.
+                return (
+                    Err(e.to_string()),
+                    self.records.iter().map(|_| Ok(())).collect(),
+                );
+            }
+        }
+        let mut audited = Vec::with_capacity(self.records.len());
+        for record in self.records {
+            audited.push(match record {
+                Some((log, Ok(staged))) => log.settle(staged).await,
+                Some((_, Err(e))) => Err(e),
+                None => Ok(()),
+            });
+        }
+        (Ok(()), audited)
+    }
+}
+
+/// Applies a batch of local posts (`posts`: each message's id and the audit record to write for
 /// it) so that one flush covers the messages and their audit records: the messages are applied,
-/// then the records written, then both waited for. Returns how the batch went, and per post
-/// whether its record was written and is durable. A record that cannot be written fails only
-/// its own post's answer (the message is stored, as the batch's result says).
-pub async fn store_posts<'a>(
+/// then the records written; [`StagedPosts::settle`] then waits for both. `after`: the write of
+/// the batch staged before this one, if it may still be lost (see
+/// [`Store::stage_messages_after`]). An error is the batch's: nothing of it was applied, and no
+/// audit record is owed to the node.
+pub async fn stage_posts<'a>(
     store: &Store,
     batch: Vec<NewMessage>,
+    after: Option<DurableTicket>,
     posts: impl Iterator<Item = (MessageId, Option<&'a PostAudit>)>,
-) -> (std::result::Result<(), String>, Vec<Result<()>>) {
+) -> std::result::Result<StagedPosts, String> {
     let posts: Vec<(MessageId, Option<&PostAudit>)> = posts.collect();
-    // The batch's error answers every post; no audit record is owed to the node then.
-    let failed = |e: String| -> (std::result::Result<(), String>, Vec<Result<()>>) {
-        (Err(e), posts.iter().map(|_| Ok(())).collect())
-    };
-    let ticket = match store.stage_messages(batch).await {
+    let ticket = match store.stage_messages_after(batch, after).await {
         Ok((_, ticket)) => ticket,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return Err(e.to_string()),
     };
-    let mut staged = Vec::with_capacity(posts.len());
+    let mut records = Vec::with_capacity(posts.len());
     for (id, audit) in &posts {
-        staged.push(match audit {
+        records.push(match audit {
             None => None,
-            Some(a) => Some(
+            Some(a) => Some((
+                a.log.clone(),
                 a.log
                     .stage(&a.actor, a.action, &format!("{} {id}", a.target), "ok")
                     .await,
-            ),
+            )),
         });
     }
-    if let Some(ticket) = ticket {
-        if let Err(e) = store.wait_for(ticket).await {
-            return failed(e.to_string());
-        }
-    }
-    let mut audited = Vec::with_capacity(posts.len());
-    for ((_, audit), staged) in posts.iter().zip(staged) {
-        audited.push(match (audit, staged) {
-            (Some(a), Some(Ok(staged))) => a.log.settle(staged).await,
-            (_, Some(Err(e))) => Err(e),
-            _ => Ok(()),
-        });
-    }
-    (Ok(()), audited)
+    Ok(StagedPosts { ticket, records })
 }

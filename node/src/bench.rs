@@ -3,13 +3,15 @@
 //!
 //! ```text
 //!  1. limits     ed25519 sign / verify_strict, seal / open of 1 KiB bodies, ChaCha20-Poly1305,
-//!                sled flushed write batches, raw quinn request/ack round trips
+//!                sled flushed write batches, raw quinn request/ack round trips, one quinn
+//!                stream's bulk rate
 //!  2. e2e        A ──post──▶ A's store ──Push──▶ B (verify, open, store, flush) ──Ack──▶ A
 //!     api        HTTP POST on A (1 and 16 clients) ──▶ … ──▶ B's event stream (see [`api`])
+//!     attachments  a file uploaded on A ──▶ fetched by B, held whole (see [`attachments`])
 //!  3. fan-out    author ──▶ hub (group owner, relays at once) ──▶ every other member
 //!  4. catch-up   C offline while A posts; C restarts and syncs until it holds everything
 //!  5. resources  peak RSS (VmHWM of this process), store bytes on disk per message
-//!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn, API / e2e
+//!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn, API / e2e, attachment / quinn
 //! ```
 //!
 //! Every node is a real node ([`crate::node::start`]) with its own data directory under a
@@ -46,6 +48,7 @@ use crate::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 
 pub mod api;
+pub mod attachments;
 mod process;
 
 pub use process::serve as serve_node;
@@ -94,6 +97,9 @@ struct Scale {
     api: (usize, usize),
     /// Messages posted on A but not yet durable on B, at most, in the sustained runs.
     window: usize,
+    /// MiB of the attachment A sends B (within B's eager limit), and sent over one quinn
+    /// stream for the bulk limit.
+    attachment_mib: u64,
 }
 
 impl Scale {
@@ -111,6 +117,7 @@ impl Scale {
                 catchup: 2_000,
                 api: (100, 400),
                 window: 2048,
+                attachment_mib: 4,
             }
         } else {
             Scale {
@@ -125,6 +132,7 @@ impl Scale {
                 catchup: 20_000,
                 api: (1_000, 4_000),
                 window: 2048,
+                attachment_mib: 20,
             }
         }
     }
@@ -142,6 +150,8 @@ pub struct Report {
     pub e2e: E2e,
     /// The same two nodes through their HTTP APIs.
     pub api: api::Api,
+    /// An attachment from one of the two nodes to the other.
+    pub attachments: attachments::Attachments,
     /// One author, many receivers.
     pub fanout: Fanout,
     /// A node that was offline catching up.
@@ -188,6 +198,9 @@ pub struct Limits {
     /// Sequential 64-byte request / 8-byte acknowledgement round trips per second on one quinn
     /// connection over loopback.
     pub quinn_roundtrips_per_s: f64,
+    /// MiB per second sent over one quinn stream on loopback and read whole on the other end
+    /// (64 KiB writes): the bulk limit an attachment transfer is set against.
+    pub quinn_bulk_mib_per_s: f64,
 }
 
 /// Two nodes.
@@ -287,6 +300,9 @@ pub struct Ratios {
     /// `api.msgs_per_s_16 / e2e.msgs_per_s_1k`: what an integration gets through the
     /// API against what the node sustains.
     pub api_over_e2e: f64,
+    /// `attachments.mib_per_s / limits.quinn_bulk_mib_per_s`: an attachment end to end
+    /// against what one quinn stream carries (goal to design for: at least 0.5).
+    pub attachment_over_quinn: f64,
 }
 
 /// Runs the benchmark, prints progress and a table, and writes the JSON if asked.
@@ -326,13 +342,15 @@ pub async fn run(options: Options) -> Result<Report> {
         println!("1/5 limits of this machine");
         report.limits = limits(scale, tmp.path()).await?;
     }
-    if wanted("e2e") || wanted("api") {
+    if wanted("e2e") || wanted("api") || wanted("attachments") {
         println!("2/5 end to end, two nodes, and through their APIs");
         reset_peak_rss();
-        let phases = (wanted("e2e"), wanted("api"));
-        let (e2e, api, peak_rss_b) = e2e(scale, &tmp.path().join("e2e"), phases).await?;
+        let phases = (wanted("e2e"), wanted("api"), wanted("attachments"));
+        let (e2e, api, attachments, peak_rss_b) =
+            e2e(scale, &tmp.path().join("e2e"), phases).await?;
         report.e2e = e2e;
         report.api = api;
+        report.attachments = attachments;
         report.resources.peak_rss_e2e_bytes = peak_rss("self");
         report.resources.peak_rss_node_bytes = peak_rss_b;
     }
@@ -368,6 +386,10 @@ pub async fn run(options: Options) -> Result<Report> {
             report.limits.quinn_roundtrips_per_s,
         ),
         api_over_e2e: ratio(report.api.msgs_per_s_16, report.e2e.msgs_per_s_1k),
+        attachment_over_quinn: ratio(
+            report.attachments.mib_per_s,
+            report.limits.quinn_bulk_mib_per_s,
+        ),
     };
     report.machine.run_seconds = started.elapsed().as_secs_f64();
     report.machine.load_1m_end = load_average();
@@ -409,6 +431,8 @@ async fn limits(scale: Scale, root: &Path) -> Result<Limits> {
     progress("sled batch + flush", sled_flushes_per_s, "/s");
     let quinn_roundtrips_per_s = quinn_rate(scale.quinn_secs).await?;
     progress("quinn round trip", quinn_roundtrips_per_s, "/s");
+    let quinn_bulk_mib_per_s = quinn_bulk(scale.attachment_mib).await?;
+    progress("quinn bulk, one stream", quinn_bulk_mib_per_s, "MiB/s");
     Ok(Limits {
         sign_per_s,
         verify_per_s,
@@ -417,6 +441,7 @@ async fn limits(scale: Scale, root: &Path) -> Result<Limits> {
         aead_bytes_per_s,
         sled_flushes_per_s,
         quinn_roundtrips_per_s,
+        quinn_bulk_mib_per_s,
     })
 }
 
@@ -565,8 +590,9 @@ fn sled_rate(dir: &Path, secs: f64) -> Result<f64> {
     }
 }
 
-/// Sequential small request / acknowledgement round trips on one quinn connection.
-async fn quinn_rate(secs: f64) -> Result<f64> {
+/// Two quinn endpoints on loopback with the node's transport settings, and a connection
+/// between them: (client, server, the client's side, the server's side).
+async fn quinn_pair() -> Result<(Transport, Transport, quinn::Connection, quinn::Connection)> {
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (a, b) = (
         IdentityKey::generate(&mut OsRng),
@@ -586,6 +612,57 @@ async fn quinn_rate(secs: f64) -> Result<f64> {
     let conn = dialled?;
     let (server_conn, _) =
         accepted.ok_or_else(|| Error::Invalid("the quinn listener stopped".into()))?;
+    Ok((client, server, conn, server_conn))
+}
+
+/// `mib` MiB written on one quinn stream in 64 KiB writes and read to its end on the other
+/// side, in MiB per second (the first MiB sent before the clock starts, as a warm-up).
+async fn quinn_bulk(mib: u64) -> Result<f64> {
+    let (client, server, conn, server_conn) = quinn_pair().await?;
+    let total = mib * 1024 * 1024;
+    let reader = tokio::spawn(async move {
+        let mut recv = server_conn.accept_uni().await.ok()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0u64;
+        let mut started = None;
+        while let Ok(Some(n)) = recv.read(&mut buf).await {
+            got += n as u64;
+            if started.is_none() && got >= 1024 * 1024 {
+                started = Some((Instant::now(), got));
+            }
+        }
+        let (at, warm) = started?;
+        Some((got - warm, at.elapsed()))
+    });
+    let quinn_err = |e: String| Error::Invalid(format!("quinn bulk: {e}"));
+    let mut send = conn
+        .open_uni()
+        .await
+        .map_err(|e| quinn_err(e.to_string()))?;
+    let block = vec![7u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < total + 1024 * 1024 {
+        send.write_all(&block)
+            .await
+            .map_err(|e| quinn_err(e.to_string()))?;
+        sent += block.len() as u64;
+    }
+    send.finish().map_err(|e| quinn_err(e.to_string()))?;
+    let measured = tokio::time::timeout(PHASE_TIMEOUT, reader)
+        .await
+        .map_err(|_| quinn_err("no end of stream in time".into()))?
+        .map_err(|e| quinn_err(e.to_string()))?
+        .ok_or_else(|| quinn_err("the stream broke off".into()))?;
+    conn.close(0u32.into(), b"done");
+    client.close();
+    server.close();
+    let (bytes, took) = measured;
+    Ok(bytes as f64 / MIB / took.as_secs_f64().max(f64::EPSILON))
+}
+
+/// Sequential small request / acknowledgement round trips on one quinn connection.
+async fn quinn_rate(secs: f64) -> Result<f64> {
+    let (client, server, conn, server_conn) = quinn_pair().await?;
     let echo = tokio::spawn(async move {
         let Ok((mut send, mut recv)) = server_conn.accept_bi().await else {
             return;
@@ -636,7 +713,11 @@ async fn quinn_rate(secs: f64) -> Result<f64> {
 /// Runs the end-to-end phase: node A in this process, node B in a child process (as in a
 /// deployment, the two share no runtime and no store lock), then the API phase on the same
 /// nodes; `(e2e, api)` says which to measure. Returns the figures and B's peak resident set.
-async fn e2e(scale: Scale, root: &Path, phases: (bool, bool)) -> Result<(E2e, api::Api, u64)> {
+async fn e2e(
+    scale: Scale,
+    root: &Path,
+    phases: (bool, bool, bool),
+) -> Result<(E2e, api::Api, attachments::Attachments, u64)> {
     let nodes = demo::start_nodes(root, &["bench-a"], SYNC_INTERVAL_MS).await?;
     let mut b = match NodeProcess::spawn(root, "bench-b", SYNC_INTERVAL_MS).await {
         Ok(b) => b,
@@ -707,13 +788,20 @@ async fn e2e(scale: Scale, root: &Path, phases: (bool, bool)) -> Result<(E2e, ap
         (Ok((_, group)), [a]) if phases.1 => api::run(root, a, &b, *group, scale.api).await,
         _ => Ok(api::Api::default()),
     };
+    let attached = match (&result, nodes.as_slice()) {
+        (Ok((_, group)), [a]) if phases.2 => {
+            attachments::run(root, a, &b, *group, scale.attachment_mib).await
+        }
+        _ => Ok(attachments::Attachments::default()),
+    };
     let peak_rss_b = b.peak_rss();
     let stopped = b.stop().await;
     shutdown_all(nodes).await?;
     let (e2e, _) = result?;
     let api = api?;
+    let attached = attached?;
     stopped?;
-    Ok((e2e, api, peak_rss_b))
+    Ok((e2e, api, attached, peak_rss_b))
 }
 
 /// Pins A and B to each other, creates a group on A with B as member and waits until B
@@ -1280,6 +1368,12 @@ fn print_table(r: &Report) {
         l.quinn_roundtrips_per_s,
         "/s  (one connection)",
     );
+    row(
+        "",
+        "quinn_bulk_mib_per_s",
+        l.quinn_bulk_mib_per_s,
+        "MiB/s (one stream)",
+    );
     let e = &r.e2e;
     row(
         "e2e",
@@ -1354,9 +1448,23 @@ fn print_table(r: &Report) {
     );
     row("", "post_p50_ms_1", a.post_p50_ms_1, "ms  (answered on A)");
     row("", "post_p99_ms_1", a.post_p99_ms_1, "ms");
+    row(
+        "",
+        "cores_busy_1",
+        a.cores_busy_1,
+        "cores (both processes, clients included)",
+    );
     row("", "msgs_per_s_16", a.msgs_per_s_16, "/s  (16 clients)");
     row("", "post_p50_ms_16", a.post_p50_ms_16, "ms");
     row("", "post_p99_ms_16", a.post_p99_ms_16, "ms");
+    row("", "cores_busy_16", a.cores_busy_16, "cores");
+    let t = &r.attachments;
+    row(
+        "attachment",
+        "mib_per_s",
+        t.mib_per_s,
+        &format!("MiB/s (A → held whole on B, {} MiB)", t.mib),
+    );
     let q = &r.ratios;
     row(
         "ratios",
@@ -1376,5 +1484,11 @@ fn print_table(r: &Report) {
         "api_over_e2e",
         q.api_over_e2e,
         "(goal ≥ 0.5, 16 clients)",
+    );
+    row(
+        "",
+        "attachment_over_quinn",
+        q.attachment_over_quinn,
+        "(goal ≥ 0.5)",
     );
 }

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -75,6 +75,9 @@ pub enum Cmd {
         /// The `HOST:PORT` peers dial (a host name or an address); written to node.toml.
         #[arg(long)]
         advertise: Option<String>,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Print `NAME NODE_ID HOST:PORT`, the line another node's `peer add` takes.
     Id,
@@ -140,6 +143,10 @@ pub enum Cmd {
             conflicts_with_all = ["record", "body", "file", "subject", "attach", "reply_to", "to"]
         )]
         batch: Option<PathBuf>,
+        /// Print the new message's id and group as one JSON document (not with `--batch`,
+        /// which prints JSON lines).
+        #[arg(long, conflicts_with = "batch")]
+        json: bool,
     },
     /// Attachments of messages.
     #[command(subcommand)]
@@ -224,9 +231,18 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// `verify`: check the hash chain and name the first broken record.
-        #[arg(value_parser = ["verify"])]
+        /// `verify`: check the hash chain and name the first broken record. `checkpoint`:
+        /// have the node sign the chain's head now, and write it to `--out`; keep it where
+        /// whoever can write the node's store cannot change it.
+        #[arg(value_parser = ["verify", "checkpoint"])]
         action: Option<String>,
+        /// With `checkpoint`: the file to write the signed checkpoint to.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// With `verify`: also check that the log still holds the record this checkpoint
+        /// signed (a history rewritten before it, hashes recomputed and all, does not).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
     /// Take a stored message out of this node's views, or put it back (admin token needed).
     #[command(subcommand)]
@@ -310,6 +326,9 @@ pub enum AuthorityCmd {
         /// Where to write the key (mode 0600).
         #[arg(long, default_value = crate::authority::DEFAULT_KEY)]
         key: PathBuf,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Sign a roster written as TOML (see `liaison authority --help` and the README).
     Sign {
@@ -322,6 +341,9 @@ pub enum AuthorityCmd {
         /// `.roster`).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a signed roster against the authority it names and print it.
     Show {
@@ -340,6 +362,9 @@ pub enum RosterCmd {
     Load {
         /// The signed roster file (`liaison authority sign` writes it).
         file: PathBuf,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// The rosters in force and how this node treats each entry.
     Show {
@@ -357,6 +382,9 @@ pub enum KeyCmd {
         /// Only the exchange key (to which group keys are wrapped), not the identity.
         #[arg(long)]
         exchange_only: bool,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 /// How log lines are written (`--log-format`).
@@ -392,6 +420,9 @@ pub enum PeerCmd {
         /// Replace the pin that already has this name or node id.
         #[arg(long)]
         replace: bool,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List pinned peers with their connection state.
     List {
@@ -403,6 +434,9 @@ pub enum PeerCmd {
     Remove {
         /// Peer name or node id.
         peer: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -417,6 +451,9 @@ pub enum QuarantineCmd {
         /// Why (kept with the quarantine and shown).
         #[arg(long)]
         reason: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// The messages quarantined on this node.
     List {
@@ -428,6 +465,9 @@ pub enum QuarantineCmd {
     Release {
         /// The message id.
         id: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -451,6 +491,9 @@ pub enum UserCmd {
         /// Give the officer the web workspace's operator pages.
         #[arg(long)]
         operator: bool,
+        /// Print the account, its token (and one-time login) as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Grant an officer a group: `GROUP[:read|:post]`.
     Grant {
@@ -458,6 +501,9 @@ pub enum UserCmd {
         name: String,
         /// `GROUP[:read|:post]`.
         grant: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke an officer's grant of a group.
     Revoke {
@@ -465,6 +511,9 @@ pub enum UserCmd {
         name: String,
         /// Group id or name.
         group: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List officer accounts and their grants.
     List {
@@ -476,6 +525,9 @@ pub enum UserCmd {
     Remove {
         /// The officer.
         name: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -493,7 +545,11 @@ pub enum StoreCmd {
     ///
     /// Exits 0 if the store is sound, 1 if anything is damaged or missing; the report says what,
     /// and whether `liaison store rebuild` would help.
-    Check,
+    Check {
+        /// Print the report as one JSON document (the exit code is the same).
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild the store's index (sled's files) from the envelope log.
     ///
     /// Stop the node first. Use it when `liaison store check` reports entries the index lacks,
@@ -505,7 +561,11 @@ pub enum StoreCmd {
     /// the accounts again (receipts come back from peers).
     ///
     /// A start rebuilds the index by itself when sled's files do not open at all.
-    Rebuild,
+    Rebuild {
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `liaison group ...`.
@@ -515,8 +575,17 @@ pub enum GroupCmd {
     Create {
         /// The group's name.
         name: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Add a peer to a group this node owns.
+    ///
+    /// This node passes the group's messages to the members it is connected to, and they pass
+    /// them on to the members they are connected to. It can see only its own connections: if
+    /// the new member is neither a peer of this node (pinned, or in a roster with an address)
+    /// nor connected to it now, it is added with a warning, as it receives the group's
+    /// messages only if a member it is connected to passes them on.
     Add {
         /// Group id or name.
         group: String,
@@ -525,6 +594,9 @@ pub enum GroupCmd {
         /// member (posts and reads) or reader (reads only).
         #[arg(long, default_value = "member")]
         role: String,
+        /// Print the group as it is now (with any warning) as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a member from a group this node owns.
     Remove {
@@ -532,6 +604,9 @@ pub enum GroupCmd {
         group: String,
         /// Peer name or node id.
         peer: String,
+        /// Print what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List groups.
     List {
@@ -560,6 +635,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             listen,
             api,
             advertise,
+            json,
         } => {
             let mut config = Config::new(&name, listen, api);
             config.advertise = advertise;
@@ -567,6 +643,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             Config::parse(&config.to_toml(), &dir.config_path())?;
             let identity = dir.init(&config, &mut rand_core::OsRng)?;
             drop(crate::store::Store::open(&dir.store_path())?);
+            if json {
+                return print_json(&serde_json::json!({
+                    "name": name,
+                    "node_id": identity.node_id().to_string(),
+                    "data": dir.root(),
+                    "config": dir.config_path(),
+                    "token_file": dir.token_path(),
+                }));
+            }
             say!(
                 "initialised node {name} ({}) in {}",
                 identity.node_id(),
@@ -634,10 +719,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Peer(cmd) => peer(&client()?, cmd).await,
         Cmd::Authority(cmd) => authority(cmd),
         Cmd::Roster(cmd) => roster(&client()?, cmd).await,
-        Cmd::Key(KeyCmd::Rotate { exchange_only }) => {
+        Cmd::Key(KeyCmd::Rotate {
+            exchange_only,
+            json,
+        }) => {
             let r: views::Rotated = client()?
                 .post("/v1/key/rotate", &views::RotateKeys { exchange_only })
                 .await?;
+            if json {
+                return print_json(&r);
+            }
             if r.old_node_id == r.node_id {
                 say!("new exchange key for node {}", r.node_id);
             } else {
@@ -664,6 +755,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             to,
             attach,
             keep_metadata,
+            json,
             ..
         } => {
             let mut body = record_body(&path, handling, to, reply_to)?;
@@ -675,8 +767,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let created: Created = client
                 .post(&format!("/v1/groups/{}/records", segment(&group)), &body)
                 .await?;
-            say!("{}", created.id);
-            Ok(())
+            posted(&created, &group, json)
         }
         Cmd::Send {
             group,
@@ -690,6 +781,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             keep_metadata,
             body,
             batch: None,
+            json,
         } => {
             let body = match (file, body.as_deref()) {
                 (Some(path), _) => std::fs::read_to_string(&path)
@@ -723,8 +815,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     },
                 )
                 .await?;
-            say!("{}", created.id);
-            Ok(())
+            posted(&created, &group, json)
         }
         Cmd::Record(cmd) => record_cmd(cmd),
         Cmd::Attachment(AttachmentCmd::Get {
@@ -924,7 +1015,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             since,
             json,
             action,
-        } => audit(&client()?, since, json, action.is_some()).await,
+            out,
+            checkpoint,
+        } => match action.as_deref() {
+            Some("checkpoint") => {
+                let out = out.ok_or_else(|| {
+                    Error::Invalid("audit checkpoint needs --out FILE to write it to".into())
+                })?;
+                audit_checkpoint(&client()?, &out, json).await
+            }
+            Some(_) => audit_verify(&client()?, checkpoint.as_deref(), json).await,
+            None => audit(&client()?, since, json).await,
+        },
         Cmd::Quarantine(cmd) => quarantine(&client()?, cmd).await,
         Cmd::Watch { group, json } => watch(&client()?, group, json).await,
         Cmd::Status { json } => {
@@ -994,8 +1096,21 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
     let options = dir.config()?.store.options();
     let path = dir.store_path();
     match cmd {
-        StoreCmd::Check => {
+        StoreCmd::Check { json } => {
             let r = Store::check(&path, &options)?;
+            if json {
+                let mut value =
+                    serde_json::to_value(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("sound".into(), r.is_sound().into());
+                }
+                print_json(&value)?;
+                return if r.is_sound() {
+                    Ok(())
+                } else {
+                    Err(Error::Corrupt("the store is damaged".into()))
+                };
+            }
             say!("store     {}", path.display());
             say!("messages  {} in the index", r.messages);
             say!(
@@ -1039,8 +1154,11 @@ fn store(dir: &DataDir, cmd: StoreCmd) -> Result<()> {
                 ))
             }
         }
-        StoreCmd::Rebuild => {
+        StoreCmd::Rebuild { json } => {
             let r = Store::rebuild(&path, &options)?;
+            if json {
+                return print_json(&r);
+            }
             say!(
                 "rebuilt the index of {} from the envelope log: {} messages",
                 path.display(),
@@ -1238,6 +1356,7 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             node_id,
             address,
             replace,
+            json,
         } => {
             let p: PeerView = client
                 .post(
@@ -1250,6 +1369,9 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
                     },
                 )
                 .await?;
+            if json {
+                return print_json(&p);
+            }
             say!("pinned {} ({}) at {}", p.name, p.node_id, p.address);
             Ok(())
         }
@@ -1278,10 +1400,13 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
             }
             Ok(())
         }
-        PeerCmd::Remove { peer } => {
+        PeerCmd::Remove { peer, json } => {
             let _: serde_json::Value = client
                 .delete(&format!("/v1/peers/{}", segment(&peer)))
                 .await?;
+            if json {
+                return print_json(&serde_json::json!({ "removed": peer }));
+            }
             say!("removed {peer}");
             Ok(())
         }
@@ -1290,8 +1415,14 @@ async fn peer(client: &Client, cmd: PeerCmd) -> Result<()> {
 
 fn authority(cmd: AuthorityCmd) -> Result<()> {
     match cmd {
-        AuthorityCmd::Init { key } => {
+        AuthorityCmd::Init { key, json } => {
             let id = crate::authority::init(&key, &mut rand_core::OsRng)?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "authority": id.to_string(),
+                    "key": key,
+                }));
+            }
             eprintln!(
                 "authority key written to {}; keep it offline. Every node of the federation lists this public key in federation.authorities:",
                 key.display()
@@ -1299,9 +1430,24 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
             say!("{id}");
             Ok(())
         }
-        AuthorityCmd::Sign { roster, key, out } => {
+        AuthorityCmd::Sign {
+            roster,
+            key,
+            out,
+            json,
+        } => {
             let (r, path) =
                 crate::authority::sign(&key, &roster, out.as_deref(), crate::node::now())?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "federation": r.federation,
+                    "version": r.version,
+                    "entries": r.entries.len(),
+                    "revocations": r.revocations.len(),
+                    "valid_until": views::rfc3339(r.valid_until.0),
+                    "out": path,
+                }));
+            }
             say!(
                 "signed {} version {}: {} node(s), {} revoked, valid until {} -> {}",
                 r.federation,
@@ -1374,7 +1520,7 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
 
 async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
     match cmd {
-        RosterCmd::Load { file } => {
+        RosterCmd::Load { file, json } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
             let r: views::RosterLoaded = client
@@ -1385,6 +1531,9 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
                     },
                 )
                 .await?;
+            if json {
+                return print_json(&r);
+            }
             match r.outcome.as_str() {
                 "new" => say!(
                     "{} version {} in force: {} joined, {} left, {} newly revoked",
@@ -1440,10 +1589,13 @@ async fn roster(client: &Client, cmd: RosterCmd) -> Result<()> {
 
 async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
     match cmd {
-        QuarantineCmd::Add { id, reason } => {
+        QuarantineCmd::Add { id, reason, json } => {
             let q: views::QuarantineView = client
                 .post("/v1/quarantine", &views::QuarantineRequest { id, reason })
                 .await?;
+            if json {
+                return print_json(&q);
+            }
             say!("quarantined {} ({})", q.id, q.reason);
             Ok(())
         }
@@ -1460,10 +1612,13 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
             }
             Ok(())
         }
-        QuarantineCmd::Release { id } => {
+        QuarantineCmd::Release { id, json } => {
             let q: views::QuarantineView = client
                 .delete(&format!("/v1/quarantine/{}", segment(&id)))
                 .await?;
+            if json {
+                return print_json(&q);
+            }
             say!("released {}", q.id);
             Ok(())
         }
@@ -1472,14 +1627,22 @@ async fn quarantine(client: &Client, cmd: QuarantineCmd) -> Result<()> {
 
 async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
     match cmd {
-        GroupCmd::Create { name } => {
+        GroupCmd::Create { name, json } => {
             let c: Created = client
-                .post("/v1/groups", &views::CreateGroup { name })
+                .post("/v1/groups", &views::CreateGroup { name: name.clone() })
                 .await?;
+            if json {
+                return print_json(&serde_json::json!({ "id": c.id, "name": name }));
+            }
             say!("{}", c.id);
             Ok(())
         }
-        GroupCmd::Add { group, peer, role } => {
+        GroupCmd::Add {
+            group,
+            peer,
+            role,
+            json,
+        } => {
             let g: GroupView = client
                 .post(
                     &format!("/v1/groups/{}/members", segment(&group)),
@@ -1489,10 +1652,16 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     },
                 )
                 .await?;
+            if json {
+                return print_json(&g);
+            }
             say!("added {peer} to {} as {role} (epoch {})", g.name, g.epoch);
+            for w in &g.warnings {
+                eprintln!("warning: {w}");
+            }
             Ok(())
         }
-        GroupCmd::Remove { group, peer } => {
+        GroupCmd::Remove { group, peer, json } => {
             let g: GroupView = client
                 .delete(&format!(
                     "/v1/groups/{}/members/{}",
@@ -1500,6 +1669,9 @@ async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     segment(&peer)
                 ))
                 .await?;
+            if json {
+                return print_json(&g);
+            }
             say!("removed {peer} from {} (epoch {})", g.name, g.epoch);
             Ok(())
         }
@@ -1552,6 +1724,7 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             enrol,
             password,
             operator,
+            json,
         } => {
             let login = match (enrol, password) {
                 (true, _) => Some("enrol".to_owned()),
@@ -1565,6 +1738,18 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                 operator,
             };
             let u: NewUser = client.post("/v1/users", &body).await?;
+            if json {
+                let mut value =
+                    serde_json::to_value(&u).map_err(|e| Error::Invalid(e.to_string()))?;
+                if let (Some(code), Some(object)) = (&u.enrolment_code, value.as_object_mut()) {
+                    let base = web.unwrap_or("https://WORKSPACE/").trim_end_matches('/');
+                    object.insert(
+                        "enrolment_link".into(),
+                        format!("{base}/enrol#{code}").into(),
+                    );
+                }
+                return print_json(&value);
+            }
             eprintln!(
                 "officer {} created; give them this API token (it is not shown again):",
                 u.user.name
@@ -1583,17 +1768,20 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             }
             Ok(())
         }
-        UserCmd::Grant { name, grant } => {
+        UserCmd::Grant { name, grant, json } => {
             let u: UserView = client
                 .post(
                     &format!("/v1/users/{}/grants", segment(&name)),
                     &GrantBody { grant },
                 )
                 .await?;
+            if json {
+                return print_json(&u);
+            }
             say!("{}: {}", u.name, format_grants(&u));
             Ok(())
         }
-        UserCmd::Revoke { name, group } => {
+        UserCmd::Revoke { name, group, json } => {
             let u: UserView = client
                 .delete(&format!(
                     "/v1/users/{}/grants/{}",
@@ -1601,6 +1789,9 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
                     segment(&group)
                 ))
                 .await?;
+            if json {
+                return print_json(&u);
+            }
             say!("{}: {}", u.name, format_grants(&u));
             Ok(())
         }
@@ -1617,10 +1808,13 @@ async fn user(client: &Client, cmd: UserCmd, web: Option<&str>) -> Result<()> {
             }
             Ok(())
         }
-        UserCmd::Remove { name } => {
+        UserCmd::Remove { name, json } => {
             let _: serde_json::Value = client
                 .delete(&format!("/v1/users/{}", segment(&name)))
                 .await?;
+            if json {
+                return print_json(&serde_json::json!({ "removed": name }));
+            }
             say!("removed {name}");
             Ok(())
         }
@@ -1638,36 +1832,98 @@ fn format_grants(u: &crate::api::UserView) -> String {
         .join(" ")
 }
 
-async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool) -> Result<()> {
-    use crate::audit::{AuditRecord, Verification};
-    if verify {
-        let v: Verification = client.get("/v1/audit/verify").await?;
-        if json {
-            return print_json(&v);
-        }
-        return match v.first_broken {
-            None => {
-                say!("audit log intact: {} records", v.records);
-                Ok(())
-            }
-            Some(seq) => Err(Error::Corrupt(format!(
-                "audit log broken at record {seq} of {}: {}",
-                v.records,
-                v.reason.unwrap_or_default()
-            ))),
-        };
+/// `liaison audit checkpoint --out FILE`.
+async fn audit_checkpoint(client: &Client, out: &Path, json: bool) -> Result<()> {
+    use crate::audit::checkpoint::Checkpoint;
+    let c: Checkpoint = client
+        .post("/v1/audit/checkpoint", &serde_json::json!({}))
+        .await?;
+    let text = serde_json::to_string_pretty(&c).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(out, format!("{text}\n"))
+        .map_err(|e| Error::io(format!("cannot write {}", out.display()), e))?;
+    if json {
+        return print_json(&c);
     }
+    say!(
+        "checkpoint of audit record {} signed at {} written to {}",
+        c.seq,
+        views::rfc3339(c.at_ms),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `liaison audit verify [--checkpoint FILE]`.
+async fn audit_verify(client: &Client, checkpoint: Option<&Path>, json: bool) -> Result<()> {
+    use crate::audit::checkpoint::Checkpoint;
+    use crate::audit::Verification;
+    let v: Verification = match checkpoint {
+        None => client.get("/v1/audit/verify").await?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            let c: Checkpoint = serde_json::from_str(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{} is not an audit checkpoint: {e}",
+                    path.display()
+                ))
+            })?;
+            client.post("/v1/audit/verify", &c).await?
+        }
+    };
+    if json {
+        return print_json(&v);
+    }
+    match v.first_broken {
+        None => {
+            match v.checkpoint {
+                Some(seq) => say!(
+                    "audit log intact: {} records; record {seq} is the one the checkpoint signed",
+                    v.records
+                ),
+                None => say!("audit log intact: {} records", v.records),
+            }
+            Ok(())
+        }
+        Some(seq) => Err(Error::Corrupt(format!(
+            "audit log broken at record {seq} of {}: {}",
+            v.records,
+            v.reason.unwrap_or_default()
+        ))),
+    }
+}
+
+async fn audit(client: &Client, since: Option<String>, json: bool) -> Result<()> {
+    use crate::audit::AuditRecord;
     let since_ms = match since {
         None => 0,
         Some(text) => parse_since(&text)?,
     };
-    let records: Vec<AuditRecord> = client
-        .get(&format!("/v1/audit?since_ms={since_ms}"))
+    // The node streams a JSON array, one record per line: taken and printed a line at a time,
+    // so that a long log is never held whole.
+    let mut lines = client
+        .lines(&format!("/v1/audit?since_ms={since_ms}"))
         .await?;
-    if json {
-        return print_json(&records);
-    }
-    for r in &records {
+    let mut closed = false;
+    while let Some(line) = lines.next().await? {
+        let item = line.trim().trim_end_matches(',');
+        match item {
+            "" => continue,
+            "[" | "]" => {
+                closed = item == "]";
+                if json {
+                    emit_line(item);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let r: AuditRecord = serde_json::from_str(item)
+            .map_err(|e| Error::Invalid(format!("unexpected audit record from the node: {e}")))?;
+        if json {
+            emit_line(line.trim());
+            continue;
+        }
         say!(
             "{:>6} {} {:<20} {:<14} {:<12} {}",
             r.seq,
@@ -1677,6 +1933,11 @@ async fn audit(client: &Client, since: Option<String>, json: bool, verify: bool)
             r.outcome,
             r.target
         );
+    }
+    if !closed {
+        return Err(Error::Invalid(
+            "the node's audit log answer broke off before its end (see the node's log)".into(),
+        ));
     }
     Ok(())
 }
@@ -1806,6 +2067,15 @@ fn emit_line(text: &str) {
         eprintln!("error: cannot write to standard output: {e}");
         std::process::exit(1);
     }
+}
+
+/// What `send` prints: the new message's id, or with `--json` the id and the group as named.
+fn posted(created: &Created, group: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({ "id": created.id, "group": group }));
+    }
+    say!("{}", created.id);
+    Ok(())
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {

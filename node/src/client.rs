@@ -272,6 +272,22 @@ fn builder() -> reqwest::ClientBuilder {
 impl Client {
     /// Opens a server-sent event stream at `path`.
     pub async fn events(&self, path: &str) -> Result<Events> {
+        Ok(Events {
+            resp: self.open(path).await?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Opens an answer at `path` to read a line at a time (the audit log's).
+    pub async fn lines(&self, path: &str) -> Result<Lines> {
+        Ok(Lines {
+            resp: self.open(path).await?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// `GET path`, its answer not read yet.
+    async fn open(&self, path: &str) -> Result<reqwest::Response> {
         self.authenticate_node().await?;
         let resp = builder()
             .build()
@@ -295,10 +311,47 @@ impl Client {
                 _ => Error::Invalid(message),
             });
         }
-        Ok(Events {
-            resp,
-            buf: Vec::new(),
-        })
+        Ok(resp)
+    }
+}
+
+/// An answer read a line at a time, each line at most [`Lines::MAX_LINE`] bytes.
+#[derive(Debug)]
+pub struct Lines {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// The longest line taken.
+    pub const MAX_LINE: usize = 1024 * 1024;
+
+    /// The next line (without its end); `None` at the end of the answer.
+    pub async fn next(&mut self) -> Result<Option<String>> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Ok(Some(String::from_utf8_lossy(&line[..end]).into_owned()));
+            }
+            match self
+                .resp
+                .chunk()
+                .await
+                .map_err(|e| Error::Invalid(format!("the node's answer broke off: {e}")))?
+            {
+                Some(chunk) => {
+                    if self.buf.len() + chunk.len() > Self::MAX_LINE {
+                        return Err(Error::Invalid("a line of the answer is over 1 MiB".into()));
+                    }
+                    self.buf.extend_from_slice(&chunk);
+                }
+                None if self.buf.is_empty() => return Ok(None),
+                None => {
+                    let rest = std::mem::take(&mut self.buf);
+                    return Ok(Some(String::from_utf8_lossy(&rest).into_owned()));
+                }
+            }
+        }
     }
 }
 

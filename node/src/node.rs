@@ -26,7 +26,7 @@ use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
-use liaison_protocol::sync::{self, Archive, Engine, Event, LocalDraft};
+use liaison_protocol::sync::{self, Archive, Engine, Event};
 use liaison_protocol::{
     ExchangeKey, GroupId, GroupState, IdentityKey, NodeId, Role, Timestamp, UsageError,
 };
@@ -46,6 +46,7 @@ use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 mod trust;
+pub use feed::Fresh;
 
 use crate::views::{
     ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
@@ -265,8 +266,9 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<AttachmentRef>>,
     },
-    /// A feed of the ids of messages as they are durably stored.
-    Subscribe(oneshot::Sender<broadcast::Receiver<MessageId>>),
+    /// A feed of messages as they are durably stored, each opened once for every subscriber
+    /// (see [`Fresh`]).
+    Subscribe(oneshot::Sender<broadcast::Receiver<Arc<Fresh>>>),
     /// What the metrics endpoint shows (see [`crate::metrics`]).
     Metrics(oneshot::Sender<crate::metrics::Snapshot>),
     /// Quarantine a stored message: no view of this node shows it until it is released (admin
@@ -493,6 +495,14 @@ enum Internal {
     PostsStored {
         posts: Vec<(Sealed, oneshot::Sender<Result<MessageId>>, Option<Error>)>,
         result: std::result::Result<(), String>,
+        /// Whether the batch was applied to the store (else [`Internal::PostsStaged`] was
+        /// never sent for it).
+        staged: bool,
+    },
+    /// A batch of local posts was applied to the store with its audit records; its flush
+    /// runs (see [`posting`]). `ticket`: its write.
+    PostsStaged {
+        ticket: Option<crate::store::DurableTicket>,
     },
     /// Envelopes read ahead for a sync response (see [`ReadAhead`]).
     ReadAhead {
@@ -534,7 +544,8 @@ struct FetchWanted {
 #[derive(Debug)]
 enum ControlReply {
     Created(oneshot::Sender<Result<GroupId>>),
-    Changed(oneshot::Sender<Result<GroupView>>),
+    /// A change asked for through the API: the group as it is then, with these warnings.
+    Changed(oneshot::Sender<Result<GroupView>>, Vec<String>),
     /// A change the node made on its own (a revoked member removed, a rotated member moved, a
     /// timed key rotation): logged, nobody waits.
     Quiet,
@@ -670,7 +681,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         new_messages: broadcast::channel(1024).0,
         events: events.clone(),
         local_posts: Vec::new(),
-        post_writing: false,
+        post_rounds: posting::Rounds::default(),
         received: Vec::new(),
         received_writes: 0,
         origins: Origins::default(),
@@ -1040,15 +1051,14 @@ struct Actor {
     directory: BTreeMap<NodeId, Descriptor>,
     /// Messages the admin quarantined (see the `quarantine` module).
     quarantined: quarantine::Quarantined,
-    /// Ids of messages as they become durable, for live feeds.
-    new_messages: broadcast::Sender<MessageId>,
+    /// Messages as they become durable, for live feeds (see [`feed`]).
+    new_messages: broadcast::Sender<Arc<feed::Fresh>>,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
     events: broadcast::Sender<NodeEvent>,
     /// Posts waiting to be sealed and written together by `store_local_posts`.
     local_posts: Vec<LocalPost>,
-    /// Whether a batch of local posts is being written (one at a time: see
-    /// `store_local_posts`).
-    post_writing: bool,
+    /// The batches of local posts being written (see [`posting`]).
+    post_rounds: posting::Rounds,
     /// Messages accepted from peers and waiting for the store, written by `store_received`.
     received: Vec<NewMessage>,
     /// Batches of received messages being written.
@@ -1391,104 +1401,6 @@ impl Actor {
                 let _ = tx.send(Internal::ReadAhead { key, envelopes }).await;
             });
         }
-    }
-
-    /// Seals the posts waiting since the last write and writes them as one store batch (one
-    /// sled batch, one flush); each is answered, and pushed to peers, once that write is
-    /// durable. One batch at a time, sealed only when it is written: this node's own messages
-    /// become durable in sequence order, and a failed write hands its sequence numbers back
-    /// (`Engine::handle_local_failed`), so it never leaves a gap in its own sequence.
-    fn store_local_posts(&mut self) {
-        if self.local_posts.is_empty() || self.post_writing {
-            return;
-        }
-        let now_instant = std::time::Instant::now();
-        let mut posts = Vec::new();
-        for post in std::mem::take(&mut self.local_posts) {
-            let draft = LocalDraft {
-                now: post.created_at,
-                handling: post.handling,
-                expires_at: None,
-                content: &post.content,
-            };
-            match self.engine.seal(&post.group, draft, &mut OsRng) {
-                Ok(sealed) => {
-                    if !post.attachments.is_empty() {
-                        self.posted_attachments.insert(sealed.id, post.attachments);
-                    }
-                    posts.push((sealed, post.reply, post.audit));
-                }
-                Err(
-                    liaison_protocol::UsageError::SequenceUnconfirmed(_)
-                    | liaison_protocol::UsageError::RestorePending(_),
-                ) if now_instant < post.wait_until => {
-                    self.local_posts.push(post);
-                }
-                Err(e) => {
-                    self.pending_writes = self.pending_writes.saturating_sub(1);
-                    let _ = post.reply.send(Err(e.into()));
-                }
-            }
-        }
-        if posts.is_empty() {
-            return;
-        }
-        self.post_writing = true;
-        let named: Vec<FetchWanted> = posts
-            .iter()
-            .flat_map(|(sealed, _, _)| {
-                let place = sealed.header.place();
-                let id = sealed.id;
-                self.posted_attachments
-                    .get(&id)
-                    .into_iter()
-                    .flatten()
-                    .map(move |reference| FetchWanted {
-                        reference: reference.clone(),
-                        message: id,
-                        group: place.group,
-                        author: place.author,
-                        from: None,
-                    })
-            })
-            .collect();
-        let store = self.store.clone();
-        let attachments = self.attachments.clone();
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = attached::index_ahead(&attachments, &named).await {
-                let posts = posts
-                    .into_iter()
-                    .map(|(sealed, reply, _)| (sealed, reply, None))
-                    .collect();
-                let result = Err(format!("cannot index the attachments it names: {e}"));
-                let _ = tx.send(Internal::PostsStored { posts, result }).await;
-                return;
-            }
-            let batch = posts
-                .iter()
-                .map(|(sealed, _, _)| NewMessage {
-                    id: sealed.id,
-                    place: sealed.header.place(),
-                    envelope: sealed.bytes.clone(),
-                    meta: now().0.to_be_bytes().to_vec(),
-                })
-                .collect();
-            let (result, audited) = crate::audit::store_posts(
-                &store,
-                batch,
-                posts
-                    .iter()
-                    .map(|(sealed, _, audit)| (sealed.id, audit.as_ref())),
-            )
-            .await;
-            let posts = posts
-                .into_iter()
-                .zip(audited)
-                .map(|((sealed, reply, _), audited)| (sealed, reply, audited.err()))
-                .collect();
-            let _ = tx.send(Internal::PostsStored { posts, result }).await;
-        });
     }
 
     /// Writes the messages accepted from peers that wait for the store as one batch, unless
@@ -1843,9 +1755,7 @@ impl Actor {
                         ids: ids.as_slice().into(),
                     });
                 }
-                for id in &ids {
-                    let _ = self.new_messages.send(*id);
-                }
+                self.publish_fresh(ids.iter().map(|id| (*id, None)));
             }
             Internal::ReadAhead { key, envelopes } => {
                 let ahead = self.read_ahead.get_mut();
@@ -1858,41 +1768,12 @@ impl Actor {
                     ahead.ready.insert(key, envelopes);
                 }
             }
-            Internal::PostsStored { posts, result } => {
-                self.post_writing = false;
-                self.pending_writes = self.pending_writes.saturating_sub(posts.len());
-                if result.is_err() {
-                    let sealed: Vec<Sealed> = posts.iter().map(|(s, _, _)| s.clone()).collect();
-                    self.engine.handle_local_failed(&sealed);
-                } else {
-                    self.metrics.stored_local(posts.len());
-                }
-                for (sealed, reply, audit_failed) in posts {
-                    match &result {
-                        Ok(()) => {
-                            self.engine.commit_local_message(&sealed);
-                            self.note_origin(sealed.id, &sealed.header);
-                            if let Some(refs) = self.posted_attachments.remove(&sealed.id) {
-                                // Indexed before the write (`attached::index_ahead`).
-                                let ids: Vec<AttachmentId> = refs.iter().map(|r| r.id).collect();
-                                self.attachments.posted(&ids);
-                            }
-                            let _ = self.new_messages.send(sealed.id);
-                            let _ = reply.send(match audit_failed {
-                                None => Ok(sealed.id),
-                                Some(e) => Err(e),
-                            });
-                        }
-                        Err(e) => {
-                            self.posted_attachments.remove(&sealed.id);
-                            let _ = reply.send(Err(Error::io(
-                                "cannot store the message",
-                                std::io::Error::other(e.clone()),
-                            )));
-                        }
-                    }
-                }
-            }
+            Internal::PostsStaged { ticket } => self.on_posts_staged(ticket),
+            Internal::PostsStored {
+                posts,
+                result,
+                staged,
+            } => self.on_posts_stored(posts, result, staged),
             Internal::KeysRotated(rotated) => self.on_keys_rotated(*rotated),
             Internal::CloseRotated(conns) => {
                 for (peer, id) in conns {
@@ -1920,10 +1801,13 @@ impl Actor {
                     (ControlReply::Created(r), o) => {
                         let _ = r.send(o);
                     }
-                    (ControlReply::Changed(r), Ok(gid)) => {
-                        let _ = r.send(self.group_view(&gid));
+                    (ControlReply::Changed(r, warnings), Ok(gid)) => {
+                        let _ = r.send(self.group_view(&gid).map(|mut view| {
+                            view.warnings = warnings;
+                            view
+                        }));
                     }
-                    (ControlReply::Changed(r), Err(e)) => {
+                    (ControlReply::Changed(r, _), Err(e)) => {
                         let _ = r.send(Err(e));
                     }
                     (ControlReply::Quiet, Ok(gid)) => {
@@ -2602,6 +2486,7 @@ impl Actor {
                     }
                 })
                 .collect(),
+            warnings: Vec::new(),
         })
     }
 
@@ -2632,11 +2517,13 @@ impl Actor {
         role: Option<Role>,
         reply: oneshot::Sender<Result<GroupView>>,
     ) {
+        let mut warnings = Vec::new();
         let result = (|| {
             let gid = self.resolve_group(group)?;
             let change = match role {
                 Some(role) => {
                     let (member, name, exchange_key) = self.resolve_candidate(peer)?;
+                    warnings.extend(self.unreachable_warning(&member, &name));
                     Change::Add {
                         member,
                         name,
@@ -2662,12 +2549,34 @@ impl Actor {
         })();
         match result {
             Ok((gid, seq, event)) => {
-                self.store_control(gid, seq, event, ControlReply::Changed(reply))
+                self.store_control(gid, seq, event, ControlReply::Changed(reply, warnings))
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
         }
+    }
+
+    /// Why a new member `node` may never receive the group's messages, if this node sees no way
+    /// to it. This node passes a group's messages to the members it is connected to, and they
+    /// pass them on to the members they are connected to; it sees only its own connections. So
+    /// a member that is neither a peer this node dials (pinned, or in a roster with an address)
+    /// nor connected to it now gets the messages only if some member it is connected to passes
+    /// them on, which this node cannot check.
+    fn unreachable_warning(&self, node: &NodeId, name: &str) -> Option<String> {
+        let dialled = self
+            .peers
+            .get(node)
+            .is_some_and(|p| p.blocked.is_none() && !p.record.address.is_empty());
+        if dialled || self.conns.contains_key(node) {
+            return None;
+        }
+        Some(format!(
+            "{name} ({}) is not a peer of this node and not connected to it: it receives the \
+             group's messages only if a member it is connected to passes them on, which this \
+             node cannot see. Pin it (`liaison peer add`) so that this node reaches it itself",
+            node.short()
+        ))
     }
 
     fn store_control(&mut self, gid: GroupId, seq: u64, event: Vec<u8>, reply: ControlReply) {
@@ -2842,13 +2751,25 @@ impl Actor {
                 return Err(not_found());
             }
         }
+        Ok(self.view_of(id, &h, content, state, with_body))
+    }
+
+    /// The view of a message this node holds and has opened (see [`Actor::read`]).
+    fn view_of(
+        &self,
+        id: &MessageId,
+        h: &message::Header,
+        content: Content,
+        state: &liaison_protocol::group::GroupState,
+        with_body: bool,
+    ) -> MessageView {
         let recipients = content
             .recipients
             .iter()
             .map(|r| format!("{}@{}", r.officer, self.node_name(&r.node, Some(&h.group))))
             .collect();
         let shown = Shown::of(&content.payload);
-        Ok(MessageView {
+        MessageView {
             id: id.to_string(),
             group_id: h.group.to_string(),
             group_name: state.name().to_owned(),
@@ -2882,7 +2803,7 @@ impl Actor {
                     held: self.attachments.is_whole(&a.id),
                 })
                 .collect(),
-        })
+        }
     }
 
     fn receipts(&self, who: &Principal, id: &MessageId) -> Result<Vec<ReceiptView>> {
@@ -3020,9 +2941,10 @@ async fn dial_loop(
             }
         }
         // A host name is resolved again at every attempt: its address may have changed.
+        let ipv6 = transport.local_addr().is_ok_and(|a| a.is_ipv6());
         let resolved = tokio::select! {
             () = cancel.cancelled() => return,
-            r = resolve(&address) => r,
+            r = resolve(&address, ipv6) => r,
         };
         let dialled = match resolved {
             Ok(addr) => tokio::select! {
@@ -3063,18 +2985,25 @@ async fn dial_loop(
     }
 }
 
-/// The first socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for.
-async fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
+/// The socket address `address` (`HOST:PORT`, WIRE.md §2.3) stands for: the first address a
+/// host name resolves to in the family of the node's own socket (`ipv6`), which is the one it
+/// can send to, or else the first one.
+async fn resolve(address: &str, ipv6: bool) -> std::result::Result<SocketAddr, String> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let Some((host, port)) = liaison_protocol::fields::split_address(address) else {
         return Err(format!("{address:?} is not HOST:PORT"));
     };
-    tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv6() == ipv6)
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("{host} resolves to no address"))
 }
 
@@ -3257,7 +3186,9 @@ async fn connection_task(
 }
 
 mod attached;
+mod feed;
 mod observe;
+mod posting;
 mod quarantine;
 mod records;
 pub mod resolve;

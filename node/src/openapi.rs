@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::api::{AddUser, GrantBody, NewUser, UserView};
 use crate::api_identity::Proof;
 use crate::attachments::Uploaded;
+use crate::audit::checkpoint::Checkpoint;
 use crate::audit::{AuditRecord, Verification};
 use crate::federation::RosterView;
 use crate::views::{
@@ -60,7 +61,7 @@ use crate::views::{
         inbox, read, receipts, thread, events,
         users, add_user, remove_user, grant, revoke,
         quarantined, quarantine, release,
-        audit_log, audit_verify,
+        audit_log, audit_verify, audit_verify_checkpoint, audit_checkpoint,
     ),
     components(schemas(FieldProblem, Binary)),
     modifiers(&CommonErrors),
@@ -685,7 +686,10 @@ fn release() {}
 
 // ----- audit ---------------------------------------------------------------------------------
 
-/// The audit log from a time on (this reading is recorded first, so it is in the answer).
+/// The audit log from a time on (this reading is recorded first, so it is in the answer),
+/// streamed from the store a page at a time: a JSON array with one record per line. A store
+/// error midway ends the answer early, so an answer that is not a complete array is not the
+/// whole log.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
     params(("since_ms" = Option<u64>, Query, description = "Only records from this time on, in milliseconds since the Unix epoch.")),
     responses(
@@ -701,6 +705,27 @@ fn audit_log() {}
     (status = 403, description = "This needs the admin token.", body = ErrorBody),
 ))]
 fn audit_verify() {}
+
+/// Checks the audit log's hash chain, and that the record a checkpoint this node signed names
+/// still has the signed hash: a history rewritten before it, hashes recomputed and all, does
+/// not match.
+#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit",
+    request_body(content = Checkpoint, description = "A checkpoint `POST /v1/audit/checkpoint` gave."),
+    responses(
+        (status = 200, description = "The result (an intact chain that matches the checkpoint, or where it breaks).", body = Verification),
+        (status = 400, description = "The checkpoint is not this node's, or its signature does not verify.", body = ErrorBody),
+        (status = 403, description = "This needs the admin token.", body = ErrorBody),
+    ))]
+fn audit_verify_checkpoint() {}
+
+/// Signs the audit chain's head now (this request's own record included) with the node's
+/// identity key: keep it where whoever can write the node's store cannot change it, and check
+/// the log against it later.
+#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit", responses(
+    (status = 200, description = "The signed checkpoint.", body = Checkpoint),
+    (status = 403, description = "This needs the admin token.", body = ErrorBody),
+))]
+fn audit_checkpoint() {}
 
 #[cfg(test)]
 mod tests {

@@ -253,6 +253,10 @@ pub struct GroupView {
     /// Nodes removed from the group (and not added again).
     #[serde(default)]
     pub removed: Vec<RemovedView>,
+    /// What the change just made may not do as meant (only in the answer to that change):
+    /// e.g. a member added that this node sees no way to reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A node removed from a group.

@@ -140,7 +140,8 @@ fn sigkill_after_an_answer_keeps_its_audit_record() {
                 Expect {
                     actor: "unknown",
                     action: "auth",
-                    target: "/v1/status".into(),
+                    // The first refusal of its kind since the start is written at once.
+                    target: "127.0.0.1 GET /v1/status".into(),
                     outcome_starts: "denied: ",
                 }
             }

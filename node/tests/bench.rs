@@ -14,6 +14,7 @@ const KEYS: &[&str] = &[
     "limits.aead_bytes_per_s",
     "limits.quinn_roundtrips_per_s",
     "limits.sled_flushes_per_s",
+    "limits.quinn_bulk_mib_per_s",
     "e2e.msgs_per_s_1k",
     "e2e.msgs_per_s_64k",
     "e2e.p50_ms",
@@ -26,6 +27,9 @@ const KEYS: &[&str] = &[
     "api.post_p50_ms_16",
     "api.post_p99_ms_16",
     "api.seen_p50_ms_16",
+    "api.cores_busy_1",
+    "api.cores_busy_16",
+    "attachments.mib_per_s",
     "fanout.p50_ms",
     "fanout.p99_ms",
     "catchup.msgs_per_s",
@@ -36,6 +40,7 @@ const KEYS: &[&str] = &[
     "ratios.catchup_over_verify",
     "ratios.e2e_over_quinn",
     "ratios.api_over_e2e",
+    "ratios.attachment_over_quinn",
 ];
 
 #[test]

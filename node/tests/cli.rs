@@ -234,3 +234,245 @@ fn short_ids_from_the_inbox_name_their_message() {
     assert!(err.contains("at least its first 8"), "{err}");
     daemon.stop();
 }
+
+/// `peer add` refuses node ids that are no usable key (all zero, a point of small order) with
+/// an answer that says so, and pins nothing; it takes a host name as address (resolved at each
+/// connection attempt) and connects; `init` writes a commented `advertise` line to fill in, and
+/// `liaison id` prints the `advertise` that is set, host name and all.
+#[test]
+fn peer_keys_are_checked_and_addresses_may_be_host_names() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    common::init(&a, "rilo");
+    let toml = std::fs::read_to_string(a.join("node.toml")).expect("node.toml");
+    assert!(
+        toml.lines().any(|l| l.starts_with("# advertise = ")),
+        "no advertise line to fill in:\n{toml}"
+    );
+    ok(
+        &b,
+        &[
+            "init",
+            "--name",
+            "customs",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--advertise",
+            "liaison.customs.example:7400",
+        ],
+    );
+    let id_b = ok(&b, &["id"]);
+    assert!(id_b.ends_with(" liaison.customs.example:7400"), "{id_b}");
+    let toml = std::fs::read_to_string(b.join("node.toml")).expect("node.toml");
+    assert!(
+        toml.contains("advertise = \"liaison.customs.example:7400\""),
+        "{toml}"
+    );
+    // Run b on whatever port it gets: a pins it by host name.
+    let config = toml
+        .lines()
+        .filter(|l| !l.starts_with("advertise"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(b.join("node.toml"), config).expect("node.toml");
+    let da = Daemon::start(&a);
+    let db = Daemon::start(&b);
+
+    let id_a = ok(&a, &["id"]);
+    let args_a: Vec<&str> = id_a.split_whitespace().collect();
+    let id_b = ok(&b, &["id"]);
+    let args_b: Vec<&str> = id_b.split_whitespace().collect();
+    let port_b = args_b[2].rsplit_once(':').expect("HOST:PORT").1;
+    let small_order = format!("01{}", "00".repeat(31));
+    for bad in ["0".repeat(64), small_order] {
+        let out = liaison(&a, &["peer", "add", "customs", &bad, "localhost:7400"]);
+        assert!(!out.status.success(), "key {bad} was pinned");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not an ed25519 public key"), "{err}");
+    }
+    let peers = json(&a, &["peer", "list", "--json"]);
+    assert_eq!(peers.as_array().map(Vec::len), Some(0), "{peers}");
+
+    let by_name = format!("localhost:{port_b}");
+    ok(&a, &["peer", "add", "customs", args_b[1], &by_name]);
+    ok(&b, &["peer", "add", args_a[0], args_a[1], args_a[2]]);
+    eventually("a reaches b by its host name", || {
+        let peers = json(&a, &["peer", "list", "--json"]);
+        (peers[0]["address"] == by_name.as_str() && peers[0]["state"] == "connected").then_some(())
+    });
+    da.stop();
+    db.stop();
+}
+
+/// Every command that changes something answers with one JSON document on stdout under
+/// `--json` (errors stay on stderr with a non-zero exit); a RED message to a node that is no
+/// member is refused; a member this node sees no way to reach is added with a warning.
+#[test]
+fn changing_commands_answer_in_json_and_unreachable_members_are_warned_of() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let init = json(
+        &a,
+        &[
+            "init",
+            "--name",
+            "rilo",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--json",
+        ],
+    );
+    assert_eq!(init["name"], "rilo", "{init}");
+    assert_eq!(init["node_id"].as_str().map(str::len), Some(64), "{init}");
+    assert!(init["token_file"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("admin.token")));
+    common::init(&b, "hub");
+    common::init(&c, "leaf");
+    let authority = json(
+        &a,
+        &[
+            "authority",
+            "init",
+            "--key",
+            &tmp.path().join("authority.key").display().to_string(),
+            "--json",
+        ],
+    );
+    assert_eq!(authority["authority"].as_str().map(str::len), Some(64));
+    let (da, db, dc) = (Daemon::start(&a), Daemon::start(&b), Daemon::start(&c));
+    // The leaf is b's peer only; a learns of it through b.
+    common::link(&b, &c);
+    common::link(&a, &b);
+
+    let created = json(&a, &["group", "create", "ops", "--json"]);
+    assert_eq!(created["name"], "ops");
+    let group = created["id"].as_str().expect("group id").to_owned();
+    let added = json(&a, &["group", "add", "ops", "hub", "--json"]);
+    assert_eq!(added["id"], group.as_str());
+    assert_eq!(
+        added["members"].as_array().map(Vec::len),
+        Some(2),
+        "{added}"
+    );
+    assert!(
+        added.get("warnings").is_none(),
+        "a peer is reachable: {added}"
+    );
+
+    let leaf_id = ok(&c, &["id"])
+        .split_whitespace()
+        .nth(1)
+        .expect("node id")
+        .to_owned();
+    let added = eventually("a admits the leaf it knows through the hub", || {
+        let out = liaison(&a, &["group", "add", "ops", &leaf_id, "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json"))
+    });
+    assert_eq!(
+        added["members"].as_array().map(Vec::len),
+        Some(3),
+        "{added}"
+    );
+    let warning = added["warnings"][0].as_str().unwrap_or_default().to_owned();
+    assert!(warning.contains("not a peer of this node"), "{added}");
+    // Without --json the warning goes to stderr, and stdout stays what it was.
+    ok(&a, &["group", "create", "ops2"]);
+    let out = liaison(&a, &["group", "add", "ops2", &leaf_id]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("warning: leaf"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("added "), "{stdout}");
+
+    // A mistake under --json: stdout empty, the error on stderr, non-zero.
+    let out = liaison(&a, &["group", "add", "ops", "nobody", "--json"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!out.stderr.is_empty());
+
+    let sent = json(&a, &["send", "ops", "--subject", "Seizure", "x", "--json"]);
+    assert_eq!(sent["group"], "ops");
+    let id = sent["id"].as_str().expect("message id").to_owned();
+    assert_eq!(id.len(), 64);
+    let before = json(&a, &["inbox", "--json"]);
+    let red = liaison(
+        &a,
+        &[
+            "send",
+            "ops",
+            "--handling",
+            "red",
+            "--to",
+            "nobody@nowhere",
+            "--json",
+            "secret",
+        ],
+    );
+    assert!(
+        !red.status.success(),
+        "a RED message to nobody was accepted"
+    );
+    assert!(red.stdout.is_empty());
+    let err = String::from_utf8_lossy(&red.stderr);
+    assert!(err.contains("nobody@nowhere"), "{err}");
+    assert_eq!(json(&a, &["inbox", "--json"]), before);
+
+    let user = json(&a, &["user", "add", "ana", "--grant", "ops:post", "--json"]);
+    assert_eq!(user["user"]["name"], "ana");
+    assert!(user["token"].as_str().is_some_and(|t| !t.is_empty()));
+    let granted = json(&a, &["user", "grant", "ana", "ops2:read", "--json"]);
+    assert_eq!(granted["name"], "ana");
+    let revoked = json(&a, &["user", "revoke", "ana", "ops2", "--json"]);
+    assert_eq!(revoked["grants"].as_object().map(|g| g.len()), Some(1));
+    assert_eq!(
+        json(&a, &["user", "remove", "ana", "--json"])["removed"],
+        "ana"
+    );
+
+    let q = json(
+        &a,
+        &["quarantine", "add", &id, "--reason", "check", "--json"],
+    );
+    assert_eq!(q["id"], id.as_str());
+    assert_eq!(
+        json(&a, &["quarantine", "release", &id, "--json"])["id"],
+        id.as_str()
+    );
+
+    let removed = json(&a, &["group", "remove", "ops", &leaf_id, "--json"]);
+    assert_eq!(removed["members"].as_array().map(Vec::len), Some(2));
+    let pinned = json(
+        &c,
+        &[
+            "peer",
+            "add",
+            "rilo",
+            init["node_id"].as_str().expect("id"),
+            "127.0.0.1:9",
+            "--json",
+        ],
+    );
+    assert_eq!(pinned["name"], "rilo");
+    assert_eq!(
+        json(&c, &["peer", "remove", "rilo", "--json"])["removed"],
+        "rilo"
+    );
+    da.stop();
+    db.stop();
+    dc.stop();
+}

@@ -257,3 +257,255 @@ fn sled_says_no_more_than_info_whatever_the_filter() {
         "nothing at debug or trace: the filter was not applied\n{logs}"
     );
 }
+
+/// How many refusals the audit records whose outcome starts with `outcome` stand for: one for
+/// a record written at once, N for `..., N more like it ...` or `..., N times ...`.
+fn refusals_told(records: &[serde_json::Value], action: &str, outcome: &str) -> (usize, u64) {
+    let mut told = 0;
+    let mut count = 0;
+    for r in records {
+        let text = r["outcome"].as_str().unwrap_or_default();
+        if r["action"] != action || !text.starts_with(outcome) {
+            continue;
+        }
+        count += 1;
+        told += match text[outcome.len()..].strip_prefix(", ") {
+            None => 1,
+            Some(rest) => rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("a count"),
+        };
+    }
+    (count, told)
+}
+
+/// Requests refused before a handler (no token, a wrong token, a body that does not parse, a
+/// method or route that does not exist) are all audited, but bounded: a short piece of the
+/// path, and repeats from one source counted into one record per interval. The audit log is
+/// read and checked as a stream. Below the free-space floor posts are refused with an error
+/// that says so, while reads and the audit log go on.
+#[test]
+fn refused_requests_are_audited_within_bounds_and_the_disk_floor_refuses_posts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    let started = std::time::Instant::now();
+    let daemon = Daemon::start(&data);
+    let dir = liaison_node::datadir::DataDir::new(&data);
+    let api = dir.runtime().expect("runtime.json").api;
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = |path: &str| format!("http://{api}{path}");
+    let long = format!("/v1/{}", "x".repeat(60_000));
+    for _ in 0..200 {
+        let r = http
+            .get(url(&long))
+            .bearer_auth("lsn_admin_wrong")
+            .send()
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    for _ in 0..50 {
+        let r = http.get(url("/v1/status")).send().expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    for _ in 0..20 {
+        let bad_json = http
+            .post(url("/v1/groups"))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/json")
+            .body("{\"name\":")
+            .send()
+            .expect("send");
+        assert_eq!(bad_json.status().as_u16(), 400);
+        let method = http
+            .delete(url("/v1/status"))
+            .bearer_auth(token.trim())
+            .send()
+            .expect("send");
+        assert_eq!(method.status().as_u16(), 405);
+        let route = http
+            .get(url("/v1/nothing-here"))
+            .bearer_auth(token.trim())
+            .send()
+            .expect("send");
+        assert_eq!(route.status().as_u16(), 404);
+    }
+    // A stop writes the counts of the interval under way.
+    daemon.stop();
+    let daemon = Daemon::start(&data);
+    let records = common::json(&data, &["audit", "--json"]);
+    let records = records.as_array().expect("records");
+    // Each interval (60 s) that passed may hold a first record and a count per kind.
+    let intervals = started.elapsed().as_secs() / 60 + 1;
+    for (action, outcome, sent) in [
+        ("auth", "denied: wrong token", 200),
+        ("auth", "denied: no token", 50),
+        ("refused", "error: 400 Bad Request", 20),
+        ("refused", "error: 405 Method Not Allowed", 20),
+        ("refused", "error: 404 Not Found", 20),
+    ] {
+        let (count, told) = refusals_told(records, action, outcome);
+        assert_eq!(told, sent, "{outcome}: {records:#?}");
+        assert!(
+            count as u64 <= 2 * intervals,
+            "{count} records for {outcome}"
+        );
+    }
+    for r in records {
+        let target = r["target"].as_str().unwrap_or_default();
+        assert!(target.len() < 128, "a long target: {target}");
+    }
+    let verify = common::ok(&data, &["audit", "verify"]);
+    assert!(verify.contains("intact"), "{verify}");
+    common::ok(&data, &["group", "create", "ops"]);
+    daemon.stop();
+
+    // A free-space floor above what the disk has: posts are refused and say why, reads go on.
+    let mut config = dir.config().expect("config");
+    config.store.min_free_mb = 1_000_000_000;
+    std::fs::write(dir.config_path(), config.to_toml()).expect("node.toml");
+    let daemon = Daemon::start(&data);
+    let post = liaison(&data, &["send", "ops", "--subject", "s", "body"]);
+    assert!(!post.status.success(), "a post below the floor was taken");
+    let err = String::from_utf8_lossy(&post.stderr);
+    assert!(
+        err.contains("nearly full") && err.contains("reads go on"),
+        "{err}"
+    );
+    assert!(liaison(&data, &["inbox"]).status.success());
+    assert!(liaison(&data, &["group", "list"]).status.success());
+    assert!(common::ok(&data, &["audit", "verify"]).contains("intact"));
+    daemon.stop();
+}
+
+/// Rewrites the target of audit record `seq` in a stopped node's store and recomputes the
+/// hash of it and of every later record, as anyone who can write the store can; returns the
+/// record as it was. (The store is opened once: sled keeps its lock a while after a drop.)
+fn rewrite_audit_record(data: &Path, seq: u64, target: &str) -> serde_json::Value {
+    let db = sled::open(data.join("store")).expect("open the store's index");
+    let tree = db.open_tree("audit-v1").expect("audit tree");
+    let hash_of = |v: &[u8]| -> [u8; 32] {
+        let r: serde_json::Value = serde_json::from_slice(v).expect("record");
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(r["hash"].as_str().expect("hash"), &mut h).expect("hex");
+        h
+    };
+    let mut prev = match tree.get((seq - 1).to_be_bytes()).expect("read") {
+        Some(v) => hash_of(&v),
+        None => [0u8; 32],
+    };
+    let mut original = serde_json::Value::Null;
+    let records: Vec<(sled::IVec, sled::IVec)> = tree
+        .range(seq.to_be_bytes()..)
+        .map(|item| item.expect("read"))
+        .collect();
+    for (k, v) in records {
+        let mut r: serde_json::Value = serde_json::from_slice(&v).expect("record");
+        if r["seq"] == seq {
+            original = r.clone();
+            r["target"] = target.into();
+        }
+        let text = |key: &str| serde_json::to_string(&r[key]).expect("json");
+        // The hashed form: seq, at_ms, actor, action, target, outcome, in this order.
+        let body = format!(
+            "{{\"seq\":{},\"at_ms\":{},\"actor\":{},\"action\":{},\"target\":{},\"outcome\":{}}}",
+            r["seq"],
+            r["at_ms"],
+            text("actor"),
+            text("action"),
+            text("target"),
+            text("outcome")
+        );
+        let mut h = blake3::Hasher::new_derive_key(liaison_node::audit::AUDIT_CONTEXT);
+        h.update(&prev);
+        h.update(body.as_bytes());
+        let hash = *h.finalize().as_bytes();
+        r["prev"] = hex::encode(prev).into();
+        r["hash"] = hex::encode(hash).into();
+        tree.insert(k, serde_json::to_vec(&r).expect("json"))
+            .expect("write");
+        prev = hash;
+    }
+    db.flush().expect("flush");
+    original
+}
+
+/// A checkpoint the node signs is kept outside the node; whoever rewrites the audit log in the
+/// store and recomputes every hash fools the plain chain check, not the check against the
+/// checkpoint. A checkpoint that was altered is refused.
+#[test]
+fn a_signed_checkpoint_exposes_a_rewritten_audit_log() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    init(&data, "customs");
+    let daemon = Daemon::start(&data);
+    common::ok(&data, &["group", "create", "ops"]);
+    common::ok(&data, &["send", "ops", "--subject", "Seizure", "12 icons"]);
+    let file = tmp.path().join("checkpoint.json");
+    let said = common::ok(
+        &data,
+        &["audit", "checkpoint", "--out", &file.display().to_string()],
+    );
+    assert!(said.contains("checkpoint of audit record"), "{said}");
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("checkpoint file")).expect("json");
+    let seq = checkpoint["seq"].as_u64().expect("seq");
+    assert!(seq >= 3, "{checkpoint}");
+    let against = [
+        "audit",
+        "verify",
+        "--checkpoint",
+        &file.display().to_string(),
+    ];
+    let ok = common::ok(&data, &against);
+    assert!(ok.contains("the one the checkpoint signed"), "{ok}");
+    // An altered checkpoint is refused.
+    let mut altered = checkpoint.clone();
+    altered["seq"] = (seq - 1).into();
+    let altered_file = tmp.path().join("altered.json");
+    std::fs::write(&altered_file, altered.to_string()).expect("write");
+    let out = liaison(
+        &data,
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            &altered_file.display().to_string(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("signature does not verify"), "{err}");
+    common::ok(
+        &data,
+        &["send", "ops", "--subject", "Later", "after the checkpoint"],
+    );
+    daemon.stop();
+
+    // Record 2 (the first post) is rewritten, every later hash recomputed.
+    let before = rewrite_audit_record(&data, 2, "nothing to see");
+    assert_eq!(before["action"], "post", "{before}");
+
+    let daemon = Daemon::start(&data);
+    let log = common::json(&data, &["audit", "--json"]);
+    assert_eq!(log[1]["target"], "nothing to see");
+    let plain = common::ok(&data, &["audit", "verify"]);
+    assert!(plain.contains("intact"), "the plain check: {plain}");
+    let out = liaison(&data, &against);
+    assert!(
+        !out.status.success(),
+        "the check against the checkpoint missed the rewrite"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("broken at record {seq}")) && err.contains("rewritten"),
+        "{err}"
+    );
+    daemon.stop();
+}

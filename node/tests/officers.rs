@@ -288,6 +288,49 @@ fn officers_see_exactly_what_they_are_granted() {
             .any(|r| r["action"] == "watch")
             .then_some(())
     });
+    // A RED message that does not name bob stays off his stream; the next one shows, and
+    // first. The author sees her own RED message on her stream.
+    let mut own_watch = Command::new(BIN)
+        .arg("--data")
+        .arg(&a)
+        .args(["--token", &alice, "watch", "ops", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let own_stdout = own_watch.stdout.take().expect("stdout");
+    let (own_tx, own_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(own_stdout).lines().map_while(Result::ok) {
+            if own_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    eventually("both watches subscribed", || {
+        let log = json(&a, &["audit", "--json"]);
+        (log.as_array()?
+            .iter()
+            .filter(|r| r["action"] == "watch")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    let hidden = ok_as(
+        &a,
+        Some(&alice),
+        &[
+            "send",
+            "ops",
+            "--handling",
+            "red",
+            "--to",
+            "carol@museum",
+            "--subject",
+            "not for bob",
+            "eyes only",
+        ],
+    );
     let live = ok_as(
         &a,
         Some(&alice),
@@ -297,7 +340,21 @@ fn officers_see_exactly_what_they_are_granted() {
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("watch prints the new message");
     let m: serde_json::Value = serde_json::from_str(&line).expect("json line");
-    assert_eq!(m["id"], live.as_str());
+    assert_eq!(m["id"], live.as_str(), "bob's stream showed {line}");
+    assert_eq!(m["body"], serde_json::Value::Null, "a stream shows no body");
+    let own: Vec<serde_json::Value> = (0..2)
+        .map(|_| {
+            let line = own_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("alice's watch prints her messages");
+            serde_json::from_str(&line).expect("json line")
+        })
+        .collect();
+    assert_eq!(own[0]["id"], hidden.as_str());
+    assert_eq!(own[0]["handling"], "red");
+    assert_eq!(own[1]["id"], live.as_str());
+    let _ = own_watch.kill();
+    let _ = own_watch.wait();
 
     // Bob's grant is revoked: his open stream ends, saying why, and shows nothing more.
     ok(&a, &["user", "revoke", "bob", "ops"]);
@@ -335,8 +392,8 @@ fn officers_see_exactly_what_they_are_granted() {
     assert_eq!(count("admin", "user.add", "ok"), 2);
     assert_eq!(
         count("officer:alice", "post", "ok"),
-        4,
-        "green, strict, red, live"
+        5,
+        "green, strict, red, not for bob, live"
     );
     assert_eq!(
         count("officer:alice", "post", "error"),

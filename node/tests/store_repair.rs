@@ -189,6 +189,9 @@ fn store_check_and_rebuild_from_the_cli() {
 
     let sound = ok(&data, &["store", "check"]);
     assert!(sound.contains("result    sound"), "{sound}");
+    let report = json(&data, &["store", "check", "--json"]);
+    assert_eq!(report["sound"], true, "{report}");
+    assert_eq!(report["messages"].as_u64(), Some(POSTS as u64), "{report}");
     assert!(
         sound.contains(&format!("messages  {POSTS} in the index")),
         "{sound}"

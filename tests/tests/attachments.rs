@@ -326,7 +326,7 @@ async fn held(client: &Client, id: MessageId) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_is_relayed_by_a_member_that_is_fetching_it_itself() {
     // author — hub — leaf: the leaf is not connected to the author; the hub, a member,
-    // fetches the document from the author while it serves the leaf what it holds.
+    // fetches the photo from the author while it serves the leaf what it holds.
     let c = liaison_tests::Cluster::start(&["author", "hub", "leaf"]).await;
     c.link(0, 1).await;
     c.link(1, 2).await;
@@ -345,25 +345,29 @@ async fn an_attachment_is_relayed_by_a_member_that_is_fetching_it_itself() {
     }
     let author = admin(c.node(0), &c.dir(0));
     let leaf = admin(c.node(2), &c.dir(2));
-    // 3 MiB and a little: 49 chunks, several ranges.
-    let mut document = vec![0u8; 3 * 1024 * 1024 + 1234];
-    let mut x = 0x1234_5678_9abc_def0u64;
-    for b in &mut document {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    // A 20 MiB photo (noise does not compress) with a GPS position in its EXIF block:
+    // hundreds of chunks, many ranges.
+    let (photo, clean) = photo_with_gps(4_000, 3_000);
+    assert!(
+        clean.len() >= 20 * 1024 * 1024,
+        "the test photo is {} bytes",
+        clean.len()
+    );
     let uploaded: Uploaded = author
-        .post_bytes("/v1/attachments?name=manifest.bin", document.clone())
+        .post_bytes("/v1/attachments?name=container.jpg", photo)
         .await
         .expect("upload");
-    assert_eq!(uploaded.media_type, "application/octet-stream");
+    assert_eq!(uploaded.media_type, "image/jpeg");
+    assert!(
+        uploaded.removed.iter().any(|r| r.contains("GPS position")),
+        "{:?}",
+        uploaded.removed
+    );
     let created: Created = author
         .post(
             &format!("/v1/groups/{g}/messages"),
             &serde_json::json!({
-                "subject": "Manifest",
+                "subject": "Container",
                 "body": "attached",
                 "attachments": [uploaded.id],
             }),
@@ -372,8 +376,18 @@ async fn an_attachment_is_relayed_by_a_member_that_is_fetching_it_itself() {
         .expect("post");
     let message: MessageId = created.id.parse().expect("id");
     c.wait_holds(2, message).await;
-    let (bytes, _) = fetched(&leaf, &uploaded.id).await;
-    assert!(bytes == document, "the document arrives byte for byte");
+    let (bytes, media_type) = fetched(&leaf, &uploaded.id).await;
+    assert_eq!(media_type, "image/jpeg");
+    assert!(
+        bytes == clean,
+        "the photo arrives byte for byte, without its EXIF block"
+    );
+    assert!(
+        exif::Reader::new()
+            .read_from_container(&mut Cursor::new(&bytes))
+            .is_err(),
+        "no EXIF left"
+    );
     assert!(held(&admin(c.node(1), &c.dir(1)), message).await);
     c.shutdown().await;
 }

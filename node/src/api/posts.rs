@@ -1,5 +1,5 @@
 //! Posting through the API: each post's audit record is written by the node with the message,
-//! so that one flush makes both durable (see [`crate::audit::store_posts`]).
+//! so that one flush makes both durable (see [`crate::audit::stage_posts`]).
 
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::Record;

@@ -18,7 +18,7 @@ use liaison_protocol::GroupId;
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{percentiles, progress, NodeProcess, PHASE_TIMEOUT};
+use super::{cpu_seconds, percentiles, progress, NodeProcess, PHASE_TIMEOUT};
 use crate::client::Client;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
@@ -47,6 +47,9 @@ pub struct Api {
     pub seen_p99_ms_1: f64,
     /// Messages in the one-client run.
     pub messages_1: usize,
+    /// CPU both nodes' processes used during the one-client run, in cores (CPU time ÷ wall
+    /// time; the clients run in node A's process, so their share is included).
+    pub cores_busy_1: f64,
     /// As `msgs_per_s_1`, with sixteen clients each posting one message at a time.
     pub msgs_per_s_16: f64,
     /// As `post_p50_ms_1`, sixteen clients.
@@ -59,6 +62,8 @@ pub struct Api {
     pub seen_p99_ms_16: f64,
     /// Messages in the sixteen-client run.
     pub messages_16: usize,
+    /// As `cores_busy_1`, sixteen clients.
+    pub cores_busy_16: f64,
 }
 
 /// One run of the API phase.
@@ -70,6 +75,7 @@ struct ApiRun {
     post_p99_ms: f64,
     seen_p50_ms: f64,
     seen_p99_ms: f64,
+    cores_busy: f64,
 }
 
 /// Runs the API phase on the end-to-end phase's nodes: A in this process, B in its child.
@@ -95,10 +101,10 @@ pub async fn run(
         group,
     };
     // Warm-up: connections, the API's first requests, B's stream.
-    one_run(&target, &b_client, 1, 20.min(messages.0)).await?;
-    let one = one_run(&target, &b_client, 1, messages.0).await?;
+    one_run(&target, &b_client, b, 1, 20.min(messages.0)).await?;
+    let one = one_run(&target, &b_client, b, 1, messages.0).await?;
     report(&one);
-    let sixteen = one_run(&target, &b_client, 16, messages.1).await?;
+    let sixteen = one_run(&target, &b_client, b, 16, messages.1).await?;
     report(&sixteen);
     Ok(Api {
         msgs_per_s_1: one.msgs_per_s,
@@ -107,12 +113,14 @@ pub async fn run(
         seen_p50_ms_1: one.seen_p50_ms,
         seen_p99_ms_1: one.seen_p99_ms,
         messages_1: one.messages,
+        cores_busy_1: one.cores_busy,
         msgs_per_s_16: sixteen.msgs_per_s,
         post_p50_ms_16: sixteen.post_p50_ms,
         post_p99_ms_16: sixteen.post_p99_ms,
         seen_p50_ms_16: sixteen.seen_p50_ms,
         seen_p99_ms_16: sixteen.seen_p99_ms,
         messages_16: sixteen.messages,
+        cores_busy_16: sixteen.cores_busy,
     })
 }
 
@@ -126,6 +134,7 @@ fn report(run: &ApiRun) {
     progress("  post answered on A, p50", run.post_p50_ms, "ms");
     progress("  post answered on A, p99", run.post_p99_ms, "ms");
     progress("  seen on B's stream, p50", run.seen_p50_ms, "ms");
+    progress("  cores busy", run.cores_busy, "");
 }
 
 /// Where the clients post.
@@ -135,7 +144,13 @@ struct Target {
     group: GroupId,
 }
 
-async fn one_run(target: &Target, b: &Client, clients: usize, count: usize) -> Result<ApiRun> {
+async fn one_run(
+    target: &Target,
+    b: &Client,
+    b_process: &NodeProcess,
+    clients: usize,
+    count: usize,
+) -> Result<ApiRun> {
     let mut events = b
         .events(&format!("/v1/events?group={}", target.group))
         .await?;
@@ -154,6 +169,7 @@ async fn one_run(target: &Target, b: &Client, clients: usize, count: usize) -> R
     let gate = Arc::new(Semaphore::new(WINDOW));
     let body: Arc<str> = Arc::from("a".repeat(1024));
     let start = Instant::now();
+    let cpu_start = cpu_seconds("self") + b_process.cpu_seconds();
     let mut posters = tokio::task::JoinSet::new();
     for w in 0..clients {
         let n = count / clients + usize::from(w < count % clients);
@@ -224,6 +240,8 @@ async fn one_run(target: &Target, b: &Client, clients: usize, count: usize) -> R
         Ok::<_, Error>((posted, answered, seen))
     };
     let outcome = tokio::time::timeout(PHASE_TIMEOUT, collect).await;
+    let cores_busy =
+        (cpu_seconds("self") + b_process.cpu_seconds() - cpu_start) / start.elapsed().as_secs_f64();
     reader.abort();
     let (posted, mut answered, seen) =
         outcome.map_err(|_| Error::Invalid("timed out in the API phase".into()))??;
@@ -244,5 +262,6 @@ async fn one_run(target: &Target, b: &Client, clients: usize, count: usize) -> R
         post_p99_ms,
         seen_p50_ms,
         seen_p99_ms,
+        cores_busy,
     })
 }

@@ -34,6 +34,18 @@ impl Store {
         Ok(out)
     }
 
+    /// At most `limit` audit records with `seq >= from`, in order: a page of the log, for
+    /// readers that must not hold the whole log in memory.
+    pub fn audit_page(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let engine = self.engine()?;
+        let mut out = Vec::new();
+        for item in engine.audit.range(from.to_be_bytes()..).take(limit) {
+            let (k, v) = item.map_err(|e| engine.engine("reading the audit log", e))?;
+            out.push((engine.audit_seq(&k)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The last audit record.
     pub fn last_audit(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let engine = self.engine()?;

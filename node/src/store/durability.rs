@@ -169,6 +169,22 @@ impl Store {
         let _ = self.inner.wake.try_send(());
     }
 
+    /// Refuses a write that must follow the write behind `ticket`, if that one can no longer
+    /// become durable: the store is failed, or a failed flush lost it (see
+    /// [`Store::stage_messages_after`]).
+    pub(super) fn check_not_lost(&self, ticket: DurableTicket) -> Result<(), StoreError> {
+        let state = self.inner.state.borrow();
+        if let Some(e) = &state.failed {
+            return Err(self.flush_failed(e.clone()));
+        }
+        match &state.lost {
+            Some((from, to, e)) if (*from..=*to).contains(&ticket.0) => {
+                Err(self.flush_failed(e.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses writes while the store is failed.
     pub(super) fn check_writable(&self) -> Result<(), StoreError> {
         match &self.inner.state.borrow().failed {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{Store, StoreError};
 
 /// What opening the store found and did about it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct OpenReport {
     /// Half-written files sled left behind (a snapshot interrupted by a full disk or a

@@ -84,6 +84,20 @@ impl Store {
         &self,
         batch: Vec<NewMessage>,
     ) -> Result<(Vec<Inserted>, Option<DurableTicket>), StoreError> {
+        self.stage_messages_after(batch, None).await
+    }
+
+    /// [`Store::stage_messages`] for a batch that must never be durable unless the write behind
+    /// `after` is: refused, with nothing applied, if a flush failed before that write was on
+    /// disk (the store is failed now, or was reopened with that write lost). Checked under the
+    /// writer lock, right before the batch is applied. A node writes its own messages in
+    /// sequence order this way while the flush of the previous batch still runs: a batch
+    /// whose predecessor was lost is never kept, so its own sequence never has a gap.
+    pub async fn stage_messages_after(
+        &self,
+        batch: Vec<NewMessage>,
+        after: Option<DurableTicket>,
+    ) -> Result<(Vec<Inserted>, Option<DurableTicket>), StoreError> {
         if batch.is_empty() {
             return Ok((Vec::new(), None));
         }
@@ -93,6 +107,9 @@ impl Store {
             .blocking("inserting messages", move |store| {
                 let engine = store.engine()?;
                 let _writer = engine.lock_writer();
+                if let Some(after) = after {
+                    store.check_not_lost(after)?;
+                }
                 engine.apply_messages(&batch)
             })
             .await;

@@ -369,7 +369,7 @@ fn index_found(engine: &Engine, found: Vec<Found>) -> Result<usize, StoreError> 
 }
 
 /// What [`Store::check`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct CheckReport {
     /// What opening the store found and did.
@@ -405,7 +405,7 @@ impl CheckReport {
 }
 
 /// What [`Store::rebuild`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RebuildReport {
     /// What opening the rebuilt store found and did (its `replayed` counts what the log gave

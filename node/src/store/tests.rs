@@ -644,6 +644,55 @@ async fn store_flush_failure_refuses_writes_until_the_store_reopens() {
     }
 }
 
+/// A batch staged after another is refused, with nothing applied, once a failed flush lost the
+/// one it follows: while the store is failed, and after it reopened; one whose predecessor is
+/// durable is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_batch_after_a_lost_batch_is_refused() {
+    let (_dir, store) = open_tmp();
+    let (_, first) = store
+        .stage_messages(vec![msg(1, *G1, *A1, 1)])
+        .await
+        .unwrap();
+    let first = first.unwrap();
+    store.wait_for(first).await.unwrap();
+    store
+        .inner
+        .shared
+        .fail_next_flush
+        .store(true, Ordering::SeqCst);
+    let (_, lost) = store
+        .stage_messages(vec![msg(3, *G1, *A1, 3)])
+        .await
+        .unwrap();
+    let lost = lost.unwrap();
+    assert!(matches!(
+        store.wait_for(lost).await,
+        Err(StoreError::FlushFailed { .. })
+    ));
+    // Failed: refused.
+    let err = store
+        .stage_messages_after(vec![msg(4, *G1, *A1, 4)], Some(lost))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
+    // Reopened: still refused, as its predecessor was lost; nothing of it was applied.
+    reopened(&store, 1).await;
+    let err = store
+        .stage_messages_after(vec![msg(4, *G1, *A1, 4)], Some(lost))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::FlushFailed { .. }), "{err:?}");
+    assert!(store.message(&id(4)).unwrap().is_none());
+    // A batch following a durable one is taken.
+    let (_, ticket) = store
+        .stage_messages_after(vec![msg(5, *G1, *A1, 5)], Some(first))
+        .await
+        .unwrap();
+    store.wait_for(ticket.unwrap()).await.unwrap();
+    assert!(store.message(&id(5)).unwrap().is_some());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn store_corrupt_entries_are_errors_not_panics() {
     let (_dir, store) = open_tmp();

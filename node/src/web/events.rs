@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use liaison_protocol::message::MessageId;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -41,8 +40,8 @@ pub async fn stream(State(app): State<App>, officer: Officer) -> Response {
     let state = (app, officer, feed);
     let stream = futures_util::stream::unfold(state, |(app, officer, mut feed)| async move {
         loop {
-            let id: MessageId = match feed.recv().await {
-                Ok(id) => id,
+            let fresh = match feed.recv().await {
+                Ok(fresh) => fresh,
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
@@ -54,7 +53,8 @@ pub async fn stream(State(app): State<App>, officer: Officer) -> Response {
                 .and_then(|s| app.sessions.get(s))
                 .is_some();
             let principal = app.accounts.principal(officer.name()).filter(|_| alive)?;
-            let Ok(m) = app.facade.message(&principal, &id.to_string()).await else {
+            // Opened once by the node for every stream (see `crate::node::Fresh`).
+            let Some(m) = fresh.view_for(&principal, true) else {
                 continue;
             };
             let l = officer.lang();

@@ -270,12 +270,15 @@ impl Facade {
         Ok(Thread { items })
     }
 
-    /// Posts a draft to `group` as `who`; a refusal names the field it concerns.
+    /// Posts a draft to `group` as `who`; a refusal names the field it concerns. `audit`: the
+    /// post's audit record, written by the node with the message and made durable by the same
+    /// flush (see [`crate::audit::stage_posts`]), so that the answer waits for one flush.
     pub async fn post(
         &self,
         who: &Principal,
         group: &str,
         draft: Draft,
+        audit: Option<crate::audit::PostAudit>,
     ) -> std::result::Result<MessageId, PostError> {
         let mut errors = Vec::new();
         let handling = match draft.handling.parse::<Handling>() {
@@ -327,11 +330,22 @@ impl Facade {
             reply_to,
         };
         let group = group.to_owned();
-        match self
-            .ask_as(who, |reply| Command::Post { group, post, reply })
-            .await
-            .and_then(|r| r)
-        {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let item = crate::node::PostItem { post, audit, reply };
+        let taken = self
+            .ask_as(who, |reply| Command::PostEach {
+                group,
+                items: vec![item],
+                reply,
+            })
+            .await;
+        let answered = match taken {
+            Ok(()) => answer.await.unwrap_or(Err(Error::Internal(
+                "the node failed while handling this post; the fault is in its log",
+            ))),
+            Err(e) => Err(e),
+        };
+        match answered {
             Ok(id) => Ok(id),
             Err(Error::InvalidRecord(fields)) => Err(PostError::Record(
                 fields.into_iter().map(strip_record_pointer).collect(),
@@ -362,9 +376,11 @@ impl Facade {
             .await?
     }
 
-    /// Ids of messages as they are durably stored on this node (any group: filter by what
-    /// [`Facade::message`] lets the officer see).
-    pub async fn subscribe(&self) -> Result<broadcast::Receiver<MessageId>> {
+    /// Messages as they are durably stored on this node (any group: each shows an officer
+    /// what [`Fresh::view_for`](crate::node::Fresh::view_for) lets them see).
+    pub async fn subscribe(
+        &self,
+    ) -> Result<broadcast::Receiver<std::sync::Arc<crate::node::Fresh>>> {
         self.node.ask(Command::Subscribe).await
     }
 

@@ -128,6 +128,22 @@ impl Lang {
         self.format(key, None)
     }
 
+    /// The text of `key`, or `fallback` where the catalogue has none: for texts named after a
+    /// record schema (`record-field-*`, `record-choice-*`), whose every key a test checks, so
+    /// that a field a newer schema adds still shows, in English, until it is translated.
+    pub fn t_or(self, key: &str, fallback: &str) -> String {
+        if self.has(key) {
+            self.format(key, None)
+        } else {
+            fallback.to_owned()
+        }
+    }
+
+    /// Whether the catalogue has a text for `key`.
+    pub fn has(self, key: &str) -> bool {
+        self.bundle().has_message(key)
+    }
+
     /// The text of `key` with arguments `(name, value)`.
     pub fn t_args(self, key: &str, args: &[(&str, &str)]) -> String {
         let mut fluent = FluentArgs::new();

@@ -195,7 +195,19 @@ fn object_fields(v: &Value, defs: &Map<String, Value>, depth: usize) -> Vec<Fiel
         .collect()
 }
 
-/// A field's label: its JSON name in words (`hs_code` → "HS code").
+/// A field's label in the officer's language (`record-field-NAME` in the catalogue), else its
+/// JSON name in words.
+pub fn field_label(l: Lang, name: &str) -> String {
+    l.t_or(&format!("record-field-{name}"), &label(name))
+}
+
+/// What choice `value` of field `field` means, in the officer's language
+/// (`record-choice-FIELD-VALUE`), else as the schema says it in English.
+fn choice_label(l: Lang, field: &str, value: &str, meaning: &str) -> String {
+    l.t_or(&format!("record-choice-{field}-{value}"), meaning)
+}
+
+/// A field's JSON name in words (`hs_code` → "HS code").
 pub fn label(name: &str) -> String {
     let words: Vec<&str> = name
         .split('_')
@@ -411,7 +423,7 @@ fn field_input(
     let has_hint = !f.hint.is_empty();
     let required = f.required.then_some("true");
     let title = html! {
-        (label(&f.name))
+        (field_label(l, &f.name))
         @if f.required { " " span class="required" { (l.t("record-required-mark")) } }
     };
     let hint = html! { @if has_hint { p class="hint" id=(hint_id) { (f.hint) } } };
@@ -445,7 +457,7 @@ fn field_input(
                     aria-describedby=[describedby] {
                     option value="" { (l.t("record-choose")) }
                     @for (v, meaning) in options {
-                        option value=(v) selected[chosen == v] { (meaning) }
+                        option value=(v) selected[chosen == v] { (choice_label(l, &f.name, v, meaning)) }
                     }
                 }
                 (hint)
@@ -466,7 +478,7 @@ fn field_input(
                         @for (v, meaning) in options {
                             label class="check" {
                                 input type="checkbox" name=(pointer) value=(v) checked[items.contains(&v.as_str())];
-                                (meaning)
+                                (choice_label(l, &f.name, v, meaning))
                             }
                         }
                         (hint)
@@ -511,12 +523,12 @@ fn field_input(
                     (error_list(&id, &mine))
                     @for i in 0..count {
                         fieldset class="row" {
-                            legend { (label(&f.name)) " " (i + 1) }
+                            legend { (field_label(l, &f.name)) " " (i + 1) }
                             (object_inputs(l, fields, &format!("{pointer}/{i}"), rows.get(i).copied().flatten(), errors, more))
                         }
                     }
                     button type="submit" class="secondary" name="more" value=(pointer) {
-                        (l.t_args("record-add-row", &[("field", &label(&f.name))]))
+                        (l.t_args("record-add-row", &[("field", &field_label(l, &f.name))]))
                     }
                 }
             }
@@ -526,13 +538,13 @@ fn field_input(
 
 /// The list of every error at the top of a refused form, each linking to its field (or to
 /// the nearest field shown above it).
-pub fn summary(errors: &[FieldError]) -> Markup {
+pub fn summary(l: Lang, errors: &[FieldError]) -> Markup {
     html! {
         ul {
             @for e in errors {
                 li {
                     a href=(format!("#{}", id_of(&e.pointer))) {
-                        @if e.pointer.is_empty() { (e.reason) } @else { (path_label(&e.pointer)) ": " (e.reason) }
+                        @if e.pointer.is_empty() { (e.reason) } @else { (path_label(l, &e.pointer)) ": " (e.reason) }
                     }
                 }
             }
@@ -541,7 +553,7 @@ pub fn summary(errors: &[FieldError]) -> Markup {
 }
 
 /// A pointer in words: `/items/0/hs_code` → "Items 1 › HS code".
-pub fn path_label(pointer: &str) -> String {
+pub fn path_label(l: Lang, pointer: &str) -> String {
     let mut out = String::new();
     for segment in pointer.split('/').filter(|s| !s.is_empty()) {
         match segment.parse::<usize>() {
@@ -550,7 +562,7 @@ pub fn path_label(pointer: &str) -> String {
                 if !out.is_empty() {
                     out.push_str(" › ");
                 }
-                out.push_str(&label(segment));
+                out.push_str(&field_label(l, segment));
             }
         }
     }
@@ -571,42 +583,42 @@ fn is_empty(v: &Value) -> bool {
 
 /// A record in its schema's shape: each field that has a value under its label, vocabulary
 /// values by what they mean, nested parts as nested lists.
-pub fn show(form: &RecordForm, value: &Value) -> Markup {
-    html! { (object_view(&form.fields, value)) }
+pub fn show(l: Lang, form: &RecordForm, value: &Value) -> Markup {
+    html! { (object_view(l, &form.fields, value)) }
 }
 
-fn object_view(fields: &[Field], value: &Value) -> Markup {
+fn object_view(l: Lang, fields: &[Field], value: &Value) -> Markup {
     html! {
         dl class="record" {
             @for f in fields {
                 @if let Some(v) = value.get(&f.name).filter(|v| !is_empty(v)) {
-                    dt { (label(&f.name)) }
-                    dd data-field=(f.name) { (value_view(&f.shape, v)) }
+                    dt { (field_label(l, &f.name)) }
+                    dd data-field=(f.name) { (value_view(l, &f.name, &f.shape, v)) }
                 }
             }
         }
     }
 }
 
-fn choice_text(options: &[(String, String)], v: &Value) -> String {
+fn choice_text(l: Lang, field: &str, options: &[(String, String)], v: &Value) -> String {
     let raw = v.as_str().unwrap_or_default();
-    options
-        .iter()
-        .find(|(value, _)| value == raw)
-        .map_or_else(|| raw.to_owned(), |(_, meaning)| meaning.clone())
+    options.iter().find(|(value, _)| value == raw).map_or_else(
+        || raw.to_owned(),
+        |(value, meaning)| choice_label(l, field, value, meaning),
+    )
 }
 
-fn value_view(shape: &Shape, v: &Value) -> Markup {
+fn value_view(l: Lang, field: &str, shape: &Shape, v: &Value) -> Markup {
     match shape {
         Shape::Text { .. } => html! { span class="body" { (v.as_str().unwrap_or_default()) } },
-        Shape::Choice(options) => html! { (choice_text(options, v)) },
+        Shape::Choice(options) => html! { (choice_text(l, field, options, v)) },
         Shape::List(inner) => {
             let items: Vec<String> = v
                 .as_array()
                 .map(|a| {
                     a.iter()
                         .map(|x| match inner.as_ref() {
-                            Shape::Choice(options) => choice_text(options, x),
+                            Shape::Choice(options) => choice_text(l, field, options, x),
                             _ => x.as_str().unwrap_or_default().to_owned(),
                         })
                         .collect()
@@ -614,10 +626,10 @@ fn value_view(shape: &Shape, v: &Value) -> Markup {
                 .unwrap_or_default();
             html! { ul class="plain" { @for i in &items { li { (i) } } } }
         }
-        Shape::Group(fields) => object_view(fields, v),
+        Shape::Group(fields) => object_view(l, fields, v),
         Shape::Rows(fields) => html! {
             ol class="rows" {
-                @for row in v.as_array().into_iter().flatten() { li { (object_view(fields, row)) } }
+                @for row in v.as_array().into_iter().flatten() { li { (object_view(l, fields, row)) } }
             }
         },
     }
@@ -639,6 +651,49 @@ mod tests {
             .iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect()
+    }
+
+    /// Every field and every choice of every record kind has its text in the catalogue (the
+    /// catalogue test then holds every language to the English keys).
+    #[test]
+    fn every_field_and_choice_of_every_kind_is_translated() {
+        fn walk(fields: &[Field], missing: &mut Vec<String>) {
+            for f in fields {
+                let key = format!("record-field-{}", f.name);
+                if !Lang::En.has(&key) {
+                    missing.push(key);
+                }
+                let mut shape = &f.shape;
+                if let Shape::List(inner) = shape {
+                    shape = inner;
+                }
+                match shape {
+                    Shape::Choice(options) => {
+                        for (value, _) in options {
+                            let key = format!("record-choice-{}-{value}", f.name);
+                            if !Lang::En.has(&key) {
+                                missing.push(key);
+                            }
+                        }
+                    }
+                    Shape::Group(inner) | Shape::Rows(inner) => walk(inner, missing),
+                    _ => {}
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for kind in RecordKind::ALL {
+            walk(&RecordForm::of(kind).fields, &mut missing);
+        }
+        assert!(missing.is_empty(), "not in the catalogue: {missing:?}");
+        assert_eq!(
+            choice_label(Lang::Es, "unit", "kg", "Kilograms"),
+            "Kilogramos"
+        );
+        assert_eq!(
+            choice_label(Lang::Ar, "commodities", "drugs", "Drugs"),
+            "المخدرات"
+        );
     }
 
     #[test]
@@ -665,7 +720,14 @@ mod tests {
             matches!(&find(&alert.fields, "commodities").shape, Shape::List(inner) if matches!(**inner, Shape::Choice(_)))
         );
         assert_eq!(label("hs_code"), "HS code");
-        assert_eq!(path_label("/items/0/hs_code"), "Items 1 › HS code");
+        assert_eq!(
+            path_label(Lang::En, "/items/0/hs_code"),
+            "Items 1 › HS code"
+        );
+        assert_eq!(
+            path_label(Lang::Fr, "/items/0/hs_code"),
+            "Articles 1 › Code SH"
+        );
     }
 
     #[test]
@@ -731,8 +793,14 @@ mod tests {
         let tagged = serde_json::json!({"kind": "alert", "record": value});
         let record = record::Record::from_tagged_value(&tagged).expect("a valid alert");
         assert_eq!(record.kind(), RecordKind::Alert);
-        let shown = show(&form, &value).into_string();
+        let shown = show(Lang::En, &form, &value).into_string();
         assert!(shown.contains("Risk indicators"), "{shown}");
         assert!(shown.contains("route via Rotterdam"), "{shown}");
+        let shown = show(Lang::Fr, &form, &value).into_string();
+        assert!(shown.contains("Indicateurs de risque"), "{shown}");
+        assert!(
+            shown.contains("Contrôler et rendre compte du résultat"),
+            "{shown}"
+        );
     }
 }

@@ -690,7 +690,7 @@ pub async fn change_member(
 
 /// What the audit page shows: records whose actor contains `actor`, whose action is `action`
 /// and whose outcome is of the class `outcome` (`ok`, `denied`, `error`).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct AuditFilter {
     actor: Option<String>,
     action: Option<String>,
@@ -747,41 +747,66 @@ impl AuditFilter {
     }
 }
 
+/// One page of the audit log as the operator's page shows it.
+#[derive(Debug, Default)]
+struct AuditPage {
+    /// The records shown, newest first.
+    records: Vec<crate::audit::AuditRecord>,
+    /// Whether matching records newer than those shown exist.
+    has_newer: bool,
+    /// Whether matching records older than those shown exist.
+    has_older: bool,
+    /// How many records match.
+    matching: usize,
+    /// Every action in the log, sorted, for the filter.
+    actions: Vec<String>,
+}
+
 /// The page of `records` (oldest first) that matches `filter`, newest first: the
 /// [`AUDIT_PAGE`] records before `before`, or, going back towards the newest, after `after`.
-/// Returns the page, whether newer and older matching records exist, and how many match.
-fn audit_page<'a>(
-    records: &'a [crate::audit::AuditRecord],
+/// One pass that holds at most a page of records, however long the log.
+fn audit_page(
+    records: impl Iterator<Item = crate::error::Result<crate::audit::AuditRecord>>,
     filter: &AuditFilter,
     before: Option<u64>,
     after: Option<u64>,
-) -> (Vec<&'a crate::audit::AuditRecord>, bool, bool, usize) {
-    let matching: Vec<&crate::audit::AuditRecord> =
-        records.iter().filter(|r| filter.matches(r)).collect();
-    let page: Vec<&crate::audit::AuditRecord> = match (after, before) {
-        (Some(after), _) => {
-            let mut newer: Vec<_> = matching
-                .iter()
-                .copied()
-                .filter(|r| r.seq > after)
-                .take(AUDIT_PAGE)
-                .collect();
-            newer.reverse();
-            newer
+) -> crate::error::Result<AuditPage> {
+    let mut page = std::collections::VecDeque::with_capacity(AUDIT_PAGE + 1);
+    let mut actions = std::collections::BTreeSet::new();
+    let (mut matching, mut beyond, mut behind) = (0usize, false, false);
+    for r in records {
+        let r = r?;
+        if !actions.contains(&r.action) {
+            actions.insert(r.action.clone());
         }
-        (None, before) => matching
-            .iter()
-            .rev()
-            .copied()
-            .filter(|r| before.is_none_or(|b| r.seq < b))
-            .take(AUDIT_PAGE)
-            .collect(),
-    };
-    let newest_shown = page.first().map_or(0, |r| r.seq);
-    let oldest_shown = page.last().map_or(u64::MAX, |r| r.seq);
-    let has_newer = !page.is_empty() && matching.iter().any(|r| r.seq > newest_shown);
-    let has_older = !page.is_empty() && matching.iter().any(|r| r.seq < oldest_shown);
-    (page, has_newer, has_older, matching.len())
+        if !filter.matches(&r) {
+            continue;
+        }
+        matching += 1;
+        match (after, before) {
+            // The oldest page after `after`: `beyond` if more follow, `behind` if any precede.
+            (Some(after), _) if r.seq <= after => behind = true,
+            (Some(_), _) if page.len() == AUDIT_PAGE => beyond = true,
+            (Some(_), _) => page.push_back(r),
+            // The newest page before `before`: `behind` if it pushed older ones out.
+            (None, Some(before)) if r.seq >= before => beyond = true,
+            (None, _) => {
+                page.push_back(r);
+                if page.len() > AUDIT_PAGE {
+                    page.pop_front();
+                    behind = true;
+                }
+            }
+        }
+    }
+    let shown = !page.is_empty();
+    Ok(AuditPage {
+        records: page.into_iter().rev().collect(),
+        has_newer: shown && beyond,
+        has_older: shown && behind,
+        matching,
+        actions: actions.into_iter().collect(),
+    })
 }
 
 /// `GET /admin/audit[?actor=…&action=…&outcome=…&before=SEQ|after=SEQ]`: the audit log,
@@ -795,9 +820,37 @@ pub async fn audit(
     let o = &op.0;
     let l = o.lang();
     let _ = app.audit(&op.actor(), "audit.read", "audit", "ok").await;
-    let verification = app.audit.verify();
-    let records = match app.audit.records(0) {
-        Ok(r) => r,
+    let filter = AuditFilter::from_query(&q);
+    let seq = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (before, after) = (seq("before"), seq("after"));
+    // Both read the log a page at a time, on the blocking pool.
+    let store = app.audit.store().clone();
+    let read = {
+        let filter = filter.clone();
+        tokio::task::spawn_blocking(move || {
+            let verification = crate::audit::verify(&store);
+            let page = audit_page(
+                crate::audit::read::records(store, 1),
+                &filter,
+                before,
+                after,
+            );
+            (verification, page)
+        })
+        .await
+    };
+    let (verification, page) = match read {
+        Ok((v, p)) => (v, p),
+        Err(_) => (Err(Error::ShuttingDown), Err(Error::ShuttingDown)),
+    };
+    let AuditPage {
+        records: page,
+        has_newer,
+        has_older,
+        matching,
+        actions,
+    } = match page {
+        Ok(p) => p,
         Err(e) => {
             return error_page(
                 &app,
@@ -808,13 +861,6 @@ pub async fn audit(
             )
         }
     };
-    let filter = AuditFilter::from_query(&q);
-    let seq = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
-    let (page, has_newer, has_older, matching) =
-        audit_page(&records, &filter, seq("before"), seq("after"));
-    let mut actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
-    actions.sort_unstable();
-    actions.dedup();
     let newer = page
         .first()
         .filter(|_| has_newer)
@@ -915,28 +961,41 @@ mod tests {
             .collect()
     }
 
-    fn seqs(page: &[&AuditRecord]) -> Vec<u64> {
-        page.iter().map(|r| r.seq).collect()
+    fn seqs(page: &AuditPage) -> Vec<u64> {
+        page.records.iter().map(|r| r.seq).collect()
+    }
+
+    /// `audit_page` over `records`, as (page, has_newer, has_older, matching).
+    fn page_of(
+        records: &[AuditRecord],
+        filter: &AuditFilter,
+        before: Option<u64>,
+        after: Option<u64>,
+    ) -> (AuditPage, bool, bool, usize) {
+        let p = audit_page(records.iter().cloned().map(Ok), filter, before, after).expect("page");
+        let (newer, older, n) = (p.has_newer, p.has_older, p.matching);
+        (p, newer, older, n)
     }
 
     #[test]
     fn audit_pages_go_back_and_forth_through_what_matches() {
         let records = log(120);
         let all = AuditFilter::default();
-        let (first, newer, older, n) = audit_page(&records, &all, None, None);
+        let (first, newer, older, n) = page_of(&records, &all, None, None);
         assert_eq!(
-            (first.len(), newer, older, n),
+            (first.records.len(), newer, older, n),
             (AUDIT_PAGE, false, true, 120)
         );
-        assert_eq!(first[0].seq, 120);
-        let (second, newer, older, _) = audit_page(&records, &all, Some(71), None);
+        assert_eq!(first.records[0].seq, 120);
+        assert_eq!(first.actions, ["login", "read"]);
+        let (second, newer, older, _) = page_of(&records, &all, Some(71), None);
         assert_eq!(seqs(&second), (21..=70).rev().collect::<Vec<_>>());
         assert!(newer && older);
-        let (last, _, older, _) = audit_page(&records, &all, Some(21), None);
+        let (last, _, older, _) = page_of(&records, &all, Some(21), None);
         assert_eq!(seqs(&last), (1..=20).rev().collect::<Vec<_>>());
         assert!(!older);
         // Back towards the newest from the last page: the page just above it.
-        let (back, newer, _, _) = audit_page(&records, &all, None, Some(20));
+        let (back, newer, _, _) = page_of(&records, &all, None, Some(20));
         assert_eq!(seqs(&back), (21..=70).rev().collect::<Vec<_>>());
         assert!(newer);
 
@@ -949,18 +1008,18 @@ mod tests {
             )
         };
         let denied = q(&[("outcome", "denied"), ("actor", "ana")]);
-        let (page, newer, older, n) = audit_page(&records, &denied, None, None);
+        let (page, newer, older, n) = page_of(&records, &denied, None, None);
         assert_eq!(n, 12, "even seqs divisible by 5: 10, 20, ..., 120");
-        assert!(page.iter().all(|r| r.seq % 10 == 0));
+        assert!(page.records.iter().all(|r| r.seq % 10 == 0));
         assert!(!newer && !older);
         assert_eq!(
             denied.query(Some(("before", 7))),
             "/admin/audit?actor=ana&outcome=denied&before=7"
         );
         // An unknown outcome class is no filter; an exact action is.
-        let (_, _, _, n) = audit_page(&records, &q(&[("outcome", "maybe")]), None, None);
+        let (_, _, _, n) = page_of(&records, &q(&[("outcome", "maybe")]), None, None);
         assert_eq!(n, 120);
-        let (_, _, _, n) = audit_page(&records, &q(&[("action", "login")]), None, None);
+        let (_, _, _, n) = page_of(&records, &q(&[("action", "login")]), None, None);
         assert_eq!(n, 40);
     }
 }

@@ -106,7 +106,7 @@ fn compose_page(
             div class="alert" role="alert" {
                 p { (l.t("compose-refused")) }
                 @for e in &general { p { (e.message) } }
-                @if !rec.errors.is_empty() { (record_form::summary(rec.errors)) }
+                @if !rec.errors.is_empty() { (record_form::summary(l, rec.errors)) }
             }
         }
         form class="panel" method="post" action=(format!("/g/{}/compose", g.id)) enctype="multipart/form-data" novalidate {
@@ -488,13 +488,15 @@ pub async fn submit(
         Ok(ids) => sent.attachments = ids,
         Err(e) => return page(&[e], &[]),
     }
-    match app.facade.post(&officer.principal, &g.id, sent).await {
-        Ok(id) => {
-            let _ = app
-                .audit(&officer.actor(), "post", &format!("{} {id}", g.id), "ok")
-                .await;
-            see_other(&format!("/m/{id}"))
-        }
+    // The record `post GROUP ID ok` is written by the node with the message (one flush).
+    let audit =
+        crate::audit::PostAudit::new(app.audit.clone(), officer.actor(), "post", g.id.clone());
+    match app
+        .facade
+        .post(&officer.principal, &g.id, sent, Some(audit))
+        .await
+    {
+        Ok(id) => see_other(&format!("/m/{id}")),
         Err(PostError::Fields(errors)) => {
             let _ = app
                 .audit(

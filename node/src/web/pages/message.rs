@@ -186,7 +186,7 @@ pub async fn show(State(app): State<App>, officer: Officer, Path(id): Path<Strin
         @if let (Some(record), Some(form)) = (&m.record, &form) {
             section class="panel" aria-labelledby="body-h" {
                 h2 id="body-h" { (l.t("message-record")) }
-                (record_form::show(form, record))
+                (record_form::show(l, form, record))
             }
         } @else if let Some(why) = &m.unreadable {
             section class="panel" aria-labelledby="body-h" {
