@@ -100,14 +100,7 @@ fn start_nodes(
         lines.extend(extra(name));
         federation_config(&dir, &lines);
         daemons.push(Daemon::start(&dir));
-        let id = ok(&dir, &["id"]);
-        let parts: Vec<&str> = id.split_whitespace().collect();
-        members.push(Member {
-            dir: dir.clone(),
-            name: parts[0].to_owned(),
-            id: parts[1].to_owned(),
-            address: parts[2].to_owned(),
-        });
+        members.push(member(&dir));
     }
     (members, daemons)
 }
@@ -344,14 +337,7 @@ fn a_revoked_node_is_cut_off_by_every_node_and_its_later_messages_refused() {
         assert!(text.contains("interval_ms = 600000"), "{text}");
         std::fs::write(&path, text).expect("node.toml");
         daemons.push(Daemon::start(&dir));
-        let id = ok(&dir, &["id"]);
-        let parts: Vec<&str> = id.split_whitespace().collect();
-        members.push(Member {
-            dir: dir.clone(),
-            name: parts[0].to_owned(),
-            id: parts[1].to_owned(),
-            address: parts[2].to_owned(),
-        });
+        members.push(member(&dir));
     }
     let all: Vec<&Member> = members.iter().collect();
     let v1 = sign(
@@ -524,14 +510,7 @@ fn an_expired_roster_is_warned_about_and_stops_admitting_after_the_grace() {
             ],
         );
         daemons.push(start_logged(&dir, &root.join(format!("{name}.log"))));
-        let id = ok(&dir, &["id"]);
-        let parts: Vec<&str> = id.split_whitespace().collect();
-        members.push(Member {
-            dir: dir.clone(),
-            name: parts[0].to_owned(),
-            id: parts[1].to_owned(),
-            address: parts[2].to_owned(),
-        });
+        members.push(member(&dir));
     }
     let all: Vec<&Member> = members.iter().collect();
     // Valid for a few more seconds: the nodes connect while it is valid.
@@ -607,18 +586,7 @@ fn an_expired_roster_is_warned_about_and_stops_admitting_after_the_grace() {
 fn a_descriptor_claiming_a_roster_name_with_another_key_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
-    let key = authority_ok(root, &["init"]);
-    let (members, mut daemons) =
-        start_nodes(root, &["rilo-wca", "customs-nl"], &key, |_| Vec::new());
-    let all: Vec<&Member> = members.iter().collect();
-    let signed = sign(
-        root,
-        "europe.toml",
-        &roster_toml(1, "valid_for = \"30days\"", &all, &[]),
-    );
-    for m in &members {
-        ok(&m.dir, &["roster", "load", signed.to_str().expect("utf-8")]);
-    }
+    let (members, mut daemons) = one_roster(root, &["rilo-wca", "customs-nl"], |_| Vec::new());
     let (owner, nl) = (&members[0], &members[1]);
     // The impostor trusts no authority and calls itself customs-nl.
     let impostor = root.join("impostor");
@@ -776,16 +744,15 @@ fn a_rotated_node_keeps_its_group_and_history_and_peers_follow() {
     }
 }
 
-/// `rilo-wca` (owner) and `customs-nl` (member) from one roster, with `extra` config lines per
-/// node (see [`federation_config`]), connected, in one group, and a first message of
-/// customs-nl that rilo-wca received. Returns the nodes, the daemons, the group and the
-/// message.
-fn owner_and_member(
+/// An authority, and `names` started (see [`start_nodes`]) and given one roster, valid for 30
+/// days, that lists them all.
+fn one_roster(
     root: &Path,
+    names: &[&str],
     extra: impl Fn(&str) -> Vec<(&'static str, String)>,
-) -> (Vec<Member>, Vec<Daemon>, String, String) {
+) -> (Vec<Member>, Vec<Daemon>) {
     let key = authority_ok(root, &["init"]);
-    let (members, daemons) = start_nodes(root, &["rilo-wca", "customs-nl"], &key, extra);
+    let (members, daemons) = start_nodes(root, names, &key, extra);
     let all: Vec<&Member> = members.iter().collect();
     let signed = sign(
         root,
@@ -795,6 +762,18 @@ fn owner_and_member(
     for m in &members {
         ok(&m.dir, &["roster", "load", signed.to_str().expect("utf-8")]);
     }
+    (members, daemons)
+}
+
+/// `rilo-wca` (owner) and `customs-nl` (member) from one roster, with `extra` config lines per
+/// node (see [`federation_config`]), connected, in one group, and a first message of
+/// customs-nl that rilo-wca received. Returns the nodes, the daemons, the group and the
+/// message.
+fn owner_and_member(
+    root: &Path,
+    extra: impl Fn(&str) -> Vec<(&'static str, String)>,
+) -> (Vec<Member>, Vec<Daemon>, String, String) {
+    let (members, daemons) = one_roster(root, &["rilo-wca", "customs-nl"], extra);
     let (owner, nl) = (&members[0], &members[1]);
     for m in &members {
         eventually(&format!("{} connected", m.name), || {

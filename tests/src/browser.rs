@@ -281,6 +281,21 @@ impl Page {
         }
     }
 
+    /// Waits until the browser is on a page whose path starts with `prefix` (a form's answer:
+    /// text such as "TLP:AMBER" may be on the form itself, so it cannot tell that the answer
+    /// has come).
+    pub async fn wait_for_path(&self, prefix: &str) {
+        let start = Instant::now();
+        loop {
+            let path = self.path().await;
+            if path.starts_with(prefix) {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "still on {path}, not on {prefix}…");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Saves a screenshot as `dir/name.png`.
     pub async fn screenshot(&self, dir: &Path, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");

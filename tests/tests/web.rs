@@ -122,6 +122,7 @@ async fn officers_on_two_nodes_work_together_in_the_browser() {
     .await;
     ana.screenshot(&dir, "compose").await;
     ana.click("form.panel button[type=submit]").await;
+    ana.wait_for_path("/m/").await;
     ana.wait_for_text("TLP:AMBER").await;
     let seizure = ana.path().await.trim_start_matches("/m/").to_owned();
     assert_eq!(seizure.len(), 64, "a message page after posting: {seizure}");
@@ -181,6 +182,7 @@ async fn officers_on_two_nodes_work_together_in_the_browser() {
     ana.screenshot(&dir, "compose-errors").await;
     ana.fill("#to-customs-be", "ben").await;
     ana.click("form.panel button[type=submit]").await;
+    ana.wait_for_path("/m/").await;
     ana.wait_for_text("TLP:RED").await;
     let red = ana.path().await.trim_start_matches("/m/").to_owned();
     ben.open(&format!("{b}g/{g}")).await;
@@ -390,6 +392,7 @@ async fn records_are_composed_shown_and_answered_in_the_browser() {
     .await;
     ana.screenshot(&dir, "compose-photo").await;
     ana.click("#send").await;
+    ana.wait_for_path("/m/").await;
     ana.wait_for_text("TLP:AMBER").await;
     let text = ana.text().await;
     assert!(!text.contains("not sent"), "refused:\n{text}");
