@@ -621,18 +621,18 @@ async fn quinn_bulk(mib: u64) -> Result<f64> {
     let (client, server, conn, server_conn) = quinn_pair().await?;
     let total = mib * 1024 * 1024;
     let reader = tokio::spawn(async move {
-        let mut recv = server_conn.accept_uni().await.ok()?;
+        let mut recv = server_conn.accept_uni().await.map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = 0u64;
         let mut started = None;
-        while let Ok(Some(n)) = recv.read(&mut buf).await {
+        while let Some(n) = recv.read(&mut buf).await.map_err(|e| e.to_string())? {
             got += n as u64;
             if started.is_none() && got >= 1024 * 1024 {
                 started = Some((Instant::now(), got));
             }
         }
-        let (at, warm) = started?;
-        Some((got - warm, at.elapsed()))
+        let (at, warm) = started.ok_or("the stream ended within its first MiB")?;
+        Ok::<_, String>((got - warm, at.elapsed()))
     });
     let quinn_err = |e: String| Error::Invalid(format!("quinn bulk: {e}"));
     let mut send = conn
@@ -652,7 +652,7 @@ async fn quinn_bulk(mib: u64) -> Result<f64> {
         .await
         .map_err(|_| quinn_err("no end of stream in time".into()))?
         .map_err(|e| quinn_err(e.to_string()))?
-        .ok_or_else(|| quinn_err("the stream broke off".into()))?;
+        .map_err(quinn_err)?;
     conn.close(0u32.into(), b"done");
     client.close();
     server.close();

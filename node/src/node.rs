@@ -541,6 +541,25 @@ struct FetchWanted {
     from: Option<NodeId>,
 }
 
+impl FetchWanted {
+    /// The attachments `refs` that message `message`, at `place`, names; `from` is the peer it
+    /// came from (`None`: posted here).
+    fn named_by(
+        message: MessageId,
+        place: Place,
+        refs: impl IntoIterator<Item = AttachmentRef>,
+        from: Option<NodeId>,
+    ) -> impl Iterator<Item = FetchWanted> {
+        refs.into_iter().map(move |reference| FetchWanted {
+            reference,
+            message,
+            group: place.group,
+            author: place.author,
+            from,
+        })
+    }
+}
+
 #[derive(Debug)]
 enum ControlReply {
     Created(oneshot::Sender<Result<GroupId>>),
@@ -1416,14 +1435,7 @@ impl Actor {
             .iter()
             .filter_map(|m| {
                 let (from, place, refs) = self.accepted_attachments.remove(&m.id)?;
-                let id = m.id;
-                Some(refs.into_iter().map(move |reference| FetchWanted {
-                    reference,
-                    message: id,
-                    group: place.group,
-                    author: place.author,
-                    from: Some(from),
-                }))
+                Some(FetchWanted::named_by(m.id, place, refs, Some(from)))
             })
             .flatten()
             .collect();

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{eventually, init, json, liaison, link, ok, Daemon, BIN};
+use common::{eventually, init, json, liaison, link, ok, succeeded, Daemon, BIN};
 
 /// Runs `liaison authority ARGS...` in `cwd`, with no data directory at all.
 fn authority(cwd: &Path, args: &[&str]) -> Output {
@@ -23,16 +23,7 @@ fn authority(cwd: &Path, args: &[&str]) -> Output {
 }
 
 fn authority_ok(cwd: &Path, args: &[&str]) -> String {
-    let out = authority(cwd, args);
-    assert!(
-        out.status.success(),
-        "liaison authority {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
+    succeeded(authority(cwd, args), args)
 }
 
 /// Changes `dir`'s node.toml: `key = value` lines replace the defaults `liaison init` wrote in

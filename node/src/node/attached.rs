@@ -120,12 +120,22 @@ impl Actor {
     /// fetched nor served to peers.
     fn wanted_from_message(&self, message: MessageId, id: AttachmentId) -> Option<FetchWanted> {
         let bytes = self.store.message(&message).ok()??;
-        let (_, header, _) = message::decode(&bytes).ok()?;
+        self.wanted_from_bytes(message, &bytes, id)
+    }
+
+    /// The same, from the stored message's bytes already read.
+    fn wanted_from_bytes(
+        &self,
+        message: MessageId,
+        bytes: &[u8],
+        id: AttachmentId,
+    ) -> Option<FetchWanted> {
+        let (_, header, _) = message::decode(bytes).ok()?;
         let state = self.engine.group(&header.group)?;
         if self.withheld(state, &header) {
             return None;
         }
-        let (_, content) = message::verify_and_open(&bytes, state).ok()?;
+        let (_, content) = message::verify_and_open(bytes, state).ok()?;
         let reference = content
             .payload
             .attachments()
@@ -153,7 +163,7 @@ impl Actor {
         let state = self.engine.group(&header.group)?;
         state.role_at(&peer, header.epoch)?;
         state.role(&peer)?;
-        let mut wanted = self.wanted_from_message(request.message, request.attachment)?;
+        let mut wanted = self.wanted_from_bytes(request.message, &bytes, request.attachment)?;
         wanted.from = Some(peer);
         let reference = wanted.reference.clone();
         if !self.attachments.is_whole(&reference.id) {

@@ -109,19 +109,12 @@ impl Actor {
         let named: Vec<FetchWanted> = posts
             .iter()
             .flat_map(|(sealed, _, _)| {
-                let place = sealed.header.place();
-                let id = sealed.id;
-                self.posted_attachments
-                    .get(&id)
+                let refs = self
+                    .posted_attachments
+                    .get(&sealed.id)
                     .into_iter()
-                    .flatten()
-                    .map(move |reference| FetchWanted {
-                        reference: reference.clone(),
-                        message: id,
-                        group: place.group,
-                        author: place.author,
-                        from: None,
-                    })
+                    .flatten();
+                FetchWanted::named_by(sealed.id, sealed.header.place(), refs.cloned(), None)
             })
             .collect();
         let store = self.store.clone();

@@ -326,7 +326,13 @@ impl Actor {
                     left: Vec::new(),
                 },
             };
-            Ok((loaded, self.after_roster(None, &bytes, update)))
+            let stored = match update {
+                // The roster in force: written again, so that a load whose write failed (the
+                // roster in force here, but not on disk) is mended by loading it again.
+                RosterUpdate::Known => Some(self.store_roster(&bytes)),
+                update => self.after_roster(None, &bytes, update),
+            };
+            Ok((loaded, stored))
         })();
         match result {
             Err(e) => {

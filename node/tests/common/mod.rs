@@ -29,7 +29,11 @@ pub fn liaison(data: &Path, args: &[&str]) -> Output {
 
 /// Runs and expects success; returns trimmed stdout.
 pub fn ok_as(data: &Path, token: Option<&str>, args: &[&str]) -> String {
-    let out = run(data, token, args);
+    succeeded(run(data, token, args), args)
+}
+
+/// The trimmed stdout of `liaison ARGS...`, which must have succeeded.
+pub fn succeeded(out: Output, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "liaison {args:?} failed: {}",
