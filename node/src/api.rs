@@ -451,15 +451,7 @@ impl AppState {
         who: &Principal,
         make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
     ) -> Result<T, Error> {
-        match who {
-            Principal::Admin => self.node.ask(make).await,
-            other => {
-                let who = other.clone();
-                self.node
-                    .ask(|reply| Command::As(who, Box::new(make(reply))))
-                    .await
-            }
-        }
+        self.node.as_officer(who.clone()).ask(make).await
     }
 }
 

@@ -46,6 +46,7 @@ use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 mod trust;
+pub use door::Scoped;
 pub use feed::Fresh;
 
 use crate::views::{
@@ -3198,6 +3199,7 @@ async fn connection_task(
 }
 
 mod attached;
+mod door;
 mod feed;
 mod observe;
 mod posting;

@@ -137,15 +137,7 @@ impl Facade {
         who: &Principal,
         make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
     ) -> Result<T> {
-        match who {
-            Principal::Admin => self.node.ask(make).await,
-            other => {
-                let who = other.clone();
-                self.node
-                    .ask(|reply| Command::As(who, Box::new(make(reply))))
-                    .await
-            }
-        }
+        self.node.as_officer(who.clone()).ask(make).await
     }
 
     /// The groups `who` may see.
