@@ -68,8 +68,12 @@ pub enum Shape {
 pub struct Field {
     /// Its name in the record's JSON.
     pub name: String,
-    /// What the schema says of it.
+    /// What the schema says of it, in English.
     pub hint: String,
+    /// The catalogue key of the hint in other languages: `record-hint-SCOPE-NAME`, where the
+    /// scope is the kind (a top-level field), the schema definition the field belongs to, or
+    /// the field that holds an inline object.
+    pub hint_key: String,
     /// Whether the schema requires it.
     pub required: bool,
     /// What it holds.
@@ -96,7 +100,7 @@ impl RecordForm {
             .unwrap_or_default();
         RecordForm {
             kind,
-            fields: object_fields(&schema, &defs, 0),
+            fields: object_fields(&schema, &defs, 0, kind.as_str()),
         }
     }
 }
@@ -123,7 +127,14 @@ fn text(v: &Value, key: &str) -> String {
         .to_owned()
 }
 
-fn shape(v: &Value, defs: &Map<String, Value>, depth: usize) -> Shape {
+/// The name of the schema definition `v` refers to, if it is a reference.
+fn def_name(v: &Value) -> Option<&str> {
+    v.get("$ref")?.as_str()?.strip_prefix("#/$defs/")
+}
+
+/// The shape of the field `name` described by `v`.
+fn shape(v: &Value, defs: &Map<String, Value>, depth: usize, name: &str) -> Shape {
+    let scope = def_name(v).unwrap_or(name);
     let v = resolve(v, defs);
     let not_null = |x: &&Value| x.get("type").and_then(Value::as_str) != Some("null");
     if let Some(inner) = v
@@ -131,7 +142,7 @@ fn shape(v: &Value, defs: &Map<String, Value>, depth: usize) -> Shape {
         .and_then(Value::as_array)
         .and_then(|any| any.iter().find(not_null))
     {
-        return shape(inner, defs, depth);
+        return shape(inner, defs, depth, scope);
     }
     if let Some(options) = v.get("oneOf").and_then(Value::as_array) {
         return Shape::Choice(
@@ -155,10 +166,10 @@ fn shape(v: &Value, defs: &Map<String, Value>, depth: usize) -> Shape {
         );
     }
     if depth < MAX_DEPTH && v.get("properties").is_some() {
-        return Shape::Group(object_fields(v, defs, depth + 1));
+        return Shape::Group(object_fields(v, defs, depth + 1, scope));
     }
     if let (Some(items), true) = (v.get("items"), depth < MAX_DEPTH) {
-        return match shape(items, defs, depth + 1) {
+        return match shape(items, defs, depth + 1, scope) {
             Shape::Group(fields) => Shape::Rows(fields),
             other => Shape::List(Box::new(other)),
         };
@@ -169,7 +180,8 @@ fn shape(v: &Value, defs: &Map<String, Value>, depth: usize) -> Shape {
     }
 }
 
-fn object_fields(v: &Value, defs: &Map<String, Value>, depth: usize) -> Vec<Field> {
+/// The fields of the object `v`, whose hints are keyed under `scope`.
+fn object_fields(v: &Value, defs: &Map<String, Value>, depth: usize, scope: &str) -> Vec<Field> {
     let required: Vec<&str> = v
         .get("required")
         .and_then(Value::as_array)
@@ -181,13 +193,14 @@ fn object_fields(v: &Value, defs: &Map<String, Value>, depth: usize) -> Vec<Fiel
     properties
         .iter()
         .map(|(name, p)| {
-            let mut shape = shape(p, defs, depth);
+            let mut shape = shape(p, defs, depth, name);
             if let Shape::Text { long, .. } = &mut shape {
                 *long = LONG_TEXT.contains(&name.as_str());
             }
             Field {
                 name: name.clone(),
                 hint: text(p, "description"),
+                hint_key: format!("record-hint-{scope}-{name}"),
                 required: required.contains(&name.as_str()),
                 shape,
             }
@@ -421,12 +434,13 @@ fn field_input(
     let id = id_of(pointer);
     let hint_id = format!("{id}-hint");
     let has_hint = !f.hint.is_empty();
+    let hint_text = l.t_or(&f.hint_key, &f.hint);
     let required = f.required.then_some("true");
     let title = html! {
         (field_label(l, &f.name))
         @if f.required { " " span class="required" { (l.t("record-required-mark")) } }
     };
-    let hint = html! { @if has_hint { p class="hint" id=(hint_id) { (f.hint) } } };
+    let hint = html! { @if has_hint { p class="hint" id=(hint_id) { (hint_text) } } };
     match &f.shape {
         Shape::Text { date, long } => {
             let mine = errors_at(errors, pointer, false);
@@ -491,7 +505,7 @@ fn field_input(
                         aria-describedby=[described(&id, !mine.is_empty(), true)] { (items.join("\n")) }
                     p class="hint" id=(hint_id) {
                         (l.t("record-one-per-line"))
-                        @if has_hint { " " (f.hint) }
+                        @if has_hint { " " (hint_text) }
                     }
                     (error_list(&id, &mine))
                 },
@@ -663,6 +677,21 @@ mod tests {
                 if !Lang::En.has(&key) {
                     missing.push(key);
                 }
+                // The English hint is the schema's description, word for word: the catalogue
+                // cannot drift from the schema without this test saying so.
+                if !f.hint.is_empty() {
+                    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+                    if !Lang::En.has(&f.hint_key) {
+                        missing.push(f.hint_key.clone());
+                    } else {
+                        assert_eq!(
+                            words(&Lang::En.t(&f.hint_key)),
+                            words(&f.hint),
+                            "{} says otherwise than the schema",
+                            f.hint_key
+                        );
+                    }
+                }
                 let mut shape = &f.shape;
                 if let Shape::List(inner) = shape {
                     shape = inner;
@@ -694,6 +723,14 @@ mod tests {
             choice_label(Lang::Ar, "commodities", "drugs", "Drugs"),
             "المخدرات"
         );
+        let seizure = RecordForm::of(RecordKind::Seizure);
+        let hs = find(&seizure.fields, "items");
+        let Shape::Rows(item) = &hs.shape else {
+            panic!("items are rows")
+        };
+        let hs = find(item, "hs_code");
+        assert_eq!(hs.hint_key, "record-hint-SeizedItem-hs_code");
+        assert!(Lang::Fr.t(&hs.hint_key).starts_with("Son code SH"));
     }
 
     #[test]
