@@ -346,4 +346,23 @@ mod tests {
         }
         assert!(help.contains(&format!("  {EXIT_USAGE}  ")), "{help}");
     }
+
+    /// The README's table of exit codes has a row for every code, and no other.
+    #[test]
+    fn the_readme_lists_every_exit_code() {
+        let readme = include_str!("../../README.md");
+        let mut listed: Vec<u8> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| exit code |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('|').nth(1)?.trim().parse().ok())
+            .collect();
+        listed.sort_unstable();
+        let mut codes: Vec<u8> = ANSWERS.iter().map(|a| a.exit).collect();
+        codes.extend([0, EXIT_USAGE]);
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(listed, codes, "README.md's exit codes");
+    }
 }
