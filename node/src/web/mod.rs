@@ -23,7 +23,7 @@
 
 mod account;
 pub mod assets;
-mod auth;
+pub mod auth;
 pub mod events;
 pub mod facade;
 pub mod i18n;
