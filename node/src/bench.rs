@@ -41,10 +41,11 @@ use serde::Serialize;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::demo;
 use crate::error::{Error, Result};
-use crate::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
+use crate::node::{Command, NodeEvent, NodeHandle, Post};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 
 pub mod api;
@@ -1004,7 +1005,7 @@ async fn catchup(scale: Scale, root: &Path) -> Result<(Catchup, f64)> {
 
         let start = Instant::now();
         let cpu_start = cpu_seconds("self");
-        let node = within("the restart", node::start(&late_dir)).await??;
+        let node = within("the restart", crate::daemon::start(&late_dir)).await??;
         let store = node.store.clone();
         restarted = Some(node);
         let want = scale.catchup;

@@ -13,9 +13,10 @@ use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Handling, Role};
 
 use crate::config::Config;
+use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::{self, Command, NodeHandle, Post, RunningNode};
+use crate::node::{Command, NodeHandle, Post};
 use crate::views::MessageView;
 
 /// How long the demo waits for any one step.
@@ -31,7 +32,7 @@ pub async fn start_nodes(
     let mut nodes = Vec::new();
     for name in names {
         let dir = init_node(root, name, sync_interval_ms)?;
-        nodes.push(node::start(&dir).await?);
+        nodes.push(crate::daemon::start(&dir).await?);
     }
     Ok(nodes)
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::group::Change;
@@ -28,7 +28,8 @@ use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event};
 use liaison_protocol::{
-    ExchangeKey, GroupId, GroupState, IdentityKey, NodeId, Role, Timestamp, UsageError,
+    ExchangeKey, ExchangeSecret, GroupId, GroupState, IdentityKey, NodeId, Role, Timestamp,
+    UsageError,
 };
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
@@ -40,11 +41,11 @@ use crate::accounts::{Access, Principal};
 use crate::attachments::transfer::{self as attachment_transfer, Connections};
 use crate::attachments::Attachments;
 use crate::config::Config;
-use crate::datadir::{DataDir, Runtime};
+use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::records::Shown;
 use crate::store::{NewMessage, Store};
-use crate::transport::{self, AllowList, Transport, TransportConfig};
+use crate::transport::{self, AllowList, Transport};
 mod trust;
 pub use door::Scoped;
 pub use feed::Fresh;
@@ -90,13 +91,7 @@ const MAX_FETCHES: usize = 4;
 /// after a restart).
 const MAX_FETCH_QUEUE: usize = 4096;
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Timestamp(ms)
-}
+use crate::clock::now;
 
 /// A request from the API to the actor.
 #[derive(Debug)]
@@ -354,6 +349,12 @@ impl NodeHandle {
     }
 }
 
+impl crate::metrics::Source for NodeHandle {
+    fn snapshot(&self) -> futures_util::future::BoxFuture<'_, Result<crate::metrics::Snapshot>> {
+        Box::pin(self.ask(Command::Metrics))
+    }
+}
+
 /// What a node reports to observers (the benchmark, tests): ids only, in batches, never needed
 /// to run a node. Sent on a bounded broadcast channel only while someone subscribes; a slow
 /// subscriber loses events (`RecvError::Lagged`), the node never waits for it.
@@ -372,60 +373,6 @@ pub enum NodeEvent {
         /// The messages.
         ids: Arc<[MessageId]>,
     },
-}
-
-/// Batches of [`NodeEvent`]s buffered per subscriber.
-const EVENT_QUEUE: usize = 4096;
-
-/// A node started by [`start`].
-#[derive(Debug)]
-pub struct RunningNode {
-    /// Commands to the node.
-    pub handle: NodeHandle,
-    /// This node's id.
-    pub node_id: NodeId,
-    /// This node's name.
-    pub name: String,
-    /// The bound QUIC address.
-    pub quic_addr: SocketAddr,
-    /// The bound API address.
-    pub api_addr: SocketAddr,
-    /// The bound metrics address, when metrics are served (`[metrics] listen`).
-    pub metrics_addr: Option<SocketAddr>,
-    /// The web workspace's URL, when it is served.
-    pub web_url: Option<String>,
-    /// The SHA-256 fingerprint of the workspace's self-signed certificate, if it has one.
-    pub web_fingerprint: Option<String>,
-    /// The store (for tests and the benchmark; the node owns it).
-    pub store: Store,
-    /// Officer accounts (for the demo and tests that make officers directly).
-    pub accounts: Arc<crate::accounts::Accounts>,
-    shutdown: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
-    dir: DataDir,
-    events: broadcast::Sender<NodeEvent>,
-}
-
-impl RunningNode {
-    /// Stops the node: stops accepting, finishes in-flight writes, flushes, closes connections.
-    pub async fn shutdown(mut self) -> Result<()> {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
-        self.store.flush().await?;
-        self.dir.clear_runtime();
-        info!(node = %self.node_id.short(), "stopped");
-        Ok(())
-    }
-
-    /// A token that is cancelled when the node shuts down.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Reports of durable storage and acknowledgements from now on (see [`NodeEvent`]).
-    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
-        self.events.subscribe()
-    }
 }
 
 /// A pinned peer as stored.
@@ -571,50 +518,58 @@ enum ControlReply {
     Quiet,
 }
 
-/// Opens the store, binds the endpoints and starts every task of the node in `dir`.
-pub async fn start(dir: &DataDir) -> Result<RunningNode> {
-    let config = dir.config()?;
-    dir.check_permissions()?;
-    let (identity, exchange) = dir.keys()?;
-    let store = Store::open_with(&dir.store_path(), &config.store.options())?;
-    let attachments = Arc::new(Attachments::open(
-        &dir.store_path(),
-        config.attachments.options(),
-    )?);
-    let node_id = identity.node_id();
-    let allow = AllowList::new();
-    let transport_config = TransportConfig {
-        keep_alive: config.transport.keep_alive(),
-        idle_timeout: config.transport.idle_timeout(),
-        ..TransportConfig::default()
-    };
-    let transport = Arc::new(Transport::bind(
-        config.listen,
-        identity.signing_key(),
-        allow.clone(),
-        transport_config,
-    )?);
-    let quic_addr = transport.local_addr()?;
-    let api_listener = tokio::net::TcpListener::bind(config.api)
-        .await
-        .map_err(|e| Error::io(format!("cannot bind the API on {}", config.api), e))?;
-    let api_addr = api_listener
-        .local_addr()
-        .map_err(|e| Error::io("cannot read the API address", e))?;
-    let web_listener = if config.web.enabled {
-        Some(crate::web::bind(
-            &config.web,
-            &dir.root().join("web-tls"),
-            &config.name,
-        )?)
-    } else {
-        None
-    };
-    let web_url = web_listener.as_ref().map(crate::web::Listener::url);
-    let web_fingerprint = web_listener
-        .as_ref()
-        .and_then(|l| l.self_signed_fingerprint().map(str::to_owned));
+/// What the daemon hands the node's actor: the opened store and bound transport, and where
+/// the actor reports (see [`crate::daemon`], which composes them).
+pub(crate) struct Parts {
+    /// The data directory.
+    pub(crate) dir: DataDir,
+    /// The node's configuration.
+    pub(crate) config: Config,
+    /// This node's identity key.
+    pub(crate) identity: IdentityKey,
+    /// This node's exchange key.
+    pub(crate) exchange: ExchangeSecret,
+    /// The store.
+    pub(crate) store: Store,
+    /// Attachment files and their index.
+    pub(crate) attachments: Arc<Attachments>,
+    /// The bound QUIC endpoint.
+    pub(crate) transport: Arc<Transport>,
+    /// The transport's allow-list, which the peer table keeps.
+    pub(crate) allow: AllowList,
+    /// The bound API address (shown in the node's status).
+    pub(crate) api_addr: SocketAddr,
+    /// The node's metrics.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Observer hook (see [`NodeEvent`]).
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    /// Cancelled when the node shuts down.
+    pub(crate) shutdown: CancellationToken,
+}
 
+/// Builds the sync engine from the store and starts the actor and the acceptor in `tasks`
+/// (each under `span`); returns the handle that reaches the actor.
+pub(crate) fn launch(
+    parts: Parts,
+    tasks: &mut tokio::task::JoinSet<()>,
+    span: &tracing::Span,
+) -> Result<NodeHandle> {
+    let Parts {
+        dir,
+        config,
+        identity,
+        exchange,
+        store,
+        attachments,
+        transport,
+        allow,
+        api_addr,
+        metrics,
+        events,
+        shutdown,
+    } = parts;
+    let node_id = identity.node_id();
+    let quic_addr = transport.local_addr()?;
     let advertised = advertised_address(&config, quic_addr);
     let descriptor = Descriptor {
         node: node_id,
@@ -649,41 +604,20 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         own_rotations.push(statement);
     }
     restore(&mut engine, &store)?;
-    let restoring = crate::restored::at_start(dir, &node_id)?;
+    let restoring = crate::restored::at_start(&dir, &node_id)?;
     engine.set_restoring(restoring.is_some());
     let trust = crate::federation::Trust::new(&config.federation)?;
     let rotate_after = config.groups.rotate_after().map_err(Error::Invalid)?;
 
-    let accounts = Arc::new(crate::accounts::Accounts::load(
-        store.clone(),
-        &dir.admin_token()?,
-    )?);
-    let audit = Arc::new(crate::audit::AuditLog::open(store.clone())?);
-    let metrics = Arc::new(crate::metrics::Metrics::new(&store, attachments.clone()));
-    let metrics_listener = match config.metrics.listen {
-        Some(addr) => Some(crate::metrics::bind(addr).await?),
-        None => None,
-    };
-    let metrics_addr = match &metrics_listener {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(|e| Error::io("cannot read the metrics address", e))?,
-        ),
-        None => None,
-    };
-    let shutdown = CancellationToken::new();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let handle = NodeHandle { tx: cmd_tx };
-    let (events, _) = broadcast::channel(EVENT_QUEUE);
-
-    let mut tasks = tokio::task::JoinSet::new();
     let mut actor = Actor {
         name: config.name.clone(),
         me: node_id,
         engine,
-        store: store.clone(),
+        store,
         transport: transport.clone(),
         allow,
         peers: BTreeMap::new(),
@@ -692,14 +626,14 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         internal_tx: internal_tx.clone(),
         inbound_tx,
         shutdown: shutdown.clone(),
-        config: config.clone(),
+        config,
         quic_addr,
         api_addr,
         pending_writes: 0,
         directory: BTreeMap::new(),
         quarantined: quarantine::Quarantined::new(),
         new_messages: broadcast::channel(1024).0,
-        events: events.clone(),
+        events,
         local_posts: Vec::new(),
         post_rounds: posting::Rounds::default(),
         received: Vec::new(),
@@ -707,19 +641,19 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         origins: Origins::default(),
         read_ahead: RefCell::default(),
         faults: 0,
-        attachments: attachments.clone(),
+        attachments,
         connections: Connections::default(),
         accepted_attachments: HashMap::new(),
         posted_attachments: HashMap::new(),
         fetching: HashSet::new(),
         fetch_queue: std::collections::VecDeque::new(),
         trust,
-        dir: dir.clone(),
+        dir,
         rotate_after,
         expiry_logged: None,
         rotating: false,
         quiet_pending: HashSet::new(),
-        metrics: metrics.clone(),
+        metrics,
         restoring,
     };
     actor.load_peers()?;
@@ -728,7 +662,6 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     actor.load_quarantine()?;
     actor.load_federation(own_rotations)?;
 
-    let span = info_span!("node", node = %node_id.short(), name = %config.name);
     tasks.spawn(
         accept_loop(transport.clone(), internal_tx.clone(), shutdown.clone())
             .instrument(span.clone()),
@@ -738,61 +671,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
             .run(cmd_rx, internal_rx, inbound_rx)
             .instrument(span.clone()),
     );
-    let accounts_handle = accounts.clone();
-    if let Some(listener) = web_listener {
-        let parts = crate::web::Parts {
-            node: handle.clone(),
-            accounts: accounts.clone(),
-            audit: audit.clone(),
-            node_name: config.name.clone(),
-            config: config.web.clone(),
-            attachments: attachments.clone(),
-        };
-        tasks.spawn(crate::web::serve(listener, parts, shutdown.clone()).instrument(span.clone()));
-    }
-    tasks.spawn(sweep_unposted(attachments.clone(), shutdown.clone()).instrument(span.clone()));
-    if let Some(listener) = metrics_listener {
-        tasks.spawn(
-            crate::metrics::serve(listener, metrics.clone(), handle.clone(), shutdown.clone())
-                .instrument(span.clone()),
-        );
-    }
-    tasks.spawn(
-        crate::api::serve(
-            api_listener,
-            handle.clone(),
-            accounts,
-            audit,
-            attachments,
-            dir.clone(),
-            metrics,
-            shutdown.clone(),
-        )
-        .instrument(span.clone()),
-    );
-    dir.write_runtime(&Runtime {
-        quic: quic_addr,
-        api: api_addr,
-        pid: std::process::id(),
-        web: web_url.clone(),
-    })?;
-    info!(parent: &span, %quic_addr, %api_addr, ?metrics_addr, "node started");
-    Ok(RunningNode {
-        handle,
-        node_id,
-        name: config.name,
-        quic_addr,
-        api_addr,
-        metrics_addr,
-        web_url,
-        web_fingerprint,
-        store,
-        accounts: accounts_handle,
-        shutdown,
-        tasks,
-        dir: dir.clone(),
-        events,
-    })
+    Ok(handle)
 }
 
 /// The address shown to peers: `advertise`, or the bound address with an unspecified IP
@@ -2874,28 +2753,6 @@ impl Actor {
 }
 
 // ----- helper tasks ----------------------------------------------------------------------
-
-/// How often the files of uploads never posted are looked for (see
-/// [`Attachments::sweep_unposted`]).
-const SWEEP_EVERY: Duration = Duration::from_secs(3600);
-
-/// Deletes, at start and then every [`SWEEP_EVERY`], the files of uploads no message names
-/// and that no longer wait for one, on the blocking pool.
-async fn sweep_unposted(attachments: Arc<Attachments>, shutdown: CancellationToken) {
-    loop {
-        let a = attachments.clone();
-        match tokio::task::spawn_blocking(move || a.sweep_unposted()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => info!(files = n, "deleted the files of uploads never posted"),
-            Ok(Err(e)) => warn!(error = %e, "cannot delete the files of uploads never posted"),
-            Err(_) => return,
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
-        }
-    }
-}
 
 async fn accept_loop(
     transport: Arc<Transport>,

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use liaison_node::config::Config;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command as NodeCommand, RunningNode};
+use liaison_node::node::{self, Command as NodeCommand};
 use liaison_node::store::Store;
 use liaison_protocol::group::{GroupState, LocalKeys};
 use liaison_protocol::message::{self, MessageId, Payload, Place};
@@ -322,7 +323,9 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     peer_dir
         .init(&config, &mut rand_core::OsRng)
         .expect("init peer");
-    let peer: RunningNode = node::start(&peer_dir).await.expect("start peer");
+    let peer: RunningNode = liaison_node::daemon::start(&peer_dir)
+        .await
+        .expect("start peer");
 
     // The victim: `liaison init`, then a shorter sync interval in its node.toml.
     let data = tmp.path().join("victim");

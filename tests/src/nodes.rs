@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use liaison_node::config::Config;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command, RunningNode};
+use liaison_node::node::{self, Command};
 use liaison_protocol::NodeId;
 
 /// Creates a node named `name` in `root/name` with the tests' defaults (see [`crate::SYNC_MS`]),
@@ -20,12 +21,12 @@ pub async fn start_with(root: &Path, name: &str, tweak: impl FnOnce(&mut Config)
     config.transport.redial_max_ms = 2_000;
     tweak(&mut config);
     dir.init(&config, &mut rand_core::OsRng).expect("init node");
-    node::start(&dir).await.expect("start node")
+    liaison_node::daemon::start(&dir).await.expect("start node")
 }
 
 /// Starts node `name` again from `root/name`.
 pub async fn restart(root: &Path, name: &str) -> RunningNode {
-    node::start(&DataDir::new(root.join(name)))
+    liaison_node::daemon::start(&DataDir::new(root.join(name)))
         .await
         .expect("restart node")
 }

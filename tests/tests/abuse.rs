@@ -4,8 +4,10 @@
 //! strike, and strikes that survive a reconnect. And a time far ahead that is valid (an expiry
 //! in year 10000), which every view must still show.
 
+use liaison_node::clock::now;
 use liaison_node::config::Config;
-use liaison_node::node::{now, Command, RunningNode};
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::frame::{SyncRequest, VectorEntry, MAX_VECTOR_ENTRIES};
 use liaison_protocol::group::{Change, GroupState};
 use liaison_protocol::identity::{NodeRef, SignedDescriptor};

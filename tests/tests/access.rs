@@ -72,7 +72,7 @@ async fn removed_member_gets_nothing_new_and_reader_cannot_post() {
 async fn unknown_and_wrong_keys_are_refused_in_the_handshake() {
     let c = Cluster::start(&["a", "b", "stranger"]).await;
     let (a, b, stranger) = (c.node(0), c.node(1), c.node(2));
-    let pin = |on: &liaison_node::node::RunningNode,
+    let pin = |on: &liaison_node::daemon::RunningNode,
                name: &str,
                node: liaison_protocol::NodeId,
                address: String| {

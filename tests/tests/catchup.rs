@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use liaison_node::node::{now, Command, RunningNode};
+use liaison_node::clock::now;
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload};
 use liaison_protocol::{Frame, GroupId, Role};
 use liaison_tests::hostile::Hostile;

@@ -7,8 +7,9 @@
 //! connection after `sync.max_strikes` refusals. The API must answer bad requests with a 4xx
 //! status and a JSON error.
 
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{Command, RunningNode};
+use liaison_node::node::Command;
 use liaison_protocol::codec::{self, MAX_ENVELOPE_LEN, MAX_FRAME_LEN};
 use liaison_protocol::frame::SyncRequest;
 use liaison_protocol::group::{Change, ControlEvent};
@@ -458,7 +459,7 @@ fn seal(h: &Hostile, controls: &[Vec<u8>], seq: u64, body: &str) -> message::Sea
         &h.identity,
         Draft {
             seq,
-            now: liaison_node::node::now(),
+            now: liaison_node::clock::now(),
             handling: Handling::Green,
             expires_at: None,
             content: &content(body),
@@ -582,7 +583,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
             group: g.member,
             seq: member_epoch + 1,
             prev: [0; 32],
-            created_at: liaison_node::node::now(),
+            created_at: liaison_node::clock::now(),
             change: Change::Rotate,
             keys: Vec::new(),
         },
@@ -604,7 +605,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
             group: fake_group,
             seq: 1,
             prev: [0; 32],
-            created_at: liaison_node::node::now(),
+            created_at: liaison_node::clock::now(),
             change: Change::Create {
                 name: "owned by the target, really".into(),
                 owner: sc.a.node_id,
@@ -636,7 +637,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
         &sc.h.identity,
         g.member,
         &[ok_id],
-        liaison_node::node::now(),
+        liaison_node::clock::now(),
     )
     .expect("receipt");
     let mut signed: liaison_protocol::receipt::SignedReceipt =
@@ -656,7 +657,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
         &sc.h.identity,
         g.reader,
         &[ok_id],
-        liaison_node::node::now(),
+        liaison_node::clock::now(),
     )
     .expect("receipt");
     sc.expect_receipt_refused(

@@ -2,14 +2,15 @@
 //! descriptor without frames bouncing between nodes, and a peer whose clock runs a few seconds
 //! ahead is admitted to groups like any other.
 
-use liaison_node::node::{now, Command};
+use liaison_node::clock::now;
+use liaison_node::node::Command;
 use liaison_protocol::identity::SignedDescriptor;
 use liaison_protocol::{Frame, Role, Timestamp};
 use liaison_tests::hostile::Hostile;
 use liaison_tests::{logs, nodes, wait_until, Cluster};
 
 /// The descriptor of `node` that `on` keeps in its directory (learned through peers), if any.
-fn directory_entry(on: &liaison_node::node::RunningNode, node: &str) -> Option<Vec<u8>> {
+fn directory_entry(on: &liaison_node::daemon::RunningNode, node: &str) -> Option<Vec<u8>> {
     let key = format!("directory/{node}");
     on.store
         .meta_prefix(&key)

@@ -5,7 +5,9 @@
 //! owner refuses the rest and relays none of it, and a member that took such a message before it
 //! learned of the removal hides it afterwards. The views say that the author was removed.
 
-use liaison_node::node::{now, Command, RunningNode};
+use liaison_node::clock::now;
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload, Recipient};
 use liaison_protocol::{Frame, GroupId, Role, Timestamp};
 use liaison_tests::hostile::{Hostile, Session};
