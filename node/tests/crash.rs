@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use liaison_node::config::Config;
 use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command as NodeCommand};
+use liaison_node::node::Command as NodeCommand;
 use liaison_node::store::Store;
 use liaison_protocol::group::{GroupState, LocalKeys};
 use liaison_protocol::message::{self, MessageId, Payload, Place};

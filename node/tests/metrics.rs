@@ -7,7 +7,7 @@ use liaison_node::config::Config;
 use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::demo::{create_group, holds, knows_group, peer, peer_ready, wait_until};
-use liaison_node::node::{self, Command};
+use liaison_node::node::Command;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Role};
 

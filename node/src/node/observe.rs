@@ -4,6 +4,7 @@
 
 use super::Actor;
 use crate::metrics::{LagEntry, Snapshot};
+use crate::views::Status;
 
 impl Actor {
     /// The gauges' values now.
@@ -43,6 +44,28 @@ impl Actor {
             messages: self.store.message_count() as u64,
             free_bytes: health.free_bytes,
             event_streams: self.new_messages.receiver_count() as u64,
+        }
+    }
+}
+
+impl Actor {
+    pub(super) fn status(&self) -> Status {
+        Status {
+            node_id: self.me.to_string(),
+            name: self.name.clone(),
+            quic_addr: self.quic_addr.to_string(),
+            api_addr: self.api_addr.to_string(),
+            peers: self.peers.len(),
+            connected: self.conns.len(),
+            groups: self.engine.groups().count(),
+            messages: self.store.message_count(),
+            in_flight: self.engine.in_flight(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            faults: self.faults,
+            store: crate::views::StoreStatus::of(&self.store.health()),
+            rosters: self.roster_status(),
+            roster_warning: self.roster_warning(),
+            restore: self.restore_status(),
         }
     }
 }

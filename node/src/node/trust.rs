@@ -22,7 +22,9 @@ use rand_core::OsRng;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{now, Actor, ControlReply, Internal, PeerEntry, PeerRecord};
+use super::command::{ControlReply, Internal};
+use super::peers::{PeerEntry, PeerRecord};
+use super::{now, Actor};
 use crate::error::{Error, Result};
 use crate::federation::{Expiry, ROSTER_PREFIX, ROTATION_PREFIX};
 use crate::views::{RosterLoaded, RosterStatus, Rotated as RotatedView};
@@ -693,7 +695,7 @@ impl Actor {
         if let Err(e) = self.trust.take_rotation(&statement) {
             warn!(error = %e, "this node's own rotation statement is not taken");
         }
-        let advertised = super::advertised_address(&self.config, self.quic_addr);
+        let advertised = super::launch::advertised_address(&self.config, self.quic_addr);
         let descriptor = Descriptor {
             node: new,
             name: self.name.clone(),

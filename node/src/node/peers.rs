@@ -1,0 +1,548 @@
+//! The peer table: who is a peer (pinned by the operator, admitted through a roster), their
+//! live connections, the transport's allow-list and the directory of descriptors learned
+//! through peers. It owns the dial-race rule ([`PeerTable::keeps_existing`]): when both sides
+//! dial at once, the connection made by the node with the smaller id wins, so both ends keep
+//! the same one.
+//!
+//! The [`Actor`] methods here change the table together with what depends on it (the engine's
+//! connected peers, the dialers, the stored pins).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use liaison_protocol::identity::{Descriptor, SignedDescriptor};
+use liaison_protocol::{ExchangeKey, NodeId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::clock::now;
+use crate::error::{Error, Result};
+use crate::views::PeerView;
+
+use super::connection::connection_task;
+use super::dial::dial_loop;
+use super::{trust, Actor};
+
+/// Capacity of each connection's outbound frame channel.
+pub(super) const OUTBOUND_QUEUE: usize = 1024;
+
+/// A second connection from a peer within this time of the first is a simultaneous dial, settled
+/// by the node-id rule; a later one means the peer lost the first (it dials only while it has
+/// none), so it replaces the first, which may be a dead connection to an old address.
+pub(super) const DIAL_RACE: Duration = Duration::from_secs(2);
+
+/// A pinned peer as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PeerRecord {
+    pub(super) name: String,
+    pub(super) node_id: String,
+    pub(super) address: String,
+    /// Hex of the peer's last signed descriptor.
+    #[serde(default)]
+    pub(super) descriptor: Option<String>,
+}
+
+/// A peer as the actor tracks it: pinned by the operator, admitted through a roster, or both.
+#[derive(Debug)]
+pub(super) struct PeerEntry {
+    /// The operator's pin, or (for a peer known only through a roster) its roster name and
+    /// first address.
+    pub(super) record: PeerRecord,
+    pub(super) node: NodeId,
+    pub(super) descriptor: Option<Descriptor>,
+    pub(super) connected: watch::Sender<bool>,
+    pub(super) last_error: Option<String>,
+    pub(super) dialer: CancellationToken,
+    /// Whether the operator pinned it (the record is stored).
+    pub(super) pinned: bool,
+    /// Its roster entry, if a roster in force admits it.
+    pub(super) roster: Option<liaison_protocol::roster::Entry>,
+    /// Why it is not admitted now (revoked, rotated away, refused here, roster expired): not
+    /// on the allow-list and not dialled.
+    pub(super) blocked: Option<String>,
+}
+
+/// A live connection.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) id: u64,
+    pub(super) initiator: NodeId,
+    pub(super) conn: quinn::Connection,
+    pub(super) tx: mpsc::Sender<Vec<u8>>,
+    pub(super) since: std::time::Instant,
+}
+
+/// Meta key prefix of directory entries in the store.
+pub(super) const DIRECTORY_PREFIX: &str = "directory/";
+
+impl Actor {
+    pub(super) fn load_peers(&mut self) -> Result<()> {
+        for (node, bytes) in self.store.peers()? {
+            let record: PeerRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("peer record: {e}")))?;
+            self.insert_peer(node, record, true, None);
+        }
+        Ok(())
+    }
+
+    pub(super) fn load_directory(&mut self) -> Result<()> {
+        let now = now();
+        for (_, bytes) in self.store.meta_prefix(DIRECTORY_PREFIX)? {
+            if let Ok(d) = SignedDescriptor::verify(&bytes, now) {
+                self.directory.insert(d.node, d);
+                self.engine.restore_descriptor(now, bytes);
+            }
+        }
+        for entry in self.peers.values() {
+            if let Some(bytes) = entry
+                .record
+                .descriptor
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+            {
+                self.engine.restore_descriptor(now, bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tracks a peer (replacing what was tracked for it): on the allow-list and dialled unless
+    /// the federation view blocks it.
+    pub(super) fn insert_peer(
+        &mut self,
+        node: NodeId,
+        record: PeerRecord,
+        pinned: bool,
+        roster: Option<liaison_protocol::roster::Entry>,
+    ) {
+        let descriptor = record
+            .descriptor
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| SignedDescriptor::verify(&b, now()).ok())
+            .filter(|d| d.node == node)
+            .or_else(|| self.directory.get(&node).cloned());
+        let (connected, _) = watch::channel(self.conns.contains_key(&node));
+        if let Some(old) = self.peers.remove(&node) {
+            old.dialer.cancel();
+        }
+        let entry = PeerEntry {
+            record,
+            node,
+            descriptor,
+            connected,
+            last_error: None,
+            dialer: self.shutdown.child_token(),
+            pinned,
+            roster,
+            blocked: None,
+        };
+        self.peers.insert(node, entry);
+        self.admit(node);
+    }
+
+    /// Puts a tracked peer on the allow-list and starts dialling it, unless the federation view
+    /// blocks it (then it is taken off and not dialled; its connection, if any, stays).
+    pub(super) fn admit(&mut self, node: NodeId) {
+        let blocked = self.peer_blocked(&node);
+        let Some(entry) = self.peers.get_mut(&node) else {
+            return;
+        };
+        entry.dialer.cancel();
+        entry.blocked = blocked;
+        if entry.blocked.is_some() {
+            self.allow.remove(node.as_bytes());
+            return;
+        }
+        self.allow.insert(*node.as_bytes());
+        let dialer = self.shutdown.child_token();
+        entry.dialer = dialer.clone();
+        tokio::spawn(
+            dial_loop(
+                self.transport.clone(),
+                self.me,
+                node,
+                entry.record.address.clone(),
+                entry.connected.subscribe(),
+                self.internal_tx.clone(),
+                dialer,
+                self.config.transport.redial_min_ms,
+                self.config.transport.redial_max_ms,
+            )
+            .instrument(info_span!("dial", peer = %node.short())),
+        );
+    }
+
+    pub(super) fn on_descriptor(&mut self, peer: NodeId, descriptor: Descriptor, bytes: &[u8]) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        debug!(peer = %peer.short(), name = %descriptor.name, "descriptor received");
+        let changed = entry.record.descriptor.as_deref() != Some(&hex::encode(bytes));
+        entry.descriptor = Some(descriptor.clone());
+        if changed {
+            entry.record.descriptor = Some(hex::encode(bytes));
+            if entry.pinned {
+                self.persist_peer(peer);
+            } else {
+                // Known through a roster: kept as a directory entry, so that it can be added to
+                // a group after a restart before it connects again.
+                self.directory.insert(peer, descriptor);
+                let stored = self
+                    .store
+                    .put_meta(&format!("{DIRECTORY_PREFIX}{peer}"), bytes);
+                tokio::spawn(async move {
+                    if let Err(e) = stored.await {
+                        warn!(error = %e, "cannot store a directory entry");
+                    }
+                });
+            }
+        }
+    }
+
+    pub(super) fn persist_peer(&self, peer: NodeId) {
+        let Some(entry) = self.peers.get(&peer).filter(|e| e.pinned) else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&entry.record) else {
+            return;
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_peer(&peer, &bytes).await {
+                warn!(error = %e, "cannot store a peer record");
+            }
+        });
+    }
+
+    pub(super) fn set_connected(&mut self, peer: &NodeId, up: bool) {
+        if let Some(entry) = self.peers.get(peer) {
+            entry.connected.send_replace(up);
+        }
+    }
+
+    // ----- internal messages -------------------------------------------------------------
+
+    pub(super) fn on_conn_up(&mut self, peer: NodeId, conn: quinn::Connection, initiator: NodeId) {
+        match self.peers.get(&peer).map(|p| p.blocked.is_some()) {
+            None => {
+                conn.close(2u32.into(), b"not an admitted peer");
+                return;
+            }
+            Some(true) => {
+                // Blocked between the handshake and now (revoked, rotated away, expired).
+                conn.close(4u32.into(), b"not admitted");
+                return;
+            }
+            Some(false) => {}
+        }
+        let preferred = |init: NodeId| init == peer.min(self.me);
+        if let Some(existing) = self.conns.get(&peer) {
+            let keep_existing = existing.conn.close_reason().is_none()
+                && existing.since.elapsed() < DIAL_RACE
+                && (preferred(existing.initiator) || !preferred(initiator));
+            if keep_existing {
+                conn.close(3u32.into(), b"duplicate connection");
+                return;
+            }
+            existing.conn.close(3u32.into(), b"duplicate connection");
+            self.engine.handle_disconnected(&peer);
+        }
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        tokio::spawn(
+            connection_task(
+                conn.clone(),
+                peer,
+                id,
+                rx,
+                self.inbound_tx.clone(),
+                self.internal_tx.clone(),
+                self.shutdown.clone(),
+                self.attachments.clone(),
+            )
+            .instrument(info_span!("conn", peer = %peer.short(), id)),
+        );
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer, conn.clone());
+        info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
+        self.conns.insert(
+            peer,
+            Conn {
+                id,
+                initiator,
+                conn,
+                tx,
+                since: std::time::Instant::now(),
+            },
+        );
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.last_error = None;
+        }
+        self.set_connected(&peer, true);
+        self.engine.handle_connected(now(), peer);
+        self.send_federation(peer);
+    }
+
+    // ----- commands ----------------------------------------------------------------------
+
+    pub(super) fn peer_view(&self, p: &PeerEntry) -> PeerView {
+        let state = if self.conns.contains_key(&p.node) {
+            "connected"
+        } else if p.last_error.is_some() {
+            "disconnected"
+        } else {
+            "connecting"
+        };
+        let state = match (&p.blocked, state) {
+            (Some(_), "connected") => "connected",
+            (Some(_), _) => "blocked",
+            (None, s) => s,
+        };
+        PeerView {
+            name: p.record.name.clone(),
+            node_id: p.node.to_string(),
+            address: p.record.address.clone(),
+            state: state.to_owned(),
+            descriptor_name: p.descriptor.as_ref().map(|d| d.name.clone()),
+            last_error: p.last_error.clone(),
+            source: match (p.pinned, p.roster.is_some()) {
+                (true, true) => "pin+roster",
+                (true, false) => "pin",
+                (false, _) => "roster",
+            }
+            .to_owned(),
+            blocked: p.blocked.clone(),
+        }
+    }
+
+    /// Pins a peer and answers once the pin is on disk; with `replace`, in place of the pin
+    /// that has its name or node id.
+    pub(super) fn pin(
+        &mut self,
+        name: String,
+        node: NodeId,
+        address: String,
+        replace: bool,
+        reply: oneshot::Sender<Result<PeerView>>,
+    ) {
+        match self.add_peer(name, node, address, replace) {
+            Ok((view, record, unpinned)) => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let result = async {
+                        if let Some(old) = unpinned {
+                            store.remove_peer(&old).await?;
+                        }
+                        store.put_peer(&node, &record).await
+                    }
+                    .await
+                    .map(|()| view)
+                    .map_err(Error::from);
+                    let _ = reply.send(result);
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Pins a peer; returns its view, the record to store and the node whose pin it replaced.
+    /// A name or node id already pinned is refused unless `replace`; the same pin again changes
+    /// nothing.
+    pub(super) fn add_peer(
+        &mut self,
+        name: String,
+        node: NodeId,
+        address: String,
+        replace: bool,
+    ) -> Result<(PeerView, Vec<u8>, Option<NodeId>)> {
+        if node == self.me {
+            return Err(Error::Invalid("that node id is this node's own".into()));
+        }
+        liaison_protocol::fields::check_node_name(&name)
+            .map_err(|e| Error::Invalid(format!("peer name {name:?}: {e}")))?;
+        liaison_protocol::fields::check_address(&address).map_err(|e| {
+            Error::Invalid(format!(
+                "address {address:?}: {e} (as `liaison id` prints it)"
+            ))
+        })?;
+        if let Some(why) = self.trust.blocked(&node) {
+            return Err(Error::Conflict(format!(
+                "node {} cannot be a peer: {why}",
+                node.short()
+            )));
+        }
+        if let Ok(Some(other)) = self.trust.resolve_name(&name) {
+            if other != node {
+                return Err(Error::Conflict(format!(
+                    "the federation roster gives the name {name:?} to node {}; pin this node under another name",
+                    other.short()
+                )));
+            }
+        }
+        if let Some(same) = self.peers.get(&node).filter(|p| p.pinned) {
+            if same.record.name == name && same.record.address == address {
+                let record =
+                    serde_json::to_vec(&same.record).map_err(|e| Error::Invalid(e.to_string()))?;
+                return Ok((self.peer_view(same), record, None));
+            }
+            if !replace {
+                return Err(Error::Conflict(format!(
+                    "node {} is already pinned as {:?} at {}; `liaison peer add --replace` changes the pin",
+                    node.short(),
+                    same.record.name,
+                    same.record.address
+                )));
+            }
+        }
+        let mut unpinned = None;
+        if let Some(existing) = self
+            .peers
+            .values()
+            .find(|p| p.pinned && p.record.name == name && p.node != node)
+            .map(|p| p.node)
+        {
+            if !replace {
+                return Err(Error::Conflict(format!(
+                    "another peer is already named {name:?} ({}); `liaison peer add --replace` replaces its pin",
+                    existing.short()
+                )));
+            }
+            if let Some(old) = self.peers.remove(&existing) {
+                old.dialer.cancel();
+            }
+            self.allow.remove(existing.as_bytes());
+            if let Some(c) = self.conns.remove(&existing) {
+                c.conn.close(4u32.into(), b"peer replaced");
+                self.engine.handle_disconnected(&existing);
+            }
+            info!(peer = %existing.short(), "pin replaced");
+            unpinned = Some(existing);
+        }
+        let roster = self.trust.entries(&self.me).remove(&node);
+        let record = PeerRecord {
+            name,
+            node_id: node.to_string(),
+            address,
+            descriptor: None,
+        };
+        self.insert_peer(node, record, true, roster);
+        info!(peer = %node.short(), "peer pinned");
+        let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
+        let record =
+            serde_json::to_vec(&entry.record).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok((self.peer_view(entry), record, unpinned))
+    }
+
+    /// Unpins a peer and drops its connection; returns its id for the store update.
+    pub(super) fn remove_peer(&mut self, sel: &str) -> Result<NodeId> {
+        let node = self.resolve_peer(sel)?;
+        if !self.peers.get(&node).is_some_and(|p| p.pinned) {
+            return Err(Error::Conflict(format!(
+                "peer {sel:?} is not pinned: a federation roster admits it (refuse it with federation.refuse in node.toml)"
+            )));
+        }
+        if let Some(entry) = self.trust.entries(&self.me).remove(&node) {
+            // Still admitted by a roster: it stays a peer, connection and all.
+            let record = trust::roster_record(&entry, self.peers.get(&node));
+            self.insert_peer(node, record, false, Some(entry));
+            info!(peer = %node.short(), "pin removed; the roster still admits the peer");
+            return Ok(node);
+        }
+        if let Some(entry) = self.peers.remove(&node) {
+            entry.dialer.cancel();
+        }
+        self.allow.remove(node.as_bytes());
+        if let Some(c) = self.conns.remove(&node) {
+            c.conn.close(4u32.into(), b"peer removed");
+            self.engine.handle_disconnected(&node);
+        }
+        info!(peer = %node.short(), "peer removed");
+        Ok(node)
+    }
+
+    /// A peer by node id, or by name: the name it is pinned under or its roster name (a
+    /// node's self-chosen descriptor name is never used).
+    pub(super) fn resolve_peer(&self, sel: &str) -> Result<NodeId> {
+        if let Ok(id) = sel.parse::<NodeId>() {
+            if self.peers.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        // A pinned peer answers to its pin name and to its roster name.
+        let named: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.record.name == sel || p.roster.as_ref().is_some_and(|e| e.name == sel))
+            .map(|p| p.node)
+            .collect();
+        match named.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::NotFound(format!(
+                "unknown peer {sel:?}: `liaison peer list` shows the pinned peers and those a federation roster admits"
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "several peers answer to {sel:?} (a pin and a roster entry); give the node id"
+            ))),
+        }
+    }
+
+    /// The node to admit to a group, the member name the owner states for it, and the key its
+    /// group keys are wrapped to. By name, only a pinned peer or a roster entry (never a name
+    /// some node gave itself); a node known only through the directory, by its node id.
+    pub(super) fn resolve_candidate(&self, sel: &str) -> Result<(NodeId, String, ExchangeKey)> {
+        let node = match sel.parse::<NodeId>() {
+            Ok(id) => id,
+            Err(_) => self.resolve_peer(sel)?,
+        };
+        if let Some(why) = self.trust.blocked(&node) {
+            return Err(Error::Conflict(format!(
+                "node {} cannot be added: {why}",
+                node.short()
+            )));
+        }
+        let entry = self.peers.get(&node);
+        let descriptor = entry
+            .and_then(|p| p.descriptor.as_ref())
+            .or_else(|| self.directory.get(&node));
+        let name = match entry {
+            Some(p) => p.record.name.clone(),
+            None => {
+                let d = descriptor.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "node {} is neither a peer nor known through one: pin it with `liaison peer add`, or wait until a peer that knows it connects",
+                        node.short()
+                    ))
+                })?;
+                // Known only by its own descriptor: its name is taken only if nobody else
+                // answers to it.
+                if self.resolve_peer(&d.name).is_ok()
+                    || self.trust.resolve_name(&d.name).ok().flatten().is_some()
+                {
+                    return Err(Error::Conflict(format!(
+                        "node {} calls itself {:?}, which is another node's name; pin it under a name of your choice first",
+                        node.short(),
+                        d.name
+                    )));
+                }
+                d.name.clone()
+            }
+        };
+        let exchange_key = self
+            .trust
+            .exchange_key(&node)
+            .or_else(|| descriptor.map(|d| d.exchange_key))
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "peer {name:?} has not connected yet, so its key for receiving group keys is unknown; wait until `liaison peer list` shows it connected"
+                ))
+            })?;
+        Ok((node, name, exchange_key))
+    }
+}

@@ -1,0 +1,82 @@
+//! The writes owner: every store write the actor starts is spawned into one [`Writes`] set,
+//! so that nothing is fire-and-forget and shutdown joins them all ([`Writes::join`]). Writes
+//! whose outcome the actor waits for send it back as an [`Internal`] message.
+
+use liaison_protocol::message::MessageId;
+use tracing::warn;
+
+use super::attached;
+use super::attached::FetchWanted;
+use super::command::Internal;
+use super::Actor;
+
+/// Message batches of each kind (received, posted here) being written at once. What arrives
+/// meanwhile waits and goes into the next batch: under load, batches grow instead of writes
+/// queueing up, so one store batch and one flush cover many messages.
+pub(super) const MAX_WRITES_IN_FLIGHT: usize = 4;
+
+impl Actor {
+    /// Writes the messages accepted from peers that wait for the store as one batch, unless
+    /// [`MAX_WRITES_IN_FLIGHT`] batches are being written already.
+    pub(super) fn store_received(&mut self) {
+        if self.received.is_empty() || self.received_writes >= MAX_WRITES_IN_FLIGHT {
+            return;
+        }
+        self.received_writes += 1;
+        let batch = std::mem::take(&mut self.received);
+        self.pending_writes += 1;
+        let named: Vec<FetchWanted> = batch
+            .iter()
+            .filter_map(|m| {
+                let (from, place, refs) = self.accepted_attachments.remove(&m.id)?;
+                Some(FetchWanted::named_by(m.id, place, refs, Some(from)))
+            })
+            .flatten()
+            .collect();
+        let store = self.store.clone();
+        let attachments = self.attachments.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
+            if let Err(e) = attached::index_ahead(&attachments, &named).await {
+                warn!(error = %e, "cannot index the attachments of received messages; they are not stored now and are asked for again");
+                let _ = tx
+                    .send(Internal::Durable {
+                        ids: Vec::new(),
+                        failed: ids,
+                        named: Vec::new(),
+                    })
+                    .await;
+                return;
+            }
+            let (durable, failed) = match store.insert_messages(batch).await {
+                Ok(outcomes) => {
+                    let mut durable = Vec::new();
+                    let mut failed = Vec::new();
+                    for (id, outcome) in ids.into_iter().zip(outcomes) {
+                        if outcome == crate::store::Inserted::Conflict {
+                            warn!(id = %id.short(), "an author used one sequence number twice; keeping the first");
+                            failed.push(id);
+                        } else {
+                            durable.push(id);
+                        }
+                    }
+                    (durable, failed)
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store received messages");
+                    (Vec::new(), ids)
+                }
+            };
+            let _ = tx
+                .send(Internal::Durable {
+                    ids: durable,
+                    failed,
+                    named,
+                })
+                .await;
+        });
+    }
+
+    // ----- engine output -----------------------------------------------------------------
+}
