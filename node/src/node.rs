@@ -16,12 +16,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
-use liaison_protocol::identity::Descriptor;
 use liaison_protocol::message::{self, Content, Handling, MessageId, Place};
 use liaison_protocol::receipt::Receipt;
 use liaison_protocol::sync::Engine;
@@ -38,7 +36,7 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::records::Shown;
 use crate::store::{NewMessage, Store};
-use crate::transport::{AllowList, Transport};
+use crate::transport::Transport;
 
 mod actor;
 mod archive;
@@ -71,8 +69,9 @@ use archive::{Origins, ReadAhead};
 use attached::FetchWanted;
 use command::Internal;
 use connection::InboundFrame;
-use peers::{Conn, PeerEntry};
+use peers::PeerTable;
 use posting::LocalPost;
+use writes::Writes;
 
 use crate::views::{ExportView, MessageView, ReceiptView, Refused};
 
@@ -90,10 +89,8 @@ struct Actor {
     engine: Engine,
     store: Store,
     transport: Arc<Transport>,
-    allow: AllowList,
-    peers: BTreeMap<NodeId, PeerEntry>,
-    conns: HashMap<NodeId, Conn>,
-    next_conn: Arc<AtomicU64>,
+    /// Peers, their connections, the allow-list and the directory (see [`peers`]).
+    peers: PeerTable,
     internal_tx: mpsc::Sender<Internal>,
     inbound_tx: mpsc::Sender<InboundFrame>,
     shutdown: CancellationToken,
@@ -101,8 +98,8 @@ struct Actor {
     quic_addr: SocketAddr,
     api_addr: SocketAddr,
     pending_writes: usize,
-    /// Descriptors of nodes learned through peers (not pinned).
-    directory: BTreeMap<NodeId, Descriptor>,
+    /// The store work started and not yet finished (see [`writes`]).
+    writes: Writes,
     /// Messages the admin quarantined (see the `quarantine` module).
     quarantined: quarantine::Quarantined,
     /// Messages as they become durable, for live feeds (see [`feed`]).

@@ -92,6 +92,8 @@ impl Actor {
                 }
             }
             self.isolated("drain", Actor::drain);
+            self.writes.reap();
+            self.peers.reap();
         }
         // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
         // close connections.
@@ -106,7 +108,22 @@ impl Actor {
             self.on_internal(msg);
             self.drain();
         }
-        for (_, c) in self.conns.drain() {
+        // Every store task started ends before the store's last flush (see `Writes`), and every
+        // dialer and connection task before the endpoint closes; what they still send is taken
+        // and no longer acted on.
+        loop {
+            tokio::select! {
+                () = self.writes.join() => break,
+                Some(_) = internal.recv() => {}
+            }
+        }
+        loop {
+            tokio::select! {
+                done = self.peers.links.join_next() => if done.is_none() { break },
+                Some(_) = internal.recv() => {}
+            }
+        }
+        for (_, c) in self.peers.conns.drain() {
             c.conn.close(0u32.into(), b"shutting down");
         }
         self.transport.close();
@@ -159,7 +176,7 @@ impl Actor {
 
     /// A frame from a live connection: to the engine, its signatures already checked.
     pub(super) fn on_inbound(&mut self, (peer, conn, frame): InboundFrame) {
-        if self.conns.get(&peer).is_none_or(|c| c.id != conn) {
+        if self.peers.conns.get(&peer).is_none_or(|c| c.id != conn) {
             return;
         }
         let archive = StoreArchive {
@@ -205,7 +222,7 @@ impl Actor {
         }
         if !controls.is_empty() {
             let store = self.store.clone();
-            tokio::spawn(async move {
+            self.writes.spawn(async move {
                 for (group, seq, event) in controls {
                     if let Err(e) = store.insert_control(&group, seq, &event).await {
                         warn!(group = %group.short(), seq, error = %e, "cannot store a control event");
@@ -215,7 +232,7 @@ impl Actor {
         }
         if !receipts.is_empty() {
             let store = self.store.clone();
-            tokio::spawn(async move {
+            self.writes.spawn(async move {
                 if let Err(e) = store.insert_receipts(receipts).await {
                     warn!(error = %e, "cannot store receipts");
                 }
@@ -224,7 +241,7 @@ impl Actor {
         self.received.extend(batch);
         self.store_received();
         while let Some(t) = self.engine.poll_transmit() {
-            if let Some(conn) = self.conns.get(&t.peer) {
+            if let Some(conn) = self.peers.conns.get(&t.peer) {
                 if conn.tx.try_send(t.frame).is_err() {
                     debug!(peer = %t.peer.short(), "outbound queue full; frame dropped");
                 }
@@ -310,11 +327,11 @@ impl Actor {
                 bytes,
             } => {
                 debug!(node = %node.short(), name = %descriptor.name, "directory entry learned");
-                self.directory.insert(node, *descriptor);
+                self.peers.directory.insert(node, *descriptor);
                 let stored = self
                     .store
                     .put_meta(&format!("{DIRECTORY_PREFIX}{node}"), &bytes);
-                tokio::spawn(async move {
+                self.writes.spawn(async move {
                     if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
@@ -354,11 +371,7 @@ impl Actor {
             }
             Event::Disconnect { peer } => {
                 warn!(peer = %peer.short(), "dropping peer after repeated invalid input");
-                if let Some(c) = self.conns.remove(&peer) {
-                    c.conn.close(1u32.into(), b"too many invalid frames");
-                    self.engine.handle_disconnected(&peer);
-                    self.set_connected(&peer, false);
-                }
+                self.disconnect(&peer, 1, b"too many invalid frames");
             }
             _ => {}
         }
@@ -372,8 +385,8 @@ impl Actor {
                 initiator,
             } => self.on_conn_up(peer, conn, initiator),
             Internal::ConnDown { peer, id } => {
-                if self.conns.get(&peer).is_some_and(|c| c.id == id) {
-                    self.conns.remove(&peer);
+                if self.peers.conns.get(&peer).is_some_and(|c| c.id == id) {
+                    self.peers.conns.remove(&peer);
                     self.connections
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -384,7 +397,7 @@ impl Actor {
                 }
             }
             Internal::DialFailed { peer, error } => {
-                if let Some(entry) = self.peers.get_mut(&peer) {
+                if let Some(entry) = self.peers.entries.get_mut(&peer) {
                     entry.last_error = Some(error);
                 }
             }
@@ -435,12 +448,8 @@ impl Actor {
             Internal::KeysRotated(rotated) => self.on_keys_rotated(*rotated),
             Internal::CloseRotated(conns) => {
                 for (peer, id) in conns {
-                    if self.conns.get(&peer).is_some_and(|c| c.id == id) {
-                        if let Some(c) = self.conns.remove(&peer) {
-                            c.conn.close(4u32.into(), b"key rotated");
-                        }
-                        self.engine.handle_disconnected(&peer);
-                        self.set_connected(&peer, false);
+                    if self.peers.conns.get(&peer).is_some_and(|c| c.id == id) {
+                        self.disconnect(&peer, 4, b"key rotated");
                     }
                 }
             }
@@ -511,7 +520,13 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Peers(reply) => {
-                let _ = reply.send(self.peers.values().map(|p| self.peer_view(p)).collect());
+                let _ = reply.send(
+                    self.peers
+                        .entries
+                        .values()
+                        .map(|p| self.peer_view(p))
+                        .collect(),
+                );
             }
             Command::AddPeer {
                 name,
@@ -537,7 +552,7 @@ impl Actor {
                 // Answer once the removal is on disk.
                 Ok(node) => {
                     let store = self.store.clone();
-                    tokio::spawn(async move {
+                    self.writes.spawn(async move {
                         let result = store
                             .remove_peer(&node)
                             .await

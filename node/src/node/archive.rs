@@ -249,7 +249,7 @@ impl Actor {
             ahead.reading.insert(key);
             let store = self.store.clone();
             let tx = self.internal_tx.clone();
-            tokio::spawn(async move {
+            self.writes.spawn(async move {
                 let read =
                     tokio::task::spawn_blocking(move || store.envelopes_after(&key, budget)).await;
                 // A failed read only loses the head start: the request reads the store itself.

@@ -90,7 +90,7 @@ impl Actor {
         };
         let (attachments, connections) = (self.attachments.clone(), self.connections.clone());
         let (tx, cancel) = (self.internal_tx.clone(), self.shutdown.clone());
-        tokio::spawn(
+        self.writes.spawn(
             async move {
                 let result = transfer::fetch(attachments, connections, job, cancel).await;
                 let _ = tx.send(Internal::FetchDone { id, result }).await;

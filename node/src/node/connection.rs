@@ -92,117 +92,145 @@ pub(super) async fn check_frame(bytes: Vec<u8>, cores: usize) -> Inbound {
     Inbound::Split(split, checked)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn connection_task(
-    conn: quinn::Connection,
-    peer: NodeId,
-    id: u64,
-    mut outbound: mpsc::Receiver<Vec<u8>>,
-    inbound: mpsc::Sender<InboundFrame>,
-    internal: mpsc::Sender<Internal>,
-    shutdown: CancellationToken,
-    attachments: Arc<Attachments>,
-) {
-    let max = liaison_protocol::codec::MAX_FRAME_LEN;
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let writer = {
-        let conn = conn.clone();
-        async move {
-            let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
-            while let Some(frame) = outbound.recv().await {
-                transport::write_frame(&mut send, &frame)
-                    .await
-                    .map_err(|e| e.to_string())?;
+/// One live connection to a peer: sends what the actor queues for it, reads and checks what the
+/// peer sends, serves attachment chunk requests, and tells the actor when it ends.
+#[derive(Debug)]
+pub(super) struct Connection {
+    /// The QUIC connection.
+    pub(super) conn: quinn::Connection,
+    /// The peer at the other end.
+    pub(super) peer: NodeId,
+    /// Its id in the peer table.
+    pub(super) id: u64,
+    /// Frames the actor queues for the peer (bounded).
+    pub(super) outbound: mpsc::Receiver<Vec<u8>>,
+    /// Checked frames to the actor.
+    pub(super) inbound: mpsc::Sender<InboundFrame>,
+    /// To the actor ([`Internal::ConnDown`], attachment authorisation).
+    pub(super) internal: mpsc::Sender<Internal>,
+    /// Cancelled when the node shuts down.
+    pub(super) shutdown: CancellationToken,
+    /// Attachment files, for chunk requests.
+    pub(super) attachments: Arc<Attachments>,
+}
+
+impl Connection {
+    /// Runs until the connection ends or the node shuts down.
+    pub(super) async fn run(self) {
+        let Connection {
+            conn,
+            peer,
+            id,
+            mut outbound,
+            inbound,
+            internal,
+            shutdown,
+            attachments,
+        } = self;
+        let max = liaison_protocol::codec::MAX_FRAME_LEN;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let writer = {
+            let conn = conn.clone();
+            async move {
+                let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+                while let Some(frame) = outbound.recv().await {
+                    transport::write_frame(&mut send, &frame)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
             }
-            Ok::<(), String>(())
-        }
-    };
-    let reader = {
-        let conn = conn.clone();
-        let internal = internal.clone();
-        async move {
-            let mut streams = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    // Attachment chunk requests (WIRE.md §13); QUIC bounds how many at once.
-                    accepted = conn.accept_bi() => {
-                        let (send, recv) = accepted.map_err(|e| e.to_string())?;
-                        let internal = internal.clone();
-                        let attachments = attachments.clone();
-                        tokio::spawn(async move {
-                            let authorize = |request| async move {
-                                let (reply, answer) = oneshot::channel();
-                                internal
-                                    .send(Internal::ServeAttachment { peer, request, reply })
-                                    .await
-                                    .ok()?;
-                                answer.await.ok().flatten()
-                            };
-                            if let Err(e) =
-                                attachment_transfer::serve_stream(send, recv, attachments, authorize)
-                                    .await
-                            {
-                                debug!(error = %e, "attachment stream ended");
-                            }
-                        });
-                    }
-                    accepted = conn.accept_uni() => {
-                        let mut recv = accepted.map_err(|e| e.to_string())?;
-                        let inbound = inbound.clone();
-                        streams.spawn(async move {
-                            // Frames are checked while the next ones are read, at most
-                            // CHECKS_IN_FLIGHT at once, and handed on in the order read.
-                            let (checks_tx, mut checks_rx) =
-                                mpsc::channel::<tokio::task::JoinHandle<Inbound>>(CHECKS_IN_FLIGHT);
-                            let read = async move {
-                                loop {
-                                    match transport::read_frame(&mut recv, max).await {
-                                        Ok(Some(frame)) => {
-                                            let check = tokio::spawn(check_frame(frame, cores));
-                                            if checks_tx.send(check).await.is_err() {
-                                                return Ok(());
-                                            }
-                                        }
-                                        Ok(None) => return Ok(()),
-                                        Err(e) => return Err(e.to_string()),
-                                    }
+        };
+        let reader = {
+            let conn = conn.clone();
+            let internal = internal.clone();
+            async move {
+                let mut streams = tokio::task::JoinSet::new();
+                // Attachment streams being served; they end with the connection.
+                let mut serving = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        // Attachment chunk requests (WIRE.md §13); QUIC bounds how many at once.
+                        accepted = conn.accept_bi() => {
+                            let (send, recv) = accepted.map_err(|e| e.to_string())?;
+                            let internal = internal.clone();
+                            let attachments = attachments.clone();
+                            serving.spawn(async move {
+                                let authorize = |request| async move {
+                                    let (reply, answer) = oneshot::channel();
+                                    internal
+                                        .send(Internal::ServeAttachment { peer, request, reply })
+                                        .await
+                                        .ok()?;
+                                    answer.await.ok().flatten()
+                                };
+                                if let Err(e) =
+                                    attachment_transfer::serve_stream(send, recv, attachments, authorize)
+                                        .await
+                                {
+                                    debug!(error = %e, "attachment stream ended");
                                 }
-                            };
-                            let forward = async move {
-                                while let Some(check) = checks_rx.recv().await {
-                                    let Ok(frame) = check.await else {
-                                        return; // The runtime is shutting down.
-                                    };
-                                    if inbound.send((peer, id, frame)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            };
-                            let (read, ()) = tokio::join!(read, forward);
-                            read
-                        });
-                    }
-                    Some(done) = streams.join_next() => {
-                        if let Ok(Err(e)) = done {
-                            return Err::<(), String>(e);
+                            });
                         }
+                        accepted = conn.accept_uni() => {
+                            let mut recv = accepted.map_err(|e| e.to_string())?;
+                            let inbound = inbound.clone();
+                            streams.spawn(async move {
+                                // Frames are checked while the next ones are read, at most
+                                // CHECKS_IN_FLIGHT at once, and handed on in the order read.
+                                let (checks_tx, mut checks_rx) =
+                                    mpsc::channel::<tokio::task::JoinHandle<Inbound>>(CHECKS_IN_FLIGHT);
+                                let read = async move {
+                                    loop {
+                                        match transport::read_frame(&mut recv, max).await {
+                                            Ok(Some(frame)) => {
+                                                let check = tokio::spawn(check_frame(frame, cores));
+                                                if checks_tx.send(check).await.is_err() {
+                                                    return Ok(());
+                                                }
+                                            }
+                                            Ok(None) => return Ok(()),
+                                            Err(e) => return Err(e.to_string()),
+                                        }
+                                    }
+                                };
+                                let forward = async move {
+                                    while let Some(check) = checks_rx.recv().await {
+                                        let Ok(frame) = check.await else {
+                                            return; // The runtime is shutting down.
+                                        };
+                                        if inbound.send((peer, id, frame)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                };
+                                let (read, ()) = tokio::join!(read, forward);
+                                read
+                            });
+                        }
+                        Some(done) = streams.join_next() => {
+                            if let Ok(Err(e)) = done {
+                                return Err::<(), String>(e);
+                            }
+                        }
+                        Some(_) = serving.join_next() => {}
                     }
                 }
             }
+        };
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            r = writer => r,
+            r = reader => r,
+            e = conn.closed() => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => debug!("connection finished"),
+            Err(e) => {
+                info!(reason = %e, "connection closed");
+                conn.close(6u32.into(), b"stream error");
+            }
         }
-    };
-    let outcome = tokio::select! {
-        () = shutdown.cancelled() => Ok(()),
-        r = writer => r,
-        r = reader => r,
-        e = conn.closed() => Err(e.to_string()),
-    };
-    match outcome {
-        Ok(()) => debug!("connection finished"),
-        Err(e) => {
-            info!(reason = %e, "connection closed");
-            conn.close(6u32.into(), b"stream error");
-        }
+        let _ = internal.send(Internal::ConnDown { peer, id }).await;
     }
-    let _ = internal.send(Internal::ConnDown { peer, id }).await;
 }

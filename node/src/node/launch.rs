@@ -3,9 +3,8 @@
 //! ([`launch`]). What the daemon hands over is [`Parts`].
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use liaison_protocol::identity::Descriptor;
@@ -14,7 +13,7 @@ use liaison_protocol::sync::{self, Engine};
 use liaison_protocol::{ExchangeSecret, IdentityKey};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{warn, Instrument};
+use tracing::{info_span, warn, Instrument};
 
 use crate::attachments::transfer::Connections;
 use crate::attachments::Attachments;
@@ -27,7 +26,9 @@ use crate::transport::{AllowList, Transport};
 
 use super::archive::Origins;
 use super::command::{NodeEvent, NodeHandle};
-use super::dial::accept_loop;
+use super::dial::Acceptor;
+use super::peers::PeerTable;
+use super::writes::Writes;
 use super::Actor;
 use super::{posting, quarantine};
 
@@ -138,10 +139,7 @@ pub(crate) fn launch(
         engine,
         store,
         transport: transport.clone(),
-        allow,
-        peers: BTreeMap::new(),
-        conns: HashMap::new(),
-        next_conn: Arc::new(AtomicU64::new(1)),
+        peers: PeerTable::new(allow),
         internal_tx: internal_tx.clone(),
         inbound_tx,
         shutdown: shutdown.clone(),
@@ -149,7 +147,7 @@ pub(crate) fn launch(
         quic_addr,
         api_addr,
         pending_writes: 0,
-        directory: BTreeMap::new(),
+        writes: Writes::default(),
         quarantined: quarantine::Quarantined::new(),
         new_messages: broadcast::channel(1024).0,
         events,
@@ -182,8 +180,13 @@ pub(crate) fn launch(
     actor.load_federation(own_rotations)?;
 
     tasks.spawn(
-        accept_loop(transport.clone(), internal_tx.clone(), shutdown.clone())
-            .instrument(span.clone()),
+        Acceptor {
+            transport: transport.clone(),
+            tx: internal_tx.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .run()
+        .instrument(info_span!(parent: span, "accept")),
     );
     tasks.spawn(
         actor

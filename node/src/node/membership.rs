@@ -64,7 +64,7 @@ impl Actor {
         if *node == self.me {
             return self.name.clone();
         }
-        if let Some(p) = self.peers.get(node) {
+        if let Some(p) = self.peers.entries.get(node) {
             return p.record.name.clone();
         }
         if let Some(state) = group.and_then(|g| self.engine.group(g)) {
@@ -204,9 +204,10 @@ impl Actor {
     pub(super) fn unreachable_warning(&self, node: &NodeId, name: &str) -> Option<String> {
         let dialled = self
             .peers
+            .entries
             .get(node)
             .is_some_and(|p| p.blocked.is_none() && !p.record.address.is_empty());
-        if dialled || self.conns.contains_key(node) {
+        if dialled || self.peers.conns.contains_key(node) {
             return None;
         }
         Some(format!(
@@ -227,7 +228,7 @@ impl Actor {
         self.pending_writes += 1;
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             let result = store
                 .insert_control(&gid, seq, &event)
                 .await

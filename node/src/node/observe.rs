@@ -10,8 +10,8 @@ impl Actor {
     /// The gauges' values now.
     pub(super) fn metrics_snapshot(&self) -> Snapshot {
         let mut peers: Vec<(&'static str, i64)> = Vec::new();
-        for entry in self.peers.values() {
-            let state = if self.conns.contains_key(&entry.node) {
+        for entry in self.peers.entries.values() {
+            let state = if self.peers.conns.contains_key(&entry.node) {
                 "connected"
             } else if entry.last_error.is_some() {
                 "disconnected"
@@ -29,6 +29,7 @@ impl Actor {
             .map(|(peer, group, lag)| LagEntry {
                 peer: self
                     .peers
+                    .entries
                     .get(&peer)
                     .map_or_else(|| peer.short(), |p| p.record.name.clone()),
                 group: group.short(),
@@ -55,8 +56,8 @@ impl Actor {
             name: self.name.clone(),
             quic_addr: self.quic_addr.to_string(),
             api_addr: self.api_addr.to_string(),
-            peers: self.peers.len(),
-            connected: self.conns.len(),
+            peers: self.peers.entries.len(),
+            connected: self.peers.conns.len(),
             groups: self.engine.groups().count(),
             messages: self.store.message_count(),
             in_flight: self.engine.in_flight(),

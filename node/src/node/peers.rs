@@ -7,22 +7,25 @@
 //! The [`Actor`] methods here change the table together with what depends on it (the engine's
 //! connected peers, the dialers, the stored pins).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::{ExchangeKey, NodeId};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::clock::now;
 use crate::error::{Error, Result};
+use crate::transport::AllowList;
 use crate::views::PeerView;
 
-use super::connection::connection_task;
-use super::dial::dial_loop;
+use super::connection::Connection;
+use super::dial::Dialer;
 use super::{trust, Actor};
 
 /// Capacity of each connection's outbound frame channel.
@@ -74,6 +77,66 @@ pub(super) struct Conn {
     pub(super) since: std::time::Instant,
 }
 
+/// The peers the actor tracks and their live connections (see the module docs).
+#[derive(Debug)]
+pub(super) struct PeerTable {
+    /// Every tracked peer: pinned, admitted by a roster, or both (blocked ones included, so
+    /// that `peer list` says why).
+    pub(super) entries: BTreeMap<NodeId, PeerEntry>,
+    /// The live connection to each connected peer (at most one: see [`Self::keeps_existing`]).
+    pub(super) conns: HashMap<NodeId, Conn>,
+    /// The transport's allow-list: the keys an incoming connection may have.
+    pub(super) allow: AllowList,
+    /// Descriptors of nodes learned through peers (not pinned).
+    pub(super) directory: BTreeMap<NodeId, Descriptor>,
+    /// The id of the next connection.
+    pub(super) next_conn: u64,
+    /// The dialer of each admitted peer and the task of each connection; they end when the
+    /// node shuts down (their tokens are children of its token), and shutdown joins them.
+    pub(super) links: JoinSet<()>,
+}
+
+impl PeerTable {
+    /// An empty table that keeps `allow`.
+    pub(super) fn new(allow: AllowList) -> PeerTable {
+        PeerTable {
+            entries: BTreeMap::new(),
+            conns: HashMap::new(),
+            allow,
+            directory: BTreeMap::new(),
+            next_conn: 1,
+            links: JoinSet::new(),
+        }
+    }
+
+    /// The dial race rule: whether a new connection to `peer` made by `initiator` gives way to
+    /// the one already there. Within [`DIAL_RACE`] of the first, both sides dialled at once:
+    /// the connection made by the node with the smaller id wins on both ends. Later, or when
+    /// the first is closed, the new one replaces it (the peer restarted).
+    pub(super) fn keeps_existing(&self, me: NodeId, peer: NodeId, initiator: NodeId) -> bool {
+        let preferred = |init: NodeId| init == peer.min(me);
+        self.conns.get(&peer).is_some_and(|existing| {
+            existing.conn.close_reason().is_none()
+                && existing.since.elapsed() < DIAL_RACE
+                && (preferred(existing.initiator) || !preferred(initiator))
+        })
+    }
+
+    /// Forgets the dialers and connection tasks that have ended.
+    pub(super) fn reap(&mut self) {
+        while self.links.try_join_next().is_some() {}
+    }
+
+    /// Stops tracking `node`: its dialer stops and it leaves the allow-list (its connection,
+    /// if any, is the caller's to close).
+    pub(super) fn forget(&mut self, node: &NodeId) {
+        if let Some(entry) = self.entries.remove(node) {
+            entry.dialer.cancel();
+        }
+        self.allow.remove(node.as_bytes());
+    }
+}
+
 /// Meta key prefix of directory entries in the store.
 pub(super) const DIRECTORY_PREFIX: &str = "directory/";
 
@@ -91,11 +154,11 @@ impl Actor {
         let now = now();
         for (_, bytes) in self.store.meta_prefix(DIRECTORY_PREFIX)? {
             if let Ok(d) = SignedDescriptor::verify(&bytes, now) {
-                self.directory.insert(d.node, d);
+                self.peers.directory.insert(d.node, d);
                 self.engine.restore_descriptor(now, bytes);
             }
         }
-        for entry in self.peers.values() {
+        for entry in self.peers.entries.values() {
             if let Some(bytes) = entry
                 .record
                 .descriptor
@@ -123,9 +186,9 @@ impl Actor {
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| SignedDescriptor::verify(&b, now()).ok())
             .filter(|d| d.node == node)
-            .or_else(|| self.directory.get(&node).cloned());
-        let (connected, _) = watch::channel(self.conns.contains_key(&node));
-        if let Some(old) = self.peers.remove(&node) {
+            .or_else(|| self.peers.directory.get(&node).cloned());
+        let (connected, _) = watch::channel(self.peers.conns.contains_key(&node));
+        if let Some(old) = self.peers.entries.remove(&node) {
             old.dialer.cancel();
         }
         let entry = PeerEntry {
@@ -139,7 +202,7 @@ impl Actor {
             roster,
             blocked: None,
         };
-        self.peers.insert(node, entry);
+        self.peers.entries.insert(node, entry);
         self.admit(node);
     }
 
@@ -147,36 +210,37 @@ impl Actor {
     /// blocks it (then it is taken off and not dialled; its connection, if any, stays).
     pub(super) fn admit(&mut self, node: NodeId) {
         let blocked = self.peer_blocked(&node);
-        let Some(entry) = self.peers.get_mut(&node) else {
+        let Some(entry) = self.peers.entries.get_mut(&node) else {
             return;
         };
         entry.dialer.cancel();
         entry.blocked = blocked;
         if entry.blocked.is_some() {
-            self.allow.remove(node.as_bytes());
+            self.peers.allow.remove(node.as_bytes());
             return;
         }
-        self.allow.insert(*node.as_bytes());
+        self.peers.allow.insert(*node.as_bytes());
         let dialer = self.shutdown.child_token();
         entry.dialer = dialer.clone();
-        tokio::spawn(
-            dial_loop(
-                self.transport.clone(),
-                self.me,
-                node,
-                entry.record.address.clone(),
-                entry.connected.subscribe(),
-                self.internal_tx.clone(),
-                dialer,
-                self.config.transport.redial_min_ms,
-                self.config.transport.redial_max_ms,
-            )
-            .instrument(info_span!("dial", peer = %node.short())),
+        let dial = Dialer {
+            transport: self.transport.clone(),
+            me: self.me,
+            peer: node,
+            address: entry.record.address.clone(),
+            connected: entry.connected.subscribe(),
+            tx: self.internal_tx.clone(),
+            cancel: dialer,
+            min_ms: self.config.transport.redial_min_ms,
+            max_ms: self.config.transport.redial_max_ms,
+        };
+        self.peers.links.spawn(
+            dial.run()
+                .instrument(info_span!("dial", peer = %node.short())),
         );
     }
 
     pub(super) fn on_descriptor(&mut self, peer: NodeId, descriptor: Descriptor, bytes: &[u8]) {
-        let Some(entry) = self.peers.get_mut(&peer) else {
+        let Some(entry) = self.peers.entries.get_mut(&peer) else {
             return;
         };
         debug!(peer = %peer.short(), name = %descriptor.name, "descriptor received");
@@ -189,11 +253,11 @@ impl Actor {
             } else {
                 // Known through a roster: kept as a directory entry, so that it can be added to
                 // a group after a restart before it connects again.
-                self.directory.insert(peer, descriptor);
+                self.peers.directory.insert(peer, descriptor);
                 let stored = self
                     .store
                     .put_meta(&format!("{DIRECTORY_PREFIX}{peer}"), bytes);
-                tokio::spawn(async move {
+                self.writes.spawn(async move {
                     if let Err(e) = stored.await {
                         warn!(error = %e, "cannot store a directory entry");
                     }
@@ -202,23 +266,33 @@ impl Actor {
         }
     }
 
-    pub(super) fn persist_peer(&self, peer: NodeId) {
-        let Some(entry) = self.peers.get(&peer).filter(|e| e.pinned) else {
+    pub(super) fn persist_peer(&mut self, peer: NodeId) {
+        let Some(entry) = self.peers.entries.get(&peer).filter(|e| e.pinned) else {
             return;
         };
         let Ok(bytes) = serde_json::to_vec(&entry.record) else {
             return;
         };
         let store = self.store.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             if let Err(e) = store.put_peer(&peer, &bytes).await {
                 warn!(error = %e, "cannot store a peer record");
             }
         });
     }
 
+    /// Closes the connection to `node`, if any, with `code` and `reason`, and tells the engine
+    /// and the dialer.
+    pub(super) fn disconnect(&mut self, node: &NodeId, code: u32, reason: &[u8]) {
+        if let Some(c) = self.peers.conns.remove(node) {
+            c.conn.close(code.into(), reason);
+            self.engine.handle_disconnected(node);
+            self.set_connected(node, false);
+        }
+    }
+
     pub(super) fn set_connected(&mut self, peer: &NodeId, up: bool) {
-        if let Some(entry) = self.peers.get(peer) {
+        if let Some(entry) = self.peers.entries.get(peer) {
             entry.connected.send_replace(up);
         }
     }
@@ -226,7 +300,7 @@ impl Actor {
     // ----- internal messages -------------------------------------------------------------
 
     pub(super) fn on_conn_up(&mut self, peer: NodeId, conn: quinn::Connection, initiator: NodeId) {
-        match self.peers.get(&peer).map(|p| p.blocked.is_some()) {
+        match self.peers.entries.get(&peer).map(|p| p.blocked.is_some()) {
             None => {
                 conn.close(2u32.into(), b"not an admitted peer");
                 return;
@@ -238,39 +312,38 @@ impl Actor {
             }
             Some(false) => {}
         }
-        let preferred = |init: NodeId| init == peer.min(self.me);
-        if let Some(existing) = self.conns.get(&peer) {
-            let keep_existing = existing.conn.close_reason().is_none()
-                && existing.since.elapsed() < DIAL_RACE
-                && (preferred(existing.initiator) || !preferred(initiator));
-            if keep_existing {
-                conn.close(3u32.into(), b"duplicate connection");
-                return;
-            }
+        if self.peers.keeps_existing(self.me, peer, initiator) {
+            conn.close(3u32.into(), b"duplicate connection");
+            return;
+        }
+        if let Some(existing) = self.peers.conns.get(&peer) {
             existing.conn.close(3u32.into(), b"duplicate connection");
             self.engine.handle_disconnected(&peer);
         }
-        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let id = self.peers.next_conn;
+        self.peers.next_conn += 1;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        tokio::spawn(
-            connection_task(
-                conn.clone(),
-                peer,
-                id,
-                rx,
-                self.inbound_tx.clone(),
-                self.internal_tx.clone(),
-                self.shutdown.clone(),
-                self.attachments.clone(),
-            )
-            .instrument(info_span!("conn", peer = %peer.short(), id)),
+        let connection = Connection {
+            conn: conn.clone(),
+            peer,
+            id,
+            outbound: rx,
+            inbound: self.inbound_tx.clone(),
+            internal: self.internal_tx.clone(),
+            shutdown: self.shutdown.clone(),
+            attachments: self.attachments.clone(),
+        };
+        self.peers.links.spawn(
+            connection
+                .run()
+                .instrument(info_span!("conn", peer = %peer.short(), id)),
         );
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(peer, conn.clone());
         info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
-        self.conns.insert(
+        self.peers.conns.insert(
             peer,
             Conn {
                 id,
@@ -280,7 +353,7 @@ impl Actor {
                 since: std::time::Instant::now(),
             },
         );
-        if let Some(entry) = self.peers.get_mut(&peer) {
+        if let Some(entry) = self.peers.entries.get_mut(&peer) {
             entry.last_error = None;
         }
         self.set_connected(&peer, true);
@@ -291,7 +364,7 @@ impl Actor {
     // ----- commands ----------------------------------------------------------------------
 
     pub(super) fn peer_view(&self, p: &PeerEntry) -> PeerView {
-        let state = if self.conns.contains_key(&p.node) {
+        let state = if self.peers.conns.contains_key(&p.node) {
             "connected"
         } else if p.last_error.is_some() {
             "disconnected"
@@ -333,7 +406,7 @@ impl Actor {
         match self.add_peer(name, node, address, replace) {
             Ok((view, record, unpinned)) => {
                 let store = self.store.clone();
-                tokio::spawn(async move {
+                self.writes.spawn(async move {
                     let result = async {
                         if let Some(old) = unpinned {
                             store.remove_peer(&old).await?;
@@ -386,7 +459,7 @@ impl Actor {
                 )));
             }
         }
-        if let Some(same) = self.peers.get(&node).filter(|p| p.pinned) {
+        if let Some(same) = self.peers.entries.get(&node).filter(|p| p.pinned) {
             if same.record.name == name && same.record.address == address {
                 let record =
                     serde_json::to_vec(&same.record).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -404,6 +477,7 @@ impl Actor {
         let mut unpinned = None;
         if let Some(existing) = self
             .peers
+            .entries
             .values()
             .find(|p| p.pinned && p.record.name == name && p.node != node)
             .map(|p| p.node)
@@ -414,14 +488,8 @@ impl Actor {
                     existing.short()
                 )));
             }
-            if let Some(old) = self.peers.remove(&existing) {
-                old.dialer.cancel();
-            }
-            self.allow.remove(existing.as_bytes());
-            if let Some(c) = self.conns.remove(&existing) {
-                c.conn.close(4u32.into(), b"peer replaced");
-                self.engine.handle_disconnected(&existing);
-            }
+            self.peers.forget(&existing);
+            self.disconnect(&existing, 4, b"peer replaced");
             info!(peer = %existing.short(), "pin replaced");
             unpinned = Some(existing);
         }
@@ -434,7 +502,7 @@ impl Actor {
         };
         self.insert_peer(node, record, true, roster);
         info!(peer = %node.short(), "peer pinned");
-        let entry = self.peers.get(&node).ok_or(Error::ShuttingDown)?;
+        let entry = self.peers.entries.get(&node).ok_or(Error::ShuttingDown)?;
         let record =
             serde_json::to_vec(&entry.record).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok((self.peer_view(entry), record, unpinned))
@@ -443,26 +511,20 @@ impl Actor {
     /// Unpins a peer and drops its connection; returns its id for the store update.
     pub(super) fn remove_peer(&mut self, sel: &str) -> Result<NodeId> {
         let node = self.resolve_peer(sel)?;
-        if !self.peers.get(&node).is_some_and(|p| p.pinned) {
+        if !self.peers.entries.get(&node).is_some_and(|p| p.pinned) {
             return Err(Error::Conflict(format!(
                 "peer {sel:?} is not pinned: a federation roster admits it (refuse it with federation.refuse in node.toml)"
             )));
         }
         if let Some(entry) = self.trust.entries(&self.me).remove(&node) {
             // Still admitted by a roster: it stays a peer, connection and all.
-            let record = trust::roster_record(&entry, self.peers.get(&node));
+            let record = trust::roster_record(&entry, self.peers.entries.get(&node));
             self.insert_peer(node, record, false, Some(entry));
             info!(peer = %node.short(), "pin removed; the roster still admits the peer");
             return Ok(node);
         }
-        if let Some(entry) = self.peers.remove(&node) {
-            entry.dialer.cancel();
-        }
-        self.allow.remove(node.as_bytes());
-        if let Some(c) = self.conns.remove(&node) {
-            c.conn.close(4u32.into(), b"peer removed");
-            self.engine.handle_disconnected(&node);
-        }
+        self.peers.forget(&node);
+        self.disconnect(&node, 4, b"peer removed");
         info!(peer = %node.short(), "peer removed");
         Ok(node)
     }
@@ -471,13 +533,14 @@ impl Actor {
     /// node's self-chosen descriptor name is never used).
     pub(super) fn resolve_peer(&self, sel: &str) -> Result<NodeId> {
         if let Ok(id) = sel.parse::<NodeId>() {
-            if self.peers.contains_key(&id) {
+            if self.peers.entries.contains_key(&id) {
                 return Ok(id);
             }
         }
         // A pinned peer answers to its pin name and to its roster name.
         let named: Vec<NodeId> = self
             .peers
+            .entries
             .values()
             .filter(|p| p.record.name == sel || p.roster.as_ref().is_some_and(|e| e.name == sel))
             .map(|p| p.node)
@@ -507,10 +570,10 @@ impl Actor {
                 node.short()
             )));
         }
-        let entry = self.peers.get(&node);
+        let entry = self.peers.entries.get(&node);
         let descriptor = entry
             .and_then(|p| p.descriptor.as_ref())
-            .or_else(|| self.directory.get(&node));
+            .or_else(|| self.peers.directory.get(&node));
         let name = match entry {
             Some(p) => p.record.name.clone(),
             None => {

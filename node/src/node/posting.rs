@@ -128,7 +128,7 @@ impl Actor {
         let store = self.store.clone();
         let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             // The attachments a post names are indexed before it is written.
             let indexed = super::attached::index_ahead(&attachments, &named)
                 .await

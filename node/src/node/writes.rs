@@ -2,8 +2,14 @@
 //! so that nothing is fire-and-forget and shutdown joins them all ([`Writes::join`]). Writes
 //! whose outcome the actor waits for send it back as an [`Internal`] message.
 
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
 use liaison_protocol::message::MessageId;
-use tracing::warn;
+use tokio::task::JoinSet;
+use tracing::{warn, Instrument};
+
+use crate::error::Result;
 
 use super::attached;
 use super::attached::FetchWanted;
@@ -14,6 +20,51 @@ use super::Actor;
 /// meanwhile waits and goes into the next batch: under load, batches grow instead of writes
 /// queueing up, so one store batch and one flush cover many messages.
 pub(super) const MAX_WRITES_IN_FLIGHT: usize = 4;
+
+/// The store work the actor has started and not yet seen finish: writes (messages, control
+/// events, receipts, pins, directory entries, keys, quarantines), reads ahead for sync answers
+/// and attachment fetches. Finished tasks are reaped as the actor goes; at shutdown the actor
+/// joins every one before the store's last flush, so no write started is lost or cut short.
+#[derive(Debug, Default)]
+pub(super) struct Writes {
+    set: JoinSet<()>,
+}
+
+impl Writes {
+    /// Starts `work` off the actor, under the actor's span.
+    pub(super) fn spawn(&mut self, work: impl Future<Output = ()> + Send + 'static) {
+        self.set.spawn(work.instrument(tracing::Span::current()));
+    }
+
+    /// Waits, off the actor, for a write to be durable, and logs `what` if it is not.
+    pub(super) fn log_failure(
+        &mut self,
+        stored: BoxFuture<'static, Result<()>>,
+        what: &'static str,
+    ) {
+        self.spawn(async move {
+            if let Err(e) = stored.await {
+                warn!(error = %e, "{what}");
+            }
+        });
+    }
+
+    /// Forgets the tasks that have finished (a panic in one is logged).
+    pub(super) fn reap(&mut self) {
+        while let Some(done) = self.set.try_join_next() {
+            if let Err(e) = done {
+                if e.is_panic() {
+                    tracing::error!(error = %e, "a store task failed");
+                }
+            }
+        }
+    }
+
+    /// Waits for every task started (shutdown).
+    pub(super) async fn join(&mut self) {
+        while self.set.join_next().await.is_some() {}
+    }
+}
 
 impl Actor {
     /// Writes the messages accepted from peers that wait for the store as one batch, unless
@@ -36,7 +87,7 @@ impl Actor {
         let store = self.store.clone();
         let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
             if let Err(e) = attached::index_ahead(&attachments, &named).await {
                 warn!(error = %e, "cannot index the attachments of received messages; they are not stored now and are asked for again");
