@@ -45,7 +45,7 @@ use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::demo;
 use crate::error::{Error, Result};
-use crate::node::{Command, NodeEvent, NodeHandle, Post};
+use crate::node::{NodeEvent, NodeHandle, Post};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 
 pub mod api;
@@ -809,16 +809,7 @@ async fn e2e(
 /// holds it.
 async fn e2e_group(a: &RunningNode, b: &mut NodeProcess) -> Result<GroupId> {
     let (name, node, address) = (b.name.clone(), b.node_id, b.quic_addr.to_string());
-    within(
-        "pinning",
-        a.handle.ask(|reply| Command::AddPeer {
-            name,
-            node,
-            address,
-            reply,
-        }),
-    )
-    .await???;
+    within("pinning", a.handle.as_admin().add_peer(name, node, address)).await??;
     b.add_peer(a).await?;
     demo::wait_until("peers to connect", || demo::peer_ready(&a.handle, &b.name)).await?;
     let group = within(
@@ -1061,12 +1052,8 @@ fn bench_post(body: &str) -> Post {
 
 async fn post(handle: &NodeHandle, group: GroupId, body: &str) -> Result<MessageId> {
     let post = bench_post(body);
-    let ask = handle.ask(|reply| Command::Post {
-        group: group.to_string(),
-        post,
-        reply,
-    });
-    within("a post", ask).await??
+    let admin = handle.as_admin();
+    within("a post", admin.post(group.to_string(), post)).await?
 }
 
 /// `fut`, or an error naming `what` after [`PHASE_TIMEOUT`].

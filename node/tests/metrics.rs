@@ -7,7 +7,6 @@ use liaison_node::config::Config;
 use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::demo::{create_group, holds, knows_group, peer, peer_ready, wait_until};
-use liaison_node::node::Command;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Role};
 
@@ -160,7 +159,7 @@ async fn metrics_count_a_relayed_exchange() {
     }
     wait_until("four messages everywhere", || async {
         for n in [&owner, &left, &right] {
-            let status = n.handle.ask(Command::Status).await.expect("up");
+            let status = n.handle.as_admin().status().await.expect("up");
             if status.messages != 4 {
                 return false;
             }

@@ -7,7 +7,6 @@ use std::path::Path;
 use liaison_node::config::Config;
 use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command};
 use liaison_protocol::NodeId;
 
 /// Creates a node named `name` in `root/name` with the tests' defaults (see [`crate::SYNC_MS`]),
@@ -35,20 +34,15 @@ pub async fn restart(root: &Path, name: &str) -> RunningNode {
 pub async fn pin(on: &RunningNode, name: &str, node: NodeId, address: SocketAddr) {
     let (name, address) = (name.to_owned(), address.to_string());
     on.handle
-        .ask(|reply| Command::AddPeer {
-            name,
-            node,
-            address,
-            reply,
-        })
+        .as_admin()
+        .add_peer(name, node, address)
         .await
-        .expect("node up")
         .expect("pin peer");
 }
 
 /// Whether `on` has a live connection to its peer `name`.
 pub async fn connected(on: &RunningNode, name: &str) -> bool {
-    match on.handle.ask(Command::Peers).await {
+    match on.handle.as_admin().peers().await {
         Ok(peers) => peers
             .iter()
             .any(|p| p.name == name && p.state == "connected"),
@@ -59,7 +53,8 @@ pub async fn connected(on: &RunningNode, name: &str) -> bool {
 /// Number of messages in `on`'s store, as its status reports it.
 pub async fn message_count(on: &RunningNode) -> usize {
     on.handle
-        .ask(Command::Status)
+        .as_admin()
+        .status()
         .await
         .expect("node up")
         .messages

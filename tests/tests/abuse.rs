@@ -93,14 +93,9 @@ impl Scene {
         let (group, peer) = (g.to_string(), "mallory".to_owned());
         self.target
             .handle
-            .ask(|reply| Command::AddMember {
-                group,
-                peer,
-                role: Role::Member,
-                reply,
-            })
+            .as_admin()
+            .add_member(group, peer, Role::Member)
             .await
-            .expect("up")
             .expect("mallory admitted");
         let controls = s.fetch_controls(g).await;
         (g, controls)
@@ -487,12 +482,9 @@ async fn quotas_bound_groups_control_events_and_bytes_per_peer() {
     let epoch = sc
         .target
         .handle
-        .ask(|reply| Command::Group {
-            group: gid.to_string(),
-            reply,
-        })
+        .as_admin()
+        .group(gid.to_string())
         .await
-        .expect("up")
         .expect("group")
         .epoch;
     assert_eq!(epoch, 5, "events beyond the quota were applied");

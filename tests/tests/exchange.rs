@@ -1,6 +1,5 @@
 //! Messages travel between real nodes: delivery, encryption at rest, catch-up, relaying.
 
-use liaison_node::node::Command;
 use liaison_protocol::{Handling, Role};
 use liaison_tests::{create_group, knows_group, post, wait_until, Cluster};
 
@@ -153,14 +152,10 @@ async fn node_reachable_only_through_a_third_receives_everything() {
         matches!(
             owner
                 .handle
-                .ask(|reply| Command::AddMember {
-                    group,
-                    peer,
-                    role: Role::Member,
-                    reply
-                })
+                .as_admin()
+                .add_member(group, peer, Role::Member)
                 .await,
-            Ok(Ok(_))
+            Ok(_)
         )
     })
     .await

@@ -391,9 +391,9 @@ async fn groups(sc: &Scene, s: &mut Session) -> Groups {
     add(&sc.a, removed, "mallory", Role::Member).await;
     let (group, peer) = (removed.to_string(), "mallory".to_owned());
     sc.a.handle
-        .ask(|reply| Command::RemoveMember { group, peer, reply })
+        .as_admin()
+        .remove_member(group, peer)
         .await
-        .expect("up")
         .expect("remove mallory");
     let foreign = create_group(&sc.a, "foreign", &[(&sc.b, Role::Member)])
         .await
@@ -416,25 +416,17 @@ async fn add(owner: &RunningNode, g: GroupId, peer: &str, role: Role) {
     let (group, peer) = (g.to_string(), peer.to_owned());
     owner
         .handle
-        .ask(|reply| Command::AddMember {
-            group,
-            peer,
-            role,
-            reply,
-        })
+        .as_admin()
+        .add_member(group, peer, role)
         .await
-        .expect("up")
         .expect("add member");
 }
 
 async fn epoch(node: &RunningNode, g: GroupId) -> u64 {
     node.handle
-        .ask(|reply| Command::Group {
-            group: g.to_string(),
-            reply,
-        })
+        .as_admin()
+        .group(g.to_string())
         .await
-        .expect("up")
         .expect("group")
         .epoch
 }
@@ -906,12 +898,7 @@ async fn the_api_answers_bad_requests_with_4xx_and_a_json_error() {
 
     // A body over 1 MiB, to a group that exists (so only the size is wrong).
     let name = "big".to_owned();
-    let g = a
-        .handle
-        .ask(|reply| Command::CreateGroup { name, reply })
-        .await
-        .expect("up")
-        .expect("group");
+    let g = a.handle.as_admin().create_group(name).await.expect("group");
     let big = serde_json::json!({"subject": "s", "body": "x".repeat(1024 * 1024 + 1)});
     let r = http
         .post(format!("{base}/v1/groups/{g}/messages"))

@@ -3,7 +3,6 @@
 //! ahead is admitted to groups like any other.
 
 use liaison_node::clock::now;
-use liaison_node::node::Command;
 use liaison_protocol::identity::SignedDescriptor;
 use liaison_protocol::{Frame, Role, Timestamp};
 use liaison_tests::hostile::Hostile;
@@ -91,14 +90,9 @@ async fn a_peer_whose_clock_is_seconds_ahead_can_be_added_to_a_group() {
         .expect("group");
     let view = owner
         .handle
-        .ask(|reply| Command::AddMember {
-            group: gid.to_string(),
-            peer: "ahead".into(),
-            role: Role::Member,
-            reply,
-        })
+        .as_admin()
+        .add_member(gid.to_string(), "ahead".into(), Role::Member)
         .await
-        .expect("node up")
         .expect("the peer is admitted");
     assert!(view.members.iter().any(|m| m.name == "ahead"));
     s.close();

@@ -145,14 +145,9 @@ async fn a_removed_member_cannot_add_to_the_record_and_members_converge_on_the_o
     let (group, peer) = (g.to_string(), "mallory".to_owned());
     owner
         .handle
-        .ask(|reply| Command::AddMember {
-            group,
-            peer,
-            role: Role::Member,
-            reply,
-        })
+        .as_admin()
+        .add_member(group, peer, Role::Member)
         .await
-        .expect("up")
         .expect("mallory admitted");
     wait_until("the member to know the group", || {
         knows_group(&member.handle, g)
@@ -181,9 +176,9 @@ async fn a_removed_member_cannot_add_to_the_record_and_members_converge_on_the_o
     let (group, peer) = (g.to_string(), "mallory".to_owned());
     let view = owner
         .handle
-        .ask(|reply| Command::RemoveMember { group, peer, reply })
+        .as_admin()
+        .remove_member(group, peer)
         .await
-        .expect("up")
         .expect("mallory removed");
     assert!(view
         .removed

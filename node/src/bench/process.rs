@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::{Command, NodeEvent};
+use crate::node::NodeEvent;
 
 /// How long the parent waits for a reply, for the child to start, or for it to stop.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,13 +115,9 @@ async fn command(node: &RunningNode, line: &str) -> Result<String> {
                 .map_err(|e| Error::Invalid(format!("bad node id: {e}")))?;
             let (name, address) = ((*name).to_owned(), (*address).to_owned());
             node.handle
-                .ask(|reply| Command::AddPeer {
-                    name,
-                    node: node_id,
-                    address,
-                    reply,
-                })
-                .await??;
+                .as_admin()
+                .add_peer(name, node_id, address)
+                .await?;
             Ok("ok".into())
         }
         ["knows", group] => {

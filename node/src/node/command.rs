@@ -14,10 +14,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::accounts::Principal;
 use crate::error::{Error, Result};
-use crate::views::{ExportView, GroupView, MessageView, PeerView, ReceiptView, Status};
+use crate::federation::RosterView;
+use crate::views::{
+    ExportView, GroupView, MessageView, PeerView, QuarantineView, ReceiptView, RosterLoaded,
+    Rotated, Status,
+};
 
 use super::archive::ReadKey;
 use super::attached::FetchWanted;
+use super::door::Scoped;
 use super::feed::Fresh;
 use super::trust;
 
@@ -279,7 +284,7 @@ impl NodeHandle {
 
 impl crate::metrics::Source for NodeHandle {
     fn snapshot(&self) -> futures_util::future::BoxFuture<'_, Result<crate::metrics::Snapshot>> {
-        Box::pin(self.ask(Command::Metrics))
+        Box::pin(async move { self.as_admin().metrics().await })
     }
 }
 
@@ -374,4 +379,150 @@ pub(super) enum ControlReply {
     /// A change the node made on its own (a revoked member removed, a rotated member moved, a
     /// timed key rotation): logged, nobody waits.
     Quiet,
+}
+
+// ----- the typed door: commands that change or report on the node ----------------------------
+
+impl Scoped {
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status> {
+        self.ask(Command::Status).await
+    }
+
+    /// The tracked peers: pinned, admitted by a roster, or both.
+    pub async fn peers(&self) -> Result<Vec<PeerView>> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Pins a peer; answers once the pin is on disk. A name or node id already pinned is
+    /// refused (see [`Scoped::replace_peer`]).
+    pub async fn add_peer(&self, name: String, node: NodeId, address: String) -> Result<PeerView> {
+        self.ask(|reply| Command::AddPeer {
+            name,
+            node,
+            address,
+            reply,
+        })
+        .await?
+    }
+
+    /// Pins a peer in place of the pin that has its name or its node id.
+    pub async fn replace_peer(
+        &self,
+        name: String,
+        node: NodeId,
+        address: String,
+    ) -> Result<PeerView> {
+        self.ask(|reply| Command::ReplacePeer {
+            name,
+            node,
+            address,
+            reply,
+        })
+        .await?
+    }
+
+    /// Unpins a peer (by name or node id) and drops its connection, once that is on disk.
+    pub async fn remove_peer(&self, peer: String) -> Result<()> {
+        self.ask(|reply| Command::RemovePeer { peer, reply })
+            .await?
+    }
+
+    /// Takes a federation roster (its encoded bytes).
+    pub async fn load_roster(&self, bytes: Vec<u8>) -> Result<RosterLoaded> {
+        self.ask(|reply| Command::LoadRoster { bytes, reply })
+            .await?
+    }
+
+    /// The federation rosters in force.
+    pub async fn rosters(&self) -> Result<Vec<RosterView>> {
+        self.ask(Command::Rosters).await
+    }
+
+    /// Moves this node to new keys (only the exchange key with `exchange_only`).
+    pub async fn rotate_keys(&self, exchange_only: bool) -> Result<Rotated> {
+        self.ask(|reply| Command::RotateKeys {
+            exchange_only,
+            reply,
+        })
+        .await?
+    }
+
+    /// The groups this handle's principal may see.
+    pub async fn groups(&self) -> Result<Vec<GroupView>> {
+        self.ask(Command::Groups).await
+    }
+
+    /// One group (by id or name) this handle's principal may see.
+    pub async fn group(&self, group: String) -> Result<GroupView> {
+        self.ask(|reply| Command::Group { group, reply }).await?
+    }
+
+    /// Creates a group owned by this node; answers with its id once durable.
+    pub async fn create_group(&self, name: String) -> Result<GroupId> {
+        self.ask(|reply| Command::CreateGroup { name, reply })
+            .await?
+    }
+
+    /// Adds a member to a group this node owns.
+    pub async fn add_member(&self, group: String, peer: String, role: Role) -> Result<GroupView> {
+        self.ask(|reply| Command::AddMember {
+            group,
+            peer,
+            role,
+            reply,
+        })
+        .await?
+    }
+
+    /// Removes a member from a group this node owns.
+    pub async fn remove_member(&self, group: String, peer: String) -> Result<GroupView> {
+        self.ask(|reply| Command::RemoveMember { group, peer, reply })
+            .await?
+    }
+
+    /// Posts a message (as this handle's officer, whatever `post.officer` says, unless the
+    /// handle acts as the admin); answers with its id once durable.
+    pub async fn post(&self, group: String, post: Post) -> Result<MessageId> {
+        self.ask(|reply| Command::Post { group, post, reply })
+            .await?
+    }
+
+    /// Posts several messages to one group, in order, each answered on its own channel;
+    /// returns once every item is taken.
+    pub async fn post_each(&self, group: String, items: Vec<PostItem>) -> Result<()> {
+        self.ask(|reply| Command::PostEach {
+            group,
+            items,
+            reply,
+        })
+        .await
+    }
+
+    /// An attachment this handle's principal may open, once held whole here
+    /// ([`Error::NotYet`] while it is fetched).
+    pub async fn attachment(&self, id: AttachmentId) -> Result<AttachmentRef> {
+        self.ask(|reply| Command::Attachment { id, reply }).await?
+    }
+
+    /// What the metrics endpoint shows.
+    pub async fn metrics(&self) -> Result<crate::metrics::Snapshot> {
+        self.ask(Command::Metrics).await
+    }
+
+    /// Quarantines a stored message (admin only), once durable.
+    pub async fn quarantine(&self, id: MessageId, reason: String) -> Result<QuarantineView> {
+        self.ask(|reply| Command::Quarantine { id, reason, reply })
+            .await?
+    }
+
+    /// Ends a message's quarantine (admin only), once durable.
+    pub async fn release(&self, id: MessageId) -> Result<QuarantineView> {
+        self.ask(|reply| Command::Release { id, reply }).await?
+    }
+
+    /// The quarantines in force (admin only).
+    pub async fn quarantined(&self) -> Result<Vec<QuarantineView>> {
+        self.ask(Command::Quarantined).await?
+    }
 }
