@@ -72,7 +72,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::accounts::{Access, Account, Accounts, Principal};
+use crate::accounts::{Access, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, Verification};
 use crate::datadir::DataDir;
@@ -1136,66 +1136,7 @@ async fn events(
 
 // ----- accounts -------------------------------------------------------------------------
 
-/// An account as the API shows it (no token hash).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UserView {
-    /// The officer's name.
-    pub name: String,
-    /// Grants: group id → `read` or `post`.
-    pub grants: BTreeMap<String, Access>,
-    /// Creation time, RFC 3339.
-    pub created_at: String,
-}
-
-impl From<Account> for UserView {
-    fn from(a: Account) -> Self {
-        UserView {
-            name: a.name,
-            grants: a.grants,
-            created_at: views::rfc3339(a.created_at_ms),
-        }
-    }
-}
-
-/// `POST /v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AddUser {
-    /// The officer's name.
-    pub name: String,
-    /// Grants as `GROUP[:read|:post]` (default access: `read`).
-    #[serde(default)]
-    pub grants: Vec<String>,
-    /// Web login to issue: `enrol` (a one-time enrolment code), `password` (a one-time
-    /// password, replaced at first login), or none (API token only).
-    #[serde(default)]
-    pub login: Option<String>,
-    /// Give the officer the web workspace's operator pages.
-    #[serde(default)]
-    pub operator: bool,
-}
-
-/// The answer to `POST /v1/users`: the token, shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct NewUser {
-    /// The account.
-    pub user: UserView,
-    /// The officer's bearer token. Only its hash is kept.
-    pub token: String,
-    /// The one-time enrolment code for the web workspace (`login: enrol`), shown this once;
-    /// the enrolment link is the workspace's `/enrol#CODE`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrolment_code: Option<String>,
-    /// The one-time web password (`login: password`), shown this once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-}
-
-/// `POST /v1/users/{name}/grants`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct GrantBody {
-    /// `GROUP[:read|:post]`.
-    pub grant: String,
-}
+pub use crate::views::{AddUser, GrantBody, NewUser, UserView};
 
 impl AppState {
     async fn resolve_grant(&self, spec: &str) -> Result<(GroupId, Access), Error> {
