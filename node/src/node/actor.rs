@@ -9,10 +9,9 @@
 //! ([`super::posting`], [`super::membership`]), the archive ([`super::archive`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::time::Duration;
 
-use liaison_protocol::message::{MessageId, Place};
+use liaison_protocol::message::Place;
 use liaison_protocol::sync::Event;
 use liaison_protocol::GroupId;
 use tokio::sync::mpsc;
@@ -23,8 +22,8 @@ use crate::clock::now;
 use crate::error::Error;
 use crate::store::NewMessage;
 
-use super::archive::{StoreArchive, MAX_READ_AHEAD};
-use super::command::{Command, ControlReply, Internal, NodeEvent};
+use super::archive::StoreArchive;
+use super::command::{Command, Internal, NodeEvent};
 use super::connection::{Inbound, InboundFrame};
 use super::peers::DIRECTORY_PREFIX;
 use super::{trust, Actor};
@@ -384,61 +383,14 @@ impl Actor {
                 conn,
                 initiator,
             } => self.on_conn_up(peer, conn, initiator),
-            Internal::ConnDown { peer, id } => {
-                if self.peers.conns.get(&peer).is_some_and(|c| c.id == id) {
-                    self.peers.conns.remove(&peer);
-                    self.connections
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&peer);
-                    self.engine.handle_disconnected(&peer);
-                    self.set_connected(&peer, false);
-                    info!(peer = %peer.short(), "peer disconnected");
-                }
-            }
+            Internal::ConnDown { peer, id } => self.on_conn_down(peer, id),
             Internal::DialFailed { peer, error } => {
                 if let Some(entry) = self.peers.entries.get_mut(&peer) {
                     entry.last_error = Some(error);
                 }
             }
-            Internal::Durable { ids, failed, named } => {
-                self.pending_writes = self.pending_writes.saturating_sub(1);
-                self.received_writes = self.received_writes.saturating_sub(1);
-                if !failed.is_empty() {
-                    self.engine.handle_store_failed(&failed);
-                    for id in &failed {
-                        self.origins.remove(id);
-                        self.accepted_attachments.remove(id);
-                    }
-                }
-                // Written, and indexed before that: fetch the eager ones.
-                let written: HashSet<MessageId> = ids.iter().copied().collect();
-                self.fetch_eager(
-                    named
-                        .into_iter()
-                        .filter(|w| written.contains(&w.message))
-                        .collect(),
-                );
-                self.metrics.stored_from_peers(ids.len());
-                self.engine.handle_durable(now(), &ids);
-                if self.events.receiver_count() > 0 && !ids.is_empty() {
-                    let _ = self.events.send(NodeEvent::Durable {
-                        ids: ids.as_slice().into(),
-                    });
-                }
-                self.publish_fresh(ids.iter().map(|id| (*id, None)));
-            }
-            Internal::ReadAhead { key, envelopes } => {
-                let ahead = self.read_ahead.get_mut();
-                ahead.reading.remove(&key);
-                if !envelopes.is_empty() {
-                    if ahead.ready.len() >= MAX_READ_AHEAD {
-                        // Ranges nobody asked for (a peer went away): drop them all.
-                        ahead.ready.clear();
-                    }
-                    ahead.ready.insert(key, envelopes);
-                }
-            }
+            Internal::Durable { ids, failed, named } => self.on_durable(ids, failed, named),
+            Internal::ReadAhead { key, envelopes } => self.on_read_ahead(key, envelopes),
             Internal::PostsStaged { ticket } => self.on_posts_staged(ticket),
             Internal::PostsStored {
                 posts,
@@ -457,38 +409,7 @@ impl Actor {
                 event,
                 result,
                 reply,
-            } => {
-                self.pending_writes = self.pending_writes.saturating_sub(1);
-                let outcome = result.and_then(|()| {
-                    self.engine
-                        .commit_local_control(now(), &event)
-                        .map_err(Error::from)
-                });
-                match (reply, outcome) {
-                    (ControlReply::Created(r), o) => {
-                        let _ = r.send(o);
-                    }
-                    (ControlReply::Changed(r, warnings), Ok(gid)) => {
-                        let _ = r.send(self.group_view(&gid).map(|mut view| {
-                            view.warnings = warnings;
-                            view
-                        }));
-                    }
-                    (ControlReply::Changed(r, _), Err(e)) => {
-                        let _ = r.send(Err(e));
-                    }
-                    (ControlReply::Quiet, Ok(gid)) => {
-                        info!(group = %gid.short(), "group changed by this node on its own");
-                        self.quiet_done(&gid);
-                    }
-                    (ControlReply::Quiet, Err(e)) => {
-                        warn!(error = %e, "cannot change a group");
-                        if let Ok((_, parsed)) = liaison_protocol::group::decode_control(&event) {
-                            self.quiet_done(&parsed.group);
-                        }
-                    }
-                }
-            }
+            } => self.on_control_stored(event, result, reply),
             Internal::ServeAttachment {
                 peer,
                 request,

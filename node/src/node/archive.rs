@@ -268,4 +268,17 @@ impl Actor {
             });
         }
     }
+
+    /// A range read ahead is ready (see [`ReadAhead`]).
+    pub(super) fn on_read_ahead(&mut self, key: ReadKey, envelopes: Vec<Vec<u8>>) {
+        let ahead = self.read_ahead.get_mut();
+        ahead.reading.remove(&key);
+        if !envelopes.is_empty() {
+            if ahead.ready.len() >= MAX_READ_AHEAD {
+                // Ranges nobody asked for (a peer went away): drop them all.
+                ahead.ready.clear();
+            }
+            ahead.ready.insert(key, envelopes);
+        }
+    }
 }

@@ -6,6 +6,7 @@ use liaison_protocol::group::Change;
 use liaison_protocol::{GroupId, NodeId, Role};
 use rand_core::OsRng;
 use tokio::sync::oneshot;
+use tracing::{info, warn};
 
 use crate::clock::now;
 use crate::error::{Error, Result};
@@ -242,5 +243,45 @@ impl Actor {
                 })
                 .await;
         });
+    }
+
+    /// A control event of this node's making was written (or failed): the engine commits it,
+    /// and whoever asked hears the outcome.
+    pub(super) fn on_control_stored(
+        &mut self,
+        event: Vec<u8>,
+        result: Result<()>,
+        reply: ControlReply,
+    ) {
+        self.pending_writes = self.pending_writes.saturating_sub(1);
+        let outcome = result.and_then(|()| {
+            self.engine
+                .commit_local_control(now(), &event)
+                .map_err(Error::from)
+        });
+        match (reply, outcome) {
+            (ControlReply::Created(r), o) => {
+                let _ = r.send(o);
+            }
+            (ControlReply::Changed(r, warnings), Ok(gid)) => {
+                let _ = r.send(self.group_view(&gid).map(|mut view| {
+                    view.warnings = warnings;
+                    view
+                }));
+            }
+            (ControlReply::Changed(r, _), Err(e)) => {
+                let _ = r.send(Err(e));
+            }
+            (ControlReply::Quiet, Ok(gid)) => {
+                info!(group = %gid.short(), "group changed by this node on its own");
+                self.quiet_done(&gid);
+            }
+            (ControlReply::Quiet, Err(e)) => {
+                warn!(error = %e, "cannot change a group");
+                if let Ok((_, parsed)) = liaison_protocol::group::decode_control(&event) {
+                    self.quiet_done(&parsed.group);
+                }
+            }
+        }
     }
 }

@@ -608,4 +608,19 @@ impl Actor {
             })?;
         Ok((node, name, exchange_key))
     }
+
+    /// A connection task ended: if it is still the peer's connection, the peer is
+    /// disconnected (its dialer dials again).
+    pub(super) fn on_conn_down(&mut self, peer: NodeId, id: u64) {
+        if self.peers.conns.get(&peer).is_some_and(|c| c.id == id) {
+            self.peers.conns.remove(&peer);
+            self.connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&peer);
+            self.engine.handle_disconnected(&peer);
+            self.set_connected(&peer, false);
+            info!(peer = %peer.short(), "peer disconnected");
+        }
+    }
 }

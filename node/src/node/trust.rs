@@ -9,6 +9,11 @@
 //! minus roster-only peers whose roster expired past the grace period (whose connections stay,
 //! but which are neither dialled nor accepted again). A pin overrides a roster entry's name and
 //! address; a revocation overrides a pin.
+//!
+//! Longer than the node's other files: rosters, rotation statements, revocations and timed
+//! group-key rotation all change the same peer set, allow-list and groups, in steps that call
+//! one another; this node's own key rotation (about 250 lines) is the part that could stand
+//! alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

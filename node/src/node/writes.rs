@@ -2,6 +2,7 @@
 //! so that nothing is fire-and-forget and shutdown joins them all ([`Writes::join`]). Writes
 //! whose outcome the actor waits for send it back as an [`Internal`] message.
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use futures_util::future::BoxFuture;
@@ -9,11 +10,12 @@ use liaison_protocol::message::MessageId;
 use tokio::task::JoinSet;
 use tracing::{warn, Instrument};
 
+use crate::clock::now;
 use crate::error::Result;
 
 use super::attached;
 use super::attached::FetchWanted;
-use super::command::Internal;
+use super::command::{Internal, NodeEvent};
 use super::Actor;
 
 /// Message batches of each kind (received, posted here) being written at once. What arrives
@@ -130,4 +132,39 @@ impl Actor {
     }
 
     // ----- engine output -----------------------------------------------------------------
+
+    /// A batch of received messages was written (or failed): the engine hears which are
+    /// durable and which must be fetched again; observers and feeds hear of the stored ones.
+    pub(super) fn on_durable(
+        &mut self,
+        ids: Vec<MessageId>,
+        failed: Vec<MessageId>,
+        named: Vec<FetchWanted>,
+    ) {
+        self.pending_writes = self.pending_writes.saturating_sub(1);
+        self.received_writes = self.received_writes.saturating_sub(1);
+        if !failed.is_empty() {
+            self.engine.handle_store_failed(&failed);
+            for id in &failed {
+                self.origins.remove(id);
+                self.accepted_attachments.remove(id);
+            }
+        }
+        // Written, and indexed before that: fetch the eager ones.
+        let written: HashSet<MessageId> = ids.iter().copied().collect();
+        self.fetch_eager(
+            named
+                .into_iter()
+                .filter(|w| written.contains(&w.message))
+                .collect(),
+        );
+        self.metrics.stored_from_peers(ids.len());
+        self.engine.handle_durable(now(), &ids);
+        if self.events.receiver_count() > 0 && !ids.is_empty() {
+            let _ = self.events.send(NodeEvent::Durable {
+                ids: ids.as_slice().into(),
+            });
+        }
+        self.publish_fresh(ids.iter().map(|id| (*id, None)));
+    }
 }
