@@ -14,7 +14,7 @@
 //!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn, API / e2e, attachment / quinn
 //! ```
 //!
-//! Every node is a real node ([`crate::node::start`]) with its own data directory under a
+//! Every node is a real node ([`crate::daemon::start`]) with its own data directory under a
 //! temporary directory, its own sled store (acknowledgements only after flush) and its own QUIC
 //! endpoint on loopback. The end-to-end phase runs node B in a child process, as nodes run in a
 //! deployment ([`serve_node`]); the other phases run their nodes in this process. Deliveries are

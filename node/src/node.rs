@@ -1,17 +1,25 @@
 //! The running node: one actor task that owns the sync engine and the store handle, plus the
-//! tasks around it.
+//! tasks around it, each with one owner.
 //!
 //! ```text
-//!  accept loop ──ConnUp──┐                         ┌──▶ connection writer (per peer, bounded)
-//!  dialer (per peer) ────┤                         │
-//!  connection readers ───┼──▶ Actor::run ──────────┤──▶ store writes (group commit) ──Durable──┐
-//!  API handlers ─Command─┘    (Engine, Store)      └──▶ timer (engine.poll_timeout)           │
-//!                  ▲                                                                         │
-//!                  └─────────────────────────────── Internal ◀───────────────────────────────┘
+//!  Acceptor ──────ConnUp──┐                        ┌──▶ Connection writer (per peer, bounded)
+//!  Dialer (per peer) ─────┤                        │
+//!  Connection readers ────┼──▶ Actor::run ─────────┼──▶ Writes (group commit) ──Durable──┐
+//!  Scoped (the door) ─Command─┘  (Engine, Store)   └──▶ timer (engine.poll_timeout)      │
+//!                  ▲                                                                    │
+//!                  └──────────────────────────── Internal ◀─────────────────────────────┘
 //! ```
 //!
 //! Every channel is bounded. Nothing is acknowledged — to a peer or an API caller — before the
 //! store reports the write durable (flushed); one flush covers a whole batch of writes.
+//!
+//! Who owns what: the contract with callers is in `command` (reached through [`Scoped`]),
+//! the loop in `actor`, its assembly in `launch`; the peer table (`peers`) owns peers,
+//! connections and the dialer and connection tasks (`dial`, `connection`); `writes` owns every
+//! store task the actor starts; `archive` answers the engine from the store; `posting` and
+//! `membership` make local posts and group changes; `trust` keeps the federation view. The
+//! daemon ([`crate::daemon`]) composes the node with its API and web workspace, which this
+//! module does not know. This file holds the actor's state and the officer queries.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};

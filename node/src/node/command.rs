@@ -264,7 +264,10 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    /// Sends a command built around a reply channel and waits for the answer.
+    /// Sends a command built around a reply channel and waits for the answer. A command sent
+    /// this way runs as the node's admin: callers outside the node use the typed methods of
+    /// [`NodeHandle::as_officer`] and [`NodeHandle::as_admin`] instead; this stays public only
+    /// for the queries that have no typed method yet.
     pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx
