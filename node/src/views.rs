@@ -615,8 +615,7 @@ pub struct ErrorBody {
     pub fields: Vec<liaison_protocol::FieldError>,
 }
 
-/// One problem of an invalid record (in `fields` of a 422 answer): the schema of
-/// [`liaison_protocol::FieldError`] as the API shows it.
+/// One problem of an invalid record (in `fields` of a 422 answer).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldProblem {
