@@ -206,6 +206,25 @@ impl Actor {
         self.admit(node);
     }
 
+    /// Why `node` is not admitted now, if it is not.
+    pub(super) fn peer_blocked(&self, node: &NodeId) -> Option<String> {
+        if let Some(why) = self.trust.blocked(node) {
+            return Some(why);
+        }
+        let entry = self.peers.entries.get(node)?;
+        if entry.pinned {
+            return None;
+        }
+        match self.trust.admission(node, now()) {
+            liaison_protocol::roster::Admission::Member { .. } => None,
+            liaison_protocol::roster::Admission::Expired { valid_until } => Some(format!(
+                "its roster expired at {}",
+                crate::views::rfc3339(valid_until.0)
+            )),
+            _ => Some("no roster in force admits it".into()),
+        }
+    }
+
     /// Puts a tracked peer on the allow-list and starts dialling it, unless the federation view
     /// blocks it (then it is taken off and not dialled; its connection, if any, stays).
     pub(super) fn admit(&mut self, node: NodeId) {

@@ -126,25 +126,6 @@ impl Actor {
 
     // ----- who is a peer ----------------------------------------------------------------------
 
-    /// Why `node` is not admitted now, if it is not.
-    pub(super) fn peer_blocked(&self, node: &NodeId) -> Option<String> {
-        if let Some(why) = self.trust.blocked(node) {
-            return Some(why);
-        }
-        let entry = self.peers.entries.get(node)?;
-        if entry.pinned {
-            return None;
-        }
-        match self.trust.admission(node, now()) {
-            liaison_protocol::roster::Admission::Member { .. } => None,
-            liaison_protocol::roster::Admission::Expired { valid_until } => Some(format!(
-                "its roster expired at {}",
-                crate::views::rfc3339(valid_until.0)
-            )),
-            _ => Some("no roster in force admits it".into()),
-        }
-    }
-
     /// Brings the peer set in line with the pins and the federation view: tracks every roster
     /// entry, forgets roster-only peers no roster lists any more, and re-checks who is blocked.
     /// A peer newly revoked, rotated away from, refused or dropped from the rosters is
