@@ -58,6 +58,7 @@ mod launch;
 mod membership;
 mod observe;
 mod peers;
+mod pins;
 mod posting;
 mod quarantine;
 mod records;
