@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use liaison_node::config::Config;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command, Post, RunningNode, Scoped};
+use liaison_node::daemon::{self, RunningNode};
+use liaison_node::node::{Command, Post, Scoped};
 use liaison_node::views::MessageView;
 use liaison_protocol::{GroupId, Handling, MessageId, Role};
 
@@ -65,26 +66,19 @@ async fn start(root: &std::path::Path, name: &str) -> Result<RunningNode> {
     let dir = DataDir::new(root.join(name));
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     dir.init(&Config::new(name, any, any), &mut rand_core::OsRng)?;
-    Ok(node::start(&dir).await?)
+    Ok(daemon::start(&dir).await?)
 }
 
 /// Pins `peer` on the node behind `on` (as `liaison peer add NAME NODE_ID HOST:PORT` does).
 async fn pin(on: &Scoped, peer: &RunningNode) -> Result<()> {
-    let (name, node, address) = (peer.name.clone(), peer.node_id, peer.quic_addr.to_string());
-    on.node()
-        .ask(|reply| Command::AddPeer {
-            name,
-            node,
-            address,
-            reply,
-        })
-        .await??;
+    on.add_peer(peer.name.clone(), peer.node_id, peer.quic_addr.to_string())
+        .await?;
     Ok(())
 }
 
 /// Whether the node behind `on` is connected to its peer `name`.
 async fn connected(on: &Scoped, name: &str) -> Result<Option<()>> {
-    let peers = on.node().ask(Command::Peers).await?;
+    let peers = on.peers().await?;
     let up = peers
         .iter()
         .any(|p| p.name == name && p.state == "connected");
@@ -93,20 +87,9 @@ async fn connected(on: &Scoped, name: &str) -> Result<Option<()>> {
 
 /// Creates a group and adds `member` (a pinned peer's name) to it as a member.
 async fn create_group(on: &Scoped, name: &str, member: &str) -> Result<GroupId> {
-    let name = name.to_owned();
-    let group = on
-        .node()
-        .ask(|reply| Command::CreateGroup { name, reply })
-        .await??;
-    let (g, peer) = (group.to_string(), member.to_owned());
-    on.node()
-        .ask(|reply| Command::AddMember {
-            group: g,
-            peer,
-            role: Role::Member,
-            reply,
-        })
-        .await??;
+    let group = on.create_group(name.to_owned()).await?;
+    on.add_member(group.to_string(), member.to_owned(), Role::Member)
+        .await?;
     Ok(group)
 }
 
@@ -122,11 +105,7 @@ async fn post(on: &Scoped, group: GroupId, subject: &str, body: &str) -> Result<
         reply_to: None,
         attachments: vec![],
     };
-    let group = group.to_string();
-    Ok(on
-        .node()
-        .ask(|reply| Command::Post { group, post, reply })
-        .await??)
+    Ok(on.post(group.to_string(), post).await?)
 }
 
 /// Message `id`, if the node behind `on` holds it.

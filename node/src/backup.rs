@@ -140,7 +140,7 @@ pub fn write_data(store: &Store, dir: &DataDir, into: &Path) -> Result<DataPart>
     }
     let config = dir.config()?;
     let node_id = dir.node_id()?;
-    let created_at_ms = crate::node::now().0;
+    let created_at_ms = crate::clock::now().0;
     fs::DirBuilder::new()
         .mode(0o700)
         .create(into)
@@ -549,7 +549,7 @@ fn build(
         &crate::restored::Marker {
             node_id: manifest.data.node_id.clone(),
             backup_created_at_ms: manifest.data.created_at_ms,
-            restored_at_ms: crate::node::now().0,
+            restored_at_ms: crate::clock::now().0,
         },
     )?;
     // Opened once: the recovery of a start runs, and the count is checked.

@@ -1448,7 +1448,7 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
             json,
         } => {
             let (r, path) =
-                crate::authority::sign(&key, &roster, out.as_deref(), crate::node::now())?;
+                crate::authority::sign(&key, &roster, out.as_deref(), crate::clock::now())?;
             if json {
                 return print_json(&serde_json::json!({
                     "federation": r.federation,
@@ -1962,7 +1962,7 @@ fn parse_since(text: &str) -> Result<u64> {
     }
     if let Ok(ago) = humantime::parse_duration(text) {
         let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
-        return Ok(crate::node::now().0.saturating_sub(ago));
+        return Ok(crate::clock::now().0.saturating_sub(ago));
     }
     Err(Error::Invalid(format!(
         "--since {text:?} is neither a time (2026-11-22T10:00:00Z) nor a duration (2h)"
@@ -2109,7 +2109,7 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
     // start. A SIGHUP (a `kill -HUP` meant for another daemon, a closed terminal) is logged and
     // the node runs on.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("cannot watch SIGHUP", e))?;
-    let node = crate::node::start(dir).await?;
+    let node = crate::daemon::start(dir).await?;
     say!(
         "{} running: node {} quic {} api {}",
         node.name,

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{cpu_seconds, percentiles, progress, NodeProcess, PHASE_TIMEOUT};
 use crate::client::Client;
+use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::RunningNode;
 use crate::views::{Created, MessageView, PostMessage};
 
 /// Messages posted through A but not yet seen on B's stream, at most (B's stream reads each

@@ -15,9 +15,9 @@ use serde::Serialize;
 use super::{progress, NodeProcess, MIB, PHASE_TIMEOUT};
 use crate::attachments::Uploaded;
 use crate::client::Client;
+use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::RunningNode;
 use crate::views::{Created, MessageView};
 
 /// How often B's API is asked whether it holds the file whole.
