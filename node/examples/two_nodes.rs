@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use liaison_node::config::Config;
-use liaison_node::datadir::DataDir;
 use liaison_node::daemon::{self, RunningNode};
+use liaison_node::datadir::DataDir;
 use liaison_node::node::{Command, Post, Scoped};
 use liaison_node::views::MessageView;
 use liaison_protocol::{GroupId, Handling, MessageId, Role};

@@ -49,7 +49,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
     let attachments = Arc::new(Attachments::open(
         &dir.store_path(),
-        config.attachments.options(),
+        crate::attachments::Options::of(&config.attachments),
     )?);
     let node_id = identity.node_id();
     let allow = AllowList::new();

@@ -1,4 +1,4 @@
-//! The store's unit tests. One file of ~1,700 lines on purpose: the tests share the fixtures at
+//! The store's unit tests. Long on purpose (~1,700 lines): the tests share the fixtures at
 //! its top (a store in a temporary directory, messages and receipts made to order, damaged
 //! files), and each names the guarantee it checks.
 
