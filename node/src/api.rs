@@ -31,7 +31,8 @@
 //! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
 //! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched); `Range: bytes=A-B` answers that part (206) |
 //! | `GET /v1/attachments/{id}/thumbnail[?max=N]` | any     | a thumbnail of such a photo, made here (JPEG or PNG, longest edge N, default 256) |
-//! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
+//! | `GET /v1/messages[?group=G&limit=N&before=C]` | any     | a page of messages, newest first (no bodies) |
+//! | `GET /v1/groups/{group}/messages[?limit=N&before=C]` | any | a page of one group's messages |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
 //! | `GET /v1/messages/{id}/thread`               | any     | the thread, with alert and request states |
@@ -159,7 +160,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", post(add_member))
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
-        .route("/v1/groups/{group}/messages", post(post_message))
+        .route(
+            "/v1/groups/{group}/messages",
+            get(group_messages).post(post_message),
+        )
         .route("/v1/groups/{group}/records", post(post_record))
         .route("/v1/groups/{group}/messages/batch", post(batch::post_batch))
         .route("/v1/groups/{group}/export", get(export))
@@ -289,6 +293,7 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::NotYet(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
@@ -701,7 +706,7 @@ async fn stats(
     Path(group): Path<String>,
 ) -> ApiResult<views::StatsView> {
     let target = group.clone();
-    let result = async { s.ask(&who, |reply| Command::Stats { group, reply }).await? }.await;
+    let result = s.node.as_officer(who.clone()).stats(group).await;
     Ok(Json(s.audited(&who, "stats", &target, result).await?))
 }
 
@@ -713,7 +718,7 @@ async fn thread(
     let target = id.clone();
     let result = async {
         let id = find_message(&s, &who, &id).await?;
-        s.ask(&who, |reply| Command::Thread { id, reply }).await?
+        s.node.as_officer(who.clone()).thread(id).await
     }
     .await;
     Ok(Json(s.audited(&who, "thread", &target, result).await?))
@@ -803,12 +808,10 @@ async fn export(
         csv_kind.map(|k| format!(" as {k} CSV")).unwrap_or_default()
     );
     let result = async {
-        s.ask(&who, |reply| Command::Export {
-            group,
-            include_nominal,
-            reply,
-        })
-        .await?
+        s.node
+            .as_officer(who.clone())
+            .export(group, include_nominal)
+            .await
     }
     .await;
     let outcome_target = match &result {
@@ -845,20 +848,47 @@ struct GroupQuery {
     group: Option<String>,
 }
 
+/// `GET /v1/messages` and `GET /v1/groups/{group}/messages` options.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    /// Group id or name (`/v1/messages` only): that group alone.
+    group: Option<String>,
+    /// Messages per page: 1 to 1000, 100 by default.
+    limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    before: Option<String>,
+}
+
 async fn inbox(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<GroupQuery>,
-) -> ApiResult<Vec<views::MessageView>> {
+    Query(q): Query<PageQuery>,
+) -> ApiResult<views::MessagePage> {
+    list(s, who, q).await
+}
+
+async fn group_messages(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(group): Path<String>,
+    Query(mut q): Query<PageQuery>,
+) -> ApiResult<views::MessagePage> {
+    q.group = Some(group);
+    list(s, who, q).await
+}
+
+/// A page of messages, audited as a listing of its group (or of all groups).
+async fn list(s: AppState, who: Principal, q: PageQuery) -> ApiResult<views::MessagePage> {
     let target = q.group.clone().unwrap_or_else(|| "all".into());
-    let result = async {
-        s.ask(&who, |reply| Command::Inbox {
+    let result = s
+        .node
+        .as_officer(who.clone())
+        .inbox(crate::node::PageRequest {
             group: q.group,
-            reply,
+            limit: q.limit,
+            before: q.before,
         })
-        .await?
-    }
-    .await;
+        .await;
     Ok(Json(s.audited(&who, "list", &target, result).await?))
 }
 
@@ -1042,8 +1072,7 @@ async fn find_message(s: &AppState, who: &Principal, text: &str) -> Result<Messa
         return message_id(text);
     }
     let prefix = text.to_owned();
-    s.ask(who, |reply| Command::ResolveId { prefix, reply })
-        .await?
+    s.node.as_officer(who.clone()).resolve_id(prefix).await
 }
 
 async fn read(
@@ -1054,7 +1083,7 @@ async fn read(
     let target = id.clone();
     let result = async {
         let id = find_message(&s, &who, &id).await?;
-        s.ask(&who, |reply| Command::Read { id, reply }).await?
+        s.node.as_officer(who.clone()).read(id).await
     }
     .await;
     Ok(Json(s.audited(&who, "read", &target, result).await?))
@@ -1068,7 +1097,7 @@ async fn receipts(
     let target = id.clone();
     let result = async {
         let id = find_message(&s, &who, &id).await?;
-        s.ask(&who, |reply| Command::Receipts { id, reply }).await?
+        s.node.as_officer(who.clone()).receipts(id).await
     }
     .await;
     Ok(Json(s.audited(&who, "receipts", &target, result).await?))
@@ -1118,7 +1147,7 @@ async fn events(
             }
             None => None,
         };
-        let feed = s.node.ask(Command::Subscribe).await?;
+        let feed = s.node.as_officer(who.clone()).subscribe()?;
         Ok::<_, Error>((group, feed))
     }
     .await;

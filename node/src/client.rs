@@ -198,6 +198,7 @@ impl Client {
                 401 | 403 => Error::Forbidden(message),
                 409 => Error::Conflict(message),
                 413 => Error::TooLarge(message),
+                429 => Error::Busy(message),
                 503 => Error::NotYet(message),
                 _ => Error::Invalid(message),
             });

@@ -43,6 +43,10 @@ pub enum Error {
     /// What was asked for is not here yet (an attachment being fetched): ask again later.
     #[error("{0}")]
     NotYet(String),
+    /// The caller already runs as many queries (or event streams) as one principal may at
+    /// once: try again once one has finished.
+    #[error("{0}")]
+    Busy(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,

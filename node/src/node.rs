@@ -24,7 +24,6 @@ use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::group::Change;
 use liaison_protocol::identity::{Descriptor, SignedDescriptor};
 use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Place, Sealed};
-use liaison_protocol::receipt::Receipt;
 use liaison_protocol::record::Record;
 use liaison_protocol::sync::{self, Archive, Engine, Event};
 use liaison_protocol::{
@@ -42,17 +41,14 @@ use crate::attachments::Attachments;
 use crate::config::Config;
 use crate::datadir::{DataDir, Runtime};
 use crate::error::{Error, Result};
-use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::{self, AllowList, Transport, TransportConfig};
 mod trust;
 pub use door::Scoped;
 pub use feed::Fresh;
+pub use reads::{Feed, PageRequest};
 
-use crate::views::{
-    ExportView, GroupView, MemberView, MessageView, PeerView, ReceiptView, Refused, RemovedView,
-    Status,
-};
+use crate::views::{GroupView, MemberView, MessageView, PeerView, RemovedView, Status};
 
 /// Capacity of the command channel from the API.
 const COMMAND_QUEUE: usize = 256;
@@ -207,57 +203,6 @@ pub enum Command {
         /// Answered once every item is taken (each has its own answer).
         reply: oneshot::Sender<()>,
     },
-    /// List messages (newest last).
-    Inbox {
-        /// Group id or name, or all groups.
-        group: Option<String>,
-        /// Reply.
-        reply: oneshot::Sender<Result<Vec<MessageView>>>,
-    },
-    /// Read one message.
-    Read {
-        /// Message id.
-        id: MessageId,
-        /// Reply.
-        reply: oneshot::Sender<Result<MessageView>>,
-    },
-    /// The one message whose id starts with a prefix, among those the caller may read.
-    ResolveId {
-        /// 8 to 63 lowercase hex digits.
-        prefix: String,
-        /// Reply.
-        reply: oneshot::Sender<Result<MessageId>>,
-    },
-    /// Receipts of one message.
-    Receipts {
-        /// Message id.
-        id: MessageId,
-        /// Reply.
-        reply: oneshot::Sender<Result<Vec<ReceiptView>>>,
-    },
-    /// The messages of a group that may be exported, and those a handling code keeps in.
-    Export {
-        /// Group id or name.
-        group: String,
-        /// Keep the nominal section (persons, companies) of records; left out otherwise.
-        include_nominal: bool,
-        /// Reply.
-        reply: oneshot::Sender<Result<ExportView>>,
-    },
-    /// The thread a message belongs to.
-    Thread {
-        /// A message of the thread.
-        id: MessageId,
-        /// Reply.
-        reply: oneshot::Sender<Result<crate::views::ThreadView>>,
-    },
-    /// Counts of a group's messages by kind, commodity, outcome, month and state.
-    Stats {
-        /// Group id or name.
-        group: String,
-        /// Reply.
-        reply: oneshot::Sender<Result<crate::views::StatsView>>,
-    },
     /// An attachment the caller may open: the reference (key included) from a message naming
     /// it that the caller may read, once it is held whole here. Not held yet: it is fetched,
     /// and the answer is [`Error::NotYet`].
@@ -267,9 +212,6 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<AttachmentRef>>,
     },
-    /// A feed of messages as they are durably stored, each opened once for every subscriber
-    /// (see [`Fresh`]).
-    Subscribe(oneshot::Sender<broadcast::Receiver<Arc<Fresh>>>),
     /// What the metrics endpoint shows (see [`crate::metrics`]).
     Metrics(oneshot::Sender<crate::metrics::Snapshot>),
     /// Quarantine a stored message: no view of this node shows it until it is released (admin
@@ -333,6 +275,8 @@ pub struct PostItem {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Command>,
+    /// Queries go here, not to the actor (see [`reads`]).
+    reads: Arc<reads::Reads>,
 }
 
 impl NodeHandle {
@@ -649,6 +593,7 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         own_rotations.push(statement);
     }
     restore(&mut engine, &store)?;
+    relist(&store).await?;
     let restoring = crate::restored::at_start(dir, &node_id)?;
     engine.set_restoring(restoring.is_some());
     let trust = crate::federation::Trust::new(&config.federation)?;
@@ -675,7 +620,17 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let handle = NodeHandle { tx: cmd_tx };
+    let (publisher, snapshots) = reads::Publisher::new(node_id, config.name.clone());
+    let new_messages = broadcast::channel(1024).0;
+    let handle = NodeHandle {
+        tx: cmd_tx,
+        reads: Arc::new(reads::Reads::new(
+            store.clone(),
+            attachments.clone(),
+            snapshots,
+            new_messages.clone(),
+        )),
+    };
     let (events, _) = broadcast::channel(EVENT_QUEUE);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -698,7 +653,8 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         pending_writes: 0,
         directory: BTreeMap::new(),
         quarantined: quarantine::Quarantined::new(),
-        new_messages: broadcast::channel(1024).0,
+        new_messages,
+        reads: publisher,
         events: events.clone(),
         local_posts: Vec::new(),
         post_rounds: posting::Rounds::default(),
@@ -793,6 +749,37 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         dir: dir.clone(),
         events,
     })
+}
+
+/// Brings the store's listing index in line with its messages before anything is listed (see
+/// `store::listing`): a data directory written before the index existed, or a crash recovery
+/// that indexed messages from the envelope log again, is relisted here, on the blocking pool,
+/// before the API answers.
+async fn relist(store: &Store) -> Result<()> {
+    let listed = store.listed_count()?;
+    let held = store.message_count() as u64;
+    if listed == held {
+        return Ok(());
+    }
+    let s = store.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        s.relist(|envelope| {
+            message::decode(envelope)
+                .ok()
+                .map(|(_, header, _)| header.created_at.0)
+        })
+    })
+    .await
+    .map_err(|e| Error::Corrupt(format!("rebuilding the listing index failed: {e}")))??;
+    info!(
+        listed,
+        held,
+        added = report.added,
+        removed = report.removed,
+        unreadable = report.unreadable,
+        "listing index brought in line with the stored messages"
+    );
+    Ok(())
 }
 
 /// The address shown to peers: `advertise`, or the bound address with an unspecified IP
@@ -1073,6 +1060,8 @@ struct Actor {
     quarantined: quarantine::Quarantined,
     /// Messages as they become durable, for live feeds (see [`feed`]).
     new_messages: broadcast::Sender<Arc<feed::Fresh>>,
+    /// What queries read from the actor, published at every loop turn (see [`reads`]).
+    reads: reads::Publisher,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
     events: broadcast::Sender<NodeEvent>,
     /// Posts waiting to be sealed and written together by `store_local_posts`.
@@ -1294,6 +1283,8 @@ impl Actor {
                 }
             }
             self.isolated("drain", Actor::drain);
+            // Queries see what this turn changed (groups, names, trust, quarantines).
+            self.isolated("publish", |a| drop(a.snapshot()));
         }
         // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
         // close connections.
@@ -1570,6 +1561,7 @@ impl Actor {
                     place: header.place(),
                     envelope,
                     meta: now().0.to_be_bytes().to_vec(),
+                    created_at: header.created_at.0,
                 });
             }
             Event::ControlApplied { group, seq, event } => {
@@ -2023,34 +2015,8 @@ impl Actor {
                 }
                 let _ = reply.send(());
             }
-            Command::Inbox { group, reply } => {
-                let _ = reply.send(self.inbox(who, group.as_deref()));
-            }
-            Command::Read { id, reply } => {
-                let _ = reply.send(self.read(who, &id, true));
-            }
-            Command::ResolveId { prefix, reply } => self.resolve_id(who, prefix, reply),
-            Command::Receipts { id, reply } => {
-                let _ = reply.send(self.receipts(who, &id));
-            }
-            Command::Export {
-                group,
-                include_nominal,
-                reply,
-            } => {
-                let _ = reply.send(self.export(who, &group, include_nominal));
-            }
-            Command::Thread { id, reply } => {
-                let _ = reply.send(self.thread(who, &id));
-            }
-            Command::Stats { group, reply } => {
-                let _ = reply.send(self.stats(who, &group));
-            }
             Command::Attachment { id, reply } => {
                 let _ = reply.send(self.open_attachment(who, &id));
-            }
-            Command::Subscribe(reply) => {
-                let _ = reply.send(self.new_messages.subscribe());
             }
             Command::Metrics(reply) => {
                 let _ = reply.send(self.metrics_snapshot());
@@ -2373,41 +2339,6 @@ impl Actor {
         }
     }
 
-    fn export(&self, who: &Principal, group: &str, include_nominal: bool) -> Result<ExportView> {
-        let gid = self.resolve_visible_group(who, group)?;
-        let mut exported = Vec::new();
-        let mut refused = Vec::new();
-        for id in self.store.group_messages(&gid)? {
-            let mut view = match self.read(who, &id, true) {
-                Ok(v) => v,
-                Err(Error::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            if !include_nominal {
-                view.nominal_withheld = crate::records::withhold_nominal(&mut view);
-            }
-            let reason = match view.handling.as_str() {
-                "red" => Some("TLP:RED is for its named recipients only and is never exported"),
-                "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
-                _ => None,
-            };
-            match reason {
-                Some(r) => refused.push(Refused {
-                    id: view.id,
-                    handling: view.handling,
-                    reason: r.to_owned(),
-                }),
-                None => exported.push(view),
-            }
-        }
-        exported.sort_by_key(|m| m.created_at_ms);
-        Ok(ExportView {
-            group_id: gid.to_string(),
-            exported,
-            refused,
-        })
-    }
-
     fn resolve_group(&self, sel: &str) -> Result<GroupId> {
         if let Ok(id) = sel.parse::<GroupId>() {
             if self.engine.group(&id).is_some() {
@@ -2702,32 +2633,6 @@ impl Actor {
         });
     }
 
-    fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {
-        let groups: Vec<GroupId> = match group {
-            Some(sel) => vec![self.resolve_visible_group(who, sel)?],
-            None => self
-                .engine
-                .groups()
-                .map(|g| g.id())
-                .filter(|g| who.access(g).is_some())
-                .collect(),
-        };
-        let mut out = Vec::new();
-        for gid in groups {
-            for id in self.store.group_messages(&gid)? {
-                match self.read(who, &id, false) {
-                    Ok(v) => out.push(v),
-                    Err(Error::NotFound(_)) => {}
-                    Err(e) => {
-                        warn!(id = %id.short(), error = %e, "cannot show a stored message")
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|m| m.created_at_ms);
-        Ok(out)
-    }
-
     /// Whether a stored message is withheld from every view, and its attachments from every
     /// fetch and every peer: it was taken before this node learned that its author was
     /// removed, beyond the cut-off the owner recorded (no member keeps it), or that its author
@@ -2741,135 +2646,17 @@ impl Actor {
                 .is_some_and(|r| header.created_at >= r.at)
     }
 
+    /// Message `id` as `who` may see it, read on the actor for the actor's own checks (the
+    /// reply-to of a post, the message an attachment is opened through): see
+    /// [`reads::view::Ctx::read`].
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
-        // Before a byte of it is read: a quarantined message may be one that breaks a view.
-        self.check_quarantine(who, id)?;
-        #[cfg(test)]
-        faults::at_view(id);
-        let not_found = || Error::NotFound(format!("no message {id} on this node"));
-        let bytes = self.store.message(id)?.ok_or_else(not_found)?;
-        let (_, header, _) = message::decode(&bytes)?;
-        if who.access(&header.group).is_none() {
-            return Err(not_found());
-        }
-        let state = self.engine.group(&header.group).ok_or_else(not_found)?;
-        if self.withheld(state, &header) {
-            return Err(not_found());
-        }
-        let (verified, content) = message::verify_and_open(&bytes, state)?;
-        let h = verified.header;
-        if h.handling == Handling::Red {
-            let own = h.author == self.me && content.officer == who.name();
-            if !own && !crate::names::is_recipient(&content.recipients, self.me, who.name()) {
-                return Err(not_found());
-            }
-        }
-        Ok(self.view_of(id, &h, content, state, with_body))
-    }
-
-    /// The view of a message this node holds and has opened (see [`Actor::read`]).
-    fn view_of(
-        &self,
-        id: &MessageId,
-        h: &message::Header,
-        content: Content,
-        state: &liaison_protocol::group::GroupState,
-        with_body: bool,
-    ) -> MessageView {
-        let recipients = content
-            .recipients
-            .iter()
-            .map(|r| format!("{}@{}", r.officer, self.node_name(&r.node, Some(&h.group))))
-            .collect();
-        let shown = Shown::of(&content.payload);
-        MessageView {
-            id: id.to_string(),
-            group_id: h.group.to_string(),
-            group_name: state.name().to_owned(),
-            author_id: h.author.to_string(),
-            author_name: self.node_name(&h.author, Some(&h.group)),
-            officer: content.officer,
-            created_at: crate::views::rfc3339(h.created_at.0),
-            created_at_ms: h.created_at.0,
-            subject: shown.subject,
-            handling: h.handling.to_string(),
-            expires_at: h.expires_at.map(|t| crate::views::rfc3339(t.0)),
-            reply_to: content.reply_to.map(|r| r.to_string()),
-            recipients,
-            epoch: h.epoch,
-            seq: h.seq,
-            author_removed_in_epoch: state.removed_in(&h.author),
-            body: with_body.then_some(shown.body),
-            kind: shown.kind,
-            record: shown.record.filter(|_| with_body),
-            unreadable: shown.unreadable,
-            nominal_withheld: false,
-            attachments: content
-                .payload
-                .attachments()
-                .iter()
-                .map(|a| crate::views::AttachmentView {
-                    id: a.id.to_string(),
-                    name: a.name.clone(),
-                    media_type: a.media_type.clone(),
-                    size: a.size,
-                    held: self.attachments.is_whole(&a.id),
-                })
-                .collect(),
-        }
-    }
-
-    fn receipts(&self, who: &Principal, id: &MessageId) -> Result<Vec<ReceiptView>> {
-        // Only whoever may read the message sees its receipts.
-        let message = self.read(who, id, false)?;
-        let (Ok(group), Ok(author)) = (
-            message.group_id.parse::<GroupId>(),
-            message.author_id.parse::<NodeId>(),
-        ) else {
-            return Err(Error::Invalid(format!(
-                "message {id} names a malformed group or author"
-            )));
+        let snap = self.snapshot();
+        let ctx = reads::view::Ctx {
+            snap: &snap,
+            store: &self.store,
+            attachments: &self.attachments,
         };
-        let origin = Place {
-            group,
-            author,
-            epoch: message.epoch,
-            seq: message.seq,
-        };
-        // Per receiver, the earliest time it says it stored the message.
-        let mut stored: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for (_, bytes) in self.store.receipts(&origin)? {
-            let Ok(r) = Receipt::verify(&bytes) else {
-                continue;
-            };
-            if !r.covers(id) || r.receiver == self.me || r.group != group {
-                continue;
-            }
-            let at = stored.entry(r.receiver).or_insert(r.stored_at.0);
-            *at = (*at).min(r.stored_at.0);
-        }
-        let mut out: Vec<(NodeId, u64)> = stored.into_iter().collect();
-        // A message from another node was stored here when it arrived (the time kept with it);
-        // this node's signed receipt for it went to the author and is not kept.
-        if message.author_id != self.me.to_string() {
-            let arrived = self
-                .store
-                .message_meta(id)?
-                .and_then(|m| <[u8; 8]>::try_from(m.as_slice()).ok())
-                .map(u64::from_be_bytes);
-            if let Some(at) = arrived {
-                out.push((self.me, at));
-            }
-        }
-        out.sort_by_key(|(receiver, _)| *receiver.as_bytes());
-        Ok(out
-            .into_iter()
-            .map(|(receiver, at)| ReceiptView {
-                receiver_id: receiver.to_string(),
-                receiver_name: self.node_name(&receiver, Some(&group)),
-                stored_at: crate::views::rfc3339(at),
-            })
-            .collect())
+        ctx.read(who, id, with_body)
     }
 }
 
@@ -3204,6 +2991,7 @@ mod feed;
 mod observe;
 mod posting;
 mod quarantine;
+pub mod reads;
 mod records;
 pub mod resolve;
 mod restoring;
@@ -3238,6 +3026,46 @@ mod faults {
             .unwrap_or_else(|e| e.into_inner())
             .contains(id);
         assert!(!hit, "injected fault: viewing message {id}");
+    }
+
+    /// Listings in flight park here while [`park_listings`] holds: the count of entries
+    /// reached, and the gate they wait on.
+    static PARKED: Mutex<Option<std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>>> =
+        Mutex::new(None);
+    static REACHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// From now on, every listing stops at its next entry until [`release_listings`].
+    pub(crate) fn park_listings() {
+        REACHED.store(0, std::sync::atomic::Ordering::SeqCst);
+        *PARKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new((
+            Mutex::new(true),
+            std::sync::Condvar::new(),
+        )));
+    }
+
+    /// Lets parked listings go on, and no longer parks new ones.
+    pub(crate) fn release_listings() {
+        let gate = PARKED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(gate) = gate {
+            *gate.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            gate.1.notify_all();
+        }
+    }
+
+    /// Whether a listing is parked now.
+    pub(crate) fn listing_parked() -> bool {
+        REACHED.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn at_listing() {
+        let gate = PARKED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(gate) = gate {
+            REACHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut parked = gate.0.lock().unwrap_or_else(|e| e.into_inner());
+            while *parked {
+                parked = gate.1.wait(parked).unwrap_or_else(|e| e.into_inner());
+            }
+        }
     }
 
     pub(super) fn at_accept(author: &NodeId) {
@@ -3298,6 +3126,7 @@ mod tests {
                 place: s.header.place(),
                 envelope: s.bytes.clone(),
                 meta: 1u64.to_be_bytes().to_vec(),
+                created_at: s.header.created_at.0,
             })
             .collect();
         store.insert_messages(batch).await.unwrap();
@@ -3368,17 +3197,34 @@ mod tests {
             .await
             .unwrap();
 
-        // A command: reading this message panics on `a`.
+        // A command: a reply to this message reads it on the actor, and reading it panics on
+        // `a`. A query of the read model that panics fails alone too.
         let first = post(&a, g, "j.doe", "first", "one", Handling::Green)
             .await
             .unwrap();
         faults::panic_at_view(first);
+        let reply_to_first = Post {
+            officer: "j.doe".into(),
+            recipients: Vec::new(),
+            subject: "re".into(),
+            body: "re".into(),
+            record: None,
+            handling: Handling::Green,
+            reply_to: Some(first),
+            attachments: Vec::new(),
+        };
         let read = a
             .handle
-            .ask(|reply| Command::Read { id: first, reply })
+            .ask(|reply| Command::Post {
+                group: g.to_string(),
+                post: reply_to_first,
+                reply,
+            })
             .await;
         assert!(matches!(read, Err(Error::Internal(_))), "{read:?}");
         assert_eq!(a.handle.ask(Command::Status).await.unwrap().faults, 1);
+        let read = a.handle.as_admin().read(first).await;
+        assert!(matches!(read, Err(Error::Internal(_))), "{read:?}");
 
         // A frame: `b` fails taking a's next message; the one after arrives as usual, and the
         // failed one with the next sync.

@@ -167,6 +167,7 @@ fn msg_in(n: u64, group: GroupId, author: NodeId, epoch: u64, seq: u64) -> NewMe
         place: at(&group, &author, epoch, seq),
         envelope: format!("envelope {n}").into_bytes(),
         meta: format!("meta {n}").into_bytes(),
+        created_at: n,
     }
 }
 
