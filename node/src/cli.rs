@@ -913,16 +913,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 format!("/v1/messages?{}", query.join("&"))
             };
             let page: crate::views::MessagePage = client()?.get(&path).await?;
-            if json {
-                return print_json(&page);
-            }
-            if page.messages.is_empty() {
-                say!("no messages");
-            }
-            for m in &page.messages {
-                say!("{}", message_line(m));
-            }
-            if let Some(next) = &page.next {
+            let more = page.next.as_ref().map(|next| {
                 let mut again = String::from("liaison inbox");
                 if let Some(g) = &group {
                     again.push_str(&format!(" {g:?}"));
@@ -930,7 +921,23 @@ pub async fn run(cli: Cli) -> Result<()> {
                 if let Some(n) = limit {
                     again.push_str(&format!(" --limit {n}"));
                 }
-                say!("more: {again} --before {next}");
+                format!("more: {again} --before {next}")
+            });
+            if json {
+                // The messages alone on stdout; where the next page starts, on stderr.
+                if let Some(more) = &more {
+                    eprintln!("{more}");
+                }
+                return print_json(&page.messages);
+            }
+            if page.messages.is_empty() {
+                say!("no messages");
+            }
+            for m in &page.messages {
+                say!("{}", message_line(m));
+            }
+            if let Some(more) = &more {
+                say!("{more}");
             }
             Ok(())
         }

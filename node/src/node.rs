@@ -3028,43 +3028,46 @@ mod faults {
         assert!(!hit, "injected fault: viewing message {id}");
     }
 
-    /// Listings in flight park here while [`park_listings`] holds: the count of entries
-    /// reached, and the gate they wait on.
-    static PARKED: Mutex<Option<std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>>> =
-        Mutex::new(None);
-    static REACHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    /// Groups whose listings park at their next entry until released, with whether one has
+    /// parked yet.
+    static PARKED: Mutex<Vec<(liaison_protocol::GroupId, bool)>> = Mutex::new(Vec::new());
+    static RELEASED: std::sync::Condvar = std::sync::Condvar::new();
 
-    /// From now on, every listing stops at its next entry until [`release_listings`].
-    pub(crate) fn park_listings() {
-        REACHED.store(0, std::sync::atomic::Ordering::SeqCst);
-        *PARKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new((
-            Mutex::new(true),
-            std::sync::Condvar::new(),
-        )));
+    /// From now on, every listing of `group` stops at its next entry until
+    /// [`release_listings`].
+    pub(crate) fn park_listings(group: liaison_protocol::GroupId) {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((group, false));
     }
 
-    /// Lets parked listings go on, and no longer parks new ones.
-    pub(crate) fn release_listings() {
-        let gate = PARKED.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(gate) = gate {
-            *gate.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
-            gate.1.notify_all();
-        }
+    /// Lets parked listings of `group` go on, and no longer parks new ones.
+    pub(crate) fn release_listings(group: liaison_protocol::GroupId) {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(g, _)| *g != group);
+        RELEASED.notify_all();
     }
 
-    /// Whether a listing is parked now.
-    pub(crate) fn listing_parked() -> bool {
-        REACHED.load(std::sync::atomic::Ordering::SeqCst) > 0
+    /// Whether a listing of `group` is parked now.
+    pub(crate) fn listing_parked(group: liaison_protocol::GroupId) -> bool {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(g, reached)| *g == group && *reached)
     }
 
-    pub(crate) fn at_listing() {
-        let gate = PARKED.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(gate) = gate {
-            REACHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut parked = gate.0.lock().unwrap_or_else(|e| e.into_inner());
-            while *parked {
-                parked = gate.1.wait(parked).unwrap_or_else(|e| e.into_inner());
-            }
+    pub(crate) fn at_listing(group: &liaison_protocol::GroupId) {
+        let mut parked = PARKED.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let Some(at) = parked.iter_mut().find(|(g, _)| g == group) else {
+                return;
+            };
+            at.1 = true;
+            parked = RELEASED.wait(parked).unwrap_or_else(|e| e.into_inner());
         }
     }
 

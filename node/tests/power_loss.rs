@@ -98,9 +98,10 @@ fn check_acknowledged(
         gone.len(),
         accounts.len()
     );
-    let (status, list) = api.get(addr, &format!("/v1/messages?group={group}"));
+    let (status, list) = api.get(addr, &format!("/v1/messages?group={group}&limit=1000"));
     assert_eq!(status, 200, "inbox: {list}");
-    let held: BTreeSet<String> = list
+    assert!(list["next"].is_null(), "one page holds them all: {list}");
+    let held: BTreeSet<String> = list["messages"]
         .as_array()
         .expect("a list")
         .iter()

@@ -190,12 +190,8 @@ impl Net {
         let mut want: Vec<String> = ids.iter().map(ToString::to_string).collect();
         want.sort();
         for node in &self.nodes {
-            let group = Some(self.group.to_string());
-            let mut have: Vec<String> = node
-                .handle
-                .ask(|reply| Command::Inbox { group, reply })
+            let mut have: Vec<String> = liaison_tests::listed(&node.handle, self.group)
                 .await
-                .expect("up")
                 .expect("inbox")
                 .into_iter()
                 .map(|m| m.id)

@@ -31,6 +31,8 @@ use crate::views::{ExportView, MessagePage, MessageView, ReceiptView, StatsView,
 pub mod page;
 mod records;
 pub(crate) mod snapshot;
+#[cfg(test)]
+mod tests;
 pub(crate) mod view;
 
 pub use page::PageRequest;

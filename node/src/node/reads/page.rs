@@ -117,7 +117,7 @@ impl Ctx<'_> {
             scanned += 1;
             last = Some(entry);
             #[cfg(test)]
-            super::super::faults::at_listing();
+            super::super::faults::at_listing(&groups[i]);
             match self.read(who, &entry.id, false) {
                 Ok(view) => messages.push(view),
                 Err(Error::NotFound(_)) => {}
