@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use liaison_node::datadir::DataDir;
 use liaison_node::demo;
-use liaison_node::node::{self, Command, RunningNode};
+use liaison_node::node::{self, RunningNode};
 use liaison_node::Result;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Handling};
