@@ -3028,9 +3028,9 @@ mod faults {
         assert!(!hit, "injected fault: viewing message {id}");
     }
 
-    /// Groups whose listings park at their next entry until released, with whether one has
-    /// parked yet.
-    static PARKED: Mutex<Vec<(liaison_protocol::GroupId, bool)>> = Mutex::new(Vec::new());
+    /// Groups whose listings park at their next entry until released, with how many are
+    /// parked now.
+    static PARKED: Mutex<Vec<(liaison_protocol::GroupId, usize)>> = Mutex::new(Vec::new());
     static RELEASED: std::sync::Condvar = std::sync::Condvar::new();
 
     /// From now on, every listing of `group` stops at its next entry until
@@ -3039,7 +3039,7 @@ mod faults {
         PARKED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((group, false));
+            .push((group, 0));
     }
 
     /// Lets parked listings of `group` go on, and no longer parks new ones.
@@ -3051,22 +3051,23 @@ mod faults {
         RELEASED.notify_all();
     }
 
-    /// Whether a listing of `group` is parked now.
-    pub(crate) fn listing_parked(group: liaison_protocol::GroupId) -> bool {
+    /// How many listings of `group` are parked now.
+    pub(crate) fn listings_parked(group: liaison_protocol::GroupId) -> usize {
         PARKED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .any(|(g, reached)| *g == group && *reached)
+            .find(|(g, _)| *g == group)
+            .map_or(0, |(_, n)| *n)
     }
 
     pub(crate) fn at_listing(group: &liaison_protocol::GroupId) {
         let mut parked = PARKED.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let Some(at) = parked.iter_mut().find(|(g, _)| g == group) else {
-                return;
-            };
-            at.1 = true;
+        let Some(at) = parked.iter_mut().find(|(g, _)| g == group) else {
+            return;
+        };
+        at.1 += 1;
+        while parked.iter().any(|(g, _)| g == group) {
             parked = RELEASED.wait(parked).unwrap_or_else(|e| e.into_inner());
         }
     }

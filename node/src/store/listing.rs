@@ -238,3 +238,106 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use liaison_protocol::{NodeId, Place};
+
+    use super::*;
+    use crate::store::NewMessage;
+
+    fn message(n: u64, group: GroupId, created_at: u64) -> NewMessage {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        NewMessage {
+            id: MessageId::from(id),
+            place: Place {
+                group,
+                author: NodeId::from_bytes([9; 32]).unwrap(),
+                epoch: 1,
+                seq: n,
+            },
+            envelope: created_at.to_be_bytes().to_vec(),
+            meta: Vec::new(),
+            created_at,
+        }
+    }
+
+    fn listed(store: &Store, group: &GroupId, before: Option<Listed>) -> Vec<Listed> {
+        store
+            .listing(group, before)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A group's listing is newest first (ties by id), below a cursor when given, and holds
+    /// no other group's messages.
+    #[tokio::test]
+    async fn a_listing_is_newest_first_below_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
+        let batch = vec![
+            message(1, g, 30),
+            message(2, g, 10),
+            message(3, g, 20),
+            message(4, g, 20),
+            message(5, other, 15),
+        ];
+        store.insert_messages(batch.clone()).await.unwrap();
+        let all = listed(&store, &g, None);
+        let times: Vec<u64> = all.iter().map(|l| l.created_at).collect();
+        assert_eq!(times, [30, 20, 20, 10]);
+        assert_eq!(all[1].id, batch[3].id, "ties: the greater id first");
+        assert_eq!(listed(&store, &g, Some(all[1])), all[2..]);
+        assert_eq!(listed(&store, &other, None).len(), 1);
+        assert_eq!(store.listed_count().unwrap(), 5);
+        // A duplicate lists nothing new.
+        store.insert_messages(vec![batch[0].clone()]).await.unwrap();
+        assert_eq!(store.listed_count().unwrap(), 5);
+    }
+
+    /// A store whose listing index lacks entries (written before the index existed) or holds
+    /// entries of messages no longer held is brought in line by `relist`.
+    #[tokio::test]
+    async fn relist_adds_missing_entries_and_drops_stale_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let g = GroupId::from([1; 16]);
+        let batch: Vec<NewMessage> = (1..=6).map(|n| message(n, g, 100 + n)).collect();
+        store.insert_messages(batch.clone()).await.unwrap();
+        // As a data directory of before the index: no entries, no count; and one stale entry.
+        let engine = store.engine().unwrap();
+        let mut wipe = sled::Batch::default();
+        for item in engine.messages.scan_prefix([P_LISTING]) {
+            wipe.remove(item.unwrap().0);
+        }
+        wipe.remove(KEY_LISTED);
+        let stale = message(99, g, 500);
+        wipe.insert(listing_key(&g, stale.created_at, &stale.id), &[][..]);
+        engine.messages.apply_batch(wipe).unwrap();
+        assert_eq!(store.listed_count().unwrap(), 0);
+
+        let report = store
+            .relist(|envelope| Some(u64::from_be_bytes(envelope.try_into().ok()?)))
+            .unwrap();
+        assert_eq!(
+            report,
+            RelistReport {
+                added: 6,
+                removed: 1,
+                unreadable: 0
+            }
+        );
+        assert_eq!(store.listed_count().unwrap(), 6);
+        let ids: Vec<MessageId> = listed(&store, &g, None).iter().map(|l| l.id).collect();
+        let want: Vec<MessageId> = batch.iter().rev().map(|m| m.id).collect();
+        assert_eq!(ids, want);
+        // In line now: nothing to do.
+        let again = store.relist(|_| None).unwrap();
+        assert_eq!(again, RelistReport::default());
+    }
+}
