@@ -327,3 +327,74 @@ async fn heavy_queries_are_bounded_per_principal() {
     }
     a.shutdown().await.unwrap();
 }
+
+/// Not a test but a measure, run by hand (`cargo test -p liaison-node --lib -- --ignored
+/// measure_a_page --nocapture`): the first page of a group of 10,000 messages against a read of
+/// the whole group. Prints the times; asserts nothing about them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measure, not a test"]
+async fn measure_a_page_of_ten_thousand() {
+    const MESSAGES: usize = 10_000;
+    let root = tempfile::tempdir().unwrap();
+    let a = start(&init_node(root.path(), "a", 200).unwrap())
+        .await
+        .unwrap();
+    let g = create_group(&a, "ops", &[]).await.unwrap();
+    for chunk in 0..MESSAGES / 500 {
+        let mut answers = Vec::new();
+        let mut items = Vec::new();
+        for n in 0..500 {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            answers.push(answer);
+            items.push(crate::node::PostItem {
+                post: Post {
+                    officer: "j.doe".into(),
+                    recipients: Vec::new(),
+                    subject: format!("message {}", chunk * 500 + n),
+                    body: "a body of a few words".into(),
+                    record: None,
+                    handling: Handling::Green,
+                    reply_to: None,
+                    attachments: Vec::new(),
+                },
+                audit: None,
+                reply,
+            });
+        }
+        a.handle
+            .ask(|reply| Command::PostEach {
+                group: g.to_string(),
+                items,
+                reply,
+            })
+            .await
+            .unwrap();
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+    }
+    let admin = a.handle.as_admin();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let p = admin.inbox(page(g, 100, None)).await.unwrap();
+        let first = started.elapsed();
+        let started = std::time::Instant::now();
+        let mut before = p.next.clone();
+        let mut pages = 1;
+        while let Some(cursor) = before {
+            let p = admin.inbox(page(g, 1000, Some(cursor))).await.unwrap();
+            before = p.next;
+            pages += 1;
+        }
+        let walk = started.elapsed();
+        let started = std::time::Instant::now();
+        let stats = admin.stats(g.to_string()).await.unwrap();
+        let whole = started.elapsed();
+        println!(
+            "{MESSAGES} messages: first page of 100 {first:?}; every page of 1,000 ({pages}) {walk:?}; \
+             statistics (a read of the whole group with records) {whole:?} for {} messages",
+            stats.messages
+        );
+    }
+    a.shutdown().await.unwrap();
+}
