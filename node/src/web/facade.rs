@@ -269,7 +269,7 @@ impl Facade {
     }
 
     /// The thread `message` belongs to: its first message and every reply below it that `who`
-    /// may see, in reply order (replies deeper than [`MAX_THREAD_DEPTH`] left out).
+    /// may see, in reply order (replies deeper than `MAX_THREAD_DEPTH` left out).
     pub async fn thread(&self, who: &Principal, message: &MessageView) -> Result<Thread> {
         let id = parse_id(&message.id)?;
         let scoped = self.node.as_officer(who.clone());

@@ -7,7 +7,7 @@
 //!  Scoped::inbox/read/… ── permit per principal ──▶ blocking pool: Ctx { snapshot, store }
 //! ```
 //!
-//! The actor publishes what views need from it as a [`Snapshot`] (see `snapshot`); a query
+//! The actor publishes what views need from it as a `Snapshot` (see `snapshot`); a query
 //! takes the latest one and reads the store on tokio's blocking pool, so a listing of a big
 //! group delays no peer's acknowledgement and no post. Heavy queries (pages, threads,
 //! statistics, exports, short-id lookups) take a permit of their principal

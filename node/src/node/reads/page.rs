@@ -3,8 +3,8 @@
 //! A page is read by a reverse range scan of each group's listing below the cursor, merging
 //! the groups by (creation time, id); each entry is opened once, and one the caller may not
 //! see (withheld, quarantined, TLP:RED for others, a damaged envelope) is passed over while
-//! scanning, so a page still fills up to its limit. A scan stops after [`MAX_SCAN_PER_ITEM`]
-//! entries per message asked for (and at least [`MIN_SCAN`]): the page is then shorter, and
+//! scanning, so a page still fills up to its limit. A scan stops after `MAX_SCAN_PER_ITEM` (8)
+//! entries per message asked for (and at least `MIN_SCAN`, 1,024): the page is then shorter, and
 //! its cursor says where the scan stopped, so the next page goes on from there.
 //!
 //! A cursor is the (creation time, id) of the last entry scanned: every message stored when
@@ -100,11 +100,10 @@ impl Ctx<'_> {
                             return Err(e.into());
                         }
                     }
-                    Some(Ok(head)) => {
-                        if best.is_none_or(|(_, b)| *head > b) {
-                            best = Some((i, *head));
-                        }
+                    Some(Ok(head)) if best.is_none_or(|(_, b)| *head > b) => {
+                        best = Some((i, *head));
                     }
+                    Some(Ok(_)) => {}
                 }
             }
             let Some((i, entry)) = best else {
@@ -139,6 +138,8 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
