@@ -807,40 +807,95 @@ async fn export(
         },
         csv_kind.map(|k| format!(" as {k} CSV")).unwrap_or_default()
     );
-    let result = async {
-        s.node
-            .as_officer(who.clone())
-            .export(group, include_nominal)
-            .await
-    }
-    .await;
+    let scoped = s.node.as_officer(who.clone());
+    let Some(kind) = csv_kind else {
+        // JSON: sent one message at a time, as `ExportView` serializes.
+        let result = scoped.export_stream(group, include_nominal).await;
+        let outcome_target = match &result {
+            Ok(e) => exported_target(&target, e.exported, &e.refused),
+            Err(_) => target,
+        };
+        let export = s.audited(&who, "export", &outcome_target, result).await?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::from_stream(export_body(export)),
+        )
+            .into_response());
+    };
+    let result = scoped.export(group, include_nominal).await;
     let outcome_target = match &result {
-        Ok(v) => format!(
-            "{target} ({} exported, {} refused: {})",
-            v.exported.len(),
-            v.refused.len(),
-            v.refused
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        Ok(v) => exported_target(&target, v.exported.len(), &v.refused),
         Err(_) => target,
     };
     let view = s.audited(&who, "export", &outcome_target, result).await?;
-    match csv_kind {
-        None => Ok(Json(view).into_response()),
-        Some(kind) => {
-            let text = crate::records::csv(kind.as_str(), &view.exported).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CSV: {e}"))
-            })?;
-            Ok((
-                [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-                text,
-            )
-                .into_response())
-        }
+    let text = crate::records::csv(kind.as_str(), &view.exported)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CSV: {e}")))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+/// What the audit record of an export names: the counts and the ids refused.
+fn exported_target(target: &str, exported: usize, refused: &[views::Refused]) -> String {
+    format!(
+        "{target} ({exported} exported, {} refused: {})",
+        refused.len(),
+        refused
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// The JSON of an [`views::ExportView`], byte for byte as `serde_json` writes it, sent piece
+/// by piece: the head, each exported message as it is opened, the refused ones last. A
+/// message that fails to open ends the body early (the client sees a truncated answer).
+fn export_body(
+    export: crate::node::ExportStream,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    enum At {
+        Head,
+        Items { first: bool },
+        Done,
     }
+    let json_err = |e: serde_json::Error| std::io::Error::other(e.to_string());
+    futures_util::stream::unfold((export, At::Head), move |(mut export, at)| async move {
+        match at {
+            At::Head => {
+                let head = serde_json::to_string(&export.group_id)
+                    .map(|g| Bytes::from(format!("{{\"group_id\":{g},\"exported\":[")))
+                    .map_err(json_err);
+                Some((head, (export, At::Items { first: true })))
+            }
+            At::Items { first } => match export.next().await {
+                Some(Ok(view)) => {
+                    let item = serde_json::to_vec(&view).map_err(json_err).map(|v| {
+                        let mut out = Vec::with_capacity(v.len() + 1);
+                        if !first {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(&v);
+                        Bytes::from(out)
+                    });
+                    Some((item, (export, At::Items { first: false })))
+                }
+                Some(Err(e)) => Some((
+                    Err(std::io::Error::other(e.to_string())),
+                    (export, At::Done),
+                )),
+                None => {
+                    let tail = serde_json::to_string(&export.refused)
+                        .map(|r| Bytes::from(format!("],\"refused\":{r}}}")))
+                        .map_err(json_err);
+                    Some((tail, (export, At::Done)))
+                }
+            },
+            At::Done => None,
+        }
+    })
 }
 
 #[derive(Deserialize)]

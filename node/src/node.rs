@@ -46,7 +46,7 @@ use crate::transport::{self, AllowList, Transport, TransportConfig};
 mod trust;
 pub use door::Scoped;
 pub use feed::Fresh;
-pub use reads::{Feed, PageRequest};
+pub use reads::{ExportStream, Feed, PageRequest};
 
 use crate::views::{GroupView, MemberView, MessageView, PeerView, RemovedView, Status};
 

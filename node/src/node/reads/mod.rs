@@ -64,6 +64,30 @@ struct Limits {
     held: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// Messages in an export stream waiting for the reader, at most.
+const EXPORT_QUEUE: usize = 16;
+
+/// An export under way (see [`Scoped::export_stream`]): what it will send, then each exported
+/// message as it is opened. Holds one of its principal's heavy-query permits until dropped.
+#[derive(Debug)]
+pub struct ExportStream {
+    /// The group.
+    pub group_id: String,
+    /// How many messages it exports.
+    pub exported: usize,
+    /// The messages a handling code keeps in.
+    pub refused: Vec<crate::views::Refused>,
+    rx: tokio::sync::mpsc::Receiver<Result<MessageView>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ExportStream {
+    /// The next exported message, oldest first; `None` once all were sent.
+    pub async fn next(&mut self) -> Option<Result<MessageView>> {
+        self.rx.recv().await
+    }
+}
+
 /// A subscription to the live feed, holding one of its principal's stream permits.
 #[derive(Debug)]
 pub struct Feed {
@@ -237,6 +261,58 @@ impl Scoped {
                 ctx.export(&who, &group, include_nominal)
             })
             .await
+    }
+
+    /// An export of a group that sends one message at a time (as [`Scoped::export`] answers,
+    /// without holding the group in memory): its plan is made first, from the messages'
+    /// headers, then each planned message is opened as the reader takes it.
+    pub async fn export_stream(
+        &self,
+        group: String,
+        include_nominal: bool,
+    ) -> Result<ExportStream> {
+        let who = self.principal().clone();
+        let permit = self.reads().heavy.take(&who)?;
+        let planner = who.clone();
+        let plan = self
+            .reads()
+            .run(move |ctx| ctx.export_plan(&planner, &group))
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_QUEUE);
+        let reads = self.reads().clone();
+        let snap = reads.snapshot.borrow().clone();
+        let ids = plan.ids.clone();
+        tokio::task::spawn_blocking(move || {
+            let ctx = Ctx {
+                snap: &snap,
+                store: &reads.store,
+                attachments: &reads.attachments,
+            };
+            for id in ids {
+                let view = match ctx.read(&who, &id, true) {
+                    Ok(mut view) => {
+                        if !include_nominal {
+                            view.nominal_withheld = crate::records::withhold_nominal(&mut view);
+                        }
+                        Ok(view)
+                    }
+                    // Quarantined or withheld since the plan was made.
+                    Err(Error::NotFound(_)) => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = view.is_err();
+                if tx.blocking_send(view).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(ExportStream {
+            group_id: plan.group.to_string(),
+            exported: plan.ids.len(),
+            refused: plan.refused,
+            rx,
+            _permit: permit,
+        })
     }
 
     /// The live feed of messages as they are durably stored (see [`Fresh`]); filter each

@@ -17,7 +17,71 @@ use crate::views::{ExportView, MessageView, Refused, StatsView, ThreadEntry, Thr
 /// Most messages of a thread shown.
 const MAX_THREAD: usize = 10_000;
 
+/// What an export of a group will send, decided before its first byte (see
+/// [`Ctx::export_plan`]).
+#[derive(Debug)]
+pub(crate) struct ExportPlan {
+    /// The group.
+    pub(crate) group: GroupId,
+    /// The messages to export, oldest first.
+    pub(crate) ids: Vec<MessageId>,
+    /// The messages a handling code keeps in.
+    pub(crate) refused: Vec<Refused>,
+}
+
+/// Why a handling code keeps a message in, if it does.
+fn kept_in(handling: &str) -> Option<&'static str> {
+    match handling {
+        "red" => Some("TLP:RED is for its named recipients only and is never exported"),
+        "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
+        _ => None,
+    }
+}
+
 impl Ctx<'_> {
+    /// The messages of `group` that `who` may export, oldest first, and those a handling code
+    /// keeps in, from the messages' headers: only TLP:RED messages are opened (whether `who`
+    /// is a recipient is in the body). The export itself opens each planned message as it is
+    /// sent ([`Ctx::read`]), so its memory is one message, not the group.
+    pub(crate) fn export_plan(&self, who: &Principal, group: &str) -> Result<ExportPlan> {
+        let gid = self.snap.visible_group(who, group)?;
+        let mut listed = self
+            .store
+            .listing(&gid, None)?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        listed.reverse();
+        let mut ids = Vec::new();
+        let mut refused = Vec::new();
+        for entry in listed {
+            let header = match self.header(who, &entry.id) {
+                Ok(h) => h,
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let handling = header.handling.to_string();
+            if header.handling == liaison_protocol::Handling::Red {
+                match self.open(who, &entry.id) {
+                    Ok(_) => {}
+                    Err(Error::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            match kept_in(&handling) {
+                Some(reason) => refused.push(Refused {
+                    id: entry.id.to_string(),
+                    handling,
+                    reason: reason.to_owned(),
+                }),
+                None => ids.push(entry.id),
+            }
+        }
+        Ok(ExportPlan {
+            group: gid,
+            ids,
+            refused,
+        })
+    }
+
     /// The messages of `group` that `who` may export, oldest first, and those a handling
     /// code keeps in: TLP:RED is for its named recipients only, TLP:AMBER+STRICT may not
     /// leave the organisation.

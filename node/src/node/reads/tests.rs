@@ -398,3 +398,67 @@ async fn measure_a_page_of_ten_thousand() {
     }
     a.shutdown().await.unwrap();
 }
+
+/// An export sent one message at a time exports and refuses what the whole export does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_export_is_the_whole_export() {
+    let root = tempfile::tempdir().unwrap();
+    let a = start(&init_node(root.path(), "a", 200).unwrap())
+        .await
+        .unwrap();
+    let g = create_group(&a, "ops", &[]).await.unwrap();
+    for (n, handling) in [
+        Handling::Green,
+        Handling::AmberStrict,
+        Handling::Red,
+        Handling::Amber,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let post = Post {
+            officer: "j.doe".into(),
+            recipients: vec!["m.roe@a".into()],
+            subject: format!("m{n}"),
+            body: "b".into(),
+            record: None,
+            handling,
+            reply_to: None,
+            attachments: Vec::new(),
+        };
+        a.handle
+            .ask(|reply| Command::Post {
+                group: g.to_string(),
+                post,
+                reply,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let officer = a.handle.as_officer(Principal::Officer {
+        name: "j.doe".into(),
+        grants: BTreeMap::from([(g, Access::Read)]),
+    });
+    let whole = officer.export(g.to_string(), false).await.unwrap();
+    let mut streamed = officer.export_stream(g.to_string(), false).await.unwrap();
+    assert_eq!(streamed.group_id, whole.group_id);
+    assert_eq!(streamed.exported, whole.exported.len());
+    let mut sent = Vec::new();
+    while let Some(view) = streamed.next().await {
+        sent.push(serde_json::to_value(view.unwrap()).unwrap());
+    }
+    let want: Vec<serde_json::Value> = whole
+        .exported
+        .iter()
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect();
+    assert_eq!(sent, want);
+    assert_eq!(
+        serde_json::to_value(&streamed.refused).unwrap(),
+        serde_json::to_value(&whole.refused).unwrap()
+    );
+    assert_eq!(whole.exported.len(), 2, "green and amber");
+    assert_eq!(whole.refused.len(), 2, "amber+strict and j.doe's own red");
+    a.shutdown().await.unwrap();
+}

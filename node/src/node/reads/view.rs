@@ -84,6 +84,23 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// The header of message `id` if `who` may see the message, without opening it: every
+    /// check of [`Ctx::open`] but TLP:RED's recipients, which need the body.
+    pub(crate) fn header(&self, who: &Principal, id: &MessageId) -> Result<Header> {
+        self.snap.check_quarantine(who, id)?;
+        let not_found = || Error::NotFound(format!("no message {id} on this node"));
+        let bytes = self.store.message(id)?.ok_or_else(not_found)?;
+        let (_, header, decoded) = message::decode(&bytes)?;
+        if decoded != *id || who.access(&header.group).is_none() {
+            return Err(not_found());
+        }
+        let state = self.snap.group(&header.group).ok_or_else(not_found)?;
+        if self.snap.withheld(state, &header) {
+            return Err(not_found());
+        }
+        Ok(header)
+    }
+
     /// The view of a message this node holds and has opened.
     pub(crate) fn view_of(
         &self,
