@@ -286,21 +286,7 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::InvalidRecord(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::NotYet(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = e.status();
         let fields = match &e {
             Error::InvalidRecord(fields) => fields.clone(),
             _ => Vec::new(),

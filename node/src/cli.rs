@@ -29,7 +29,13 @@ macro_rules! say {
 
 /// Liaison: a federated node for exchanging enforcement intelligence in closed user groups.
 #[derive(Debug, Parser)]
-#[command(name = "liaison", version, long_version = LONG_VERSION, long_about = None)]
+#[command(
+    name = "liaison",
+    version,
+    long_version = LONG_VERSION,
+    long_about = None,
+    after_help = EXIT_CODES.as_str()
+)]
 pub struct Cli {
     /// The node's data directory.
     #[arg(
@@ -411,6 +417,11 @@ const LONG_VERSION: &str = concat!(
     "\nstore format ",
     "4"
 );
+
+/// The end of `liaison --help`: the exit codes, from the one table of errors
+/// ([`crate::error::ANSWERS`]).
+static EXIT_CODES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(crate::error::exit_codes_help);
 
 /// `liaison peer ...`.
 #[derive(Debug, Subcommand)]
@@ -2016,7 +2027,7 @@ async fn watch(client: &Client, group: Option<String>, json: bool) -> Result<()>
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
-    Err(Error::NotFound(format!(
+    Err(Error::NotRunning(format!(
         "the node closed the event stream ({}): it stopped",
         client.base()
     )))
