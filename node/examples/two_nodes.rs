@@ -131,11 +131,7 @@ async fn post(on: &Scoped, group: GroupId, subject: &str, body: &str) -> Result<
 
 /// Message `id`, if the node behind `on` holds it.
 async fn read(on: &Scoped, id: MessageId) -> Result<Option<MessageView>> {
-    Ok(on
-        .node()
-        .ask(|reply| Command::Read { id, reply })
-        .await?
-        .ok())
+    Ok(on.node().as_admin().read(id).await.ok())
 }
 
 /// Asks `check` every 50 ms until it gives a value, for at most 30 s.
