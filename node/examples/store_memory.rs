@@ -63,6 +63,7 @@ async fn fill(dir: &Path, n: u64, authors: &[NodeId]) {
                     place: place(m, authors),
                     envelope: envelope.clone(),
                     meta: m.to_be_bytes().to_vec(),
+                    created_at: m,
                 }
             })
             .collect();

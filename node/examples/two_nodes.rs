@@ -14,7 +14,7 @@ use std::time::Duration;
 use liaison_node::config::Config;
 use liaison_node::daemon::{self, RunningNode};
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{Command, Post, Scoped};
+use liaison_node::node::{Post, Scoped};
 use liaison_node::views::MessageView;
 use liaison_protocol::{GroupId, Handling, MessageId, Role};
 
@@ -110,11 +110,7 @@ async fn post(on: &Scoped, group: GroupId, subject: &str, body: &str) -> Result<
 
 /// Message `id`, if the node behind `on` holds it.
 async fn read(on: &Scoped, id: MessageId) -> Result<Option<MessageView>> {
-    Ok(on
-        .node()
-        .ask(|reply| Command::Read { id, reply })
-        .await?
-        .ok())
+    Ok(on.node().as_admin().read(id).await.ok())
 }
 
 /// Asks `check` every 50 ms until it gives a value, for at most 30 s.

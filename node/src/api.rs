@@ -31,7 +31,8 @@
 //! | `POST /v1/attachments?name=N[&keep_metadata=true]` | any | upload a file (raw body, at most `[attachments] max_mb`): media type from content, image metadata removed; answers its id, to name in `attachments` of the post that follows (413 if too large) |
 //! | `GET /v1/attachments/{id}`                   | any     | an attachment of a message the caller may read, decrypted (503 while it is being fetched); `Range: bytes=A-B` answers that part (206) |
 //! | `GET /v1/attachments/{id}/thumbnail[?max=N]` | any     | a thumbnail of such a photo, made here (JPEG or PNG, longest edge N, default 256) |
-//! | `GET /v1/messages[?group=G]`                 | any     | list messages (no bodies)         |
+//! | `GET /v1/messages[?group=G&limit=N&before=C]` | any     | a page of messages, newest first (no bodies) |
+//! | `GET /v1/groups/{group}/messages[?limit=N&before=C]` | any | a page of one group's messages |
 //! | `GET /v1/messages/{id}`                      | any     | read one message                  |
 //! | `GET /v1/messages/{id}/receipts`             | any     | delivery receipts                 |
 //! | `GET /v1/messages/{id}/thread`               | any     | the thread, with alert and request states |
@@ -77,7 +78,7 @@ use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, Verification};
 use crate::datadir::DataDir;
 use crate::error::Error;
-use crate::node::{Command, NodeHandle};
+use crate::node::NodeHandle;
 use crate::store::StoreError;
 use crate::views::{self, Created, ErrorBody};
 
@@ -159,7 +160,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", post(add_member))
         .route("/v1/groups/{group}/members/{peer}", delete(remove_member))
-        .route("/v1/groups/{group}/messages", post(post_message))
+        .route(
+            "/v1/groups/{group}/messages",
+            get(group_messages).post(post_message),
+        )
         .route("/v1/groups/{group}/records", post(post_record))
         .route("/v1/groups/{group}/messages/batch", post(batch::post_batch))
         .route("/v1/groups/{group}/export", get(export))
@@ -431,15 +435,6 @@ impl AppState {
         )
         .await
     }
-
-    /// Runs `make(reply)` as `who`.
-    async fn ask<T>(
-        &self,
-        who: &Principal,
-        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
-    ) -> Result<T, Error> {
-        self.node.as_officer(who.clone()).ask(make).await
-    }
 }
 
 async fn status(
@@ -649,7 +644,7 @@ async fn stats(
     Path(group): Path<String>,
 ) -> ApiResult<views::StatsView> {
     let target = group.clone();
-    let result = async { s.ask(&who, |reply| Command::Stats { group, reply }).await? }.await;
+    let result = s.node.as_officer(who.clone()).stats(group).await;
     Ok(Json(s.audited(&who, "stats", &target, result).await?))
 }
 
@@ -661,7 +656,7 @@ async fn thread(
     let target = id.clone();
     let result = async {
         let id = find_message(&s, &who, &id).await?;
-        s.ask(&who, |reply| Command::Thread { id, reply }).await?
+        s.node.as_officer(who.clone()).thread(id).await
     }
     .await;
     Ok(Json(s.audited(&who, "thread", &target, result).await?))
@@ -750,42 +745,95 @@ async fn export(
         },
         csv_kind.map(|k| format!(" as {k} CSV")).unwrap_or_default()
     );
-    let result = async {
-        s.ask(&who, |reply| Command::Export {
-            group,
-            include_nominal,
-            reply,
-        })
-        .await?
-    }
-    .await;
+    let scoped = s.node.as_officer(who.clone());
+    let Some(kind) = csv_kind else {
+        // JSON: sent one message at a time, as `ExportView` serializes.
+        let result = scoped.export_stream(group, include_nominal).await;
+        let outcome_target = match &result {
+            Ok(e) => exported_target(&target, e.exported, &e.refused),
+            Err(_) => target,
+        };
+        let export = s.audited(&who, "export", &outcome_target, result).await?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::from_stream(export_body(export)),
+        )
+            .into_response());
+    };
+    let result = scoped.export(group, include_nominal).await;
     let outcome_target = match &result {
-        Ok(v) => format!(
-            "{target} ({} exported, {} refused: {})",
-            v.exported.len(),
-            v.refused.len(),
-            v.refused
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        Ok(v) => exported_target(&target, v.exported.len(), &v.refused),
         Err(_) => target,
     };
     let view = s.audited(&who, "export", &outcome_target, result).await?;
-    match csv_kind {
-        None => Ok(Json(view).into_response()),
-        Some(kind) => {
-            let text = crate::records::csv(kind.as_str(), &view.exported).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CSV: {e}"))
-            })?;
-            Ok((
-                [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-                text,
-            )
-                .into_response())
-        }
+    let text = crate::records::csv(kind.as_str(), &view.exported)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CSV: {e}")))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+/// What the audit record of an export names: the counts and the ids refused.
+fn exported_target(target: &str, exported: usize, refused: &[views::Refused]) -> String {
+    format!(
+        "{target} ({exported} exported, {} refused: {})",
+        refused.len(),
+        refused
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// The JSON of an [`views::ExportView`], byte for byte as `serde_json` writes it, sent piece
+/// by piece: the head, each exported message as it is opened, the refused ones last. A
+/// message that fails to open ends the body early (the client sees a truncated answer).
+fn export_body(
+    export: crate::node::ExportStream,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    enum At {
+        Head,
+        Items { first: bool },
+        Done,
     }
+    let json_err = |e: serde_json::Error| std::io::Error::other(e.to_string());
+    futures_util::stream::unfold((export, At::Head), move |(mut export, at)| async move {
+        match at {
+            At::Head => {
+                let head = serde_json::to_string(&export.group_id)
+                    .map(|g| Bytes::from(format!("{{\"group_id\":{g},\"exported\":[")))
+                    .map_err(json_err);
+                Some((head, (export, At::Items { first: true })))
+            }
+            At::Items { first } => match export.next().await {
+                Some(Ok(view)) => {
+                    let item = serde_json::to_vec(&view).map_err(json_err).map(|v| {
+                        let mut out = Vec::with_capacity(v.len() + 1);
+                        if !first {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(&v);
+                        Bytes::from(out)
+                    });
+                    Some((item, (export, At::Items { first: false })))
+                }
+                Some(Err(e)) => Some((
+                    Err(std::io::Error::other(e.to_string())),
+                    (export, At::Done),
+                )),
+                None => {
+                    let tail = serde_json::to_string(&export.refused)
+                        .map(|r| Bytes::from(format!("],\"refused\":{r}}}")))
+                        .map_err(json_err);
+                    Some((tail, (export, At::Done)))
+                }
+            },
+            At::Done => None,
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -793,20 +841,47 @@ struct GroupQuery {
     group: Option<String>,
 }
 
+/// `GET /v1/messages` and `GET /v1/groups/{group}/messages` options.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    /// Group id or name (`/v1/messages` only): that group alone.
+    group: Option<String>,
+    /// Messages per page: 1 to 1000, 100 by default.
+    limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    before: Option<String>,
+}
+
 async fn inbox(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<GroupQuery>,
-) -> ApiResult<Vec<views::MessageView>> {
+    Query(q): Query<PageQuery>,
+) -> ApiResult<views::MessagePage> {
+    list(s, who, q).await
+}
+
+async fn group_messages(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(group): Path<String>,
+    Query(mut q): Query<PageQuery>,
+) -> ApiResult<views::MessagePage> {
+    q.group = Some(group);
+    list(s, who, q).await
+}
+
+/// A page of messages, audited as a listing of its group (or of all groups).
+async fn list(s: AppState, who: Principal, q: PageQuery) -> ApiResult<views::MessagePage> {
     let target = q.group.clone().unwrap_or_else(|| "all".into());
-    let result = async {
-        s.ask(&who, |reply| Command::Inbox {
+    let result = s
+        .node
+        .as_officer(who.clone())
+        .inbox(crate::node::PageRequest {
             group: q.group,
-            reply,
+            limit: q.limit,
+            before: q.before,
         })
-        .await?
-    }
-    .await;
+        .await;
     Ok(Json(s.audited(&who, "list", &target, result).await?))
 }
 
@@ -988,8 +1063,7 @@ async fn find_message(s: &AppState, who: &Principal, text: &str) -> Result<Messa
         return message_id(text);
     }
     let prefix = text.to_owned();
-    s.ask(who, |reply| Command::ResolveId { prefix, reply })
-        .await?
+    s.node.as_officer(who.clone()).resolve_id(prefix).await
 }
 
 async fn read(
@@ -1000,7 +1074,7 @@ async fn read(
     let target = id.clone();
     let result = async {
         let id = find_message(&s, &who, &id).await?;
-        s.ask(&who, |reply| Command::Read { id, reply }).await?
+        s.node.as_officer(who.clone()).read(id).await
     }
     .await;
     Ok(Json(s.audited(&who, "read", &target, result).await?))
@@ -1014,7 +1088,7 @@ async fn receipts(
     let target = id.clone();
     let result = async {
         let id = find_message(&s, &who, &id).await?;
-        s.ask(&who, |reply| Command::Receipts { id, reply }).await?
+        s.node.as_officer(who.clone()).receipts(id).await
     }
     .await;
     Ok(Json(s.audited(&who, "receipts", &target, result).await?))
@@ -1062,7 +1136,7 @@ async fn events(
             }
             None => None,
         };
-        let feed = s.node.ask(Command::Subscribe).await?;
+        let feed = s.node.as_officer(who.clone()).subscribe()?;
         Ok::<_, Error>((group, feed))
     }
     .await;

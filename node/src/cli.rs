@@ -177,10 +177,16 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// List messages, oldest first.
+    /// List messages, newest first, one page at a time.
     Inbox {
         /// Only this group (id or name).
         group: Option<String>,
+        /// Messages per page (1 to 1000; 100 by default).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where to go on from: the cursor the previous page printed.
+        #[arg(long)]
+        before: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -896,20 +902,53 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Inbox { group, json } => {
-            let path = match &group {
-                Some(g) => format!("/v1/messages?group={}", segment(g)),
-                None => "/v1/messages".to_owned(),
-            };
-            let messages: Vec<MessageView> = client()?.get(&path).await?;
-            if json {
-                return print_json(&messages);
+        Cmd::Inbox {
+            group,
+            limit,
+            before,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if let Some(g) = &group {
+                query.push(format!("group={}", segment(g)));
             }
-            if messages.is_empty() {
+            if let Some(n) = limit {
+                query.push(format!("limit={n}"));
+            }
+            if let Some(c) = &before {
+                query.push(format!("before={}", segment(c)));
+            }
+            let path = if query.is_empty() {
+                "/v1/messages".to_owned()
+            } else {
+                format!("/v1/messages?{}", query.join("&"))
+            };
+            let page: crate::views::MessagePage = client()?.get(&path).await?;
+            let more = page.next.as_ref().map(|next| {
+                let mut again = String::from("liaison inbox");
+                if let Some(g) = &group {
+                    again.push_str(&format!(" {g:?}"));
+                }
+                if let Some(n) = limit {
+                    again.push_str(&format!(" --limit {n}"));
+                }
+                format!("more: {again} --before {next}")
+            });
+            if json {
+                // The messages alone on stdout; where the next page starts, on stderr.
+                if let Some(more) = &more {
+                    eprintln!("{more}");
+                }
+                return print_json(&page.messages);
+            }
+            if page.messages.is_empty() {
                 say!("no messages");
             }
-            for m in &messages {
+            for m in &page.messages {
                 say!("{}", message_line(m));
+            }
+            if let Some(more) = &more {
+                say!("{more}");
             }
             Ok(())
         }

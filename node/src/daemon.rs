@@ -47,6 +47,9 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     dir.check_permissions()?;
     let (identity, exchange) = dir.keys()?;
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
+    // Before anything is listed: a store written before its listing index, or indexed again
+    // after a crash, is listed again here.
+    crate::node::relist(&store).await?;
     let attachments = Arc::new(Attachments::open(
         &dir.store_path(),
         crate::attachments::Options::of(&config.attachments),

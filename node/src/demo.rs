@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::{Command, NodeHandle, Post};
+use crate::node::{NodeHandle, Post};
 use crate::views::MessageView;
 
 /// How long the demo waits for any one step.
@@ -89,10 +89,7 @@ pub async fn peer_ready(node: &NodeHandle, name: &str) -> bool {
 
 /// Whether `node` holds message `id`.
 pub async fn holds(node: &NodeHandle, id: MessageId) -> bool {
-    matches!(
-        node.ask(|reply| Command::Read { id, reply }).await,
-        Ok(Ok(_))
-    )
+    node.as_admin().read(id).await.is_ok()
 }
 
 /// Whether `node` knows group `group`.
@@ -369,10 +366,7 @@ async fn script(nodes: &[RunningNode]) -> Result<usize> {
         ok,
         "museum-rmo holds the seizure report (reader of the operation group)",
     );
-    let read: Result<MessageView> = museum
-        .handle
-        .ask(|reply| Command::Read { id: seizure, reply })
-        .await?;
+    let read: Result<MessageView> = museum.handle.as_admin().read(seizure).await;
     if let Ok(m) = &read {
         println!(
             "        museum-rmo reads: [{}] {} — \"{}\"",
@@ -385,22 +379,14 @@ async fn script(nodes: &[RunningNode]) -> Result<usize> {
 
     println!("\n5. Receipts.");
     let receipts_ok = wait_until("receipts", || async {
-        match nl
-            .handle
-            .ask(|reply| Command::Receipts { id: seizure, reply })
-            .await
-        {
-            Ok(Ok(r)) => r.len() >= 3,
+        match nl.handle.as_admin().receipts(seizure).await {
+            Ok(r) => r.len() >= 3,
             _ => false,
         }
     })
     .await
     .is_ok();
-    if let Ok(Ok(r)) = nl
-        .handle
-        .ask(|reply| Command::Receipts { id: seizure, reply })
-        .await
-    {
+    if let Ok(r) = nl.handle.as_admin().receipts(seizure).await {
         for x in r {
             println!(
                 "        receipt from {} at {}",

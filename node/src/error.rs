@@ -53,6 +53,10 @@ pub enum Error {
     /// What was asked for is not here yet (an attachment being fetched): ask again later.
     #[error("{0}")]
     NotYet(String),
+    /// The caller already runs as many queries (or event streams) as one principal may at
+    /// once: try again once one has finished.
+    #[error("{0}")]
+    Busy(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -102,7 +106,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Each kind of error, as the API answers it and as the CLI ends with it: one row per kind,
 /// each with its own HTTP status, so that the CLI tells a status back into its kind.
-pub const ANSWERS: [Answer; 10] = [
+pub const ANSWERS: [Answer; 11] = [
     Answer::new(Kind::Invalid, 400, 1, "the request is invalid"),
     Answer::new(Kind::InvalidRecord, 422, 1, "a record is invalid"),
     Answer::new(
@@ -125,6 +129,12 @@ pub const ANSWERS: [Answer; 10] = [
         503,
         7,
         "not yet, or not now: try again later",
+    ),
+    Answer::new(
+        Kind::Busy,
+        429,
+        7,
+        "too many queries of yours at once: try again when one has finished",
     ),
     Answer::new(Kind::DiskFull, 507, 1, "the node's disk is full"),
     Answer::new(
@@ -182,6 +192,8 @@ pub enum Kind {
     TooLarge,
     /// [`Error::NotYet`], [`Error::ShuttingDown`], and a store that refuses writes for now.
     Unavailable,
+    /// [`Error::Busy`].
+    Busy,
     /// A store whose disk is full.
     DiskFull,
     /// Anything else: a fault of the node, logged there.
@@ -200,6 +212,7 @@ impl Error {
             Error::Conflict(_) => Kind::Conflict,
             Error::TooLarge(_) => Kind::TooLarge,
             Error::NotYet(_) | Error::ShuttingDown => Kind::Unavailable,
+            Error::Busy(_) => Kind::Busy,
             Error::Store(e) if e.is_disk_full() => Kind::DiskFull,
             Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
                 Kind::Unavailable
@@ -235,6 +248,7 @@ impl Error {
             Kind::Conflict => Error::Conflict(message),
             Kind::TooLarge => Error::TooLarge(message),
             Kind::Unavailable => Error::NotYet(message),
+            Kind::Busy => Error::Busy(message),
             Kind::NotRunning => Error::NotRunning(message),
             Kind::Invalid | Kind::InvalidRecord | Kind::DiskFull | Kind::Failed => {
                 Error::Invalid(message)
@@ -285,6 +299,7 @@ mod tests {
             Kind::Conflict,
             Kind::TooLarge,
             Kind::Unavailable,
+            Kind::Busy,
             Kind::DiskFull,
             Kind::Failed,
         ];
@@ -314,6 +329,7 @@ mod tests {
             Error::Conflict("x".into()),
             Error::TooLarge("x".into()),
             Error::NotYet("x".into()),
+            Error::Busy("x".into()),
             Error::ShuttingDown,
             Error::Internal("x"),
         ];

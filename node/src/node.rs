@@ -22,19 +22,17 @@
 //! module does not know. This file holds the actor's state and the officer queries.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
-use liaison_protocol::message::{self, Content, Handling, MessageId, Place};
-use liaison_protocol::receipt::Receipt;
+use liaison_protocol::message::{self, MessageId, Place};
 use liaison_protocol::sync::Engine;
 use liaison_protocol::{GroupId, GroupState, NodeId};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::accounts::Principal;
 use crate::attachments::transfer::Connections;
@@ -42,7 +40,6 @@ use crate::attachments::Attachments;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::records::Shown;
 use crate::store::{NewMessage, Store};
 use crate::transport::Transport;
 
@@ -61,6 +58,7 @@ mod peers;
 mod pins;
 mod posting;
 mod quarantine;
+pub mod reads;
 mod records;
 pub mod resolve;
 mod restoring;
@@ -72,7 +70,8 @@ pub use command::{Command, NodeEvent, NodeHandle, Post, PostItem};
 pub use door::Scoped;
 pub use feed::Fresh;
 pub use launch::advertised_address;
-pub(crate) use launch::{launch, Parts};
+pub(crate) use launch::{launch, relist, Parts};
+pub use reads::{ExportStream, Feed, PageRequest};
 
 use archive::{Origins, ReadAhead};
 use attached::FetchWanted;
@@ -82,7 +81,7 @@ use peers::PeerTable;
 use posting::LocalPost;
 use writes::Writes;
 
-use crate::views::{ExportView, MessageView, ReceiptView, Refused};
+use crate::views::MessageView;
 
 /// Attachment fetches running at once.
 const MAX_FETCHES: usize = 4;
@@ -111,6 +110,8 @@ struct Actor {
     writes: Writes,
     /// Messages the admin quarantined (see the `quarantine` module).
     quarantined: quarantine::Quarantined,
+    /// What queries read from the actor, published at every loop turn (see [`reads`]).
+    reads: reads::Publisher,
     /// Messages as they become durable, for live feeds (see [`feed`]).
     new_messages: broadcast::Sender<Arc<feed::Fresh>>,
     /// Observer hook: [`NodeEvent`]s, sent only while someone subscribes.
@@ -176,67 +177,6 @@ impl Actor {
         }
     }
 
-    fn export(&self, who: &Principal, group: &str, include_nominal: bool) -> Result<ExportView> {
-        let gid = self.resolve_visible_group(who, group)?;
-        let mut exported = Vec::new();
-        let mut refused = Vec::new();
-        for id in self.store.group_messages(&gid)? {
-            let mut view = match self.read(who, &id, true) {
-                Ok(v) => v,
-                Err(Error::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            if !include_nominal {
-                view.nominal_withheld = crate::records::withhold_nominal(&mut view);
-            }
-            let reason = match view.handling.as_str() {
-                "red" => Some("TLP:RED is for its named recipients only and is never exported"),
-                "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
-                _ => None,
-            };
-            match reason {
-                Some(r) => refused.push(Refused {
-                    id: view.id,
-                    handling: view.handling,
-                    reason: r.to_owned(),
-                }),
-                None => exported.push(view),
-            }
-        }
-        exported.sort_by_key(|m| m.created_at_ms);
-        Ok(ExportView {
-            group_id: gid.to_string(),
-            exported,
-            refused,
-        })
-    }
-
-    fn inbox(&self, who: &Principal, group: Option<&str>) -> Result<Vec<MessageView>> {
-        let groups: Vec<GroupId> = match group {
-            Some(sel) => vec![self.resolve_visible_group(who, sel)?],
-            None => self
-                .engine
-                .groups()
-                .map(|g| g.id())
-                .filter(|g| who.access(g).is_some())
-                .collect(),
-        };
-        let mut out = Vec::new();
-        for gid in groups {
-            for id in self.store.group_messages(&gid)? {
-                match self.read(who, &id, false) {
-                    Ok(v) => out.push(v),
-                    Err(Error::NotFound(_)) => {}
-                    Err(e) => {
-                        warn!(id = %id.short(), error = %e, "cannot show a stored message")
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|m| m.created_at_ms);
-        Ok(out)
-    }
-
     /// Whether a stored message is withheld from every view, and its attachments from every
     /// fetch and every peer: it was taken before this node learned that its author was
     /// removed, beyond the cut-off the owner recorded (no member keeps it), or that its author
@@ -250,135 +190,17 @@ impl Actor {
                 .is_some_and(|r| header.created_at >= r.at)
     }
 
+    /// Message `id` as `who` may see it, read on the actor for the actor's own checks (the
+    /// reply-to of a post, the message an attachment is opened through): see
+    /// [`reads::view::Ctx::read`].
     fn read(&self, who: &Principal, id: &MessageId, with_body: bool) -> Result<MessageView> {
-        // Before a byte of it is read: a quarantined message may be one that breaks a view.
-        self.check_quarantine(who, id)?;
-        #[cfg(test)]
-        faults::at_view(id);
-        let not_found = || Error::NotFound(format!("no message {id} on this node"));
-        let bytes = self.store.message(id)?.ok_or_else(not_found)?;
-        let (_, header, _) = message::decode(&bytes)?;
-        if who.access(&header.group).is_none() {
-            return Err(not_found());
-        }
-        let state = self.engine.group(&header.group).ok_or_else(not_found)?;
-        if self.withheld(state, &header) {
-            return Err(not_found());
-        }
-        let (verified, content) = message::verify_and_open(&bytes, state)?;
-        let h = verified.header;
-        if h.handling == Handling::Red {
-            let own = h.author == self.me && content.officer == who.name();
-            if !own && !crate::names::is_recipient(&content.recipients, self.me, who.name()) {
-                return Err(not_found());
-            }
-        }
-        Ok(self.view_of(id, &h, content, state, with_body))
-    }
-
-    /// The view of a message this node holds and has opened (see [`Actor::read`]).
-    fn view_of(
-        &self,
-        id: &MessageId,
-        h: &message::Header,
-        content: Content,
-        state: &liaison_protocol::group::GroupState,
-        with_body: bool,
-    ) -> MessageView {
-        let recipients = content
-            .recipients
-            .iter()
-            .map(|r| format!("{}@{}", r.officer, self.node_name(&r.node, Some(&h.group))))
-            .collect();
-        let shown = Shown::of(&content.payload);
-        MessageView {
-            id: id.to_string(),
-            group_id: h.group.to_string(),
-            group_name: state.name().to_owned(),
-            author_id: h.author.to_string(),
-            author_name: self.node_name(&h.author, Some(&h.group)),
-            officer: content.officer,
-            created_at: crate::views::rfc3339(h.created_at.0),
-            created_at_ms: h.created_at.0,
-            subject: shown.subject,
-            handling: h.handling.to_string(),
-            expires_at: h.expires_at.map(|t| crate::views::rfc3339(t.0)),
-            reply_to: content.reply_to.map(|r| r.to_string()),
-            recipients,
-            epoch: h.epoch,
-            seq: h.seq,
-            author_removed_in_epoch: state.removed_in(&h.author),
-            body: with_body.then_some(shown.body),
-            kind: shown.kind,
-            record: shown.record.filter(|_| with_body),
-            unreadable: shown.unreadable,
-            nominal_withheld: false,
-            attachments: content
-                .payload
-                .attachments()
-                .iter()
-                .map(|a| crate::views::AttachmentView {
-                    id: a.id.to_string(),
-                    name: a.name.clone(),
-                    media_type: a.media_type.clone(),
-                    size: a.size,
-                    held: self.attachments.is_whole(&a.id),
-                })
-                .collect(),
-        }
-    }
-
-    fn receipts(&self, who: &Principal, id: &MessageId) -> Result<Vec<ReceiptView>> {
-        // Only whoever may read the message sees its receipts.
-        let message = self.read(who, id, false)?;
-        let (Ok(group), Ok(author)) = (
-            message.group_id.parse::<GroupId>(),
-            message.author_id.parse::<NodeId>(),
-        ) else {
-            return Err(Error::Invalid(format!(
-                "message {id} names a malformed group or author"
-            )));
+        let snap = self.snapshot();
+        let ctx = reads::view::Ctx {
+            snap: &snap,
+            store: &self.store,
+            attachments: &self.attachments,
         };
-        let origin = Place {
-            group,
-            author,
-            epoch: message.epoch,
-            seq: message.seq,
-        };
-        // Per receiver, the earliest time it says it stored the message.
-        let mut stored: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for (_, bytes) in self.store.receipts(&origin)? {
-            let Ok(r) = Receipt::verify(&bytes) else {
-                continue;
-            };
-            if !r.covers(id) || r.receiver == self.me || r.group != group {
-                continue;
-            }
-            let at = stored.entry(r.receiver).or_insert(r.stored_at.0);
-            *at = (*at).min(r.stored_at.0);
-        }
-        let mut out: Vec<(NodeId, u64)> = stored.into_iter().collect();
-        // A message from another node was stored here when it arrived (the time kept with it);
-        // this node's signed receipt for it went to the author and is not kept.
-        if message.author_id != self.me.to_string() {
-            let arrived = self
-                .store
-                .message_meta(id)?
-                .and_then(|m| <[u8; 8]>::try_from(m.as_slice()).ok())
-                .map(u64::from_be_bytes);
-            if let Some(at) = arrived {
-                out.push((self.me, at));
-            }
-        }
-        out.sort_by_key(|(receiver, _)| *receiver.as_bytes());
-        Ok(out
-            .into_iter()
-            .map(|(receiver, at)| ReceiptView {
-                receiver_id: receiver.to_string(),
-                receiver_name: self.node_name(&receiver, Some(&group)),
-                stored_at: crate::views::rfc3339(at),
-            })
-            .collect())
+        ctx.read(who, id, with_body)
     }
 }
 
@@ -412,6 +234,50 @@ mod faults {
             .unwrap_or_else(|e| e.into_inner())
             .contains(id);
         assert!(!hit, "injected fault: viewing message {id}");
+    }
+
+    /// Groups whose listings park at their next entry until released, with how many are
+    /// parked now.
+    static PARKED: Mutex<Vec<(liaison_protocol::GroupId, usize)>> = Mutex::new(Vec::new());
+    static RELEASED: std::sync::Condvar = std::sync::Condvar::new();
+
+    /// From now on, every listing of `group` stops at its next entry until
+    /// [`release_listings`].
+    pub(crate) fn park_listings(group: liaison_protocol::GroupId) {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((group, 0));
+    }
+
+    /// Lets parked listings of `group` go on, and no longer parks new ones.
+    pub(crate) fn release_listings(group: liaison_protocol::GroupId) {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(g, _)| *g != group);
+        RELEASED.notify_all();
+    }
+
+    /// How many listings of `group` are parked now.
+    pub(crate) fn listings_parked(group: liaison_protocol::GroupId) -> usize {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub(crate) fn at_listing(group: &liaison_protocol::GroupId) {
+        let mut parked = PARKED.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = parked.iter_mut().find(|(g, _)| g == group) else {
+            return;
+        };
+        at.1 += 1;
+        while parked.iter().any(|(g, _)| g == group) {
+            parked = RELEASED.wait(parked).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     pub(super) fn at_accept(author: &NodeId) {

@@ -33,8 +33,9 @@ use crate::federation::RosterView;
 pub use crate::views::FieldProblem;
 use crate::views::{
     AddMember, AddPeer, CreateGroup, Created, ErrorBody, ExportView, GroupView, LoadRoster,
-    MessageView, PeerView, PostMessage, PostRecord, QuarantineRequest, QuarantineView, ReceiptView,
-    Removed, RosterLoaded, RotateKeys, Rotated, SchemaInfo, StatsView, Status, ThreadView,
+    MessagePage, MessageView, PeerView, PostMessage, PostRecord, QuarantineRequest, QuarantineView,
+    ReceiptView, Removed, RosterLoaded, RotateKeys, Rotated, SchemaInfo, StatsView, Status,
+    ThreadView,
 };
 use crate::views::{AddUser, GrantBody, NewUser, UserView};
 
@@ -63,7 +64,7 @@ use crate::views::{AddUser, GrantBody, NewUser, UserView};
         post_message, post_record, post_batch, export, stats,
         schemas, schema, schema_template,
         upload, download, thumbnail,
-        inbox, read, receipts, thread, events,
+        inbox, group_messages, read, receipts, thread, events,
         users, add_user, remove_user, grant, revoke,
         quarantined, quarantine, release,
         audit_log, audit_verify, audit_verify_checkpoint, audit_checkpoint,
@@ -536,14 +537,38 @@ fn thumbnail() {}
 
 // ----- reading -------------------------------------------------------------------------------
 
-/// The messages the caller may read, oldest first, without bodies.
+/// A page of the messages the caller may read, newest first, without bodies. Pass the
+/// answer's `next` as `before` for the next (older) page; paging neither repeats nor skips a
+/// message stored when it began.
 #[utoipa::path(get, path = "/v1/messages", tag = "messages",
-    params(("group" = Option<String>, Query, description = "Only this group (id or name).")),
+    params(
+        ("group" = Option<String>, Query, description = "Only this group (id or name)."),
+        ("limit" = Option<usize>, Query, description = "Messages per page, 1 to 1000 (100 by default)."),
+        ("before" = Option<String>, Query, description = "The `next` cursor of the previous page."),
+    ),
     responses(
-        (status = 200, description = "The messages.", body = Vec<MessageView>),
+        (status = 200, description = "The page.", body = MessagePage),
+        (status = 400, description = "A limit out of range, or a cursor this node did not hand out.", body = ErrorBody),
         (status = 404, description = "No such group, or the caller may not see it.", body = ErrorBody),
+        (status = 429, description = "The caller already runs as many queries as one principal may.", body = ErrorBody),
     ))]
 fn inbox() {}
+
+/// A page of one group's messages the caller may read, newest first, without bodies (as
+/// `GET /v1/messages?group=…`).
+#[utoipa::path(get, path = "/v1/groups/{group}/messages", tag = "messages",
+    params(
+        ("group" = String, Path, description = "Group id or name."),
+        ("limit" = Option<usize>, Query, description = "Messages per page, 1 to 1000 (100 by default)."),
+        ("before" = Option<String>, Query, description = "The `next` cursor of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "The page.", body = MessagePage),
+        (status = 400, description = "A limit out of range, or a cursor this node did not hand out.", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it.", body = ErrorBody),
+        (status = 429, description = "The caller already runs as many queries as one principal may.", body = ErrorBody),
+    ))]
+fn group_messages() {}
 
 /// One message, with its body (and its record, for a record).
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",

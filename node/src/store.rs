@@ -13,6 +13,7 @@
 //! | module         | what it owns                                                   |
 //! |----------------|----------------------------------------------------------------|
 //! | `messages`     | writing a batch of messages, reading them by id, place, group  |
+//! | `listing`      | each group's messages by creation time, for pages              |
 //! | `control`      | control events                                                 |
 //! | `receipts`     | delivery receipts and their index by runs of seqs              |
 //! | `peers`, `meta`, `audit` | peer records, node-level values, audit records, accounts |
@@ -89,6 +90,8 @@
 //! | tree           | key                                   | value                |
 //! |----------------|---------------------------------------|----------------------|
 //! | `messages-v4`  | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | n records, seqs `seq..seq+n`: message_id(32) ‖ offset(8) ‖ len(4) ‖ checksum(16) ‖ meta_len(4) ‖ caller metadata |
+//! |                | `l` ‖ group(16) ‖ created_at(8) ‖ message_id(32) | empty: the listing index (see `listing`) |
+//! |                | `n`                                   | number of listing entries (u64) |
 //! |                | `w`                                   | the watermark: log end ‖ messages ‖ control events ‖ last audit seq (u64 each) |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
 //! | `receipts-v3`  | group(16) ‖ author(32) ‖ epoch(8) ‖ first seq(8) ‖ receiver(32) | last seq(8) ‖ receipt key(32) |
@@ -178,6 +181,7 @@ mod error;
 mod health;
 mod id_index;
 mod keys;
+mod listing;
 mod messages;
 mod meta;
 mod peers;
@@ -191,6 +195,7 @@ pub use control::ControlInserted;
 pub use durability::DurableTicket;
 pub use error::{EngineError, StoreError};
 pub use health::{Health, OpenReport};
+pub use listing::{Listed, Listing, RelistReport};
 pub use messages::{Inserted, NewMessage};
 pub use receipts::{NewReceipt, StoredReceipt};
 pub use recovery::{CheckReport, RebuildReport};

@@ -343,6 +343,15 @@ pub struct MessageView {
     pub attachments: Vec<AttachmentView>,
 }
 
+/// A page of messages, newest first (`GET /v1/messages`, `GET /v1/groups/{group}/messages`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessagePage {
+    /// The messages (without bodies), newest first.
+    pub messages: Vec<MessageView>,
+    /// The cursor of the next (older) page: pass it as `before`. `null` on the last page.
+    pub next: Option<String>,
+}
+
 /// An attachment as a message names it (its key stays in the node).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttachmentView {

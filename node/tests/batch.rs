@@ -62,11 +62,13 @@ fn admin_token(data: &Path) -> String {
 
 /// The bodies of the messages of `group`, by id.
 fn bodies(api: &Api, token: &str, group: &str) -> Vec<(String, String)> {
-    let (status, list) = api.get(token, &format!("/v1/messages?group={group}"));
+    let (status, list) = api.get(token, &format!("/v1/messages?group={group}&limit=1000"));
     assert_eq!(status, 200, "{list}");
-    list.as_array()
-        .expect("list")
-        .iter()
+    assert!(list["next"].is_null(), "one page holds them all: {list}");
+    // A page is newest first; these are wanted in the order they were posted.
+    let mut list = list["messages"].as_array().expect("list").clone();
+    list.sort_by_key(|m| (m["created_at_ms"].as_u64(), m["seq"].as_u64()));
+    list.iter()
         .map(|m| {
             let id = m["id"].as_str().expect("id").to_owned();
             let (status, full) = api.get(token, &format!("/v1/messages/{id}"));

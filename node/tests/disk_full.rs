@@ -126,7 +126,7 @@ fn a_nearly_full_disk_refuses_posts_changes_nothing_and_recovers() {
         &format!("/v1/messages?group={group}"),
     );
     assert_eq!(code, 200, "inbox on a full disk: {list}");
-    assert_eq!(list.as_array().map(Vec::len), Some(5));
+    assert_eq!(list["messages"].as_array().map(Vec::len), Some(5));
     assert_eq!(seq_of(&api, &node, &last), last_seq);
 
     // Space returns: posts are taken again, without a restart, and the first one takes the

@@ -98,14 +98,24 @@ fn check_acknowledged(
         gone.len(),
         accounts.len()
     );
-    let (status, list) = api.get(addr, &format!("/v1/messages?group={group}"));
-    assert_eq!(status, 200, "inbox: {list}");
-    let held: BTreeSet<String> = list
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|m| m["id"].as_str().expect("id").to_owned())
-        .collect();
+    // Every page of the group's listing.
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut path = format!("/v1/messages?group={group}&limit=1000");
+    loop {
+        let (status, page) = api.get(addr, &path);
+        assert_eq!(status, 200, "inbox");
+        held.extend(
+            page["messages"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|m| m["id"].as_str().expect("id").to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/messages?group={group}&limit=1000&before={next}"),
+            None => break,
+        }
+    }
     let lost: Vec<&String> = acked.keys().filter(|id| !held.contains(*id)).collect();
     assert!(
         lost.is_empty(),

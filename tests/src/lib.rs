@@ -14,10 +14,34 @@ use std::path::PathBuf;
 use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::demo;
-use liaison_node::node::Command;
+use liaison_node::node;
 use liaison_node::Result;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Handling};
+
+/// Every message of `group` a node lists to its admin, newest first: page after page.
+pub async fn listed(
+    handle: &node::NodeHandle,
+    group: GroupId,
+) -> Result<Vec<liaison_node::views::MessageView>> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = handle
+            .as_admin()
+            .inbox(node::PageRequest {
+                group: Some(group.to_string()),
+                limit: Some(1000),
+                before,
+            })
+            .await?;
+        out.extend(page.messages);
+        match page.next {
+            Some(next) => before = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
 
 pub use liaison_node::demo::{
     create_group, holds, knows_group, peer, peer_ready, post, wait_until,
@@ -103,14 +127,8 @@ impl Cluster {
 
     /// The ids of the messages node `i` lists in `group`.
     pub async fn inbox(&self, i: usize, group: GroupId) -> Vec<String> {
-        self.node(i)
-            .handle
-            .ask(|reply| Command::Inbox {
-                group: Some(group.to_string()),
-                reply,
-            })
+        listed(&self.node(i).handle, group)
             .await
-            .expect("node up")
             .expect("inbox")
             .into_iter()
             .map(|m| m.id)

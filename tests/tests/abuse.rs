@@ -7,7 +7,6 @@
 use liaison_node::clock::now;
 use liaison_node::config::Config;
 use liaison_node::daemon::RunningNode;
-use liaison_node::node::Command;
 use liaison_protocol::frame::{SyncRequest, VectorEntry, MAX_VECTOR_ENTRIES};
 use liaison_protocol::group::{Change, GroupState};
 use liaison_protocol::identity::{NodeRef, SignedDescriptor};
@@ -221,15 +220,8 @@ async fn a_message_expiring_in_year_10000_is_shown_and_the_node_goes_on() {
     )
     .await;
     let expected = Some("+010000-01-01T00:00:00.000Z");
-    let inbox = sc
-        .target
-        .handle
-        .ask(|reply| Command::Inbox {
-            group: Some(g.to_string()),
-            reply,
-        })
+    let inbox = liaison_tests::listed(&sc.target.handle, g)
         .await
-        .expect("the node answers")
         .expect("inbox");
     let listed = inbox
         .iter()
@@ -237,24 +229,14 @@ async fn a_message_expiring_in_year_10000_is_shown_and_the_node_goes_on() {
         .expect("listed");
     assert_eq!(listed.expires_at.as_deref(), expected);
     let id = far.id;
-    let read = sc
-        .target
-        .handle
-        .ask(|reply| Command::Read { id, reply })
-        .await
-        .expect("the node answers")
-        .expect("read");
+    let read = sc.target.handle.as_admin().read(id).await.expect("read");
     assert_eq!(read.expires_at.as_deref(), expected);
     let export = sc
         .target
         .handle
-        .ask(|reply| Command::Export {
-            group: g.to_string(),
-            include_nominal: false,
-            reply,
-        })
+        .as_admin()
+        .export(g.to_string(), false)
         .await
-        .expect("the node answers")
         .expect("export");
     assert!(export
         .exported

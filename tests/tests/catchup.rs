@@ -5,7 +5,6 @@ use std::path::Path;
 
 use liaison_node::clock::now;
 use liaison_node::daemon::RunningNode;
-use liaison_node::node::Command;
 use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload};
 use liaison_protocol::{Frame, GroupId, Role};
 use liaison_tests::hostile::Hostile;
@@ -167,13 +166,7 @@ async fn a_node_restored_from_a_backup_does_not_reuse_sequence_numbers() {
     copy_dir(&backup, &c.dir(1));
     c.restart(1).await;
     let after = post(&c, 1, g, "after the restore").await;
-    let read = c
-        .node(1)
-        .handle
-        .ask(|reply| Command::Read { id: after, reply })
-        .await
-        .expect("up")
-        .expect("read");
+    let read = c.node(1).handle.as_admin().read(after).await.expect("read");
     assert_eq!(read.seq, 6, "numbered after the five its peer holds");
     all.push(after);
     wait_stored(

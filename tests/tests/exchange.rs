@@ -46,13 +46,7 @@ async fn three_nodes_deliver_and_store_no_plaintext() {
     c.wait_holds(0, id).await;
     c.wait_holds(2, id).await;
     for i in 0..3 {
-        let m = c
-            .node(i)
-            .handle
-            .ask(|reply| liaison_node::node::Command::Read { id, reply })
-            .await
-            .expect("up")
-            .expect("read");
+        let m = c.node(i).handle.as_admin().read(id).await.expect("read");
         assert_eq!(m.body.as_deref(), Some(secret));
         assert_eq!(m.author_name, "second");
     }

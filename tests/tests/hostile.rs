@@ -9,7 +9,6 @@
 
 use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::Command;
 use liaison_protocol::codec::{self, MAX_ENVELOPE_LEN, MAX_FRAME_LEN};
 use liaison_protocol::frame::SyncRequest;
 use liaison_protocol::group::{Change, ControlEvent};
@@ -731,15 +730,9 @@ async fn replays_are_idempotent_and_sequence_numbers_cannot_repeat_or_skip() {
     assert!(s.is_open(), "replays are not abuse");
     assert_eq!(sc.rejections(), rejections);
     assert_eq!(nodes::message_count(&sc.a).await, stored);
-    let inbox =
-        sc.a.handle
-            .ask(|reply| Command::Inbox {
-                group: Some(g.member.to_string()),
-                reply,
-            })
-            .await
-            .expect("up")
-            .expect("inbox");
+    let inbox = liaison_tests::listed(&sc.a.handle, g.member)
+        .await
+        .expect("inbox");
     assert_eq!(
         inbox
             .iter()
@@ -756,15 +749,7 @@ async fn replays_are_idempotent_and_sequence_numbers_cannot_repeat_or_skip() {
     sc.expect_rejected(&mut s, &push(again.bytes.clone()), "sequence number")
         .await;
     assert!(!sc.stores(again.id));
-    let read =
-        sc.a.handle
-            .ask(|reply| Command::Read {
-                id: first.id,
-                reply,
-            })
-            .await
-            .expect("up")
-            .expect("read");
+    let read = sc.a.handle.as_admin().read(first.id).await.expect("read");
     assert_eq!(read.body.as_deref(), Some("the original text"));
     assert_eq!(read.seq, 1);
 
@@ -978,9 +963,9 @@ async fn a_record_of_a_newer_schema_is_kept_and_an_invalid_record_refused() {
     .await;
     let m =
         sc.a.handle
-            .ask(|reply| Command::Read { id: newer, reply })
+            .as_admin()
+            .read(newer)
             .await
-            .expect("up")
             .expect("the newer record is readable as a message");
     assert_eq!(m.kind, "seizure");
     let why = m

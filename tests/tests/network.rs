@@ -7,7 +7,6 @@
 //! `LIAISON_NETWORK_SEED` to repeat a run's choices).
 
 use liaison_node::daemon::RunningNode;
-use liaison_node::node::Command;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Handling, Role};
 use liaison_tests::relay::{Faults, Mesh};
@@ -191,12 +190,8 @@ impl Net {
         let mut want: Vec<String> = ids.iter().map(ToString::to_string).collect();
         want.sort();
         for node in &self.nodes {
-            let group = Some(self.group.to_string());
-            let mut have: Vec<String> = node
-                .handle
-                .ask(|reply| Command::Inbox { group, reply })
+            let mut have: Vec<String> = liaison_tests::listed(&node.handle, self.group)
                 .await
-                .expect("up")
                 .expect("inbox")
                 .into_iter()
                 .map(|m| m.id)

@@ -7,7 +7,6 @@
 
 use liaison_node::clock::now;
 use liaison_node::daemon::RunningNode;
-use liaison_node::node::Command;
 use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload, Recipient};
 use liaison_protocol::{Frame, GroupId, Role, Timestamp};
 use liaison_tests::hostile::{Hostile, Session};
@@ -69,20 +68,11 @@ async fn stores(node: &RunningNode, id: MessageId) -> bool {
 async fn shows(node: &RunningNode, group: GroupId, id: MessageId) -> bool {
     let mut last = None;
     for _ in 0..50 {
-        let inbox = node
-            .handle
-            .ask(|reply| Command::Inbox {
-                group: Some(group.to_string()),
-                reply,
-            })
+        let inbox = liaison_tests::listed(&node.handle, group)
             .await
-            .expect("up")
             .expect("inbox");
         let listed = inbox.iter().any(|m| m.id == id.to_string());
-        let read = matches!(
-            node.handle.ask(|reply| Command::Read { id, reply }).await,
-            Ok(Ok(_))
-        );
+        let read = node.handle.as_admin().read(id).await.is_ok();
         if listed == read {
             return listed;
         }
@@ -228,12 +218,7 @@ async fn a_removed_member_cannot_add_to_the_record_and_members_converge_on_the_o
                 node.name,
                 id.short()
             );
-            let read = node
-                .handle
-                .ask(|reply| Command::Read { id, reply })
-                .await
-                .expect("up")
-                .expect("read");
+            let read = node.handle.as_admin().read(id).await.expect("read");
             assert_eq!(read.author_removed_in_epoch, Some(epoch + 1));
         }
         assert!(!shows(node, g, third.id).await);

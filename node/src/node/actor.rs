@@ -93,6 +93,8 @@ impl Actor {
             self.isolated("drain", Actor::drain);
             self.writes.reap();
             self.peers.reap();
+            // Queries see what this turn changed (groups, names, trust, quarantines).
+            self.isolated("publish", |a| drop(a.snapshot()));
         }
         // Shutdown: posts not yet sealed are refused; let in-flight store writes finish, then
         // close connections.
@@ -279,6 +281,7 @@ impl Actor {
                 batch.push(NewMessage {
                     id,
                     place: header.place(),
+                    created_at: header.created_at.0,
                     envelope,
                     meta: now().0.to_be_bytes().to_vec(),
                 });
@@ -539,34 +542,8 @@ impl Actor {
                 }
                 let _ = reply.send(());
             }
-            Command::Inbox { group, reply } => {
-                let _ = reply.send(self.inbox(who, group.as_deref()));
-            }
-            Command::Read { id, reply } => {
-                let _ = reply.send(self.read(who, &id, true));
-            }
-            Command::ResolveId { prefix, reply } => self.resolve_id(who, prefix, reply),
-            Command::Receipts { id, reply } => {
-                let _ = reply.send(self.receipts(who, &id));
-            }
-            Command::Export {
-                group,
-                include_nominal,
-                reply,
-            } => {
-                let _ = reply.send(self.export(who, &group, include_nominal));
-            }
-            Command::Thread { id, reply } => {
-                let _ = reply.send(self.thread(who, &id));
-            }
-            Command::Stats { group, reply } => {
-                let _ = reply.send(self.stats(who, &group));
-            }
             Command::Attachment { id, reply } => {
                 let _ = reply.send(self.open_attachment(who, &id));
-            }
-            Command::Subscribe(reply) => {
-                let _ = reply.send(self.new_messages.subscribe());
             }
             Command::Metrics(reply) => {
                 let _ = reply.send(self.metrics_snapshot());

@@ -10,20 +10,16 @@ use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::{Handling, MessageId, Sealed};
 use liaison_protocol::record::Record;
 use liaison_protocol::{GroupId, NodeId, Role};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::accounts::Principal;
 use crate::error::{Error, Result};
 use crate::federation::RosterView;
-use crate::views::{
-    ExportView, GroupView, MessageView, PeerView, QuarantineView, ReceiptView, RosterLoaded,
-    Rotated, Status,
-};
+use crate::views::{GroupView, PeerView, QuarantineView, RosterLoaded, Rotated, Status};
 
 use super::archive::ReadKey;
 use super::attached::FetchWanted;
 use super::door::Scoped;
-use super::feed::Fresh;
 use super::trust;
 
 /// A request from the API to the actor.
@@ -135,57 +131,6 @@ pub enum Command {
         /// Answered once every item is taken (each has its own answer).
         reply: oneshot::Sender<()>,
     },
-    /// List messages (newest last).
-    Inbox {
-        /// Group id or name, or all groups.
-        group: Option<String>,
-        /// Reply.
-        reply: oneshot::Sender<Result<Vec<MessageView>>>,
-    },
-    /// Read one message.
-    Read {
-        /// Message id.
-        id: MessageId,
-        /// Reply.
-        reply: oneshot::Sender<Result<MessageView>>,
-    },
-    /// The one message whose id starts with a prefix, among those the caller may read.
-    ResolveId {
-        /// 8 to 63 lowercase hex digits.
-        prefix: String,
-        /// Reply.
-        reply: oneshot::Sender<Result<MessageId>>,
-    },
-    /// Receipts of one message.
-    Receipts {
-        /// Message id.
-        id: MessageId,
-        /// Reply.
-        reply: oneshot::Sender<Result<Vec<ReceiptView>>>,
-    },
-    /// The messages of a group that may be exported, and those a handling code keeps in.
-    Export {
-        /// Group id or name.
-        group: String,
-        /// Keep the nominal section (persons, companies) of records; left out otherwise.
-        include_nominal: bool,
-        /// Reply.
-        reply: oneshot::Sender<Result<ExportView>>,
-    },
-    /// The thread a message belongs to.
-    Thread {
-        /// A message of the thread.
-        id: MessageId,
-        /// Reply.
-        reply: oneshot::Sender<Result<crate::views::ThreadView>>,
-    },
-    /// Counts of a group's messages by kind, commodity, outcome, month and state.
-    Stats {
-        /// Group id or name.
-        group: String,
-        /// Reply.
-        reply: oneshot::Sender<Result<crate::views::StatsView>>,
-    },
     /// An attachment the caller may open: the reference (key included) from a message naming
     /// it that the caller may read, once it is held whole here. Not held yet: it is fetched,
     /// and the answer is [`Error::NotYet`].
@@ -195,9 +140,6 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<AttachmentRef>>,
     },
-    /// A feed of messages as they are durably stored, each opened once for every subscriber
-    /// (see [`Fresh`]).
-    Subscribe(oneshot::Sender<broadcast::Receiver<Arc<Fresh>>>),
     /// What the metrics endpoint shows (see [`crate::metrics`]).
     Metrics(oneshot::Sender<crate::metrics::Snapshot>),
     /// Quarantine a stored message: no view of this node shows it until it is released (admin
@@ -261,6 +203,8 @@ pub struct PostItem {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     pub(super) tx: mpsc::Sender<Command>,
+    /// Queries go here, not to the actor (see [`super::reads`]).
+    pub(super) reads: Arc<super::reads::Reads>,
 }
 
 impl NodeHandle {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use liaison_protocol::message::{self, MessageId, Recipient};
 use liaison_protocol::{GroupId, NodeId};
 
+use super::reads::view::Ctx;
 use super::Actor;
 use crate::accounts::Principal;
 use crate::views::MessageView;
@@ -47,7 +48,7 @@ impl Fresh {
     }
 
     /// The message as `who` may see it (the body and record only if `with_body`), or `None`
-    /// if `who` may not see it: as [`Command::Read`](super::Command::Read) answers for a
+    /// if `who` may not see it: as [`Scoped::read`](super::Scoped::read) answers for a
     /// message just stored.
     pub fn view_for(&self, who: &Principal, with_body: bool) -> Option<MessageView> {
         who.access(&self.group)?;
@@ -76,6 +77,12 @@ impl Actor {
         if self.new_messages.receiver_count() == 0 {
             return;
         }
+        let snap = self.snapshot();
+        let ctx = super::reads::view::Ctx {
+            snap: &snap,
+            store: &self.store,
+            attachments: &self.attachments,
+        };
         for (id, envelope) in messages {
             let stored;
             let bytes = match envelope {
@@ -92,45 +99,46 @@ impl Actor {
                     }
                 },
             };
-            if let Some(fresh) = self.fresh(id, bytes) {
+            if let Some(fresh) = fresh(&ctx, id, bytes) {
                 let _ = self.new_messages.send(Arc::new(fresh));
             }
         }
     }
+}
 
-    /// Opens a message that just became durable here (see the module docs).
-    fn fresh(&self, id: MessageId, bytes: &[u8]) -> Option<Fresh> {
-        let (envelope, header, decoded) = message::decode(bytes).ok()?;
-        if decoded != id {
-            return None;
-        }
-        let state = self.engine.group(&header.group)?;
-        if self.withheld(state, &header) {
-            return None;
-        }
-        let verified = message::Verified {
-            id,
-            header,
-            envelope,
-        };
-        let content = match message::open(&verified, state) {
-            Ok(content) => content,
-            Err(e) => {
-                tracing::warn!(id = %id.short(), error = %e, "cannot open a new message for the live feed");
-                return None;
-            }
-        };
-        let h = verified.header;
-        let red = (h.handling == message::Handling::Red).then(|| Red {
-            me: self.me,
-            own_officer: (h.author == self.me).then(|| content.officer.clone()),
-            recipients: content.recipients.clone(),
-        });
-        Some(Fresh {
-            id,
-            group: h.group,
-            view: self.view_of(&id, &h, content, state, true),
-            red,
-        })
+/// Opens a message that just became durable here (see the module docs).
+fn fresh(ctx: &Ctx<'_>, id: MessageId, bytes: &[u8]) -> Option<Fresh> {
+    let snap = ctx.snap;
+    let (envelope, header, decoded) = message::decode(bytes).ok()?;
+    if decoded != id {
+        return None;
     }
+    let state = snap.group(&header.group)?;
+    if snap.withheld(state, &header) {
+        return None;
+    }
+    let verified = message::Verified {
+        id,
+        header,
+        envelope,
+    };
+    let content = match message::open(&verified, state) {
+        Ok(content) => content,
+        Err(e) => {
+            tracing::warn!(id = %id.short(), error = %e, "cannot open a new message for the live feed");
+            return None;
+        }
+    };
+    let h = verified.header;
+    let red = (h.handling == message::Handling::Red).then(|| Red {
+        me: snap.me,
+        own_officer: (h.author == snap.me).then(|| content.officer.clone()),
+        recipients: content.recipients.clone(),
+    });
+    Some(Fresh {
+        id,
+        group: h.group,
+        view: ctx.view_of(&id, &h, content, state, true),
+        red,
+    })
 }

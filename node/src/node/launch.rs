@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use liaison_protocol::identity::Descriptor;
-use liaison_protocol::message::Place;
+use liaison_protocol::message::{self, Place};
 use liaison_protocol::sync::{self, Engine};
 use liaison_protocol::{ExchangeSecret, IdentityKey};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::attachments::transfer::Connections;
 use crate::attachments::Attachments;
@@ -30,7 +30,7 @@ use super::dial::Acceptor;
 use super::peers::PeerTable;
 use super::writes::Writes;
 use super::Actor;
-use super::{posting, quarantine};
+use super::{posting, quarantine, reads};
 
 /// Capacity of the command channel from the API.
 pub(super) const COMMAND_QUEUE: usize = 256;
@@ -132,7 +132,17 @@ pub(crate) fn launch(
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (internal_tx, internal_rx) = mpsc::channel(COMMAND_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let handle = NodeHandle { tx: cmd_tx };
+    let (publisher, snapshots) = reads::Publisher::new(node_id, config.name.clone());
+    let new_messages = broadcast::channel(1024).0;
+    let handle = NodeHandle {
+        tx: cmd_tx,
+        reads: Arc::new(reads::Reads::new(
+            store.clone(),
+            attachments.clone(),
+            snapshots,
+            new_messages.clone(),
+        )),
+    };
     let mut actor = Actor {
         name: config.name.clone(),
         me: node_id,
@@ -149,7 +159,8 @@ pub(crate) fn launch(
         pending_writes: 0,
         writes: Writes::default(),
         quarantined: quarantine::Quarantined::new(),
-        new_messages: broadcast::channel(1024).0,
+        new_messages,
+        reads: publisher,
         events,
         local_posts: Vec::new(),
         post_rounds: posting::Rounds::default(),
@@ -236,5 +247,36 @@ pub(super) fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
     // Messages found damaged: fetched again from peers (see `Actor::refetch_damaged`).
     let damaged: Vec<Place> = store.damaged()?.into_iter().map(|(_, p)| p).collect();
     engine.handle_lost(&damaged);
+    Ok(())
+}
+
+/// Brings the store's listing index in line with its messages before anything is listed (see
+/// `store::listing`): a data directory written before the index existed, or a crash recovery
+/// that indexed messages from the envelope log again, is relisted here, on the blocking pool,
+/// before the API answers.
+pub(crate) async fn relist(store: &Store) -> Result<()> {
+    let listed = store.listed_count()?;
+    let held = store.message_count() as u64;
+    if listed == held {
+        return Ok(());
+    }
+    let s = store.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        s.relist(|envelope| {
+            message::decode(envelope)
+                .ok()
+                .map(|(_, header, _)| header.created_at.0)
+        })
+    })
+    .await
+    .map_err(|e| Error::Corrupt(format!("rebuilding the listing index failed: {e}")))??;
+    info!(
+        listed,
+        held,
+        added = report.added,
+        removed = report.removed,
+        unreadable = report.unreadable,
+        "listing index brought in line with the stored messages"
+    );
     Ok(())
 }

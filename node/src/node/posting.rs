@@ -140,6 +140,7 @@ impl Actor {
                     place: sealed.header.place(),
                     envelope: sealed.bytes.clone(),
                     meta: now().0.to_be_bytes().to_vec(),
+                    created_at: sealed.header.created_at.0,
                 })
                 .collect();
             let staged = match indexed {

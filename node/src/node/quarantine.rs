@@ -32,9 +32,9 @@ pub(super) struct Quarantine {
     /// Whether it is in force (false once released).
     quarantined: bool,
     /// Why, in the admin's words.
-    reason: String,
+    pub(super) reason: String,
     /// When it was set (or released), in milliseconds since the Unix epoch.
-    at_ms: u64,
+    pub(super) at_ms: u64,
 }
 
 /// The quarantines in force, by message.
@@ -54,20 +54,6 @@ impl Actor {
             }
         }
         Ok(())
-    }
-
-    /// Refuses a view of `id` if it is quarantined: the admin learns why, anyone else that no
-    /// such message is here.
-    pub(super) fn check_quarantine(&self, who: &Principal, id: &MessageId) -> Result<()> {
-        match self.quarantined.get(id) {
-            None => Ok(()),
-            Some(q) if *who == Principal::Admin => Err(Error::NotFound(format!(
-                "message {id} is quarantined on this node since {} ({}); `liaison quarantine release {id}` shows it again",
-                rfc3339(q.at_ms),
-                q.reason
-            ))),
-            Some(_) => Err(Error::NotFound(format!("no message {id} on this node"))),
-        }
     }
 
     /// The quarantines in force, oldest first.

@@ -2,15 +2,8 @@
 //! `receipts` and `thread` take any unambiguous prefix of at least [`MIN_PREFIX`] digits, as git
 //! does with commits.
 //!
-//! A prefix is looked up among the messages of the groups the caller may read, on the
-//! blocking pool (it reads the group's index from the store), never on the actor.
-
-use liaison_protocol::{GroupId, MessageId};
-use tokio::sync::oneshot;
-
-use super::Actor;
-use crate::accounts::Principal;
-use crate::error::{Error, Result};
+//! A prefix is looked up among the messages of the groups the caller may read by the read
+//! model ([`Scoped::resolve_id`](super::Scoped::resolve_id)), never on the actor.
 
 /// The fewest hex digits a short id may have.
 pub const MIN_PREFIX: usize = 8;
@@ -21,54 +14,6 @@ pub fn is_prefix(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-impl Actor {
-    /// Finds the one message whose id starts with `prefix` in a group `who` may read.
-    pub(super) fn resolve_id(
-        &self,
-        who: &Principal,
-        prefix: String,
-        reply: oneshot::Sender<Result<MessageId>>,
-    ) {
-        if !is_prefix(&prefix) {
-            let _ = reply.send(Err(Error::Invalid(format!(
-                "{prefix:?} is not a message id: give its 64 hex digits, or at least its first \
-                 {MIN_PREFIX}"
-            ))));
-            return;
-        }
-        let groups: Vec<GroupId> = self
-            .engine
-            .groups()
-            .map(|g| g.id())
-            .filter(|g| who.access(g).is_some())
-            .collect();
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut found: Vec<MessageId> = Vec::new();
-            let result = (|| {
-                for group in &groups {
-                    for id in store.group_messages(group)? {
-                        if id.to_string().starts_with(&prefix) && !found.contains(&id) {
-                            found.push(id);
-                        }
-                    }
-                }
-                match found.as_slice() {
-                    [one] => Ok(*one),
-                    [] => Err(Error::NotFound(format!(
-                        "no message whose id starts with {prefix} on this node"
-                    ))),
-                    many => Err(Error::Invalid(format!(
-                        "{} messages have ids starting with {prefix}: give more digits",
-                        many.len()
-                    ))),
-                }
-            })();
-            let _ = reply.send(result);
-        });
-    }
 }
 
 #[cfg(test)]

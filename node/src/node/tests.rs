@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use liaison_protocol::message::{Draft, Payload, Sealed};
+use liaison_protocol::message::{Content, Draft, Handling, Payload, Sealed};
 use liaison_protocol::sync::Archive;
 use liaison_protocol::{Role, Timestamp};
 use rand_core::OsRng;
@@ -51,6 +51,7 @@ async fn receipts_of_one_frame_cause_a_bounded_number_of_store_reads() {
         .map(|s| NewMessage {
             id: s.id,
             place: s.header.place(),
+            created_at: s.header.created_at.0,
             envelope: s.bytes.clone(),
             meta: 1u64.to_be_bytes().to_vec(),
         })
@@ -123,15 +124,32 @@ async fn a_fault_in_one_command_or_frame_fails_it_alone() {
         .await
         .unwrap();
 
-    // A command: reading this message panics on `a`.
+    // A command: a reply to this message reads it on the actor, and reading it panics on
+    // `a`. A query of the read model that panics fails alone too.
     let first = post(&a, g, "j.doe", "first", "one", Handling::Green)
         .await
         .unwrap();
     faults::panic_at_view(first);
-    let read = a
+    let reply_to_first = Post {
+        officer: "j.doe".into(),
+        recipients: Vec::new(),
+        subject: "re".into(),
+        body: "re".into(),
+        record: None,
+        handling: Handling::Green,
+        reply_to: Some(first),
+        attachments: Vec::new(),
+    };
+    let replied = a
         .handle
-        .ask(|reply| Command::Read { id: first, reply })
+        .ask(|reply| Command::Post {
+            group: g.to_string(),
+            post: reply_to_first,
+            reply,
+        })
         .await;
+    assert!(matches!(replied, Err(Error::Internal(_))), "{replied:?}");
+    let read = a.handle.as_admin().read(first).await;
     assert!(matches!(read, Err(Error::Internal(_))), "{read:?}");
     assert_eq!(a.handle.ask(Command::Status).await.unwrap().faults, 1);
 

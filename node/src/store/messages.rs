@@ -28,6 +28,9 @@ pub struct NewMessage {
     pub envelope: Vec<u8>,
     /// Small opaque metadata blob (the node keeps when the message arrived).
     pub meta: Vec<u8>,
+    /// Its creation time from its header, in milliseconds since the Unix epoch: where it sits
+    /// in its group's listing (see [`Store::listing`]).
+    pub created_at: u64,
 }
 
 /// Outcome of storing one message.
@@ -272,6 +275,8 @@ impl Engine {
         // Damaged messages stored again: their places and new records.
         let mut repairs: BTreeMap<AuthorKey, Vec<u8>> = BTreeMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
+        // The new messages' listing entries.
+        let mut listed = Vec::new();
         let places: Vec<AuthorKey> = batch.iter().map(|m| author_key(&m.place)).collect();
         let taken = self.held_among(&places)?;
         for (m, key) in batch.iter().zip(places) {
@@ -322,6 +327,7 @@ impl Engine {
                 outcomes.push(Inserted::Repaired);
             } else {
                 records.insert(key, record);
+                listed.push((m.place.group, m.created_at, m.id));
                 outcomes.push(Inserted::New);
             }
         }
@@ -336,6 +342,7 @@ impl Engine {
         for (run_key, run) in self.repaired_runs(&repairs)? {
             writes.insert(run_key, run);
         }
+        self.list_new(&mut writes, &listed)?;
         self.messages
             .apply_batch(writes)
             .map_err(|e| self.engine("inserting messages", e))?;

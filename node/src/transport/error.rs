@@ -9,7 +9,7 @@ use quinn::ConnectionError;
 /// Errors of the transport. Node keys appear in their short form (first 8 hex characters).
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// [`Transport::bind`] was called outside a Tokio runtime.
+    /// [`Transport::bind`](super::Transport::bind) was called outside a Tokio runtime.
     #[error("the QUIC transport must be started from within a Tokio runtime")]
     NoRuntime,
     /// The transport configuration is unusable.

@@ -32,7 +32,7 @@ struct Live {
 
 /// `GET /events`.
 pub async fn stream(State(app): State<App>, officer: Officer) -> Response {
-    let feed = match app.facade.subscribe().await {
+    let feed = match app.facade.subscribe(&officer.principal) {
         Ok(f) => f,
         Err(e) => return node_error(&app, &officer, &e),
     };

@@ -1,30 +1,34 @@
 //! The workspace's one door into the node: every read and change the pages make goes through
 //! [`Facade`], so that the pages do not depend on how the node is asked (today: commands on
-//! [`NodeHandle`], run as the officer with [`Command::As`]).
+//! [`NodeHandle`], run as the officer through [`NodeHandle::as_officer`]).
 //!
 //! Reads are scoped to the officer's [`Principal`]: a group without a grant, and a RED message
 //! not addressed to the officer, answer "not found" as through the API. Operator actions run
 //! as the node's admin; the pages check the operator role before calling them.
 //!
-//! The node lists a group's messages whole today ([`Command::Inbox`]); [`Facade::timeline`]
-//! filters and cuts that list into pages of [`PAGE_SIZE`], newest first, behind a cursor, so
-//! that pages and their links stay the same when the node serves pages itself.
+//! [`Facade::timeline`] reads the node's pages of a group ([`Scoped::inbox`]), newest first,
+//! filters them and cuts pages of [`PAGE_SIZE`] behind a cursor; it never loads a whole group.
+//!
+//! [`Scoped::inbox`]: crate::node::Scoped::inbox
 
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{Record, RecordKind};
 use liaison_protocol::{Handling, NodeId, Role};
-use tokio::sync::broadcast;
 
 use crate::accounts::Principal;
 use crate::error::{Error, Result};
-use crate::node::{Command, NodeHandle, Post};
+use crate::node::{Feed, NodeHandle, PageRequest, Post};
 use crate::views::{GroupView, MessageView, PeerView, ReceiptView, Status, ThreadView};
 
 /// Messages on one timeline page.
 pub const PAGE_SIZE: usize = 25;
 /// Unread counts stop at this number (shown as "999+").
 pub const UNREAD_CAP: u64 = 999;
+/// Messages per node page while scanning a timeline.
+const SCAN_PAGE: usize = 200;
+/// Most messages one timeline page, unread count or scan reads from the node.
+const MAX_TIMELINE_SCAN: usize = 5_000;
 /// Longest chain of replies followed up to a thread's first message.
 const MAX_THREAD_DEPTH: usize = 64;
 
@@ -132,14 +136,6 @@ impl Facade {
         Facade { node }
     }
 
-    async fn ask_as<T>(
-        &self,
-        who: &Principal,
-        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
-    ) -> Result<T> {
-        self.node.as_officer(who.clone()).ask(make).await
-    }
-
     /// The groups `who` may see.
     pub async fn groups(&self, who: &Principal) -> Result<Vec<GroupView>> {
         self.node.as_officer(who.clone()).groups().await
@@ -151,10 +147,36 @@ impl Facade {
         self.node.as_officer(who.clone()).group(group).await
     }
 
-    async fn all_of(&self, who: &Principal, group: &str) -> Result<Vec<MessageView>> {
-        let group = Some(group.to_owned());
-        self.ask_as(who, |reply| Command::Inbox { group, reply })
-            .await?
+    /// Messages of `group` newest first, page by page from `before` (a node cursor), until
+    /// `take` says to stop or [`MAX_TIMELINE_SCAN`] messages were read.
+    async fn scan(
+        &self,
+        who: &Principal,
+        group: &str,
+        mut before: Option<String>,
+        mut take: impl FnMut(MessageView) -> bool,
+    ) -> Result<()> {
+        let scoped = self.node.as_officer(who.clone());
+        let mut read = 0usize;
+        loop {
+            let page = scoped
+                .inbox(PageRequest {
+                    group: Some(group.to_owned()),
+                    limit: Some(SCAN_PAGE),
+                    before,
+                })
+                .await?;
+            for m in page.messages {
+                read += 1;
+                if !take(m) {
+                    return Ok(());
+                }
+            }
+            match page.next {
+                Some(next) if read < MAX_TIMELINE_SCAN => before = Some(next),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// One page of a group's timeline, newest first, after `cursor` (from a previous page).
@@ -165,22 +187,24 @@ impl Facade {
         filter: &Filter,
         cursor: Option<&str>,
     ) -> Result<TimelinePage> {
-        let all = self.all_of(who, group).await?;
-        let mut orgs: Vec<String> = all.iter().map(|m| m.author_name.clone()).collect();
+        let view = self.group(who, group).await?;
+        let mut orgs: Vec<String> = std::iter::once(view.owner_name.clone())
+            .chain(view.members.iter().map(|m| m.name.clone()))
+            .collect();
+        let before = cursor
+            .and_then(parse_cursor)
+            .map(|(ms, id)| format!("{ms:016x}{id}"));
+        let mut items: Vec<MessageView> = Vec::new();
+        self.scan(who, group, before, |m| {
+            orgs.push(m.author_name.clone());
+            if matches(&m, filter) {
+                items.push(m);
+            }
+            items.len() <= PAGE_SIZE
+        })
+        .await?;
         orgs.sort();
         orgs.dedup();
-        let cursor = cursor.and_then(parse_cursor);
-        let mut items: Vec<MessageView> = all
-            .into_iter()
-            .rev()
-            .filter(|m| matches(m, filter))
-            .filter(|m| {
-                cursor
-                    .as_ref()
-                    .is_none_or(|c| (m.created_at_ms, &m.id) < (c.0, &c.1))
-            })
-            .take(PAGE_SIZE + 1)
-            .collect();
         let next = if items.len() > PAGE_SIZE {
             items.truncate(PAGE_SIZE);
             items
@@ -195,67 +219,65 @@ impl Facade {
     /// Messages of `group` newer than `since_ms` that `officer` did not post, up to
     /// [`UNREAD_CAP`].
     pub async fn unread(&self, who: &Principal, group: &str, since_ms: u64) -> Result<u64> {
-        let all = self.all_of(who, group).await?;
         let mut n = 0;
-        for m in all.iter().rev() {
+        self.scan(who, group, None, |m| {
             if m.created_at_ms <= since_ms || n >= UNREAD_CAP {
-                break;
+                return false;
             }
             if m.officer != who.name() {
                 n += 1;
             }
-        }
+            true
+        })
+        .await?;
         Ok(n)
     }
 
     /// The newest message time of `group`, for marking it read.
     pub async fn newest(&self, who: &Principal, group: &str) -> Result<Option<u64>> {
-        Ok(self
-            .all_of(who, group)
-            .await?
-            .last()
-            .map(|m| m.created_at_ms))
+        let page = self
+            .node
+            .as_officer(who.clone())
+            .inbox(PageRequest {
+                group: Some(group.to_owned()),
+                limit: Some(1),
+                before: None,
+            })
+            .await?;
+        Ok(page.messages.first().map(|m| m.created_at_ms))
     }
 
     /// One message with its body.
     pub async fn message(&self, who: &Principal, id: &str) -> Result<MessageView> {
         let id = parse_id(id)?;
-        self.ask_as(who, |reply| Command::Read { id, reply })
-            .await?
+        self.node.as_officer(who.clone()).read(id).await
     }
 
     /// The organisations that confirmed storing a message.
     pub async fn receipts(&self, who: &Principal, id: &str) -> Result<Vec<ReceiptView>> {
         let id = parse_id(id)?;
-        self.ask_as(who, |reply| Command::Receipts { id, reply })
-            .await?
+        self.node.as_officer(who.clone()).receipts(id).await
     }
 
     /// The thread `message` belongs to: its first message and every reply below it that `who`
-    /// may see, in reply order.
+    /// may see, in reply order (replies deeper than `MAX_THREAD_DEPTH` left out).
     pub async fn thread(&self, who: &Principal, message: &MessageView) -> Result<Thread> {
-        let all = self.all_of(who, &message.group_id).await?;
-        let by_id: std::collections::HashMap<&str, &MessageView> =
-            all.iter().map(|m| (m.id.as_str(), m)).collect();
-        let mut root = message.id.as_str();
-        for _ in 0..MAX_THREAD_DEPTH {
-            match by_id.get(root).and_then(|m| m.reply_to.as_deref()) {
-                Some(parent) if by_id.contains_key(parent) => root = parent,
-                _ => break,
-            }
-        }
+        let id = parse_id(&message.id)?;
+        let scoped = self.node.as_officer(who.clone());
+        let thread = scoped.thread(id).await?;
         let mut items = Vec::new();
-        let mut stack = vec![(root, 0usize)];
-        while let Some((id, depth)) = stack.pop() {
-            let Some(m) = by_id.get(id) else { continue };
-            items.push(((*m).clone(), depth));
-            let mut children: Vec<&MessageView> = all
-                .iter()
-                .filter(|c| c.reply_to.as_deref() == Some(id))
-                .collect();
-            children.sort_by_key(|c| std::cmp::Reverse(c.created_at_ms));
-            if depth < MAX_THREAD_DEPTH {
-                stack.extend(children.into_iter().map(|c| (c.id.as_str(), depth + 1)));
+        for entry in thread.entries {
+            if entry.depth > MAX_THREAD_DEPTH {
+                continue;
+            }
+            match scoped.read(parse_id(&entry.id)?).await {
+                Ok(mut m) => {
+                    m.body = None;
+                    m.record = None;
+                    items.push((m, entry.depth));
+                }
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(Thread { items })
@@ -360,16 +382,13 @@ impl Facade {
     /// or request and the outcome of feedback.
     pub async fn thread_states(&self, who: &Principal, id: &str) -> Result<ThreadView> {
         let id = parse_id(id)?;
-        self.ask_as(who, |reply| Command::Thread { id, reply })
-            .await?
+        self.node.as_officer(who.clone()).thread(id).await
     }
 
     /// Messages as they are durably stored on this node (any group: each shows an officer
     /// what [`Fresh::view_for`](crate::node::Fresh::view_for) lets them see).
-    pub async fn subscribe(
-        &self,
-    ) -> Result<broadcast::Receiver<std::sync::Arc<crate::node::Fresh>>> {
-        self.node.ask(Command::Subscribe).await
+    pub fn subscribe(&self, who: &Principal) -> Result<Feed> {
+        self.node.as_officer(who.clone()).subscribe()
     }
 
     // ----- operators (run as the node's admin) ----------------------------------------
