@@ -269,6 +269,10 @@ pub enum Cmd {
         /// Also write every figure as one JSON object to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also measure one node holding N messages in a group (default N: 100,000):
+        /// start, idle memory, first page, reads, posts, audit verification, catch-up.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
+        scale: Option<usize>,
     },
     /// Serve one benchmark node to a parent `liaison bench` over standard input and output.
     #[command(hide = true)]
@@ -678,9 +682,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Run => run_daemon(&dir).await,
         Cmd::Demo { exit } => crate::demo::run(exit).await,
-        Cmd::Bench { quick, json } => crate::bench::run(crate::bench::Options { quick, json })
-            .await
-            .map(drop),
+        Cmd::Bench { quick, json, scale } => {
+            crate::bench::run(crate::bench::Options { quick, json, scale })
+                .await
+                .map(drop)
+        }
         Cmd::BenchNode => crate::bench::serve_node(&dir).await,
         Cmd::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
