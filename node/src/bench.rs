@@ -379,7 +379,10 @@ pub async fn run(options: Options) -> Result<Report> {
     }
 
     if let Some(messages) = options.scale.filter(|_| wanted("scale")) {
-        println!("scale: one node holding {} messages", human(messages as f64));
+        println!(
+            "scale: one node holding {} messages",
+            human(messages as f64)
+        );
         report.scale = Some(scale::run(&tmp.path().join("scale"), messages, options.quick).await?);
     }
 
@@ -1522,10 +1525,30 @@ fn print_scale(s: &scale::ScaleReport) {
     };
     let n = human(s.messages as f64);
     row("scale", "messages", s.messages as f64, "in one group");
-    row("", "fill_msgs_per_s", s.fill_msgs_per_s, "/s  (API batches, durable)");
-    row("", "start_seconds", s.start_seconds, "s  (until the API answers)");
-    row("", "idle_rss_mib", s.idle_rss_mib, "MiB (settled after start)");
-    row("", "page_p50_ms", s.page_p50_ms, "ms  (first page, limit 50)");
+    row(
+        "",
+        "fill_msgs_per_s",
+        s.fill_msgs_per_s,
+        "/s  (API batches, durable)",
+    );
+    row(
+        "",
+        "start_seconds",
+        s.start_seconds,
+        "s  (until the API answers)",
+    );
+    row(
+        "",
+        "idle_rss_mib",
+        s.idle_rss_mib,
+        "MiB (settled after start)",
+    );
+    row(
+        "",
+        "page_p50_ms",
+        s.page_p50_ms,
+        "ms  (first page, limit 50)",
+    );
     row(
         "",
         "page_p99_ms",
@@ -1545,9 +1568,19 @@ fn print_scale(s: &scale::ScaleReport) {
         s.audit_verify_seconds,
         &format!("s  ({} records)", s.audit_records),
     );
-    row("", "web_group_p50_ms", s.web_group_p50_ms, "ms  (web: group page)");
+    row(
+        "",
+        "web_group_p50_ms",
+        s.web_group_p50_ms,
+        "ms  (web: group page)",
+    );
     row("", "web_group_p99_ms", s.web_group_p99_ms, "ms");
-    row("", "web_record_p50_ms", s.web_record_p50_ms, "ms  (web: record page)");
+    row(
+        "",
+        "web_record_p50_ms",
+        s.web_record_p50_ms,
+        "ms  (web: record page)",
+    );
     row("", "web_record_p99_ms", s.web_record_p99_ms, "ms");
     row(
         "",

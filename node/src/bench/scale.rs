@@ -215,7 +215,9 @@ async fn measure(
     // only the epochs from its admission on), offline while A fills the group.
     pin(a, c).await?;
     pin(c, a).await?;
-    let created = a.post("/v1/groups", &json!({ "name": "bench scale" })).await?;
+    let created = a
+        .post("/v1/groups", &json!({ "name": "bench scale" }))
+        .await?;
     let group = text(&created, "id")?;
     a.post(
         &format!("/v1/groups/{group}/members"),
@@ -258,7 +260,11 @@ async fn measure(
         a.stop().await?;
     }
     report.store_bytes_per_msg = dir_size(a_dir.root()) as f64 / messages.max(1) as f64;
-    progress("data directory per message", report.store_bytes_per_msg, "B");
+    progress(
+        "data directory per message",
+        report.store_bytes_per_msg,
+        "B",
+    );
     let (a, took) = Process::start(exe, a_dir, "scale-a", http).await?;
     let a = &*nodes.a.insert(a);
     report.start_seconds = took.as_secs_f64();
@@ -276,7 +282,15 @@ async fn measure(
     let t0 = Instant::now();
     let (c, _) = Process::start(exe, c_dir, "scale-c", http).await?;
     let c = &*nodes.c.insert(c);
-    wait_for("the member to catch up", || async { Ok(count(c).await? >= held) }).await?;
+    pin(a, c).await?;
+    pin(c, a).await?;
+    let caught_up = std::cell::Cell::new(0);
+    let waited = wait_for("the member to catch up", || async {
+        caught_up.set(count(c).await?);
+        Ok(caught_up.get() >= held)
+    })
+    .await;
+    waited.map_err(|e| Error::Invalid(format!("{e} (it holds {} of {held})", caught_up.get())))?;
     report.catchup_seconds = t0.elapsed().as_secs_f64();
     report.catchup_messages = held;
     report.catchup_msgs_per_s = held as f64 / report.catchup_seconds;
@@ -526,7 +540,7 @@ async fn count(node: &Process) -> Result<usize> {
         .ok_or_else(|| Error::Invalid(format!("no message count in the status {status}")))
 }
 
-/// Pins `peer` on `node`.
+/// Pins `peer` on `node` at its address now (a node takes a new port at each start).
 async fn pin(node: &Process, peer: &Process) -> Result<()> {
     let status = peer.get("/v1/status").await?;
     node.post(
@@ -535,6 +549,7 @@ async fn pin(node: &Process, peer: &Process) -> Result<()> {
             "name": peer.name,
             "node_id": text(&status, "node_id")?,
             "address": text(&status, "quic_addr")?,
+            "replace": true,
         }),
     )
     .await
@@ -559,8 +574,7 @@ where
 
 /// The `liaison` executable the nodes run: this one, or the one beside it.
 fn liaison_exe() -> Result<PathBuf> {
-    let me =
-        std::env::current_exe().map_err(|e| Error::io("cannot find this executable", e))?;
+    let me = std::env::current_exe().map_err(|e| Error::io("cannot find this executable", e))?;
     if me.file_stem().is_some_and(|s| s == "liaison") {
         return Ok(me);
     }
