@@ -219,10 +219,12 @@ async fn measure(
         .post("/v1/groups", &json!({ "name": "bench scale" }))
         .await?;
     let group = text(&created, "id")?;
-    a.post(
-        &format!("/v1/groups/{group}/members"),
-        &json!({ "peer": c.name, "role": "member" }),
-    )
+    // Refused until A has seen C connected (it needs C's key for group keys).
+    let members = format!("/v1/groups/{group}/members");
+    let member = json!({ "peer": c.name, "role": "member" });
+    wait_for("scale-c to become a member", || async {
+        Ok(a.post(&members, &member).await.is_ok())
+    })
     .await?;
     let path = format!("/v1/groups/{group}");
     wait_for("the group to reach scale-c", || async {
