@@ -1,4 +1,4 @@
-//! `liaison bench --quick --scale 2000 --json PATH` runs end to end and reports every figure the
+//! `liaison-bench --quick --scale 2000 --json PATH` (what `liaison bench` runs) runs end to end and reports every figure the
 //! operators and the README rely on (the scale phase at a small N, so that it cannot rot). Nothing here judges a figure or times anything: the machine running
 //! the tests is not the machine the figures describe.
 
@@ -62,12 +62,12 @@ const KEYS: &[&str] = &[
 fn quick_bench_reports_every_figure() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let json = dir.path().join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_liaison"))
-        .args(["bench", "--quick", "--scale", "2000", "--json"])
+    let output = Command::new(env!("CARGO_BIN_EXE_liaison-bench"))
+        .args(["--quick", "--scale", "2000", "--json"])
         .arg(&json)
         .env_remove("LIAISON_BENCH_PHASES")
         .output()
-        .expect("run liaison bench");
+        .expect("run liaison-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -109,15 +109,15 @@ fn quick_bench_reports_every_figure() {
     }
 }
 
-/// The hidden `liaison bench-node` serves one node to a parent benchmark over its standard input
+/// The hidden `liaison-bench bench-node` serves one node to a parent benchmark over its standard input
 /// and output: it reports itself ready, answers every command line (unknown and malformed ones
 /// with an error, without stopping), and stops cleanly when its input ends.
 #[test]
 fn bench_node_answers_its_parent_and_stops_at_end_of_input() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("node");
-    let init = Command::new(env!("CARGO_BIN_EXE_liaison"))
-        .arg("--data")
+    let init = Command::new(env!("CARGO_BIN_EXE_liaison-bench"))
+        .args(["liaison", "--data"])
         .arg(&data)
         .args([
             "init",
@@ -132,10 +132,9 @@ fn bench_node_answers_its_parent_and_stops_at_end_of_input() {
         .expect("run liaison init");
     assert!(init.status.success(), "init failed: {init:?}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_liaison"))
-        .arg("--data")
+    let mut child = Command::new(env!("CARGO_BIN_EXE_liaison-bench"))
+        .args(["bench-node", "--data"])
         .arg(&data)
-        .arg("bench-node")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

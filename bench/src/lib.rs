@@ -17,7 +17,7 @@
 //!                (see [`scale`])
 //! ```
 //!
-//! Every node is a real node ([`crate::node::start`]) with its own data directory under a
+//! Every node is a real node ([`liaison_node::node::start`]) with its own data directory under a
 //! temporary directory, its own sled store (acknowledgements only after flush) and its own QUIC
 //! endpoint on loopback. The end-to-end phase runs node B in a child process, as nodes run in a
 //! deployment ([`serve_node`]); the other phases run their nodes in this process. Deliveries are
@@ -34,21 +34,18 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use ed25519_dalek::Signer;
-use liaison_protocol::group::LocalKeys;
 use liaison_protocol::message::{self, Content, Draft, MessageId, Payload};
-use liaison_protocol::{
-    ExchangeSecret, GroupId, GroupState, Handling, IdentityKey, Role, Timestamp,
-};
+use liaison_protocol::{GroupId, Handling, IdentityKey, Role, Timestamp};
 use rand_core::OsRng;
 use serde::Serialize;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::datadir::DataDir;
-use crate::demo;
-use crate::error::{Error, Result};
-use crate::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
-use crate::transport::{self, AllowList, Transport, TransportConfig};
+use liaison_node::datadir::DataDir;
+use liaison_node::demo;
+use liaison_node::error::{Error, Result};
+use liaison_node::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
+use liaison_node::transport::{self, AllowList, Transport, TransportConfig};
 
 pub mod api;
 pub mod attachments;
@@ -499,30 +496,8 @@ fn ed25519_rates(secs: f64) -> (f64, f64) {
 }
 
 /// Seal, and verify + open (everything a receiver checks), of messages with a 1 KiB body.
-/// A fresh identity and the state of a group it just created alone, as the owner sees it
-/// (epoch key included): for sealing messages without a node.
-pub(crate) fn solo_group(gid: GroupId) -> Result<(IdentityKey, GroupState)> {
-    let identity = IdentityKey::generate(&mut OsRng);
-    let exchange = ExchangeSecret::generate(&mut OsRng);
-    let genesis = GroupState::create(
-        &identity,
-        "bench",
-        exchange.public(),
-        gid,
-        "bench",
-        Timestamp(1),
-        &mut OsRng,
-    )?;
-    let local = LocalKeys {
-        node: identity.node_id(),
-        exchange: &exchange,
-    };
-    let state = GroupState::from_genesis(&genesis, Some(local))?;
-    Ok((identity, state))
-}
-
 fn message_rates(secs: f64) -> Result<(f64, f64)> {
-    let (identity, state) = solo_group(GroupId::from([1u8; 16]))?;
+    let (identity, state) = demo::solo_group(GroupId::from([1u8; 16]))?;
     let content = Content {
         officer: "bench".into(),
         recipients: Vec::new(),

@@ -1,7 +1,8 @@
 //! The scale phase (`liaison bench --scale N`): one node holding N messages in one group,
 //! measured as an operator and an officer meet it. Every node is a real `liaison run` process
-//! (its own data directory, store, API and web listener on loopback), driven over HTTP only,
-//! as an integration and a browser drive it.
+//! (its own data directory, store, API and web listener on loopback; started as
+//! `liaison-bench liaison --data DIR run`, the same command line of the same build), driven
+//! over HTTP only, as an integration and a browser drive it.
 //!
 //! ```text
 //!  fill        A: N messages of 1 KiB through POST /v1/groups/{g}/messages/batch
@@ -37,8 +38,8 @@ use serde_json::{json, Value};
 use tokio::process::Child;
 
 use super::{dir_size, percentiles, progress, SYNC_INTERVAL_MS};
-use crate::datadir::DataDir;
-use crate::error::{Error, Result};
+use liaison_node::datadir::DataDir;
+use liaison_node::error::{Error, Result};
 
 /// Messages per batch request while filling (500 items of 1 KiB stay within the API's
 /// 1 MiB body limit).
@@ -161,8 +162,8 @@ pub async fn run(root: &Path, messages: usize, quick: bool) -> Result<ScaleRepor
         .build()
         .map_err(|e| Error::Invalid(format!("cannot make an HTTP client: {e}")))?;
     let dirs = (
-        crate::demo::init_node(root, "scale-a", SYNC_INTERVAL_MS)?,
-        crate::demo::init_node(root, "scale-c", SYNC_INTERVAL_MS)?,
+        liaison_node::demo::init_node(root, "scale-a", SYNC_INTERVAL_MS)?,
+        liaison_node::demo::init_node(root, "scale-c", SYNC_INTERVAL_MS)?,
     );
     let mut nodes = Nodes::default();
     let result = measure(&exe, &http, &dirs, &mut nodes, (messages, sample_for)).await;
@@ -574,22 +575,11 @@ where
     Ok(())
 }
 
-/// The `liaison` executable the nodes run: this one, or the one beside it.
+/// The executable the nodes run: this one, whose hidden `liaison` command is the `liaison`
+/// command line of the same build (`liaison-bench liaison --data DIR run` is `liaison --data
+/// DIR run`).
 fn liaison_exe() -> Result<PathBuf> {
-    let me = std::env::current_exe().map_err(|e| Error::io("cannot find this executable", e))?;
-    if me.file_stem().is_some_and(|s| s == "liaison") {
-        return Ok(me);
-    }
-    let beside = me.with_file_name(format!("liaison{}", std::env::consts::EXE_SUFFIX));
-    if beside.is_file() {
-        Ok(beside)
-    } else {
-        Err(Error::Invalid(format!(
-            "the scale phase runs nodes with the liaison executable, not found at {}; build it \
-             with `cargo build --release -p liaison-node`",
-            beside.display()
-        )))
-    }
+    std::env::current_exe().map_err(|e| Error::io("cannot find the liaison-bench executable", e))
 }
 
 /// A node running as `liaison run` in a child process, driven over its API.
@@ -615,6 +605,7 @@ impl Process {
         let token = dir.admin_token()?.to_string();
         let t0 = Instant::now();
         let mut child = tokio::process::Command::new(exe)
+            .arg("liaison")
             .arg("--data")
             .arg(dir.root())
             .arg("run")
