@@ -345,7 +345,7 @@ async fn fill(a: &Process, group: &str, messages: usize) -> Result<Vec<String>> 
                 let Some(id) = item.get("id").and_then(Value::as_str) else {
                     return Err(Error::Invalid(format!("a batch item was refused: {item}")));
                 };
-                if (first + k) % keep_every == 0 {
+                if (first + k).is_multiple_of(keep_every) {
                     kept.push(id.to_owned());
                 }
             }
