@@ -63,7 +63,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(1_200);
 /// The web officer's password once changed from the one-time password.
 const OFFICER_PASSWORD: &str = "scale-bench-officer-password-1";
 
-/// The store size the design goals are set for (see [`goals`]).
+/// The store size the design goals are set for (see [`ScaleReport::goals`]).
 pub const GOAL_MESSAGES: usize = 1_000_000;
 
 /// The scale phase's figures.
