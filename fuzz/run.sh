@@ -10,8 +10,10 @@
 # `cargo install --locked cargo-fuzz`.
 #
 # The targets are built once, then run as plain libFuzzer binaries, FUZZ_JOBS at a time (default:
-# the number of cores). Corpora grow in fuzz/corpus/TARGET (kept between runs, not committed); a
-# crash is saved in fuzz/artifacts/TARGET and fails the script. Prints the executions reached.
+# the number of cores). Each starts from its corpus, fuzz/corpus/TARGET: the committed seeds
+# (seed-*: real encodings, written by protocol/tests/fuzz_seeds.rs) and what earlier runs added
+# (kept between runs, not committed). A crash is saved in fuzz/artifacts/TARGET and fails the
+# script. Prints the executions reached.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-30}"

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{cpu_seconds, percentiles, progress, NodeProcess, PHASE_TIMEOUT};
 use liaison_node::client::Client;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::error::{Error, Result};
-use liaison_node::node::RunningNode;
 use liaison_node::views::{Created, MessageView, PostMessage};
 
 /// Messages posted through A but not yet seen on B's stream, at most (B's stream reads each

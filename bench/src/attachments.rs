@@ -15,9 +15,9 @@ use serde::Serialize;
 use super::{progress, NodeProcess, MIB, PHASE_TIMEOUT};
 use liaison_node::attachments::Uploaded;
 use liaison_node::client::Client;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::error::{Error, Result};
-use liaison_node::node::RunningNode;
 use liaison_node::views::{Created, MessageView};
 
 /// How often B's API is asked whether it holds the file whole.

@@ -17,7 +17,7 @@
 //!                (see [`scale`])
 //! ```
 //!
-//! Every node is a real node ([`liaison_node::node::start`]) with its own data directory under a
+//! Every node is a real node ([`liaison_node::daemon::start`]) with its own data directory under a
 //! temporary directory, its own sled store (acknowledgements only after flush) and its own QUIC
 //! endpoint on loopback. The end-to-end phase runs node B in a child process, as nodes run in a
 //! deployment ([`serve_node`]); the other phases run their nodes in this process. Deliveries are
@@ -41,10 +41,11 @@ use serde::Serialize;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::demo;
 use liaison_node::error::{Error, Result};
-use liaison_node::node::{self, Command, NodeEvent, NodeHandle, Post, RunningNode};
+use liaison_node::node::{NodeEvent, NodeHandle, Post};
 use liaison_node::transport::{self, AllowList, Transport, TransportConfig};
 
 pub mod api;
@@ -800,16 +801,7 @@ async fn e2e(
 /// holds it.
 async fn e2e_group(a: &RunningNode, b: &mut NodeProcess) -> Result<GroupId> {
     let (name, node, address) = (b.name.clone(), b.node_id, b.quic_addr.to_string());
-    within(
-        "pinning",
-        a.handle.ask(|reply| Command::AddPeer {
-            name,
-            node,
-            address,
-            reply,
-        }),
-    )
-    .await???;
+    within("pinning", a.handle.as_admin().add_peer(name, node, address)).await??;
     b.add_peer(a).await?;
     demo::wait_until("peers to connect", || demo::peer_ready(&a.handle, &b.name)).await?;
     let group = within(
@@ -996,7 +988,7 @@ async fn catchup(scale: Scale, root: &Path) -> Result<(Catchup, f64)> {
 
         let start = Instant::now();
         let cpu_start = cpu_seconds("self");
-        let node = within("the restart", node::start(&late_dir)).await??;
+        let node = within("the restart", liaison_node::daemon::start(&late_dir)).await??;
         let store = node.store.clone();
         restarted = Some(node);
         let want = scale.catchup;
@@ -1052,12 +1044,8 @@ fn bench_post(body: &str) -> Post {
 
 async fn post(handle: &NodeHandle, group: GroupId, body: &str) -> Result<MessageId> {
     let post = bench_post(body);
-    let ask = handle.ask(|reply| Command::Post {
-        group: group.to_string(),
-        post,
-        reply,
-    });
-    within("a post", ask).await??
+    let admin = handle.as_admin();
+    within("a post", admin.post(group.to_string(), post)).await?
 }
 
 /// `fut`, or an error naming `what` after [`PHASE_TIMEOUT`].

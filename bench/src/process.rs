@@ -29,9 +29,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{broadcast, mpsc};
 
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::error::{Error, Result};
-use liaison_node::node::{self, Command, NodeEvent, RunningNode};
+use liaison_node::node::NodeEvent;
 
 /// How long the parent waits for a reply, for the child to start, or for it to stop.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,7 +43,7 @@ const EVENT_QUEUE: usize = 4096;
 /// hidden `liaison-bench bench-node` command). Returns when standard input ends, after the node
 /// stopped and flushed.
 pub async fn serve(dir: &DataDir) -> Result<()> {
-    let node = node::start(dir).await?;
+    let node = liaison_node::daemon::start(dir).await?;
     // Written straight to the pipe, not through tokio's stdout (which hands every write to a
     // blocking thread): the parent stamps each report when it reads it. The parent reads all
     // the time, so a write waits only as long as the pipe is full.
@@ -114,13 +115,9 @@ async fn command(node: &RunningNode, line: &str) -> Result<String> {
                 .map_err(|e| Error::Invalid(format!("bad node id: {e}")))?;
             let (name, address) = ((*name).to_owned(), (*address).to_owned());
             node.handle
-                .ask(|reply| Command::AddPeer {
-                    name,
-                    node: node_id,
-                    address,
-                    reply,
-                })
-                .await??;
+                .as_admin()
+                .add_peer(name, node_id, address)
+                .await?;
             Ok("ok".into())
         }
         ["knows", group] => {

@@ -254,7 +254,7 @@ impl Accounts {
             name: name.to_owned(),
             token_hash: hex::encode(hash),
             grants: grants.iter().map(|(g, a)| (g.to_string(), *a)).collect(),
-            created_at_ms: crate::node::now().0,
+            created_at_ms: crate::clock::now().0,
             password_hash: None,
             must_change_password: false,
             totp_secret: None,
@@ -379,7 +379,7 @@ impl Accounts {
         let code = random_code(16);
         let enrolment = Enrolment {
             code_hash: hex::encode(token_hash(&code)),
-            expires_at_ms: crate::node::now().0 + ENROLMENT_VALIDITY_MS,
+            expires_at_ms: crate::clock::now().0 + ENROLMENT_VALIDITY_MS,
         };
         self.update(name, |a| {
             a.enrolment = Some(enrolment);
@@ -394,7 +394,7 @@ impl Accounts {
     pub async fn enrol(&self, code: &str, password: &str) -> Result<String> {
         check_password_rules(password)?;
         let presented = token_hash(code.trim());
-        let now = crate::node::now().0;
+        let now = crate::clock::now().0;
         let mut found = None;
         for (account, _) in self.lock()?.values() {
             if let Some(e) = &account.enrolment {

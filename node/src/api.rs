@@ -67,12 +67,12 @@ use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::record::{self, RecordKind};
 use liaison_protocol::{FieldError, GroupId, NodeId, Role};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::accounts::{Access, Account, Accounts, Principal};
+use crate::accounts::{Access, Accounts, Principal};
 use crate::attachments::{Attachments, Uploaded};
 use crate::audit::{AuditLog, Verification};
 use crate::datadir::DataDir;
@@ -237,7 +237,7 @@ async fn healthz() -> &'static str {
 /// failed flush or write, free disk space above `[store] min_free_mb`, no damaged message still
 /// waiting to be fetched again); 503 otherwise.
 async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
-    match s.node.ask(Command::Status).await {
+    match s.node.as_admin().status().await {
         Ok(status) if status.store.healthy => (StatusCode::OK, "ready\n"),
         Ok(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -282,20 +282,7 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::InvalidRecord(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::NotYet(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Store(StoreError::FlushFailed { .. } | StoreError::Reopening { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = e.status();
         let fields = match &e {
             Error::InvalidRecord(fields) => fields.clone(),
             _ => Vec::new(),
@@ -460,7 +447,7 @@ async fn status(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<views::Status> {
     s.admin_only(&who, "status", "node").await?;
-    Ok(Json(s.node.ask(Command::Status).await?))
+    Ok(Json(s.node.as_admin().status().await?))
 }
 
 async fn peers(
@@ -468,7 +455,7 @@ async fn peers(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Vec<views::PeerView>> {
     s.admin_only(&who, "peer.list", "peers").await?;
-    Ok(Json(s.node.ask(Command::Peers).await?))
+    Ok(Json(s.node.as_admin().peers().await?))
 }
 
 async fn add_peer(
@@ -486,22 +473,14 @@ async fn add_peer(
             .map_err(|e| Error::Invalid(format!("{e}")))?;
         if body.replace {
             s.node
-                .ask(|reply| Command::ReplacePeer {
-                    name: body.name,
-                    node,
-                    address: body.address,
-                    reply,
-                })
-                .await?
+                .as_admin()
+                .replace_peer(body.name, node, body.address)
+                .await
         } else {
             s.node
-                .ask(|reply| Command::AddPeer {
-                    name: body.name,
-                    node,
-                    address: body.address,
-                    reply,
-                })
-                .await?
+                .as_admin()
+                .add_peer(body.name, node, body.address)
+                .await
         }
     }
     .await;
@@ -513,7 +492,7 @@ async fn rosters(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Vec<crate::federation::RosterView>> {
     s.admin_only(&who, "roster.show", "").await?;
-    let result = s.node.ask(Command::Rosters).await;
+    let result = s.node.as_admin().rosters().await;
     Ok(Json(s.audited(&who, "roster.show", "", result).await?))
 }
 
@@ -527,9 +506,7 @@ async fn load_roster(
     let result = async {
         let bytes = hex::decode(body.roster.trim())
             .map_err(|_| Error::Invalid("the roster is not hex".into()))?;
-        s.node
-            .ask(|reply| Command::LoadRoster { bytes, reply })
-            .await?
+        s.node.as_admin().load_roster(bytes).await
     }
     .await;
     let target = match &result {
@@ -546,14 +523,7 @@ async fn rotate_keys(
 ) -> ApiResult<views::Rotated> {
     let Json(body) = body?;
     s.admin_only(&who, "key.rotate", "").await?;
-    let result = s
-        .node
-        .ask(|reply| Command::RotateKeys {
-            exchange_only: body.exchange_only,
-            reply,
-        })
-        .await
-        .and_then(|r| r);
+    let result = s.node.as_admin().rotate_keys(body.exchange_only).await;
     let target = match &result {
         Ok(r) => format!("{} -> {}", r.old_node_id, r.node_id),
         Err(_) => String::new(),
@@ -568,12 +538,7 @@ async fn remove_peer(
 ) -> ApiResult<views::Removed> {
     s.admin_only(&who, "peer.remove", &peer).await?;
     let target = peer.clone();
-    let result = async {
-        s.node
-            .ask(|reply| Command::RemovePeer { peer, reply })
-            .await?
-    }
-    .await;
+    let result = async { s.node.as_admin().remove_peer(peer).await }.await;
     s.audited(&who, "peer.remove", &target, result).await?;
     Ok(Json(views::Removed { removed: true }))
 }
@@ -582,7 +547,7 @@ async fn groups(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Vec<views::GroupView>> {
-    let result = s.ask(&who, Command::Groups).await;
+    let result = s.node.as_officer(who.clone()).groups().await;
     Ok(Json(s.audited(&who, "group.list", "all", result).await?))
 }
 
@@ -592,7 +557,7 @@ async fn group(
     Path(group): Path<String>,
 ) -> ApiResult<views::GroupView> {
     let target = group.clone();
-    let result = async { s.ask(&who, |reply| Command::Group { group, reply }).await? }.await;
+    let result = async { s.node.as_officer(who.clone()).group(group).await }.await;
     Ok(Json(s.audited(&who, "group.show", &target, result).await?))
 }
 
@@ -604,12 +569,7 @@ async fn create_group(
     let Json(body) = body?;
     s.admin_only(&who, "group.create", &body.name).await?;
     let name = body.name.clone();
-    let result = async {
-        s.node
-            .ask(|reply| Command::CreateGroup { name, reply })
-            .await?
-    }
-    .await;
+    let result = async { s.node.as_admin().create_group(name).await }.await;
     let id = s.audited(&who, "group.create", &body.name, result).await?;
     Ok(Json(Created { id: id.to_string() }))
 }
@@ -630,14 +590,7 @@ async fn add_member(
             .unwrap_or("member")
             .parse()
             .map_err(|e| Error::Invalid(format!("{e}")))?;
-        s.node
-            .ask(|reply| Command::AddMember {
-                group,
-                peer: body.peer,
-                role,
-                reply,
-            })
-            .await?
+        s.node.as_admin().add_member(group, body.peer, role).await
     }
     .await;
     Ok(Json(s.audited(&who, "group.add", &target, result).await?))
@@ -650,12 +603,7 @@ async fn remove_member(
 ) -> ApiResult<views::GroupView> {
     let target = format!("{group} {peer}");
     s.admin_only(&who, "group.remove", &target).await?;
-    let result = async {
-        s.node
-            .ask(|reply| Command::RemoveMember { group, peer, reply })
-            .await?
-    }
-    .await;
+    let result = async { s.node.as_admin().remove_member(group, peer).await }.await;
     Ok(Json(
         s.audited(&who, "group.remove", &target, result).await?,
     ))
@@ -930,9 +878,7 @@ async fn open_attachment(
     let id: AttachmentId = id
         .parse()
         .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
-    let reference = s
-        .ask(who, |reply| Command::Attachment { id, reply })
-        .await??;
+    let reference = s.node.as_officer(who.clone()).attachment(id).await?;
     crate::attachments::open_plain(s.attachments.clone(), reference).await
 }
 
@@ -1107,9 +1053,7 @@ async fn events(
         let group = match &q.group {
             Some(g) => {
                 let g = g.clone();
-                let view = s
-                    .ask(&who, |reply| Command::Group { group: g, reply })
-                    .await??;
+                let view = s.node.as_officer(who.clone()).group(g).await?;
                 Some(
                     view.id
                         .parse::<GroupId>()
@@ -1179,66 +1123,7 @@ async fn events(
 
 // ----- accounts -------------------------------------------------------------------------
 
-/// An account as the API shows it (no token hash).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UserView {
-    /// The officer's name.
-    pub name: String,
-    /// Grants: group id → `read` or `post`.
-    pub grants: BTreeMap<String, Access>,
-    /// Creation time, RFC 3339.
-    pub created_at: String,
-}
-
-impl From<Account> for UserView {
-    fn from(a: Account) -> Self {
-        UserView {
-            name: a.name,
-            grants: a.grants,
-            created_at: views::rfc3339(a.created_at_ms),
-        }
-    }
-}
-
-/// `POST /v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AddUser {
-    /// The officer's name.
-    pub name: String,
-    /// Grants as `GROUP[:read|:post]` (default access: `read`).
-    #[serde(default)]
-    pub grants: Vec<String>,
-    /// Web login to issue: `enrol` (a one-time enrolment code), `password` (a one-time
-    /// password, replaced at first login), or none (API token only).
-    #[serde(default)]
-    pub login: Option<String>,
-    /// Give the officer the web workspace's operator pages.
-    #[serde(default)]
-    pub operator: bool,
-}
-
-/// The answer to `POST /v1/users`: the token, shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct NewUser {
-    /// The account.
-    pub user: UserView,
-    /// The officer's bearer token. Only its hash is kept.
-    pub token: String,
-    /// The one-time enrolment code for the web workspace (`login: enrol`), shown this once;
-    /// the enrolment link is the workspace's `/enrol#CODE`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrolment_code: Option<String>,
-    /// The one-time web password (`login: password`), shown this once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-}
-
-/// `POST /v1/users/{name}/grants`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct GrantBody {
-    /// `GROUP[:read|:post]`.
-    pub grant: String,
-}
+pub use crate::views::{AddUser, GrantBody, NewUser, UserView};
 
 impl AppState {
     async fn resolve_grant(&self, spec: &str) -> Result<(GroupId, Access), Error> {
@@ -1247,11 +1132,7 @@ impl AppState {
             _ => (spec, Access::Read),
         };
         let g = group.to_owned();
-        let view = match self
-            .node
-            .ask(|reply| Command::Group { group: g, reply })
-            .await?
-        {
+        let view = match self.node.as_admin().group(g).await {
             Ok(view) => view,
             // `ops:write` names no group; say what is wrong with it rather than "unknown group".
             Err(Error::NotFound(_)) if spec.rsplit_once(':').is_some() && group == spec => {
@@ -1420,7 +1301,7 @@ async fn quarantined(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Vec<views::QuarantineView>> {
     s.admin_only(&who, "quarantine.list", "quarantine").await?;
-    let result = s.node.ask(Command::Quarantined).await.and_then(|r| r);
+    let result = s.node.as_admin().quarantined().await;
     Ok(Json(
         s.audited(&who, "quarantine.list", "quarantine", result)
             .await?,
@@ -1438,9 +1319,7 @@ async fn quarantine(
     let result = async {
         let id = message_id(&body.id)?;
         let reason = body.reason;
-        s.node
-            .ask(|reply| Command::Quarantine { id, reason, reply })
-            .await?
+        s.node.as_admin().quarantine(id, reason).await
     }
     .await;
     Ok(Json(
@@ -1457,7 +1336,7 @@ async fn release(
     let target = id.clone();
     let result = async {
         let id = message_id(&id)?;
-        s.node.ask(|reply| Command::Release { id, reply }).await?
+        s.node.as_admin().release(id).await
     }
     .await;
     Ok(Json(

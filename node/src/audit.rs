@@ -236,7 +236,7 @@ impl AuditLog {
         let mut head = self.head.lock().await;
         let mut record = AuditRecord {
             seq: head.seq + 1,
-            at_ms: crate::node::now().0,
+            at_ms: crate::clock::now().0,
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),

@@ -29,7 +29,13 @@ macro_rules! say {
 
 /// Liaison: a federated node for exchanging enforcement intelligence in closed user groups.
 #[derive(Debug, Parser)]
-#[command(name = "liaison", version, long_version = LONG_VERSION, long_about = None)]
+#[command(
+    name = "liaison",
+    version,
+    long_version = LONG_VERSION,
+    long_about = None,
+    after_help = EXIT_CODES.as_str()
+)]
 pub struct Cli {
     /// The node's data directory.
     #[arg(
@@ -402,6 +408,11 @@ const LONG_VERSION: &str = concat!(
     "\nstore format ",
     "4"
 );
+
+/// The end of `liaison --help`: the exit codes, from the one table of errors
+/// ([`crate::error::ANSWERS`]).
+static EXIT_CODES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(crate::error::exit_codes_help);
 
 /// `liaison peer ...`.
 #[derive(Debug, Subcommand)]
@@ -1431,7 +1442,7 @@ fn authority(cmd: AuthorityCmd) -> Result<()> {
             json,
         } => {
             let (r, path) =
-                crate::authority::sign(&key, &roster, out.as_deref(), crate::node::now())?;
+                crate::authority::sign(&key, &roster, out.as_deref(), crate::clock::now())?;
             if json {
                 return print_json(&serde_json::json!({
                     "federation": r.federation,
@@ -1945,7 +1956,7 @@ fn parse_since(text: &str) -> Result<u64> {
     }
     if let Ok(ago) = humantime::parse_duration(text) {
         let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
-        return Ok(crate::node::now().0.saturating_sub(ago));
+        return Ok(crate::clock::now().0.saturating_sub(ago));
     }
     Err(Error::Invalid(format!(
         "--since {text:?} is neither a time (2026-11-22T10:00:00Z) nor a duration (2h)"
@@ -1971,7 +1982,7 @@ async fn watch(client: &Client, group: Option<String>, json: bool) -> Result<()>
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
-    Err(Error::NotFound(format!(
+    Err(Error::NotRunning(format!(
         "the node closed the event stream ({}): it stopped",
         client.base()
     )))
@@ -2092,7 +2103,7 @@ async fn run_daemon(dir: &DataDir) -> Result<()> {
     // start. A SIGHUP (a `kill -HUP` meant for another daemon, a closed terminal) is logged and
     // the node runs on.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("cannot watch SIGHUP", e))?;
-    let node = crate::node::start(dir).await?;
+    let node = crate::daemon::start(dir).await?;
     say!(
         "{} running: node {} quic {} api {}",
         node.name,

@@ -156,7 +156,7 @@ impl Client {
     /// The error for a request that reached no node.
     fn unreachable(&self, e: &reqwest::Error) -> Error {
         if e.is_connect() {
-            Error::NotFound(format!(
+            Error::NotRunning(format!(
                 "the node is not running (nothing answers at {}): start it with `liaison run`",
                 self.base
             ))
@@ -168,16 +168,11 @@ impl Client {
     /// Sends `req`; the answer's bytes and media type, or its error.
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(Vec<u8>, String)> {
         self.authenticate_node().await?;
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
-            if e.is_connect() {
-                Error::NotFound(format!(
-                    "the node is not running (nothing answers at {}): start it with `liaison run`",
-                    self.base
-                ))
-            } else {
-                Error::Invalid(format!("request to the node failed: {e}"))
-            }
-        })?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let media_type = resp
             .headers()
@@ -190,20 +185,20 @@ impl Client {
             .await
             .map_err(|e| Error::Invalid(format!("reading the node's answer failed: {e}")))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(match status.as_u16() {
-                404 => Error::NotFound(message),
-                401 | 403 => Error::Forbidden(message),
-                409 => Error::Conflict(message),
-                413 => Error::TooLarge(message),
-                503 => Error::NotYet(message),
-                _ => Error::Invalid(message),
-            });
+            return Err(refusal(status, &bytes));
         }
         Ok((bytes.to_vec(), media_type))
     }
+}
+
+/// The error an answer that is not a success stands for (see [`crate::error::ANSWERS`]): the
+/// node's message from its JSON error body, or the body as text.
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> Error {
+    let (message, fields) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => (b.error, b.fields),
+        Err(_) => (String::from_utf8_lossy(body).into_owned(), Vec::new()),
+    };
+    Error::from_status(status.as_u16(), message, fields)
 }
 
 /// A stream of server-sent events (only `message` events are passed on).
@@ -296,20 +291,11 @@ impl Client {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| {
-                Error::NotFound(format!("the node is not running ({}): {e}", self.base))
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let bytes = resp.bytes().await.unwrap_or_default();
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(match status.as_u16() {
-                404 => Error::NotFound(message),
-                401 | 403 => Error::Forbidden(message),
-                _ => Error::Invalid(message),
-            });
+            return Err(refusal(status, &bytes));
         }
         Ok(resp)
     }

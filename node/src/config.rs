@@ -171,16 +171,6 @@ impl GroupsSection {
     }
 }
 
-impl AttachmentsSection {
-    /// The attachments' options.
-    pub fn options(&self) -> crate::attachments::Options {
-        crate::attachments::Options {
-            max_bytes: self.max_mb.saturating_mul(1024 * 1024),
-            eager_max_bytes: self.eager_max_mb.saturating_mul(1024 * 1024),
-        }
-    }
-}
-
 /// The default address of the web workspace.
 pub const DEFAULT_WEB: &str = "127.0.0.1:7443";
 

@@ -16,9 +16,10 @@ use liaison_protocol::{
 };
 
 use crate::config::Config;
+use crate::daemon::RunningNode;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::{self, Command, NodeHandle, Post, RunningNode};
+use crate::node::{Command, NodeHandle, Post};
 use crate::views::MessageView;
 
 /// How long the demo waits for any one step.
@@ -34,7 +35,7 @@ pub async fn start_nodes(
     let mut nodes = Vec::new();
     for name in names {
         let dir = init_node(root, name, sync_interval_ms)?;
-        nodes.push(node::start(&dir).await?);
+        nodes.push(crate::daemon::start(&dir).await?);
     }
     Ok(nodes)
 }
@@ -78,14 +79,7 @@ pub fn solo_group(gid: GroupId) -> Result<(IdentityKey, GroupState)> {
 pub async fn peer(a: &RunningNode, b: &RunningNode) -> Result<()> {
     for (x, y) in [(a, b), (b, a)] {
         let (name, node, address) = (y.name.clone(), y.node_id, y.quic_addr.to_string());
-        x.handle
-            .ask(|reply| Command::AddPeer {
-                name,
-                node,
-                address,
-                reply,
-            })
-            .await??;
+        x.handle.as_admin().add_peer(name, node, address).await?;
     }
     Ok(())
 }
@@ -110,7 +104,7 @@ where
 
 /// Whether `node`'s peer `name` is connected and has sent its descriptor.
 pub async fn peer_ready(node: &NodeHandle, name: &str) -> bool {
-    match node.ask(Command::Peers).await {
+    match node.as_admin().peers().await {
         Ok(peers) => peers
             .iter()
             .any(|p| p.name == name && p.state == "connected" && p.descriptor_name.is_some()),
@@ -128,14 +122,7 @@ pub async fn holds(node: &NodeHandle, id: MessageId) -> bool {
 
 /// Whether `node` knows group `group`.
 pub async fn knows_group(node: &NodeHandle, group: GroupId) -> bool {
-    matches!(
-        node.ask(|reply| Command::Group {
-            group: group.to_string(),
-            reply
-        })
-        .await,
-        Ok(Ok(_))
-    )
+    node.as_admin().group(group.to_string()).await.is_ok()
 }
 
 /// Creates a group on `owner` and adds members.
@@ -155,19 +142,10 @@ pub async fn create_group_of(
     members: &[(&str, Role)],
 ) -> Result<GroupId> {
     let name = name.to_owned();
-    let gid = owner
-        .ask(|reply| Command::CreateGroup { name, reply })
-        .await??;
+    let gid = owner.as_admin().create_group(name).await?;
     for (peer, role) in members {
         let (group, peer, role) = (gid.to_string(), (*peer).to_owned(), *role);
-        owner
-            .ask(|reply| Command::AddMember {
-                group,
-                peer,
-                role,
-                reply,
-            })
-            .await??;
+        owner.as_admin().add_member(group, peer, role).await?;
     }
     Ok(gid)
 }
@@ -191,13 +169,7 @@ pub async fn post(
         reply_to: None,
         attachments: Vec::new(),
     };
-    node.handle
-        .ask(|reply| Command::Post {
-            group: group.to_string(),
-            post,
-            reply,
-        })
-        .await?
+    node.handle.as_admin().post(group.to_string(), post).await
 }
 
 /// The password of every demo officer.
@@ -219,7 +191,7 @@ pub async fn demo_officers(nodes: &[RunningNode]) -> Result<Vec<String>> {
             .iter()
             .find(|(node, _)| *node == n.name)
             .map_or("officer", |(_, o)| *o);
-        let groups = n.handle.ask(Command::Groups).await?;
+        let groups = n.handle.as_admin().groups().await?;
         let mut grants = std::collections::BTreeMap::new();
         for g in groups {
             let access = if g.role == "member" {
@@ -486,7 +458,7 @@ async fn script(nodes: &[RunningNode]) -> Result<usize> {
                 .unwrap_or_else(|| "it could!".into())
         ),
     );
-    let museum_groups = museum.handle.ask(Command::Groups).await?;
+    let museum_groups = museum.handle.as_admin().groups().await?;
     t.step(
         !museum_groups.iter().any(|g| g.id == customs.to_string()),
         "museum-rmo does not know the customs-only group",

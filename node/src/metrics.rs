@@ -36,13 +36,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::attachments::Attachments;
-use crate::node::{Command, NodeHandle};
 use crate::store::Store;
 
 /// The content type of the OpenMetrics text format that Prometheus scrapes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What the actor reports when Prometheus scrapes (see [`Command::Metrics`]).
+/// What the actor reports when Prometheus scrapes (see [`Source`]).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Pinned peers by state (`connected`, `connecting`, `disconnected`).
@@ -417,10 +416,17 @@ fn size_on_disk(dir: &Path) -> u64 {
     total
 }
 
+/// Where a scrape takes the node's side of the figures from: the node's handle, which asks the
+/// actor (the endpoint itself knows nothing of the node).
+pub trait Source: Send + Sync + 'static {
+    /// What the node reports now.
+    fn snapshot(&self) -> futures_util::future::BoxFuture<'_, crate::Result<Snapshot>>;
+}
+
 #[derive(Clone)]
 struct Served {
     metrics: Arc<Metrics>,
-    node: NodeHandle,
+    node: Arc<dyn Source>,
 }
 
 /// Binds the metrics listener on `addr`.
@@ -437,7 +443,7 @@ pub async fn bind(addr: SocketAddr) -> crate::Result<tokio::net::TcpListener> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    node: NodeHandle,
+    node: Arc<dyn Source>,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
@@ -453,7 +459,7 @@ pub async fn serve(
 }
 
 async fn scrape(State(s): State<Served>) -> Response {
-    let snapshot = match s.node.ask(Command::Metrics).await {
+    let snapshot = match s.node.snapshot().await {
         Ok(snapshot) => snapshot,
         Err(e) => {
             return (

@@ -611,8 +611,19 @@ pub struct ErrorBody {
     pub error: String,
     /// For an invalid record: each problem at its JSON pointer into the request body.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<crate::openapi::FieldProblem>)]
+    #[schema(value_type = Vec<FieldProblem>)]
     pub fields: Vec<liaison_protocol::FieldError>,
+}
+
+/// One problem of an invalid record (in `fields` of a 422 answer).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldProblem {
+    /// The field, as a JSON pointer (RFC 6901) from the record's root (`/items/0/hs_code`);
+    /// empty for the record as a whole.
+    pub pointer: String,
+    /// What is wrong with it, for the person who filled it in.
+    pub reason: String,
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds
@@ -648,6 +659,69 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
+}
+
+// ----- accounts -------------------------------------------------------------------------
+
+/// An account as the API shows it (no token hash).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserView {
+    /// The officer's name.
+    pub name: String,
+    /// Grants: group id → `read` or `post`.
+    pub grants: std::collections::BTreeMap<String, crate::accounts::Access>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+impl From<crate::accounts::Account> for UserView {
+    fn from(a: crate::accounts::Account) -> Self {
+        UserView {
+            name: a.name,
+            grants: a.grants,
+            created_at: rfc3339(a.created_at_ms),
+        }
+    }
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AddUser {
+    /// The officer's name.
+    pub name: String,
+    /// Grants as `GROUP[:read|:post]` (default access: `read`).
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Web login to issue: `enrol` (a one-time enrolment code), `password` (a one-time
+    /// password, replaced at first login), or none (API token only).
+    #[serde(default)]
+    pub login: Option<String>,
+    /// Give the officer the web workspace's operator pages.
+    #[serde(default)]
+    pub operator: bool,
+}
+
+/// The answer to `POST /v1/users`: the token, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    /// The account.
+    pub user: UserView,
+    /// The officer's bearer token. Only its hash is kept.
+    pub token: String,
+    /// The one-time enrolment code for the web workspace (`login: enrol`), shown this once;
+    /// the enrolment link is the workspace's `/enrol#CODE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment_code: Option<String>,
+    /// The one-time web password (`login: password`), shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// `POST /v1/users/{name}/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GrantBody {
+    /// `GROUP[:read|:post]`.
+    pub grant: String,
 }
 
 #[cfg(test)]

@@ -181,6 +181,49 @@ fn cli_end_to_end() {
     da.stop();
 }
 
+/// A failed command says why on one line and exits with the code `liaison --help` gives for
+/// that cause: the node is not running (never started, or stopped), the token is wrong, what
+/// was named does not exist.
+#[test]
+fn failures_exit_with_the_code_of_their_cause() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("n");
+    common::init(&data, "customs");
+    let help = ok(&data, &["--help"]);
+    for line in [
+        "3  the node is not running",
+        "4  the token is wrong",
+        "5  not found",
+    ] {
+        assert!(help.contains(line), "--help lacks {line:?}: {help}");
+    }
+    let failed = |out: &std::process::Output, code: i32, says: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    };
+
+    // Never started: no runtime file, nothing at the configured address.
+    assert!(!data.join("runtime.json").exists());
+    let down = liaison(&data, &["status"]);
+    failed(&down, 3, "not running");
+    failed(&down, 3, "liaison run");
+
+    let daemon = Daemon::start(&data);
+    let wrong = common::run(&data, Some("wrong"), &["status"]);
+    failed(&wrong, 4, "token");
+    let missing = liaison(&data, &["read", &"0".repeat(64)]);
+    failed(&missing, 5, "");
+    let missing = liaison(&data, &["group", "show", "no-such-group"]);
+    failed(&missing, 5, "no-such-group");
+    daemon.stop();
+
+    // Stopped: the node removed its runtime file, and nothing answers any more.
+    let down = liaison(&data, &["inbox"]);
+    failed(&down, 3, "not running");
+}
+
 /// Mistakes a new operator makes get an answer that names the mistake, and change nothing:
 /// a second group of the same name, and an access level that does not exist.
 #[test]

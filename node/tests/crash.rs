@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use liaison_node::config::Config;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command as NodeCommand, RunningNode};
 use liaison_node::store::Store;
 use liaison_protocol::group::{GroupState, LocalKeys};
 use liaison_protocol::message::{self, MessageId, Payload, Place};
@@ -322,7 +322,9 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     peer_dir
         .init(&config, &mut rand_core::OsRng)
         .expect("init peer");
-    let peer: RunningNode = node::start(&peer_dir).await.expect("start peer");
+    let peer: RunningNode = liaison_node::daemon::start(&peer_dir)
+        .await
+        .expect("start peer");
 
     // The victim: `liaison init`, then a shorter sync interval in its node.toml.
     let data = tmp.path().join("victim");
@@ -391,14 +393,9 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     .expect("victim pins the peer");
     let (name, address) = ("victim".to_owned(), victim_quic);
     peer.handle
-        .ask(|reply| NodeCommand::AddPeer {
-            name,
-            node: victim_id,
-            address,
-            reply,
-        })
+        .as_admin()
+        .add_peer(name, victim_id, address)
         .await
-        .expect("up")
         .expect("peer pins the victim");
     liaison_node::demo::wait_until("the victim to connect", || {
         liaison_node::demo::peer_ready(&peer.handle, "victim")
@@ -408,20 +405,15 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let name = "crash".to_owned();
     let group = peer
         .handle
-        .ask(|reply| NodeCommand::CreateGroup { name, reply })
+        .as_admin()
+        .create_group(name)
         .await
-        .expect("up")
         .expect("group");
     let (g, p) = (group.to_string(), "victim".to_owned());
     peer.handle
-        .ask(|reply| NodeCommand::AddMember {
-            group: g,
-            peer: p,
-            role: Role::Member,
-            reply,
-        })
+        .as_admin()
+        .add_member(g, p, Role::Member)
         .await
-        .expect("up")
         .expect("add the victim");
     eventually("the group to reach the victim", || {
         let api = api.clone();

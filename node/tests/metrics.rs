@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 
 use liaison_node::config::Config;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::demo::{create_group, holds, knows_group, peer, peer_ready, wait_until};
-use liaison_node::node::{self, Command, RunningNode};
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Role};
 
@@ -26,7 +26,7 @@ async fn start_with(
     config.web.enabled = false;
     tweak(&mut config);
     dir.init(&config, &mut rand_core::OsRng).expect("init node");
-    node::start(&dir).await.expect("start node")
+    liaison_node::daemon::start(&dir).await.expect("start node")
 }
 
 /// The value of the sample `name` whose labels include every pair of `labels`.
@@ -159,7 +159,7 @@ async fn metrics_count_a_relayed_exchange() {
     }
     wait_until("four messages everywhere", || async {
         for n in [&owner, &left, &right] {
-            let status = n.handle.ask(Command::Status).await.expect("up");
+            let status = n.handle.as_admin().status().await.expect("up");
             if status.messages != 4 {
                 return false;
             }

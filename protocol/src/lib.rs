@@ -20,6 +20,8 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// What is `pub` is the crate's API, and every type of it can be printed in a test's failure.
+#![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod attachment;
 pub mod codec;

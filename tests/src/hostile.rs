@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey};
 use hpke::Deserializable;
-use liaison_node::node::{now, RunningNode};
+
+use liaison_node::clock::now;
+use liaison_node::daemon::RunningNode;
 use liaison_node::transport::{self, AllowList, Transport, TransportConfig};
 use liaison_protocol::codec;
 use liaison_protocol::group::{self, ControlEvent, GroupState, LocalKeys, SignedControl};

@@ -11,9 +11,10 @@ pub mod relay;
 
 use std::path::PathBuf;
 
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
 use liaison_node::demo;
-use liaison_node::node::{self, Command, RunningNode};
+use liaison_node::node::Command;
 use liaison_node::Result;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Handling};
@@ -81,7 +82,7 @@ impl Cluster {
 
     /// Starts node `i` again from its data directory.
     pub async fn restart(&mut self, i: usize) {
-        let n = node::start(&DataDir::new(self.dir(i)))
+        let n = liaison_node::daemon::start(&DataDir::new(self.dir(i)))
             .await
             .expect("restart");
         self.nodes[i] = Some(n);

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use liaison_node::config::Config;
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{self, Command, RunningNode};
 use liaison_protocol::NodeId;
 
 /// Creates a node named `name` in `root/name` with the tests' defaults (see [`crate::SYNC_MS`]),
@@ -20,12 +20,12 @@ pub async fn start_with(root: &Path, name: &str, tweak: impl FnOnce(&mut Config)
     config.transport.redial_max_ms = 2_000;
     tweak(&mut config);
     dir.init(&config, &mut rand_core::OsRng).expect("init node");
-    node::start(&dir).await.expect("start node")
+    liaison_node::daemon::start(&dir).await.expect("start node")
 }
 
 /// Starts node `name` again from `root/name`.
 pub async fn restart(root: &Path, name: &str) -> RunningNode {
-    node::start(&DataDir::new(root.join(name)))
+    liaison_node::daemon::start(&DataDir::new(root.join(name)))
         .await
         .expect("restart node")
 }
@@ -34,20 +34,15 @@ pub async fn restart(root: &Path, name: &str) -> RunningNode {
 pub async fn pin(on: &RunningNode, name: &str, node: NodeId, address: SocketAddr) {
     let (name, address) = (name.to_owned(), address.to_string());
     on.handle
-        .ask(|reply| Command::AddPeer {
-            name,
-            node,
-            address,
-            reply,
-        })
+        .as_admin()
+        .add_peer(name, node, address)
         .await
-        .expect("node up")
         .expect("pin peer");
 }
 
 /// Whether `on` has a live connection to its peer `name`.
 pub async fn connected(on: &RunningNode, name: &str) -> bool {
-    match on.handle.ask(Command::Peers).await {
+    match on.handle.as_admin().peers().await {
         Ok(peers) => peers
             .iter()
             .any(|p| p.name == name && p.state == "connected"),
@@ -58,7 +53,8 @@ pub async fn connected(on: &RunningNode, name: &str) -> bool {
 /// Number of messages in `on`'s store, as its status reports it.
 pub async fn message_count(on: &RunningNode) -> usize {
     on.handle
-        .ask(Command::Status)
+        .as_admin()
+        .status()
         .await
         .expect("node up")
         .messages

@@ -4,8 +4,10 @@
 //! strike, and strikes that survive a reconnect. And a time far ahead that is valid (an expiry
 //! in year 10000), which every view must still show.
 
+use liaison_node::clock::now;
 use liaison_node::config::Config;
-use liaison_node::node::{now, Command, RunningNode};
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::frame::{SyncRequest, VectorEntry, MAX_VECTOR_ENTRIES};
 use liaison_protocol::group::{Change, GroupState};
 use liaison_protocol::identity::{NodeRef, SignedDescriptor};
@@ -91,14 +93,9 @@ impl Scene {
         let (group, peer) = (g.to_string(), "mallory".to_owned());
         self.target
             .handle
-            .ask(|reply| Command::AddMember {
-                group,
-                peer,
-                role: Role::Member,
-                reply,
-            })
+            .as_admin()
+            .add_member(group, peer, Role::Member)
             .await
-            .expect("up")
             .expect("mallory admitted");
         let controls = s.fetch_controls(g).await;
         (g, controls)
@@ -485,12 +482,9 @@ async fn quotas_bound_groups_control_events_and_bytes_per_peer() {
     let epoch = sc
         .target
         .handle
-        .ask(|reply| Command::Group {
-            group: gid.to_string(),
-            reply,
-        })
+        .as_admin()
+        .group(gid.to_string())
         .await
-        .expect("up")
         .expect("group")
         .epoch;
     assert_eq!(epoch, 5, "events beyond the quota were applied");

@@ -1,7 +1,6 @@
 //! Membership decides who receives what; the transport refuses unknown and wrong keys.
 
 use liaison_node::error::Error;
-use liaison_node::node::Command;
 use liaison_protocol::{Handling, Role};
 use liaison_tests::{create_group, holds, knows_group, peer_ready, post, wait_until, Cluster};
 
@@ -41,15 +40,15 @@ async fn removed_member_gets_nothing_new_and_reader_cannot_post() {
     let (group, peer) = (g.to_string(), c.node(2).name.clone());
     c.node(0)
         .handle
-        .ask(|reply| Command::RemoveMember { group, peer, reply })
+        .as_admin()
+        .remove_member(group, peer)
         .await
-        .expect("up")
         .expect("remove");
     let n1 = c.node(1);
     wait_until("removal reaches member", || async {
         matches!(
-            n1.handle.ask(|reply| Command::Group { group: g.to_string(), reply }).await,
-            Ok(Ok(v)) if v.members.len() == 3
+            n1.handle.as_admin().group(g.to_string()).await,
+            Ok(v) if v.members.len() == 3
         )
     })
     .await
@@ -72,7 +71,7 @@ async fn removed_member_gets_nothing_new_and_reader_cannot_post() {
 async fn unknown_and_wrong_keys_are_refused_in_the_handshake() {
     let c = Cluster::start(&["a", "b", "stranger"]).await;
     let (a, b, stranger) = (c.node(0), c.node(1), c.node(2));
-    let pin = |on: &liaison_node::node::RunningNode,
+    let pin = |on: &liaison_node::daemon::RunningNode,
                name: &str,
                node: liaison_protocol::NodeId,
                address: String| {
@@ -80,14 +79,9 @@ async fn unknown_and_wrong_keys_are_refused_in_the_handshake() {
         let handle = on.handle.clone();
         async move {
             handle
-                .ask(|reply| Command::AddPeer {
-                    name,
-                    node,
-                    address,
-                    reply,
-                })
+                .as_admin()
+                .add_peer(name, node, address)
                 .await
-                .expect("up")
                 .expect("pin");
         }
     };
@@ -98,13 +92,13 @@ async fn unknown_and_wrong_keys_are_refused_in_the_handshake() {
     pin(b, "impostor", a.node_id, stranger.quic_addr.to_string()).await;
     pin(stranger, "b", b.node_id, b.quic_addr.to_string()).await;
     wait_until("the stranger's dial to be refused", || async {
-        matches!(stranger.handle.ask(Command::Peers).await,
+        matches!(stranger.handle.as_admin().peers().await,
             Ok(p) if p.iter().any(|p| p.name == "a" && p.last_error.is_some()))
     })
     .await
     .expect("a refuses the stranger");
     wait_until("b's dial of the impostor to fail", || async {
-        matches!(b.handle.ask(Command::Peers).await,
+        matches!(b.handle.as_admin().peers().await,
             Ok(p) if p.iter().any(|p| p.name == "impostor" && p.last_error.is_some()))
     })
     .await
@@ -113,7 +107,7 @@ async fn unknown_and_wrong_keys_are_refused_in_the_handshake() {
     assert!(!peer_ready(&stranger.handle, "b").await);
     assert!(!peer_ready(&b.handle, "impostor").await);
     for n in [a, b, stranger] {
-        let status = n.handle.ask(Command::Status).await.expect("up");
+        let status = n.handle.as_admin().status().await.expect("up");
         assert_eq!(
             status.connected, 0,
             "{} has a connection it should have refused",

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use liaison_node::node::{now, Command, RunningNode};
+use liaison_node::clock::now;
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload};
 use liaison_protocol::{Frame, GroupId, Role};
 use liaison_tests::hostile::Hostile;
@@ -55,14 +57,9 @@ async fn a_gap_in_an_authors_sequence_does_not_stop_catch_up() {
     let (group, peer) = (g.to_string(), "author".to_owned());
     c.node(0)
         .handle
-        .ask(|reply| Command::AddMember {
-            group,
-            peer,
-            role: Role::Member,
-            reply,
-        })
+        .as_admin()
+        .add_member(group, peer, Role::Member)
         .await
-        .expect("up")
         .expect("author admitted");
     wait_until("the late member to know the group", || {
         knows_group(&c.node(1).handle, g)

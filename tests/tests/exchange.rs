@@ -1,6 +1,5 @@
 //! Messages travel between real nodes: delivery, encryption at rest, catch-up, relaying.
 
-use liaison_node::node::Command;
 use liaison_protocol::{Handling, Role};
 use liaison_tests::{create_group, knows_group, post, wait_until, Cluster};
 
@@ -150,18 +149,12 @@ async fn node_reachable_only_through_a_third_receives_everything() {
     let leaf_id = c.node(2).node_id.to_string();
     wait_until("the owner to admit the leaf", || async {
         let (group, peer) = (g.to_string(), leaf_id.clone());
-        matches!(
-            owner
-                .handle
-                .ask(|reply| Command::AddMember {
-                    group,
-                    peer,
-                    role: Role::Member,
-                    reply
-                })
-                .await,
-            Ok(Ok(_))
-        )
+        owner
+            .handle
+            .as_admin()
+            .add_member(group, peer, Role::Member)
+            .await
+            .is_ok()
     })
     .await
     .expect("the owner admits a node it knows through the hub");

@@ -7,8 +7,9 @@
 //! connection after `sync.max_strikes` refusals. The API must answer bad requests with a 4xx
 //! status and a JSON error.
 
+use liaison_node::daemon::RunningNode;
 use liaison_node::datadir::DataDir;
-use liaison_node::node::{Command, RunningNode};
+use liaison_node::node::Command;
 use liaison_protocol::codec::{self, MAX_ENVELOPE_LEN, MAX_FRAME_LEN};
 use liaison_protocol::frame::SyncRequest;
 use liaison_protocol::group::{Change, ControlEvent};
@@ -390,9 +391,9 @@ async fn groups(sc: &Scene, s: &mut Session) -> Groups {
     add(&sc.a, removed, "mallory", Role::Member).await;
     let (group, peer) = (removed.to_string(), "mallory".to_owned());
     sc.a.handle
-        .ask(|reply| Command::RemoveMember { group, peer, reply })
+        .as_admin()
+        .remove_member(group, peer)
         .await
-        .expect("up")
         .expect("remove mallory");
     let foreign = create_group(&sc.a, "foreign", &[(&sc.b, Role::Member)])
         .await
@@ -415,25 +416,17 @@ async fn add(owner: &RunningNode, g: GroupId, peer: &str, role: Role) {
     let (group, peer) = (g.to_string(), peer.to_owned());
     owner
         .handle
-        .ask(|reply| Command::AddMember {
-            group,
-            peer,
-            role,
-            reply,
-        })
+        .as_admin()
+        .add_member(group, peer, role)
         .await
-        .expect("up")
         .expect("add member");
 }
 
 async fn epoch(node: &RunningNode, g: GroupId) -> u64 {
     node.handle
-        .ask(|reply| Command::Group {
-            group: g.to_string(),
-            reply,
-        })
+        .as_admin()
+        .group(g.to_string())
         .await
-        .expect("up")
         .expect("group")
         .epoch
 }
@@ -458,7 +451,7 @@ fn seal(h: &Hostile, controls: &[Vec<u8>], seq: u64, body: &str) -> message::Sea
         &h.identity,
         Draft {
             seq,
-            now: liaison_node::node::now(),
+            now: liaison_node::clock::now(),
             handling: Handling::Green,
             expires_at: None,
             content: &content(body),
@@ -582,7 +575,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
             group: g.member,
             seq: member_epoch + 1,
             prev: [0; 32],
-            created_at: liaison_node::node::now(),
+            created_at: liaison_node::clock::now(),
             change: Change::Rotate,
             keys: Vec::new(),
         },
@@ -604,7 +597,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
             group: fake_group,
             seq: 1,
             prev: [0; 32],
-            created_at: liaison_node::node::now(),
+            created_at: liaison_node::clock::now(),
             change: Change::Create {
                 name: "owned by the target, really".into(),
                 owner: sc.a.node_id,
@@ -636,7 +629,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
         &sc.h.identity,
         g.member,
         &[ok_id],
-        liaison_node::node::now(),
+        liaison_node::clock::now(),
     )
     .expect("receipt");
     let mut signed: liaison_protocol::receipt::SignedReceipt =
@@ -656,7 +649,7 @@ async fn forged_foreign_and_unauthorised_input_is_refused_and_not_stored() {
         &sc.h.identity,
         g.reader,
         &[ok_id],
-        liaison_node::node::now(),
+        liaison_node::clock::now(),
     )
     .expect("receipt");
     sc.expect_receipt_refused(
@@ -905,12 +898,7 @@ async fn the_api_answers_bad_requests_with_4xx_and_a_json_error() {
 
     // A body over 1 MiB, to a group that exists (so only the size is wrong).
     let name = "big".to_owned();
-    let g = a
-        .handle
-        .ask(|reply| Command::CreateGroup { name, reply })
-        .await
-        .expect("up")
-        .expect("group");
+    let g = a.handle.as_admin().create_group(name).await.expect("group");
     let big = serde_json::json!({"subject": "s", "body": "x".repeat(1024 * 1024 + 1)});
     let r = http
         .post(format!("{base}/v1/groups/{g}/messages"))

@@ -6,7 +6,8 @@
 //! one of them. The relays' randomness is seeded; the seed is printed (set
 //! `LIAISON_NETWORK_SEED` to repeat a run's choices).
 
-use liaison_node::node::{Command, RunningNode};
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::message::MessageId;
 use liaison_protocol::{GroupId, Handling, Role};
 use liaison_tests::relay::{Faults, Mesh};

@@ -2,14 +2,14 @@
 //! descriptor without frames bouncing between nodes, and a peer whose clock runs a few seconds
 //! ahead is admitted to groups like any other.
 
-use liaison_node::node::{now, Command};
+use liaison_node::clock::now;
 use liaison_protocol::identity::SignedDescriptor;
 use liaison_protocol::{Frame, Role, Timestamp};
 use liaison_tests::hostile::Hostile;
 use liaison_tests::{logs, nodes, wait_until, Cluster};
 
 /// The descriptor of `node` that `on` keeps in its directory (learned through peers), if any.
-fn directory_entry(on: &liaison_node::node::RunningNode, node: &str) -> Option<Vec<u8>> {
+fn directory_entry(on: &liaison_node::daemon::RunningNode, node: &str) -> Option<Vec<u8>> {
     let key = format!("directory/{node}");
     on.store
         .meta_prefix(&key)
@@ -90,14 +90,9 @@ async fn a_peer_whose_clock_is_seconds_ahead_can_be_added_to_a_group() {
         .expect("group");
     let view = owner
         .handle
-        .ask(|reply| Command::AddMember {
-            group: gid.to_string(),
-            peer: "ahead".into(),
-            role: Role::Member,
-            reply,
-        })
+        .as_admin()
+        .add_member(gid.to_string(), "ahead".into(), Role::Member)
         .await
-        .expect("node up")
         .expect("the peer is admitted");
     assert!(view.members.iter().any(|m| m.name == "ahead"));
     s.close();

@@ -5,7 +5,9 @@
 //! owner refuses the rest and relays none of it, and a member that took such a message before it
 //! learned of the removal hides it afterwards. The views say that the author was removed.
 
-use liaison_node::node::{now, Command, RunningNode};
+use liaison_node::clock::now;
+use liaison_node::daemon::RunningNode;
+use liaison_node::node::Command;
 use liaison_protocol::message::{self, Content, Draft, Handling, MessageId, Payload, Recipient};
 use liaison_protocol::{Frame, GroupId, Role, Timestamp};
 use liaison_tests::hostile::{Hostile, Session};
@@ -143,14 +145,9 @@ async fn a_removed_member_cannot_add_to_the_record_and_members_converge_on_the_o
     let (group, peer) = (g.to_string(), "mallory".to_owned());
     owner
         .handle
-        .ask(|reply| Command::AddMember {
-            group,
-            peer,
-            role: Role::Member,
-            reply,
-        })
+        .as_admin()
+        .add_member(group, peer, Role::Member)
         .await
-        .expect("up")
         .expect("mallory admitted");
     wait_until("the member to know the group", || {
         knows_group(&member.handle, g)
@@ -179,9 +176,9 @@ async fn a_removed_member_cannot_add_to_the_record_and_members_converge_on_the_o
     let (group, peer) = (g.to_string(), "mallory".to_owned());
     let view = owner
         .handle
-        .ask(|reply| Command::RemoveMember { group, peer, reply })
+        .as_admin()
+        .remove_member(group, peer)
         .await
-        .expect("up")
         .expect("mallory removed");
     assert!(view
         .removed

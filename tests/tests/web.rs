@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use liaison_node::accounts::Access;
-use liaison_node::node::RunningNode;
+use liaison_node::daemon::RunningNode;
 use liaison_protocol::{GroupId, Role};
 use liaison_tests::browser::{Driver, Page};
 use liaison_tests::photos::photo_with_gps;

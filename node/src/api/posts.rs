@@ -10,7 +10,7 @@ use super::{attachment_ids, message_id, ApiError, AppState};
 use crate::accounts::Principal;
 use crate::audit::PostAudit;
 use crate::error::Error;
-use crate::node::{Command, Post, PostItem};
+use crate::node::{Post, PostItem};
 use crate::views;
 
 /// The audit action of a post.
@@ -44,12 +44,10 @@ impl AppState {
                 }
             })
             .collect();
-        self.ask(who, |reply| Command::PostEach {
-            group,
-            items,
-            reply,
-        })
-        .await?;
+        self.node
+            .as_officer(who.clone())
+            .post_each(group, items)
+            .await?;
         Ok(answers)
     }
 

@@ -49,6 +49,16 @@ pub struct Options {
     pub eager_max_bytes: u64,
 }
 
+impl Options {
+    /// The options the `[attachments]` section of the configuration sets.
+    pub fn of(section: &crate::config::AttachmentsSection) -> Options {
+        Options {
+            max_bytes: section.max_mb.saturating_mul(1024 * 1024),
+            eager_max_bytes: section.eager_max_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{Attachments, Finished, Partial};
+use crate::clock::now;
 use crate::error::{Error, Result};
-use crate::node::now;
 use crate::transport::{read_frame, write_frame};
 
 /// The live connection to each peer, kept by the node: what a fetch asks through.

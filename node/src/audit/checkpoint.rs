@@ -112,7 +112,7 @@ impl Checkpoint {
 /// Signs the head of `log` now with `key`; `None` while the log is empty.
 pub async fn take(log: &AuditLog, key: &IdentityKey) -> Option<Checkpoint> {
     let (seq, hash) = log.head().await;
-    (seq > 0).then(|| Checkpoint::sign(key, seq, &hash, crate::node::now().0))
+    (seq > 0).then(|| Checkpoint::sign(key, seq, &hash, crate::clock::now().0))
 }
 
 /// Signs the head every [`INTERVAL`] that the log grew, and logs the checkpoint, until

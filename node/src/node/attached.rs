@@ -11,12 +11,13 @@
 use std::sync::Arc;
 
 use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
-use liaison_protocol::message;
+use liaison_protocol::message::{self, Place};
 use liaison_protocol::transfer::ChunkRequest;
-use liaison_protocol::{MessageId, NodeId};
+use liaison_protocol::{GroupId, MessageId, NodeId};
 use tracing::{info_span, warn, Instrument};
 
-use super::{Actor, FetchWanted, Internal, MAX_FETCHES, MAX_FETCH_QUEUE};
+use super::command::Internal;
+use super::{Actor, MAX_FETCHES, MAX_FETCH_QUEUE};
 use crate::accounts::Principal;
 use crate::attachments::transfer::{self, Job};
 use crate::attachments::Attachments;
@@ -89,7 +90,7 @@ impl Actor {
         };
         let (attachments, connections) = (self.attachments.clone(), self.connections.clone());
         let (tx, cancel) = (self.internal_tx.clone(), self.shutdown.clone());
-        tokio::spawn(
+        self.writes.spawn(
             async move {
                 let result = transfer::fetch(attachments, connections, job, cancel).await;
                 let _ = tx.send(Internal::FetchDone { id, result }).await;
@@ -234,4 +235,33 @@ pub(super) async fn index_ahead(
     })
     .await
     .map_err(|_| Error::ShuttingDown)?
+}
+
+/// An attachment a stored message names, which may need fetching.
+#[derive(Debug, Clone)]
+pub(super) struct FetchWanted {
+    pub(super) reference: AttachmentRef,
+    pub(super) message: MessageId,
+    pub(super) group: GroupId,
+    pub(super) author: NodeId,
+    pub(super) from: Option<NodeId>,
+}
+
+impl FetchWanted {
+    /// The attachments `refs` that message `message`, at `place`, names; `from` is the peer it
+    /// came from (`None`: posted here).
+    pub(super) fn named_by(
+        message: MessageId,
+        place: Place,
+        refs: impl IntoIterator<Item = AttachmentRef>,
+        from: Option<NodeId>,
+    ) -> impl Iterator<Item = FetchWanted> {
+        refs.into_iter().map(move |reference| FetchWanted {
+            reference,
+            message,
+            group: place.group,
+            author: place.author,
+            from,
+        })
+    }
 }

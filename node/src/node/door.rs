@@ -8,7 +8,7 @@
 
 use tokio::sync::oneshot;
 
-use super::{Command, NodeHandle};
+use super::command::{Command, NodeHandle};
 use crate::accounts::Principal;
 use crate::error::Result;
 

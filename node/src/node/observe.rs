@@ -4,13 +4,14 @@
 
 use super::Actor;
 use crate::metrics::{LagEntry, Snapshot};
+use crate::views::Status;
 
 impl Actor {
     /// The gauges' values now.
     pub(super) fn metrics_snapshot(&self) -> Snapshot {
         let mut peers: Vec<(&'static str, i64)> = Vec::new();
-        for entry in self.peers.values() {
-            let state = if self.conns.contains_key(&entry.node) {
+        for entry in self.peers.entries.values() {
+            let state = if self.peers.conns.contains_key(&entry.node) {
                 "connected"
             } else if entry.last_error.is_some() {
                 "disconnected"
@@ -28,6 +29,7 @@ impl Actor {
             .map(|(peer, group, lag)| LagEntry {
                 peer: self
                     .peers
+                    .entries
                     .get(&peer)
                     .map_or_else(|| peer.short(), |p| p.record.name.clone()),
                 group: group.short(),
@@ -43,6 +45,28 @@ impl Actor {
             messages: self.store.message_count() as u64,
             free_bytes: health.free_bytes,
             event_streams: self.new_messages.receiver_count() as u64,
+        }
+    }
+}
+
+impl Actor {
+    pub(super) fn status(&self) -> Status {
+        Status {
+            node_id: self.me.to_string(),
+            name: self.name.clone(),
+            quic_addr: self.quic_addr.to_string(),
+            api_addr: self.api_addr.to_string(),
+            peers: self.peers.entries.len(),
+            connected: self.peers.conns.len(),
+            groups: self.engine.groups().count(),
+            messages: self.store.message_count(),
+            in_flight: self.engine.in_flight(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            faults: self.faults,
+            store: crate::views::StoreStatus::of(&self.store.health()),
+            rosters: self.roster_status(),
+            roster_warning: self.roster_warning(),
+            restore: self.restore_status(),
         }
     }
 }

@@ -17,13 +17,21 @@
 //!   it, once none is in flight; no new round is sealed meanwhile.
 //! - At most [`MAX_POST_ROUNDS`] rounds are in flight; what arrives meanwhile waits for the next.
 
-use liaison_protocol::attachment::AttachmentId;
-use liaison_protocol::message::{MessageId, Sealed};
+use std::time::Duration;
+
+use liaison_protocol::attachment::{AttachmentId, AttachmentRef};
+use liaison_protocol::message::{self, Content, Handling, MessageId, Payload, Sealed};
+use liaison_protocol::record::Record;
 use liaison_protocol::sync::LocalDraft;
+use liaison_protocol::{GroupId, Timestamp, UsageError};
 use rand_core::OsRng;
 use tokio::sync::oneshot;
 
-use super::{now, Actor, FetchWanted, Internal};
+use super::attached::FetchWanted;
+use super::command::Internal;
+use super::command::Post;
+use super::{now, Actor};
+use crate::accounts::{Access, Principal};
 use crate::error::{Error, Result};
 use crate::store::{DurableTicket, NewMessage};
 
@@ -120,7 +128,7 @@ impl Actor {
         let store = self.store.clone();
         let attachments = self.attachments.clone();
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             // The attachments a post names are indexed before it is written.
             let indexed = super::attached::index_ahead(&attachments, &named)
                 .await
@@ -246,5 +254,117 @@ impl Actor {
                 }
             }
         }
+    }
+}
+
+/// A post accepted from the API, not yet sealed.
+pub(super) struct LocalPost {
+    pub(super) group: GroupId,
+    pub(super) content: Content,
+    /// The attachments the content names, stored with the message once it is sealed.
+    pub(super) attachments: Vec<AttachmentRef>,
+    pub(super) handling: Handling,
+    pub(super) created_at: Timestamp,
+    /// Until when it may wait for the group's sequence numbers to be confirmed (see
+    /// `Engine::seal`): a node that has just started waits for its peers to connect.
+    pub(super) wait_until: std::time::Instant,
+    pub(super) reply: oneshot::Sender<Result<MessageId>>,
+    /// Its audit record, written when it is stored (see [`Command::PostEach`]).
+    pub(super) audit: Option<crate::audit::PostAudit>,
+}
+
+/// How long a post waits, after the node started or joined the group, for a member to say
+/// which of this node's sequence numbers it holds, before it is refused.
+pub(super) const POST_CONFIRM_WAIT: Duration = Duration::from_secs(10);
+
+impl Actor {
+    pub(super) fn post(
+        &mut self,
+        who: &Principal,
+        group: &str,
+        post: Post,
+        audit: Option<crate::audit::PostAudit>,
+        reply: oneshot::Sender<Result<MessageId>>,
+    ) {
+        let result = (|| {
+            let gid = self.resolve_visible_group(who, group)?;
+            if who.access(&gid) != Some(Access::Post) {
+                return Err(Error::Forbidden(format!(
+                    "officer {} may only read group {}",
+                    who.name(),
+                    self.engine.group(&gid).map_or("", |g| g.name())
+                )));
+            }
+            if post.handling == Handling::Red && post.recipients.is_empty() {
+                return Err(Error::Invalid(
+                    "a TLP:RED message needs its recipients: --to OFFICER@NODE (repeatable)".into(),
+                ));
+            }
+            let state = self.engine.group(&gid).ok_or(UsageError::NotAMember(gid))?;
+            let known = |name: &str| self.resolve_peer(name).ok();
+            let recipients = crate::names::resolve_recipients(
+                state,
+                self.me,
+                &self.name,
+                &known,
+                &post.recipients,
+            )?;
+            if let Some(parent) = &post.reply_to {
+                self.check_reply(who, &gid, parent, post.record.as_deref())?;
+            }
+            // Before sealing, which takes the next seq: a post the store would refuse must not
+            // leave a gap in this node's sequence.
+            self.store.check_room()?;
+            let refs = post
+                .attachments
+                .iter()
+                .map(|id| self.attachments.pending(who.name(), id))
+                .collect::<Result<Vec<_>>>()?;
+            let payload = match (&post.record, refs.is_empty()) {
+                (Some(record), _) => record.to_payload(refs.clone())?,
+                (None, true) => Payload::Text {
+                    subject: post.subject,
+                    body: post.body,
+                },
+                (None, false) => Record::Note(liaison_protocol::record::Note {
+                    subject: post.subject,
+                    body: post.body,
+                })
+                .to_payload(refs.clone())?,
+            };
+            let content = Content {
+                officer: post.officer,
+                recipients,
+                reply_to: post.reply_to,
+                payload,
+            };
+            // What `Engine::seal` would refuse (membership, role, content limits) is refused
+            // now; sealing itself waits for the write (see `store_local_posts`).
+            let state = self
+                .engine
+                .group(&gid)
+                .ok_or(liaison_protocol::UsageError::NotAMember(gid))?;
+            message::check_draft(state, &self.me, &content)?;
+            Ok((gid, content, refs))
+        })();
+        let (group, content, attachments) = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        // Sealed and stored with the other posts of this round in one write.
+        self.pending_writes += 1;
+        self.local_posts.push(LocalPost {
+            group,
+            content,
+            attachments,
+            handling: post.handling,
+            created_at: now(),
+            wait_until: std::time::Instant::now() + POST_CONFIRM_WAIT,
+            reply,
+            audit,
+        });
     }
 }

@@ -134,7 +134,7 @@ impl Actor {
     }
 
     fn persist_quarantine(
-        &self,
+        &mut self,
         id: MessageId,
         record: Quarantine,
         reply: oneshot::Sender<Result<QuarantineView>>,
@@ -146,7 +146,7 @@ impl Actor {
                 return;
             }
         };
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             let result = stored
                 .await
                 .map(|()| view(&id, &record))

@@ -9,6 +9,11 @@
 //! minus roster-only peers whose roster expired past the grace period (whose connections stay,
 //! but which are neither dialled nor accepted again). A pin overrides a roster entry's name and
 //! address; a revocation overrides a pin.
+//!
+//! Longer than the node's other files: rosters, rotation statements, revocations and timed
+//! group-key rotation all change the same peer set, allow-list and groups, in steps that call
+//! one another; this node's own key rotation (about 250 lines) is the part that could stand
+//! alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +27,9 @@ use rand_core::OsRng;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{now, Actor, ControlReply, Internal, PeerEntry, PeerRecord};
+use super::command::{ControlReply, Internal};
+use super::peers::{PeerEntry, PeerRecord};
+use super::{now, Actor};
 use crate::error::{Error, Result};
 use crate::federation::{Expiry, ROSTER_PREFIX, ROTATION_PREFIX};
 use crate::views::{RosterLoaded, RosterStatus, Rotated as RotatedView};
@@ -119,25 +126,6 @@ impl Actor {
 
     // ----- who is a peer ----------------------------------------------------------------------
 
-    /// Why `node` is not admitted now, if it is not.
-    pub(super) fn peer_blocked(&self, node: &NodeId) -> Option<String> {
-        if let Some(why) = self.trust.blocked(node) {
-            return Some(why);
-        }
-        let entry = self.peers.get(node)?;
-        if entry.pinned {
-            return None;
-        }
-        match self.trust.admission(node, now()) {
-            liaison_protocol::roster::Admission::Member { .. } => None,
-            liaison_protocol::roster::Admission::Expired { valid_until } => Some(format!(
-                "its roster expired at {}",
-                crate::views::rfc3339(valid_until.0)
-            )),
-            _ => Some("no roster in force admits it".into()),
-        }
-    }
-
     /// Brings the peer set in line with the pins and the federation view: tracks every roster
     /// entry, forgets roster-only peers no roster lists any more, and re-checks who is blocked.
     /// A peer newly revoked, rotated away from, refused or dropped from the rosters is
@@ -146,7 +134,7 @@ impl Actor {
     pub(super) fn refresh_admission(&mut self) {
         let entries = self.trust.entries(&self.me);
         for (node, entry) in &entries {
-            if let Some(p) = self.peers.get_mut(node) {
+            if let Some(p) = self.peers.entries.get_mut(node) {
                 p.roster = Some(entry.clone());
                 if !p.pinned {
                     let record = roster_record(entry, Some(p));
@@ -164,25 +152,27 @@ impl Actor {
         }
         let gone: Vec<NodeId> = self
             .peers
+            .entries
             .values()
             .filter(|p| !p.pinned && !entries.contains_key(&p.node))
             .map(|p| p.node)
             .collect();
         for node in gone {
-            if let Some(p) = self.peers.remove(&node) {
-                p.dialer.cancel();
-            }
-            self.allow.remove(node.as_bytes());
-            self.disconnect(&node, b"no longer admitted");
+            self.peers.forget(&node);
+            self.disconnect(&node, 4, b"no longer admitted");
             info!(peer = %node.short(), "peer left the rosters");
         }
-        for p in self.peers.values_mut().filter(|p| p.pinned) {
+        for p in self.peers.entries.values_mut().filter(|p| p.pinned) {
             p.roster = entries.get(&p.node).cloned();
         }
-        let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
+        let nodes: Vec<NodeId> = self.peers.entries.keys().copied().collect();
         for node in nodes {
             let blocked = self.peer_blocked(&node);
-            let was = self.peers.get(&node).and_then(|p| p.blocked.clone());
+            let was = self
+                .peers
+                .entries
+                .get(&node)
+                .and_then(|p| p.blocked.clone());
             if blocked == was {
                 continue;
             }
@@ -190,22 +180,13 @@ impl Actor {
             match &blocked {
                 Some(why) if self.trust.blocked(&node).is_some() => {
                     warn!(peer = %node.short(), reason = %why, "peer cut off");
-                    self.disconnect(&node, b"revoked, rotated or refused");
+                    self.disconnect(&node, 4, b"revoked, rotated or refused");
                 }
                 Some(why) => {
                     warn!(peer = %node.short(), reason = %why, "peer no longer admitted for new connections");
                 }
                 None => info!(peer = %node.short(), "peer admitted"),
             }
-        }
-    }
-
-    /// Closes the connection to `node`, if any (close code 4).
-    fn disconnect(&mut self, node: &NodeId, reason: &[u8]) {
-        if let Some(c) = self.conns.remove(node) {
-            c.conn.close(4u32.into(), reason);
-            self.engine.handle_disconnected(node);
-            self.set_connected(node, false);
         }
     }
 
@@ -245,6 +226,7 @@ impl Actor {
     /// Sends `frame` to every connected peer but `except`.
     fn spread(&mut self, except: Option<NodeId>, frame: &Frame) {
         let peers: Vec<NodeId> = self
+            .peers
             .conns
             .keys()
             .copied()
@@ -266,7 +248,7 @@ impl Actor {
             match self.trust.take_roster(&bytes) {
                 Ok(update) => {
                     if let Some(stored) = self.after_roster(Some(peer), &bytes, update) {
-                        log_store_failure(stored, "cannot store a roster");
+                        self.writes.log_failure(stored, "cannot store a roster");
                     }
                 }
                 Err(Rejection::UnknownAuthority(a)) => {
@@ -344,7 +326,7 @@ impl Actor {
             // Answered once the roster is durable: a roster the operator was told is loaded
             // is still in force after a crash.
             Ok((loaded, Some(stored))) => {
-                tokio::spawn(async move {
+                self.writes.spawn(async move {
                     let _ = reply.send(stored.await.map(|()| loaded));
                 });
             }
@@ -389,7 +371,7 @@ impl Actor {
         );
         for node in &revoked {
             warn!(node = %node.short(), "node revoked by the federation");
-            self.disconnect(node, b"revoked");
+            self.disconnect(node, 4, b"revoked");
         }
         self.remove_from_owned_groups(&revoked);
         self.refresh_admission();
@@ -413,8 +395,9 @@ impl Actor {
         Box::pin(async move { stored.await.map_err(Error::from) })
     }
 
-    fn store_roster_logged(&self, bytes: &[u8]) {
-        log_store_failure(self.store_roster(bytes), "cannot store a roster");
+    fn store_roster_logged(&mut self, bytes: &[u8]) {
+        self.writes
+            .log_failure(self.store_roster(bytes), "cannot store a roster");
     }
 
     /// As the owner, removes `nodes` from every group this node owns that they are in.
@@ -484,7 +467,7 @@ impl Actor {
         self.pending_writes += events.len();
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             for (seq, event) in events {
                 let result = store
                     .insert_control(&gid, seq, &event)
@@ -530,13 +513,13 @@ impl Actor {
         }
     }
 
-    fn store_rotation(&self, rotation: &Rotation, bytes: &[u8]) {
+    fn store_rotation(&mut self, rotation: &Rotation, bytes: &[u8]) {
         let key = format!(
             "{ROTATION_PREFIX}{}/{}/{:016x}",
             rotation.old, rotation.new, rotation.at.0
         );
         let stored = self.store.put_meta(&key, bytes);
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             if let Err(e) = stored.await {
                 warn!(error = %e, "cannot store a rotation statement");
             }
@@ -557,7 +540,7 @@ impl Actor {
         );
         self.engine.set_policy(self.trust.policy());
         if rotation.is_identity() {
-            if let Some(old) = self.peers.get(&rotation.old).filter(|p| p.pinned) {
+            if let Some(old) = self.peers.entries.get(&rotation.old).filter(|p| p.pinned) {
                 let record = PeerRecord {
                     name: old.record.name.clone(),
                     node_id: rotation.new.to_string(),
@@ -567,7 +550,7 @@ impl Actor {
                 let (old_node, new_node) = (rotation.old, rotation.new);
                 if let Ok(bytes) = serde_json::to_vec(&record) {
                     let store = self.store.clone();
-                    tokio::spawn(async move {
+                    self.writes.spawn(async move {
                         let moved = async {
                             store.put_peer(&new_node, &bytes).await?;
                             store.remove_peer(&old_node).await
@@ -577,11 +560,8 @@ impl Actor {
                         }
                     });
                 }
-                if let Some(p) = self.peers.remove(&old_node) {
-                    p.dialer.cancel();
-                }
-                self.allow.remove(old_node.as_bytes());
-                self.disconnect(&old_node, b"key rotated");
+                self.peers.forget(&old_node);
+                self.disconnect(&old_node, 4, b"key rotated");
                 let roster = self.trust.entries(&self.me).remove(&new_node);
                 self.insert_peer(new_node, record, true, roster);
                 info!(old = %old_node.short(), new = %new_node.short(), "pin moved to the rotated key");
@@ -650,7 +630,7 @@ impl Actor {
         self.rotating = true;
         let dir = self.dir.clone();
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             let written = tokio::task::spawn_blocking(move || {
                 let result = dir.rotate_keys(&identity, &exchange, &statement);
                 (identity, exchange, statement, result)
@@ -693,7 +673,7 @@ impl Actor {
         if let Err(e) = self.trust.take_rotation(&statement) {
             warn!(error = %e, "this node's own rotation statement is not taken");
         }
-        let advertised = super::advertised_address(&self.config, self.quic_addr);
+        let advertised = super::launch::advertised_address(&self.config, self.quic_addr);
         let descriptor = Descriptor {
             node: new,
             name: self.name.clone(),
@@ -733,13 +713,14 @@ impl Actor {
         if new != old {
             // Dialers know this node by its old id (it decides which of two simultaneous
             // connections stays): start them again.
-            let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+            let peers: Vec<NodeId> = self.peers.entries.keys().copied().collect();
             for peer in peers {
                 self.admit(peer);
             }
-            let stale: Vec<(NodeId, u64)> = self.conns.iter().map(|(p, c)| (*p, c.id)).collect();
+            let stale: Vec<(NodeId, u64)> =
+                self.peers.conns.iter().map(|(p, c)| (*p, c.id)).collect();
             let tx = self.internal_tx.clone();
-            tokio::spawn(async move {
+            self.writes.spawn(async move {
                 tokio::time::sleep(ROTATION_CLOSE_DELAY).await;
                 let _ = tx.send(Internal::CloseRotated(stale)).await;
             });
@@ -860,13 +841,4 @@ impl Actor {
     pub(super) fn quiet_done(&mut self, group: &GroupId) {
         self.quiet_pending.remove(group);
     }
-}
-
-/// Waits, off the actor, for a write to be durable, and logs it if it is not.
-fn log_store_failure(stored: BoxFuture<'static, Result<()>>, what: &'static str) {
-    tokio::spawn(async move {
-        if let Err(e) = stored.await {
-            warn!(error = %e, "{what}");
-        }
-    });
 }

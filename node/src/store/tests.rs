@@ -1,3 +1,7 @@
+//! The store's unit tests. Long on purpose (~1,700 lines): the tests share the fixtures at
+//! its top (a store in a temporary directory, messages and receipts made to order, damaged
+//! files), and each names the guarantee it checks.
+
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};

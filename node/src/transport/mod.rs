@@ -22,7 +22,6 @@
 //!
 //! Messages travel as length-prefixed frames: [`write_frame`] and [`read_frame`].
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -37,12 +36,17 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
+mod allow;
+mod error;
 mod frame;
 mod tls;
 
 #[cfg(test)]
 mod tests;
 
+pub use allow::AllowList;
+use error::AcceptError;
+pub use error::TransportError;
 pub use frame::{read_frame, write_frame, FrameError};
 
 /// ALPN protocol identifier, required on every connection.
@@ -164,170 +168,6 @@ impl TransportConfig {
             .datagram_receive_buffer_size(None);
         Ok(config)
     }
-}
-
-/// The set of node keys allowed to connect to this node; shared, and changeable at runtime.
-///
-/// Clones share the same set. A change applies to every handshake that starts checking the
-/// client key afterwards.
-#[derive(Clone, Default)]
-pub struct AllowList {
-    keys: Arc<RwLock<HashSet<[u8; 32]>>>,
-}
-
-impl AllowList {
-    /// An empty allow-list: nobody may connect.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Allows `key`. Returns `false` if it was already allowed.
-    pub fn insert(&self, key: [u8; 32]) -> bool {
-        self.keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key)
-    }
-
-    /// Disallows `key`. Returns `true` if it was allowed.
-    pub fn remove(&self, key: &[u8; 32]) -> bool {
-        self.keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key)
-    }
-
-    /// Whether `key` is allowed.
-    pub fn contains(&self, key: &[u8; 32]) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(key)
-    }
-
-    /// Number of allowed keys.
-    pub fn len(&self) -> usize {
-        self.keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether no key is allowed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl fmt::Debug for AllowList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AllowList")
-            .field("keys", &self.len())
-            .finish()
-    }
-}
-
-/// Errors of the transport. Node keys appear in their short form (first 8 hex characters).
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// [`Transport::bind`] was called outside a Tokio runtime.
-    #[error("the QUIC transport must be started from within a Tokio runtime")]
-    NoRuntime,
-    /// The transport configuration is unusable.
-    #[error("invalid transport configuration: {0}")]
-    InvalidConfig(String),
-    /// The node identity key could not be turned into a TLS identity.
-    #[error("cannot use the node identity key for TLS: {0}")]
-    Identity(String),
-    /// The TLS configuration could not be built.
-    #[error("cannot build the TLS configuration: {0}")]
-    Tls(rustls::Error),
-    /// The UDP socket could not be bound.
-    #[error("cannot listen on UDP {addr}: {source} (is the address in use or not local?)")]
-    Bind {
-        /// Address that was requested.
-        addr: SocketAddr,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// The local address of the endpoint could not be read.
-    #[error("cannot read the local address of the QUIC endpoint: {0}")]
-    LocalAddr(std::io::Error),
-    /// The connection attempt could not even start (endpoint closed, invalid address, …).
-    #[error("cannot start connecting to {addr}: {source}")]
-    Connect {
-        /// Address dialled.
-        addr: SocketAddr,
-        /// Underlying error.
-        source: quinn::ConnectError,
-    },
-    /// The peer presented a different key than the one pinned for it.
-    #[error(
-        "peer at {addr} presented key {presented}… but key {pinned}… was pinned; \
-         check the address and the node key configured for this peer"
-    )]
-    KeyMismatch {
-        /// Address dialled.
-        addr: SocketAddr,
-        /// Short form of the key the peer presented.
-        presented: String,
-        /// Short form of the pinned key.
-        pinned: String,
-    },
-    /// The peer refused our TLS handshake, typically because our key is not on its allow-list.
-    #[error(
-        "peer at {addr} refused the handshake ({reason}); if our key {local_key}… is not on its \
-         allow-list, ask its operator to add it"
-    )]
-    Refused {
-        /// Address dialled.
-        addr: SocketAddr,
-        /// Reason the peer gave.
-        reason: String,
-        /// Short form of this node's key.
-        local_key: String,
-    },
-    /// The handshake failed or the connection was lost before the peer confirmed it.
-    #[error("connection to {addr} failed during the handshake: {source}")]
-    Handshake {
-        /// Address dialled.
-        addr: SocketAddr,
-        /// Underlying error.
-        source: ConnectionError,
-    },
-    /// The peer completed the TLS handshake but never confirmed the connection.
-    #[error(
-        "peer at {addr} did not confirm the connection within {timeout:?}; is it a liaison node?"
-    )]
-    Unconfirmed {
-        /// Address dialled.
-        addr: SocketAddr,
-        /// How long we waited.
-        timeout: Duration,
-    },
-    /// The peer broke the transport protocol.
-    #[error("peer at {addr} broke the transport protocol: {reason}")]
-    Protocol {
-        /// Address dialled.
-        addr: SocketAddr,
-        /// What went wrong.
-        reason: String,
-    },
-}
-
-/// Why an incoming connection was dropped; only logged.
-#[derive(Debug, thiserror::Error)]
-enum AcceptError {
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] ConnectionError),
-    #[error("no usable peer key after the handshake")]
-    NoKey,
-    #[error("ALPN {0} was negotiated instead of liaison/1")]
-    Alpn(String),
-    #[error("key {0}… was removed from the allow-list during the handshake")]
-    NoLongerAllowed(String),
-    #[error("cannot send the connection confirmation: {0}")]
-    Confirm(String),
 }
 
 /// A QUIC endpoint that listens for and dials other nodes.

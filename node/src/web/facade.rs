@@ -142,14 +142,13 @@ impl Facade {
 
     /// The groups `who` may see.
     pub async fn groups(&self, who: &Principal) -> Result<Vec<GroupView>> {
-        self.ask_as(who, Command::Groups).await
+        self.node.as_officer(who.clone()).groups().await
     }
 
     /// One group `who` may see, by id or name.
     pub async fn group(&self, who: &Principal, group: &str) -> Result<GroupView> {
         let group = group.to_owned();
-        self.ask_as(who, |reply| Command::Group { group, reply })
-            .await?
+        self.node.as_officer(who.clone()).group(group).await
     }
 
     async fn all_of(&self, who: &Principal, group: &str) -> Result<Vec<MessageView>> {
@@ -325,11 +324,9 @@ impl Facade {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let item = crate::node::PostItem { post, audit, reply };
         let taken = self
-            .ask_as(who, |reply| Command::PostEach {
-                group,
-                items: vec![item],
-                reply,
-            })
+            .node
+            .as_officer(who.clone())
+            .post_each(group, vec![item])
             .await;
         let answered = match taken {
             Ok(()) => answer.await.unwrap_or(Err(Error::Internal(
@@ -356,8 +353,7 @@ impl Facade {
         let id: AttachmentId = id
             .parse()
             .map_err(|e| Error::Invalid(format!("attachment {id}: {e}")))?;
-        self.ask_as(who, |reply| Command::Attachment { id, reply })
-            .await?
+        self.node.as_officer(who.clone()).attachment(id).await
     }
 
     /// The thread of message `id` as the node sees it: each entry with the state of an alert
@@ -380,12 +376,12 @@ impl Facade {
 
     /// Node status.
     pub async fn status(&self) -> Result<Status> {
-        self.node.ask(Command::Status).await
+        self.node.as_admin().status().await
     }
 
     /// Pinned peers.
     pub async fn peers(&self) -> Result<Vec<PeerView>> {
-        self.node.ask(Command::Peers).await
+        self.node.as_admin().peers().await
     }
 
     /// Pins a peer.
@@ -394,54 +390,37 @@ impl Facade {
             .trim()
             .parse()
             .map_err(|e| Error::Invalid(format!("{e}")))?;
-        self.node
-            .ask(|reply| Command::AddPeer {
-                name,
-                node,
-                address,
-                reply,
-            })
-            .await?
+        self.node.as_admin().add_peer(name, node, address).await
     }
 
     /// Unpins a peer.
     pub async fn remove_peer(&self, peer: String) -> Result<()> {
-        self.node
-            .ask(|reply| Command::RemovePeer { peer, reply })
-            .await?
+        self.node.as_admin().remove_peer(peer).await
     }
 
     /// Every group of the node.
     pub async fn all_groups(&self) -> Result<Vec<GroupView>> {
-        self.node.ask(Command::Groups).await
+        self.node.as_admin().groups().await
     }
 
     /// Creates a group owned by this node.
     pub async fn create_group(&self, name: String) -> Result<String> {
         self.node
-            .ask(|reply| Command::CreateGroup { name, reply })
-            .await?
+            .as_admin()
+            .create_group(name)
+            .await
             .map(|g| g.to_string())
     }
 
     /// Admits a member (owner only).
     pub async fn add_member(&self, group: String, peer: String, role: &str) -> Result<GroupView> {
         let role: Role = role.parse().map_err(|e| Error::Invalid(format!("{e}")))?;
-        self.node
-            .ask(|reply| Command::AddMember {
-                group,
-                peer,
-                role,
-                reply,
-            })
-            .await?
+        self.node.as_admin().add_member(group, peer, role).await
     }
 
     /// Removes a member (owner only).
     pub async fn remove_member(&self, group: String, peer: String) -> Result<GroupView> {
-        self.node
-            .ask(|reply| Command::RemoveMember { group, peer, reply })
-            .await?
+        self.node.as_admin().remove_member(group, peer).await
     }
 }
 

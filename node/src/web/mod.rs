@@ -21,6 +21,7 @@
 //! - Logins, failures, lock-outs, logouts, enrolments and every read, post and operator
 //!   action are written to the audit log, as the API writes them.
 
+mod account;
 pub mod assets;
 pub mod auth;
 pub mod events;
@@ -259,14 +260,14 @@ pub fn router(app: App) -> Router {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/login/totp", get(auth::totp_form).post(auth::totp_submit))
         .route("/logout", post(auth::logout))
-        .route("/enrol", get(auth::enrol_form).post(auth::enrol))
-        .route("/account", get(auth::account))
-        .route("/account/password", post(auth::change_password))
+        .route("/enrol", get(account::enrol_form).post(account::enrol))
+        .route("/account", get(account::account))
+        .route("/account/password", post(account::change_password))
         .route(
             "/account/totp",
-            get(auth::totp_setup).post(auth::totp_confirm),
+            get(account::totp_setup).post(account::totp_confirm),
         )
-        .route("/lang", post(auth::set_lang))
+        .route("/lang", post(account::set_lang))
         .route(
             "/admin/accounts",
             get(pages::admin::accounts).post(pages::admin::add_account),
