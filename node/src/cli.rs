@@ -273,18 +273,15 @@ pub enum Cmd {
         #[arg(long)]
         exit: bool,
     },
-    /// Measure what a node sustains against this machine's limits (real nodes on loopback).
+    /// Measure what a node sustains against this machine's limits (real nodes on loopback):
+    /// runs the `liaison-bench` executable beside this one with the same arguments
+    /// (`liaison bench --help` for its options).
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Smaller counts: finishes within a minute.
-        #[arg(long)]
-        quick: bool,
-        /// Also write every figure as one JSON object to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        /// The benchmark's arguments (`--quick`, `--json PATH`, `--scale [N]`, `--help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
-    /// Serve one benchmark node to a parent `liaison bench` over standard input and output.
-    #[command(hide = true)]
-    BenchNode,
     /// Write a consistent copy of this node's data into a new directory DEST, while the node
     /// runs (writes pause only while the store's index is exported) or while it is stopped.
     Backup {
@@ -695,10 +692,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Run => run_daemon(&dir).await,
         Cmd::Demo { exit } => crate::demo::run(exit).await,
-        Cmd::Bench { quick, json } => crate::bench::run(crate::bench::Options { quick, json })
-            .await
-            .map(drop),
-        Cmd::BenchNode => crate::bench::serve_node(&dir).await,
+        Cmd::Bench { args } => bench(&args).await,
         Cmd::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "liaison", &mut std::io::stdout());
@@ -2213,6 +2207,34 @@ fn write_man_pages(dir: &std::path::Path) -> Result<()> {
     let mut command = <Cli as clap::CommandFactory>::command();
     command.build();
     write(dir, &command)
+}
+
+/// `liaison bench ARGS`: the benchmark is its own executable, `liaison-bench`, built beside
+/// `liaison` (`cargo build --release -p liaison-bench`); this runs it with the same arguments
+/// and the same standard input and output, and fails as it fails.
+async fn bench(args: &[std::ffi::OsString]) -> Result<()> {
+    let me = std::env::current_exe().map_err(|e| Error::io("cannot find this executable", e))?;
+    let exe = me.with_file_name(format!("liaison-bench{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        return Err(Error::Invalid(format!(
+            "`liaison bench` runs {}, which is not there; build it with `cargo build --release \
+             -p liaison-bench` (it is built beside liaison)",
+            exe.display()
+        )));
+    }
+    let status = tokio::process::Command::new(&exe)
+        .args(args)
+        .status()
+        .await
+        .map_err(|e| Error::io(format!("cannot run {}", exe.display()), e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{} failed ({status})",
+            exe.display()
+        )))
+    }
 }
 
 #[cfg(test)]

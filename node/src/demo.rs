@@ -9,8 +9,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use liaison_protocol::group::LocalKeys;
 use liaison_protocol::message::MessageId;
-use liaison_protocol::{GroupId, Handling, Role};
+use liaison_protocol::{
+    ExchangeSecret, GroupId, GroupState, Handling, IdentityKey, Role, Timestamp,
+};
 
 use crate::config::Config;
 use crate::daemon::RunningNode;
@@ -48,6 +51,28 @@ pub fn init_node(root: &std::path::Path, name: &str, sync_interval_ms: u64) -> R
     config.transport.redial_max_ms = 2_000;
     dir.init(&config, &mut rand_core::OsRng)?;
     Ok(dir)
+}
+
+/// A fresh identity and the state of a group it just created alone, as the owner sees it
+/// (epoch key included): for sealing messages without a node.
+pub fn solo_group(gid: GroupId) -> Result<(IdentityKey, GroupState)> {
+    let identity = IdentityKey::generate(&mut rand_core::OsRng);
+    let exchange = ExchangeSecret::generate(&mut rand_core::OsRng);
+    let genesis = GroupState::create(
+        &identity,
+        "bench",
+        exchange.public(),
+        gid,
+        "bench",
+        Timestamp(1),
+        &mut rand_core::OsRng,
+    )?;
+    let local = LocalKeys {
+        node: identity.node_id(),
+        exchange: &exchange,
+    };
+    let state = GroupState::from_genesis(&genesis, Some(local))?;
+    Ok((identity, state))
 }
 
 /// Pins `a` and `b` to each other.

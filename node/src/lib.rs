@@ -13,7 +13,6 @@ pub mod attachments;
 pub mod audit;
 pub mod authority;
 pub mod backup;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -14,8 +14,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
         liaison_node::cli::Cmd::Run => "info",
-        // The benchmark's nodes refuse each other's first dials while pinning; not news.
-        liaison_node::cli::Cmd::Bench { .. } | liaison_node::cli::Cmd::BenchNode => "error",
+        // The benchmark logs for itself.
+        liaison_node::cli::Cmd::Bench { .. } => "error",
         _ => "warn",
     };
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -16,7 +16,7 @@ use crate::daemon::start;
 /// Messages sealed by one author in a group of its own, and that group.
 fn sealed_messages(count: u64) -> (GroupId, NodeId, Vec<Sealed>) {
     let gid = GroupId::from([7u8; 16]);
-    let (identity, state) = crate::bench::solo_group(gid).unwrap();
+    let (identity, state) = crate::demo::solo_group(gid).unwrap();
     let content = Content {
         officer: "o".into(),
         recipients: Vec::new(),

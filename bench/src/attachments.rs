@@ -13,12 +13,12 @@ use liaison_protocol::GroupId;
 use serde::Serialize;
 
 use super::{progress, NodeProcess, MIB, PHASE_TIMEOUT};
-use crate::attachments::Uploaded;
-use crate::client::Client;
-use crate::daemon::RunningNode;
-use crate::datadir::DataDir;
-use crate::error::{Error, Result};
-use crate::views::{Created, MessageView};
+use liaison_node::attachments::Uploaded;
+use liaison_node::client::Client;
+use liaison_node::daemon::RunningNode;
+use liaison_node::datadir::DataDir;
+use liaison_node::error::{Error, Result};
+use liaison_node::views::{Created, MessageView};
 
 /// How often B's API is asked whether it holds the file whole.
 const POLL: Duration = Duration::from_millis(5);

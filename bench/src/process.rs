@@ -1,6 +1,6 @@
 //! A benchmark node in its own process, as every node runs in a deployment.
 //!
-//! The end-to-end phase runs the receiving node as a child `liaison bench-node` process, so
+//! The end-to-end phase runs the receiving node as a child `liaison-bench bench-node` process, so
 //! that the two nodes share nothing but the machine: not a tokio runtime, and not sled 0.34's
 //! process-wide lock, which every write batch of every store in a process takes (with both
 //! nodes in one process, each node's writes waited for the other's).
@@ -29,10 +29,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::daemon::RunningNode;
-use crate::datadir::DataDir;
-use crate::error::{Error, Result};
-use crate::node::NodeEvent;
+use liaison_node::daemon::RunningNode;
+use liaison_node::datadir::DataDir;
+use liaison_node::error::{Error, Result};
+use liaison_node::node::NodeEvent;
 
 /// How long the parent waits for a reply, for the child to start, or for it to stop.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,10 +40,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_QUEUE: usize = 4096;
 
 /// Serves the node in `dir` to a parent `liaison bench` over standard input and output (the
-/// hidden `liaison bench-node` command). Returns when standard input ends, after the node
+/// hidden `liaison-bench bench-node` command). Returns when standard input ends, after the node
 /// stopped and flushed.
 pub async fn serve(dir: &DataDir) -> Result<()> {
-    let node = crate::daemon::start(dir).await?;
+    let node = liaison_node::daemon::start(dir).await?;
     // Written straight to the pipe, not through tokio's stdout (which hands every write to a
     // blocking thread): the parent stamps each report when it reads it. The parent reads all
     // the time, so a write waits only as long as the pipe is full.
@@ -74,7 +74,7 @@ pub async fn serve(dir: &DataDir) -> Result<()> {
                     line.push(b'\n');
                     send(&line);
                 }
-                Ok(NodeEvent::Acked { .. }) => {}
+                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // The parent stops forwarding, so that its collectors fail loudly.
                     send(format!("lagged {n}\n").as_bytes());
@@ -121,7 +121,7 @@ async fn command(node: &RunningNode, line: &str) -> Result<String> {
             Ok("ok".into())
         }
         ["knows", group] => {
-            let known = crate::demo::knows_group(&node.handle, parse_group(group)?).await;
+            let known = liaison_node::demo::knows_group(&node.handle, parse_group(group)?).await;
             Ok(if known { "yes" } else { "no" }.into())
         }
         _ => Err(Error::Invalid(format!("unknown command {line:?}"))),
@@ -133,7 +133,7 @@ fn parse_group(text: &str) -> Result<GroupId> {
         .map_err(|e| Error::Invalid(format!("bad group id: {e}")))
 }
 
-/// A node running in a child `liaison bench-node` process.
+/// A node running in a child `liaison-bench bench-node` process.
 pub struct NodeProcess {
     /// The node's name.
     pub name: String,
@@ -154,13 +154,13 @@ impl NodeProcess {
     /// Creates node `name` under `root` and starts it in a child process of this executable.
     /// The child is killed if this value is dropped before [`NodeProcess::stop`].
     pub async fn spawn(root: &Path, name: &str, sync_interval_ms: u64) -> Result<NodeProcess> {
-        let dir = crate::demo::init_node(root, name, sync_interval_ms)?;
+        let dir = liaison_node::demo::init_node(root, name, sync_interval_ms)?;
         let exe = std::env::current_exe()
-            .map_err(|e| Error::io("cannot find the liaison executable", e))?;
+            .map_err(|e| Error::io("cannot find the liaison-bench executable", e))?;
         let mut child = tokio::process::Command::new(&exe)
+            .arg("bench-node")
             .arg("--data")
             .arg(dir.root())
-            .arg("bench-node")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

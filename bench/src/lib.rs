@@ -12,9 +12,12 @@
 //!  4. catch-up   C offline while A posts; C restarts and syncs until it holds everything
 //!  5. resources  peak RSS (VmHWM of this process), store bytes on disk per message
 //!  6. ratios     e2e / verify, catch-up / verify, e2e / quinn, API / e2e, attachment / quinn
+//!     scale      with `--scale N`: one node holding N messages, as `liaison run` processes
+//!                driven over HTTP: start, idle memory, pages, reads, posts, audit, catch-up
+//!                (see [`scale`])
 //! ```
 //!
-//! Every node is a real node ([`crate::daemon::start`]) with its own data directory under a
+//! Every node is a real node ([`liaison_node::daemon::start`]) with its own data directory under a
 //! temporary directory, its own sled store (acknowledgements only after flush) and its own QUIC
 //! endpoint on loopback. The end-to-end phase runs node B in a child process, as nodes run in a
 //! deployment ([`serve_node`]); the other phases run their nodes in this process. Deliveries are
@@ -31,26 +34,24 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use ed25519_dalek::Signer;
-use liaison_protocol::group::LocalKeys;
 use liaison_protocol::message::{self, Content, Draft, MessageId, Payload};
-use liaison_protocol::{
-    ExchangeSecret, GroupId, GroupState, Handling, IdentityKey, Role, Timestamp,
-};
+use liaison_protocol::{GroupId, Handling, IdentityKey, Role, Timestamp};
 use rand_core::OsRng;
 use serde::Serialize;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::RunningNode;
-use crate::datadir::DataDir;
-use crate::demo;
-use crate::error::{Error, Result};
-use crate::node::{NodeEvent, NodeHandle, Post};
-use crate::transport::{self, AllowList, Transport, TransportConfig};
+use liaison_node::daemon::RunningNode;
+use liaison_node::datadir::DataDir;
+use liaison_node::demo;
+use liaison_node::error::{Error, Result};
+use liaison_node::node::{NodeEvent, NodeHandle, Post};
+use liaison_node::transport::{self, AllowList, Transport, TransportConfig};
 
 pub mod api;
 pub mod attachments;
 mod process;
+pub mod scale;
 
 pub use process::serve as serve_node;
 use process::NodeProcess;
@@ -71,6 +72,8 @@ pub struct Options {
     pub quick: bool,
     /// Also write every figure as one JSON object to this file.
     pub json: Option<PathBuf>,
+    /// Also run the scale phase with this many messages in the node's group.
+    pub scale: Option<usize>,
 }
 
 /// How much work each phase does.
@@ -161,6 +164,9 @@ pub struct Report {
     pub resources: Resources,
     /// The node against the machine.
     pub ratios: Ratios,
+    /// One node holding many messages (with `--scale N` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<scale::ScaleReport>,
 }
 
 /// The machine and the run.
@@ -370,6 +376,14 @@ pub async fn run(options: Options) -> Result<Report> {
         report.resources.store_bytes_per_msg = bytes_per_msg;
     }
 
+    if let Some(messages) = options.scale.filter(|_| wanted("scale")) {
+        println!(
+            "scale: one node holding {} messages",
+            human(messages as f64)
+        );
+        report.scale = Some(scale::run(&tmp.path().join("scale"), messages, options.quick).await?);
+    }
+
     println!("5/5 resources and ratios");
     report.resources.peak_rss_bytes = report
         .resources
@@ -483,30 +497,8 @@ fn ed25519_rates(secs: f64) -> (f64, f64) {
 }
 
 /// Seal, and verify + open (everything a receiver checks), of messages with a 1 KiB body.
-/// A fresh identity and the state of a group it just created alone, as the owner sees it
-/// (epoch key included): for sealing messages without a node.
-pub(crate) fn solo_group(gid: GroupId) -> Result<(IdentityKey, GroupState)> {
-    let identity = IdentityKey::generate(&mut OsRng);
-    let exchange = ExchangeSecret::generate(&mut OsRng);
-    let genesis = GroupState::create(
-        &identity,
-        "bench",
-        exchange.public(),
-        gid,
-        "bench",
-        Timestamp(1),
-        &mut OsRng,
-    )?;
-    let local = LocalKeys {
-        node: identity.node_id(),
-        exchange: &exchange,
-    };
-    let state = GroupState::from_genesis(&genesis, Some(local))?;
-    Ok((identity, state))
-}
-
 fn message_rates(secs: f64) -> Result<(f64, f64)> {
-    let (identity, state) = solo_group(GroupId::from([1u8; 16]))?;
+    let (identity, state) = demo::solo_group(GroupId::from([1u8; 16]))?;
     let content = Content {
         officer: "bench".into(),
         recipients: Vec::new(),
@@ -996,7 +988,7 @@ async fn catchup(scale: Scale, root: &Path) -> Result<(Catchup, f64)> {
 
         let start = Instant::now();
         let cpu_start = cpu_seconds("self");
-        let node = within("the restart", crate::daemon::start(&late_dir)).await??;
+        let node = within("the restart", liaison_node::daemon::start(&late_dir)).await??;
         let store = node.store.clone();
         restarted = Some(node);
         let want = scale.catchup;
@@ -1273,14 +1265,20 @@ fn cpu_seconds(process: &str) -> f64 {
 /// Peak resident set size (`VmHWM`) of `process` (`self` or a pid), in bytes; 0 where
 /// unavailable.
 fn peak_rss(process: &str) -> u64 {
+    proc_status_kib(process, "VmHWM:") * 1024
+}
+
+/// The line `field` (`VmHWM:`, `VmRSS:`) of `/proc/PROCESS/status`, in KiB; 0 where
+/// unavailable.
+fn proc_status_kib(process: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 /// Resets `VmHWM` to the current resident set (Linux `clear_refs` 5), so that the next
@@ -1479,4 +1477,92 @@ fn print_table(r: &Report) {
         q.attachment_over_quinn,
         "(goal ≥ 0.5)",
     );
+    if let Some(s) = &r.scale {
+        print_scale(s);
+    }
+}
+
+fn print_scale(s: &scale::ScaleReport) {
+    let row = |section: &str, key: &str, value: f64, unit: &str| {
+        println!("  {:<10} {key:<24} {:>14} {unit}", section, human(value));
+    };
+    let n = human(s.messages as f64);
+    row("scale", "messages", s.messages as f64, "in one group");
+    row(
+        "",
+        "fill_msgs_per_s",
+        s.fill_msgs_per_s,
+        "/s  (API batches, durable)",
+    );
+    row(
+        "",
+        "start_seconds",
+        s.start_seconds,
+        "s  (until the API answers)",
+    );
+    row(
+        "",
+        "idle_rss_mib",
+        s.idle_rss_mib,
+        "MiB (settled after start)",
+    );
+    row(
+        "",
+        "page_p50_ms",
+        s.page_p50_ms,
+        "ms  (first page, limit 50)",
+    );
+    row(
+        "",
+        "page_p99_ms",
+        s.page_p99_ms,
+        &format!(
+            "ms  ({} samples, {} messages on it)",
+            s.page_samples, s.page_messages
+        ),
+    );
+    row("", "read_p50_ms", s.read_p50_ms, "ms  (a message by id)");
+    row("", "read_p99_ms", s.read_p99_ms, "ms");
+    row("", "post_p50_ms", s.post_p50_ms, "ms  (one at a time)");
+    row("", "post_p99_ms", s.post_p99_ms, "ms");
+    row(
+        "",
+        "audit_verify_seconds",
+        s.audit_verify_seconds,
+        &format!("s  ({} records)", s.audit_records),
+    );
+    row(
+        "",
+        "web_group_p50_ms",
+        s.web_group_p50_ms,
+        "ms  (web: group page)",
+    );
+    row("", "web_group_p99_ms", s.web_group_p99_ms, "ms");
+    row(
+        "",
+        "web_record_p50_ms",
+        s.web_record_p50_ms,
+        "ms  (web: record page)",
+    );
+    row("", "web_record_p99_ms", s.web_record_p99_ms, "ms");
+    row(
+        "",
+        "catchup_msgs_per_s",
+        s.catchup_msgs_per_s,
+        "/s  (a member offline while the group filled)",
+    );
+    for g in &s.goals {
+        println!(
+            "  {:<10} goal {:<19} {:>14} {} against < {} {} at {} messages: {}",
+            "",
+            g.figure,
+            human(g.value),
+            g.unit,
+            human(g.below),
+            g.unit,
+            human(g.at_messages as f64),
+            if g.met { "met" } else { "missed" },
+        );
+    }
+    println!("  {:<10} (measured at {n} messages)", "");
 }

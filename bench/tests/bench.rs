@@ -1,5 +1,5 @@
-//! `liaison bench --quick --json PATH` runs end to end and reports every figure the operators
-//! and the README rely on. Nothing here judges a figure or times anything: the machine running
+//! `liaison-bench --quick --scale 2000 --json PATH` (what `liaison bench` runs) runs end to end and reports every figure the
+//! operators and the README rely on (the scale phase at a small N, so that it cannot rot). Nothing here judges a figure or times anything: the machine running
 //! the tests is not the machine the figures describe.
 
 use std::io::{BufRead, BufReader, Write};
@@ -41,18 +41,33 @@ const KEYS: &[&str] = &[
     "ratios.e2e_over_quinn",
     "ratios.api_over_e2e",
     "ratios.attachment_over_quinn",
+    "scale.messages",
+    "scale.fill_msgs_per_s",
+    "scale.store_bytes_per_msg",
+    "scale.start_seconds",
+    "scale.idle_rss_bytes",
+    "scale.page_p50_ms",
+    "scale.page_p99_ms",
+    "scale.page_messages",
+    "scale.read_p50_ms",
+    "scale.post_p50_ms",
+    "scale.audit_verify_seconds",
+    "scale.audit_records",
+    "scale.web_group_p50_ms",
+    "scale.web_record_p50_ms",
+    "scale.catchup_msgs_per_s",
 ];
 
 #[test]
 fn quick_bench_reports_every_figure() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let json = dir.path().join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_liaison"))
-        .args(["bench", "--quick", "--json"])
+    let output = Command::new(env!("CARGO_BIN_EXE_liaison-bench"))
+        .args(["--quick", "--scale", "2000", "--json"])
         .arg(&json)
         .env_remove("LIAISON_BENCH_PHASES")
         .output()
-        .expect("run liaison bench");
+        .expect("run liaison-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -81,17 +96,28 @@ fn quick_bench_reports_every_figure() {
         );
     }
     assert_eq!(report["machine"]["quick"], serde_json::Value::Bool(true));
+    assert_eq!(report["scale"]["messages"], 2000);
+    let goals = report["scale"]["goals"]
+        .as_array()
+        .expect("the scale goals");
+    assert!(!goals.is_empty(), "no goals reported");
+    for goal in goals {
+        assert!(
+            goal["met"].is_boolean(),
+            "a goal without its outcome: {goal}"
+        );
+    }
 }
 
-/// The hidden `liaison bench-node` serves one node to a parent benchmark over its standard input
+/// The hidden `liaison-bench bench-node` serves one node to a parent benchmark over its standard input
 /// and output: it reports itself ready, answers every command line (unknown and malformed ones
 /// with an error, without stopping), and stops cleanly when its input ends.
 #[test]
 fn bench_node_answers_its_parent_and_stops_at_end_of_input() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("node");
-    let init = Command::new(env!("CARGO_BIN_EXE_liaison"))
-        .arg("--data")
+    let init = Command::new(env!("CARGO_BIN_EXE_liaison-bench"))
+        .args(["liaison", "--data"])
         .arg(&data)
         .args([
             "init",
@@ -106,10 +132,9 @@ fn bench_node_answers_its_parent_and_stops_at_end_of_input() {
         .expect("run liaison init");
     assert!(init.status.success(), "init failed: {init:?}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_liaison"))
-        .arg("--data")
+    let mut child = Command::new(env!("CARGO_BIN_EXE_liaison-bench"))
+        .args(["bench-node", "--data"])
         .arg(&data)
-        .arg("bench-node")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

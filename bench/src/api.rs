@@ -19,11 +19,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{cpu_seconds, percentiles, progress, NodeProcess, PHASE_TIMEOUT};
-use crate::client::Client;
-use crate::daemon::RunningNode;
-use crate::datadir::DataDir;
-use crate::error::{Error, Result};
-use crate::views::{Created, MessageView, PostMessage};
+use liaison_node::client::Client;
+use liaison_node::daemon::RunningNode;
+use liaison_node::datadir::DataDir;
+use liaison_node::error::{Error, Result};
+use liaison_node::views::{Created, MessageView, PostMessage};
 
 /// Messages posted through A but not yet seen on B's stream, at most (B's stream reads each
 /// message it shows; the window keeps its feed from overflowing).
