@@ -12,7 +12,8 @@
 //!
 //! | module         | what it owns                                                   |
 //! |----------------|----------------------------------------------------------------|
-//! | `messages`     | writing a batch of messages, reading them by id, place, group  |
+//! | `messages`     | writing a batch of messages (checks, the log, the indexes)     |
+//! | `reading`      | reading messages back by id, place, group; envelopes for peers |
 //! | `listing`      | each group's messages by creation time, for pages              |
 //! | `control`      | control events                                                 |
 //! | `receipts`     | delivery receipts and their index by runs of seqs              |
@@ -185,6 +186,7 @@ mod listing;
 mod messages;
 mod meta;
 mod peers;
+mod reading;
 mod receipts;
 mod recovery;
 mod runs;

@@ -1,4 +1,8 @@
 //! What the node shows about itself: the JSON documents of the API and the CLI.
+//!
+//! Long because it is the one module of the API's request and response types (the CLI reads
+//! the same ones, and the OpenAPI description is derived from them): one type per document,
+//! each small, kept together so that the wire shape of the API is read in one place.
 
 use serde::{Deserialize, Serialize};
 
