@@ -66,7 +66,7 @@ mod trust;
 mod writes;
 
 pub use archive::stored_receipts;
-pub use command::{Command, NodeEvent, NodeHandle, Post, PostItem};
+pub use command::{NodeEvent, NodeHandle, Post, PostItem};
 pub use door::Scoped;
 pub use feed::Fresh;
 pub use launch::advertised_address;

@@ -22,9 +22,10 @@ use super::attached::FetchWanted;
 use super::door::Scoped;
 use super::trust;
 
-/// A request from the API to the actor.
+/// A request to the actor. Private to the node: callers reach it through the typed methods of
+/// [`Scoped`], which say whom each request is for.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Node status.
     Status(oneshot::Sender<Status>),
     /// Pinned peers.
@@ -169,7 +170,8 @@ pub enum Command {
 /// A message to post.
 #[derive(Debug, Clone)]
 pub struct Post {
-    /// Posting officer (replaced by the requesting officer's name under [`Command::As`]).
+    /// Posting officer (replaced by the requesting officer's name when posted through
+    /// [`NodeHandle::as_officer`]).
     pub officer: String,
     /// Named recipients `OFFICER@NODE`; required for TLP:RED.
     pub recipients: Vec<String>,
@@ -188,7 +190,7 @@ pub struct Post {
     pub attachments: Vec<AttachmentId>,
 }
 
-/// One post of [`Command::PostEach`].
+/// One post of [`Scoped::post_each`].
 #[derive(Debug)]
 pub struct PostItem {
     /// What to post.
@@ -209,10 +211,12 @@ pub struct NodeHandle {
 
 impl NodeHandle {
     /// Sends a command built around a reply channel and waits for the answer. A command sent
-    /// this way runs as the node's admin: callers outside the node use the typed methods of
-    /// [`NodeHandle::as_officer`] and [`NodeHandle::as_admin`] instead; this stays public only
-    /// for the queries that have no typed method yet.
-    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+    /// this way runs as the node's admin; only the typed door ([`Scoped`]) calls it, wrapping
+    /// the command in the principal it acts for.
+    pub(super) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(make(tx))

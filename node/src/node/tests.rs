@@ -10,6 +10,7 @@ use liaison_protocol::{Role, Timestamp};
 use rand_core::OsRng;
 
 use super::archive::{StoreArchive, MAX_ORIGINS, MAX_RECEIPT_READS};
+use super::command::Command;
 use super::*;
 use crate::daemon::start;
 

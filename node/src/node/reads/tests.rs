@@ -12,7 +12,8 @@ use crate::accounts::{Access, Principal};
 use crate::daemon::{start, RunningNode};
 use crate::demo::{create_group, init_node, knows_group, peer, peer_ready, post, wait_until};
 use crate::error::Error;
-use crate::node::{faults, Command, NodeEvent, Post};
+use crate::node::command::Command;
+use crate::node::{faults, NodeEvent, Post};
 
 /// Generous: only a node that holds the ack behind the listing comes near it.
 const ACK_WAIT: Duration = Duration::from_secs(60);
