@@ -64,6 +64,7 @@ async fn fill(dir: &Path, n: u64, authors: &[NodeId]) {
                     envelope: envelope.clone(),
                     meta: m.to_be_bytes().to_vec(),
                     created_at: m,
+                    reply_to: None,
                 }
             })
             .collect();

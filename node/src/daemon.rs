@@ -47,9 +47,6 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
     dir.check_permissions()?;
     let (identity, exchange) = dir.keys()?;
     let store = Store::open_with(&dir.store_path(), &config.store.options())?;
-    // Before anything is listed: a store written before its listing index, or indexed again
-    // after a crash, is listed again here.
-    crate::node::relist(&store).await?;
     let attachments = Arc::new(Attachments::open(
         &dir.store_path(),
         crate::attachments::Options::of(&config.attachments),
@@ -127,7 +124,8 @@ pub async fn start(dir: &DataDir) -> Result<RunningNode> {
         },
         &mut tasks,
         &span,
-    )?;
+    )
+    .await?;
     if let Some(listener) = web_listener {
         let parts = crate::web::Parts {
             node: handle.clone(),

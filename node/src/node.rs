@@ -70,7 +70,7 @@ pub use command::{NodeEvent, NodeHandle, Post, PostItem};
 pub use door::Scoped;
 pub use feed::Fresh;
 pub use launch::advertised_address;
-pub(crate) use launch::{launch, relist, Parts};
+pub(crate) use launch::{launch, Parts};
 pub use reads::{ExportStream, Feed, PageRequest};
 
 use archive::{Origins, ReadAhead};

@@ -15,6 +15,7 @@
 //! | `messages`     | writing a batch of messages (checks, the log, the indexes)     |
 //! | `reading`      | reading messages back by id, place, group; envelopes for peers |
 //! | `listing`      | each group's messages by creation time, for pages              |
+//! | `replies`      | each message's replies, for threads                            |
 //! | `control`      | control events                                                 |
 //! | `receipts`     | delivery receipts and their index by runs of seqs              |
 //! | `peers`, `meta`, `audit` | peer records, node-level values, audit records, accounts |
@@ -189,6 +190,7 @@ mod peers;
 mod reading;
 mod receipts;
 mod recovery;
+mod replies;
 mod runs;
 mod sled_files;
 
@@ -197,7 +199,7 @@ pub use control::ControlInserted;
 pub use durability::DurableTicket;
 pub use error::{EngineError, StoreError};
 pub use health::{Health, OpenReport};
-pub use listing::{Listed, Listing, RelistReport};
+pub use listing::{Described, Listed, Listing, RelistReport};
 pub use messages::{Inserted, NewMessage};
 pub use receipts::{NewReceipt, StoredReceipt};
 pub use recovery::{CheckReport, RebuildReport};

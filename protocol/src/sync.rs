@@ -217,6 +217,9 @@ pub enum Event {
         /// The attachments its content names (opened while checking it): the node fetches
         /// them on their own streams ([`crate::transfer`]).
         attachments: Vec<crate::attachment::AttachmentRef>,
+        /// The message it answers, from its content (opened while checking it): the node
+        /// indexes replies with it, so that a thread is found without opening its group.
+        reply_to: Option<MessageId>,
     },
     /// A control event was applied: store it (keyed by group and seq).
     ControlApplied {
@@ -2017,9 +2020,11 @@ impl Engine {
             .get(&(verified.header.author, verified.header.epoch))
             .is_some_and(|held| held.contains(verified.header.seq));
         let mut attachments = Vec::new();
+        let mut reply_to = None;
         if !held_here {
             match message::open(&verified, &replica.state) {
                 Ok(content) => {
+                    reply_to = content.reply_to;
                     if let Payload::Record(data) = content.payload {
                         attachments = data.attachments;
                     }
@@ -2088,6 +2093,7 @@ impl Engine {
             header: Box::new(h.clone()),
             envelope,
             attachments,
+            reply_to,
         });
         if h.seq > gap_from {
             self.note_gap(now, peer, &h, gap_from);

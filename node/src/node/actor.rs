@@ -266,6 +266,7 @@ impl Actor {
                 header,
                 envelope,
                 attachments,
+                reply_to,
             } => {
                 debug!(peer = %from.short(), id = %id.short(), "message accepted");
                 self.metrics.message_received();
@@ -284,6 +285,7 @@ impl Actor {
                     created_at: header.created_at.0,
                     envelope,
                     meta: now().0.to_be_bytes().to_vec(),
+                    reply_to,
                 });
             }
             Event::ControlApplied { group, seq, event } => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use liaison_protocol::identity::Descriptor;
 use liaison_protocol::message::{self, Place};
 use liaison_protocol::sync::{self, Engine};
-use liaison_protocol::{ExchangeSecret, IdentityKey};
+use liaison_protocol::{ExchangeSecret, GroupId, GroupState, IdentityKey};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
@@ -21,7 +21,7 @@ use crate::clock::now;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Described, Store};
 use crate::transport::{AllowList, Transport};
 
 use super::archive::Origins;
@@ -67,9 +67,10 @@ pub(crate) struct Parts {
     pub(crate) shutdown: CancellationToken,
 }
 
-/// Builds the sync engine from the store and starts the actor and the acceptor in `tasks`
-/// (each under `span`); returns the handle that reaches the actor.
-pub(crate) fn launch(
+/// Builds the sync engine from the store, brings the store's read indexes in line with it
+/// ([`relist`]), and starts the actor and the acceptor in `tasks` (each under `span`);
+/// returns the handle that reaches the actor.
+pub(crate) async fn launch(
     parts: Parts,
     tasks: &mut tokio::task::JoinSet<()>,
     span: &tracing::Span,
@@ -124,6 +125,7 @@ pub(crate) fn launch(
         own_rotations.push(statement);
     }
     restore(&mut engine, &store)?;
+    relist(&store, &engine).await?;
     let restoring = crate::restored::at_start(&dir, &node_id)?;
     engine.set_restoring(restoring.is_some());
     let trust = crate::federation::Trust::new(&config.federation)?;
@@ -189,6 +191,10 @@ pub(crate) fn launch(
     actor.resume_fetches();
     actor.load_quarantine()?;
     actor.load_federation(own_rotations)?;
+    // Published before the handle is returned: a query that comes before the actor's first
+    // loop turn would otherwise see the empty snapshot, no group, and call a stored message
+    // not here.
+    actor.snapshot();
 
     tasks.spawn(
         Acceptor {
@@ -250,22 +256,37 @@ pub(super) fn restore(engine: &mut Engine, store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Brings the store's listing index in line with its messages before anything is listed (see
-/// `store::listing`): a data directory written before the index existed, or a crash recovery
-/// that indexed messages from the envelope log again, is relisted here, on the blocking pool,
-/// before the API answers.
-pub(crate) async fn relist(store: &Store) -> Result<()> {
+/// Brings the store's listing and reply indexes in line with its messages before anything is
+/// listed (see `store::listing` and `store::replies`): a data directory written before an
+/// index existed, or a crash recovery that indexed messages from the envelope log again, is
+/// relisted here, on the blocking pool, before the API answers. Whom a message answers is in
+/// its content, opened with the group states `engine` restored.
+async fn relist(store: &Store, engine: &Engine) -> Result<()> {
     let listed = store.listed_count()?;
     let held = store.message_count() as u64;
-    if listed == held {
+    let whole = store.replies_whole()?;
+    if listed == held && whole {
         return Ok(());
     }
+    let states: HashMap<GroupId, GroupState> =
+        engine.groups().map(|s| (s.id(), s.clone())).collect();
     let s = store.clone();
     let report = tokio::task::spawn_blocking(move || {
-        s.relist(|envelope| {
-            message::decode(envelope)
-                .ok()
-                .map(|(_, header, _)| header.created_at.0)
+        s.relist(|bytes| {
+            let (envelope, header, id) = message::decode(bytes).ok()?;
+            let created_at = header.created_at.0;
+            let reply_to = states.get(&header.group).and_then(|state| {
+                let verified = message::Verified {
+                    id,
+                    header,
+                    envelope,
+                };
+                message::open(&verified, state).ok()?.reply_to
+            });
+            Some(Described {
+                created_at,
+                reply_to,
+            })
         })
     })
     .await
@@ -273,10 +294,12 @@ pub(crate) async fn relist(store: &Store) -> Result<()> {
     info!(
         listed,
         held,
+        replies_were_whole = whole,
         added = report.added,
         removed = report.removed,
+        replies = report.replies,
         unreadable = report.unreadable,
-        "listing index brought in line with the stored messages"
+        "listing and reply indexes brought in line with the stored messages"
     );
     Ok(())
 }

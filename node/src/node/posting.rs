@@ -78,6 +78,8 @@ impl Actor {
         }
         let now_instant = std::time::Instant::now();
         let mut posts: Vec<RoundPost> = Vec::new();
+        // Whom each of `posts` answers, for the reply index.
+        let mut parents: Vec<Option<MessageId>> = Vec::new();
         for post in std::mem::take(&mut self.local_posts) {
             let draft = LocalDraft {
                 now: post.created_at,
@@ -90,6 +92,7 @@ impl Actor {
                     if !post.attachments.is_empty() {
                         self.posted_attachments.insert(sealed.id, post.attachments);
                     }
+                    parents.push(post.content.reply_to);
                     posts.push((sealed, post.reply, post.audit));
                 }
                 Err(
@@ -135,12 +138,14 @@ impl Actor {
                 .map_err(|e| format!("cannot index the attachments it names: {e}"));
             let batch = posts
                 .iter()
-                .map(|(sealed, _, _)| NewMessage {
+                .zip(parents)
+                .map(|((sealed, _, _), reply_to)| NewMessage {
                     id: sealed.id,
                     place: sealed.header.place(),
                     envelope: sealed.bytes.clone(),
                     meta: now().0.to_be_bytes().to_vec(),
                     created_at: sealed.header.created_at.0,
+                    reply_to,
                 })
                 .collect();
             let staged = match indexed {

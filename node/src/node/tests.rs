@@ -55,6 +55,7 @@ async fn receipts_of_one_frame_cause_a_bounded_number_of_store_reads() {
             created_at: s.header.created_at.0,
             envelope: s.bytes.clone(),
             meta: 1u64.to_be_bytes().to_vec(),
+            reply_to: None,
         })
         .collect();
     store.insert_messages(batch).await.unwrap();

@@ -7,7 +7,10 @@
 //! appends land beyond `W`. Every entry of the export points below `W`, and every message
 //! acknowledged before the snapshot began is in both, because it was written before its ack.
 //! What sled alone holds and is written without the lock (receipts, peer pins, node values,
-//! accounts) is exported as it stands at that moment.
+//! accounts) is exported as it stands at that moment. The reply index is left out: it says
+//! which message answers which, which the envelopes keep encrypted, so a copy made without
+//! the node's keys would show it in the clear. A node started on the copy, with its keys,
+//! indexes the replies again before it answers (see `replies`).
 //!
 //! [`import`] makes a store directory from the two files: a new sled database holding the
 //! exported entries, and the log. Opening it afterwards runs the recovery of every start:
@@ -94,6 +97,9 @@ impl Store {
                     .map_err(|e| engine.engine("opening a tree to export", e))?;
                 for item in tree.iter() {
                     let (k, v) = item.map_err(|e| engine.engine("reading a tree to export", e))?;
+                    if *name == TREE_MESSAGES && super::replies::is_reply_entry(&k) {
+                        continue;
+                    }
                     write_entry(&mut out, index as u8, &k, &v)
                         .map_err(err("writing the export"))?;
                     entries += 1;

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use liaison_protocol::{GroupId, MessageId};
 
 use super::keys::{GROUP_LEN, ID_LEN, P_AUTHOR, TREE_MESSAGES};
+use super::replies::KEY_REPLIES_WHOLE;
 use super::runs::numbered;
 use super::{Engine, Store, StoreError};
 
@@ -46,6 +47,17 @@ pub struct Listed {
     pub id: MessageId,
 }
 
+/// What [`Store::relist`] needs to know of a held message, read from its envelope by the
+/// caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Described {
+    /// Its creation time, from its header.
+    pub created_at: u64,
+    /// The message it answers, from its content (`None` as well if the content cannot be
+    /// opened).
+    pub reply_to: Option<MessageId>,
+}
+
 /// What [`Store::relist`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelistReport {
@@ -53,8 +65,9 @@ pub struct RelistReport {
     pub added: usize,
     /// Entries removed because their message is no longer held.
     pub removed: usize,
-    /// Held messages whose envelope could not be read or whose creation time could not be
-    /// found (left out of listings).
+    /// Reply entries written (see [`Store::replies`]).
+    pub replies: usize,
+    /// Held messages whose envelope could not be read or described (left out of listings).
     pub unreadable: usize,
 }
 
@@ -126,17 +139,20 @@ impl Store {
         self.engine()?.listed_count()
     }
 
-    /// Brings the listing index in line with the held messages: adds an entry for each held
-    /// message that has none (its creation time read from its envelope by `created_at`),
-    /// removes entries of messages no longer held, and writes the count. Holds the writer lock
-    /// throughout: run it at start, before messages are written. Costs a read of every
-    /// listing entry and every run, and an envelope read per message added.
+    /// Brings the listing and reply indexes in line with the held messages: adds the entries
+    /// of each held message that has no listing entry (its creation time and parent read from
+    /// its envelope by `describe`), removes listing entries of messages no longer held, and
+    /// writes the count; in a store whose reply index is not whole ([`Store::replies_whole`]),
+    /// describes every held message for its reply entry, and marks the index whole. Holds the
+    /// writer lock throughout: run it at start, before messages are written. Costs a read of
+    /// every listing entry and every run, and an envelope read per message described.
     pub fn relist(
         &self,
-        created_at: impl Fn(&[u8]) -> Option<u64>,
+        describe: impl Fn(&[u8]) -> Option<Described>,
     ) -> Result<RelistReport, StoreError> {
         let engine = self.engine()?;
         let _writer = engine.lock_writer();
+        let whole = engine.replies_whole()?;
         let read = |e| engine.engine("reading the listing index", e);
         let mut listed: HashMap<MessageId, sled::IVec> = HashMap::new();
         for item in engine.messages.scan_prefix([P_LISTING]) {
@@ -152,23 +168,31 @@ impl Store {
             let place = engine.place_of(&k)?;
             let (first, records) = engine.run(&k, &v)?;
             for (seq, record) in numbered(first, &records) {
-                if listed.remove(&record.id).is_some() {
+                let was_listed = listed.remove(&record.id).is_some();
+                if was_listed {
                     count += 1;
-                    continue;
+                    if whole {
+                        continue;
+                    }
                 }
                 let key = super::keys::author_key(&liaison_protocol::Place { seq, ..place });
-                let time = match engine.read_envelope(&key, record) {
-                    Ok(envelope) => created_at(&envelope),
+                let described = match engine.read_envelope(&key, record) {
+                    Ok(envelope) => describe(&envelope),
                     Err(StoreError::Corrupt { .. }) => None,
                     Err(e) => return Err(e),
                 };
-                match time {
-                    Some(t) => {
-                        writes.insert(listing_key(&place.group, t, &record.id), &[][..]);
-                        report.added += 1;
-                        count += 1;
-                    }
-                    None => report.unreadable += 1,
+                let Some(d) = described else {
+                    report.unreadable += 1;
+                    continue;
+                };
+                if !was_listed {
+                    writes.insert(listing_key(&place.group, d.created_at, &record.id), &[][..]);
+                    report.added += 1;
+                    count += 1;
+                }
+                if let Some(parent) = d.reply_to {
+                    Engine::reply_new(&mut writes, [(place.group, parent, record.id)]);
+                    report.replies += 1;
                 }
             }
         }
@@ -177,6 +201,7 @@ impl Store {
             report.removed += 1;
         }
         writes.insert(KEY_LISTED, &count.to_be_bytes()[..]);
+        writes.insert(KEY_REPLIES_WHOLE, &[][..]);
         engine
             .messages
             .apply_batch(writes)
@@ -262,6 +287,7 @@ mod tests {
             envelope: created_at.to_be_bytes().to_vec(),
             meta: Vec::new(),
             created_at,
+            reply_to: None,
         }
     }
 
@@ -322,13 +348,19 @@ mod tests {
         assert_eq!(store.listed_count().unwrap(), 0);
 
         let report = store
-            .relist(|envelope| Some(u64::from_be_bytes(envelope.try_into().ok()?)))
+            .relist(|envelope| {
+                Some(Described {
+                    created_at: u64::from_be_bytes(envelope.try_into().ok()?),
+                    reply_to: None,
+                })
+            })
             .unwrap();
         assert_eq!(
             report,
             RelistReport {
                 added: 6,
                 removed: 1,
+                replies: 0,
                 unreadable: 0
             }
         );

@@ -31,6 +31,9 @@ pub struct NewMessage {
     /// Its creation time from its header, in milliseconds since the Unix epoch: where it sits
     /// in its group's listing (see [`Store::listing`]).
     pub created_at: u64,
+    /// The message it answers, from its content (which the store does not open): where it
+    /// sits in the reply index (see [`Store::replies`]).
+    pub reply_to: Option<MessageId>,
 }
 
 /// Outcome of storing one message.
@@ -138,8 +141,9 @@ impl Engine {
         // Damaged messages stored again: their places and new records.
         let mut repairs: BTreeMap<AuthorKey, Vec<u8>> = BTreeMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        // The new messages' listing entries.
+        // The new messages' listing entries, and their reply entries.
         let mut listed = Vec::new();
+        let mut replies = Vec::new();
         let places: Vec<AuthorKey> = batch.iter().map(|m| author_key(&m.place)).collect();
         let taken = self.held_among(&places)?;
         for (m, key) in batch.iter().zip(places) {
@@ -191,6 +195,9 @@ impl Engine {
             } else {
                 records.insert(key, record);
                 listed.push((m.place.group, m.created_at, m.id));
+                if let Some(parent) = m.reply_to {
+                    replies.push((m.place.group, parent, m.id));
+                }
                 outcomes.push(Inserted::New);
             }
         }
@@ -206,6 +213,7 @@ impl Engine {
             writes.insert(run_key, run);
         }
         self.list_new(&mut writes, &listed)?;
+        Engine::reply_new(&mut writes, replies);
         self.messages
             .apply_batch(writes)
             .map_err(|e| self.engine("inserting messages", e))?;

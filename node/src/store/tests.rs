@@ -172,6 +172,7 @@ fn msg_in(n: u64, group: GroupId, author: NodeId, epoch: u64, seq: u64) -> NewMe
         envelope: format!("envelope {n}").into_bytes(),
         meta: format!("meta {n}").into_bytes(),
         created_at: n,
+        reply_to: None,
     }
 }
 

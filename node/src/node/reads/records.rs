@@ -120,59 +120,71 @@ impl Ctx<'_> {
     }
 
     /// The thread `id` belongs to: from its root (the first ancestor whose parent is not here
-    /// or not readable), each reply below the message it answers.
+    /// or not readable), each reply below the message it answers, replies oldest first. Reads
+    /// the thread's own messages, found through the store's reply index, never the group.
     pub(crate) fn thread(&self, who: &Principal, id: &MessageId) -> Result<ThreadView> {
-        let start = self.read(who, id, false)?;
+        let start = self.read(who, id, true)?;
         let group: GroupId = start
             .group_id
             .parse()
             .map_err(|e| Error::Corrupt(format!("stored group id: {e}")))?;
-        let all = self.readable(who, &group)?;
-        let index: BTreeMap<&str, usize> = all
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.id.as_str(), i))
-            .collect();
-        let mut children: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, m) in all.iter().enumerate() {
-            if let Some(parent) = m.reply_to.as_deref() {
-                children.entry(parent).or_default().push(i);
-            }
-        }
         // Up to the root; a cycle is impossible (ids commit to their content, which names the
         // parent), but the walk is bounded anyway.
-        let mut root = index
-            .get(start.id.as_str())
-            .copied()
-            .ok_or_else(|| Error::NotFound(format!("no message {id} on this node")))?;
-        for _ in 0..all.len() {
-            match all[root].reply_to.as_deref().and_then(|p| index.get(p)) {
-                Some(&parent) => root = parent,
-                None => break,
+        let mut root = start;
+        for _ in 0..MAX_THREAD {
+            let Some(parent) = root.reply_to.as_deref().and_then(|p| p.parse().ok()) else {
+                break;
+            };
+            match self.read(who, &parent, true) {
+                Ok(view) if view.group_id == root.group_id => root = view,
+                Ok(_) | Err(Error::NotFound(_)) => break,
+                Err(e) => return Err(e),
             }
         }
+        let (root_id, root_replies_to) = (root.id.clone(), root.reply_to.clone());
         let mut entries = Vec::new();
         let mut stack = vec![(root, 0usize)];
-        while let Some((i, depth)) = stack.pop() {
+        while let Some((m, depth)) = stack.pop() {
             if entries.len() >= MAX_THREAD {
                 break;
             }
-            let m = &all[i];
-            let kids = children
-                .get(m.id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            entries.push(entry(m, depth, kids.iter().map(|&k| &all[k])));
-            for &k in kids.iter().rev() {
-                stack.push((k, depth + 1));
-            }
+            let kids = self.replies(who, &group, &m)?;
+            entries.push(entry(&m, depth, kids.iter()));
+            stack.extend(kids.into_iter().rev().map(|k| (k, depth + 1)));
         }
         Ok(ThreadView {
             group_id: group.to_string(),
-            root: all[root].id.clone(),
-            root_replies_to: all[root].reply_to.clone(),
+            root: root_id,
+            root_replies_to,
             entries,
         })
+    }
+
+    /// The replies to `parent` in `group` that `who` may read, oldest first (as a group's
+    /// listing orders them).
+    fn replies(
+        &self,
+        who: &Principal,
+        group: &GroupId,
+        parent: &MessageView,
+    ) -> Result<Vec<MessageView>> {
+        let id: MessageId = parent
+            .id
+            .parse()
+            .map_err(|e| Error::Corrupt(format!("stored message id: {e}")))?;
+        let mut kids = Vec::new();
+        for reply in self.store.replies(group, &id)? {
+            match self.read(who, &reply, true) {
+                // The entry was written from the reply's content, which says so again.
+                Ok(view) if view.reply_to.as_deref() == Some(parent.id.as_str()) => {
+                    kids.push(view);
+                }
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        kids.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(kids)
     }
 
     /// Counts of `group`'s messages that `who` may read: by kind, commodity, outcome, month,

@@ -464,3 +464,84 @@ async fn a_streamed_export_is_the_whole_export() {
     assert_eq!(whole.refused.len(), 2, "amber+strict and j.doe's own red");
     a.shutdown().await.unwrap();
 }
+
+/// A thread is read from its own messages, found through the reply index, never from its
+/// group: a message of the group outside the thread, whose every view panics (a fault hook),
+/// does not stop it. Replies sealed on either node are in it on both, oldest first and at
+/// their depths. A node restarted on a store without the reply index (a data directory
+/// written before it existed) indexes the replies again before it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_reads_its_own_messages_not_its_group() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, g) = two_nodes(root.path()).await;
+    let holds = |node: &RunningNode, id: MessageId| {
+        let handle = node.handle.clone();
+        wait_until("a message to arrive", move || {
+            let handle = handle.clone();
+            async move { crate::demo::holds(&handle, id).await }
+        })
+    };
+    let answer = |node: &RunningNode, to: MessageId, subject: &str| {
+        let scoped = node.handle.as_admin();
+        let post = Post {
+            officer: "j.doe".into(),
+            recipients: Vec::new(),
+            subject: subject.into(),
+            body: "an answer".into(),
+            record: None,
+            handling: Handling::Green,
+            reply_to: Some(to),
+            attachments: Vec::new(),
+        };
+        async move { scoped.post(g.to_string(), post).await.unwrap() }
+    };
+    let top = post(&a, g, "j.doe", "top", "the root", Handling::Green)
+        .await
+        .unwrap();
+    let aside = post(
+        &a,
+        g,
+        "j.doe",
+        "aside",
+        "not in the thread",
+        Handling::Green,
+    )
+    .await
+    .unwrap();
+    holds(&b, top).await.unwrap();
+    let first = answer(&b, top, "first answer").await;
+    holds(&a, first).await.unwrap();
+    let second = answer(&a, top, "second answer").await;
+    let below = answer(&a, first, "answer to the first").await;
+    for id in [aside, second, below] {
+        holds(&b, id).await.unwrap();
+    }
+    let want = [(top, 0), (first, 1), (below, 2), (second, 1)];
+    let shape = |t: crate::views::ThreadView| -> Vec<(String, usize)> {
+        t.entries.into_iter().map(|e| (e.id, e.depth)).collect()
+    };
+    let want: Vec<(String, usize)> = want.iter().map(|(id, d)| (id.to_string(), *d)).collect();
+
+    super::super::faults::panic_at_view(aside);
+    for node in [&a, &b] {
+        for from in [top, below, second] {
+            let thread = node.handle.as_admin().thread(from).await.unwrap();
+            assert_eq!(thread.root, top.to_string());
+            assert_eq!(shape(thread), want, "{} from {from}", node.name);
+        }
+    }
+
+    a.shutdown().await.unwrap();
+    let dir = crate::datadir::DataDir::new(root.path().join("a"));
+    {
+        let store = crate::store::Store::open(&dir.store_path()).unwrap();
+        store.forget_replies().await.unwrap();
+        assert!(store.replies(&g, &top).unwrap().is_empty());
+    }
+    let a = start(&dir).await.unwrap();
+    assert!(a.store.replies_whole().unwrap());
+    let thread = a.handle.as_admin().thread(below).await.unwrap();
+    assert_eq!(shape(thread), want);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
