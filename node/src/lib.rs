@@ -5,6 +5,7 @@
 //! engine, the local HTTP API, the officers' web workspace, and the CLI that talks to it. `main.rs` only parses arguments,
 //! sets up logging and calls [`cli::run`].
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod accounts;
 pub mod api;

@@ -40,7 +40,7 @@ use crate::views::{
 use crate::views::{AddUser, GrantBody, NewUser, UserView};
 
 /// The document.
-#[derive(OpenApi)]
+#[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "Liaison node API",

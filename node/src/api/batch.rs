@@ -72,7 +72,7 @@ impl ItemAnswer {
 
 /// The items of a batch body, each parsed on its own (a JSON line that does not parse is that
 /// item's error), or why the body as a whole is refused.
-pub fn split(body: &[u8]) -> Result<Vec<Result<serde_json::Value, Error>>, Error> {
+pub(super) fn split(body: &[u8]) -> Result<Vec<Result<serde_json::Value, Error>>, Error> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     let items: Vec<Result<serde_json::Value, Error>> = match start.map(|i| body[i]) {
         None => Vec::new(),

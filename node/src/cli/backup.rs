@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::{Store, StoreError};
 
 /// `liaison backup`.
-pub async fn take(
+pub(super) async fn take(
     dir: &DataDir,
     client: impl FnOnce() -> Result<Client>,
     dest: &Path,
@@ -93,7 +93,7 @@ pub async fn take(
 }
 
 /// `liaison restore`.
-pub async fn restore(
+pub(super) async fn restore(
     dir: &DataDir,
     src: Option<&Path>,
     passphrase: &Passphrase,
@@ -183,7 +183,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// The status line of a node restored from a backup that is still catching up.
-pub fn status_line(r: &crate::restored::RestoreStatus) -> String {
+pub(super) fn status_line(r: &crate::restored::RestoreStatus) -> String {
     let waiting = if r.heard_from_peer {
         format!(
             "{} group(s) not yet confirmed by a member",

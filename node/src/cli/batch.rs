@@ -21,7 +21,7 @@ struct Line<'a> {
 }
 
 /// Posts the items of `path` to `group`; see the module docs.
-pub async fn send(client: &Client, group: &str, path: &Path) -> Result<()> {
+pub(super) async fn send(client: &Client, group: &str, path: &Path) -> Result<()> {
     let text =
         std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     let lines: Vec<(usize, &[u8])> = text

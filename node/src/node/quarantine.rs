@@ -24,7 +24,7 @@ use crate::views::{rfc3339, QuarantineView};
 const PREFIX: &str = "quarantine/";
 
 /// Longest reason kept, in characters.
-pub const MAX_REASON_CHARS: usize = 500;
+pub(super) const MAX_REASON_CHARS: usize = 500;
 
 /// A quarantine as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]

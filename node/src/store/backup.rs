@@ -34,7 +34,7 @@ use super::keys::{
 use super::{envelope_log, Store, StoreError};
 
 /// The first bytes of an export file.
-pub const EXPORT_MAGIC: &[u8; 16] = b"LIAISON-INDEX-1\n";
+pub(super) const EXPORT_MAGIC: &[u8; 16] = b"LIAISON-INDEX-1\n";
 
 /// The trees of the store, in the order of their index in an export file. Only appended to.
 const TREES: [&str; 9] = [
@@ -52,10 +52,10 @@ const TREES: [&str; 9] = [
 /// The end of the entries in an export file.
 const END: u8 = 0xff;
 /// Longest key an export may hold.
-pub const MAX_KEY: usize = 4096;
+pub(super) const MAX_KEY: usize = 4096;
 /// Longest value an export may hold (a run of 128 messages with their metadata, a receipt,
 /// an account: far below this).
-pub const MAX_VALUE: usize = 16 * 1024 * 1024;
+pub(super) const MAX_VALUE: usize = 16 * 1024 * 1024;
 
 /// What [`Store::snapshot`] copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

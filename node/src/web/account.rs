@@ -18,7 +18,7 @@ use super::App;
 
 /// The enrolment form.
 #[derive(Debug, Deserialize)]
-pub struct EnrolForm {
+pub(super) struct EnrolForm {
     code: String,
     password: String,
     confirm: String,
@@ -66,12 +66,16 @@ fn password_fields(l: Lang, error: Option<&str>) -> Markup {
 
 /// `GET /enrol`: the code comes from the link's fragment (filled in by the script) or is
 /// typed in; it never travels in a URL the server sees.
-pub async fn enrol_form(State(app): State<App>, ctx: Ctx) -> Response {
+pub(super) async fn enrol_form(State(app): State<App>, ctx: Ctx) -> Response {
     enrol_page(&app, &ctx, None)
 }
 
 /// `POST /enrol`.
-pub async fn enrol(State(app): State<App>, ctx: Ctx, Form(form): Form<EnrolForm>) -> Response {
+pub(super) async fn enrol(
+    State(app): State<App>,
+    ctx: Ctx,
+    Form(form): Form<EnrolForm>,
+) -> Response {
     let l = ctx.lang;
     if form.password != form.confirm {
         return enrol_page(&app, &ctx, Some(("password", l.t("password-mismatch"))));
@@ -105,7 +109,7 @@ pub async fn enrol(State(app): State<App>, ctx: Ctx, Form(form): Form<EnrolForm>
 
 /// The password change form.
 #[derive(Debug, Deserialize)]
-pub struct PasswordForm {
+pub(super) struct PasswordForm {
     csrf: String,
     current: String,
     password: String,
@@ -175,7 +179,7 @@ fn officer_of(app: &App, ctx: &Ctx) -> Option<Officer> {
 }
 
 /// `GET /account`.
-pub async fn account(State(app): State<App>, ctx: Ctx) -> Response {
+pub(super) async fn account(State(app): State<App>, ctx: Ctx) -> Response {
     match ctx.session.as_ref().map(|s| s.stage) {
         Some(Stage::Full | Stage::ChangePassword) => account_page(&app, &ctx, None, None),
         Some(Stage::SetupTotp) => see_other("/account/totp"),
@@ -184,7 +188,7 @@ pub async fn account(State(app): State<App>, ctx: Ctx) -> Response {
 }
 
 /// `POST /account/password`.
-pub async fn change_password(
+pub(super) async fn change_password(
     State(app): State<App>,
     ctx: Ctx,
     Form(form): Form<PasswordForm>,
@@ -281,7 +285,7 @@ fn totp_setup_page(app: &App, ctx: &Ctx, secret: &str, error: Option<String>) ->
 }
 
 /// `GET /account/totp`: a fresh secret to add to an authenticator app.
-pub async fn totp_setup(State(app): State<App>, ctx: Ctx) -> Response {
+pub(super) async fn totp_setup(State(app): State<App>, ctx: Ctx) -> Response {
     match ctx.session.as_ref().map(|s| s.stage) {
         Some(Stage::Full | Stage::SetupTotp) => {
             totp_setup_page(&app, &ctx, &new_totp_secret(), None)
@@ -293,14 +297,14 @@ pub async fn totp_setup(State(app): State<App>, ctx: Ctx) -> Response {
 
 /// The TOTP set-up form: the secret shown and a code made with it.
 #[derive(Debug, Deserialize)]
-pub struct TotpSetupForm {
+pub(super) struct TotpSetupForm {
     csrf: String,
     secret: String,
     code: String,
 }
 
 /// `POST /account/totp`: keeps the secret once a code made with it is right.
-pub async fn totp_confirm(
+pub(super) async fn totp_confirm(
     State(app): State<App>,
     ctx: Ctx,
     Form(form): Form<TotpSetupForm>,
@@ -346,7 +350,7 @@ pub async fn totp_confirm(
 
 /// The language switch.
 #[derive(Debug, Deserialize)]
-pub struct LangForm {
+pub(super) struct LangForm {
     lang: String,
     #[serde(default)]
     next: String,
@@ -355,7 +359,11 @@ pub struct LangForm {
 }
 
 /// `POST /lang`: keeps the chosen language in a cookie and goes back.
-pub async fn set_lang(State(app): State<App>, ctx: Ctx, Form(form): Form<LangForm>) -> Response {
+pub(super) async fn set_lang(
+    State(app): State<App>,
+    ctx: Ctx,
+    Form(form): Form<LangForm>,
+) -> Response {
     if let Some(s) = &ctx.session {
         if !csrf_matches(s, &form.csrf) {
             return (StatusCode::FORBIDDEN, ctx.lang.t("error-csrf")).into_response();
