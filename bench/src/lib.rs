@@ -1547,6 +1547,13 @@ fn print_scale(s: &scale::ScaleReport) {
     row("", "web_record_p99_ms", s.web_record_p99_ms, "ms");
     row(
         "",
+        "web_thread_p50_ms",
+        s.web_thread_p50_ms,
+        &format!("ms  (web: a thread of {} messages)", s.thread_messages),
+    );
+    row("", "web_thread_p99_ms", s.web_thread_p99_ms, "ms");
+    row(
+        "",
         "catchup_msgs_per_s",
         s.catchup_msgs_per_s,
         "/s  (a member offline while the group filled)",

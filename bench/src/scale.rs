@@ -56,6 +56,8 @@ const MAX_SAMPLES: usize = 500;
 const POSTS: usize = 200;
 /// Message ids kept from the fill for reads by id.
 const KEPT_IDS: usize = 10_000;
+/// Answers posted under one message of the fill, for the thread's page.
+pub const THREAD_REPLIES: usize = 20;
 /// How long a node is left alone after its API first answers before its memory is read.
 const SETTLE: Duration = Duration::from_secs(3);
 /// How long one step (a start, a stop, one request, the catch-up) may take.
@@ -122,6 +124,16 @@ pub struct ScaleReport {
     pub web_record_p99_ms: f64,
     /// Record pages asked for.
     pub web_record_samples: usize,
+    /// Messages of the thread whose root's page is sampled as `web_thread_*`: a message of
+    /// the fill and [`THREAD_REPLIES`] answers, half to it and half each to the answer before.
+    pub thread_messages: usize,
+    /// Median milliseconds the web workspace took to serve the page of that thread's root
+    /// (the page shows the whole thread with the state of its alerts and requests).
+    pub web_thread_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub web_thread_p99_ms: f64,
+    /// Thread pages asked for.
+    pub web_thread_samples: usize,
     /// Messages a member that was offline while the group filled caught up.
     pub catchup_messages: usize,
     /// Seconds from that member's start until it held them all durably.
@@ -245,6 +257,10 @@ async fn measure(
     report.fill_seconds = started.elapsed().as_secs_f64();
     report.fill_msgs_per_s = messages as f64 / report.fill_seconds;
     progress("filled, messages per second", report.fill_msgs_per_s, "/s");
+    let root = ids
+        .first()
+        .ok_or_else(|| Error::Invalid("the fill kept no message id".into()))?;
+    report.thread_messages = thread(a, &group, root).await?;
     // The web officer, made now; its session after the restart.
     let officer = a
         .post(
@@ -280,6 +296,16 @@ async fn measure(
     reads(a, &group, &ids, sample_for, &mut report).await?;
     let web = WebSession::login(a, http, "scale-officer", &one_time).await?;
     web_pages(&web, &group, &ids, sample_for, &mut report).await?;
+    let path = format!("/m/{root}");
+    let (mut threads, _) = sample((MAX_SAMPLES, sample_for), |_| web.page(&path)).await?;
+    report.web_thread_samples = threads.len();
+    (report.web_thread_p50_ms, report.web_thread_p99_ms) = percentiles(&mut threads);
+    progress(
+        &format!("web thread page ({} messages), p50", report.thread_messages),
+        report.web_thread_p50_ms,
+        "ms",
+    );
+    progress("web thread page, p99", report.web_thread_p99_ms, "ms");
     // The member that was offline catches up.
     let held = count(a).await?;
     let t0 = Instant::now();
@@ -358,6 +384,20 @@ async fn fill(a: &Process, group: &str, messages: usize) -> Result<Vec<String>> 
     let clients: Vec<_> = (0..FILL_CLIENTS).map(|_| client()).collect();
     let kept = futures_util::future::try_join_all(clients).await?;
     Ok(kept.into_iter().flatten().collect())
+}
+
+/// Posts [`THREAD_REPLIES`] answers under `root`, one at a time: even ones answer the root,
+/// odd ones the answer before them, so the thread has breadth and depth. Returns the thread's
+/// size, root included.
+async fn thread(a: &Process, group: &str, root: &str) -> Result<usize> {
+    let path = format!("/v1/groups/{group}/messages");
+    let mut last = root.to_owned();
+    for i in 0..THREAD_REPLIES {
+        let to = if i % 2 == 0 { root } else { last.as_str() };
+        let item = json!({ "subject": format!("answer {i}"), "body": "an answer", "reply_to": to });
+        last = text(&a.post(&path, &item).await?, "id")?;
+    }
+    Ok(THREAD_REPLIES + 1)
 }
 
 /// The first page of the group and messages by id, over the API.
@@ -482,6 +522,7 @@ fn goals(r: &ScaleReport) -> Vec<Goal> {
         goal("page_p99_ms", r.page_p99_ms, 20.0, "ms"),
         goal("web_group_p99_ms", r.web_group_p99_ms, 50.0, "ms"),
         goal("web_record_p99_ms", r.web_record_p99_ms, 50.0, "ms"),
+        goal("web_thread_p99_ms", r.web_thread_p99_ms, 50.0, "ms"),
     ]
 }
 

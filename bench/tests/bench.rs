@@ -55,6 +55,8 @@ const KEYS: &[&str] = &[
     "scale.audit_records",
     "scale.web_group_p50_ms",
     "scale.web_record_p50_ms",
+    "scale.web_thread_p50_ms",
+    "scale.thread_messages",
     "scale.catchup_msgs_per_s",
 ];
 
