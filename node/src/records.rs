@@ -91,63 +91,105 @@ pub fn withhold_nominal(view: &mut MessageView) -> bool {
 /// message's id, time, author and handling, then one column per field of the record, named by
 /// its path (`place.location_type`, `items.0.hs_code`); lists of plain values are joined with
 /// `; `. Columns appear in the order the fields are first met. Messages of other kinds are
-/// left out.
+/// left out. (Built a message at a time by [`CsvColumns`] and [`csv_line`], as the API
+/// streams it.)
 pub fn csv(kind: &str, messages: &[MessageView]) -> Result<String, csv::Error> {
-    let mut columns: Vec<String> = Vec::new();
-    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
-    for m in messages.iter().filter(|m| m.kind == kind) {
-        let mut cells = Vec::new();
-        if let Some(record) = &m.record {
-            flatten("", record, &mut cells);
-        } else if kind == "note" {
-            cells.push(("subject".to_owned(), m.subject.clone()));
-            cells.push(("body".to_owned(), m.body.clone().unwrap_or_default()));
-        }
-        for (name, _) in &cells {
-            if !columns.contains(name) {
-                columns.push(name.clone());
+    let mut columns = CsvColumns::default();
+    for m in messages {
+        columns.add(kind, m);
+    }
+    let header = columns.header();
+    let mut out = csv_line(&header)?;
+    for cells in messages.iter().filter_map(|m| csv_cells(kind, m)) {
+        out.extend(csv_line(&row_of(&header, &cells))?);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The columns of a CSV of one kind, learnt a message at a time (see [`csv`]).
+#[derive(Debug, Default)]
+pub struct CsvColumns {
+    fields: Vec<String>,
+}
+
+/// The columns every CSV row starts with.
+const CSV_FIXED: [&str; 6] = [
+    "id",
+    "created_at",
+    "author",
+    "officer",
+    "handling",
+    "reply_to",
+];
+
+impl CsvColumns {
+    /// Adds the fields of `m` if it is of `kind`; returns whether it is.
+    pub fn add(&mut self, kind: &str, m: &MessageView) -> bool {
+        let Some(cells) = csv_cells(kind, m) else {
+            return false;
+        };
+        for (name, _) in &cells[CSV_FIXED.len()..] {
+            if !self.fields.contains(name) {
+                self.fields.push(name.clone());
             }
         }
-        let mut row = vec![
-            ("id".to_owned(), m.id.clone()),
-            ("created_at".to_owned(), m.created_at.clone()),
-            ("author".to_owned(), m.author_name.clone()),
-            ("officer".to_owned(), m.officer.clone()),
-            ("handling".to_owned(), m.handling.clone()),
-            (
-                "reply_to".to_owned(),
-                m.reply_to.clone().unwrap_or_default(),
-            ),
-        ];
-        row.extend(cells);
-        rows.push(row);
+        true
     }
-    let mut header: Vec<String> = [
-        "id",
-        "created_at",
-        "author",
-        "officer",
-        "handling",
-        "reply_to",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    header.extend(columns);
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(&header)?;
-    for row in rows {
-        let line: Vec<&str> = header
+
+    /// The header: the fixed columns, then the fields in the order they were first met.
+    pub fn header(&self) -> Vec<String> {
+        CSV_FIXED
             .iter()
-            .map(|h| {
-                row.iter()
-                    .find(|(name, _)| name == h)
-                    .map_or("", |(_, v)| v.as_str())
-            })
-            .collect();
-        w.write_record(&line)?;
+            .map(|c| (*c).to_owned())
+            .chain(self.fields.iter().cloned())
+            .collect()
     }
-    let bytes = w.into_inner().map_err(|e| e.into_error())?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The cells of `m` named by column (the fixed ones first), or `None` if it is not of `kind`.
+pub fn csv_cells(kind: &str, m: &MessageView) -> Option<Vec<(String, String)>> {
+    if m.kind != kind {
+        return None;
+    }
+    let mut cells: Vec<(String, String)> = CSV_FIXED
+        .iter()
+        .map(|c| (*c).to_owned())
+        .zip([
+            m.id.clone(),
+            m.created_at.clone(),
+            m.author_name.clone(),
+            m.officer.clone(),
+            m.handling.clone(),
+            m.reply_to.clone().unwrap_or_default(),
+        ])
+        .collect();
+    if let Some(record) = &m.record {
+        flatten("", record, &mut cells);
+    } else if kind == "note" {
+        cells.push(("subject".to_owned(), m.subject.clone()));
+        cells.push(("body".to_owned(), m.body.clone().unwrap_or_default()));
+    }
+    Some(cells)
+}
+
+/// The values of `cells` in the order of `header` (empty where a cell is missing).
+pub fn row_of(header: &[String], cells: &[(String, String)]) -> Vec<String> {
+    header
+        .iter()
+        .map(|h| {
+            cells
+                .iter()
+                .find(|(name, _)| name == h)
+                .map_or_else(String::new, |(_, v)| v.clone())
+        })
+        .collect()
+}
+
+/// One CSV record, encoded with its line end.
+pub fn csv_line(values: &[String]) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(values)?;
+    w.into_inner().map_err(|e| e.into_error().into())
 }
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {

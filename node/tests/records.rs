@@ -300,4 +300,18 @@ fn records_travel_between_two_nodes_through_cli_and_api() {
     ));
     assert_eq!(status, 200);
     assert!(text.contains("Petrenko"));
+    // The API streams its CSV a line at a time; it is the CSV the CLI builds whole.
+    let whole = ok(
+        &a,
+        &[
+            "export",
+            &group,
+            "--format",
+            "csv",
+            "--kind",
+            "seizure",
+            "--include-nominal",
+        ],
+    );
+    assert_eq!(text.trim_end(), whole.trim_end());
 }
