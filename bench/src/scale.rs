@@ -295,17 +295,7 @@ async fn measure(
 
     reads(a, &group, &ids, sample_for, &mut report).await?;
     let web = WebSession::login(a, http, "scale-officer", &one_time).await?;
-    web_pages(&web, &group, &ids, sample_for, &mut report).await?;
-    let path = format!("/m/{root}");
-    let (mut threads, _) = sample((MAX_SAMPLES, sample_for), |_| web.page(&path)).await?;
-    report.web_thread_samples = threads.len();
-    (report.web_thread_p50_ms, report.web_thread_p99_ms) = percentiles(&mut threads);
-    progress(
-        &format!("web thread page ({} messages), p50", report.thread_messages),
-        report.web_thread_p50_ms,
-        "ms",
-    );
-    progress("web thread page, p99", report.web_thread_p99_ms, "ms");
+    web_pages(&web, (&group, &ids, root), sample_for, &mut report).await?;
     // The member that was offline catches up.
     let held = count(a).await?;
     let t0 = Instant::now();
@@ -437,11 +427,11 @@ async fn reads(
     Ok(())
 }
 
-/// The web workspace's group page and record pages, as a logged-in officer.
+/// The web workspace's group page, record pages, and the page of the thread under `root`
+/// (see [`thread`]), as a logged-in officer.
 async fn web_pages(
     web: &WebSession,
-    group: &str,
-    ids: &[String],
+    (group, ids, root): (&str, &[String], &str),
     sample_for: Duration,
     report: &mut ScaleReport,
 ) -> Result<()> {
@@ -460,6 +450,16 @@ async fn web_pages(
     (report.web_record_p50_ms, report.web_record_p99_ms) = percentiles(&mut records);
     progress("web record page, p50", report.web_record_p50_ms, "ms");
     progress("web record page, p99", report.web_record_p99_ms, "ms");
+    let path = format!("/m/{root}");
+    let (mut threads, _) = sample((MAX_SAMPLES, sample_for), |_| web.page(&path)).await?;
+    report.web_thread_samples = threads.len();
+    (report.web_thread_p50_ms, report.web_thread_p99_ms) = percentiles(&mut threads);
+    progress(
+        &format!("web thread page ({} messages), p50", report.thread_messages),
+        report.web_thread_p50_ms,
+        "ms",
+    );
+    progress("web thread page, p99", report.web_thread_p99_ms, "ms");
     Ok(())
 }
 
