@@ -106,7 +106,7 @@ pub fn csv(kind: &str, messages: &[MessageView]) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The columns of a CSV of one kind, learnt a message at a time (see [`csv`]).
+/// The columns of a CSV of one kind, learnt a message at a time (see [`csv()`]).
 #[derive(Debug, Default)]
 pub struct CsvColumns {
     fields: Vec<String>,
