@@ -36,6 +36,8 @@ const KEY_LISTED: &[u8] = b"n";
 const PART_LISTING: &str = "messages-v4 (listing index)";
 /// A listing key: `l` ‖ group ‖ created_at ‖ id.
 const LISTING_KEY_LEN: usize = 1 + GROUP_LEN + 8 + ID_LEN;
+/// Messages whose entries [`Store::relist`] applies in one sled batch.
+const RELIST_CHUNK: usize = 10_000;
 
 /// A message's position in its group's listing: newer is greater, and two messages created in
 /// the same millisecond are told apart by their ids.
@@ -161,7 +163,19 @@ impl Store {
             listed.insert(entry.id, k);
         }
         let mut report = RelistReport::default();
+        // Entries are applied a chunk at a time: one batch of a million entries held sled's
+        // and the allocator's memory at gigabytes after the node started. Each chunk is
+        // derived data whatever follows it; the count and the mark go last, so a start cut
+        // short relists again.
         let mut writes = sled::Batch::default();
+        let mut pending = 0usize;
+        let apply = |writes: &mut sled::Batch, pending: &mut usize| {
+            *pending = 0;
+            engine
+                .messages
+                .apply_batch(std::mem::take(writes))
+                .map_err(|e| engine.engine("rebuilding the listing index", e))
+        };
         let mut count = 0u64;
         for item in engine.messages.scan_prefix([P_AUTHOR]) {
             let (k, v) = item.map_err(|e| engine.engine("reading the author index", e))?;
@@ -194,18 +208,24 @@ impl Store {
                     Engine::reply_new(&mut writes, [(place.group, parent, record.id)]);
                     report.replies += 1;
                 }
+                pending += 1;
+                if pending >= RELIST_CHUNK {
+                    apply(&mut writes, &mut pending)?;
+                }
             }
         }
         for (_, k) in listed {
             writes.remove(k);
             report.removed += 1;
+            pending += 1;
+            if pending >= RELIST_CHUNK {
+                apply(&mut writes, &mut pending)?;
+            }
         }
+        apply(&mut writes, &mut pending)?;
         writes.insert(KEY_LISTED, &count.to_be_bytes()[..]);
         writes.insert(KEY_REPLIES_WHOLE, &[][..]);
-        engine
-            .messages
-            .apply_batch(writes)
-            .map_err(|e| engine.engine("rebuilding the listing index", e))?;
+        apply(&mut writes, &mut pending)?;
         Ok(report)
     }
 }
