@@ -152,6 +152,15 @@ impl Store {
         &self,
         describe: impl Fn(&[u8]) -> Option<Described>,
     ) -> Result<RelistReport, StoreError> {
+        self.relist_in_chunks(describe, RELIST_CHUNK)
+    }
+
+    /// [`Store::relist`], applying the entries of `chunk` messages per sled batch.
+    pub(super) fn relist_in_chunks(
+        &self,
+        describe: impl Fn(&[u8]) -> Option<Described>,
+        chunk: usize,
+    ) -> Result<RelistReport, StoreError> {
         let engine = self.engine()?;
         let _writer = engine.lock_writer();
         let whole = engine.replies_whole()?;
@@ -209,7 +218,7 @@ impl Store {
                     report.replies += 1;
                 }
                 pending += 1;
-                if pending >= RELIST_CHUNK {
+                if pending >= chunk {
                     apply(&mut writes, &mut pending)?;
                 }
             }
@@ -218,7 +227,7 @@ impl Store {
             writes.remove(k);
             report.removed += 1;
             pending += 1;
-            if pending >= RELIST_CHUNK {
+            if pending >= chunk {
                 apply(&mut writes, &mut pending)?;
             }
         }

@@ -243,6 +243,35 @@ mod tests {
         assert_eq!(again, RelistReport::default());
     }
 
+    /// A rebuild applied a few entries at a time (as `relist` applies ten thousand) writes
+    /// the same indexes as one applied at once, a stale listing entry removed included.
+    #[tokio::test]
+    async fn relist_in_chunks_writes_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
+        store.insert_messages(thread(g, other)).await.unwrap();
+        wipe(&store, &[&[P_REPLY], b"l", b"n", KEY_REPLIES_WHOLE]);
+        let engine = store.engine().unwrap();
+        let mut batch = sled::Batch::default();
+        batch.insert(super::super::listing::listing_key(&g, 1, &id(99)), &[][..]);
+        engine.messages.apply_batch(batch).unwrap();
+
+        let report = store.relist_in_chunks(describe, 2).unwrap();
+        assert_eq!((report.added, report.replies, report.removed), (6, 4, 1));
+        assert_eq!(store.listed_count().unwrap(), 6);
+        assert!(store.replies_whole().unwrap());
+        assert_eq!(store.replies(&g, &id(1)).unwrap(), [id(2), id(3)]);
+        assert_eq!(store.replies(&g, &id(3)).unwrap(), [id(4)]);
+        assert_eq!(store.replies(&other, &id(1)).unwrap(), [id(6)]);
+        let listed: Vec<_> = store
+            .listing(&g, None)
+            .unwrap()
+            .map(|l| l.unwrap().id)
+            .collect();
+        assert_eq!(listed, [id(5), id(4), id(3), id(2), id(1)]);
+    }
+
     /// Messages indexed again after a crash (no listing entry, no reply entry) get both from
     /// `relist`, and only they are described.
     #[tokio::test]
