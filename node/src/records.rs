@@ -123,17 +123,16 @@ const CSV_FIXED: [&str; 6] = [
 ];
 
 impl CsvColumns {
-    /// Adds the fields of `m` if it is of `kind`; returns whether it is.
-    pub fn add(&mut self, kind: &str, m: &MessageView) -> bool {
+    /// Adds the fields of `m` if it is of `kind`.
+    pub fn add(&mut self, kind: &str, m: &MessageView) {
         let Some(cells) = csv_cells(kind, m) else {
-            return false;
+            return;
         };
         for (name, _) in &cells[CSV_FIXED.len()..] {
             if !self.fields.contains(name) {
                 self.fields.push(name.clone());
             }
         }
-        true
     }
 
     /// The header: the fixed columns, then the fields in the order they were first met.

@@ -159,44 +159,34 @@ pub(super) async fn export(
         )
             .into_response());
     };
-    // CSV: its header names every field met in the export, so the export is read twice, a
-    // message at a time: once for the columns, once for the rows.
+    // CSV: its header names every field met in the export, so the planned export is read
+    // twice, a message at a time: once for the columns, once for the rows.
     let result = async {
-        let mut first = scoped.export_stream(group.clone(), include_nominal).await?;
-        let (exported, refused) = (first.exported, first.refused.clone());
+        let mut first = scoped.export_stream(group, include_nominal).await?;
         let mut columns = crate::records::CsvColumns::default();
-        let mut ids = std::collections::HashSet::new();
         while let Some(view) = first.next().await {
-            let view = view?;
-            if columns.add(kind.as_str(), &view) {
-                ids.insert(view.id);
-            }
+            columns.add(kind.as_str(), &view?);
         }
-        drop(first);
-        let rows = scoped.export_stream(group, include_nominal).await?;
-        Ok((exported, refused, columns.header(), ids, rows))
+        Ok((columns.header(), first.again()))
     }
     .await;
     let outcome_target = match &result {
-        Ok((exported, refused, ..)) => exported_target(&target, *exported, refused),
+        Ok((_, rows)) => exported_target(&target, rows.exported, &rows.refused),
         Err(_) => target,
     };
-    let (_, _, header, ids, rows) = s.audited(&who, "export", &outcome_target, result).await?;
+    let (header, rows) = s.audited(&who, "export", &outcome_target, result).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-        axum::body::Body::from_stream(csv_body(kind, header, ids, rows)),
+        axum::body::Body::from_stream(csv_body(kind, header, rows)),
     )
         .into_response())
 }
 
 /// The CSV of one kind of record, sent a line at a time: `header`, then a row for each message
-/// of `rows` whose id is in `ids` (the messages the header was made from: one that arrived
-/// since is left out, as its fields may not have a column). A message that fails to open ends
-/// the body early.
+/// of `rows` of that kind. A message that fails to open ends the body early.
 fn csv_body(
     kind: RecordKind,
     header: Vec<String>,
-    ids: std::collections::HashSet<String>,
     rows: crate::node::ExportStream,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     let csv_err = |e: csv::Error| std::io::Error::other(format!("CSV: {e}"));
@@ -204,14 +194,14 @@ fn csv_body(
         .map(Bytes::from)
         .map_err(csv_err);
     let lines = futures_util::stream::unfold(
-        (rows, header, ids, false),
-        move |(mut rows, header, ids, done)| async move {
+        (rows, header, false),
+        move |(mut rows, header, done)| async move {
             if done {
                 return None;
             }
             loop {
                 match rows.next().await? {
-                    Ok(view) if ids.contains(&view.id) => {
+                    Ok(view) => {
                         let Some(cells) = crate::records::csv_cells(kind.as_str(), &view) else {
                             continue;
                         };
@@ -219,12 +209,11 @@ fn csv_body(
                             crate::records::csv_line(&crate::records::row_of(&header, &cells))
                                 .map(Bytes::from)
                                 .map_err(csv_err);
-                        return Some((line, (rows, header, ids, false)));
+                        return Some((line, (rows, header, false)));
                     }
-                    Ok(_) => continue,
                     Err(e) => {
                         let e = std::io::Error::other(e.to_string());
-                        return Some((Err(e), (rows, header, ids, true)));
+                        return Some((Err(e), (rows, header, true)));
                     }
                 }
             }

@@ -174,8 +174,8 @@ impl Store {
         let mut report = RelistReport::default();
         // Entries are applied a chunk at a time: one batch of a million entries held sled's
         // and the allocator's memory at gigabytes after the node started. Each chunk is
-        // derived data whatever follows it; the count and the mark go last, so a start cut
-        // short relists again.
+        // derived data whatever follows it; the count and the mark go in the last one, so a start
+        // cut short relists again.
         let mut writes = sled::Batch::default();
         let mut pending = 0usize;
         let apply = |writes: &mut sled::Batch, pending: &mut usize| {
@@ -231,7 +231,6 @@ impl Store {
                 apply(&mut writes, &mut pending)?;
             }
         }
-        apply(&mut writes, &mut pending)?;
         writes.insert(KEY_LISTED, &count.to_be_bytes()[..]);
         writes.insert(KEY_REPLIES_WHOLE, &[][..]);
         apply(&mut writes, &mut pending)?;

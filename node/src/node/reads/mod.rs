@@ -78,13 +78,68 @@ pub struct ExportStream {
     /// The messages a handling code keeps in.
     pub refused: Vec<crate::views::Refused>,
     rx: tokio::sync::mpsc::Receiver<Result<MessageView>>,
+    /// What sends on `rx`, kept to send the same plan again ([`ExportStream::again`]).
+    source: ExportSource,
     _permit: OwnedSemaphorePermit,
+}
+
+/// The messages an export sends, and for whom.
+#[derive(Debug, Clone)]
+struct ExportSource {
+    reads: Arc<Reads>,
+    who: Principal,
+    ids: Arc<[MessageId]>,
+    include_nominal: bool,
+}
+
+impl ExportSource {
+    /// Opens each planned message on the blocking pool, sending it as the reader takes it.
+    fn send(&self) -> tokio::sync::mpsc::Receiver<Result<MessageView>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_QUEUE);
+        let source = self.clone();
+        let snap = self.reads.snapshot.borrow().clone();
+        tokio::task::spawn_blocking(move || {
+            let ctx = Ctx {
+                snap: &snap,
+                store: &source.reads.store,
+                attachments: &source.reads.attachments,
+            };
+            for id in source.ids.iter() {
+                let view = match ctx.read(&source.who, id, true) {
+                    Ok(mut view) => {
+                        if !source.include_nominal {
+                            view.nominal_withheld = crate::records::withhold_nominal(&mut view);
+                        }
+                        Ok(view)
+                    }
+                    // Quarantined or withheld since the plan was made.
+                    Err(Error::NotFound(_)) => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = view.is_err();
+                if tx.blocking_send(view).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        rx
+    }
 }
 
 impl ExportStream {
     /// The next exported message, oldest first; `None` once all were sent.
     pub async fn next(&mut self) -> Option<Result<MessageView>> {
         self.rx.recv().await
+    }
+
+    /// The same export from its first message again, as planned (no message that arrived
+    /// since is in it), under the same permit: for a reader that needs two passes, as a CSV
+    /// export does (its header first names every field).
+    pub fn again(self) -> ExportStream {
+        ExportStream {
+            rx: self.source.send(),
+            ..self
+        }
     }
 }
 
@@ -278,39 +333,18 @@ impl Scoped {
             .reads()
             .run(move |ctx| ctx.export_plan(&planner, &group))
             .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_QUEUE);
-        let reads = self.reads().clone();
-        let snap = reads.snapshot.borrow().clone();
-        let ids = plan.ids.clone();
-        tokio::task::spawn_blocking(move || {
-            let ctx = Ctx {
-                snap: &snap,
-                store: &reads.store,
-                attachments: &reads.attachments,
-            };
-            for id in ids {
-                let view = match ctx.read(&who, &id, true) {
-                    Ok(mut view) => {
-                        if !include_nominal {
-                            view.nominal_withheld = crate::records::withhold_nominal(&mut view);
-                        }
-                        Ok(view)
-                    }
-                    // Quarantined or withheld since the plan was made.
-                    Err(Error::NotFound(_)) => continue,
-                    Err(e) => Err(e),
-                };
-                let failed = view.is_err();
-                if tx.blocking_send(view).is_err() || failed {
-                    return;
-                }
-            }
-        });
+        let source = ExportSource {
+            reads: self.reads().clone(),
+            who,
+            ids: plan.ids.into(),
+            include_nominal,
+        };
         Ok(ExportStream {
             group_id: plan.group.to_string(),
-            exported: plan.ids.len(),
+            exported: source.ids.len(),
             refused: plan.refused,
-            rx,
+            rx: source.send(),
+            source,
             _permit: permit,
         })
     }

@@ -98,12 +98,7 @@ impl Ctx<'_> {
             if !include_nominal {
                 view.nominal_withheld = crate::records::withhold_nominal(&mut view);
             }
-            let reason = match view.handling.as_str() {
-                "red" => Some("TLP:RED is for its named recipients only and is never exported"),
-                "amber+strict" => Some("TLP:AMBER+STRICT may not leave the organisation"),
-                _ => None,
-            };
-            match reason {
+            match kept_in(&view.handling) {
                 Some(r) => refused.push(Refused {
                     id: view.id,
                     handling: view.handling,
@@ -130,27 +125,27 @@ impl Ctx<'_> {
             .map_err(|e| Error::Corrupt(format!("stored group id: {e}")))?;
         // Up to the root; a cycle is impossible (ids commit to their content, which names the
         // parent), but the walk is bounded anyway.
-        let mut root = start;
+        let (mut root_key, mut root) = (*id, start);
         for _ in 0..MAX_THREAD {
             let Some(parent) = root.reply_to.as_deref().and_then(|p| p.parse().ok()) else {
                 break;
             };
             match self.read(who, &parent, true) {
-                Ok(view) if view.group_id == root.group_id => root = view,
+                Ok(view) if view.group_id == root.group_id => (root_key, root) = (parent, view),
                 Ok(_) | Err(Error::NotFound(_)) => break,
                 Err(e) => return Err(e),
             }
         }
         let (root_id, root_replies_to) = (root.id.clone(), root.reply_to.clone());
         let mut entries = Vec::new();
-        let mut stack = vec![(root, 0usize)];
-        while let Some((m, depth)) = stack.pop() {
+        let mut stack = vec![(root_key, root, 0usize)];
+        while let Some((key, m, depth)) = stack.pop() {
             if entries.len() >= MAX_THREAD {
                 break;
             }
-            let kids = self.replies(who, &group, &m)?;
-            entries.push(entry(&m, depth, kids.iter()));
-            stack.extend(kids.into_iter().rev().map(|k| (k, depth + 1)));
+            let kids = self.replies(who, &group, (&key, &m.id))?;
+            entries.push(entry(&m, depth, kids.iter().map(|(_, k)| k)));
+            stack.extend(kids.into_iter().rev().map(|(k, v)| (k, v, depth + 1)));
         }
         Ok(ThreadView {
             group_id: group.to_string(),
@@ -160,30 +155,24 @@ impl Ctx<'_> {
         })
     }
 
-    /// The replies to `parent` in `group` that `who` may read, oldest first (as a group's
-    /// listing orders them).
+    /// The replies to `parent` (its id, and as its view shows it) in `group` that `who` may
+    /// read, oldest first (as a group's listing orders them).
     fn replies(
         &self,
         who: &Principal,
         group: &GroupId,
-        parent: &MessageView,
-    ) -> Result<Vec<MessageView>> {
-        let id: MessageId = parent
-            .id
-            .parse()
-            .map_err(|e| Error::Corrupt(format!("stored message id: {e}")))?;
+        (parent, shown): (&MessageId, &str),
+    ) -> Result<Vec<(MessageId, MessageView)>> {
         let mut kids = Vec::new();
-        for reply in self.store.replies(group, &id)? {
+        for reply in self.store.replies(group, parent)? {
             match self.read(who, &reply, true) {
                 // The entry was written from the reply's content, which says so again.
-                Ok(view) if view.reply_to.as_deref() == Some(parent.id.as_str()) => {
-                    kids.push(view);
-                }
+                Ok(view) if view.reply_to.as_deref() == Some(shown) => kids.push((reply, view)),
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        kids.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        kids.sort_by(|(_, a), (_, b)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         Ok(kids)
     }
 
