@@ -251,11 +251,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
         store.insert_messages(thread(g, other)).await.unwrap();
-        wipe(&store, &[&[P_REPLY], b"l", b"n", KEY_REPLIES_WHOLE]);
+        wipe(&store, &[&[P_REPLY], b"L", b"N", KEY_REPLIES_WHOLE]);
         let engine = store.engine().unwrap();
-        let mut batch = sled::Batch::default();
-        batch.insert(super::super::listing::listing_key(&g, 1, &id(99)), &[][..]);
-        engine.messages.apply_batch(batch).unwrap();
+        let (k, v) = super::super::listing::listing_run_entry(
+            &g,
+            &[super::super::Listed {
+                created_at: 1,
+                id: id(99),
+            }],
+        );
+        engine.messages.insert(k, v).unwrap();
 
         let report = store.relist_in_chunks(describe, 2).unwrap();
         assert_eq!((report.added, report.replies, report.removed), (6, 4, 1));
@@ -281,7 +286,7 @@ mod tests {
         let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
         store.insert_messages(thread(g, other)).await.unwrap();
         store.relist(describe).unwrap();
-        wipe(&store, &[&[P_REPLY], b"l"]);
+        wipe(&store, &[&[P_REPLY], b"L"]);
 
         let described = std::cell::Cell::new(0);
         let report = store
