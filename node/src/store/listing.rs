@@ -420,7 +420,8 @@ impl Engine {
     /// Adds to `writes` the runs of `group` rewritten to hold the positions `add` and lose
     /// the positions `remove` (both ascending); how many were added and removed (adding a
     /// listed position or removing an unlisted one changes nothing). Each run touched costs
-    /// two lookups, a parse and a write; a run that grows past [`MAX_LISTING_RUN`] splits.
+    /// two lookups (the run, and where the next one starts), a parse and a write; a run that
+    /// grows past [`MAX_LISTING_RUN`] splits.
     fn edit_listing(
         &self,
         writes: &mut sled::Batch,
@@ -434,40 +435,23 @@ impl Engine {
         edits.sort_unstable();
         let (mut added, mut removed) = (0u64, 0u64);
         let mut rest = &edits[..];
-        // The run holding the first position of `rest`, when the turn before found it.
-        let mut found: Option<Option<(sled::IVec, sled::IVec)>> = None;
         while let Some(&(at, _)) = rest.first() {
-            let owner = match found.take() {
-                Some(owner) => owner,
-                None => self.listing_owner(group, &at)?,
+            let owner = self.listing_owner(group, &at)?;
+            // Where the next run starts: positions from there on are another run's.
+            let next = match &owner {
+                Some((k, _)) => self.next_listing_run(group, k)?,
+                None => None,
             };
+            let mine = next.as_ref().map_or(rest.len(), |next| {
+                rest.partition_point(|(p, _)| run_key(group, p)[..] < next[..])
+            });
+            let (here, later) = rest.split_at(mine);
+            rest = later;
             let mut positions = match &owner {
                 Some((k, v)) => self.listing_run(k, v)?,
                 None => Vec::new(),
             };
             let last_before = positions.last().copied();
-            // Positions up to the run's last are the run's; a position above it is too, unless
-            // a later run starts at or below it. One lookup per run touched when the positions
-            // are spread over many runs, three when they fall after a run's end.
-            let mut mine = match last_before {
-                Some(last) => rest.partition_point(|(p, _)| *p <= last),
-                None => rest.len(),
-            };
-            if let (Some((k, _)), Some(&(above, _))) = (&owner, rest.get(mine)) {
-                let holder = self.listing_owner(group, &above)?;
-                if holder.as_ref().is_some_and(|(h, _)| h == k) {
-                    mine = match self.next_listing_run(group, k)? {
-                        Some(next) => {
-                            rest.partition_point(|(p, _)| run_key(group, p)[..] < next[..])
-                        }
-                        None => rest.len(),
-                    };
-                } else {
-                    found = Some(holder);
-                }
-            }
-            let (here, later) = rest.split_at(mine);
-            rest = later;
             let mut appended = true;
             for &(at, add) in here {
                 match (positions.binary_search(&at), add) {
