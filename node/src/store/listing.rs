@@ -115,18 +115,42 @@ pub struct RelistReport {
 }
 
 /// A group's listing from a position down, newest first (see [`Store::listing`]).
+///
+/// Each run is found with a lookup of its own rather than by one sled iterator: an iterator
+/// keeps reading the tree node it is in as it was when it came to it, so a run split while
+/// it read (the split moves the run's upper half to a new key above it) could have its upper
+/// half in a node read before the split and its lower half in one read after, and neither
+/// copy of the moved positions would be listed. A lookup sees the tree between two batches.
 pub struct Listing {
-    runs: std::iter::Rev<sled::Iter>,
+    group: GroupId,
+    /// Where the next run lies: at or below this key, or below it.
+    upper: Upper,
     /// The positions of the run being read, ascending: handed out from the back.
     run: Vec<Listed>,
-    before: Option<Listed>,
+    /// Positions handed out are below this one: the cursor, then the last handed out. A run
+    /// merged into a lower key while the listing read shows what was read already again.
+    floor: Option<Listed>,
     store: Store,
+}
+
+/// The upper end of what a [`Listing`] has still to read.
+#[derive(Debug)]
+enum Upper {
+    /// Every run of the group.
+    All,
+    /// Runs keyed at or below this key (the run holding the cursor starts at or below it).
+    Through([u8; LISTING_KEY_LEN]),
+    /// Runs keyed below this key (the last run read).
+    Below(Vec<u8>),
+    /// Nothing: the group's first run was read.
+    Done,
 }
 
 impl std::fmt::Debug for Listing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listing")
-            .field("before", &self.before)
+            .field("group", &self.group)
+            .field("floor", &self.floor)
             .finish_non_exhaustive()
     }
 }
@@ -137,18 +161,37 @@ impl Iterator for Listing {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(at) = self.run.pop() {
+                self.floor = Some(at);
                 return Some(Ok(at));
             }
-            let item = self.runs.next()?;
-            let run = self.store.engine().and_then(|engine| {
-                let (k, v) = item.map_err(|e| engine.engine("reading the listing index", e))?;
-                engine.listing_run(&k, &v)
-            });
+            let engine = match self.store.engine() {
+                Ok(engine) => engine,
+                Err(e) => return Some(Err(e)),
+            };
+            let prefix = group_prefix(&self.group);
+            let found = match &self.upper {
+                Upper::All => engine.messages.scan_prefix(prefix).next_back(),
+                Upper::Through(k) => engine.messages.range(&prefix[..]..=&k[..]).next_back(),
+                Upper::Below(k) => engine.messages.range(&prefix[..]..&k[..]).next_back(),
+                Upper::Done => return None,
+            };
+            let (k, v) = match found {
+                None => {
+                    self.upper = Upper::Done;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    self.upper = Upper::Done;
+                    return Some(Err(engine.engine("reading the listing index", e)));
+                }
+                Some(Ok(run)) => run,
+            };
+            let run = engine.listing_run(&k, &v);
+            self.upper = Upper::Below(k.to_vec());
             match run {
                 Ok(mut run) => {
-                    // The run holding the cursor also holds positions at or above it.
-                    if let Some(before) = self.before {
-                        run.retain(|at| *at < before);
+                    if let Some(floor) = self.floor {
+                        run.retain(|at| *at < floor);
                     }
                     self.run = run;
                 }
@@ -198,17 +241,16 @@ impl Store {
     /// newest first. Positions whose message is no longer held may appear: check with
     /// [`Store::has_message`] or by reading the message.
     pub fn listing(&self, group: &GroupId, before: Option<Listed>) -> Result<Listing, StoreError> {
-        let engine = self.engine()?;
-        let prefix = group_prefix(group);
-        let runs = match before {
-            // The run holding `before` starts at or below it.
-            Some(b) => engine.messages.range(&prefix[..]..=&run_key(group, &b)[..]),
-            None => engine.messages.scan_prefix(prefix),
-        };
+        self.engine()?;
         Ok(Listing {
-            runs: runs.rev(),
+            group: *group,
+            upper: match before {
+                // The run holding `before` starts at or below it.
+                Some(b) => Upper::Through(run_key(group, &b)),
+                None => Upper::All,
+            },
             run: Vec::new(),
-            before,
+            floor: before,
             store: self.clone(),
         })
     }
@@ -815,6 +857,60 @@ mod tests {
             sizes.len()
         );
         assert_eq!(listed(&store, &other, None).len(), 29);
+    }
+
+    /// A listing read while a batch splits a run below where it stands still lists every
+    /// position held when it began: the split moves the run's upper half to a key above the
+    /// run, between it and what the reader has read.
+    #[tokio::test]
+    async fn a_listing_read_while_runs_split_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let g = GroupId::from([1; 16]);
+        let fill: Vec<NewMessage> = (1..=2048).map(|n| message(n, g, 10 * n)).collect();
+        for batch in fill.chunks(256) {
+            store.insert_messages(batch.to_vec()).await.unwrap();
+        }
+        let engine = store.engine().unwrap();
+        let runs_now = || -> Vec<Vec<Listed>> {
+            engine
+                .messages
+                .scan_prefix(group_prefix(&g))
+                .map(|item| {
+                    let (k, v) = item.unwrap();
+                    engine.listing_run(&k, &v).unwrap()
+                })
+                .collect()
+        };
+        let mut split = 0;
+        for n in 0.. {
+            let runs = runs_now();
+            // The lowest full run with a run above it.
+            let Some(i) = (0..runs.len() - 1).find(|&i| runs[i].len() == MAX_LISTING_RUN) else {
+                break;
+            };
+            let (run, above) = (&runs[i], &runs[i + 1]);
+            let held = listed(&store, &g, Some(above[0]));
+            let mut listing = store.listing(&g, Some(above[1])).unwrap();
+            assert_eq!(listing.next().unwrap().unwrap(), above[0]);
+            // A message created in the middle of the run arrives: the run splits in two.
+            let late = message(10_000 + n, g, run[MAX_LISTING_RUN / 2].created_at + 1);
+            store.insert_messages(vec![late]).await.unwrap();
+            assert_eq!(runs_now().len(), runs.len() + 1, "the run split");
+            split += 1;
+            let rest: Vec<Listed> = listing.collect::<Result<_, _>>().unwrap();
+            assert!(
+                rest.windows(2).all(|w| w[0] > w[1]),
+                "newest first, once each"
+            );
+            let missed: Vec<&Listed> = held.iter().filter(|at| !rest.contains(at)).collect();
+            assert!(
+                missed.is_empty(),
+                "split {n}: {} positions missed",
+                missed.len()
+            );
+        }
+        assert!(split >= 32, "{split} runs split");
     }
 
     /// The one entry per message of development builds is moved into runs without a message
