@@ -92,8 +92,10 @@
 //! | tree           | key                                   | value                |
 //! |----------------|---------------------------------------|----------------------|
 //! | `messages-v4`  | `a` ‖ group(16) ‖ author(32) ‖ epoch(8) ‖ seq(8) | n records, seqs `seq..seq+n`: message_id(32) ‖ offset(8) ‖ len(4) ‖ checksum(16) ‖ meta_len(4) ‖ caller metadata |
-//! |                | `l` ‖ group(16) ‖ created_at(8) ‖ message_id(32) | empty: the listing index (see `listing`) |
-//! |                | `n`                                   | number of listing entries (u64) |
+//! |                | `L` ‖ group(16) ‖ created_at(8) ‖ message_id(32) of its first position | up to 32 positions created_at(8) ‖ message_id(32), ascending: the listing index (see `listing`) |
+//! |                | `N`                                   | number of listed positions (u64) |
+//! |                | `r` ‖ group(16) ‖ parent(32) ‖ reply(32) | empty: the reply index (see `replies`) |
+//! |                | `R`                                   | empty: every held message's reply is indexed |
 //! |                | `w`                                   | the watermark: log end ‖ messages ‖ control events ‖ last audit seq (u64 each) |
 //! | `control-v1`   | group(16) ‖ seq(8)                    | control event bytes  |
 //! | `receipts-v3`  | group(16) ‖ author(32) ‖ epoch(8) ‖ first seq(8) ‖ receiver(32) | last seq(8) ‖ receipt key(32) |
