@@ -168,8 +168,9 @@ async fn positions_are_kept_in_runs_that_split_as_they_fill() {
     let all = listed(&store, &g, None);
     let times: Vec<u64> = all.iter().map(|l| l.created_at).collect();
     assert_eq!(times, (1..=200).rev().map(|n| 10 * n).collect::<Vec<_>>());
-    // A cursor at any position, a run's first and last included.
-    for i in [0, 1, 31, 32, 33, 100, 199] {
+    // A cursor anywhere: the runs hold messages 1–32, 33–64, …, 193–200, so index 7 of the
+    // listing is the first position of the last run and index 8 the last of the one below.
+    for i in [0, 1, 7, 8, 39, 40, 100, 198, 199] {
         assert_eq!(listed(&store, &g, Some(all[i])), all[i + 1..], "below {i}");
     }
 
