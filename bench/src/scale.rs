@@ -295,7 +295,7 @@ async fn measure(
 
     reads(a, &group, &ids, sample_for, &mut report).await?;
     let web = WebSession::login(a, http, "scale-officer", &one_time).await?;
-    web_pages(&web, (&group, &ids, root), sample_for, &mut report).await?;
+    web_pages(&web, &group, &ids, root, sample_for, &mut report).await?;
     // The member that was offline catches up.
     let held = count(a).await?;
     let t0 = Instant::now();
@@ -431,7 +431,9 @@ async fn reads(
 /// (see [`thread`]), as a logged-in officer.
 async fn web_pages(
     web: &WebSession,
-    (group, ids, root): (&str, &[String], &str),
+    group: &str,
+    ids: &[String],
+    root: &str,
     sample_for: Duration,
     report: &mut ScaleReport,
 ) -> Result<()> {

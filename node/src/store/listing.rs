@@ -160,9 +160,15 @@ impl Iterator for Listing {
                 self.floor = Some(at);
                 return Some(Ok(at));
             }
+            if matches!(self.upper, Upper::Done) {
+                return None;
+            }
             let engine = match self.store.engine() {
                 Ok(engine) => engine,
-                Err(e) => return Some(Err(e)),
+                Err(e) => {
+                    self.upper = Upper::Done;
+                    return Some(Err(e));
+                }
             };
             let prefix = group_prefix(&self.group);
             let found = match &self.upper {
@@ -277,8 +283,7 @@ impl Engine {
             });
         }
         let mut added = 0u64;
-        for (group, mut positions) in groups {
-            positions.sort_unstable();
+        for (group, positions) in groups {
             added += self.edit_listing(writes, &group, &positions, &[])?.0;
         }
         let count = self.listed_count()?.saturating_add(added);
@@ -287,7 +292,7 @@ impl Engine {
     }
 
     /// Adds to `writes` the runs of `group` rewritten to hold the positions `add` and lose
-    /// the positions `remove` (both ascending); how many were added and removed (adding a
+    /// the positions `remove` (in any order); how many were added and removed (adding a
     /// listed position or removing an unlisted one changes nothing). Each run touched costs
     /// two lookups (the run, and where the next one starts), a parse and a write; a run that
     /// grows past [`MAX_LISTING_RUN`] splits.

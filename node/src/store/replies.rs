@@ -182,6 +182,16 @@ mod tests {
         ]
     }
 
+    /// A store in a temporary directory holding [`thread`] of two groups, the directory, and
+    /// the groups.
+    async fn stored_thread() -> (tempfile::TempDir, Store, GroupId, GroupId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
+        store.insert_messages(thread(g, other)).await.unwrap();
+        (dir, store, g, other)
+    }
+
     /// Removes every key of `messages-v4` starting with one of `prefixes`.
     fn wipe(store: &Store, prefixes: &[&[u8]]) {
         let engine = store.engine().unwrap();
@@ -218,10 +228,7 @@ mod tests {
     /// marked whole) has every message described again by `relist`, once.
     #[tokio::test]
     async fn relist_indexes_the_replies_of_a_store_written_before_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
-        store.insert_messages(thread(g, other)).await.unwrap();
+        let (_dir, store, g, other) = stored_thread().await;
         wipe(&store, &[&[P_REPLY], KEY_REPLIES_WHOLE]);
         assert!(!store.replies_whole().unwrap());
         assert!(store.replies(&g, &id(1)).unwrap().is_empty());
@@ -247,10 +254,7 @@ mod tests {
     /// the same indexes as one applied at once, a stale listing entry removed included.
     #[tokio::test]
     async fn relist_in_chunks_writes_every_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
-        store.insert_messages(thread(g, other)).await.unwrap();
+        let (_dir, store, g, other) = stored_thread().await;
         wipe(&store, &[&[P_REPLY], b"L", b"N", KEY_REPLIES_WHOLE]);
         let engine = store.engine().unwrap();
         let (k, v) = super::super::listing::listing_run_entry(
@@ -281,10 +285,7 @@ mod tests {
     /// `relist`, and only they are described.
     #[tokio::test]
     async fn relist_adds_the_replies_of_messages_indexed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
-        store.insert_messages(thread(g, other)).await.unwrap();
+        let (_dir, store, g, _) = stored_thread().await;
         store.relist(describe).unwrap();
         wipe(&store, &[&[P_REPLY], b"L"]);
 

@@ -143,7 +143,7 @@ impl Ctx<'_> {
             if entries.len() >= MAX_THREAD {
                 break;
             }
-            let kids = self.replies(who, &group, (&key, &m.id))?;
+            let kids = self.replies(who, &group, &key)?;
             entries.push(entry(&m, depth, kids.iter().map(|(_, k)| k)));
             stack.extend(kids.into_iter().rev().map(|(k, v)| (k, v, depth + 1)));
         }
@@ -155,19 +155,22 @@ impl Ctx<'_> {
         })
     }
 
-    /// The replies to `parent` (its id, and as its view shows it) in `group` that `who` may
-    /// read, oldest first (as a group's listing orders them).
+    /// The replies to `parent` in `group` that `who` may read, oldest first (as a group's
+    /// listing orders them).
     fn replies(
         &self,
         who: &Principal,
         group: &GroupId,
-        (parent, shown): (&MessageId, &str),
+        parent: &MessageId,
     ) -> Result<Vec<(MessageId, MessageView)>> {
+        let shown = parent.to_string();
         let mut kids = Vec::new();
         for reply in self.store.replies(group, parent)? {
             match self.read(who, &reply, true) {
                 // The entry was written from the reply's content, which says so again.
-                Ok(view) if view.reply_to.as_deref() == Some(shown) => kids.push((reply, view)),
+                Ok(view) if view.reply_to.as_deref() == Some(shown.as_str()) => {
+                    kids.push((reply, view));
+                }
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }

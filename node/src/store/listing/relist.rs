@@ -17,6 +17,9 @@ use super::{
 /// Messages whose entries [`Store::relist`] applies in one sled batch.
 const RELIST_CHUNK: usize = 10_000;
 
+/// Positions to add to and to remove from each group's listing.
+type Edits = BTreeMap<GroupId, (Vec<Listed>, Vec<Listed>)>;
+
 impl Store {
     /// Brings the listing and reply indexes in line with the held messages: adds the position
     /// of each held message that has none (read from an entry of the one-entry-per-message
@@ -53,12 +56,12 @@ impl Store {
             }
         }
         // Entries of development builds: removed, their positions moved into runs.
-        let mut earlier: HashMap<MessageId, (GroupId, Listed)> = HashMap::new();
+        let mut earlier: HashMap<MessageId, Listed> = HashMap::new();
         let mut earlier_keys = Vec::new();
         for item in engine.messages.scan_prefix([P_LISTING_ENTRIES]) {
             let (k, _) = item.map_err(read)?;
-            if let Some(entry) = earlier_entry(&k) {
-                earlier.insert(entry.1.id, entry);
+            if let Some(at) = earlier_entry(&k) {
+                earlier.insert(at.id, at);
             }
             earlier_keys.push(k);
         }
@@ -67,21 +70,9 @@ impl Store {
         // and the allocator's memory at gigabytes after the node started. Each chunk is
         // derived data whatever follows it; the count and the mark go in the last one, so a
         // start cut short relists again.
-        let edit = |writes: &mut sled::Batch,
-                    adds: BTreeMap<GroupId, Vec<Listed>>,
-                    removes: &[(GroupId, Listed)]|
-         -> Result<(u64, u64), StoreError> {
-            let mut edits: BTreeMap<GroupId, (Vec<Listed>, Vec<Listed>)> = BTreeMap::new();
-            for (group, positions) in adds {
-                edits.entry(group).or_default().0 = positions;
-            }
-            for (group, at) in removes {
-                edits.entry(*group).or_default().1.push(*at);
-            }
+        let edit = |writes: &mut sled::Batch, edits: Edits| -> Result<(u64, u64), StoreError> {
             let (mut added, mut removed) = (0, 0);
-            for (group, (mut add, mut remove)) in edits {
-                add.sort_unstable();
-                remove.sort_unstable();
+            for (group, (add, remove)) in edits {
                 let (a, r) = engine.edit_listing(writes, &group, &add, &remove)?;
                 added += a;
                 removed += r;
@@ -95,7 +86,7 @@ impl Store {
                 .map_err(|e| engine.engine("rebuilding the listing index", e))
         };
         let mut writes = sled::Batch::default();
-        let mut adds: BTreeMap<GroupId, Vec<Listed>> = BTreeMap::new();
+        let mut edits = Edits::new();
         let mut pending = 0usize;
         let mut count = 0u64;
         for k in earlier_keys {
@@ -112,7 +103,7 @@ impl Store {
             let (first, records) = engine.run(&k, &v)?;
             for (seq, record) in numbered(first, &records) {
                 let was_listed = listed.remove(&record.id).is_some();
-                let moved = earlier.remove(&record.id).map(|(_, at)| at);
+                let moved = earlier.remove(&record.id);
                 if was_listed {
                     count += 1;
                     if whole {
@@ -140,7 +131,7 @@ impl Store {
                     continue;
                 };
                 if !was_listed {
-                    adds.entry(place.group).or_default().push(at);
+                    edits.entry(place.group).or_default().0.push(at);
                 }
                 if let Some(parent) = described.and_then(|d| d.reply_to) {
                     Engine::reply_new(&mut writes, [(place.group, parent, record.id)]);
@@ -148,7 +139,7 @@ impl Store {
                 }
                 pending += 1;
                 if pending >= chunk {
-                    let (added, _) = edit(&mut writes, std::mem::take(&mut adds), &[])?;
+                    let (added, _) = edit(&mut writes, std::mem::take(&mut edits))?;
                     report.added += added as usize;
                     count += added;
                     flush(&mut writes)?;
@@ -162,8 +153,10 @@ impl Store {
         let stale: Vec<(GroupId, Listed)> = listed.into_values().collect();
         let mut parts = stale.chunks(chunk.max(1)).peekable();
         loop {
-            let part = parts.next().unwrap_or_default();
-            let (added, removed) = edit(&mut writes, std::mem::take(&mut adds), part)?;
+            for (group, at) in parts.next().unwrap_or_default() {
+                edits.entry(*group).or_default().1.push(*at);
+            }
+            let (added, removed) = edit(&mut writes, std::mem::take(&mut edits))?;
             report.added += added as usize;
             report.removed += removed as usize;
             count += added;
@@ -180,11 +173,11 @@ impl Store {
     }
 }
 
-/// The group and position of an entry of the one-entry-per-message listing of development
-/// builds; `None` if the key is not one.
-fn earlier_entry(k: &[u8]) -> Option<(GroupId, Listed)> {
+/// The position an entry of the one-entry-per-message listing of development builds names
+/// (`l` ‖ group ‖ position); `None` if the key is not one.
+fn earlier_entry(k: &[u8]) -> Option<Listed> {
     let rest = k.strip_prefix(&[P_LISTING_ENTRIES])?;
-    let (group, position) = rest.split_first_chunk::<GROUP_LEN>()?;
+    let (_group, position) = rest.split_first_chunk::<GROUP_LEN>()?;
     let position: &[u8; POSITION_LEN] = position.try_into().ok()?;
-    Some((GroupId::from(*group), Listed::decode(position)))
+    Some(Listed::decode(position))
 }

@@ -25,6 +25,21 @@ fn message(n: u64, group: GroupId, created_at: u64) -> NewMessage {
     }
 }
 
+/// A store in a temporary directory, which lives as long as the directory kept with it.
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+/// What a node reads from an envelope `message` made: its creation time, and no parent.
+fn describe(envelope: &[u8]) -> Option<Described> {
+    Some(Described {
+        created_at: u64::from_be_bytes(envelope.try_into().ok()?),
+        reply_to: None,
+    })
+}
+
 fn listed(store: &Store, group: &GroupId, before: Option<Listed>) -> Vec<Listed> {
     store
         .listing(group, before)
@@ -37,8 +52,7 @@ fn listed(store: &Store, group: &GroupId, before: Option<Listed>) -> Vec<Listed>
 /// no other group's messages.
 #[tokio::test]
 async fn a_listing_is_newest_first_below_the_cursor() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = open();
     let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
     let batch = vec![
         message(1, g, 30),
@@ -64,8 +78,7 @@ async fn a_listing_is_newest_first_below_the_cursor() {
 /// entries of messages no longer held is brought in line by `relist`.
 #[tokio::test]
 async fn relist_adds_missing_entries_and_drops_stale_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = open();
     let g = GroupId::from([1; 16]);
     let batch: Vec<NewMessage> = (1..=6).map(|n| message(n, g, 100 + n)).collect();
     store.insert_messages(batch.clone()).await.unwrap();
@@ -88,14 +101,7 @@ async fn relist_adds_missing_entries_and_drops_stale_ones() {
     engine.messages.apply_batch(wipe).unwrap();
     assert_eq!(store.listed_count().unwrap(), 0);
 
-    let report = store
-        .relist(|envelope| {
-            Some(Described {
-                created_at: u64::from_be_bytes(envelope.try_into().ok()?),
-                reply_to: None,
-            })
-        })
-        .unwrap();
+    let report = store.relist(describe).unwrap();
     assert_eq!(
         report,
         RelistReport {
@@ -151,8 +157,7 @@ fn paged(store: &Store, group: &GroupId, size: usize) -> Vec<Listed> {
 /// position in order whatever the runs.
 #[tokio::test]
 async fn positions_are_kept_in_runs_that_split_as_they_fill() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = open();
     let (g, other) = (GroupId::from([1; 16]), GroupId::from([2; 16]));
     // 200 messages in creation order, seven a batch, with another group's in between.
     let in_order: Vec<NewMessage> = (1..=200).map(|n| message(n, g, 10 * n)).collect();
@@ -213,8 +218,7 @@ async fn positions_are_kept_in_runs_that_split_as_they_fill() {
 /// run, between it and what the reader has read.
 #[tokio::test]
 async fn a_listing_read_while_runs_split_misses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = open();
     let g = GroupId::from([1; 16]);
     let fill: Vec<NewMessage> = (1..=2048).map(|n| message(n, g, 10 * n)).collect();
     for batch in fill.chunks(256) {
@@ -266,20 +270,12 @@ async fn a_listing_read_while_runs_split_misses_nothing() {
 /// opened, entries of messages no longer held are dropped, and their count goes.
 #[tokio::test]
 async fn relist_moves_entries_of_development_builds_into_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = open();
     let g = GroupId::from([1; 16]);
     let batch: Vec<NewMessage> = (1..=6).map(|n| message(n, g, 100 + n)).collect();
     store.insert_messages(batch.clone()).await.unwrap();
     // Its reply index whole, so that no message needs describing for it.
-    store
-        .relist(|e| {
-            Some(Described {
-                created_at: u64::from_be_bytes(e.try_into().ok()?),
-                reply_to: None,
-            })
-        })
-        .unwrap();
+    store.relist(describe).unwrap();
     assert!(store.replies_whole().unwrap());
     let earlier_key = |m: &NewMessage| {
         let mut k = vec![P_LISTING_ENTRIES];
@@ -315,8 +311,7 @@ async fn relist_moves_entries_of_development_builds_into_runs() {
 /// A run that is not whole positions in order is reported corrupt, not listed.
 #[tokio::test]
 async fn a_damaged_run_is_reported_corrupt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = open();
     let g = GroupId::from([1; 16]);
     store
         .insert_messages((1..=3).map(|n| message(n, g, n)).collect())
@@ -350,8 +345,7 @@ async fn a_damaged_run_is_reported_corrupt() {
 async fn measure_the_listing_on_the_write_path() {
     const MESSAGES: u64 = 64_000;
     for authors in [1, 16, 128] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         let g = GroupId::from([1; 16]);
         let per = MESSAGES / authors;
         let ids: Vec<NodeId> = (0u8..=255)
